@@ -1,0 +1,233 @@
+//! The ABI shared by the XDP program and the loader: map names, keys, values and
+//! reserved counter slots. Everything is `#[repr(C)]` with explicit padding so both
+//! sides agree byte for byte.
+#![no_std]
+#![deny(missing_docs)]
+
+/// Bumped whenever a pinned map's layout changes; recorded in the loader's state so
+/// a newer build never misreads maps pinned by an older one.
+pub const ABI_VERSION: u32 = 1;
+
+/// Most ordered rules one ruleset may hold (one bit each in a [`RuleBitmap`]).
+pub const MAX_RULES: usize = 4096;
+/// 64-bit words in a [`RuleBitmap`].
+pub const BITMAP_WORDS: usize = MAX_RULES / 64;
+
+/// Set of rules, one bit per rule index (bit `i % 64` of word `i / 64`).
+///
+/// Every field lookup yields one of these (through an equivalence class); the rule
+/// that decides is the lowest bit set in the AND of all of them.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct RuleBitmap {
+    /// The bits.
+    pub words: [u64; BITMAP_WORDS],
+}
+
+/// What a rule does with a packet.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct RuleAction {
+    /// [`ACTION_PASS`] or [`ACTION_DROP`].
+    pub action: u32,
+    /// Slot of this rule's counters in `COUNTERS`; stable across applies so that
+    /// counters of unchanged rules carry over.
+    pub counter: u32,
+}
+
+/// The packet goes on to the kernel stack.
+pub const ACTION_PASS: u32 = 0;
+/// The packet is dropped.
+pub const ACTION_DROP: u32 = 1;
+
+/// Packets and bytes (per CPU in the map; summed by the loader).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Counter {
+    /// Packets counted.
+    pub packets: u64,
+    /// Bytes counted (whole frames, from the Ethernet header on).
+    pub bytes: u64,
+}
+
+/// Per-interface totals (per CPU in the map).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct IfaceCounters {
+    /// Packets passed.
+    pub passed: Counter,
+    /// Packets dropped, by a rule, by the default policy or as malformed.
+    pub dropped: Counter,
+}
+
+/// Value of the `IFACES` hash (key: ifindex).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct IfaceEntry {
+    /// Class id for the interface field (index into `BITMAPS`).
+    pub class: u32,
+    /// Slot in `IFACE_COUNTERS`.
+    pub stats_slot: u32,
+}
+
+/// Most interfaces one loader manages.
+pub const MAX_IFACES: u32 = 64;
+
+/// Reserved slots at the start of `COUNTERS`; rules' slots follow.
+pub mod slot {
+    /// Packets decided by `set default pass`.
+    pub const DEFAULT_PASS: u32 = 0;
+    /// Packets decided by `set default block`.
+    pub const DEFAULT_BLOCK: u32 = 1;
+    /// Frames that are not IPv4/IPv6 (ARP, LLDP, ...): always passed.
+    pub const NON_IP: u32 = 2;
+    /// First of the malformed-packet reasons; see [`super::Malformed`].
+    pub const MALFORMED_BASE: u32 = 3;
+    /// Number of reserved slots; the first rule slot.
+    pub const RESERVED: u32 = 16;
+}
+
+/// Why a packet was dropped as malformed (counter slot `MALFORMED_BASE + reason`).
+#[repr(u32)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Malformed {
+    /// Frame shorter than an Ethernet header.
+    EthTruncated = 0,
+    /// A VLAN tag cut short.
+    VlanTruncated = 1,
+    /// More VLAN tags than the two we look through.
+    VlanTooMany = 2,
+    /// IPv4 header cut short, or IHL beyond the frame.
+    Ipv4Truncated = 3,
+    /// IPv4 version or IHL field invalid.
+    Ipv4BadHeader = 4,
+    /// IPv6 header cut short.
+    Ipv6Truncated = 5,
+    /// IPv6 version field invalid.
+    Ipv6BadHeader = 6,
+    /// An IPv6 extension header cut short.
+    Ipv6ExtTruncated = 7,
+    /// More IPv6 extension headers than the walk is bounded to, or headers longer
+    /// than [`super::MAX_HEADER_BYTES`].
+    Ipv6ExtTooMany = 8,
+    /// TCP/UDP/SCTP/ICMP header of a first fragment cut short.
+    L4Truncated = 9,
+}
+
+impl RuleBitmap {
+    /// No rule.
+    pub const EMPTY: RuleBitmap = RuleBitmap { words: [0; BITMAP_WORDS] };
+
+    /// Adds rule `i`.
+    pub fn set(&mut self, i: usize) {
+        self.words[i / 64] |= 1 << (i % 64);
+    }
+
+    /// Removes rule `i`.
+    pub fn clear(&mut self, i: usize) {
+        self.words[i / 64] &= !(1 << (i % 64));
+    }
+
+    /// Whether rule `i` is in the set.
+    pub fn get(&self, i: usize) -> bool {
+        self.words[i / 64] & (1 << (i % 64)) != 0
+    }
+}
+
+impl Malformed {
+    /// All reasons, in slot order.
+    pub const ALL: [Malformed; 10] = [
+        Malformed::EthTruncated,
+        Malformed::VlanTruncated,
+        Malformed::VlanTooMany,
+        Malformed::Ipv4Truncated,
+        Malformed::Ipv4BadHeader,
+        Malformed::Ipv6Truncated,
+        Malformed::Ipv6BadHeader,
+        Malformed::Ipv6ExtTruncated,
+        Malformed::Ipv6ExtTooMany,
+        Malformed::L4Truncated,
+    ];
+
+    /// Counter slot of this reason.
+    pub const fn slot(self) -> u32 {
+        slot::MALFORMED_BASE + self as u32
+    }
+
+    /// Short name for status output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Malformed::EthTruncated => "eth-truncated",
+            Malformed::VlanTruncated => "vlan-truncated",
+            Malformed::VlanTooMany => "vlan-too-many-tags",
+            Malformed::Ipv4Truncated => "ipv4-truncated",
+            Malformed::Ipv4BadHeader => "ipv4-bad-header",
+            Malformed::Ipv6Truncated => "ipv6-truncated",
+            Malformed::Ipv6BadHeader => "ipv6-bad-header",
+            Malformed::Ipv6ExtTruncated => "ipv6-ext-truncated",
+            Malformed::Ipv6ExtTooMany => "ipv6-ext-too-many",
+            Malformed::L4Truncated => "l4-truncated",
+        }
+    }
+}
+
+/// IPv6 extension headers walked before a packet counts as malformed.
+pub const MAX_IPV6_EXT: u32 = 8;
+/// Header bytes (link, network and extension headers) looked through; a packet whose
+/// L4 header starts beyond this counts as malformed. Bounds every offset for the verifier.
+pub const MAX_HEADER_BYTES: usize = 512;
+
+/// Size of `COUNTERS`: reserved slots plus two per rule, so that an apply can give
+/// every new rule a slot that neither the old nor the new ruleset is counting in.
+pub const COUNTER_SLOTS: u32 = slot::RESERVED + 2 * MAX_RULES as u32;
+
+/// Keys of the port arrays: a port, or [`PORT_NONE`] for packets without ports
+/// (not TCP/UDP/SCTP, or a non-first fragment).
+pub const PORT_NONE: u32 = 65536;
+/// Keys of the TCP flags array: the flags byte, or [`TCP_FLAGS_NONE`] (not TCP).
+pub const TCP_FLAGS_NONE: u32 = 256;
+/// Keys of the ICMP array: `type << 8 | code`, or [`ICMP_NONE`] (not ICMP/ICMPv6).
+pub const ICMP_NONE: u32 = 65536;
+/// Keys of the VLAN array: the VLAN id, or [`VLAN_NONE`] (untagged).
+pub const VLAN_NONE: u32 = 4096;
+/// Keys of the protocol array: `family * 256 + protocol`.
+pub const PROTO_KEYS: u32 = 512;
+/// Family index of IPv4 in protocol keys.
+pub const FAMILY_V4: u32 = 0;
+/// Family index of IPv6 in protocol keys.
+pub const FAMILY_V6: u32 = 1;
+
+/// The classifier's fields. Bit `1 << field` in `USED_FIELDS` says a rule uses it;
+/// unused fields are never looked up.
+pub mod field {
+    /// Receiving interface (`on IFACE`).
+    pub const IFACE: u32 = 0;
+    /// Address family and IP protocol (`inet`, `proto`).
+    pub const PROTO: u32 = 1;
+    /// Source address (`from ADDR`).
+    pub const SRC_ADDR: u32 = 2;
+    /// Destination address (`to ADDR`).
+    pub const DST_ADDR: u32 = 3;
+    /// Source port.
+    pub const SRC_PORT: u32 = 4;
+    /// Destination port.
+    pub const DST_PORT: u32 = 5;
+    /// TCP flags.
+    pub const TCP_FLAGS: u32 = 6;
+    /// ICMP/ICMPv6 type and code.
+    pub const ICMP: u32 = 7;
+    /// VLAN id.
+    pub const VLAN: u32 = 8;
+    /// Number of fields.
+    pub const COUNT: u32 = 9;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)] plain integers with no padding.
+    unsafe impl aya::Pod for super::RuleBitmap {}
+    unsafe impl aya::Pod for super::RuleAction {}
+    unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::IfaceCounters {}
+    unsafe impl aya::Pod for super::IfaceEntry {}
+}

@@ -1,0 +1,199 @@
+//! xdpwall's XDP classifier.
+//!
+//! Parse the headers into [`Fields`], look each used field up in its table to get an
+//! equivalence class, AND the classes' rule bitmaps and take the lowest set bit: that
+//! is the first rule that matches (bpf-iptables' linear bit-vector search). Cost grows
+//! with the number of 64-rule words, never with table sizes.
+#![no_std]
+#![no_main]
+
+mod parse;
+
+use aya_ebpf::{
+    Global,
+    bindings::xdp_action,
+    macros::{map, xdp},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    programs::XdpContext,
+};
+use filter_common::{
+    ACTION_PASS, BITMAP_WORDS, COUNTER_SLOTS, Counter, IfaceCounters, IfaceEntry, MAX_IFACES,
+    MAX_RULES, PROTO_KEYS, RuleAction, RuleBitmap, field, slot,
+};
+use parse::{Addr, Fields, Outcome};
+
+// Load-time constants (read-only data): the verifier prunes the branches they rule out,
+// so a ruleset pays only for the fields it uses.
+/// Bit `1 << field::X` set when some rule constrains field X.
+#[unsafe(no_mangle)]
+static USED_FIELDS: Global<u32> = Global::new(0);
+/// 64-rule words in use: `ceil(rules / 64)`.
+#[unsafe(no_mangle)]
+static RULE_WORDS: Global<u32> = Global::new(0);
+/// `ACTION_PASS` or `ACTION_DROP` when no rule matches.
+#[unsafe(no_mangle)]
+static DEFAULT_ACTION: Global<u32> = Global::new(ACTION_PASS);
+/// Interface-field class of an interface without an `IFACES` entry.
+#[unsafe(no_mangle)]
+static IFACE_MISS_CLASS: Global<u32> = Global::new(0);
+
+// Pinned: they outlive a ruleset, so counters carry over an apply.
+#[map]
+static COUNTERS: PerCpuArray<Counter> = PerCpuArray::pinned(COUNTER_SLOTS, 0);
+#[map]
+static IFACE_COUNTERS: PerCpuArray<IfaceCounters> = PerCpuArray::pinned(MAX_IFACES, 0);
+
+// One set per ruleset, filled before the program is attached or swapped in.
+#[map]
+static IFACES: HashMap<u32, IfaceEntry> = HashMap::with_max_entries(MAX_IFACES, 0);
+#[map]
+static RULES: Array<RuleAction> = Array::with_max_entries(MAX_RULES as u32, 0);
+/// Class id -> rules satisfied. Class 0 is all zeroes (matches nothing).
+#[map]
+static BITMAPS: Array<RuleBitmap> = Array::with_max_entries(1, 0);
+#[map]
+static PROTO_CLASS: Array<u32> = Array::with_max_entries(PROTO_KEYS, 0);
+#[map]
+static SRC_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(1, 0);
+#[map]
+static SRC_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(1, 0);
+#[map]
+static DST_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(1, 0);
+#[map]
+static DST_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(1, 0);
+#[map]
+static SPORT_CLASS: Array<u32> = Array::with_max_entries(1, 0);
+#[map]
+static DPORT_CLASS: Array<u32> = Array::with_max_entries(1, 0);
+#[map]
+static TCP_FLAGS_CLASS: Array<u32> = Array::with_max_entries(1, 0);
+#[map]
+static ICMP_CLASS: Array<u32> = Array::with_max_entries(1, 0);
+#[map]
+static VLAN_CLASS: Array<u32> = Array::with_max_entries(1, 0);
+
+#[xdp]
+pub fn xdpwall(ctx: XdpContext) -> u32 {
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    let ifindex = ctx.ingress_ifindex() as u32;
+    // SAFETY: the value is plain data and only read.
+    let iface = unsafe { IFACES.get(&ifindex) }.copied();
+
+    let (pass, counter_slot) = match parse::parse(&ctx) {
+        Outcome::Ip(fields) => decide(&fields, iface),
+        Outcome::NonIp => (true, slot::NON_IP),
+        Outcome::Malformed(reason) => (false, reason.slot()),
+    };
+
+    count(counter_slot, len);
+    if let Some(entry) = iface {
+        count_iface(entry.stats_slot, pass, len);
+    }
+    if pass { xdp_action::XDP_PASS } else { xdp_action::XDP_DROP }
+}
+
+/// First matching rule's action and counter slot, or the default policy's.
+#[inline(always)]
+fn decide(fields: &Fields, iface: Option<IfaceEntry>) -> (bool, u32) {
+    if let Some(rule) = first_match(fields, iface)
+        && let Some(rule) = RULES.get(rule)
+    {
+        return (rule.action == ACTION_PASS, rule.counter);
+    }
+    if DEFAULT_ACTION.load() == ACTION_PASS {
+        (true, slot::DEFAULT_PASS)
+    } else {
+        (false, slot::DEFAULT_BLOCK)
+    }
+}
+
+#[inline(always)]
+fn used(f: u32) -> bool {
+    USED_FIELDS.load() & (1 << f) != 0
+}
+
+/// The field's class bitmap: `Ok(None)` when no rule uses the field, `Err(())` when
+/// its class has no bitmap (class 0, the empty set): then no rule can match.
+#[inline(always)]
+fn bitmap_of(f: u32, class: impl FnOnce() -> Option<u32>) -> Result<Option<&'static RuleBitmap>, ()> {
+    if !used(f) {
+        return Ok(None);
+    }
+    // Always a map value pointer (never a pointer to something else on failure), so
+    // the verifier sees one pointer type per field and can prune states.
+    let class = class().ok_or(())?;
+    BITMAPS.get(class).map(Some).ok_or(())
+}
+
+#[inline(always)]
+fn lpm_class(v4: &LpmTrie<[u8; 4], u32>, v6: &LpmTrie<[u8; 16], u32>, addr: &Addr) -> Option<u32> {
+    match addr {
+        Addr::V4(a) => v4.get(Key::new(32, *a)).copied(),
+        Addr::V6(a) => v6.get(Key::new(128, *a)).copied(),
+    }
+}
+
+#[inline(always)]
+fn first_match(p: &Fields, iface: Option<IfaceEntry>) -> Option<u32> {
+    let b_iface = bitmap_of(field::IFACE, || {
+        Some(iface.map_or(IFACE_MISS_CLASS.load(), |e| e.class))
+    })
+    .ok()?;
+    let b_proto = bitmap_of(field::PROTO, || PROTO_CLASS.get(p.proto_key).copied()).ok()?;
+    let b_src = bitmap_of(field::SRC_ADDR, || lpm_class(&SRC_V4, &SRC_V6, &p.src)).ok()?;
+    let b_dst = bitmap_of(field::DST_ADDR, || lpm_class(&DST_V4, &DST_V6, &p.dst)).ok()?;
+    let b_sport = bitmap_of(field::SRC_PORT, || SPORT_CLASS.get(p.sport_key).copied()).ok()?;
+    let b_dport = bitmap_of(field::DST_PORT, || DPORT_CLASS.get(p.dport_key).copied()).ok()?;
+    let b_flags =
+        bitmap_of(field::TCP_FLAGS, || TCP_FLAGS_CLASS.get(p.tcp_flags_key).copied()).ok()?;
+    let b_icmp = bitmap_of(field::ICMP, || ICMP_CLASS.get(p.icmp_key).copied()).ok()?;
+    let b_vlan = bitmap_of(field::VLAN, || VLAN_CLASS.get(p.vlan_key).copied()).ok()?;
+
+    let words = RULE_WORDS.load() as usize;
+    for w in 0..BITMAP_WORDS {
+        if w >= words {
+            break;
+        }
+        let mut acc = u64::MAX;
+        for b in [b_iface, b_proto, b_src, b_dst, b_sport, b_dport, b_flags, b_icmp, b_vlan] {
+            if let Some(b) = b {
+                acc &= b.words[w];
+            }
+        }
+        if acc != 0 {
+            return Some(w as u32 * 64 + acc.trailing_zeros());
+        }
+    }
+    None
+}
+
+#[inline(always)]
+fn count(slot: u32, len: u64) {
+    if let Some(c) = COUNTERS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += len;
+        }
+    }
+}
+
+#[inline(always)]
+fn count_iface(slot: u32, pass: bool, len: u64) {
+    if let Some(c) = IFACE_COUNTERS.get_ptr_mut(slot) {
+        // SAFETY: as in `count`.
+        let c = unsafe { if pass { &mut (*c).passed } else { &mut (*c).dropped } };
+        c.packets += 1;
+        c.bytes += len;
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

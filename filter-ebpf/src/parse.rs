@@ -1,0 +1,245 @@
+//! Bounds-checked header parsing: Ethernet, up to two VLAN tags, IPv4 (options,
+//! fragments), IPv6 with a bounded walk of extension headers, and the L4 fields the
+//! classifier keys on. Every read goes through [`Cursor::read`], which checks the
+//! frame's end, and every offset stays below `MAX_HEADER_BYTES` for the verifier.
+
+use aya_ebpf::programs::XdpContext;
+use filter_common::{
+    FAMILY_V4, FAMILY_V6, ICMP_NONE, MAX_HEADER_BYTES, MAX_IPV6_EXT, Malformed, PORT_NONE,
+    TCP_FLAGS_NONE, VLAN_NONE,
+};
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_AH: u8 = 51;
+const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_DSTOPTS: u8 = 60;
+const IPPROTO_SCTP: u8 = 132;
+
+/// A source or destination address as it appears on the wire.
+pub enum Addr {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+/// The classifier's keys for one packet (see filter-common for their encodings).
+pub struct Fields {
+    pub proto_key: u32,
+    pub src: Addr,
+    pub dst: Addr,
+    pub sport_key: u32,
+    pub dport_key: u32,
+    pub tcp_flags_key: u32,
+    pub icmp_key: u32,
+    pub vlan_key: u32,
+}
+
+pub enum Outcome {
+    Ip(Fields),
+    /// ARP, LLDP, ...: not ours to judge.
+    NonIp,
+    Malformed(Malformed),
+}
+
+/// A position in the frame.
+struct Cursor {
+    start: usize,
+    end: usize,
+    off: usize,
+}
+
+impl Cursor {
+    /// `N` bytes at the cursor, or `None` when the frame is shorter or the offset is
+    /// beyond `MAX_HEADER_BYTES`. The frame lives as long as the program runs, hence
+    /// `'static`.
+    #[inline(always)]
+    fn read<const N: usize>(&self) -> Option<&'static [u8; N]> {
+        if self.off > MAX_HEADER_BYTES {
+            return None;
+        }
+        let p = self.start + self.off;
+        if p + N > self.end {
+            return None;
+        }
+        // SAFETY: [p, p + N) lies inside the frame, checked just above.
+        Some(unsafe { &*(p as *const [u8; N]) })
+    }
+}
+
+#[inline(always)]
+fn be16(b: &[u8], i: usize) -> u16 {
+    u16::from_be_bytes([b[i], b[i + 1]])
+}
+
+macro_rules! read_or {
+    ($cur:expr, $n:literal, $reason:expr) => {
+        match $cur.read::<$n>() {
+            Some(b) => b,
+            None => return Outcome::Malformed($reason),
+        }
+    };
+}
+
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Outcome {
+    let mut cur = Cursor { start: ctx.data(), end: ctx.data_end(), off: 0 };
+    let eth = read_or!(cur, 14, Malformed::EthTruncated);
+    let mut ethertype = be16(eth, 12);
+    cur.off = 14;
+
+    // The outer tag is the one `vlan N` matches (as nftables' `vlan id` does).
+    let mut vlan_key = VLAN_NONE;
+    for _ in 0..2 {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            break;
+        }
+        let tag = read_or!(cur, 4, Malformed::VlanTruncated);
+        if vlan_key == VLAN_NONE {
+            vlan_key = (be16(tag, 0) & 0x0fff) as u32;
+        }
+        ethertype = be16(tag, 2);
+        cur.off += 4;
+    }
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        return Outcome::Malformed(Malformed::VlanTooMany);
+    }
+
+    let (family, src, dst, proto, first_fragment) = match ethertype {
+        ETH_P_IP => {
+            let ip = read_or!(cur, 20, Malformed::Ipv4Truncated);
+            let ihl = ((ip[0] & 0x0f) as usize) * 4;
+            if ip[0] >> 4 != 4 || ihl < 20 {
+                return Outcome::Malformed(Malformed::Ipv4BadHeader);
+            }
+            let frag_offset = be16(ip, 6) & 0x1fff;
+            let src = Addr::V4([ip[12], ip[13], ip[14], ip[15]]);
+            let dst = Addr::V4([ip[16], ip[17], ip[18], ip[19]]);
+            let proto = ip[9];
+            // Options: the whole header must be in the frame.
+            cur.off += ihl - 1;
+            read_or!(cur, 1, Malformed::Ipv4Truncated);
+            cur.off += 1;
+            (FAMILY_V4, src, dst, proto, frag_offset == 0)
+        }
+        ETH_P_IPV6 => {
+            let ip = read_or!(cur, 40, Malformed::Ipv6Truncated);
+            if ip[0] >> 4 != 6 {
+                return Outcome::Malformed(Malformed::Ipv6BadHeader);
+            }
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&ip[8..24]);
+            let src = Addr::V6(a);
+            a.copy_from_slice(&ip[24..40]);
+            let dst = Addr::V6(a);
+            cur.off += 40;
+            let (proto, first) = match walk_ipv6_ext(&mut cur, ip[6]) {
+                Ok(v) => v,
+                Err(reason) => return Outcome::Malformed(reason),
+            };
+            (FAMILY_V6, src, dst, proto, first)
+        }
+        _ => return Outcome::NonIp,
+    };
+
+    let mut fields = Fields {
+        proto_key: family * 256 + proto as u32,
+        src,
+        dst,
+        sport_key: PORT_NONE,
+        dport_key: PORT_NONE,
+        tcp_flags_key: TCP_FLAGS_NONE,
+        icmp_key: ICMP_NONE,
+        vlan_key,
+    };
+    // Only the first fragment carries the L4 header.
+    if !first_fragment {
+        return Outcome::Ip(fields);
+    }
+    match proto {
+        IPPROTO_TCP => {
+            let tcp = read_or!(cur, 20, Malformed::L4Truncated);
+            fields.sport_key = be16(tcp, 0) as u32;
+            fields.dport_key = be16(tcp, 2) as u32;
+            fields.tcp_flags_key = tcp[13] as u32;
+        }
+        IPPROTO_UDP => {
+            let udp = read_or!(cur, 8, Malformed::L4Truncated);
+            fields.sport_key = be16(udp, 0) as u32;
+            fields.dport_key = be16(udp, 2) as u32;
+        }
+        IPPROTO_SCTP => {
+            let sctp = read_or!(cur, 12, Malformed::L4Truncated);
+            fields.sport_key = be16(sctp, 0) as u32;
+            fields.dport_key = be16(sctp, 2) as u32;
+        }
+        IPPROTO_ICMP if family == FAMILY_V4 => {
+            let icmp = read_or!(cur, 8, Malformed::L4Truncated);
+            fields.icmp_key = (icmp[0] as u32) << 8 | icmp[1] as u32;
+        }
+        IPPROTO_ICMPV6 if family == FAMILY_V6 => {
+            let icmp = read_or!(cur, 8, Malformed::L4Truncated);
+            fields.icmp_key = (icmp[0] as u32) << 8 | icmp[1] as u32;
+        }
+        _ => {}
+    }
+    Outcome::Ip(fields)
+}
+
+/// Walks IPv6 extension headers from `next` at the cursor; returns the upper-layer
+/// protocol and whether this is a first (or only) fragment, with the cursor on the
+/// upper-layer header.
+#[inline(always)]
+fn walk_ipv6_ext(cur: &mut Cursor, mut next: u8) -> Result<(u8, bool), Malformed> {
+    let mut first_fragment = true;
+    for _ in 0..MAX_IPV6_EXT {
+        let len = match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                let h = cur.read::<2>().ok_or(ext_error(cur))?;
+                next = h[0];
+                (h[1] as usize + 1) * 8
+            }
+            IPPROTO_AH => {
+                let h = cur.read::<2>().ok_or(ext_error(cur))?;
+                next = h[0];
+                (h[1] as usize + 2) * 4
+            }
+            IPPROTO_FRAGMENT => {
+                let h = cur.read::<8>().ok_or(ext_error(cur))?;
+                next = h[0];
+                first_fragment = be16(h, 2) >> 3 == 0;
+                8
+            }
+            _ => return Ok((next, first_fragment)),
+        };
+        // The whole extension header must be in the frame.
+        cur.off += len - 1;
+        cur.read::<1>().ok_or(ext_error(cur))?;
+        cur.off += 1;
+    }
+    match next {
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
+            Err(Malformed::Ipv6ExtTooMany)
+        }
+        _ => Ok((next, first_fragment)),
+    }
+}
+
+/// A failed read in the extension walk: past the header budget is "too many", else
+/// the frame was cut short.
+#[inline(always)]
+fn ext_error(cur: &Cursor) -> Malformed {
+    if cur.off > MAX_HEADER_BYTES {
+        Malformed::Ipv6ExtTooMany
+    } else {
+        Malformed::Ipv6ExtTruncated
+    }
+}

@@ -1,0 +1,124 @@
+//! The `xdpwall` command line: each command is its own process; state that must
+//! outlive it is pinned (see `dataplane`).
+
+mod output;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    compile::{self, Compiled},
+    dataplane::{self, Mode, Paths},
+    rules::{self, Ruleset},
+};
+
+/// xdpwall: an XDP firewall with pf-like rules.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// bpffs directory for pinned links and maps.
+    #[arg(long, env = "XDPWALL_PIN_DIR", default_value = "/sys/fs/bpf/xdpwall", global = true)]
+    pin_dir: PathBuf,
+    /// Directory for the loader's state and lock.
+    #[arg(long, env = "XDPWALL_RUN_DIR", default_value = "/run/xdpwall", global = true)]
+    run_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a ruleset and print what it compiles to.
+    Check {
+        /// Ruleset file.
+        rules: PathBuf,
+    },
+    /// Attach to interfaces, apply a ruleset and pin everything.
+    Load {
+        /// Interfaces, then the ruleset file.
+        #[arg(required = true, num_args = 2.., value_name = "IFACE... RULES")]
+        args: Vec<String>,
+        /// Where XDP runs: in the driver, in the stack, or native with fallback.
+        #[arg(long, value_enum, default_value = "auto")]
+        mode: Mode,
+    },
+    /// Replace the ruleset on every loaded interface, atomically.
+    Apply {
+        /// Ruleset file.
+        rules: PathBuf,
+        /// Only print what would change.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Per-rule and per-interface counters, drops by reason.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Detach from interfaces (all when none named).
+    Unload {
+        /// Interfaces.
+        ifaces: Vec<String>,
+    },
+}
+
+/// Runs the command line; errors become one line on stderr and exit status 1.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let paths = Paths { pin_dir: cli.pin_dir, run_dir: cli.run_dir };
+    match execute(cli.command, &paths) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xdpwall: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_and_compile(path: &std::path::Path) -> anyhow::Result<(Ruleset, Compiled)> {
+    let ruleset = rules::parse_file(path)?;
+    let compiled = compile::compile(&ruleset)?;
+    Ok((ruleset, compiled))
+}
+
+fn execute(command: Command, paths: &Paths) -> anyhow::Result<()> {
+    match command {
+        Command::Check { rules } => {
+            let (ruleset, compiled) = parse_and_compile(&rules)?;
+            print!("{}", output::summary(&rules, &ruleset, &compiled));
+        }
+        Command::Load { mut args, mode } => {
+            let rules = PathBuf::from(args.pop().expect("clap requires two or more"));
+            let (_, compiled) = parse_and_compile(&rules)?;
+            let report = dataplane::apply(paths, &compiled, Some(rules.display().to_string()), &args, mode)?;
+            print!("{}", output::apply_report(&report));
+        }
+        Command::Apply { rules, dry_run } => {
+            let (_, compiled) = parse_and_compile(&rules)?;
+            if dry_run {
+                let diff = dataplane::diff(paths, &compiled)?;
+                print!("{}", output::diff(&diff));
+                println!("dry run: nothing changed");
+            } else {
+                let report = dataplane::apply(paths, &compiled, Some(rules.display().to_string()), &[], Mode::Auto)?;
+                print!("{}", output::apply_report(&report));
+            }
+        }
+        Command::Status { json } => {
+            let status = dataplane::status(paths)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", output::status(&status));
+            }
+        }
+        Command::Unload { ifaces } => {
+            for name in dataplane::unload(paths, &ifaces)? {
+                println!("detached from {name}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! Human-readable output of the commands.
+
+use std::{fmt::Write as _, path::Path};
+
+use filter_common::field;
+
+use crate::{
+    compile::Compiled,
+    dataplane::{ApplyReport, Diff, Status},
+    rules::{Action, Ruleset},
+};
+
+fn action(a: Action) -> &'static str {
+    match a {
+        Action::Pass => "pass",
+        Action::Block => "block",
+    }
+}
+
+const FIELD_NAMES: [(u32, &str); 9] = [
+    (field::IFACE, "interface"),
+    (field::PROTO, "family/protocol"),
+    (field::SRC_ADDR, "source address"),
+    (field::DST_ADDR, "destination address"),
+    (field::SRC_PORT, "source port"),
+    (field::DST_PORT, "destination port"),
+    (field::TCP_FLAGS, "tcp flags"),
+    (field::ICMP, "icmp type/code"),
+    (field::VLAN, "vlan"),
+];
+
+/// `xdpwall check`: what the ruleset is and what it compiles to.
+pub fn summary(path: &Path, rs: &Ruleset, c: &Compiled) -> String {
+    let mut s = String::new();
+    let entries: usize = rs.tables.values().map(|t| t.entries.len()).sum();
+    let _ = writeln!(
+        s,
+        "{}: OK: {} rules, {} tables ({} entries), default {}",
+        path.display(),
+        rs.rules.len(),
+        rs.tables.len(),
+        entries,
+        action(rs.default_action)
+    );
+    let used: Vec<&str> = FIELD_NAMES.iter().filter(|(f, _)| c.uses(*f)).map(|(_, n)| *n).collect();
+    let _ = writeln!(
+        s,
+        "classifier: {} equivalence classes, {} bitmap words per packet, fields: {}",
+        c.bitmaps.len(),
+        c.rule_words(),
+        if used.is_empty() { "none".to_string() } else { used.join(", ") }
+    );
+    let _ = writeln!(
+        s,
+        "prefix entries: source {} (v4) + {} (v6), destination {} (v4) + {} (v6)",
+        c.src_v4.len(),
+        c.src_v6.len(),
+        c.dst_v4.len(),
+        c.dst_v6.len()
+    );
+    for (i, r) in c.rules.iter().enumerate() {
+        let _ = writeln!(s, "{:>4}  {}", i + 1, r.text);
+    }
+    s
+}
+
+/// The rule diff of an apply.
+pub fn diff(d: &Diff) -> String {
+    let mut s = String::new();
+    for r in &d.removed {
+        let _ = writeln!(s, "- {r}");
+    }
+    for r in &d.added {
+        let _ = writeln!(s, "+ {r}");
+    }
+    let _ = writeln!(s, "{} added, {} removed, {} unchanged (counters kept)", d.added.len(), d.removed.len(), d.kept);
+    s
+}
+
+/// What `load` and `apply` did.
+pub fn apply_report(r: &ApplyReport) -> String {
+    let mut s = String::new();
+    for n in &r.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    for (name, mode) in &r.attached {
+        let _ = writeln!(s, "attached to {name} ({mode} XDP)");
+    }
+    if !r.swapped.is_empty() {
+        let _ = writeln!(s, "swapped the ruleset atomically on {}", r.swapped.join(", "));
+    }
+    s.push_str(&diff(&r.diff));
+    let _ = writeln!(s, "applied in {:.1} ms", r.elapsed.as_secs_f64() * 1e3);
+    s
+}
+
+/// The status tables.
+pub fn status(st: &Status) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "ruleset {} (generation {}), default {}",
+        st.ruleset_file.as_deref().unwrap_or("-"),
+        st.generation,
+        action(st.default_action)
+    );
+    let _ = writeln!(s, "\n{:>4}  {:<6} {:>12} {:>14}  rule", "#", "action", "packets", "bytes");
+    for r in &st.rules {
+        let _ = writeln!(s, "{:>4}  {:<6} {:>12} {:>14}  {}", r.number, action(r.action), r.packets, r.bytes, r.text);
+    }
+    let _ = writeln!(
+        s,
+        "{:>4}  {:<6} {:>12} {:>14}  (default policy)",
+        "-",
+        action(st.default_action),
+        st.default.packets,
+        st.default.bytes
+    );
+    let _ = writeln!(s, "\n{:<16} {:<8} {:>12} {:>14} {:>12} {:>14}", "interface", "mode", "passed", "bytes", "dropped", "bytes");
+    for i in &st.interfaces {
+        let mode = if i.attached { i.mode.clone() } else { format!("{} (link missing!)", i.mode) };
+        let _ = writeln!(
+            s,
+            "{:<16} {:<8} {:>12} {:>14} {:>12} {:>14}",
+            i.name, mode, i.passed_packets, i.passed_bytes, i.dropped_packets, i.dropped_bytes
+        );
+    }
+    let _ = writeln!(s, "\nnot judged: non-IP frames passed {} packets, {} bytes", st.non_ip.packets, st.non_ip.bytes);
+    let malformed: Vec<String> =
+        st.malformed.iter().filter(|m| m.packets > 0).map(|m| format!("{} {}", m.name, m.packets)).collect();
+    let total: u64 = st.malformed.iter().map(|m| m.packets).sum();
+    let _ = writeln!(
+        s,
+        "malformed, dropped: {total} packets{}{}",
+        if malformed.is_empty() { "" } else { ": " },
+        malformed.join(", ")
+    );
+    s
+}

@@ -1,0 +1,268 @@
+//! Ruleset -> the classifier's tables. Pure: no kernel, no I/O, so it is unit-tested
+//! on its own and its output is what the data plane loads.
+//!
+//! Each field maps a packet's key (a port, a prefix, ...) to an equivalence class: the
+//! set of rules the key satisfies, stored once in `bitmaps`. The XDP program ANDs the
+//! classes of all used fields; the lowest set bit is the first matching rule.
+
+mod addr;
+mod classes;
+mod keyed;
+
+use std::collections::HashMap;
+
+use filter_common::{
+    ICMP_NONE, MAX_RULES, PORT_NONE, PROTO_KEYS, RuleBitmap, TCP_FLAGS_NONE, VLAN_NONE, field,
+};
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+use crate::rules::{Action, Family, PortRange, Rule, Ruleset};
+use classes::Classes;
+use keyed::KeyRanges;
+
+/// A limit of the data plane that a ruleset exceeds.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// More rules than one bitmap holds.
+    #[error("the ruleset has {count} rules; the limit is {limit}")]
+    TooManyRules {
+        /// Rules in the ruleset.
+        count: usize,
+        /// [`MAX_RULES`].
+        limit: usize,
+    },
+}
+
+/// What a rule does, as the loader keeps it (for counters, status and diffs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleInfo {
+    /// The rule as written.
+    pub text: String,
+    /// `label "..."`, if any.
+    pub label: Option<String>,
+    /// pass or block.
+    pub action: Action,
+    /// Identity for carrying counters over an apply: the label, else the text, with
+    /// `#N` appended for the N-th repeat of the same identity.
+    pub key: String,
+}
+
+/// The classifier's tables for one ruleset.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// Policy when no rule matches.
+    pub default_action: Action,
+    /// Rules in order; index = bit in the bitmaps.
+    pub rules: Vec<RuleInfo>,
+    /// `1 << field::X` for each field some rule constrains.
+    pub used_fields: u32,
+    /// Class id -> rules; class 0 is the empty set.
+    pub bitmaps: Vec<RuleBitmap>,
+    /// Interface name -> class; interfaces not listed get `iface_miss_class`.
+    pub ifaces: Vec<(String, u32)>,
+    /// Class of an interface that no rule names.
+    pub iface_miss_class: u32,
+    /// `family * 256 + proto` -> class (empty when the field is unused).
+    pub proto: Vec<u32>,
+    /// Source/destination prefix -> class (a /0 always present when used).
+    pub src_v4: Vec<(Ipv4Net, u32)>,
+    /// See `src_v4`.
+    pub src_v6: Vec<(Ipv6Net, u32)>,
+    /// See `src_v4`.
+    pub dst_v4: Vec<(Ipv4Net, u32)>,
+    /// See `src_v4`.
+    pub dst_v6: Vec<(Ipv6Net, u32)>,
+    /// Port (or `PORT_NONE`) -> class.
+    pub sport: Vec<u32>,
+    /// See `sport`.
+    pub dport: Vec<u32>,
+    /// Flags byte (or `TCP_FLAGS_NONE`) -> class.
+    pub tcp_flags: Vec<u32>,
+    /// `type << 8 | code` (or `ICMP_NONE`) -> class.
+    pub icmp: Vec<u32>,
+    /// VLAN id (or `VLAN_NONE`) -> class.
+    pub vlan: Vec<u32>,
+}
+
+impl Compiled {
+    /// Whether some rule constrains field `f` (a `field::X`).
+    pub fn uses(&self, f: u32) -> bool {
+        self.used_fields & (1 << f) != 0
+    }
+
+    /// 64-rule words the classifier scans.
+    pub fn rule_words(&self) -> u32 {
+        self.rules.len().div_ceil(64) as u32
+    }
+}
+
+/// Compiles a parsed ruleset.
+pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
+    if rs.rules.len() > MAX_RULES {
+        return Err(CompileError::TooManyRules { count: rs.rules.len(), limit: MAX_RULES });
+    }
+    let mut classes = Classes::new();
+    let rules = &rs.rules;
+    let mut used_fields = 0u32;
+    let mut field_of = |f: u32, conds: Vec<Option<Vec<(u32, u32)>>>, domain: u32| -> Vec<u32> {
+        if conds.iter().all(Option::is_none) {
+            return Vec::new();
+        }
+        used_fields |= 1 << f;
+        KeyRanges { conds, domain }.classify(&mut classes)
+    };
+
+    let proto = field_of(field::PROTO, rules.iter().map(proto_keys).collect(), PROTO_KEYS);
+    let sport = field_of(
+        field::SRC_PORT,
+        rules.iter().map(|r| port_keys(&r.from.ports)).collect(),
+        PORT_NONE + 1,
+    );
+    let dport = field_of(
+        field::DST_PORT,
+        rules.iter().map(|r| port_keys(&r.to.ports)).collect(),
+        PORT_NONE + 1,
+    );
+    let tcp_flags = field_of(
+        field::TCP_FLAGS,
+        rules
+            .iter()
+            .map(|r| {
+                r.tcp_flags.map(|f| {
+                    (0..256u32).filter(|k| *k as u8 & f.mask == f.set).map(|k| (k, k)).collect()
+                })
+            })
+            .collect(),
+        TCP_FLAGS_NONE + 1,
+    );
+    let icmp = field_of(
+        field::ICMP,
+        rules
+            .iter()
+            .map(|r| {
+                r.icmp.map(|m| {
+                    let t = (m.icmp_type as u32) << 8;
+                    match m.code {
+                        Some(c) => vec![(t | c as u32, t | c as u32)],
+                        None => vec![(t, t | 0xff)],
+                    }
+                })
+            })
+            .collect(),
+        ICMP_NONE + 1,
+    );
+    let vlan = field_of(
+        field::VLAN,
+        rules.iter().map(|r| r.vlan.map(|v| vec![(v as u32, v as u32)])).collect(),
+        VLAN_NONE + 1,
+    );
+
+    let (ifaces, iface_miss_class) = interfaces(rules, &mut classes);
+    if !ifaces.is_empty() {
+        used_fields |= 1 << field::IFACE;
+    }
+
+    let src = addr::AddrField::new(rules.iter().map(|r| &r.from.addr), &rs.tables);
+    let dst = addr::AddrField::new(rules.iter().map(|r| &r.to.addr), &rs.tables);
+    let (mut src_v4, mut src_v6, mut dst_v4, mut dst_v6) = Default::default();
+    if src.used() {
+        used_fields |= 1 << field::SRC_ADDR;
+        (src_v4, src_v6) = src.classify(rules.len(), &mut classes);
+    }
+    if dst.used() {
+        used_fields |= 1 << field::DST_ADDR;
+        (dst_v4, dst_v6) = dst.classify(rules.len(), &mut classes);
+    }
+
+    Ok(Compiled {
+        default_action: rs.default_action,
+        rules: rule_infos(rules),
+        used_fields,
+        bitmaps: classes.into_bitmaps(),
+        ifaces,
+        iface_miss_class,
+        proto,
+        src_v4,
+        src_v6,
+        dst_v4,
+        dst_v6,
+        sport,
+        dport,
+        tcp_flags,
+        icmp,
+        vlan,
+    })
+}
+
+/// Protocol keys (`family * 256 + proto`) a rule accepts, `None` for all.
+fn proto_keys(r: &Rule) -> Option<Vec<(u32, u32)>> {
+    if r.family.is_none() && r.protocols.is_none() {
+        return None;
+    }
+    let families: &[u32] = match r.family {
+        Some(Family::Inet) => &[filter_common::FAMILY_V4],
+        Some(Family::Inet6) => &[filter_common::FAMILY_V6],
+        None => &[filter_common::FAMILY_V4, filter_common::FAMILY_V6],
+    };
+    let mut keys = Vec::new();
+    for &fam in families {
+        let base = fam * 256;
+        match &r.protocols {
+            Some(protos) => keys.extend(protos.iter().map(|&p| (base + p as u32, base + p as u32))),
+            None => keys.push((base, base + 255)),
+        }
+    }
+    Some(keys)
+}
+
+/// Port keys a condition accepts; `PORT_NONE` (no ports) never matches a port list.
+fn port_keys(ports: &Option<Vec<PortRange>>) -> Option<Vec<(u32, u32)>> {
+    ports.as_ref().map(|list| list.iter().map(|p| (p.lo as u32, p.hi as u32)).collect())
+}
+
+/// Interface classes: one per interface named by some rule, plus the class of all others.
+fn interfaces(rules: &[Rule], classes: &mut Classes) -> (Vec<(String, u32)>, u32) {
+    let mut any = RuleBitmap::EMPTY;
+    let mut named: Vec<(String, RuleBitmap)> = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        match &r.interface {
+            None => any.set(i),
+            Some(name) => match named.iter_mut().find(|(n, _)| n == name) {
+                Some((_, b)) => b.set(i),
+                None => {
+                    let mut b = RuleBitmap::EMPTY;
+                    b.set(i);
+                    named.push((name.clone(), b));
+                }
+            },
+        }
+    }
+    let ifaces = named
+        .into_iter()
+        .map(|(name, mut b)| {
+            for (w, a) in b.words.iter_mut().zip(any.words) {
+                *w |= a;
+            }
+            (name, classes.intern(&b))
+        })
+        .collect();
+    (ifaces, classes.intern(&any))
+}
+
+fn rule_infos(rules: &[Rule]) -> Vec<RuleInfo> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    rules
+        .iter()
+        .map(|r| {
+            let base = r.label.clone().unwrap_or_else(|| r.text.clone());
+            let n = seen.entry(base.clone()).or_insert(0);
+            *n += 1;
+            let key = if *n == 1 { base } else { format!("{base}#{n}") };
+            RuleInfo { text: r.text.clone(), label: r.label.clone(), action: r.action, key }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+//! The compiler's tables, read back the way the XDP program reads them.
+
+use std::net::IpAddr;
+
+use super::*;
+use filter_common::{FAMILY_V4, FAMILY_V6};
+
+fn compiled(src: &str) -> Compiled {
+    let rs = crate::rules::parse_str(src, "test.conf", std::path::Path::new(".")).expect("parses");
+    compile(&rs).expect("compiles")
+}
+
+/// A packet as the classifier sees it.
+#[derive(Clone, Copy)]
+struct Pkt {
+    proto: u8,
+    src: &'static str,
+    dst: &'static str,
+    sport: u32,
+    dport: u32,
+}
+
+const UDP: Pkt = Pkt { proto: 17, src: "192.0.2.1", dst: "198.51.100.1", sport: 1000, dport: 53 };
+
+fn lpm<N: Copy>(entries: &[(N, u32)], contains: impl Fn(&N) -> Option<u8>) -> u32 {
+    entries.iter().filter_map(|(n, c)| contains(n).map(|len| (len, *c))).max_by_key(|(len, _)| *len).map_or(0, |(_, c)| c)
+}
+
+fn addr_class(v4: &[(Ipv4Net, u32)], v6: &[(Ipv6Net, u32)], a: &str) -> u32 {
+    match a.parse::<IpAddr>().unwrap() {
+        IpAddr::V4(a) => lpm(v4, |n| n.contains(&a).then_some(n.prefix_len())),
+        IpAddr::V6(a) => lpm(v6, |n| n.contains(&a).then_some(n.prefix_len())),
+    }
+}
+
+/// The first matching rule, evaluated over the compiled tables like the data plane.
+fn first_match(c: &Compiled, p: Pkt) -> Option<usize> {
+    let v6 = p.src.contains(':');
+    let family = if v6 { FAMILY_V6 } else { FAMILY_V4 };
+    let mut acc = [u64::MAX; filter_common::BITMAP_WORDS];
+    let mut and = |f: u32, class: u32| {
+        if c.uses(f) {
+            for (a, w) in acc.iter_mut().zip(c.bitmaps[class as usize].words) {
+                *a &= w;
+            }
+        }
+    };
+    and(field::IFACE, c.iface_miss_class);
+    if c.uses(field::PROTO) {
+        and(field::PROTO, c.proto[(family * 256 + p.proto as u32) as usize]);
+    }
+    if c.uses(field::SRC_ADDR) {
+        and(field::SRC_ADDR, addr_class(&c.src_v4, &c.src_v6, p.src));
+    }
+    if c.uses(field::DST_ADDR) {
+        and(field::DST_ADDR, addr_class(&c.dst_v4, &c.dst_v6, p.dst));
+    }
+    if c.uses(field::SRC_PORT) {
+        and(field::SRC_PORT, c.sport[p.sport as usize]);
+    }
+    if c.uses(field::DST_PORT) {
+        and(field::DST_PORT, c.dport[p.dport as usize]);
+    }
+    (0..c.rules.len()).find(|&i| acc[i / 64] & (1 << (i % 64)) != 0)
+}
+
+#[test]
+fn nested_prefixes_follow_rule_order() {
+    let c = compiled(
+        "block in from 10.1.0.0/16\n\
+         pass in from 10.0.0.0/8\n\
+         block in from 10.1.2.0/24\n",
+    );
+    let at = |src| first_match(&c, Pkt { src, ..UDP });
+    assert_eq!(at("10.1.2.3"), Some(0), "inside all three: the /16 rule comes first");
+    assert_eq!(at("10.1.9.9"), Some(0));
+    assert_eq!(at("10.2.0.1"), Some(1));
+    assert_eq!(at("11.0.0.1"), None);
+    assert_eq!(at("2001:db8::1"), None, "v4 prefixes never match v6");
+}
+
+#[test]
+fn table_with_nested_entries_and_negation() {
+    let c = compiled(
+        "table <t> { 10.0.0.0/8, 10.9.0.0/16, 2001:db8::/32 }\n\
+         block in from !<t>\n\
+         pass in from 10.9.9.9\n\
+         block in from <t>\n",
+    );
+    let at = |src| first_match(&c, Pkt { src, ..UDP });
+    assert_eq!(at("192.0.2.1"), Some(0));
+    assert_eq!(at("2001:db9::1"), Some(0), "negation holds for addresses of either family");
+    assert_eq!(at("10.9.9.9"), Some(1));
+    assert_eq!(at("10.9.9.8"), Some(2));
+    assert_eq!(at("2001:db8::5"), Some(2));
+}
+
+#[test]
+fn ports_ranges_and_lists() {
+    let c = compiled(
+        "pass in proto tcp to port { 80, 443, 8000:8080 }\n\
+         block in proto udp from port 1:1023\n",
+    );
+    let tcp = |dport| first_match(&c, Pkt { proto: 6, dport, ..UDP });
+    assert_eq!(tcp(80), Some(0));
+    assert_eq!(tcp(8000), Some(0));
+    assert_eq!(tcp(8080), Some(0));
+    assert_eq!(tcp(8081), None);
+    assert_eq!(tcp(PORT_NONE), None, "no ports (a later fragment) never matches a port list");
+    let udp = |sport| first_match(&c, Pkt { sport, ..UDP });
+    assert_eq!(udp(0), None);
+    assert_eq!(udp(1), Some(1));
+    assert_eq!(udp(1023), Some(1));
+    assert_eq!(udp(1024), None);
+    assert_eq!(c.dport.len(), PORT_NONE as usize + 1);
+}
+
+#[test]
+fn unused_fields_have_no_tables() {
+    let c = compiled("pass in proto udp\n");
+    assert_eq!(c.used_fields, 1 << field::PROTO);
+    assert!(c.sport.is_empty() && c.src_v4.is_empty() && c.vlan.is_empty() && c.ifaces.is_empty());
+    assert_eq!(first_match(&c, UDP), Some(0));
+    assert_eq!(first_match(&c, Pkt { proto: 6, ..UDP }), None);
+}
+
+#[test]
+fn family_restricts_protocol_keys() {
+    let c = compiled("pass in inet6 proto udp\nblock in inet\n");
+    assert_eq!(first_match(&c, Pkt { src: "2001:db8::1", dst: "2001:db8::2", ..UDP }), Some(0));
+    assert_eq!(first_match(&c, UDP), Some(1));
+}
+
+#[test]
+fn redundant_prefixes_are_pruned() {
+    // Both /24s say the same as the /8 around them, so only the /8 and the root stay.
+    let c = compiled("table <t> { 10.0.0.0/8, 10.1.1.0/24, 10.2.2.0/24 }\nblock in from <t>\n");
+    assert_eq!(c.src_v4.len(), 2);
+    assert_eq!(first_match(&c, Pkt { src: "10.1.1.1", ..UDP }), Some(0));
+    assert_eq!(first_match(&c, Pkt { src: "11.1.1.1", ..UDP }), None);
+}
+
+#[test]
+fn repeated_rules_get_distinct_identities() {
+    let c = compiled("pass in proto udp\npass in proto udp\npass in proto tcp label \"web\"\n");
+    let keys: Vec<&str> = c.rules.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["pass in proto udp", "pass in proto udp#2", "web"]);
+}
+
+#[test]
+fn too_many_rules_is_an_error_with_the_figures() {
+    let src = "pass in proto udp\n".repeat(MAX_RULES + 1);
+    let rs = crate::rules::parse_str(&src, "big.conf", std::path::Path::new(".")).unwrap();
+    let e = compile(&rs).unwrap_err().to_string();
+    assert_eq!(e, format!("the ruleset has {} rules; the limit is {MAX_RULES}", MAX_RULES + 1));
+}

@@ -1,0 +1,253 @@
+//! One ruleset loaded into the kernel: the XDP program specialised by load-time
+//! constants, its classifier maps filled from a [`Compiled`] ruleset, and the pinned
+//! counter maps it shares with every other generation.
+
+use std::path::Path;
+
+use aya::{
+    Ebpf, EbpfLoader, TestRun as _, TestRunOptions,
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues, lpm_trie::Key},
+    programs::Xdp,
+};
+use filter_common::{
+    ACTION_DROP, ACTION_PASS, COUNTER_SLOTS, Counter, IfaceCounters, IfaceEntry, RuleAction,
+    RuleBitmap,
+};
+
+use super::Error;
+use crate::{compile::Compiled, rules::Action};
+
+/// The eBPF object built by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpwall"));
+
+/// Name of the XDP program in the object.
+pub const PROGRAM: &str = "xdpwall";
+/// Pinned map of per-rule and reserved counters.
+pub const COUNTERS: &str = "COUNTERS";
+/// Pinned map of per-interface counters.
+pub const IFACE_COUNTERS: &str = "IFACE_COUNTERS";
+
+/// An interface the program runs on: the `IFACES` entry it needs.
+#[derive(Debug, Clone)]
+pub struct IfaceBinding {
+    /// Interface name (matched against `on NAME`).
+    pub name: String,
+    /// Kernel interface index.
+    pub ifindex: u32,
+    /// Slot in `IFACE_COUNTERS`.
+    pub stats_slot: u32,
+}
+
+/// A loaded (not necessarily attached) generation of the filter.
+pub struct LoadedProgram {
+    ebpf: Ebpf,
+}
+
+fn action_code(a: Action) -> u32 {
+    match a {
+        Action::Pass => ACTION_PASS,
+        Action::Block => ACTION_DROP,
+    }
+}
+
+impl LoadedProgram {
+    /// Loads the program for `compiled` with rule `i` counting into `counter_slots[i]`;
+    /// the counter maps are pinned in (or adopted from) `pin_dir`.
+    pub fn load(
+        compiled: &Compiled,
+        counter_slots: &[u32],
+        ifaces: &[IfaceBinding],
+        pin_dir: &Path,
+    ) -> Result<Self, Error> {
+        let used_fields = compiled.used_fields;
+        let rule_words = compiled.rule_words();
+        let default_action = action_code(compiled.default_action);
+        let iface_miss_class = compiled.iface_miss_class;
+        // Unused fields get one-entry maps: they are never looked up.
+        let size = |v: usize| (v as u32).max(1);
+        let mut loader = EbpfLoader::new();
+        loader
+            .default_map_pin_directory(pin_dir)
+            .override_global("USED_FIELDS", &used_fields, true)
+            .override_global("RULE_WORDS", &rule_words, true)
+            .override_global("DEFAULT_ACTION", &default_action, true)
+            .override_global("IFACE_MISS_CLASS", &iface_miss_class, true)
+            .map_max_entries("BITMAPS", size(compiled.bitmaps.len()))
+            .map_max_entries("SRC_V4", size(compiled.src_v4.len()))
+            .map_max_entries("SRC_V6", size(compiled.src_v6.len()))
+            .map_max_entries("DST_V4", size(compiled.dst_v4.len()))
+            .map_max_entries("DST_V6", size(compiled.dst_v6.len()))
+            .map_max_entries("SPORT_CLASS", size(compiled.sport.len()))
+            .map_max_entries("DPORT_CLASS", size(compiled.dport.len()))
+            .map_max_entries("TCP_FLAGS_CLASS", size(compiled.tcp_flags.len()))
+            .map_max_entries("ICMP_CLASS", size(compiled.icmp.len()))
+            .map_max_entries("VLAN_CLASS", size(compiled.vlan.len()));
+        let ebpf = loader.load(OBJECT).map_err(|e| Error::Load(Box::new(e)))?;
+
+        let mut p = LoadedProgram { ebpf };
+        p.fill(compiled, counter_slots, ifaces)?;
+        let prog: &mut Xdp = p.program_mut()?;
+        prog.load().map_err(|e| Error::Program("load (verifier)", e))?;
+        Ok(p)
+    }
+
+    fn fill(&mut self, c: &Compiled, counter_slots: &[u32], ifaces: &[IfaceBinding]) -> Result<(), Error> {
+        {
+            let mut rules: Array<_, RuleAction> = self.map_typed("RULES")?;
+            for (i, (rule, &counter)) in c.rules.iter().zip(counter_slots).enumerate() {
+                let v = RuleAction { action: action_code(rule.action), counter };
+                rules.set(i as u32, v, 0).map_err(|e| Error::Map("RULES", e))?;
+            }
+        }
+        {
+            let mut bitmaps: Array<_, RuleBitmap> = self.map_typed("BITMAPS")?;
+            for (i, b) in c.bitmaps.iter().enumerate() {
+                bitmaps.set(i as u32, b, 0).map_err(|e| Error::Map("BITMAPS", e))?;
+            }
+        }
+        {
+            let mut map: HashMap<_, u32, IfaceEntry> = self.map_typed("IFACES")?;
+            for i in ifaces {
+                let class = c
+                    .ifaces
+                    .iter()
+                    .find(|(name, _)| *name == i.name)
+                    .map_or(c.iface_miss_class, |(_, class)| *class);
+                let entry = IfaceEntry { class, stats_slot: i.stats_slot };
+                map.insert(i.ifindex, entry, 0).map_err(|e| Error::Map("IFACES", e))?;
+            }
+        }
+        for (name, values) in [
+            ("PROTO_CLASS", &c.proto),
+            ("SPORT_CLASS", &c.sport),
+            ("DPORT_CLASS", &c.dport),
+            ("TCP_FLAGS_CLASS", &c.tcp_flags),
+            ("ICMP_CLASS", &c.icmp),
+            ("VLAN_CLASS", &c.vlan),
+        ] {
+            let mut map: Array<_, u32> = self.map_typed(name)?;
+            for (k, class) in values.iter().enumerate() {
+                map.set(k as u32, class, 0).map_err(|e| Error::Map(name, e))?;
+            }
+        }
+        let v4 = |entries: &[(ipnet::Ipv4Net, u32)]| {
+            entries.iter().map(|(n, c)| (n.prefix_len(), n.network().octets(), *c)).collect::<Vec<_>>()
+        };
+        let v6 = |entries: &[(ipnet::Ipv6Net, u32)]| {
+            entries.iter().map(|(n, c)| (n.prefix_len(), n.network().octets(), *c)).collect::<Vec<_>>()
+        };
+        self.fill_lpm("SRC_V4", &v4(&c.src_v4))?;
+        self.fill_lpm("DST_V4", &v4(&c.dst_v4))?;
+        self.fill_lpm("SRC_V6", &v6(&c.src_v6))?;
+        self.fill_lpm("DST_V6", &v6(&c.dst_v6))?;
+        Ok(())
+    }
+
+    fn fill_lpm<const N: usize>(&mut self, name: &'static str, entries: &[(u8, [u8; N], u32)]) -> Result<(), Error> {
+        let mut map: LpmTrie<_, [u8; N], u32> = self.map_typed(name)?;
+        for (len, addr, class) in entries {
+            map.insert(&Key::new(*len as u32, *addr), class, 0).map_err(|e| Error::Map(name, e))?;
+        }
+        Ok(())
+    }
+
+    fn map_typed<'a, T>(&'a mut self, name: &'static str) -> Result<T, Error>
+    where
+        T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self.ebpf.map_mut(name).ok_or(Error::MissingObject(name))?;
+        T::try_from(map).map_err(|e| Error::Map(name, e))
+    }
+
+    /// The XDP program.
+    pub fn program_mut(&mut self) -> Result<&mut Xdp, Error> {
+        let prog = self.ebpf.program_mut(PROGRAM).ok_or(Error::MissingObject(PROGRAM))?;
+        prog.try_into().map_err(|e| Error::Program("find", e))
+    }
+
+    /// Runs one frame through the program with BPF_PROG_TEST_RUN; returns the XDP
+    /// action. `ifindex` sets the receiving interface (it must exist).
+    pub fn test_run(&mut self, frame: &[u8], ifindex: Option<u32>) -> Result<u32, Error> {
+        self.test_run_repeat(frame, ifindex, 1).map(|(action, _)| action)
+    }
+
+    /// Like [`Self::test_run`], `repeat` times; also returns the average time per run.
+    pub fn test_run_repeat(
+        &mut self,
+        frame: &[u8],
+        ifindex: Option<u32>,
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration), Error> {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex. The kernel wants data = 0 and data_end = frame length.
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.unwrap_or(0).to_ne_bytes());
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.repeat = repeat;
+        if ifindex.is_some() {
+            opts.ctx_in = Some(&ctx);
+        }
+        let prog = self.program_mut()?;
+        let r = prog.test_run(opts).map_err(|e| Error::Program("test run", e))?;
+        Ok((r.return_value, r.duration))
+    }
+}
+
+/// Opens a pinned map.
+pub fn open_pinned(pin_dir: &Path, name: &'static str) -> Result<aya::maps::Map, Error> {
+    let data = MapData::from_pin(pin_dir.join(name)).map_err(|e| Error::Map(name, e))?;
+    aya::maps::Map::from_map_data(data).map_err(|e| Error::Map(name, e))
+}
+
+/// Sums the per-CPU values of every slot of the pinned `COUNTERS` map.
+pub fn read_counters(pin_dir: &Path) -> Result<Vec<Counter>, Error> {
+    let map: PerCpuArray<MapData, Counter> =
+        PerCpuArray::try_from(open_pinned(pin_dir, COUNTERS)?).map_err(|e| Error::Map(COUNTERS, e))?;
+    map.iter()
+        .map(|v| {
+            let v = v.map_err(|e| Error::Map(COUNTERS, e))?;
+            Ok(v.iter().fold(Counter::default(), |a, c| Counter {
+                packets: a.packets + c.packets,
+                bytes: a.bytes + c.bytes,
+            }))
+        })
+        .collect()
+}
+
+/// Sums the per-CPU values of every slot of the pinned `IFACE_COUNTERS` map.
+pub fn read_iface_counters(pin_dir: &Path) -> Result<Vec<IfaceCounters>, Error> {
+    let map: PerCpuArray<MapData, IfaceCounters> = PerCpuArray::try_from(open_pinned(pin_dir, IFACE_COUNTERS)?)
+        .map_err(|e| Error::Map(IFACE_COUNTERS, e))?;
+    map.iter()
+        .map(|v| {
+            let v = v.map_err(|e| Error::Map(IFACE_COUNTERS, e))?;
+            Ok(v.iter().fold(IfaceCounters::default(), |a, c| IfaceCounters {
+                passed: Counter { packets: a.passed.packets + c.passed.packets, bytes: a.passed.bytes + c.passed.bytes },
+                dropped: Counter {
+                    packets: a.dropped.packets + c.dropped.packets,
+                    bytes: a.dropped.bytes + c.dropped.bytes,
+                },
+            }))
+        })
+        .collect()
+}
+
+/// Zeroes the given slots of a pinned per-CPU map (for slots about to be reused).
+pub fn zero_slots<T: aya::Pod + Default>(pin_dir: &Path, name: &'static str, slots: &[u32]) -> Result<(), Error> {
+    if slots.is_empty() {
+        return Ok(());
+    }
+    let mut map: PerCpuArray<MapData, T> =
+        PerCpuArray::try_from(open_pinned(pin_dir, name)?).map_err(|e| Error::Map(name, e))?;
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| Error::Io("counting CPUs".into(), e))?;
+    for &slot in slots {
+        let zeros = PerCpuValues::try_from(vec![T::default(); cpus]).map_err(|e| Error::Io("per-CPU values".into(), e))?;
+        map.set(slot, zeros, 0).map_err(|e| Error::Map(name, e))?;
+    }
+    Ok(())
+}
+
+/// Slots of `COUNTERS` available to rules.
+pub const RULE_SLOTS: std::ops::Range<u32> = filter_common::slot::RESERVED..COUNTER_SLOTS;

@@ -1,0 +1,164 @@
+//! The ruleset as written: what the parser produces and the compiler consumes.
+//! Serde gives it a JSON form for the API.
+
+use std::collections::BTreeMap;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// A whole ruleset: policy, named tables and ordered rules (first match wins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ruleset {
+    /// `set default pass|block`; `Pass` when not set.
+    pub default_action: Action,
+    /// Tables by name (without the angle brackets).
+    pub tables: BTreeMap<String, Table>,
+    /// Rules in file order.
+    pub rules: Vec<Rule>,
+}
+
+/// A named set of addresses and prefixes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Table {
+    /// Entries; an address is a full-length prefix. Duplicates removed, order kept.
+    pub entries: Vec<IpNet>,
+    /// Where the entries came from: `None` for an inline `{ ... }` list.
+    pub file: Option<String>,
+}
+
+/// What a rule (or the default policy) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Let the packet through.
+    Pass,
+    /// Drop the packet.
+    Block,
+}
+
+/// Which packets a rule sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Arriving on an interface (XDP).
+    In,
+    /// Sent by the host (TC egress).
+    Out,
+}
+
+/// Address family restriction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// IPv4 only.
+    Inet,
+    /// IPv6 only.
+    Inet6,
+}
+
+/// Position in a source file, 1-based.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Pos {
+    /// Line, from 1.
+    pub line: u32,
+    /// Column, from 1, counted in characters.
+    pub col: u32,
+}
+
+/// One ordered rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    /// Where the rule starts in its file.
+    pub pos: Pos,
+    /// The rule as written, whitespace collapsed to single spaces (shown by status).
+    pub text: String,
+    /// pass or block.
+    pub action: Action,
+    /// in or out.
+    pub direction: Direction,
+    /// `on IFACE`.
+    pub interface: Option<String>,
+    /// `inet` / `inet6`.
+    pub family: Option<Family>,
+    /// `proto N` or `proto { tcp udp }`: IP protocol numbers; `None` is any.
+    pub protocols: Option<Vec<u8>>,
+    /// `from ...`.
+    pub from: Endpoint,
+    /// `to ...`.
+    pub to: Endpoint,
+    /// `flags S/SA`.
+    pub tcp_flags: Option<TcpFlags>,
+    /// `icmp-type T [code C]` (ICMP or ICMPv6 numbering, by the rule's proto).
+    pub icmp: Option<IcmpMatch>,
+    /// `vlan N`.
+    pub vlan: Option<u16>,
+    /// `keep state`.
+    pub keep_state: bool,
+    /// `log`.
+    pub log: bool,
+    /// `label "..."`.
+    pub label: Option<String>,
+}
+
+/// Source or destination of a rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Endpoint {
+    /// Address condition.
+    pub addr: AddrMatch,
+    /// Port condition (requires proto tcp, udp or sctp); `None` is any port.
+    pub ports: Option<Vec<PortRange>>,
+}
+
+/// An address condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AddrMatch {
+    /// `any`, or nothing written.
+    #[default]
+    Any,
+    /// One or more items (`ADDR`, `<table>`, `{ a, b, <t> }`); with `negated`, the
+    /// condition holds for any address (of either family) that is in none of them.
+    List {
+        /// `!` in front.
+        negated: bool,
+        /// The items.
+        items: Vec<AddrItem>,
+    },
+}
+
+/// One item of an address list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddrItem {
+    /// An address (full-length prefix) or prefix.
+    Net(IpNet),
+    /// A table, by name.
+    Table(String),
+}
+
+/// An inclusive port range; a single port has `lo == hi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRange {
+    /// First port.
+    pub lo: u16,
+    /// Last port.
+    pub hi: u16,
+}
+
+/// `flags SET/MASK`: the packet's flags ANDed with `mask` must equal `set`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpFlags {
+    /// Flags that must be set (F=0x01 S=0x02 R=0x04 P=0x08 A=0x10 U=0x20 E=0x40 W=0x80).
+    pub set: u8,
+    /// Flags that are looked at.
+    pub mask: u8,
+}
+
+/// `icmp-type T [code C]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IcmpMatch {
+    /// ICMP or ICMPv6 type.
+    pub icmp_type: u8,
+    /// Code; `None` is any code.
+    pub code: Option<u8>,
+}

@@ -1,0 +1,315 @@
+//! The statement parser: `set`, `table` and the dispatch to rules; builds the
+//! [`Ruleset`] and checks table references once the whole file is read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use super::addr;
+use super::ast::{Action, Pos, Ruleset, Table};
+use super::error::RulesError;
+use super::lexer::{Kind, Lexer, Token, unquote};
+use super::rule;
+use super::source;
+use super::tables::{self, Dedup};
+use super::validate;
+
+/// Parses a whole ruleset (see the module documentation of `rules` for the language).
+pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, RulesError> {
+    let mut lexer = Lexer::new(src, file);
+    let mut default: Option<(Action, Pos)> = None;
+    let mut tables: BTreeMap<String, Table> = BTreeMap::new();
+    let mut defined_at: HashMap<String, Pos> = HashMap::new();
+    // Table references are checked at the end so that tables may be defined anywhere.
+    let mut references: Vec<(Pos, String)> = Vec::new();
+    let mut rules = Vec::new();
+
+    while let Some(toks) = lexer.next_statement()? {
+        let mut c = Cursor::new(src, file, toks);
+        let first = c.peek();
+        match c.word(first) {
+            Some("pass" | "block") => {
+                let (rule, meta) = rule::parse_rule(&mut c)?;
+                if let Some((pos, message)) = validate::check_rule(&rule, &meta) {
+                    return Err(c.err(pos, message));
+                }
+                if let Some((pos, message)) = validate::reject_unsupported(&meta.unsupported) {
+                    return Err(c.err(pos, message));
+                }
+                references.extend(meta.table_refs);
+                rules.push(rule);
+            }
+            Some("table") => {
+                let (name, pos, table) = parse_table(&mut c, base_dir)?;
+                if let Some(first) = defined_at.get(&name) {
+                    return Err(c.err(
+                        pos,
+                        format!("table <{name}> is already defined on line {}", first.line),
+                    ));
+                }
+                defined_at.insert(name.clone(), pos);
+                tables.insert(name, table);
+            }
+            Some("set") => {
+                let (action, pos) = parse_set(&mut c)?;
+                if let Some((_, first)) = default {
+                    return Err(c.err(
+                        pos,
+                        format!("`set default` is already given on line {}", first.line),
+                    ));
+                }
+                default = Some((action, pos));
+            }
+            _ => {
+                return Err(c.unexpected_kw(
+                    first,
+                    "`pass`, `block`, `table` or `set`",
+                    &["pass", "block", "table", "set"],
+                ));
+            }
+        }
+    }
+
+    for (pos, name) in references {
+        if !tables.contains_key(&name) {
+            return Err(RulesError::at(file, pos, format!("unknown table <{name}>")));
+        }
+    }
+    Ok(Ruleset {
+        default_action: default.map_or(Action::Pass, |(action, _)| action),
+        tables,
+        rules,
+    })
+}
+
+/// `set default pass|block`; returns the action and the position of `set`.
+fn parse_set(c: &mut Cursor<'_>) -> Result<(Action, Pos), RulesError> {
+    let set = c.next();
+    let what = c.next();
+    if !c.is_word(what, "default") {
+        return Err(c.unexpected_kw(what, "`default` after `set`", &["default"]));
+    }
+    let value = c.next();
+    let action = match c.word(value) {
+        Some("pass") => Action::Pass,
+        Some("block") => Action::Block,
+        _ => {
+            return Err(c.unexpected_kw(
+                value,
+                "`pass` or `block` after `set default`",
+                &["pass", "block"],
+            ));
+        }
+    };
+    c.expect_end("end of line after `set default`")?;
+    Ok((action, set.pos))
+}
+
+/// `table <name> { entries }` or `table <name> file "PATH"`; returns the name, the
+/// position of `<name>` and the table.
+fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Table), RulesError> {
+    c.next();
+    let name_tok = c.next();
+    if name_tok.kind != Kind::Table {
+        return Err(c.unexpected(name_tok, "a table name like `<name>` after `table`"));
+    }
+    let text = c.text(name_tok);
+    let name = text[1..text.len() - 1].to_owned();
+
+    let tok = c.next();
+    let table = match tok.kind {
+        Kind::LBrace => {
+            let mut entries = Dedup::default();
+            loop {
+                let item = c.next();
+                match item.kind {
+                    Kind::RBrace => break,
+                    Kind::Word if addr::looks_like_address(c.text(item)) => {
+                        let net = addr::parse_net(c.text(item)).map_err(|m| c.err(item.pos, m))?;
+                        entries.push(net);
+                    }
+                    _ => return Err(c.unexpected(item, "an address, prefix or `}`")),
+                }
+                if c.peek().kind == Kind::Comma {
+                    c.next();
+                }
+            }
+            Table {
+                entries: entries.finish(),
+                file: None,
+            }
+        }
+        Kind::Word if c.text(tok) == "file" => {
+            let path_tok = c.next();
+            if path_tok.kind != Kind::Str {
+                return Err(c.unexpected(path_tok, "a quoted path after `file`"));
+            }
+            let written = unquote(c.text(path_tok));
+            if written.is_empty() {
+                return Err(c.err(path_tok.pos, "the table file path is empty"));
+            }
+            let path = base_dir.join(&written);
+            let shown = path.display().to_string();
+            let bytes = source::read(&path).map_err(|reason| {
+                c.err(path_tok.pos, format!("cannot read table file `{shown}`: {reason}"))
+            })?;
+            let text = source::utf8(&bytes, &shown)?;
+            Table {
+                entries: tables::parse_table_text(text, &shown)?,
+                file: Some(shown),
+            }
+        }
+        _ => return Err(c.unexpected_kw(tok, "`{` or `file` after the table name", &["file"])),
+    };
+    c.expect_end("end of line after the table")?;
+    Ok((name, name_tok.pos, table))
+}
+
+/// A cursor over the tokens of one statement (always ending with [`Kind::End`]).
+pub(super) struct Cursor<'a> {
+    src: &'a str,
+    file: &'a str,
+    toks: Vec<Token>,
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor at the first token of `toks`, which must end with a `Kind::End` token.
+    pub fn new(src: &'a str, file: &'a str, toks: Vec<Token>) -> Self {
+        Cursor { src, file, toks, i: 0 }
+    }
+
+    /// The next token, not consumed.
+    pub fn peek(&self) -> Token {
+        self.toks[self.i]
+    }
+
+    /// The next token, consumed; at the end, keeps returning the `End` token.
+    pub fn next(&mut self) -> Token {
+        let tok = self.toks[self.i];
+        if tok.kind != Kind::End {
+            self.i += 1;
+        }
+        tok
+    }
+
+    /// The source text of a token.
+    pub fn text(&self, tok: Token) -> &'a str {
+        &self.src[tok.start..tok.end]
+    }
+
+    /// The text of a word token; `None` for other tokens.
+    pub fn word(&self, tok: Token) -> Option<&'a str> {
+        (tok.kind == Kind::Word).then(|| self.text(tok))
+    }
+
+    /// Whether `tok` is the word `w`.
+    pub fn is_word(&self, tok: Token, w: &str) -> bool {
+        self.word(tok) == Some(w)
+    }
+
+    /// The statement's source text: tokens as written, with a single space wherever
+    /// the source had whitespace, a comment or a line continuation between them.
+    /// Strings keep their inner spacing: they are shown as the operator wrote them.
+    pub fn statement_text(&self) -> String {
+        let mut text = String::new();
+        let mut prev_end = None;
+        for tok in self.toks.iter().filter(|t| t.kind != Kind::End) {
+            if prev_end.is_some_and(|end| end != tok.start) {
+                text.push(' ');
+            }
+            text.push_str(self.text(*tok));
+            prev_end = Some(tok.end);
+        }
+        text
+    }
+
+    /// An error at `pos` in this file.
+    pub fn err(&self, pos: Pos, message: impl Into<String>) -> RulesError {
+        RulesError::at(self.file, pos, message)
+    }
+
+    /// How a token is named in "found ..." messages.
+    pub fn found(&self, tok: Token) -> String {
+        match tok.kind {
+            Kind::End => "end of line".to_owned(),
+            _ => format!("`{}`", self.text(tok)),
+        }
+    }
+
+    /// "expected X, found Y" at `tok`.
+    pub fn unexpected(&self, tok: Token, expected: &str) -> RulesError {
+        self.err(tok.pos, format!("expected {expected}, found {}", self.found(tok)))
+    }
+
+    /// Like [`Cursor::unexpected`], adding "did you mean" when `tok` is a word close
+    /// to one of `keywords` (typos such as `frmo` are the commonest mistake).
+    pub fn unexpected_kw(&self, tok: Token, expected: &str, keywords: &[&str]) -> RulesError {
+        let mut e = self.unexpected(tok, expected);
+        if let Some(guess) = self.word(tok).and_then(|w| suggest(w, keywords)) {
+            e.message.push_str(&format!(" (did you mean `{guess}`?)"));
+        }
+        e
+    }
+
+    /// Consumes the end of the statement, or fails with "expected {expected}".
+    pub fn expect_end(&mut self, expected: &str) -> Result<(), RulesError> {
+        let tok = self.next();
+        if tok.kind == Kind::End {
+            Ok(())
+        } else {
+            Err(self.unexpected(tok, expected))
+        }
+    }
+}
+
+/// The keyword closest to `word`, if it is close enough to be a likely typo: at most
+/// one edit for short words, two for longer ones (a swap of neighbours counts as one).
+pub(super) fn suggest<'k>(word: &str, keywords: &[&'k str]) -> Option<&'k str> {
+    let limit = if word.chars().count() <= 3 { 1 } else { 2 };
+    keywords
+        .iter()
+        .map(|k| (edit_distance(word, k), *k))
+        .filter(|&(d, k)| d <= limit && d > 0 && k.len() > 1)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, k)| k)
+}
+
+/// Optimal string alignment distance (Levenshtein plus adjacent transpositions).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // d[i][j] = distance between a[..i] and b[..j]
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(edit_distance("frmo", "from"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(suggest("frmo", &["from", "to"]), Some("from"));
+        assert_eq!(suggest("pas", &["pass", "block"]), Some("pass"));
+        assert_eq!(suggest("xyz", &["from", "to"]), None);
+        assert_eq!(suggest("from", &["from"]), None);
+    }
+}

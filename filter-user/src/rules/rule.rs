@@ -1,0 +1,660 @@
+//! The rule grammar:
+//!
+//! ```text
+//! ACTION [in|out] [log] [quick] [on IFACE] [inet|inet6] [proto P | proto { P, ... }]
+//!        [all | [from SRC] [to DST]] [OPTIONS...]
+//! ```
+//!
+//! The parts before the options have a fixed order, as in pf; options come in any
+//! order. `log` is also accepted right after the direction, where pf puts it.
+
+use ipnet::IpNet;
+
+use super::addr;
+use super::ast::{
+    Action, AddrItem, AddrMatch, Direction, Endpoint, Family, IcmpMatch, Pos, PortRange, Rule,
+    TcpFlags,
+};
+use super::error::RulesError;
+use super::lexer::{Kind, Token, unquote};
+use super::names;
+use super::parser::Cursor;
+use super::validate::Unsupported;
+
+/// Where the parser is in the fixed-order part of a rule: a part may only appear while
+/// the stage is at or before its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Dir,
+    Quick,
+    On,
+    Family,
+    Proto,
+    Hosts,
+    To,
+    Options,
+}
+
+/// The keywords of each fixed-order part, for "expected ..." messages.
+const PARTS: &[(Stage, &[&str])] = &[
+    (Stage::Dir, &["in", "out"]),
+    (Stage::Quick, &["quick"]),
+    (Stage::On, &["on"]),
+    (Stage::Family, &["inet", "inet6"]),
+    (Stage::Proto, &["proto"]),
+    (Stage::Hosts, &["all", "from"]),
+    (Stage::To, &["to"]),
+];
+
+/// Option keywords.
+const OPTIONS: &[&str] = &[
+    "flags",
+    "icmp-type",
+    "icmp6-type",
+    "vlan",
+    "keep",
+    "log",
+    "label",
+    "rate",
+];
+
+/// Words that cannot be an interface name, so that `on from ...` gets a clear error.
+const NOT_INTERFACES: &[&str] = &[
+    "in", "out", "quick", "on", "inet", "inet6", "proto", "all", "from", "to", "any", "port",
+];
+
+/// Longest Linux interface name (IFNAMSIZ - 1).
+const MAX_IFACE_LEN: usize = 15;
+
+/// Which numbering an `icmp-type` / `icmp6-type` option uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IcmpKind {
+    /// `icmp-type`
+    V4,
+    /// `icmp6-type`
+    V6,
+}
+
+/// What the parser learned about a rule beyond the AST: the positions that checks of
+/// the whole rule report at.
+#[derive(Debug, Default)]
+pub(super) struct RuleMeta {
+    /// Every `port` keyword.
+    pub ports: Vec<Pos>,
+    /// The `flags` keyword, unless the value was `any`.
+    pub flags: Option<Pos>,
+    /// The `icmp-type` or `icmp6-type` keyword.
+    pub icmp: Option<(Pos, IcmpKind)>,
+    /// Every address or prefix, for the family check.
+    pub addrs: Vec<(Pos, IpNet)>,
+    /// Every `<table>` reference.
+    pub table_refs: Vec<(Pos, String)>,
+    /// Features that are parsed but not enforced yet.
+    pub unsupported: Unsupported,
+    /// Options given so far, to refuse repeats.
+    seen: Vec<&'static str>,
+}
+
+/// Column `n` characters to the right of `pos` (for errors inside a word).
+fn shift(pos: Pos, n: usize) -> Pos {
+    Pos {
+        line: pos.line,
+        col: pos
+            .col
+            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX)),
+    }
+}
+
+/// Parses one rule; the cursor is at the action keyword.
+pub(super) fn parse_rule(c: &mut Cursor<'_>) -> Result<(Rule, RuleMeta), RulesError> {
+    let first = c.next();
+    let action = match c.word(first) {
+        Some("pass") => Action::Pass,
+        Some("block") => Action::Block,
+        _ => return Err(c.unexpected(first, "`pass` or `block`")),
+    };
+    let mut rule = Rule {
+        pos: first.pos,
+        text: c.statement_text(),
+        action,
+        direction: Direction::In,
+        interface: None,
+        family: None,
+        protocols: None,
+        from: Endpoint::default(),
+        to: Endpoint::default(),
+        tcp_flags: None,
+        icmp: None,
+        vlan: None,
+        keep_state: false,
+        log: false,
+        label: None,
+    };
+    let mut meta = RuleMeta::default();
+    let mut stage = Stage::Dir;
+    // True right after `from ADDR` / `to ADDR` without a port: `port` may follow.
+    let mut port_may_follow = false;
+
+    loop {
+        let tok = c.peek();
+        if tok.kind == Kind::End {
+            break;
+        }
+        let after_addr = std::mem::replace(&mut port_may_follow, false);
+        match c.word(tok) {
+            Some(w @ ("in" | "out")) if stage <= Stage::Dir => {
+                c.next();
+                if w == "out" {
+                    rule.direction = Direction::Out;
+                    meta.unsupported.out = Some(tok.pos);
+                }
+                stage = Stage::Quick;
+            }
+            Some("log") if stage <= Stage::Quick => {
+                option(c, &mut rule, &mut meta)?;
+                stage = Stage::Quick;
+            }
+            Some("quick") if stage <= Stage::Quick => {
+                // Accepted for pf compatibility; the first match always wins anyway.
+                c.next();
+                stage = Stage::On;
+            }
+            Some("on") if stage <= Stage::On => {
+                c.next();
+                rule.interface = Some(interface(c)?);
+                stage = Stage::Family;
+            }
+            Some(w @ ("inet" | "inet6")) if stage <= Stage::Family => {
+                c.next();
+                rule.family = Some(if w == "inet" {
+                    Family::Inet
+                } else {
+                    Family::Inet6
+                });
+                stage = Stage::Proto;
+            }
+            Some("proto") if stage <= Stage::Proto => {
+                c.next();
+                rule.protocols = Some(protocols(c)?);
+                stage = Stage::Hosts;
+            }
+            Some("all") if stage <= Stage::Hosts => {
+                c.next();
+                stage = Stage::Options;
+            }
+            Some("from") if stage <= Stage::Hosts => {
+                c.next();
+                (rule.from, port_may_follow) = endpoint(c, "from", &mut meta)?;
+                stage = Stage::To;
+            }
+            Some("to") if stage <= Stage::To => {
+                c.next();
+                (rule.to, port_may_follow) = endpoint(c, "to", &mut meta)?;
+                stage = Stage::Options;
+            }
+            Some(w) if OPTIONS.contains(&w) => {
+                option(c, &mut rule, &mut meta)?;
+                stage = Stage::Options;
+            }
+            _ => {
+                let mut keywords: Vec<&str> = Vec::new();
+                if after_addr {
+                    keywords.push("port");
+                }
+                for (part, words) in PARTS {
+                    if stage <= *part {
+                        keywords.extend_from_slice(words);
+                    }
+                }
+                let mut expected: String = keywords.iter().map(|k| format!("`{k}`, ")).collect();
+                expected.push_str("an option or end of rule");
+                keywords.extend_from_slice(OPTIONS);
+                return Err(c.unexpected_kw(tok, &expected, &keywords));
+            }
+        }
+    }
+    Ok((rule, meta))
+}
+
+/// `on IFACE`: the interface name.
+fn interface(c: &mut Cursor<'_>) -> Result<String, RulesError> {
+    let tok = c.next();
+    match c.word(tok) {
+        Some(w) if !NOT_INTERFACES.contains(&w) && !OPTIONS.contains(&w) => {
+            if w.len() > MAX_IFACE_LEN {
+                return Err(c.err(
+                    tok.pos,
+                    format!("interface name `{w}` is too long (at most {MAX_IFACE_LEN} characters)"),
+                ));
+            }
+            Ok(w.to_owned())
+        }
+        _ => Err(c.unexpected(tok, "an interface name after `on`")),
+    }
+}
+
+/// Parses `{ item, item ... }` once the `{` is consumed: commas and/or whitespace
+/// between items, a trailing comma allowed, at least one item. `item` gets each token
+/// that is not `}` along with the "expected" text to use if it does not fit.
+fn list<T>(
+    c: &mut Cursor<'_>,
+    what: &str,
+    mut item: impl FnMut(&mut Cursor<'_>, Token, &str) -> Result<T, RulesError>,
+) -> Result<Vec<T>, RulesError> {
+    let mut items = Vec::new();
+    let more = format!("{what} or `}}`");
+    loop {
+        let tok = c.next();
+        let expected = if items.is_empty() { what } else { more.as_str() };
+        if tok.kind == Kind::RBrace && !items.is_empty() {
+            return Ok(items);
+        }
+        if matches!(tok.kind, Kind::RBrace | Kind::Comma | Kind::LBrace | Kind::End) {
+            return Err(c.unexpected(tok, expected));
+        }
+        items.push(item(c, tok, expected)?);
+        if c.peek().kind == Kind::Comma {
+            c.next();
+        }
+    }
+}
+
+const PROTO_EXPECTED: &str =
+    "a protocol (`tcp`, `udp`, `icmp`, `icmp6`, `sctp` or a number 0-255)";
+
+/// `proto P` or `proto { P, ... }`: protocol numbers, repeats removed.
+fn protocols(c: &mut Cursor<'_>) -> Result<Vec<u8>, RulesError> {
+    let tok = c.next();
+    let list = if tok.kind == Kind::LBrace {
+        list(c, PROTO_EXPECTED, protocol)?
+    } else {
+        vec![protocol(c, tok, &format!("{PROTO_EXPECTED} or `{{` after `proto`"))?]
+    };
+    let mut unique = Vec::with_capacity(list.len());
+    for p in list {
+        if !unique.contains(&p) {
+            unique.push(p);
+        }
+    }
+    Ok(unique)
+}
+
+fn protocol(c: &mut Cursor<'_>, tok: Token, expected: &str) -> Result<u8, RulesError> {
+    let Some(w) = c.word(tok) else {
+        return Err(c.unexpected(tok, expected));
+    };
+    if let Some(n) = names::number(w) {
+        return u8::try_from(n)
+            .map_err(|_| c.err(tok.pos, format!("protocol {w} out of range 0-255")));
+    }
+    names::protocol(w).ok_or_else(|| {
+        let known: Vec<&str> = names::protocol_names().collect();
+        c.unexpected_kw(tok, expected, &known)
+    })
+}
+
+/// `from ...` / `to ...` after the keyword. Returns the endpoint and whether a `port`
+/// could still follow (an address was given without one).
+fn endpoint(
+    c: &mut Cursor<'_>,
+    keyword: &str,
+    meta: &mut RuleMeta,
+) -> Result<(Endpoint, bool), RulesError> {
+    let tok = c.peek();
+    let mut ep = Endpoint::default();
+    let mut addr_given = true;
+    match tok.kind {
+        Kind::Word if c.text(tok) == "port" => addr_given = false,
+        Kind::Word if c.text(tok) == "any" => {
+            c.next();
+        }
+        Kind::Bang => {
+            c.next();
+            let items = addr_items(c, meta, "an address, prefix, `<table>` or `{` after `!`")?;
+            ep.addr = AddrMatch::List {
+                negated: true,
+                items,
+            };
+        }
+        _ => {
+            let expected = format!(
+                "an address, prefix, `<table>`, `{{`, `!`, `any` or `port` after `{keyword}`"
+            );
+            let items = addr_items(c, meta, &expected)?;
+            ep.addr = AddrMatch::List {
+                negated: false,
+                items,
+            };
+        }
+    }
+    if c.is_word(c.peek(), "port") {
+        let kw = c.next();
+        meta.ports.push(kw.pos);
+        ep.ports = Some(ports(c)?);
+        return Ok((ep, false));
+    }
+    Ok((ep, addr_given))
+}
+
+/// One address item, or a `{ ... }` list of them.
+fn addr_items(
+    c: &mut Cursor<'_>,
+    meta: &mut RuleMeta,
+    expected: &str,
+) -> Result<Vec<AddrItem>, RulesError> {
+    let tok = c.next();
+    if tok.kind == Kind::LBrace {
+        list(c, "an address, prefix or `<table>`", |c, tok, expected| {
+            addr_item(c, tok, meta, expected, true)
+        })
+    } else {
+        Ok(vec![addr_item(c, tok, meta, expected, false)?])
+    }
+}
+
+fn addr_item(
+    c: &mut Cursor<'_>,
+    tok: Token,
+    meta: &mut RuleMeta,
+    expected: &str,
+    in_list: bool,
+) -> Result<AddrItem, RulesError> {
+    match tok.kind {
+        Kind::Word if addr::looks_like_address(c.text(tok)) => {
+            let net = addr::parse_net(c.text(tok)).map_err(|m| c.err(tok.pos, m))?;
+            meta.addrs.push((tok.pos, net));
+            Ok(AddrItem::Net(net))
+        }
+        Kind::Table => {
+            let text = c.text(tok);
+            let name = text[1..text.len() - 1].to_owned();
+            meta.table_refs.push((tok.pos, name.clone()));
+            Ok(AddrItem::Table(name))
+        }
+        Kind::Bang if in_list => Err(c.err(
+            tok.pos,
+            "`!` can only negate a whole address list, written `!{ ... }`",
+        )),
+        _ if in_list => Err(c.unexpected(tok, expected)),
+        _ => Err(c.unexpected_kw(tok, expected, &["any", "port"])),
+    }
+}
+
+/// After `port`: `P`, `P:Q` or `{ ... }`.
+fn ports(c: &mut Cursor<'_>) -> Result<Vec<PortRange>, RulesError> {
+    let tok = c.next();
+    match tok.kind {
+        Kind::Word => Ok(vec![port_range(c, tok)?]),
+        Kind::LBrace => list(c, "a port or port range", |c, tok, expected| {
+            if tok.kind == Kind::Word {
+                port_range(c, tok)
+            } else {
+                Err(c.unexpected(tok, expected))
+            }
+        }),
+        _ => Err(c.unexpected(
+            tok,
+            "a port, a port range like `8000:8080` or `{` after `port`",
+        )),
+    }
+}
+
+fn port_range(c: &mut Cursor<'_>, tok: Token) -> Result<PortRange, RulesError> {
+    let w = c.text(tok);
+    let Some((first, last)) = w.split_once(':') else {
+        let port = port(c, w, tok.pos)?;
+        return Ok(PortRange { lo: port, hi: port });
+    };
+    if first.is_empty() || last.is_empty() {
+        return Err(c.err(
+            tok.pos,
+            format!("bad port range `{w}`: it needs a first and a last port, like `8000:8080`"),
+        ));
+    }
+    let lo = port(c, first, tok.pos)?;
+    let hi = port(c, last, shift(tok.pos, first.chars().count() + 1))?;
+    if lo > hi {
+        return Err(c.err(
+            tok.pos,
+            format!("bad port range `{w}`: {lo} is greater than {hi}"),
+        ));
+    }
+    Ok(PortRange { lo, hi })
+}
+
+/// A port number or service name; `pos` is where `s` starts.
+fn port(c: &Cursor<'_>, s: &str, pos: Pos) -> Result<u16, RulesError> {
+    if let Some(n) = names::number(s) {
+        return u16::try_from(n).map_err(|_| c.err(pos, format!("port {s} out of range 0-65535")));
+    }
+    names::service_port(s).ok_or_else(|| {
+        let mut e = c.err(
+            pos,
+            format!("expected a port number 0-65535 or a service name like `ssh`, found `{s}`"),
+        );
+        let known: Vec<&str> = names::service_names().collect();
+        if let Some(guess) = super::parser::suggest(s, &known) {
+            e.message.push_str(&format!(" (did you mean `{guess}`?)"));
+        }
+        e
+    })
+}
+
+/// An option; the cursor is at its keyword.
+fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<(), RulesError> {
+    let kw = c.next();
+    let text = c.text(kw);
+    let Some(&name) = OPTIONS.iter().find(|o| **o == text) else {
+        return Err(c.unexpected(kw, "an option"));
+    };
+    if matches!(name, "icmp-type" | "icmp6-type") && meta.icmp.is_some() {
+        return Err(c.err(
+            kw.pos,
+            "only one `icmp-type` or `icmp6-type` is allowed in a rule",
+        ));
+    }
+    if meta.seen.contains(&name) {
+        return Err(c.err(kw.pos, format!("`{name}` is given twice in this rule")));
+    }
+    meta.seen.push(name);
+    match name {
+        "flags" => {
+            let tok = c.next();
+            const EXPECTED: &str = "flags like `S/SA`, `/SA` or `any` after `flags`";
+            match c.word(tok) {
+                Some("any") => {}
+                Some(w) => {
+                    rule.tcp_flags = Some(tcp_flags(c, tok, w, EXPECTED)?);
+                    meta.flags = Some(kw.pos);
+                }
+                None => return Err(c.unexpected(tok, EXPECTED)),
+            }
+        }
+        "icmp-type" | "icmp6-type" => {
+            let kind = if name == "icmp6-type" {
+                IcmpKind::V6
+            } else {
+                IcmpKind::V4
+            };
+            rule.icmp = Some(icmp(c, kind)?);
+            meta.icmp = Some((kw.pos, kind));
+        }
+        "vlan" => {
+            let tok = c.next();
+            let id = bounded(c, tok, 4095, "vlan", "a VLAN id 0-4095 after `vlan`")?;
+            rule.vlan = Some(u16::try_from(id).unwrap_or(u16::MAX));
+        }
+        "keep" => {
+            let tok = c.next();
+            if !c.is_word(tok, "state") {
+                return Err(c.unexpected_kw(tok, "`state` after `keep`", &["state"]));
+            }
+            rule.keep_state = true;
+            meta.unsupported.keep_state = Some(kw.pos);
+        }
+        "log" => {
+            rule.log = true;
+            meta.unsupported.log = Some(kw.pos);
+        }
+        "label" => {
+            let tok = c.next();
+            if tok.kind != Kind::Str {
+                return Err(c.unexpected(tok, "a quoted label like `\"web\"` after `label`"));
+            }
+            rule.label = Some(unquote(c.text(tok)));
+        }
+        _ => {
+            // "rate": the AST has no field for it yet; it is parsed fully so that
+            // syntax errors show now, then refused as unsupported.
+            rate(c)?;
+            meta.unsupported.rate = Some(kw.pos);
+        }
+    }
+    Ok(())
+}
+
+/// A decimal number in `0..=max`; `what` names it in the out-of-range message.
+fn bounded(
+    c: &Cursor<'_>,
+    tok: Token,
+    max: u64,
+    what: &str,
+    expected: &str,
+) -> Result<u64, RulesError> {
+    match c.word(tok).map(|w| (w, names::number(w))) {
+        Some((_, Some(n))) if n <= max => Ok(n),
+        Some((w, Some(_))) => Err(c.err(tok.pos, format!("{what} {w} out of range 0-{max}"))),
+        _ => Err(c.unexpected(tok, expected)),
+    }
+}
+
+/// `SET/MASK` of `flags`, with `w` the word at `tok`.
+fn tcp_flags(c: &Cursor<'_>, tok: Token, w: &str, expected: &str) -> Result<TcpFlags, RulesError> {
+    let Some((set_text, mask_text)) = w.split_once('/') else {
+        return Err(c.unexpected(tok, expected));
+    };
+    if mask_text.is_empty() {
+        return Err(c.err(tok.pos, format!("bad flags `{w}`: the mask after `/` is empty")));
+    }
+    let set = flag_bits(c, set_text, tok.pos)?;
+    let mask = flag_bits(c, mask_text, shift(tok.pos, set_text.chars().count() + 1))?;
+    if let Some(extra) = set_text.chars().find(|ch| !mask_text.contains(*ch)) {
+        return Err(c.err(
+            tok.pos,
+            format!("bad flags `{w}`: `{extra}` is in the set but not in the mask `{mask_text}`"),
+        ));
+    }
+    debug_assert_eq!(set & !mask, 0);
+    Ok(TcpFlags { set, mask })
+}
+
+/// The bits of flag letters; `pos` is where `letters` starts.
+fn flag_bits(c: &Cursor<'_>, letters: &str, pos: Pos) -> Result<u8, RulesError> {
+    let mut bits = 0u8;
+    for (i, ch) in letters.chars().enumerate() {
+        bits |= match ch {
+            'F' => 0x01,
+            'S' => 0x02,
+            'R' => 0x04,
+            'P' => 0x08,
+            'A' => 0x10,
+            'U' => 0x20,
+            'E' => 0x40,
+            'W' => 0x80,
+            _ => {
+                return Err(c.err(
+                    shift(pos, i),
+                    format!("unknown TCP flag `{ch}`; the flags are F, S, R, P, A, U, E and W"),
+                ));
+            }
+        };
+    }
+    Ok(bits)
+}
+
+/// `T [code C]` after `icmp-type` / `icmp6-type`.
+fn icmp(c: &mut Cursor<'_>, kind: IcmpKind) -> Result<IcmpMatch, RulesError> {
+    let v6 = kind == IcmpKind::V6;
+    let (family, other_keyword, other_family) = if v6 {
+        ("ICMPv6", "icmp-type", "ICMP")
+    } else {
+        ("ICMP", "icmp6-type", "ICMPv6")
+    };
+    let tok = c.next();
+    let expected = format!("an {family} type name like `echoreq` or a number 0-255");
+    let icmp_type = match c.word(tok) {
+        Some(w) => match names::number(w) {
+            Some(n) => u8::try_from(n)
+                .map_err(|_| c.err(tok.pos, format!("{family} type {w} out of range 0-255")))?,
+            None => match names::icmp_type(w, v6) {
+                Some(t) => t,
+                None if names::icmp_type(w, !v6).is_some() => {
+                    return Err(c.err(
+                        tok.pos,
+                        format!("`{w}` is an {other_family} type name; use it with `{other_keyword}`"),
+                    ));
+                }
+                None => {
+                    let known: Vec<&str> = names::icmp_type_names(v6).collect();
+                    return Err(c.unexpected_kw(tok, &expected, &known));
+                }
+            },
+        },
+        None => return Err(c.unexpected(tok, &expected)),
+    };
+    let mut code = None;
+    if c.is_word(c.peek(), "code") {
+        c.next();
+        let tok = c.next();
+        let what = format!("{family} code");
+        let n = bounded(c, tok, 255, &what, &format!("an {family} code 0-255 after `code`"))?;
+        code = Some(u8::try_from(n).unwrap_or(u8::MAX));
+    }
+    Ok(IcmpMatch { icmp_type, code })
+}
+
+/// `N/s [burst M] [per-source]` after `rate` (the latter two in either order).
+fn rate(c: &mut Cursor<'_>) -> Result<(), RulesError> {
+    const MAX: u64 = u32::MAX as u64;
+    let tok = c.next();
+    let expected = "a rate like `10/s` after `rate`";
+    let Some((count, unit)) = c.word(tok).and_then(|w| w.split_once('/')) else {
+        return Err(c.unexpected(tok, expected));
+    };
+    match names::number(count) {
+        Some(n) if (1..=MAX).contains(&n) => {}
+        Some(_) => {
+            return Err(c.err(tok.pos, format!("rate {count}/s out of range 1-{MAX} per second")));
+        }
+        None => return Err(c.unexpected(tok, expected)),
+    }
+    if unit != "s" {
+        return Err(c.err(
+            shift(tok.pos, count.chars().count() + 1),
+            format!("unknown rate unit `{unit}`; rates are per second, like `10/s`"),
+        ));
+    }
+    let (mut burst, mut per_source) = (false, false);
+    loop {
+        let next = c.peek();
+        if !burst && c.is_word(next, "burst") {
+            c.next();
+            burst = true;
+            let tok = c.next();
+            let expected = "a burst size (packets) after `burst`";
+            match c.word(tok).and_then(names::number) {
+                Some(n) if (1..=MAX).contains(&n) => {}
+                Some(_) => {
+                    let w = c.text(tok);
+                    return Err(c.err(tok.pos, format!("burst {w} out of range 1-{MAX}")));
+                }
+                None => return Err(c.unexpected(tok, expected)),
+            }
+        } else if !per_source && c.is_word(next, "per-source") {
+            c.next();
+            per_source = true;
+        } else {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,868 @@
+//! End-to-end tests of the rule language through the public API.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ipnet::IpNet;
+
+use super::*;
+
+fn parse(src: &str) -> Result<Ruleset, RulesError> {
+    parse_str(src, "t.conf", Path::new("/nonexistent-base"))
+}
+
+/// The error message of a ruleset that must fail, as `file:line:col: message`.
+fn err(src: &str) -> String {
+    match parse(src) {
+        Ok(r) => panic!("expected an error for {src:?}, got {r:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The only rule of a one-rule ruleset.
+fn rule(src: &str) -> Rule {
+    let mut rs = parse(src).unwrap_or_else(|e| panic!("{src:?}: {e}"));
+    assert_eq!(rs.rules.len(), 1, "{src:?}");
+    rs.rules.remove(0)
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+fn nets(list: &[&str]) -> Vec<IpNet> {
+    list.iter().map(|s| net(s)).collect()
+}
+
+fn ports(list: &[(u16, u16)]) -> Option<Vec<PortRange>> {
+    Some(list.iter().map(|&(lo, hi)| PortRange { lo, hi }).collect())
+}
+
+fn addrs(negated: bool, items: Vec<AddrItem>) -> AddrMatch {
+    AddrMatch::List { negated, items }
+}
+
+fn pos(line: u32, col: u32) -> Pos {
+    Pos { line, col }
+}
+
+/// A rule with every field at its default, for comparisons with struct update syntax.
+fn base(text: &str) -> Rule {
+    Rule {
+        pos: pos(1, 1),
+        text: text.to_owned(),
+        action: Action::Pass,
+        direction: Direction::In,
+        interface: None,
+        family: None,
+        protocols: None,
+        from: Endpoint::default(),
+        to: Endpoint::default(),
+        tcp_flags: None,
+        icmp: None,
+        vlan: None,
+        keep_state: false,
+        log: false,
+        label: None,
+    }
+}
+
+/// A scratch directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "xdpwall-rules-test-{}-{n}-{tag}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------- statements
+
+#[test]
+fn empty_ruleset_defaults_to_pass() {
+    let rs = parse("# nothing here\n\n   \n").unwrap();
+    assert_eq!(
+        rs,
+        Ruleset {
+            default_action: Action::Pass,
+            tables: Default::default(),
+            rules: vec![],
+        }
+    );
+}
+
+#[test]
+fn set_default() {
+    assert_eq!(parse("set default block").unwrap().default_action, Action::Block);
+    assert_eq!(parse("set default pass\n").unwrap().default_action, Action::Pass);
+    assert_eq!(
+        err("set default block\n\nset default pass"),
+        "t.conf:3:1: `set default` is already given on line 1"
+    );
+    assert_eq!(
+        err("set defualt block"),
+        "t.conf:1:5: expected `default` after `set`, found `defualt` (did you mean `default`?)"
+    );
+    assert_eq!(
+        err("set default"),
+        "t.conf:1:12: expected `pass` or `block` after `set default`, found end of line"
+    );
+    assert_eq!(
+        err("set default drop"),
+        "t.conf:1:13: expected `pass` or `block` after `set default`, found `drop`"
+    );
+    assert_eq!(
+        err("set default block pass"),
+        "t.conf:1:19: expected end of line after `set default`, found `pass`"
+    );
+}
+
+#[test]
+fn unknown_statement() {
+    assert_eq!(
+        err("\n  frob all"),
+        "t.conf:2:3: expected `pass`, `block`, `table` or `set`, found `frob`"
+    );
+    assert_eq!(
+        err("pas all"),
+        "t.conf:1:1: expected `pass`, `block`, `table` or `set`, found `pas` (did you mean `pass`?)"
+    );
+    assert_eq!(
+        err("{ pass }"),
+        "t.conf:1:1: expected `pass`, `block`, `table` or `set`, found `{`"
+    );
+}
+
+// ---------------------------------------------------------------- rules
+
+#[test]
+fn minimal_rules() {
+    assert_eq!(rule("pass"), base("pass"));
+    assert_eq!(rule("pass all"), base("pass all"));
+    assert_eq!(
+        rule("block in quick all"),
+        Rule {
+            action: Action::Block,
+            ..base("block in quick all")
+        }
+    );
+}
+
+#[test]
+fn header_parts() {
+    assert_eq!(
+        rule("pass in quick on eth0.100 inet6 proto { tcp, udp tcp 132 } all"),
+        Rule {
+            interface: Some("eth0.100".into()),
+            family: Some(Family::Inet6),
+            protocols: Some(vec![6, 17, 132]),
+            ..base("pass in quick on eth0.100 inet6 proto { tcp, udp tcp 132 } all")
+        }
+    );
+    let r = rule("pass inet proto ipv6-icmp");
+    assert_eq!(r.family, Some(Family::Inet));
+    assert_eq!(r.protocols, Some(vec![58]));
+    for (name, number) in [("tcp", 6), ("udp", 17), ("icmp", 1), ("icmp6", 58), ("sctp", 132), ("0", 0), ("255", 255)] {
+        assert_eq!(rule(&format!("pass proto {name}")).protocols, Some(vec![number]), "{name}");
+    }
+}
+
+#[test]
+fn endpoints() {
+    let r = rule("pass from 192.0.2.1 to !10.0.0.0/8");
+    assert_eq!(r.from.addr, addrs(false, vec![AddrItem::Net(net("192.0.2.1/32"))]));
+    assert_eq!(r.from.ports, None);
+    assert_eq!(r.to.addr, addrs(true, vec![AddrItem::Net(net("10.0.0.0/8"))]));
+
+    let rs = parse(
+        "table <a> { 192.0.2.1 }\ntable <b> { 2001:db8::/32 }\n\
+         pass from { <a>, 2001:db8::1 10.0.0.0/8, } to !{ <b> <a> }",
+    )
+    .unwrap();
+    let r = &rs.rules[0];
+    assert_eq!(
+        r.from.addr,
+        addrs(
+            false,
+            vec![
+                AddrItem::Table("a".into()),
+                AddrItem::Net(net("2001:db8::1/128")),
+                AddrItem::Net(net("10.0.0.0/8")),
+            ]
+        )
+    );
+    assert_eq!(
+        r.to.addr,
+        addrs(true, vec![AddrItem::Table("b".into()), AddrItem::Table("a".into())])
+    );
+
+    let rs = parse("table <t> { 10.0.0.0/8 }\npass from !<t> to any").unwrap();
+    assert_eq!(rs.rules[0].from.addr, addrs(true, vec![AddrItem::Table("t".into())]));
+    assert_eq!(rs.rules[0].to, Endpoint::default());
+}
+
+#[test]
+fn ports_forms() {
+    let r = rule("pass proto tcp from any port 1024:65535 to 10.0.0.1 port { 80, https 8000:8080 ssh, }");
+    assert_eq!(r.from.addr, AddrMatch::Any);
+    assert_eq!(r.from.ports, ports(&[(1024, 65535)]));
+    assert_eq!(r.to.addr, addrs(false, vec![AddrItem::Net(net("10.0.0.1/32"))]));
+    assert_eq!(r.to.ports, ports(&[(80, 80), (443, 443), (8000, 8080), (22, 22)]));
+
+    let r = rule("pass proto udp from port domain to port 0");
+    assert_eq!(r.from, Endpoint { addr: AddrMatch::Any, ports: ports(&[(53, 53)]) });
+    assert_eq!(r.to, Endpoint { addr: AddrMatch::Any, ports: ports(&[(0, 0)]) });
+
+    let r = rule("pass proto tcp to port 22:22");
+    assert_eq!(r.to.ports, ports(&[(22, 22)]));
+
+    let services = [
+        ("ssh", 22), ("domain", 53), ("http", 80), ("https", 443), ("ntp", 123), ("smtp", 25),
+        ("telnet", 23), ("ftp", 21), ("snmp", 161), ("bgp", 179), ("imap", 143), ("pop3", 110),
+        ("submission", 587), ("ldap", 389), ("syslog", 514), ("bootps", 67), ("bootpc", 68),
+    ];
+    for (name, port) in services {
+        let r = rule(&format!("pass proto {{ tcp udp sctp }} to port {name}"));
+        assert_eq!(r.to.ports, ports(&[(port, port)]), "{name}");
+    }
+}
+
+#[test]
+fn options() {
+    let r = rule("pass in proto tcp to port 22 flags S/SA vlan 4095 label \"ssh  in\"");
+    assert_eq!(r.tcp_flags, Some(TcpFlags { set: 0x02, mask: 0x12 }));
+    assert_eq!(r.vlan, Some(4095));
+    assert_eq!(r.label.as_deref(), Some("ssh  in"));
+    // Options in another order; `flags any` means no flags condition.
+    let r = rule("pass proto tcp label \"a \\\"b\\\"\" vlan 0 flags any");
+    assert_eq!(r.tcp_flags, None);
+    assert_eq!(r.vlan, Some(0));
+    assert_eq!(r.label.as_deref(), Some("a \"b\""));
+
+    assert_eq!(
+        rule("pass proto tcp flags FSRPAUEW/FSRPAUEW").tcp_flags,
+        Some(TcpFlags { set: 0xff, mask: 0xff })
+    );
+    assert_eq!(
+        rule("pass proto tcp flags /SAFR").tcp_flags,
+        Some(TcpFlags { set: 0, mask: 0x17 })
+    );
+    for (letter, bit) in [('F', 1u8), ('S', 2), ('R', 4), ('P', 8), ('A', 16), ('U', 32), ('E', 64), ('W', 128)] {
+        assert_eq!(
+            rule(&format!("pass proto tcp flags {letter}/{letter}")).tcp_flags,
+            Some(TcpFlags { set: bit, mask: bit })
+        );
+    }
+}
+
+#[test]
+fn icmp_types() {
+    let r = rule("pass proto icmp icmp-type echoreq code 0");
+    assert_eq!(r.icmp, Some(IcmpMatch { icmp_type: 8, code: Some(0) }));
+    assert_eq!(rule("pass proto icmp icmp-type 255").icmp, Some(IcmpMatch { icmp_type: 255, code: None }));
+    let v4 = [
+        ("echorep", 0), ("echo-reply", 0), ("unreach", 3), ("squench", 4), ("redir", 5),
+        ("echoreq", 8), ("echo-request", 8), ("routeradv", 9), ("routersol", 10), ("timex", 11),
+        ("paramprob", 12), ("timereq", 13), ("timerep", 14),
+    ];
+    for (name, t) in v4 {
+        assert_eq!(rule(&format!("pass proto icmp icmp-type {name}")).icmp.unwrap().icmp_type, t, "{name}");
+    }
+    let v6 = [
+        ("unreach", 1), ("toobig", 2), ("timex", 3), ("paramprob", 4), ("echoreq", 128),
+        ("echo-request", 128), ("echorep", 129), ("echo-reply", 129), ("routersol", 133),
+        ("routeradv", 134), ("neighbrsol", 135), ("neighbradv", 136), ("redir", 137),
+    ];
+    for (name, t) in v6 {
+        assert_eq!(rule(&format!("pass proto icmp6 icmp6-type {name}")).icmp.unwrap().icmp_type, t, "{name}");
+    }
+    let r = rule("pass inet6 proto ipv6-icmp icmp6-type unreach code 4");
+    assert_eq!(r.icmp, Some(IcmpMatch { icmp_type: 1, code: Some(4) }));
+}
+
+#[test]
+fn rule_text_and_position() {
+    let src = "# first\n\n  pass   in\tproto tcp \\\n      to port { 80,\n  443 }   # web\n\
+               block from any label \"two  spaces\" # c\n";
+    let rs = parse(src).unwrap();
+    assert_eq!(rs.rules[0].pos, pos(3, 3));
+    assert_eq!(rs.rules[0].text, "pass in proto tcp to port { 80, 443 }");
+    assert_eq!(rs.rules[0].to.ports, ports(&[(80, 80), (443, 443)]));
+    assert_eq!(rs.rules[1].pos, pos(6, 1));
+    assert_eq!(rs.rules[1].text, "block from any label \"two  spaces\"");
+    // Tokens written without spaces stay joined.
+    assert_eq!(rule("pass proto tcp to port {80,443}").text, "pass proto tcp to port {80,443}");
+}
+
+#[test]
+fn design_example_ruleset() {
+    // DESIGN.md's example without the features that are not supported yet.
+    let dir = TempDir::new("design");
+    dir.write("bogons.txt", "# bogons\n0.0.0.0/8\n10.0.0.0/8\n\n100.64.0.0/10 # CGN\n0.0.0.0/8\n");
+    let conf = dir.write(
+        "xdpwall.conf",
+        "# /etc/xdpwall/xdpwall.conf\n\
+         set default block                      # policy when no rule matches\n\
+         table <bogons> file \"bogons.txt\"       # one address or prefix per line, # comments\n\
+         table <admins> { 192.0.2.10, 2001:db8::/64 }\n\
+         \n\
+         pass  in on eth0 proto tcp from <admins> to port 22\n\
+         block in from <bogons>\n\
+         pass  in proto tcp to port { 80, 443, 8000:8080 }\n\
+         pass  in proto icmp icmp-type echo-request\n\
+         pass  in proto udp from any port 53 to 10.0.0.0/8 label \"dns replies\"\n",
+    );
+    let rs = parse_file(&conf).unwrap();
+    let bogons_path = dir.0.join("bogons.txt").display().to_string();
+    let mut tables = std::collections::BTreeMap::new();
+    tables.insert(
+        "bogons".to_owned(),
+        Table { entries: nets(&["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10"]), file: Some(bogons_path) },
+    );
+    tables.insert(
+        "admins".to_owned(),
+        Table { entries: nets(&["192.0.2.10/32", "2001:db8::/64"]), file: None },
+    );
+    let expected = Ruleset {
+        default_action: Action::Block,
+        tables,
+        rules: vec![
+            Rule {
+                pos: pos(6, 1),
+                interface: Some("eth0".into()),
+                protocols: Some(vec![6]),
+                from: Endpoint { addr: addrs(false, vec![AddrItem::Table("admins".into())]), ports: None },
+                to: Endpoint { addr: AddrMatch::Any, ports: ports(&[(22, 22)]) },
+                ..base("pass in on eth0 proto tcp from <admins> to port 22")
+            },
+            Rule {
+                pos: pos(7, 1),
+                action: Action::Block,
+                from: Endpoint { addr: addrs(false, vec![AddrItem::Table("bogons".into())]), ports: None },
+                ..base("block in from <bogons>")
+            },
+            Rule {
+                pos: pos(8, 1),
+                protocols: Some(vec![6]),
+                to: Endpoint { addr: AddrMatch::Any, ports: ports(&[(80, 80), (443, 443), (8000, 8080)]) },
+                ..base("pass in proto tcp to port { 80, 443, 8000:8080 }")
+            },
+            Rule {
+                pos: pos(9, 1),
+                protocols: Some(vec![1]),
+                icmp: Some(IcmpMatch { icmp_type: 8, code: None }),
+                ..base("pass in proto icmp icmp-type echo-request")
+            },
+            Rule {
+                pos: pos(10, 1),
+                protocols: Some(vec![17]),
+                from: Endpoint { addr: AddrMatch::Any, ports: ports(&[(53, 53)]) },
+                to: Endpoint { addr: addrs(false, vec![AddrItem::Net(net("10.0.0.0/8"))]), ports: None },
+                label: Some("dns replies".into()),
+                ..base("pass in proto udp from any port 53 to 10.0.0.0/8 label \"dns replies\"")
+            },
+        ],
+    };
+    assert_eq!(rs, expected);
+
+    // JSON round trip.
+    let json = serde_json::to_string_pretty(&rs).unwrap();
+    let back: Ruleset = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, rs);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["default_action"], "block");
+    assert_eq!(value["tables"]["admins"]["entries"][1], "2001:db8::/64");
+    assert_eq!(value["rules"][0]["from"]["addr"]["list"]["items"][0]["table"], "admins");
+    assert_eq!(value["rules"][0]["to"]["addr"], "any");
+}
+
+#[test]
+fn json_round_trip_of_every_field() {
+    let src = "table <t> { 10.0.0.0/8 }\n\
+               pass in quick on eth1 inet proto tcp from !{ <t>, 192.0.2.0/24 } port 1:2 \
+               to 198.51.100.7 port { ssh 443 } flags S/SA vlan 12 label \"x\"\n\
+               block inet6 proto icmp6 icmp6-type toobig code 0\n";
+    let rs = parse(src).unwrap();
+    let back: Ruleset = serde_json::from_str(&serde_json::to_string(&rs).unwrap()).unwrap();
+    assert_eq!(back, rs);
+}
+
+// ---------------------------------------------------------------- tables
+
+#[test]
+fn inline_tables() {
+    let rs = parse(
+        "table <a> { 192.0.2.10, 2001:db8::/64 192.0.2.10,\n   # comment\n  10.0.0.0/8 }\ntable <empty> { }\n",
+    )
+    .unwrap();
+    assert_eq!(
+        rs.tables["a"],
+        Table { entries: nets(&["192.0.2.10/32", "2001:db8::/64", "10.0.0.0/8"]), file: None }
+    );
+    assert_eq!(rs.tables["empty"], Table { entries: vec![], file: None });
+}
+
+#[test]
+fn table_errors() {
+    assert_eq!(
+        err("table <a> { 1.2.3.4 }\n table <a> { 1.2.3.5 }"),
+        "t.conf:2:8: table <a> is already defined on line 1"
+    );
+    assert_eq!(
+        err("table <a> { 10.1.2.3/8 }"),
+        "t.conf:1:13: 10.1.2.3/8 has host bits set; did you mean 10.0.0.0/8?"
+    );
+    assert_eq!(
+        err("table <a> { 10.0.0.0/33 }"),
+        "t.conf:1:13: bad address or prefix `10.0.0.0/33`: prefix length 33 is more than 32"
+    );
+    assert_eq!(err("table <a> { <b> }"), "t.conf:1:13: expected an address, prefix or `}`, found `<b>`");
+    assert_eq!(err("table <a> { foo }"), "t.conf:1:13: expected an address, prefix or `}`, found `foo`");
+    assert_eq!(err("table <a> { 1.2.3.4,, }"), "t.conf:1:21: expected an address, prefix or `}`, found `,`");
+    assert_eq!(err("table a { }"), "t.conf:1:7: expected a table name like `<name>` after `table`, found `a`");
+    assert_eq!(err("table <a>"), "t.conf:1:10: expected `{` or `file` after the table name, found end of line");
+    assert_eq!(
+        err("table <a> fiel \"x\""),
+        "t.conf:1:11: expected `{` or `file` after the table name, found `fiel` (did you mean `file`?)"
+    );
+    assert_eq!(err("table <a> file x"), "t.conf:1:16: expected a quoted path after `file`, found `x`");
+    assert_eq!(err("table <a> file \"\""), "t.conf:1:16: the table file path is empty");
+    assert_eq!(err("table <a> { } x"), "t.conf:1:15: expected end of line after the table, found `x`");
+    assert_eq!(err("table <a> {\n1.2.3.4\n"), "t.conf:1:11: this `{` is never closed; expected `}`");
+}
+
+#[test]
+fn table_files() {
+    let dir = TempDir::new("tables");
+    dir.write("rel.txt", "10.0.0.0/8\n2001:db8::1\n10.0.0.0/8\n");
+    let abs = dir.write("abs.txt", "# only a comment\n\n192.0.2.0/24   \n");
+    let src = format!(
+        "table <rel> file \"rel.txt\"\ntable <abs> file \"{}\"\npass from <rel> to <abs>\n",
+        abs.display()
+    );
+    let rs = parse_str(&src, "mem.conf", &dir.0).unwrap();
+    assert_eq!(
+        rs.tables["rel"],
+        Table {
+            entries: nets(&["10.0.0.0/8", "2001:db8::1/128"]),
+            file: Some(dir.0.join("rel.txt").display().to_string()),
+        }
+    );
+    assert_eq!(
+        rs.tables["abs"],
+        Table { entries: nets(&["192.0.2.0/24"]), file: Some(abs.display().to_string()) }
+    );
+}
+
+#[test]
+fn table_file_errors_name_the_table_file() {
+    let dir = TempDir::new("tablerr");
+    let bad = dir.write("bad.txt", "10.0.0.0/8\n# c\n\t192.0.2.1/24\n");
+    let e = parse_str("table <b> file \"bad.txt\"", "mem.conf", &dir.0).unwrap_err();
+    assert_eq!(
+        e,
+        RulesError {
+            file: bad.display().to_string(),
+            line: 3,
+            col: 2,
+            message: "192.0.2.1/24 has host bits set; did you mean 192.0.2.0/24?".into(),
+        }
+    );
+
+    dir.write("utf.txt", b"10.0.0.0/8\n1.2.\xff\n");
+    let e = parse_str("table <b> file \"utf.txt\"", "mem.conf", &dir.0).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("{}:2:5: the file is not valid UTF-8 text", dir.0.join("utf.txt").display())
+    );
+
+    let e = parse_str("\n table <b> file \"missing.txt\"", "mem.conf", &dir.0).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "mem.conf:2:17: cannot read table file `{}`: No such file or directory",
+            dir.0.join("missing.txt").display()
+        )
+    );
+}
+
+#[test]
+fn parse_file_resolves_tables_next_to_the_ruleset() {
+    let dir = TempDir::new("parsefile");
+    std::fs::create_dir_all(dir.0.join("sub")).unwrap();
+    dir.write("sub/list.txt", "2001:db8::/32\n");
+    let conf = dir.write("sub/x.conf", "table <l> file \"list.txt\"\nblock from <l>\n");
+    let rs = parse_file(&conf).unwrap();
+    assert_eq!(rs.tables["l"].entries, nets(&["2001:db8::/32"]));
+}
+
+#[test]
+fn unreadable_ruleset() {
+    let dir = TempDir::new("unreadable");
+    let missing = dir.0.join("nope.conf");
+    let e = parse_file(&missing).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("{}:0:0: cannot read ruleset: No such file or directory", missing.display())
+    );
+    let bad = dir.write("bad.conf", b"pass\nblock \xc3(\n");
+    assert_eq!(
+        parse_file(&bad).unwrap_err().to_string(),
+        format!("{}:2:7: the file is not valid UTF-8 text", bad.display())
+    );
+}
+
+#[test]
+fn tables_may_be_defined_after_use() {
+    let rs = parse("pass from <late>\ntable <late> { 192.0.2.1 }").unwrap();
+    assert_eq!(rs.rules[0].from.addr, addrs(false, vec![AddrItem::Table("late".into())]));
+}
+
+// ---------------------------------------------------------------- validation
+
+#[test]
+fn unknown_table() {
+    assert_eq!(
+        err("table <foo> { 1.2.3.4 }\npass from <foo> to { 10.0.0.0/8, <bar> }"),
+        "t.conf:2:34: unknown table <bar>"
+    );
+    assert_eq!(err("block to !<foo>"), "t.conf:1:11: unknown table <foo>");
+}
+
+#[test]
+fn ports_need_a_protocol_with_ports() {
+    assert_eq!(err("pass to port 22"), "t.conf:1:9: port needs `proto tcp`, `udp` or `sctp`");
+    assert_eq!(
+        err("pass proto icmp from any port 22"),
+        "t.conf:1:26: port needs `proto tcp`, `udp` or `sctp`"
+    );
+    assert_eq!(
+        err("pass proto { tcp icmp } from 10.0.0.1 to any port 22"),
+        "t.conf:1:46: port needs `proto tcp`, `udp` or `sctp`"
+    );
+    // The leftmost problem is reported.
+    assert_eq!(
+        err("pass proto 47 from port 1 to port 2"),
+        "t.conf:1:20: port needs `proto tcp`, `udp` or `sctp`"
+    );
+    assert!(parse("pass proto { tcp udp sctp } to port 5").is_ok());
+}
+
+#[test]
+fn flags_need_tcp() {
+    assert_eq!(err("pass flags S/SA"), "t.conf:1:6: `flags` needs `proto tcp`");
+    assert_eq!(err("pass proto { tcp, udp } flags S/SA"), "t.conf:1:25: `flags` needs `proto tcp`");
+    assert!(parse("pass proto udp flags any").is_ok());
+}
+
+#[test]
+fn icmp_types_need_their_protocol() {
+    assert_eq!(err("pass icmp-type echoreq"), "t.conf:1:6: `icmp-type` needs `proto icmp`");
+    assert_eq!(
+        err("pass proto icmp6 icmp-type echoreq"),
+        "t.conf:1:18: `icmp-type` needs `proto icmp`"
+    );
+    assert_eq!(
+        err("pass proto icmp icmp6-type echoreq"),
+        "t.conf:1:17: `icmp6-type` needs `proto icmp6`"
+    );
+    assert_eq!(
+        err("pass proto { icmp icmp6 } icmp6-type 1"),
+        "t.conf:1:27: `icmp6-type` needs `proto icmp6`"
+    );
+}
+
+#[test]
+fn address_family_must_fit_the_rule() {
+    assert_eq!(
+        err("pass inet from 2001:db8::1"),
+        "t.conf:1:16: 2001:db8::1 is an IPv6 address but the rule says `inet`"
+    );
+    assert_eq!(
+        err("pass inet6 from any to !{ 2001:db8::/32, 10.0.0.0/8 }"),
+        "t.conf:1:42: 10.0.0.0/8 is an IPv4 prefix but the rule says `inet6`"
+    );
+    // Tables may hold either family: no error even when every entry is excluded.
+    assert!(parse("table <v4> { 10.0.0.0/8 }\npass inet6 from <v4>").is_ok());
+    assert!(parse("pass inet6 from 2001:db8::/32 to ::1").is_ok());
+}
+
+#[test]
+fn out_of_range_numbers() {
+    assert_eq!(err("pass proto tcp to port 70000"), "t.conf:1:24: port 70000 out of range 0-65535");
+    assert_eq!(
+        err("pass proto tcp to port { 80, 1000:99999999999999999999999 }"),
+        "t.conf:1:35: port 99999999999999999999999 out of range 0-65535"
+    );
+    assert_eq!(err("pass proto 256"), "t.conf:1:12: protocol 256 out of range 0-255");
+    assert_eq!(err("pass vlan 4096"), "t.conf:1:11: vlan 4096 out of range 0-4095");
+    assert_eq!(
+        err("pass proto icmp icmp-type 256"),
+        "t.conf:1:27: ICMP type 256 out of range 0-255"
+    );
+    assert_eq!(
+        err("pass proto icmp6 icmp6-type 1 code 300"),
+        "t.conf:1:36: ICMPv6 code 300 out of range 0-255"
+    );
+}
+
+#[test]
+fn syntax_errors_in_rules() {
+    assert_eq!(
+        err("pass from 10.0.0.1 frmo any"),
+        "t.conf:1:20: expected `port`, `to`, an option or end of rule, found `frmo`"
+    );
+    assert_eq!(
+        err("pass in frmo any"),
+        "t.conf:1:9: expected `quick`, `on`, `inet`, `inet6`, `proto`, `all`, `from`, `to`, an option or end of rule, found `frmo` (did you mean `from`?)"
+    );
+    assert_eq!(
+        err("pass proto tcp to port 22 from any"),
+        "t.conf:1:27: expected an option or end of rule, found `from`"
+    );
+    assert_eq!(
+        err("pass all from any"),
+        "t.conf:1:10: expected an option or end of rule, found `from`"
+    );
+    assert_eq!(
+        err("pass inet in"),
+        "t.conf:1:11: expected `proto`, `all`, `from`, `to`, an option or end of rule, found `in`"
+    );
+    assert_eq!(
+        err("pass from"),
+        "t.conf:1:10: expected an address, prefix, `<table>`, `{`, `!`, `any` or `port` after `from`, found end of line"
+    );
+    assert_eq!(
+        err("pass from \\\n   ayn"),
+        "t.conf:2:4: expected an address, prefix, `<table>`, `{`, `!`, `any` or `port` after `from`, found `ayn` (did you mean `any`?)"
+    );
+    assert_eq!(
+        err("pass to !any"),
+        "t.conf:1:10: expected an address, prefix, `<table>` or `{` after `!`, found `any`"
+    );
+    assert_eq!(
+        err("pass to { 10.0.0.1, !10.0.0.2 }"),
+        "t.conf:1:21: `!` can only negate a whole address list, written `!{ ... }`"
+    );
+    assert_eq!(err("pass to { }"), "t.conf:1:11: expected an address, prefix or `<table>`, found `}`");
+    assert_eq!(
+        err("pass to { 10.0.0.1 any }"),
+        "t.conf:1:20: expected an address, prefix or `<table>` or `}`, found `any`"
+    );
+    assert_eq!(
+        err("pass from 10.0.0.0/33"),
+        "t.conf:1:11: bad address or prefix `10.0.0.0/33`: prefix length 33 is more than 32"
+    );
+    assert_eq!(
+        err("pass from 10.1.2.3/8"),
+        "t.conf:1:11: 10.1.2.3/8 has host bits set; did you mean 10.0.0.0/8?"
+    );
+    assert_eq!(err("pass proto"), "t.conf:1:11: expected a protocol (`tcp`, `udp`, `icmp`, `icmp6`, `sctp` or a number 0-255) or `{` after `proto`, found end of line");
+    assert_eq!(err("pass proto tpc"), "t.conf:1:12: expected a protocol (`tcp`, `udp`, `icmp`, `icmp6`, `sctp` or a number 0-255) or `{` after `proto`, found `tpc` (did you mean `tcp`?)");
+    assert_eq!(err("pass proto { }"), "t.conf:1:14: expected a protocol (`tcp`, `udp`, `icmp`, `icmp6`, `sctp` or a number 0-255), found `}`");
+    assert_eq!(err("pass on"), "t.conf:1:8: expected an interface name after `on`, found end of line");
+    assert_eq!(err("pass on from"), "t.conf:1:9: expected an interface name after `on`, found `from`");
+    assert_eq!(
+        err("pass on abcdefghijklmnop"),
+        "t.conf:1:9: interface name `abcdefghijklmnop` is too long (at most 15 characters)"
+    );
+    assert_eq!(err("pass } "), "t.conf:1:6: expected `in`, `out`, `quick`, `on`, `inet`, `inet6`, `proto`, `all`, `from`, `to`, an option or end of rule, found `}`");
+}
+
+#[test]
+fn port_syntax_errors() {
+    assert_eq!(
+        err("pass proto tcp to port"),
+        "t.conf:1:23: expected a port, a port range like `8000:8080` or `{` after `port`, found end of line"
+    );
+    assert_eq!(
+        err("pass proto tcp to port htps"),
+        "t.conf:1:24: expected a port number 0-65535 or a service name like `ssh`, found `htps` (did you mean `https`?)"
+    );
+    assert_eq!(
+        err("pass proto tcp to port 8080:8000"),
+        "t.conf:1:24: bad port range `8080:8000`: 8080 is greater than 8000"
+    );
+    assert_eq!(
+        err("pass proto tcp to port 80:"),
+        "t.conf:1:24: bad port range `80:`: it needs a first and a last port, like `8000:8080`"
+    );
+    assert_eq!(
+        err("pass proto tcp to port 80:http:x"),
+        "t.conf:1:27: expected a port number 0-65535 or a service name like `ssh`, found `http:x` (did you mean `http`?)"
+    );
+    assert_eq!(
+        err("pass proto tcp to port { 22 <t> }"),
+        "t.conf:1:29: expected a port or port range or `}`, found `<t>`"
+    );
+}
+
+#[test]
+fn option_errors() {
+    assert_eq!(
+        err("pass proto tcp flags S"),
+        "t.conf:1:22: expected flags like `S/SA`, `/SA` or `any` after `flags`, found `S`"
+    );
+    assert_eq!(
+        err("pass proto tcp flags S/Sx"),
+        "t.conf:1:25: unknown TCP flag `x`; the flags are F, S, R, P, A, U, E and W"
+    );
+    assert_eq!(
+        err("pass proto tcp flags s/SA"),
+        "t.conf:1:22: unknown TCP flag `s`; the flags are F, S, R, P, A, U, E and W"
+    );
+    assert_eq!(
+        err("pass proto tcp flags SA/S"),
+        "t.conf:1:22: bad flags `SA/S`: `A` is in the set but not in the mask `S`"
+    );
+    assert_eq!(
+        err("pass proto tcp flags S/"),
+        "t.conf:1:22: bad flags `S/`: the mask after `/` is empty"
+    );
+    assert_eq!(
+        err("pass proto icmp icmp-type toobig"),
+        "t.conf:1:27: `toobig` is an ICMPv6 type name; use it with `icmp6-type`"
+    );
+    assert_eq!(
+        err("pass proto icmp icmp-type echorequest"),
+        "t.conf:1:27: expected an ICMP type name like `echoreq` or a number 0-255, found `echorequest` (did you mean `echo-request`?)"
+    );
+    assert_eq!(
+        err("pass proto icmp icmp-type 8 code"),
+        "t.conf:1:33: expected an ICMP code 0-255 after `code`, found end of line"
+    );
+    assert_eq!(
+        err("pass proto icmp icmp-type 8 icmp6-type 1"),
+        "t.conf:1:29: only one `icmp-type` or `icmp6-type` is allowed in a rule"
+    );
+    assert_eq!(err("pass vlan x"), "t.conf:1:11: expected a VLAN id 0-4095 after `vlan`, found `x`");
+    assert_eq!(err("pass vlan 1 vlan 2"), "t.conf:1:13: `vlan` is given twice in this rule");
+    assert_eq!(
+        err("pass label web"),
+        "t.conf:1:12: expected a quoted label like `\"web\"` after `label`, found `web`"
+    );
+    assert_eq!(
+        err("pass keep stat"),
+        "t.conf:1:11: expected `state` after `keep`, found `stat` (did you mean `state`?)"
+    );
+    assert_eq!(
+        err("pass label \"x\" frmo"),
+        "t.conf:1:16: expected an option or end of rule, found `frmo`"
+    );
+    assert_eq!(
+        err("pass label \"x"),
+        "t.conf:1:12: this string is never closed; expected `\"` before the end of the line"
+    );
+}
+
+#[test]
+fn unsupported_features_are_refused_at_their_keyword() {
+    assert_eq!(err("pass out all"), "t.conf:1:6: `out` rules are not supported yet");
+    assert_eq!(
+        err("pass in proto tcp to port 22 keep state"),
+        "t.conf:1:30: `keep state` is not supported yet"
+    );
+    assert_eq!(err("block in from any log"), "t.conf:1:19: `log` is not supported yet");
+    assert_eq!(err("block in log quick all"), "t.conf:1:10: `log` is not supported yet");
+    assert_eq!(
+        err("pass proto icmp icmp-type echo-request rate 10/s burst 20 per-source"),
+        "t.conf:1:40: `rate` is not supported yet"
+    );
+    assert_eq!(err("pass rate 1/s per-source burst 3"), "t.conf:1:6: `rate` is not supported yet");
+    // The leftmost unsupported feature is named.
+    assert_eq!(err("pass out proto tcp keep state log"), "t.conf:1:6: `out` rules are not supported yet");
+    // Syntax and validation errors come before "not supported".
+    assert_eq!(err("pass keep state vlan 9999"), "t.conf:1:22: vlan 9999 out of range 0-4095");
+    assert_eq!(
+        err("pass keep state flags S/SA"),
+        "t.conf:1:17: `flags` needs `proto tcp`"
+    );
+    assert_eq!(err("pass log log"), "t.conf:1:10: `log` is given twice in this rule");
+}
+
+#[test]
+fn rate_syntax_errors() {
+    assert_eq!(err("pass rate 10"), "t.conf:1:11: expected a rate like `10/s` after `rate`, found `10`");
+    assert_eq!(err("pass rate 10/m"), "t.conf:1:14: unknown rate unit `m`; rates are per second, like `10/s`");
+    assert_eq!(err("pass rate 0/s"), "t.conf:1:11: rate 0/s out of range 1-4294967295 per second");
+    assert_eq!(
+        err("pass rate 5/s burst"),
+        "t.conf:1:20: expected a burst size (packets) after `burst`, found end of line"
+    );
+    assert_eq!(
+        err("pass rate 5/s burst 2 burst 3"),
+        "t.conf:1:23: expected an option or end of rule, found `burst`"
+    );
+}
+
+#[test]
+fn errors_point_at_the_right_line_across_continuations() {
+    let src = "set default block\n\
+               pass in \\\n\
+               \x20   proto tcp \\\n\
+               \x20   to port 70000\n";
+    assert_eq!(err(src), "t.conf:4:13: port 70000 out of range 0-65535");
+    let src = "pass in proto tcp to port {\n  22,\n  99999\n}\n";
+    assert_eq!(err(src), "t.conf:3:3: port 99999 out of range 0-65535");
+}
+
+#[test]
+fn error_display_and_fields() {
+    let e = parse_str("pass frob", "rules/main.conf", Path::new(".")).unwrap_err();
+    assert_eq!(e.file, "rules/main.conf");
+    assert_eq!((e.line, e.col), (1, 6));
+    assert_eq!(e.pos(), pos(1, 6));
+    assert_eq!(
+        e.to_string(),
+        format!("rules/main.conf:1:6: {}", e.message)
+    );
+}
+
+// ---------------------------------------------------------------- speed
+
+/// Times a 1,000,000-line table file. Run with
+/// `cargo test --release -- --ignored --nocapture million_line_table_file`.
+#[test]
+#[ignore]
+fn million_line_table_file() {
+    use std::fmt::Write;
+    let dir = TempDir::new("million");
+    let mut text = String::with_capacity(24_000_000);
+    text.push_str("# a million entries\n");
+    for i in 0u32..1_000_000 {
+        if i % 3 == 0 {
+            let a = i.to_be_bytes();
+            let _ = writeln!(text, "{}.{}.{}.0/24", 20 + a[1], a[2], a[3]);
+        } else if i % 3 == 1 {
+            let _ = writeln!(text, "{}  # host", std::net::Ipv4Addr::from(0x0b00_0000 + i));
+        } else {
+            let _ = writeln!(text, "2001:db8:{:x}:{:x}::/64", i >> 16, i & 0xffff);
+        }
+    }
+    dir.write("big.txt", &text);
+    let conf = dir.write("big.conf", "table <big> file \"big.txt\"\nblock from <big>\n");
+    let start = std::time::Instant::now();
+    let rs = parse_file(&conf).unwrap();
+    let elapsed = start.elapsed();
+    assert_eq!(rs.tables["big"].entries.len(), 1_000_000);
+    println!("parsed a 1,000,000-line table file ({} bytes) in {elapsed:?}", text.len());
+}
