@@ -58,26 +58,19 @@ fn run_task(task: Task) -> Result<()> {
     }
 }
 
+/// Packages whose tests run on the host. Never filter-ebpf: it only builds for
+/// bpfel-unknown-none, through filter-user's build.rs, so no `--workspace` either.
+const TEST_PACKAGES: [&str; 4] = ["filter-common", "filter-user", "xdpwall-tests", "xtask"];
+
 /// `cargo build -p filter-user --bins`, then the host test suites with `XDPWALL_BIN` set.
-///
-/// filter-ebpf is never named: it only builds for bpfel-unknown-none, through filter-user's
-/// build.rs. So no `--workspace` here.
 fn test(extra: &[String]) -> Result<()> {
     let xdpwall = build_xdpwall()?;
-    run(cargo()
-        .args([
-            "test",
-            "-p",
-            "filter-common",
-            "-p",
-            "filter-user",
-            "-p",
-            "xdpwall-tests",
-            "-p",
-            "xtask",
-        ])
-        .args(extra)
-        .env("XDPWALL_BIN", &xdpwall))
+    let mut cmd = cargo();
+    cmd.arg("test");
+    for package in TEST_PACKAGES {
+        cmd.args(["-p", package]);
+    }
+    run(cmd.args(extra).env("XDPWALL_BIN", &xdpwall))
 }
 
 /// Builds the CLI and returns the path of the `xdpwall` binary.

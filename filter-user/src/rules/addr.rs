@@ -7,6 +7,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::error::clip;
+
 /// Whether a word is meant as an address: it starts with a digit or contains a colon.
 /// Used to tell "bad address" apart from "a keyword where an address was expected", so
 /// that `from frmo` and `from 10.0.0.0/33` get the message that fits.
@@ -18,12 +20,17 @@ pub(super) fn looks_like_address(word: &str) -> bool {
 /// host bits set is refused: `10.1.2.3/8` is nearly always a typo, and silently
 /// widening or narrowing it would change what the rule matches.
 pub(super) fn parse_net(s: &str) -> Result<IpNet, String> {
+    let quoted = || clip(s);
     let (addr_text, len_text) = match s.find('/') {
         Some(i) => (&s[..i], Some(&s[i + 1..])),
         None => (s, None),
     };
     let addr: IpAddr = addr_text.parse().map_err(|_| {
-        format!("bad address or prefix `{s}`: `{addr_text}` is not an IPv4 or IPv6 address")
+        format!(
+            "bad address or prefix `{}`: `{}` is not an IPv4 or IPv6 address",
+            quoted(),
+            clip(addr_text)
+        )
     })?;
     let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
     let len = match len_text {
@@ -32,17 +39,21 @@ pub(super) fn parse_net(s: &str) -> Result<IpNet, String> {
             Some(n) if n <= u64::from(max) => n as u8,
             Some(_) => {
                 return Err(format!(
-                    "bad address or prefix `{s}`: prefix length {t} is more than {max}"
+                    "bad address or prefix `{}`: prefix length {t} is more than {max}",
+                    quoted()
                 ));
             }
             None => {
                 return Err(format!(
-                    "bad address or prefix `{s}`: prefix length `{t}` is not a number"
+                    "bad address or prefix `{}`: prefix length `{}` is not a number",
+                    quoted(),
+                    clip(t)
                 ));
             }
         },
     };
-    let net = IpNet::new(addr, len).map_err(|e| format!("bad address or prefix `{s}`: {e}"))?;
+    let net =
+        IpNet::new(addr, len).map_err(|e| format!("bad address or prefix `{}`: {e}", quoted()))?;
     let network = net.trunc();
     if network != net {
         return Err(format!("{s} has host bits set; did you mean {network}?"));
@@ -56,9 +67,15 @@ mod tests {
 
     #[test]
     fn addresses_and_prefixes() {
-        assert_eq!(parse_net("192.0.2.10"), Ok("192.0.2.10/32".parse().unwrap()));
+        assert_eq!(
+            parse_net("192.0.2.10"),
+            Ok("192.0.2.10/32".parse().unwrap())
+        );
         assert_eq!(parse_net("10.0.0.0/8"), Ok("10.0.0.0/8".parse().unwrap()));
-        assert_eq!(parse_net("2001:db8::/64"), Ok("2001:db8::/64".parse().unwrap()));
+        assert_eq!(
+            parse_net("2001:db8::/64"),
+            Ok("2001:db8::/64".parse().unwrap())
+        );
         assert_eq!(parse_net("::1"), Ok("::1/128".parse().unwrap()));
         assert_eq!(parse_net("0.0.0.0/0"), Ok("0.0.0.0/0".parse().unwrap()));
     }
@@ -71,7 +88,9 @@ mod tests {
         );
         assert_eq!(
             parse_net("2001:db8::/129"),
-            Err("bad address or prefix `2001:db8::/129`: prefix length 129 is more than 128".into())
+            Err(
+                "bad address or prefix `2001:db8::/129`: prefix length 129 is more than 128".into()
+            )
         );
         assert_eq!(
             parse_net("10.0.0.0/x"),
@@ -79,8 +98,10 @@ mod tests {
         );
         assert_eq!(
             parse_net("10.0.0.256"),
-            Err("bad address or prefix `10.0.0.256`: `10.0.0.256` is not an IPv4 or IPv6 address"
-                .into())
+            Err(
+                "bad address or prefix `10.0.0.256`: `10.0.0.256` is not an IPv4 or IPv6 address"
+                    .into()
+            )
         );
         assert_eq!(
             parse_net("10.1.2.3/8"),
@@ -89,6 +110,18 @@ mod tests {
         assert_eq!(
             parse_net("2001:db8::1/64"),
             Err("2001:db8::1/64 has host bits set; did you mean 2001:db8::/64?".into())
+        );
+    }
+
+    #[test]
+    fn long_junk_is_clipped_in_messages() {
+        let junk = format!("1{}", "x".repeat(1000));
+        assert_eq!(
+            parse_net(&junk).unwrap_err(),
+            format!(
+                "bad address or prefix `1{x}…`: `1{x}…` is not an IPv4 or IPv6 address",
+                x = "x".repeat(59)
+            )
         );
     }
 

@@ -1,6 +1,20 @@
 //! The one error type of the rule language: where (file:line:col) and what.
 
+use std::borrow::Cow;
+
 use super::ast::Pos;
+
+/// Longest piece of source text quoted in a message, in characters.
+const MAX_QUOTE: usize = 60;
+
+/// Source text to quote in a message, shortened with `…` when long, so that a
+/// runaway line (or a binary file given as a table file) cannot produce a huge message.
+pub(super) fn clip(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(MAX_QUOTE) {
+        None => Cow::Borrowed(text),
+        Some((cut, _)) => Cow::Owned(format!("{}…", &text[..cut])),
+    }
+}
 
 /// A problem found while reading a ruleset or one of its table files.
 ///
@@ -42,5 +56,18 @@ impl RulesError {
             line: self.line,
             col: self.col,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_quotes_are_clipped() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(100);
+        assert_eq!(clip(&long), format!("{}…", "é".repeat(60)));
+        assert_eq!(clip(&"x".repeat(60)), "x".repeat(60));
     }
 }

@@ -52,7 +52,18 @@ pub(super) struct Token {
 fn ends_word(b: u8) -> bool {
     matches!(
         b,
-        b' ' | b'\t' | b'\r' | b'\n' | b'{' | b'}' | b',' | b'!' | b'"' | b'<' | b'>' | b'#' | b'\\'
+        b' ' | b'\t'
+            | b'\r'
+            | b'\n'
+            | b'{'
+            | b'}'
+            | b','
+            | b'!'
+            | b'"'
+            | b'<'
+            | b'>'
+            | b'#'
+            | b'\\'
     )
 }
 
@@ -350,8 +361,8 @@ mod tests {
 
     #[test]
     fn tokens_and_positions() {
-        let s = lex("pass in from !<t> to { 10.0.0.0/8, ::1 } label \"a \\\"b\\\"\" # c\n")
-            .unwrap();
+        let s =
+            lex("pass in from !<t> to { 10.0.0.0/8, ::1 } label \"a \\\"b\\\"\" # c\n").unwrap();
         assert_eq!(
             s,
             vec![vec![
@@ -376,7 +387,10 @@ mod tests {
 
     #[test]
     fn statements_lines_and_continuations() {
-        let s = lex("# header\n\nset default block\r\npass \\  \n  in\ttable <x> {\n 1.2.3.4 # c\n}\nblock").unwrap();
+        let s = lex(
+            "# header\n\nset default block\r\npass \\  \n  in\ttable <x> {\n 1.2.3.4 # c\n}\nblock",
+        )
+        .unwrap();
         assert_eq!(s.len(), 3);
         assert_eq!(
             s[0],
@@ -391,7 +405,10 @@ mod tests {
         assert_eq!(s[1][5], (Kind::Word, "1.2.3.4", 6, 2));
         assert_eq!(s[1][6], (Kind::RBrace, "}", 7, 1));
         assert_eq!(s[1][7], (Kind::End, "", 7, 2));
-        assert_eq!(s[2], vec![(Kind::Word, "block", 8, 1), (Kind::End, "", 8, 6)]);
+        assert_eq!(
+            s[2],
+            vec![(Kind::Word, "block", 8, 1), (Kind::End, "", 8, 6)]
+        );
     }
 
     #[test]
@@ -402,24 +419,42 @@ mod tests {
 
     #[test]
     fn lexer_errors() {
-        assert_eq!(lex("pass \\ x").unwrap_err(),
-            "t.conf:1:6: unexpected `\\`; a `\\` joins lines only as the last character of a line");
-        assert_eq!(lex("label \"abc\nx").unwrap_err(),
-            "t.conf:1:7: this string is never closed; expected `\"` before the end of the line");
-        assert_eq!(lex("\n  from <a b>").unwrap_err(),
-            "t.conf:2:10: expected a letter, digit, `_`, `-`, `.` or `>` in the table name, found ` `");
-        assert_eq!(lex("from <ab").unwrap_err(),
-            "t.conf:1:9: expected a letter, digit, `_`, `-`, `.` or `>` in the table name, found end of line");
-        assert_eq!(lex("from <>").unwrap_err(), "t.conf:1:6: empty table name `<>`");
-        assert_eq!(lex("a > b").unwrap_err(),
-            "t.conf:1:3: unexpected `>`; table names are written `<name>`");
-        assert_eq!(lex("table <t> {\n1.2.3.4\n").unwrap_err(),
-            "t.conf:1:11: this `{` is never closed; expected `}`");
+        assert_eq!(
+            lex("pass \\ x").unwrap_err(),
+            "t.conf:1:6: unexpected `\\`; a `\\` joins lines only as the last character of a line"
+        );
+        assert_eq!(
+            lex("label \"abc\nx").unwrap_err(),
+            "t.conf:1:7: this string is never closed; expected `\"` before the end of the line"
+        );
+        assert_eq!(
+            lex("\n  from <a b>").unwrap_err(),
+            "t.conf:2:10: expected a letter, digit, `_`, `-`, `.` or `>` in the table name, found ` `"
+        );
+        assert_eq!(
+            lex("from <ab").unwrap_err(),
+            "t.conf:1:9: expected a letter, digit, `_`, `-`, `.` or `>` in the table name, found end of line"
+        );
+        assert_eq!(
+            lex("from <>").unwrap_err(),
+            "t.conf:1:6: empty table name `<>`"
+        );
+        assert_eq!(
+            lex("a > b").unwrap_err(),
+            "t.conf:1:3: unexpected `>`; table names are written `<name>`"
+        );
+        assert_eq!(
+            lex("table <t> {\n1.2.3.4\n").unwrap_err(),
+            "t.conf:1:11: this `{` is never closed; expected `}`"
+        );
     }
 
     #[test]
     fn backslash_at_end_of_file() {
         let s = lex("pass \\").unwrap();
-        assert_eq!(s, vec![vec![(Kind::Word, "pass", 1, 1), (Kind::End, "", 1, 5)]]);
+        assert_eq!(
+            s,
+            vec![vec![(Kind::Word, "pass", 1, 1), (Kind::End, "", 1, 5)]]
+        );
     }
 }

@@ -43,8 +43,9 @@ pub use error::RulesError;
 /// resolved against the ruleset's directory.
 pub fn parse_file(path: &Path) -> Result<Ruleset, RulesError> {
     let name = path.display().to_string();
-    let bytes = source::read(path)
-        .map_err(|reason| RulesError::whole_file(&name, format!("cannot read ruleset: {reason}")))?;
+    let bytes = source::read(path).map_err(|reason| {
+        RulesError::whole_file(&name, format!("cannot read ruleset: {reason}"))
+    })?;
     let src = source::utf8(&bytes, &name)?;
     let base_dir = path.parent().unwrap_or(Path::new(""));
     parser::parse(src, &name, base_dir)

@@ -118,7 +118,9 @@ pub(super) fn protocol_names() -> impl Iterator<Item = &'static str> {
 
 /// All ICMP (`v6 == false`) or ICMPv6 type names, for "did you mean" hints.
 pub(super) fn icmp_type_names(v6: bool) -> impl Iterator<Item = &'static str> {
-    (if v6 { ICMP6_TYPES } else { ICMP_TYPES }).iter().map(|(n, _)| *n)
+    (if v6 { ICMP6_TYPES } else { ICMP_TYPES })
+        .iter()
+        .map(|(n, _)| *n)
 }
 
 #[cfg(test)]

@@ -6,11 +6,11 @@ use std::path::Path;
 
 use super::addr;
 use super::ast::{Action, Pos, Ruleset, Table};
-use super::error::RulesError;
+use super::error::{RulesError, clip};
 use super::lexer::{Kind, Lexer, Token, unquote};
 use super::rule;
 use super::source;
-use super::tables::{self, Dedup};
+use super::tables;
 use super::validate;
 
 /// Parses a whole ruleset (see the module documentation of `rules` for the language).
@@ -118,7 +118,7 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
     let tok = c.next();
     let table = match tok.kind {
         Kind::LBrace => {
-            let mut entries = Dedup::default();
+            let mut entries = Vec::new();
             loop {
                 let item = c.next();
                 match item.kind {
@@ -133,8 +133,9 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
                     c.next();
                 }
             }
+            tables::dedup_keep_order(&mut entries);
             Table {
-                entries: entries.finish(),
+                entries,
                 file: None,
             }
         }
@@ -150,7 +151,10 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
             let path = base_dir.join(&written);
             let shown = path.display().to_string();
             let bytes = source::read(&path).map_err(|reason| {
-                c.err(path_tok.pos, format!("cannot read table file `{shown}`: {reason}"))
+                c.err(
+                    path_tok.pos,
+                    format!("cannot read table file `{shown}`: {reason}"),
+                )
             })?;
             let text = source::utf8(&bytes, &shown)?;
             Table {
@@ -175,7 +179,12 @@ pub(super) struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     /// A cursor at the first token of `toks`, which must end with a `Kind::End` token.
     pub fn new(src: &'a str, file: &'a str, toks: Vec<Token>) -> Self {
-        Cursor { src, file, toks, i: 0 }
+        Cursor {
+            src,
+            file,
+            toks,
+            i: 0,
+        }
     }
 
     /// The next token, not consumed.
@@ -232,13 +241,16 @@ impl<'a> Cursor<'a> {
     pub fn found(&self, tok: Token) -> String {
         match tok.kind {
             Kind::End => "end of line".to_owned(),
-            _ => format!("`{}`", self.text(tok)),
+            _ => format!("`{}`", clip(self.text(tok))),
         }
     }
 
     /// "expected X, found Y" at `tok`.
     pub fn unexpected(&self, tok: Token, expected: &str) -> RulesError {
-        self.err(tok.pos, format!("expected {expected}, found {}", self.found(tok)))
+        self.err(
+            tok.pos,
+            format!("expected {expected}, found {}", self.found(tok)),
+        )
     }
 
     /// Like [`Cursor::unexpected`], adding "did you mean" when `tok` is a word close
@@ -289,7 +301,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }

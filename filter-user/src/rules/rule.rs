@@ -12,7 +12,7 @@ use ipnet::IpNet;
 
 use super::addr;
 use super::ast::{
-    Action, AddrItem, AddrMatch, Direction, Endpoint, Family, IcmpMatch, Pos, PortRange, Rule,
+    Action, AddrItem, AddrMatch, Direction, Endpoint, Family, IcmpMatch, PortRange, Pos, Rule,
     TcpFlags,
 };
 use super::error::RulesError;
@@ -99,9 +99,7 @@ pub(super) struct RuleMeta {
 fn shift(pos: Pos, n: usize) -> Pos {
     Pos {
         line: pos.line,
-        col: pos
-            .col
-            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX)),
+        col: pos.col.saturating_add(u32::try_from(n).unwrap_or(u32::MAX)),
     }
 }
 
@@ -224,7 +222,9 @@ fn interface(c: &mut Cursor<'_>) -> Result<String, RulesError> {
             if w.len() > MAX_IFACE_LEN {
                 return Err(c.err(
                     tok.pos,
-                    format!("interface name `{w}` is too long (at most {MAX_IFACE_LEN} characters)"),
+                    format!(
+                        "interface name `{w}` is too long (at most {MAX_IFACE_LEN} characters)"
+                    ),
                 ));
             }
             Ok(w.to_owned())
@@ -242,14 +242,21 @@ fn list<T>(
     mut item: impl FnMut(&mut Cursor<'_>, Token, &str) -> Result<T, RulesError>,
 ) -> Result<Vec<T>, RulesError> {
     let mut items = Vec::new();
-    let more = format!("{what} or `}}`");
+    let more = format!("`}}` or {what}");
     loop {
         let tok = c.next();
-        let expected = if items.is_empty() { what } else { more.as_str() };
+        let expected = if items.is_empty() {
+            what
+        } else {
+            more.as_str()
+        };
         if tok.kind == Kind::RBrace && !items.is_empty() {
             return Ok(items);
         }
-        if matches!(tok.kind, Kind::RBrace | Kind::Comma | Kind::LBrace | Kind::End) {
+        if matches!(
+            tok.kind,
+            Kind::RBrace | Kind::Comma | Kind::LBrace | Kind::End
+        ) {
             return Err(c.unexpected(tok, expected));
         }
         items.push(item(c, tok, expected)?);
@@ -259,8 +266,7 @@ fn list<T>(
     }
 }
 
-const PROTO_EXPECTED: &str =
-    "a protocol (`tcp`, `udp`, `icmp`, `icmp6`, `sctp` or a number 0-255)";
+const PROTO_EXPECTED: &str = "a protocol (`tcp`, `udp`, `icmp`, `icmp6`, `sctp` or a number 0-255)";
 
 /// `proto P` or `proto { P, ... }`: protocol numbers, repeats removed.
 fn protocols(c: &mut Cursor<'_>) -> Result<Vec<u8>, RulesError> {
@@ -268,7 +274,11 @@ fn protocols(c: &mut Cursor<'_>) -> Result<Vec<u8>, RulesError> {
     let list = if tok.kind == Kind::LBrace {
         list(c, PROTO_EXPECTED, protocol)?
     } else {
-        vec![protocol(c, tok, &format!("{PROTO_EXPECTED} or `{{` after `proto`"))?]
+        vec![protocol(
+            c,
+            tok,
+            &format!("{PROTO_EXPECTED} or `{{` after `proto`"),
+        )?]
     };
     let mut unique = Vec::with_capacity(list.len());
     for p in list {
@@ -534,7 +544,10 @@ fn tcp_flags(c: &Cursor<'_>, tok: Token, w: &str, expected: &str) -> Result<TcpF
         return Err(c.unexpected(tok, expected));
     };
     if mask_text.is_empty() {
-        return Err(c.err(tok.pos, format!("bad flags `{w}`: the mask after `/` is empty")));
+        return Err(c.err(
+            tok.pos,
+            format!("bad flags `{w}`: the mask after `/` is empty"),
+        ));
     }
     let set = flag_bits(c, set_text, tok.pos)?;
     let mask = flag_bits(c, mask_text, shift(tok.pos, set_text.chars().count() + 1))?;
@@ -583,23 +596,25 @@ fn icmp(c: &mut Cursor<'_>, kind: IcmpKind) -> Result<IcmpMatch, RulesError> {
     let tok = c.next();
     let expected = format!("an {family} type name like `echoreq` or a number 0-255");
     let icmp_type = match c.word(tok) {
-        Some(w) => match names::number(w) {
-            Some(n) => u8::try_from(n)
-                .map_err(|_| c.err(tok.pos, format!("{family} type {w} out of range 0-255")))?,
-            None => match names::icmp_type(w, v6) {
-                Some(t) => t,
-                None if names::icmp_type(w, !v6).is_some() => {
-                    return Err(c.err(
+        Some(w) => {
+            match names::number(w) {
+                Some(n) => u8::try_from(n)
+                    .map_err(|_| c.err(tok.pos, format!("{family} type {w} out of range 0-255")))?,
+                None => match names::icmp_type(w, v6) {
+                    Some(t) => t,
+                    None if names::icmp_type(w, !v6).is_some() => {
+                        return Err(c.err(
                         tok.pos,
                         format!("`{w}` is an {other_family} type name; use it with `{other_keyword}`"),
                     ));
-                }
-                None => {
-                    let known: Vec<&str> = names::icmp_type_names(v6).collect();
-                    return Err(c.unexpected_kw(tok, &expected, &known));
-                }
-            },
-        },
+                    }
+                    None => {
+                        let known: Vec<&str> = names::icmp_type_names(v6).collect();
+                        return Err(c.unexpected_kw(tok, &expected, &known));
+                    }
+                },
+            }
+        }
         None => return Err(c.unexpected(tok, &expected)),
     };
     let mut code = None;
@@ -607,7 +622,13 @@ fn icmp(c: &mut Cursor<'_>, kind: IcmpKind) -> Result<IcmpMatch, RulesError> {
         c.next();
         let tok = c.next();
         let what = format!("{family} code");
-        let n = bounded(c, tok, 255, &what, &format!("an {family} code 0-255 after `code`"))?;
+        let n = bounded(
+            c,
+            tok,
+            255,
+            &what,
+            &format!("an {family} code 0-255 after `code`"),
+        )?;
         code = Some(u8::try_from(n).unwrap_or(u8::MAX));
     }
     Ok(IcmpMatch { icmp_type, code })
@@ -624,7 +645,10 @@ fn rate(c: &mut Cursor<'_>) -> Result<(), RulesError> {
     match names::number(count) {
         Some(n) if (1..=MAX).contains(&n) => {}
         Some(_) => {
-            return Err(c.err(tok.pos, format!("rate {count}/s out of range 1-{MAX} per second")));
+            return Err(c.err(
+                tok.pos,
+                format!("rate {count}/s out of range 1-{MAX} per second"),
+            ));
         }
         None => return Err(c.unexpected(tok, expected)),
     }

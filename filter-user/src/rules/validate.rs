@@ -65,7 +65,11 @@ pub(super) fn check_rule(rule: &Rule, meta: &RuleMeta) -> Option<(Pos, String)> 
                 } else {
                     (net.to_string(), "prefix")
                 };
-                let keyword = if family == Family::Inet { "inet" } else { "inet6" };
+                let keyword = if family == Family::Inet {
+                    "inet"
+                } else {
+                    "inet6"
+                };
                 problems.push((
                     *pos,
                     format!("{shown} is an {name} {what} but the rule says `{keyword}`"),

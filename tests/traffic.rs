@@ -1,0 +1,343 @@
+//! Real traffic through the real filter: a veth pair with the filter on the host end
+//! (root namespace) and ordinary sockets and ping in a peer namespace.
+
+use std::{
+    io::Write as _,
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use serde_json::Value;
+use xdpwall_tests::{
+    cli::Xdpwall,
+    netns::{Netns, VethPair},
+};
+
+/// A test's own netns, veth pair, CLI instance and ruleset files.
+struct Bed {
+    ns: Netns,
+    veth: VethPair,
+    fw: Xdpwall,
+    dir: PathBuf,
+}
+
+impl Bed {
+    fn new(name: &str) -> Bed {
+        let ns = Netns::new(name).expect("netns");
+        let veth = VethPair::new(&ns).expect("veth pair");
+        let fw = Xdpwall::isolated();
+        let dir = std::env::temp_dir().join(format!(
+            "xdpwall-{name}-{}-{}",
+            std::process::id(),
+            veth.subnet
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Bed { ns, veth, fw, dir }
+    }
+
+    fn ruleset(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn status(&self) -> Value {
+        let out = self.fw.run(["status", "--json"]).expect("status");
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+
+    /// Packets counted by the rule with this label.
+    fn rule_packets(&self, label: &str) -> u64 {
+        let st = self.status();
+        st["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["label"] == label)
+            .unwrap_or_else(|| panic!("no rule labelled {label} in {st:#}"))["packets"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Sends `n` UDP datagrams from the netns to `to`.
+    fn send_udp(&self, to: SocketAddr, n: u32) {
+        self.ns.run(|| {
+            let s = UdpSocket::bind(any_port(to)).unwrap();
+            for i in 0..n {
+                s.send_to(&i.to_be_bytes(), to).unwrap();
+            }
+        });
+    }
+
+    /// Whether a TCP connection from the netns to `to` gets through within a second.
+    fn tcp_connects(&self, to: SocketAddr) -> bool {
+        self.ns.run(
+            || match TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
+                Ok(mut s) => s.write_all(b"hello").is_ok(),
+                Err(_) => false,
+            },
+        )
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn set_rcvbuf(sock: &UdpSocket, bytes: i32) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket and a pointer to an int of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&bytes as *const i32).cast(),
+            std::mem::size_of::<i32>() as u32,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
+}
+
+fn any_port(to: SocketAddr) -> SocketAddr {
+    match to.ip() {
+        IpAddr::V4(_) => "0.0.0.0:0".parse().unwrap(),
+        IpAddr::V6(_) => "[::]:0".parse().unwrap(),
+    }
+}
+
+/// Datagrams that arrive at `sock` until it is quiet for 300 ms.
+fn drain(sock: &UdpSocket) -> u64 {
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    while sock.recv(&mut buf).is_ok() {
+        n += 1;
+    }
+    n
+}
+
+const RULES: &str = r#"
+set default block
+pass  in proto icmp icmp-type echo-request label "ping4"
+pass  in proto icmp6 label "icmp6"
+pass  in proto tcp to port 8080 label "web"
+pass  in proto udp to port 5353 label "udp-allowed"
+block in proto udp to port 5354 label "udp-blocked"
+"#;
+
+#[test]
+fn tcp_udp_icmp_and_ipv6_through_the_filter() {
+    let bed = Bed::new("traffic");
+    let rules = bed.ruleset("rules.conf", RULES);
+    let out = bed
+        .fw
+        .run([
+            "load",
+            &bed.veth.host,
+            rules.to_str().unwrap(),
+            "--mode",
+            "native",
+        ])
+        .expect("load");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("native XDP"),
+        "{out:?}"
+    );
+    let v4: IpAddr = bed.veth.host_v4.into();
+    let v6: IpAddr = bed.veth.host_v6.into();
+
+    // ICMP echo, both families.
+    assert_eq!(bed.ns.ping_replies(v4, 3), 3, "ping passes");
+    assert_eq!(
+        bed.rule_packets("ping4"),
+        3,
+        "each echo request counted once"
+    );
+    assert_eq!(
+        bed.ns.ping_replies(v6, 3),
+        3,
+        "ping6 passes (neighbour discovery too)"
+    );
+    assert!(bed.rule_packets("icmp6") >= 3);
+
+    // TCP, both families: 8080 passes, anything else hits the default block.
+    for ip in [v4, v6] {
+        let listener = TcpListener::bind((ip, 8080)).unwrap();
+        let closed = TcpListener::bind((ip, 8081)).unwrap();
+        assert!(
+            bed.tcp_connects(SocketAddr::new(ip, 8080)),
+            "tcp {ip}:8080 allowed"
+        );
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 5];
+        std::io::Read::read_exact(&mut conn, &mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+        let before = bed.status()["default"]["packets"].as_u64().unwrap();
+        assert!(
+            !bed.tcp_connects(SocketAddr::new(ip, 8081)),
+            "tcp {ip}:8081 blocked by default"
+        );
+        let after = bed.status()["default"]["packets"].as_u64().unwrap();
+        assert!(
+            after > before,
+            "the dropped SYN is counted by the default policy"
+        );
+        drop(closed);
+    }
+    assert!(
+        bed.rule_packets("web") >= 6,
+        "handshakes and data of two connections"
+    );
+
+    // UDP: exact counts on both sides.
+    for ip in [v4, v6] {
+        let ok = UdpSocket::bind((ip, 5353)).unwrap();
+        let blocked = UdpSocket::bind((ip, 5354)).unwrap();
+        let (ok_before, blocked_before) = (
+            bed.rule_packets("udp-allowed"),
+            bed.rule_packets("udp-blocked"),
+        );
+        bed.send_udp(SocketAddr::new(ip, 5353), 50);
+        bed.send_udp(SocketAddr::new(ip, 5354), 40);
+        assert_eq!(drain(&ok), 50, "allowed datagrams delivered ({ip})");
+        assert_eq!(drain(&blocked), 0, "blocked datagrams dropped ({ip})");
+        assert_eq!(bed.rule_packets("udp-allowed") - ok_before, 50);
+        assert_eq!(bed.rule_packets("udp-blocked") - blocked_before, 40);
+    }
+
+    let st = bed.status();
+    let iface = &st["interfaces"][0];
+    assert_eq!(iface["name"], bed.veth.host.as_str());
+    assert_eq!(iface["mode"], "native");
+    assert!(iface["dropped_packets"].as_u64().unwrap() >= 80, "{iface}");
+    assert!(
+        st["non_ip"]["packets"].as_u64().unwrap() >= 1,
+        "ARP passed unjudged: {st:#}"
+    );
+
+    // The filter outlives the tool: nothing of ours runs now, and it still blocks.
+    assert!(!bed.tcp_connects(SocketAddr::new(v4, 8081)));
+    bed.fw.run(["unload"]).expect("unload");
+    let link = std::process::Command::new("ip")
+        .args(["link", "show", &bed.veth.host])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "unload detached XDP"
+    );
+    let _open = TcpListener::bind((v4, 8081)).unwrap();
+    assert!(
+        bed.tcp_connects(SocketAddr::new(v4, 8081)),
+        "after unload nothing is filtered"
+    );
+}
+
+#[test]
+fn apply_under_traffic_loses_no_allowed_packet() {
+    let bed = Bed::new("apply");
+    // Two rulesets that both pass the stream, by different rules and orders; the
+    // "ping" rule is in both and keeps its counter.
+    let a = bed.ruleset(
+        "a.conf",
+        "set default block\n\
+         pass in proto icmp6 label \"icmp6\"\n\
+         pass in proto icmp label \"ping\"\n\
+         pass in proto udp to port 6000 label \"stream-a\"\n",
+    );
+    let b = bed.ruleset(
+        "b.conf",
+        "set default block\n\
+         block in proto udp to port 6001 label \"other\"\n\
+         pass in proto udp from 10.0.0.0/8 to port 5990:6010 label \"stream-b\"\n\
+         pass in proto icmp label \"ping\"\n\
+         pass in proto icmp6 label \"icmp6\"\n",
+    );
+    bed.fw
+        .run(["load", &bed.veth.host, a.to_str().unwrap()])
+        .expect("load");
+    assert_eq!(bed.ns.ping_replies(bed.veth.host_v4.into(), 2), 2);
+    let ping_before = bed.rule_packets("ping");
+    let default_before = bed.status()["default"]["packets"].as_u64().unwrap();
+
+    let to = SocketAddr::new(bed.veth.host_v4.into(), 6000);
+    let receiver = UdpSocket::bind(to).unwrap();
+    // The applies keep both cores busy verifying programs; a big receive buffer makes
+    // sure the socket, not the filter, is never where a datagram is lost.
+    set_rcvbuf(&receiver, 256 << 20);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    std::thread::scope(|s| {
+        let (stop2, sent2) = (stop.clone(), sent.clone());
+        let ns = &bed.ns;
+        s.spawn(move || {
+            ns.run(|| {
+                let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+                while !stop2.load(Ordering::Relaxed) {
+                    // Paced so that neither veth's ring nor our socket overflows: any
+                    // loss can only come from the filter.
+                    for _ in 0..20 {
+                        sock.send_to(b"x", to).unwrap();
+                        sent2.fetch_add(1, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            })
+        });
+        let receiving = s.spawn(|| {
+            receiver
+                .set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let mut buf = [0u8; 16];
+            let mut got = 0u64;
+            while receiver.recv(&mut buf).is_ok() {
+                got += 1;
+            }
+            got
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        for i in 0..6 {
+            let file = if i % 2 == 0 { &b } else { &a };
+            bed.fw.run(["apply", file.to_str().unwrap()]).expect("apply");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::Relaxed);
+        let got = receiving.join().unwrap();
+        let sent = sent.load(Ordering::Relaxed);
+        let veth_drops = bed.ns.exec(&["ip", "-s", "link", "show", &bed.veth.peer]);
+        let host_drops = std::process::Command::new("ip").args(["-s", "link", "show", &bed.veth.host]).output().unwrap();
+        assert!(sent > 1000, "the stream ran through the applies ({sent} datagrams)");
+        assert_eq!(
+            got,
+            sent,
+            "every datagram of the stream was delivered across 6 applies\npeer: {}\nhost: {}\nstatus: {:#}",
+            String::from_utf8_lossy(&veth_drops.stdout),
+            String::from_utf8_lossy(&host_drops.stdout),
+            bed.status()
+        );
+    });
+    let st = bed.status();
+    let by_label = |l: &str| {
+        st["rules"].as_array().unwrap().iter().find(|r| r["label"] == l).map_or(0, |r| r["packets"].as_u64().unwrap())
+    };
+    assert_eq!(st["generation"], 7);
+    assert_eq!(by_label("ping"), ping_before, "the unchanged rule kept its counter");
+    assert_eq!(
+        st["default"]["packets"].as_u64().unwrap(),
+        default_before,
+        "no packet fell through to the default block during the applies"
+    );
+    let a_count = by_label("stream-a");
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(a_count > 0 && a_count < sent, "stream-a restarted from zero when re-added ({a_count} of {sent})");
+    assert!(st["rules"].as_array().unwrap().iter().all(|r| r["label"] != "stream-b"), "b's rules are gone");
+}
