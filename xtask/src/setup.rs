@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{output, run, target_dir};
+use crate::{output, run};
 
 /// Debian packages the tests and the demo call.
 const PACKAGES: &[&str] = &["iproute2", "ethtool", "iputils-ping", "nftables", "bpftool"];
@@ -88,7 +88,10 @@ fn bpf_linker(sysroot: &Path) -> Result<()> {
     let major = llvm_major(&llvm).expect("filtered above");
 
     // LLVM_PREFIX/lib must hold both names: llvm-sys links `-lLLVM`, the loader wants the real one.
-    let prefix = target_dir()?.join("llvm-prefix");
+    // bpf-linker finds libLLVM through these links at run time, so they live beside the
+    // installed binary (CARGO_HOME), not in a target dir that `cargo clean` or a fresh
+    // clone would take away.
+    let prefix = cargo_home()?.join("xdpwall-llvm-prefix");
     let prefix_lib = prefix.join("lib");
     std::fs::create_dir_all(&prefix_lib)
         .with_context(|| format!("creating {}", prefix_lib.display()))?;
@@ -123,6 +126,14 @@ fn bpf_linker(sysroot: &Path) -> Result<()> {
         .context("bpf-linker was installed but is not on PATH (add ~/.cargo/bin)")?;
     print!("setup: {}", String::from_utf8_lossy(&out.stdout));
     Ok(())
+}
+
+fn cargo_home() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("CARGO_HOME") {
+        return Ok(PathBuf::from(dir));
+    }
+    let home = std::env::var_os("HOME").context("neither CARGO_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".cargo"))
 }
 
 /// `libLLVM.so.22.1-rust-1.97.0-nightly` -> `22`. Other names (the `libLLVM-22-...so` linker
