@@ -7,6 +7,7 @@
 #![no_std]
 #![no_main]
 
+mod bench;
 mod parse;
 
 use aya_ebpf::{
@@ -36,6 +37,9 @@ static DEFAULT_ACTION: Global<u32> = Global::new(ACTION_PASS);
 /// Interface-field class of an interface without an `IFACES` entry.
 #[unsafe(no_mangle)]
 static IFACE_MISS_CLASS: Global<u32> = Global::new(0);
+/// Non-zero only in tests: record every decision in `TRACE_LAST` (pruned otherwise).
+#[unsafe(no_mangle)]
+static TRACE: Global<u32> = Global::new(0);
 
 // Pinned: they outlive a ruleset, so counters carry over an apply.
 #[map]
@@ -71,6 +75,9 @@ static TCP_FLAGS_CLASS: Array<u32> = Array::with_max_entries(1, 0);
 static ICMP_CLASS: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 static VLAN_CLASS: Array<u32> = Array::with_max_entries(1, 0);
+/// The last decision (`counter slot << 1 | dropped`), written only when `TRACE` is set.
+#[map]
+static TRACE_LAST: Array<u32> = Array::with_max_entries(1, 0);
 
 #[xdp]
 pub fn xdpwall(ctx: XdpContext) -> u32 {
@@ -86,6 +93,9 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
     };
 
     count(counter_slot, len);
+    if TRACE.load() != 0 {
+        let _ = TRACE_LAST.set(0, counter_slot << 1 | !pass as u32, 0);
+    }
     if let Some(entry) = iface {
         count_iface(entry.stats_slot, pass, len);
     }

@@ -59,6 +59,28 @@ impl LoadedProgram {
         ifaces: &[IfaceBinding],
         pin_dir: &Path,
     ) -> Result<Self, Error> {
+        Self::load_with(compiled, counter_slots, ifaces, pin_dir, false)
+    }
+
+    /// Like [`Self::load`], recording every decision for [`Self::test_run_traced`]
+    /// (tests only: it costs a map write per packet).
+    pub fn load_traced(
+        compiled: &Compiled,
+        counter_slots: &[u32],
+        ifaces: &[IfaceBinding],
+        pin_dir: &Path,
+    ) -> Result<Self, Error> {
+        Self::load_with(compiled, counter_slots, ifaces, pin_dir, true)
+    }
+
+    fn load_with(
+        compiled: &Compiled,
+        counter_slots: &[u32],
+        ifaces: &[IfaceBinding],
+        pin_dir: &Path,
+        trace: bool,
+    ) -> Result<Self, Error> {
+        let trace = trace as u32;
         let used_fields = compiled.used_fields;
         let rule_words = compiled.rule_words();
         let default_action = action_code(compiled.default_action);
@@ -72,6 +94,7 @@ impl LoadedProgram {
             .override_global("RULE_WORDS", &rule_words, true)
             .override_global("DEFAULT_ACTION", &default_action, true)
             .override_global("IFACE_MISS_CLASS", &iface_miss_class, true)
+            .override_global("TRACE", &trace, true)
             .map_max_entries("BITMAPS", size(compiled.bitmaps.len()))
             .map_max_entries("SRC_V4", size(compiled.src_v4.len()))
             .map_max_entries("SRC_V6", size(compiled.src_v6.len()))
@@ -192,6 +215,27 @@ impl LoadedProgram {
         let prog = self.program_mut()?;
         let r = prog.test_run(opts).map_err(|e| Error::Program("test run", e))?;
         Ok((r.return_value, r.duration))
+    }
+}
+
+/// One decision of a traced program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// The XDP action (1 drop, 2 pass).
+    pub action: u32,
+    /// The counter slot that counted the packet: a rule's slot, or a reserved one
+    /// (`filter_common::slot`, `Malformed::slot`).
+    pub slot: u32,
+}
+
+impl LoadedProgram {
+    /// Runs one frame through a program loaded with [`Self::load_traced`] and returns
+    /// its action and which counter it went to.
+    pub fn test_run_traced(&mut self, frame: &[u8], ifindex: Option<u32>) -> Result<Decision, Error> {
+        let action = self.test_run(frame, ifindex)?;
+        let last: Array<_, u32> = self.map_typed("TRACE_LAST")?;
+        let v = last.get(&0, 0).map_err(|e| Error::Map("TRACE_LAST", e))?;
+        Ok(Decision { action, slot: v >> 1 })
     }
 }
 
