@@ -24,7 +24,7 @@ use aya::programs::{
 use filter_common::{ABI_VERSION, Counter, IfaceCounters, MAX_IFACES, Malformed, slot};
 use serde::Serialize;
 
-pub use program::{Decision, IfaceBinding, LoadedProgram, RULE_SLOTS, read_counters};
+pub use program::{Decision, IfaceBinding, LoadedProgram, RULE_SLOTS, ebpf_object, read_counters};
 pub use state::{IfaceState, RuleState, State};
 
 use crate::{

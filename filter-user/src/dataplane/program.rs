@@ -20,6 +20,11 @@ use crate::{compile::Compiled, rules::Action};
 /// The eBPF object built by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpwall"));
 
+/// The eBPF object: the filter and the reference programs benchmarks compare it with.
+pub fn ebpf_object() -> &'static [u8] {
+    OBJECT
+}
+
 /// Name of the XDP program in the object.
 pub const PROGRAM: &str = "xdpwall";
 /// Pinned map of per-rule and reserved counters.
