@@ -22,6 +22,10 @@ pub const BITMAP_WORDS: usize = MAX_RULES / 64;
 pub struct RuleBitmap {
     /// The bits.
     pub words: [u64; BITMAP_WORDS],
+    /// Bit `w` set when `words[w]` is not zero: the classifier ANDs the summaries
+    /// first and then visits only words that can still hold a match, which keeps the
+    /// cost nearly flat as rules grow. Kept by [`RuleBitmap::with_summary`].
+    pub summary: u64,
 }
 
 /// What a rule does with a packet.
@@ -116,7 +120,18 @@ pub enum Malformed {
 
 impl RuleBitmap {
     /// No rule.
-    pub const EMPTY: RuleBitmap = RuleBitmap { words: [0; BITMAP_WORDS] };
+    pub const EMPTY: RuleBitmap = RuleBitmap { words: [0; BITMAP_WORDS], summary: 0 };
+
+    /// The same set with `summary` computed from `words`.
+    pub fn with_summary(mut self) -> Self {
+        self.summary = 0;
+        for (w, word) in self.words.iter().enumerate() {
+            if *word != 0 {
+                self.summary |= 1 << w;
+            }
+        }
+        self
+    }
 
     /// Adds rule `i`.
     pub fn set(&mut self, i: usize) {

@@ -37,6 +37,20 @@ static DEFAULT_ACTION: Global<u32> = Global::new(ACTION_PASS);
 /// Interface-field class of an interface without an `IFACES` entry.
 #[unsafe(no_mangle)]
 static IFACE_MISS_CLASS: Global<u32> = Global::new(0);
+// Class of every key of an array field whose map entry is 0 (entries hold class + 1,
+// so only keys off the most common class are written at apply time).
+#[unsafe(no_mangle)]
+static PROTO_DEFAULT: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static SPORT_DEFAULT: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static DPORT_DEFAULT: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static TCP_FLAGS_DEFAULT: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static ICMP_DEFAULT: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static VLAN_DEFAULT: Global<u32> = Global::new(0);
 /// Non-zero only in tests: record every decision in `TRACE_LAST` (pruned otherwise).
 #[unsafe(no_mangle)]
 static TRACE: Global<u32> = Global::new(0);
@@ -149,32 +163,50 @@ fn first_match(p: &Fields, iface: Option<IfaceEntry>) -> Option<u32> {
         Some(iface.map_or(IFACE_MISS_CLASS.load(), |e| e.class))
     })
     .ok()?;
-    let b_proto = bitmap_of(field::PROTO, || PROTO_CLASS.get(p.proto_key).copied()).ok()?;
+    let b_proto = bitmap_of(field::PROTO, || keyed(&PROTO_CLASS, p.proto_key, &PROTO_DEFAULT)).ok()?;
     let b_src = bitmap_of(field::SRC_ADDR, || lpm_class(&SRC_V4, &SRC_V6, &p.src)).ok()?;
     let b_dst = bitmap_of(field::DST_ADDR, || lpm_class(&DST_V4, &DST_V6, &p.dst)).ok()?;
-    let b_sport = bitmap_of(field::SRC_PORT, || SPORT_CLASS.get(p.sport_key).copied()).ok()?;
-    let b_dport = bitmap_of(field::DST_PORT, || DPORT_CLASS.get(p.dport_key).copied()).ok()?;
-    let b_flags =
-        bitmap_of(field::TCP_FLAGS, || TCP_FLAGS_CLASS.get(p.tcp_flags_key).copied()).ok()?;
-    let b_icmp = bitmap_of(field::ICMP, || ICMP_CLASS.get(p.icmp_key).copied()).ok()?;
-    let b_vlan = bitmap_of(field::VLAN, || VLAN_CLASS.get(p.vlan_key).copied()).ok()?;
+    let b_sport = bitmap_of(field::SRC_PORT, || keyed(&SPORT_CLASS, p.sport_key, &SPORT_DEFAULT)).ok()?;
+    let b_dport = bitmap_of(field::DST_PORT, || keyed(&DPORT_CLASS, p.dport_key, &DPORT_DEFAULT)).ok()?;
+    let b_flags = bitmap_of(field::TCP_FLAGS, || {
+        keyed(&TCP_FLAGS_CLASS, p.tcp_flags_key, &TCP_FLAGS_DEFAULT)
+    })
+    .ok()?;
+    let b_icmp = bitmap_of(field::ICMP, || keyed(&ICMP_CLASS, p.icmp_key, &ICMP_DEFAULT)).ok()?;
+    let b_vlan = bitmap_of(field::VLAN, || keyed(&VLAN_CLASS, p.vlan_key, &VLAN_DEFAULT)).ok()?;
 
-    let words = RULE_WORDS.load() as usize;
-    for w in 0..BITMAP_WORDS {
-        if w >= words {
+    let fields = [b_iface, b_proto, b_src, b_dst, b_sport, b_dport, b_flags, b_icmp, b_vlan];
+    // Words that may hold a match: in use, and non-zero in every field's bitmap.
+    let words = RULE_WORDS.load();
+    let mut candidates = if words >= 64 { u64::MAX } else { (1u64 << words) - 1 };
+    for b in fields.iter().flatten() {
+        candidates &= b.summary;
+    }
+    for _ in 0..BITMAP_WORDS {
+        if candidates == 0 {
             break;
         }
+        let w = candidates.trailing_zeros() as usize & (BITMAP_WORDS - 1);
         let mut acc = u64::MAX;
-        for b in [b_iface, b_proto, b_src, b_dst, b_sport, b_dport, b_flags, b_icmp, b_vlan] {
-            if let Some(b) = b {
-                acc &= b.words[w];
-            }
+        for b in fields.iter().flatten() {
+            acc &= b.words[w];
         }
         if acc != 0 {
             return Some(w as u32 * 64 + acc.trailing_zeros());
         }
+        candidates &= candidates - 1;
     }
     None
+}
+
+/// Class of `key` in an array field: entries hold class + 1, 0 is the default.
+#[inline(always)]
+fn keyed(map: &Array<u32>, key: u32, default: &Global<u32>) -> Option<u32> {
+    match map.get(key) {
+        Some(&0) => Some(default.load()),
+        Some(&v) => Some(v - 1),
+        None => None,
+    }
 }
 
 #[inline(always)]

@@ -20,12 +20,13 @@ impl Classes {
 
     /// The id of `b`, allocating one the first time it is seen.
     pub fn intern(&mut self, b: &RuleBitmap) -> u32 {
-        if let Some(&id) = self.ids.get(b) {
+        let b = b.with_summary();
+        if let Some(&id) = self.ids.get(&b) {
             return id;
         }
         let id = self.bitmaps.len() as u32;
-        self.bitmaps.push(*b);
-        self.ids.insert(*b, id);
+        self.bitmaps.push(b);
+        self.ids.insert(b, id);
         id
     }
 

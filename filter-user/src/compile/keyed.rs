@@ -4,6 +4,25 @@ use filter_common::RuleBitmap;
 
 use super::classes::Classes;
 
+/// An array field as the data plane stores it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyedTable {
+    /// Class of every key not in `entries`.
+    pub default_class: u32,
+    /// `(key, class)`, sorted by key.
+    pub entries: Vec<(u32, u32)>,
+}
+
+impl KeyedTable {
+    /// The class of `key`.
+    pub fn class_of(&self, key: u32) -> u32 {
+        match self.entries.binary_search_by_key(&key, |&(k, _)| k) {
+            Ok(i) => self.entries[i].1,
+            Err(_) => self.default_class,
+        }
+    }
+}
+
 /// Per rule, the inclusive key ranges it accepts (`None`: every key, including the
 /// "absent" key at the end of the domain).
 pub struct KeyRanges {
@@ -13,8 +32,28 @@ pub struct KeyRanges {
 }
 
 impl KeyRanges {
+    /// The field's table: the most common class as the default, and the keys whose
+    /// class differs from it. Keeps the maps the loader writes small.
+    pub fn classify(&self, classes: &mut Classes) -> KeyedTable {
+        let all = self.class_per_key(classes);
+        let mut counts: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+        for c in &all {
+            *counts.entry(*c).or_default() += 1;
+        }
+        // Ties go to the lower class id, so output is deterministic.
+        let default_class =
+            counts.into_iter().max_by_key(|&(c, n)| (n, std::cmp::Reverse(c))).map_or(0, |(c, _)| c);
+        let entries = all
+            .into_iter()
+            .enumerate()
+            .filter(|&(_, c)| c != default_class)
+            .map(|(k, c)| (k as u32, c))
+            .collect();
+        KeyedTable { default_class, entries }
+    }
+
     /// Class of every key, by a sweep over range boundaries: O(domain + ranges).
-    pub fn classify(&self, classes: &mut Classes) -> Vec<u32> {
+    fn class_per_key(&self, classes: &mut Classes) -> Vec<u32> {
         let n = self.domain as usize;
         // starts[k] / ends[k]: (rule) whose range starts at k / ends just before k.
         let mut events: Vec<(u32, bool, usize)> = Vec::new();

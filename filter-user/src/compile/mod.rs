@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::rules::{Action, Family, PortRange, Rule, Ruleset};
 use classes::Classes;
+pub use keyed::KeyedTable;
 use keyed::KeyRanges;
 
 /// A limit of the data plane that a ruleset exceeds.
@@ -64,7 +65,7 @@ pub struct Compiled {
     /// Class of an interface that no rule names.
     pub iface_miss_class: u32,
     /// `family * 256 + proto` -> class (empty when the field is unused).
-    pub proto: Vec<u32>,
+    pub proto: KeyedTable,
     /// Source/destination prefix -> class (a /0 always present when used).
     pub src_v4: Vec<(Ipv4Net, u32)>,
     /// See `src_v4`.
@@ -74,15 +75,15 @@ pub struct Compiled {
     /// See `src_v4`.
     pub dst_v6: Vec<(Ipv6Net, u32)>,
     /// Port (or `PORT_NONE`) -> class.
-    pub sport: Vec<u32>,
+    pub sport: KeyedTable,
     /// See `sport`.
-    pub dport: Vec<u32>,
+    pub dport: KeyedTable,
     /// Flags byte (or `TCP_FLAGS_NONE`) -> class.
-    pub tcp_flags: Vec<u32>,
+    pub tcp_flags: KeyedTable,
     /// `type << 8 | code` (or `ICMP_NONE`) -> class.
-    pub icmp: Vec<u32>,
+    pub icmp: KeyedTable,
     /// VLAN id (or `VLAN_NONE`) -> class.
-    pub vlan: Vec<u32>,
+    pub vlan: KeyedTable,
 }
 
 impl Compiled {
@@ -105,9 +106,9 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
     let mut classes = Classes::new();
     let rules = &rs.rules;
     let mut used_fields = 0u32;
-    let mut field_of = |f: u32, conds: Vec<Option<Vec<(u32, u32)>>>, domain: u32| -> Vec<u32> {
+    let mut field_of = |f: u32, conds: Vec<Option<Vec<(u32, u32)>>>, domain: u32| -> KeyedTable {
         if conds.iter().all(Option::is_none) {
-            return Vec::new();
+            return KeyedTable::default();
         }
         used_fields |= 1 << f;
         KeyRanges { conds, domain }.classify(&mut classes)

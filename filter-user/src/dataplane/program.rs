@@ -10,12 +10,15 @@ use aya::{
     programs::Xdp,
 };
 use filter_common::{
-    ACTION_DROP, ACTION_PASS, COUNTER_SLOTS, Counter, IfaceCounters, IfaceEntry, RuleAction,
-    RuleBitmap,
+    ACTION_DROP, ACTION_PASS, COUNTER_SLOTS, Counter, ICMP_NONE, IfaceCounters, IfaceEntry, PORT_NONE,
+    PROTO_KEYS, RuleAction, RuleBitmap, TCP_FLAGS_NONE, VLAN_NONE, field,
 };
 
 use super::Error;
-use crate::{compile::Compiled, rules::Action};
+use crate::{
+    compile::{Compiled, KeyedTable},
+    rules::Action,
+};
 
 /// The eBPF object built by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpwall"));
@@ -90,8 +93,10 @@ impl LoadedProgram {
         let rule_words = compiled.rule_words();
         let default_action = action_code(compiled.default_action);
         let iface_miss_class = compiled.iface_miss_class;
+        let defaults: Vec<(&str, u32)> =
+            keyed_fields(compiled).iter().map(|k| (k.default_global, k.table.default_class)).collect();
         // Unused fields get one-entry maps: they are never looked up.
-        let size = |v: usize| (v as u32).max(1);
+        let lpm_size = |v: usize| (v as u32).max(1);
         let mut loader = EbpfLoader::new();
         loader
             .default_map_pin_directory(pin_dir)
@@ -100,16 +105,17 @@ impl LoadedProgram {
             .override_global("DEFAULT_ACTION", &default_action, true)
             .override_global("IFACE_MISS_CLASS", &iface_miss_class, true)
             .override_global("TRACE", &trace, true)
-            .map_max_entries("BITMAPS", size(compiled.bitmaps.len()))
-            .map_max_entries("SRC_V4", size(compiled.src_v4.len()))
-            .map_max_entries("SRC_V6", size(compiled.src_v6.len()))
-            .map_max_entries("DST_V4", size(compiled.dst_v4.len()))
-            .map_max_entries("DST_V6", size(compiled.dst_v6.len()))
-            .map_max_entries("SPORT_CLASS", size(compiled.sport.len()))
-            .map_max_entries("DPORT_CLASS", size(compiled.dport.len()))
-            .map_max_entries("TCP_FLAGS_CLASS", size(compiled.tcp_flags.len()))
-            .map_max_entries("ICMP_CLASS", size(compiled.icmp.len()))
-            .map_max_entries("VLAN_CLASS", size(compiled.vlan.len()));
+            .map_max_entries("BITMAPS", compiled.bitmaps.len() as u32)
+            .map_max_entries("SRC_V4", lpm_size(compiled.src_v4.len()))
+            .map_max_entries("SRC_V6", lpm_size(compiled.src_v6.len()))
+            .map_max_entries("DST_V4", lpm_size(compiled.dst_v4.len()))
+            .map_max_entries("DST_V6", lpm_size(compiled.dst_v6.len()));
+        for (name, class) in &defaults {
+            loader.override_global(name, class, true);
+        }
+        for k in keyed_fields(compiled) {
+            loader.map_max_entries(k.map, if compiled.uses(k.field) { k.domain } else { 1 });
+        }
         let ebpf = loader.load(OBJECT).map_err(|e| Error::Load(Box::new(e)))?;
 
         let mut p = LoadedProgram { ebpf };
@@ -145,17 +151,11 @@ impl LoadedProgram {
                 map.insert(i.ifindex, entry, 0).map_err(|e| Error::Map("IFACES", e))?;
             }
         }
-        for (name, values) in [
-            ("PROTO_CLASS", &c.proto),
-            ("SPORT_CLASS", &c.sport),
-            ("DPORT_CLASS", &c.dport),
-            ("TCP_FLAGS_CLASS", &c.tcp_flags),
-            ("ICMP_CLASS", &c.icmp),
-            ("VLAN_CLASS", &c.vlan),
-        ] {
-            let mut map: Array<_, u32> = self.map_typed(name)?;
-            for (k, class) in values.iter().enumerate() {
-                map.set(k as u32, class, 0).map_err(|e| Error::Map(name, e))?;
+        for k in keyed_fields(c) {
+            let mut map: Array<_, u32> = self.map_typed(k.map)?;
+            // 0 means "the field's default class"; others are stored as class + 1.
+            for &(key, class) in &k.table.entries {
+                map.set(key, class + 1, 0).map_err(|e| Error::Map(k.map, e))?;
             }
         }
         let v4 = |entries: &[(ipnet::Ipv4Net, u32)]| {
@@ -221,6 +221,27 @@ impl LoadedProgram {
         let r = prog.test_run(opts).map_err(|e| Error::Program("test run", e))?;
         Ok((r.return_value, r.duration))
     }
+}
+
+/// An array-keyed field: its map, default-class global and key domain.
+struct KeyedField<'a> {
+    field: u32,
+    map: &'static str,
+    default_global: &'static str,
+    domain: u32,
+    table: &'a KeyedTable,
+}
+
+fn keyed_fields(c: &Compiled) -> [KeyedField<'_>; 6] {
+    let f = |field, map, default_global, domain, table| KeyedField { field, map, default_global, domain, table };
+    [
+        f(field::PROTO, "PROTO_CLASS", "PROTO_DEFAULT", PROTO_KEYS, &c.proto),
+        f(field::SRC_PORT, "SPORT_CLASS", "SPORT_DEFAULT", PORT_NONE + 1, &c.sport),
+        f(field::DST_PORT, "DPORT_CLASS", "DPORT_DEFAULT", PORT_NONE + 1, &c.dport),
+        f(field::TCP_FLAGS, "TCP_FLAGS_CLASS", "TCP_FLAGS_DEFAULT", TCP_FLAGS_NONE + 1, &c.tcp_flags),
+        f(field::ICMP, "ICMP_CLASS", "ICMP_DEFAULT", ICMP_NONE + 1, &c.icmp),
+        f(field::VLAN, "VLAN_CLASS", "VLAN_DEFAULT", VLAN_NONE + 1, &c.vlan),
+    ]
 }
 
 /// One decision of a traced program.
