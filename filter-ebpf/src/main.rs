@@ -186,7 +186,9 @@ fn first_match(p: &Fields, iface: Option<IfaceEntry>) -> Option<u32> {
         if candidates == 0 {
             break;
         }
-        let w = candidates.trailing_zeros() as usize & (BITMAP_WORDS - 1);
+        // LLVM knows ctz < 64 and would drop the mask; the verifier does not know it
+        // (ctz becomes a table lookup), so keep the mask out of LLVM's sight.
+        let w = core::hint::black_box(candidates.trailing_zeros() as usize) & (BITMAP_WORDS - 1);
         let mut acc = u64::MAX;
         for b in fields.iter().flatten() {
             acc &= b.words[w];

@@ -5,4 +5,5 @@
 pub mod cli;
 pub mod compile;
 pub mod dataplane;
+pub mod model;
 pub mod rules;

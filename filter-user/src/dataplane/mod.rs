@@ -17,10 +17,11 @@ use std::{
 };
 
 use aya::programs::{
-    XdpMode,
+    Xdp, XdpMode,
     links::{FdLink, PinnedLink},
     xdp::XdpLink,
 };
+use aya_obj::programs::XdpAttachType;
 use filter_common::{ABI_VERSION, Counter, IfaceCounters, MAX_IFACES, Malformed, slot};
 use serde::Serialize;
 
@@ -82,6 +83,10 @@ impl Paths {
     }
     fn state_file(&self) -> PathBuf {
         self.run_dir.join("state.json")
+    }
+    /// The program currently enforcing: kept so a failed apply can swap it back.
+    fn program(&self) -> PathBuf {
+        self.pin_dir.join("program")
     }
 }
 
@@ -242,11 +247,23 @@ pub fn apply(
             }
         }
     }
-    // Then swap the program on every existing link, atomically per interface.
+    // Then swap the program on every existing link, atomically per interface. If one
+    // swap fails (an interface vanished, ...), swap the others back to the program
+    // that was enforcing and detach the new interfaces: nothing changes.
     for iface in &interfaces {
-        swap(&mut program, paths, &iface.name)?;
+        if let Err(e) = swap(program.program_mut()?, paths, &iface.name) {
+            let rollback = swap_back(paths, &report.swapped);
+            for p in &pinned {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(match rollback {
+                Ok(()) => e,
+                Err(r) => Error::Invalid(format!("{e}; rolling back also failed: {r}; run `xdpwall apply` again")),
+            });
+        }
         report.swapped.push(iface.name.clone());
     }
+    pin_program(program.program_mut()?, paths)?;
 
     interfaces.extend(new_ifaces);
     let state = State {
@@ -309,14 +326,37 @@ fn attach_new(
     Ok(())
 }
 
-/// Replaces the program on `iface`'s pinned link with `program`.
-fn swap(program: &mut LoadedProgram, paths: &Paths, iface: &str) -> Result<(), Error> {
+/// Swaps the pinned, previously enforcing program back onto `ifaces`.
+fn swap_back(paths: &Paths, ifaces: &[String]) -> Result<(), Error> {
+    if ifaces.is_empty() {
+        return Ok(());
+    }
+    let mut old = Xdp::from_pin(paths.program(), XdpAttachType::Interface)
+        .map_err(|e| Error::Program("open the pinned program", e))?;
+    for iface in ifaces {
+        swap(&mut old, paths, iface)?;
+    }
+    Ok(())
+}
+
+/// Pins `prog` as the enforcing program, replacing the previous pin.
+fn pin_program(prog: &mut Xdp, paths: &Paths) -> Result<(), Error> {
+    let path = paths.program();
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::Io(format!("removing {}", path.display()), e)),
+    }
+    prog.pin(&path).map_err(|e| Error::Link(format!("pinning {}", path.display()), e.to_string()))
+}
+
+/// Replaces the program on `iface`'s pinned link with `prog`.
+fn swap(prog: &mut Xdp, paths: &Paths, iface: &str) -> Result<(), Error> {
     let path = paths.link(iface);
     let pinned = PinnedLink::from_pin(&path)
         .map_err(|e| Error::Link(format!("opening pinned link {}", path.display()), e.to_string()))?;
     let link = XdpLink::try_from(FdLink::from(pinned))
         .map_err(|e| Error::Link(format!("link {}", path.display()), e.to_string()))?;
-    let prog = program.program_mut()?;
     let id = prog.attach_to_link(link).map_err(|e| Error::Link(format!("swapping the program on {iface}"), error_chain(&e)))?;
     // Dropping our fd leaves the pinned link (and the new program) in place.
     drop(prog.take_link(id));
@@ -376,7 +416,7 @@ pub fn unload(paths: &Paths, ifaces: &[String]) -> Result<Vec<String>, Error> {
     }
     state.interfaces = kept;
     if state.interfaces.is_empty() {
-        for p in [paths.pin_dir.join(program::COUNTERS), paths.pin_dir.join(program::IFACE_COUNTERS)] {
+        for p in [paths.pin_dir.join(program::COUNTERS), paths.pin_dir.join(program::IFACE_COUNTERS), paths.program()] {
             let _ = std::fs::remove_file(p);
         }
         let _ = std::fs::remove_dir(paths.links_dir());

@@ -219,12 +219,10 @@ fn is_extension(next: u8) -> bool {
     )
 }
 
-/// Whether bytes `at..end` of a header are usable: beyond the header budget is "too
-/// many", short of it but past the frame is "truncated". Checked for the bytes a
-/// header's length is read from, then for its last byte.
-fn ext_bytes(frame: &[u8], at: usize, end: usize) -> Result<(), Malformed> {
-    // Only where a byte starts counts against the budget.
-    if end - 1 > MAX_HEADER_BYTES || at > MAX_HEADER_BYTES {
+/// Whether a header ending at `end` (exclusive) is usable: its last byte beyond the
+/// header budget is "too many", within it but past the frame is "truncated".
+fn ext_end(frame: &[u8], end: usize) -> Result<(), Malformed> {
+    if end - 1 > MAX_HEADER_BYTES {
         return Err(Malformed::Ipv6ExtTooMany);
     }
     if end > frame.len() {
@@ -265,7 +263,7 @@ fn extension_chain(frame: &[u8], mut at: usize, mut next: u8) -> Result<Chain, M
                 8
             }
         };
-        ext_bytes(frame, at, at + len)?;
+        ext_end(frame, at + len)?;
         next = h[0];
         at += len;
         walked += 1;

@@ -1,0 +1,158 @@
+//! The reference model: the rule semantics as plain Rust, the executable spec that
+//! the XDP program is checked against (tests/differential.rs).
+//!
+//! It works on the [`Ruleset`] as parsed, never on the compiled tables, and reads
+//! frames with its own dissector ([`packet`]), so that a mistake in the compiler or
+//! the data plane shows up as a disagreement instead of being shared.
+//!
+//! What it says, in short:
+//! - A frame that is not IPv4 or IPv6 (after at most two VLAN tags) is
+//!   [`ModelDecision::NonIp`] and passes; a frame whose headers are cut short, invalid,
+//!   or beyond the parser's limits is [`ModelDecision::Malformed`] and is dropped.
+//! - Otherwise the first rule whose every condition holds decides; when none does, the
+//!   default policy decides.
+//! - A condition on something the packet does not have (ports, TCP flags or ICMP type
+//!   of a later fragment or of another protocol; the VLAN of an untagged frame; the
+//!   interface when the filter does not know the receiving one) does not hold.
+
+pub mod packet;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::IpAddr;
+
+use filter_common::Malformed;
+
+use crate::rules::{
+    Action, AddrItem, AddrMatch, Direction, Family, PortRange, Rule, Ruleset, Table,
+};
+use packet::{Dissected, Fields, Transport};
+
+/// What decides a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelDecision {
+    /// The rule with this index (0-based, in file order).
+    Rule(usize),
+    /// No rule matched: the default policy.
+    Default,
+    /// Not an IP packet: passed unjudged.
+    NonIp,
+    /// Dropped as malformed, for this reason.
+    Malformed(Malformed),
+}
+
+/// Which rule (or policy) decides `frame`.
+///
+/// `iface`: the name of the receiving interface as the filter knows it, `None` when the
+/// filter has no entry for it (then only rules without `on` can match).
+pub fn decide(rs: &Ruleset, frame: &[u8], iface: Option<&str>) -> ModelDecision {
+    match packet::dissect(frame) {
+        Dissected::NonIp => ModelDecision::NonIp,
+        Dissected::Malformed(reason) => ModelDecision::Malformed(reason),
+        Dissected::Ip(fields) => decide_fields(rs, &fields, iface),
+    }
+}
+
+/// Which rule (or the default) decides an IP packet with these fields.
+pub fn decide_fields(rs: &Ruleset, p: &Fields, iface: Option<&str>) -> ModelDecision {
+    rs.rules
+        .iter()
+        .position(|rule| matches(rs, rule, p, iface))
+        .map_or(ModelDecision::Default, ModelDecision::Rule)
+}
+
+/// What happens to a frame so decided: non-IP frames pass, malformed ones are dropped.
+pub fn action(rs: &Ruleset, d: &ModelDecision) -> Action {
+    match *d {
+        ModelDecision::Rule(i) => rs.rules[i].action,
+        ModelDecision::Default => rs.default_action,
+        ModelDecision::NonIp => Action::Pass,
+        ModelDecision::Malformed(_) => Action::Block,
+    }
+}
+
+/// Whether every condition of `rule` holds for the packet.
+pub fn matches(rs: &Ruleset, rule: &Rule, p: &Fields, iface: Option<&str>) -> bool {
+    // Received packets only: `out` rules are for the host's own (TC egress).
+    if rule.direction != Direction::In {
+        return false;
+    }
+    if let Some(name) = &rule.interface
+        && iface != Some(name.as_str())
+    {
+        return false;
+    }
+    if let Some(family) = rule.family {
+        let v6 = p.src.is_ipv6();
+        if v6 != (family == Family::Inet6) {
+            return false;
+        }
+    }
+    if let Some(protocols) = &rule.protocols
+        && !protocols.contains(&p.protocol)
+    {
+        return false;
+    }
+    let (src_port, dst_port, tcp_flags, icmp) = match p.transport {
+        Transport::None => (None, None, None, None),
+        Transport::Ports {
+            src,
+            dst,
+            tcp_flags,
+        } => (Some(src), Some(dst), tcp_flags, None),
+        Transport::Icmp { icmp_type, code } => (None, None, None, Some((icmp_type, code))),
+    };
+    if !addr_matches(&rule.from.addr, p.src, rs)
+        || !addr_matches(&rule.to.addr, p.dst, rs)
+        || !port_matches(rule.from.ports.as_deref(), src_port)
+        || !port_matches(rule.to.ports.as_deref(), dst_port)
+    {
+        return false;
+    }
+    if let Some(f) = rule.tcp_flags {
+        match tcp_flags {
+            Some(flags) if flags & f.mask == f.set => {}
+            _ => return false,
+        }
+    }
+    if let Some(m) = rule.icmp {
+        match icmp {
+            Some((t, c)) if t == m.icmp_type && m.code.is_none_or(|want| want == c) => {}
+            _ => return false,
+        }
+    }
+    if let Some(id) = rule.vlan
+        && p.vlan != Some(id)
+    {
+        return false;
+    }
+    true
+}
+
+/// `from`/`to` addresses: any; in one of the items; or (negated) in none of them,
+/// whatever its family.
+fn addr_matches(m: &AddrMatch, addr: IpAddr, rs: &Ruleset) -> bool {
+    match m {
+        AddrMatch::Any => true,
+        AddrMatch::List { negated, items } => {
+            let inside = items.iter().any(|item| match item {
+                AddrItem::Net(net) => net.contains(&addr),
+                AddrItem::Table(name) => rs
+                    .tables
+                    .get(name)
+                    .is_some_and(|t: &Table| t.entries.iter().any(|net| net.contains(&addr))),
+            });
+            inside != *negated
+        }
+    }
+}
+
+/// A port condition holds when the packet has ports and the port is in a range.
+fn port_matches(ranges: Option<&[PortRange]>, port: Option<u16>) -> bool {
+    match (ranges, port) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(ranges), Some(port)) => ranges.iter().any(|r| r.lo <= port && port <= r.hi),
+    }
+}

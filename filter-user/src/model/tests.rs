@@ -1,0 +1,461 @@
+//! The model on hand-made frames: header dissection at every documented limit, and
+//! rule matching field by field.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use filter_common::Malformed;
+
+use super::packet::{Dissected, Fields, Transport, dissect};
+use super::*;
+use crate::rules::parse_str;
+
+// ---- frames, byte by byte ----
+
+const SRC4: [u8; 4] = [192, 0, 2, 1];
+const DST4: [u8; 4] = [198, 51, 100, 7];
+
+fn src6() -> [u8; 16] {
+    "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets()
+}
+fn dst6() -> [u8; 16] {
+    "2001:db8::2".parse::<Ipv6Addr>().unwrap().octets()
+}
+
+/// Ethernet header with `tags` VLAN tags (802.1ad outside, then 802.1Q) and `ethertype`.
+fn eth(tags: &[u16], ethertype: u16) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+    for (i, vid) in tags.iter().enumerate() {
+        let tpid: u16 = if i == 0 && tags.len() > 1 { 0x88a8 } else { 0x8100 };
+        f.extend_from_slice(&tpid.to_be_bytes());
+        // PCP 5 and DEI set: only the low 12 bits are the id.
+        f.extend_from_slice(&(0xb000 | vid).to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f
+}
+
+/// IPv4 header with `options` (a multiple of 4 bytes), fragment field `frag`.
+fn ipv4(proto: u8, frag: u16, options: &[u8]) -> Vec<u8> {
+    assert_eq!(options.len() % 4, 0);
+    let ihl = (20 + options.len()) / 4;
+    let mut h = vec![0x40 | ihl as u8, 0, 0, 0, 0, 1];
+    h.extend_from_slice(&frag.to_be_bytes());
+    h.extend_from_slice(&[64, proto, 0, 0]);
+    h.extend_from_slice(&SRC4);
+    h.extend_from_slice(&DST4);
+    h.extend_from_slice(options);
+    h
+}
+
+fn ipv6(next: u8) -> Vec<u8> {
+    let mut h = vec![0x60, 0, 0, 0, 0, 0, next, 64];
+    h.extend_from_slice(&src6());
+    h.extend_from_slice(&dst6());
+    h
+}
+
+/// An options-type extension header (hop-by-hop, routing, dest-opts): `(units + 1) * 8` bytes.
+fn opts_ext(next: u8, units: u8) -> Vec<u8> {
+    let mut h = vec![next, units];
+    h.resize((units as usize + 1) * 8, 0);
+    h
+}
+
+/// AH with Payload Len `len`: `(len + 2) * 4` bytes.
+fn ah(next: u8, len: u8) -> Vec<u8> {
+    let mut h = vec![next, len];
+    h.resize((len as usize + 2) * 4, 0);
+    h
+}
+
+fn frag_ext(next: u8, offset: u16, more: bool) -> Vec<u8> {
+    let mut h = vec![next, 0];
+    h.extend_from_slice(&(offset << 3 | more as u16).to_be_bytes());
+    h.extend_from_slice(&[0, 0, 0, 9]);
+    h
+}
+
+fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&dport.to_be_bytes());
+    h.extend_from_slice(&[0; 8]);
+    h.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    h
+}
+
+fn udp(sport: u16, dport: u16) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&dport.to_be_bytes());
+    h.extend_from_slice(&[0, 8, 0, 0]);
+    h
+}
+
+fn icmp(t: u8, c: u8) -> Vec<u8> {
+    vec![t, c, 0, 0, 0, 1, 0, 1]
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+fn v4_frame(tags: &[u16], l3: &[u8], l4: &[u8]) -> Vec<u8> {
+    cat(&[&eth(tags, 0x0800), l3, l4])
+}
+
+fn v6_frame(rest: &[&[u8]]) -> Vec<u8> {
+    let mut f = eth(&[], 0x86dd);
+    for p in rest {
+        f.extend_from_slice(p);
+    }
+    f
+}
+
+fn fields(frame: &[u8]) -> Fields {
+    match dissect(frame) {
+        Dissected::Ip(f) => f,
+        other => panic!("expected an IP packet, got {other:?}"),
+    }
+}
+
+fn malformed(frame: &[u8]) -> Malformed {
+    match dissect(frame) {
+        Dissected::Malformed(m) => m,
+        other => panic!("expected a malformed packet, got {other:?}"),
+    }
+}
+
+fn ports(src: u16, dst: u16, tcp_flags: Option<u8>) -> Transport {
+    Transport::Ports {
+        src,
+        dst,
+        tcp_flags,
+    }
+}
+
+// ---- dissection ----
+
+#[test]
+fn ethernet_and_vlan_tags() {
+    assert_eq!(malformed(&[0; 13]), Malformed::EthTruncated);
+    assert_eq!(dissect(&eth(&[], 0x0806)), Dissected::NonIp);
+    assert_eq!(dissect(&eth(&[7, 8], 0x88cc)), Dissected::NonIp);
+
+    let l3 = ipv4(17, 0, &[]);
+    let f = fields(&v4_frame(&[], &l3, &udp(1, 2)));
+    assert_eq!(f.vlan, None);
+    assert_eq!(f.transport, ports(1, 2, None));
+    assert_eq!(fields(&v4_frame(&[100], &l3, &udp(1, 2))).vlan, Some(100));
+    // The outer tag is the one that counts; PCP/DEI bits are not part of the id.
+    assert_eq!(fields(&v4_frame(&[4095, 5], &l3, &udp(1, 2))).vlan, Some(4095));
+    assert_eq!(fields(&v4_frame(&[0, 5], &l3, &udp(1, 2))).vlan, Some(0));
+    assert_eq!(
+        malformed(&v4_frame(&[1, 2, 3], &l3, &udp(1, 2))),
+        Malformed::VlanTooMany
+    );
+    // Two tags and the third TPID, with nothing after it: still "too many".
+    assert_eq!(malformed(&eth(&[1, 2], 0x8100)), Malformed::VlanTooMany);
+    let tagged = eth(&[1], 0x0800);
+    assert_eq!(malformed(&tagged[..17]), Malformed::VlanTruncated);
+    assert_eq!(malformed(&tagged), Malformed::Ipv4Truncated);
+}
+
+#[test]
+fn ipv4_header_checks() {
+    let good = v4_frame(&[], &ipv4(6, 0, &[1, 1, 1, 0]), &tcp(1000, 22, 0x12));
+    let f = fields(&good);
+    assert_eq!(f.src, IpAddr::V4(Ipv4Addr::from(SRC4)));
+    assert_eq!(f.dst, IpAddr::V4(Ipv4Addr::from(DST4)));
+    assert_eq!(f.protocol, 6);
+    assert_eq!(f.transport, ports(1000, 22, Some(0x12)));
+
+    assert_eq!(malformed(&good[..14 + 19]), Malformed::Ipv4Truncated);
+    // 20 bytes are there but the options are not.
+    assert_eq!(malformed(&good[..14 + 23]), Malformed::Ipv4Truncated);
+    let mut bad = good.clone();
+    bad[14] = 0x65;
+    assert_eq!(malformed(&bad), Malformed::Ipv4BadHeader);
+    bad[14] = 0x44;
+    assert_eq!(malformed(&bad), Malformed::Ipv4BadHeader);
+    // A bad version in a frame too short for 20 bytes: truncated comes first.
+    assert_eq!(malformed(&bad[..30]), Malformed::Ipv4Truncated);
+    // IHL 15 in a frame that ends right after 60 bytes of header, with no L4 needed.
+    let big = v4_frame(&[], &ipv4(47, 0, &[0; 40]), &[]);
+    assert_eq!(fields(&big).protocol, 47);
+    assert_eq!(fields(&big).transport, Transport::None);
+
+    // TCP cut at 19 bytes; UDP, SCTP, ICMP need 8, 12, 8.
+    assert_eq!(malformed(&good[..good.len() - 1]), Malformed::L4Truncated);
+    let sctp = v4_frame(&[], &ipv4(132, 0, &[]), &[0, 9, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(fields(&sctp).transport, ports(9, 10, None));
+    assert_eq!(malformed(&sctp[..sctp.len() - 1]), Malformed::L4Truncated);
+    let ping = v4_frame(&[], &ipv4(1, 0, &[]), &icmp(8, 3));
+    assert_eq!(
+        fields(&ping).transport,
+        Transport::Icmp {
+            icmp_type: 8,
+            code: 3
+        }
+    );
+    assert_eq!(malformed(&ping[..ping.len() - 1]), Malformed::L4Truncated);
+    // ICMPv6's number in IPv4 is just another protocol.
+    let odd = v4_frame(&[], &ipv4(58, 0, &[]), &[]);
+    assert_eq!(fields(&odd).transport, Transport::None);
+}
+
+#[test]
+fn ipv4_fragments() {
+    // MF set, offset 0: the first fragment has its ports.
+    let first = v4_frame(&[], &ipv4(6, 0x2000, &[]), &tcp(1, 2, 0x10));
+    assert_eq!(fields(&first).transport, ports(1, 2, Some(0x10)));
+    // DF alone is not a fragment.
+    let df = v4_frame(&[], &ipv4(17, 0x4000, &[]), &udp(1, 2));
+    assert_eq!(fields(&df).transport, ports(1, 2, None));
+    // A later fragment: no L4, even when its bytes look like one, and no truncation
+    // either.
+    let later = v4_frame(&[], &ipv4(6, 0x0001, &[]), &[0; 3]);
+    let f = fields(&later);
+    assert_eq!((f.protocol, f.transport), (6, Transport::None));
+    let later = v4_frame(&[], &ipv4(1, 0x1fff, &[]), &icmp(8, 0));
+    assert_eq!(fields(&later).transport, Transport::None);
+}
+
+#[test]
+fn ipv6_extension_chains() {
+    let f = fields(&v6_frame(&[&ipv6(17), &udp(5, 6)]));
+    assert_eq!(f.src, IpAddr::V6(Ipv6Addr::from(src6())));
+    assert_eq!(f.dst, IpAddr::V6(Ipv6Addr::from(dst6())));
+    assert_eq!((f.protocol, f.transport), (17, ports(5, 6, None)));
+
+    let chain = v6_frame(&[
+        &ipv6(0),
+        &opts_ext(43, 0),
+        &opts_ext(51, 2),
+        &ah(44, 4),
+        &frag_ext(60, 0, true),
+        &opts_ext(6, 1),
+        &tcp(7, 8, 2),
+    ]);
+    let f = fields(&chain);
+    assert_eq!((f.protocol, f.transport), (6, ports(7, 8, Some(2))));
+
+    assert_eq!(malformed(&chain[..14 + 39]), Malformed::Ipv6Truncated);
+    let mut bad = chain.clone();
+    bad[14] = 0x40;
+    assert_eq!(malformed(&bad), Malformed::Ipv6BadHeader);
+    // Headers end at 62 (hop-by-hop), 86 (routing), 110 (AH), 118 (fragment), 134
+    // (dest-opts); TCP at 134..154. A cut anywhere in them is caught.
+    assert_eq!(chain.len(), 154);
+    for cut in 54..134 {
+        assert_eq!(malformed(&chain[..cut]), Malformed::Ipv6ExtTruncated, "cut at {cut}");
+    }
+    for cut in 134..154 {
+        assert_eq!(malformed(&chain[..cut]), Malformed::L4Truncated, "cut at {cut}");
+    }
+
+    // Non-first fragment: protocol known, no L4.
+    let later = v6_frame(&[&ipv6(44), &frag_ext(58, 3, false), &icmp(128, 0)]);
+    let f = fields(&later);
+    assert_eq!((f.protocol, f.transport), (58, Transport::None));
+    // ICMP's number in IPv6 has no type field for us.
+    let odd = v6_frame(&[&ipv6(1), &icmp(8, 0)]);
+    assert_eq!(fields(&odd).transport, Transport::None);
+    let ping6 = v6_frame(&[&ipv6(58), &icmp(128, 0)]);
+    assert_eq!(
+        fields(&ping6).transport,
+        Transport::Icmp {
+            icmp_type: 128,
+            code: 0
+        }
+    );
+}
+
+#[test]
+fn a_later_fragment_stays_later() {
+    // An offset-0 fragment header after a non-zero one does not make the bytes after
+    // it a transport header: they are the middle of another packet.
+    let f = fields(&v6_frame(&[
+        &ipv6(44),
+        &frag_ext(44, 100, true),
+        &frag_ext(6, 0, false),
+        &tcp(1, 22, 2),
+    ]));
+    assert_eq!((f.protocol, f.transport), (6, Transport::None));
+}
+
+#[test]
+fn ipv6_extension_limits() {
+    let mut eight: Vec<Vec<u8>> = vec![ipv6(60)];
+    for i in 0..8 {
+        eight.push(opts_ext(if i == 7 { 17 } else { 60 }, 0));
+    }
+    eight.push(udp(1, 2));
+    let parts: Vec<&[u8]> = eight.iter().map(Vec::as_slice).collect();
+    assert_eq!(fields(&v6_frame(&parts)).protocol, 17);
+
+    let mut nine: Vec<Vec<u8>> = vec![ipv6(60)];
+    for i in 0..9 {
+        nine.push(opts_ext(if i == 8 { 17 } else { 60 }, 0));
+    }
+    nine.push(udp(1, 2));
+    let parts: Vec<&[u8]> = nine.iter().map(Vec::as_slice).collect();
+    assert_eq!(malformed(&v6_frame(&parts)), Malformed::Ipv6ExtTooMany);
+    // After 8 headers the next is one too, even cut short: too many.
+    let parts: Vec<&[u8]> = nine[..9].iter().map(Vec::as_slice).collect();
+    assert_eq!(malformed(&v6_frame(&parts)), Malformed::Ipv6ExtTooMany);
+
+    // Headers start at 54 and every length is a multiple of 4, so headers end at
+    // 54 + 4k. Ending at 510 (last byte 509) is fine; at 514 (last byte 513) it is past
+    // the 512-byte budget.
+    let at_510 = v6_frame(&[&ipv6(0), &opts_ext(51, 55), &ah(17, 0), &udp(1, 2)]);
+    assert_eq!(fields(&at_510).transport, ports(1, 2, None));
+    let to_514 = v6_frame(&[&ipv6(0), &opts_ext(51, 55), &ah(17, 1), &udp(1, 2)]);
+    assert_eq!(malformed(&to_514), Malformed::Ipv6ExtTooMany);
+    // Cut short as well as too long: the budget is checked first.
+    assert_eq!(malformed(&to_514[..512]), Malformed::Ipv6ExtTooMany);
+    // ... but a cut in an earlier header that fits the budget is a cut.
+    assert_eq!(malformed(&to_514[..100]), Malformed::Ipv6ExtTruncated);
+    let long = v6_frame(&[&ipv6(0), &opts_ext(17, 57), &udp(1, 2)]);
+    assert_eq!(malformed(&long), Malformed::Ipv6ExtTooMany);
+    assert_eq!(malformed(&long[..100]), Malformed::Ipv6ExtTooMany);
+    // A fragment header at 510: its 8 bytes are read first (truncated when the frame
+    // ends before 518), then its last byte, 517, is past the budget.
+    let frag = v6_frame(&[&ipv6(0), &opts_ext(44, 56), &frag_ext(17, 0, false), &udp(1, 2)]);
+    assert_eq!(malformed(&frag), Malformed::Ipv6ExtTooMany);
+    assert_eq!(malformed(&frag[..517]), Malformed::Ipv6ExtTruncated);
+    assert_eq!(malformed(&frag[..511]), Malformed::Ipv6ExtTruncated);
+    // The same shifted by two VLAN tags: 62 + 448 = 510.
+    let mut tagged = eth(&[3, 4], 0x86dd);
+    tagged.extend_from_slice(&cat(&[&ipv6(0), &opts_ext(6, 55), &tcp(1, 2, 3)]));
+    assert_eq!(fields(&tagged).transport, ports(1, 2, Some(3)));
+    // One tag: 58 + 456 = 514.
+    let mut tagged = eth(&[3], 0x86dd);
+    tagged.extend_from_slice(&cat(&[&ipv6(0), &opts_ext(6, 56), &tcp(1, 2, 3)]));
+    assert_eq!(malformed(&tagged), Malformed::Ipv6ExtTooMany);
+}
+
+// ---- rules ----
+
+fn rs(src: &str) -> Ruleset {
+    parse_str(src, "model-test.conf", Path::new(".")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn v4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let mut l3 = ipv4(17, 0, &[]);
+    l3[12..16].copy_from_slice(&src);
+    l3[16..20].copy_from_slice(&dst);
+    v4_frame(&[], &l3, &udp(sport, dport))
+}
+
+fn v6_udp(src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
+    let mut l3 = ipv6(17);
+    l3[8..24].copy_from_slice(&src.parse::<Ipv6Addr>().unwrap().octets());
+    l3[24..40].copy_from_slice(&dst.parse::<Ipv6Addr>().unwrap().octets());
+    v6_frame(&[&l3, &udp(sport, dport)])
+}
+
+#[test]
+fn first_match_wins_and_default() {
+    let r = rs("set default block\n\
+                block in proto udp to port 53\n\
+                pass in proto udp to port 50:60\n");
+    let d = |p| decide(&r, &v4_udp(SRC4, DST4, 1, p), None);
+    assert_eq!(d(53), ModelDecision::Rule(0));
+    assert_eq!(d(50), ModelDecision::Rule(1));
+    assert_eq!(d(60), ModelDecision::Rule(1));
+    assert_eq!(d(49), ModelDecision::Default);
+    assert_eq!(d(61), ModelDecision::Default);
+    assert_eq!(action(&r, &ModelDecision::Rule(0)), Action::Block);
+    assert_eq!(action(&r, &ModelDecision::Rule(1)), Action::Pass);
+    assert_eq!(action(&r, &ModelDecision::Default), Action::Block);
+    assert_eq!(action(&r, &ModelDecision::NonIp), Action::Pass);
+    assert_eq!(
+        action(&r, &ModelDecision::Malformed(Malformed::L4Truncated)),
+        Action::Block
+    );
+    assert_eq!(
+        decide(&r, &eth(&[], 0x0806), None),
+        ModelDecision::NonIp
+    );
+    assert_eq!(
+        decide(&r, &[0; 13], None),
+        ModelDecision::Malformed(Malformed::EthTruncated)
+    );
+}
+
+#[test]
+fn addresses_tables_and_negation() {
+    let r = rs("table <t> { 10.0.0.0/8, 10.1.0.0/16, 2001:db8::/32 }\n\
+                table <empty> { }\n\
+                pass in from <empty>\n\
+                pass in from 10.1.2.3 to !<t>\n\
+                pass in from !{ 10.0.0.0/8, 2001:db8:1::/48 } to 198.51.100.0/24\n\
+                block in from <t>\n");
+    let d = |s, dst, port| decide(&r, &v4_udp(s, dst, 1, port), None);
+    // A host inside the table's /8: rule 1 wants a destination outside <t>.
+    assert_eq!(d([10, 1, 2, 3], DST4, 1), ModelDecision::Rule(1));
+    assert_eq!(d([10, 1, 2, 3], [10, 200, 0, 0], 1), ModelDecision::Rule(3));
+    assert_eq!(d([10, 1, 2, 4], DST4, 1), ModelDecision::Rule(3));
+    // 11.0.0.0 is just past 10.0.0.0/8: not in the negated list.
+    assert_eq!(d([11, 0, 0, 0], DST4, 1), ModelDecision::Rule(2));
+    assert_eq!(d([9, 255, 255, 255], [198, 51, 100, 255], 1), ModelDecision::Rule(2));
+    assert_eq!(d([9, 255, 255, 255], [198, 51, 101, 0], 1), ModelDecision::Default);
+    let v6 = |s: &str, dst: &str| decide(&r, &v6_udp(s, dst, 1, 1), None);
+    // A v6 source is in none of the negated v4 items.
+    assert_eq!(v6("2001:db9::1", "::"), ModelDecision::Default);
+    assert_eq!(v6("2001:db8:ffff::1", "::"), ModelDecision::Rule(3));
+}
+
+#[test]
+fn negation_covers_the_other_family() {
+    let r = rs("pass in from !10.0.0.0/8\nblock in from !2001:db8::/32\n");
+    assert_eq!(
+        decide(&r, &v6_udp("2001:db8::9", "::1", 1, 1), None),
+        ModelDecision::Rule(0)
+    );
+    assert_eq!(
+        decide(&r, &v4_udp([10, 0, 0, 1], DST4, 1, 1), None),
+        ModelDecision::Rule(1)
+    );
+}
+
+#[test]
+fn ports_flags_icmp_vlan_interface() {
+    let r = rs("pass in on lo proto tcp to port { 22, 80:90 } flags S/SA\n\
+                pass in proto { tcp udp } from port 0:1\n\
+                pass in proto icmp icmp-type echoreq code 0\n\
+                pass in proto icmp icmp-type unreach\n\
+                pass in inet6 proto icmp6 icmp6-type 128\n\
+                pass in vlan 0\n\
+                pass in inet6\n");
+    let t = |l4: &[u8], iface| decide(&r, &v4_frame(&[], &ipv4(6, 0, &[]), l4), iface);
+    assert_eq!(t(&tcp(9, 22, 0x02), Some("lo")), ModelDecision::Rule(0));
+    assert_eq!(t(&tcp(9, 90, 0x02 | 0x08), Some("lo")), ModelDecision::Rule(0));
+    assert_eq!(t(&tcp(9, 90, 0x12), Some("lo")), ModelDecision::Default);
+    assert_eq!(t(&tcp(9, 91, 0x02), Some("lo")), ModelDecision::Default);
+    assert_eq!(t(&tcp(9, 22, 0x02), Some("eth0")), ModelDecision::Default);
+    assert_eq!(t(&tcp(9, 22, 0x02), None), ModelDecision::Default);
+    assert_eq!(t(&tcp(1, 22, 0x10), None), ModelDecision::Rule(1));
+    // A later fragment of the same has no ports.
+    let later = v4_frame(&[], &ipv4(6, 5, &[]), &tcp(1, 22, 0x02));
+    assert_eq!(decide(&r, &later, Some("lo")), ModelDecision::Default);
+
+    let i = |ty, code| decide(&r, &v4_frame(&[], &ipv4(1, 0, &[]), &icmp(ty, code)), None);
+    assert_eq!(i(8, 0), ModelDecision::Rule(2));
+    assert_eq!(i(8, 1), ModelDecision::Default);
+    assert_eq!(i(3, 13), ModelDecision::Rule(3));
+    let ping6 = v6_frame(&[&ipv6(58), &icmp(128, 9)]);
+    assert_eq!(decide(&r, &ping6, None), ModelDecision::Rule(4));
+    // Untagged never matches `vlan 0`; tagged 0 does.
+    let u = |tags: &[u16]| decide(&r, &v4_frame(tags, &ipv4(17, 0, &[]), &udp(5, 5)), None);
+    assert_eq!(u(&[]), ModelDecision::Default);
+    assert_eq!(u(&[0]), ModelDecision::Rule(5));
+    assert_eq!(u(&[0, 9]), ModelDecision::Rule(5));
+    assert_eq!(u(&[9, 0]), ModelDecision::Default);
+    assert_eq!(
+        decide(&r, &v6_udp("::1", "::2", 5, 5), None),
+        ModelDecision::Rule(6)
+    );
+}
