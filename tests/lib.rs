@@ -26,3 +26,22 @@ pub(crate) fn next_id() -> u32 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
+
+/// Gives a UDP socket a 256 MiB receive buffer (SO_RCVBUFFORCE, root), so a test that
+/// counts datagrams while applies keep both cores busy never loses one in the socket:
+/// any loss it sees is the filter's.
+pub fn big_receive_buffer(sock: &std::net::UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let bytes: libc::c_int = 256 << 20;
+    // SAFETY: a valid socket and a pointer to an int of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
+}

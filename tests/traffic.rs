@@ -91,21 +91,6 @@ impl Drop for Bed {
     }
 }
 
-fn set_rcvbuf(sock: &UdpSocket, bytes: i32) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid socket and a pointer to an int of the size given.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&bytes as *const i32).cast(),
-            std::mem::size_of::<i32>() as u32,
-        )
-    };
-    assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
-}
-
 fn any_port(to: SocketAddr) -> SocketAddr {
     match to.ip() {
         IpAddr::V4(_) => "0.0.0.0:0".parse().unwrap(),
@@ -273,7 +258,7 @@ fn apply_under_traffic_loses_no_allowed_packet() {
     let receiver = UdpSocket::bind(to).unwrap();
     // The applies keep both cores busy verifying programs; a big receive buffer makes
     // sure the socket, not the filter, is never where a datagram is lost.
-    set_rcvbuf(&receiver, 256 << 20);
+    xdpwall_tests::big_receive_buffer(&receiver);
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     std::thread::scope(|s| {

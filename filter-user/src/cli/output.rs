@@ -45,10 +45,16 @@ pub fn summary(path: &Path, rs: &Ruleset, c: &Compiled) -> String {
     let used: Vec<&str> = FIELD_NAMES.iter().filter(|(f, _)| c.uses(*f)).map(|(_, n)| *n).collect();
     let _ = writeln!(
         s,
-        "classifier: {} equivalence classes, {} bitmap words per packet, fields: {}",
+        "classifier: {} equivalence classes, {} rule words, fields: {}",
         c.bitmaps.len(),
         c.rule_words(),
         if used.is_empty() { "none".to_string() } else { used.join(", ") }
+    );
+    let _ = writeln!(
+        s,
+        "map memory: about {:.1} MiB (limit {} MiB)",
+        c.map_memory() as f64 / (1 << 20) as f64,
+        crate::compile::MAX_MAP_MEMORY >> 20
     );
     let _ = writeln!(
         s,
@@ -58,8 +64,12 @@ pub fn summary(path: &Path, rs: &Ruleset, c: &Compiled) -> String {
         c.dst_v4.len(),
         c.dst_v6.len()
     );
-    for (i, r) in c.rules.iter().enumerate() {
+    const SHOWN: usize = 50;
+    for (i, r) in c.rules.iter().enumerate().take(SHOWN) {
         let _ = writeln!(s, "{:>4}  {}", i + 1, r.text);
+    }
+    if c.rules.len() > SHOWN {
+        let _ = writeln!(s, "      ... and {} more rules", c.rules.len() - SHOWN);
     }
     s
 }

@@ -22,6 +22,12 @@ use classes::Classes;
 pub use keyed::KeyedTable;
 use keyed::KeyRanges;
 
+/// Most entries one table may hold.
+pub const MAX_TABLE_ENTRIES: usize = 1_000_000;
+/// Most kernel memory the classifier maps of one ruleset may take (an apply briefly
+/// holds two rulesets).
+pub const MAX_MAP_MEMORY: u64 = 1 << 30;
+
 /// A limit of the data plane that a ruleset exceeds.
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
@@ -32,6 +38,24 @@ pub enum CompileError {
         count: usize,
         /// [`MAX_RULES`].
         limit: usize,
+    },
+    /// A table larger than [`MAX_TABLE_ENTRIES`].
+    #[error("table <{table}> has {count} entries; the limit is {limit}")]
+    TooManyEntries {
+        /// The table.
+        table: String,
+        /// Its entries.
+        count: usize,
+        /// [`MAX_TABLE_ENTRIES`].
+        limit: usize,
+    },
+    /// The classifier's maps would take more than [`MAX_MAP_MEMORY`].
+    #[error("the ruleset needs about {} MiB of map memory; the limit is {} MiB", .bytes >> 20, .limit >> 20)]
+    TooMuchMemory {
+        /// Estimated bytes.
+        bytes: u64,
+        /// [`MAX_MAP_MEMORY`].
+        limit: u64,
     },
 }
 
@@ -92,9 +116,30 @@ impl Compiled {
         self.used_fields & (1 << f) != 0
     }
 
-    /// 64-rule words the classifier scans.
+    /// 64-rule words in use (the classifier visits only those that can match).
     pub fn rule_words(&self) -> u32 {
         self.rules.len().div_ceil(64) as u32
+    }
+
+    /// Estimated kernel memory of this ruleset's classifier maps, in bytes: bitmaps,
+    /// LPM tries (a node per entry plus as many inner nodes, at worst) and arrays.
+    pub fn map_memory(&self) -> u64 {
+        let bitmaps = self.bitmaps.len() as u64 * std::mem::size_of::<RuleBitmap>() as u64;
+        let lpm_v4 = (self.src_v4.len() + self.dst_v4.len()) as u64 * 2 * 64;
+        let lpm_v6 = (self.src_v6.len() + self.dst_v6.len()) as u64 * 2 * 96;
+        let arrays = [
+            (field::PROTO, PROTO_KEYS),
+            (field::SRC_PORT, PORT_NONE + 1),
+            (field::DST_PORT, PORT_NONE + 1),
+            (field::TCP_FLAGS, TCP_FLAGS_NONE + 1),
+            (field::ICMP, ICMP_NONE + 1),
+            (field::VLAN, VLAN_NONE + 1),
+        ]
+        .iter()
+        .filter(|(f, _)| self.uses(*f))
+        .map(|(_, n)| *n as u64 * 4)
+        .sum::<u64>();
+        bitmaps + lpm_v4 + lpm_v6 + arrays
     }
 }
 
@@ -102,6 +147,13 @@ impl Compiled {
 pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
     if rs.rules.len() > MAX_RULES {
         return Err(CompileError::TooManyRules { count: rs.rules.len(), limit: MAX_RULES });
+    }
+    if let Some((name, t)) = rs.tables.iter().find(|(_, t)| t.entries.len() > MAX_TABLE_ENTRIES) {
+        return Err(CompileError::TooManyEntries {
+            table: name.clone(),
+            count: t.entries.len(),
+            limit: MAX_TABLE_ENTRIES,
+        });
     }
     let mut classes = Classes::new();
     let rules = &rs.rules;
@@ -176,7 +228,7 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
         (dst_v4, dst_v6) = dst.classify(rules.len(), &mut classes);
     }
 
-    Ok(Compiled {
+    let compiled = Compiled {
         default_action: rs.default_action,
         rules: rule_infos(rules),
         used_fields,
@@ -193,7 +245,12 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
         tcp_flags,
         icmp,
         vlan,
-    })
+    };
+    let bytes = compiled.map_memory();
+    if bytes > MAX_MAP_MEMORY {
+        return Err(CompileError::TooMuchMemory { bytes, limit: MAX_MAP_MEMORY });
+    }
+    Ok(compiled)
 }
 
 /// Protocol keys (`family * 256 + proto`) a rule accepts, `None` for all.
