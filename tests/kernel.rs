@@ -144,10 +144,7 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        for m in ["COUNTERS", "IFACE_COUNTERS"] {
-            let _ = std::fs::remove_file(self.pin_dir.join(m));
-        }
-        let _ = std::fs::remove_dir(&self.pin_dir);
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
     }
 }
 

@@ -6,7 +6,7 @@
 
 /// Bumped whenever a pinned map's layout changes; recorded in the loader's state so
 /// a newer build never misreads maps pinned by an older one.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Most ordered rules one ruleset may hold (one bit each in a [`RuleBitmap`]).
 pub const MAX_RULES: usize = 4096;
@@ -37,6 +37,98 @@ pub struct RuleAction {
     /// Slot of this rule's counters in `COUNTERS`; stable across applies so that
     /// counters of unchanged rules carry over.
     pub counter: u32,
+    /// [`RULE_KEEP_STATE`], ...
+    pub flags: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// `RuleAction::flags`: a pass by this rule creates a flow entry (`keep state`).
+pub const RULE_KEEP_STATE: u32 = 1;
+
+/// Key of the connection table: a flow's two endpoints in canonical order (`a` is
+/// the lower of (address, port)), so both directions find the same entry.
+#[repr(C)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct FlowKey {
+    /// Endpoint a's address (IPv4 in the first 4 bytes, rest zero).
+    pub addr_a: [u8; 16],
+    /// Endpoint b's address.
+    pub addr_b: [u8; 16],
+    /// Endpoint a's port (ICMP echo: the identifier), host byte order.
+    pub port_a: u16,
+    /// Endpoint b's port.
+    pub port_b: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 2],
+}
+
+/// Value of the connection table.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct FlowState {
+    /// Monotonic time (ns, coarse clock) after which the entry counts as absent.
+    pub expires_ns: u64,
+    /// When the flow was created.
+    pub created_ns: u64,
+    /// Packets seen from endpoint a and from endpoint b.
+    pub packets: [u64; 2],
+    /// Bytes seen from a and from b.
+    pub bytes: [u64; 2],
+    /// Counter slot of the rule that created the flow.
+    pub rule_counter: u32,
+    /// One of `flow::*`.
+    pub state: u8,
+    /// Which endpoint opened the flow: 0 = a, 1 = b.
+    pub orig: u8,
+    /// TCP: bit 0 = a sent FIN, bit 1 = b sent FIN.
+    pub fins: u8,
+    /// Explicit padding.
+    pub _pad: u8,
+}
+
+/// Flow states and the timeout that applies in each.
+pub mod flow {
+    /// TCP: the opening SYN seen (timeout `tcp.first`).
+    pub const TCP_SYN_SENT: u8 = 1;
+    /// TCP: SYN-ACK seen (`tcp.opening`).
+    pub const TCP_SYN_RECEIVED: u8 = 2;
+    /// TCP: the opener's ACK seen (`tcp.established`).
+    pub const TCP_ESTABLISHED: u8 = 3;
+    /// TCP: one side sent FIN (`tcp.closing`).
+    pub const TCP_CLOSING: u8 = 4;
+    /// TCP: both sides sent FIN (`tcp.finwait`).
+    pub const TCP_FIN_WAIT: u8 = 5;
+    /// TCP: RST seen (`tcp.closed`).
+    pub const TCP_CLOSED: u8 = 6;
+    /// UDP: only the opener has sent (`udp.first`).
+    pub const UDP_SINGLE: u8 = 7;
+    /// UDP: both sides have sent (`udp.multiple`).
+    pub const UDP_MULTIPLE: u8 = 8;
+    /// ICMP/ICMPv6 echo (`icmp.first`).
+    pub const ICMP_ECHO: u8 = 9;
+    /// Number of states + 1 (index 0 unused).
+    pub const COUNT: usize = 10;
+
+    /// Name of a state for listings.
+    pub const fn name(state: u8) -> &'static str {
+        match state {
+            TCP_SYN_SENT => "SYN_SENT",
+            TCP_SYN_RECEIVED => "SYN_RECEIVED",
+            TCP_ESTABLISHED => "ESTABLISHED",
+            TCP_CLOSING => "CLOSING",
+            TCP_FIN_WAIT => "FIN_WAIT",
+            TCP_CLOSED => "CLOSED",
+            UDP_SINGLE => "SINGLE",
+            UDP_MULTIPLE => "MULTIPLE",
+            ICMP_ECHO => "ECHO",
+            _ => "?",
+        }
+    }
 }
 
 /// The packet goes on to the kernel stack.
@@ -85,8 +177,13 @@ pub mod slot {
     pub const DEFAULT_BLOCK: u32 = 1;
     /// Frames that are not IPv4/IPv6 (ARP, LLDP, ...): always passed.
     pub const NON_IP: u32 = 2;
+    /// Packets passed on the fast path because they belong to a tracked flow.
+    pub const STATE: u32 = 3;
+    /// Outgoing packets no `out` rule matched: passed (the default policy governs
+    /// inbound traffic only, so a host never cuts off its own replies).
+    pub const OUT_UNMATCHED: u32 = 4;
     /// First of the malformed-packet reasons; see [`super::Malformed`].
-    pub const MALFORMED_BASE: u32 = 3;
+    pub const MALFORMED_BASE: u32 = 5;
     /// Number of reserved slots; the first rule slot.
     pub const RESERVED: u32 = 16;
 }
@@ -233,8 +330,10 @@ pub mod field {
     pub const ICMP: u32 = 7;
     /// VLAN id.
     pub const VLAN: u32 = 8;
+    /// Direction (`in`: XDP, `out`: TC egress).
+    pub const DIRECTION: u32 = 9;
     /// Number of fields.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 #[cfg(feature = "user")]
@@ -245,4 +344,6 @@ mod pod {
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::IfaceCounters {}
     unsafe impl aya::Pod for super::IfaceEntry {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowState {}
 }

@@ -1,27 +1,29 @@
-//! xdpwall's XDP classifier.
+//! xdpwall's classifier: XDP for packets arriving, TC egress for packets leaving.
 //!
-//! Parse the headers into [`Fields`], look each used field up in its table to get an
-//! equivalence class, AND the classes' rule bitmaps and take the lowest set bit: that
-//! is the first rule that matches (bpf-iptables' linear bit-vector search). Cost grows
-//! with the number of 64-rule words, never with table sizes.
+//! Parse the headers into [`Fields`]; a packet of a tracked flow passes on the fast
+//! path (`ct`); otherwise look each used field up in its table to get an equivalence
+//! class, AND the classes' rule bitmaps and take the lowest set bit: that is the first
+//! rule that matches (bpf-iptables' linear bit-vector search). Cost grows with the
+//! number of 64-rule words that can still match, never with table sizes.
 #![no_std]
 #![no_main]
 
 mod bench;
+mod ct;
 mod parse;
 
 use aya_ebpf::{
     Global,
-    bindings::xdp_action,
-    macros::{map, xdp},
+    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
+    macros::{classifier, map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 use filter_common::{
-    ACTION_PASS, BITMAP_WORDS, COUNTER_SLOTS, Counter, IfaceCounters, IfaceEntry, MAX_IFACES,
-    MAX_RULES, PROTO_KEYS, RuleAction, RuleBitmap, field, slot,
+    ACTION_PASS, BITMAP_WORDS, FAMILY_V4, COUNTER_SLOTS, Counter, IfaceCounters, IfaceEntry, MAX_IFACES,
+    MAX_RULES, PROTO_KEYS, RULE_KEEP_STATE, RuleAction, RuleBitmap, field, slot,
 };
-use parse::{Addr, Fields, Outcome};
+use parse::{Fields, Outcome};
 
 // Load-time constants (read-only data): the verifier prunes the branches they rule out,
 // so a ruleset pays only for the fields it uses.
@@ -51,6 +53,17 @@ static TCP_FLAGS_DEFAULT: Global<u32> = Global::new(0);
 static ICMP_DEFAULT: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static VLAN_DEFAULT: Global<u32> = Global::new(0);
+/// Non-zero when some rule keeps state: the fast path and flow creation run.
+#[unsafe(no_mangle)]
+static STATEFUL: Global<u32> = Global::new(0);
+/// Direction-field classes of packets arriving (XDP) and leaving (TC egress).
+#[unsafe(no_mangle)]
+static DIR_IN_CLASS: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static DIR_OUT_CLASS: Global<u32> = Global::new(0);
+/// Non-zero when some rule says `out`: TC egress classifies.
+#[unsafe(no_mangle)]
+static HAS_OUT_RULES: Global<u32> = Global::new(0);
 /// Non-zero only in tests: record every decision in `TRACE_LAST` (pruned otherwise).
 #[unsafe(no_mangle)]
 static TRACE: Global<u32> = Global::new(0);
@@ -93,15 +106,22 @@ static VLAN_CLASS: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 static TRACE_LAST: Array<u32> = Array::with_max_entries(1, 0);
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    In,
+    Out,
+}
+
 #[xdp]
 pub fn xdpwall(ctx: XdpContext) -> u32 {
-    let len = (ctx.data_end() - ctx.data()) as u64;
+    let (start, end) = (ctx.data(), ctx.data_end());
     let ifindex = ctx.ingress_ifindex() as u32;
     // SAFETY: the value is plain data and only read.
     let iface = unsafe { IFACES.get(&ifindex) }.copied();
+    let len = (end - start) as u64;
 
-    let (pass, counter_slot) = match parse::parse(&ctx) {
-        Outcome::Ip(fields) => decide(&fields, iface),
+    let (pass, counter_slot) = match parse::parse(start, end) {
+        Outcome::Ip(fields) => judge(&fields, iface, Direction::In, len),
         Outcome::NonIp => (true, slot::NON_IP),
         Outcome::Malformed(reason) => (false, reason.slot()),
     };
@@ -116,18 +136,50 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
     if pass { xdp_action::XDP_PASS } else { xdp_action::XDP_DROP }
 }
 
-/// First matching rule's action and counter slot, or the default policy's.
-#[inline(always)]
-fn decide(fields: &Fields, iface: Option<IfaceEntry>) -> (bool, u32) {
-    if let Some(rule) = first_match(fields, iface)
-        && let Some(rule) = RULES.get(rule)
-    {
-        return (rule.action == ACTION_PASS, rule.counter);
+/// Packets the host sends or forwards: judged by `out` rules, and seen by connection
+/// tracking so replies to the host's own flows find their state. Nothing else is
+/// judged here: non-IP and unparsable packets leave untouched.
+#[classifier]
+pub fn xdpwall_egress(ctx: TcContext) -> i32 {
+    if STATEFUL.load() == 0 && HAS_OUT_RULES.load() == 0 {
+        return TC_ACT_OK;
     }
-    if DEFAULT_ACTION.load() == ACTION_PASS {
-        (true, slot::DEFAULT_PASS)
-    } else {
-        (false, slot::DEFAULT_BLOCK)
+    let (start, end) = (ctx.data(), ctx.data_end());
+    let Outcome::Ip(fields) = parse::parse(start, end) else { return TC_ACT_OK };
+    // SAFETY: `skb` points at the kernel's __sk_buff for the duration of the call.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: as in `xdpwall`.
+    let iface = unsafe { IFACES.get(&ifindex) }.copied();
+    let len = (end - start) as u64;
+    let (pass, counter_slot) = judge(&fields, iface, Direction::Out, len);
+    count(counter_slot, len);
+    if pass { TC_ACT_OK } else { TC_ACT_SHOT }
+}
+
+/// The decision for an IP packet: the flow's state if it has a live one, else the
+/// first matching rule (opening a flow for `keep state`), else the default policy
+/// (inbound) or pass (outbound).
+#[inline(always)]
+fn judge(fields: &Fields, iface: Option<IfaceEntry>, dir: Direction, len: u64) -> (bool, u32) {
+    let stateful = STATEFUL.load() != 0;
+    if stateful && ct::track(fields, len) {
+        return (true, slot::STATE);
+    }
+    if dir == Direction::In || HAS_OUT_RULES.load() != 0 {
+        if let Some(rule) = first_match(fields, iface, dir)
+            && let Some(rule) = RULES.get(rule)
+        {
+            let pass = rule.action == ACTION_PASS;
+            if stateful && pass && rule.flags & RULE_KEEP_STATE != 0 {
+                ct::open(fields, len, rule.counter);
+            }
+            return (pass, rule.counter);
+        }
+    }
+    match dir {
+        Direction::Out => (true, slot::OUT_UNMATCHED),
+        Direction::In if DEFAULT_ACTION.load() == ACTION_PASS => (true, slot::DEFAULT_PASS),
+        Direction::In => (false, slot::DEFAULT_BLOCK),
     }
 }
 
@@ -150,22 +202,28 @@ fn bitmap_of(f: u32, class: impl FnOnce() -> Option<u32>) -> Result<Option<&'sta
 }
 
 #[inline(always)]
-fn lpm_class(v4: &LpmTrie<[u8; 4], u32>, v6: &LpmTrie<[u8; 16], u32>, addr: &Addr) -> Option<u32> {
-    match addr {
-        Addr::V4(a) => v4.get(Key::new(32, *a)).copied(),
-        Addr::V6(a) => v6.get(Key::new(128, *a)).copied(),
+fn lpm_class(v4: &LpmTrie<[u8; 4], u32>, v6: &LpmTrie<[u8; 16], u32>, p: &Fields, addr: &[u8; 16]) -> Option<u32> {
+    if p.family == FAMILY_V4 {
+        v4.get(Key::new(32, [addr[0], addr[1], addr[2], addr[3]])).copied()
+    } else {
+        v6.get(Key::new(128, *addr)).copied()
     }
 }
 
-#[inline(always)]
-fn first_match(p: &Fields, iface: Option<IfaceEntry>) -> Option<u32> {
+// Out of line: the per-field bitmap pointers need a stack frame of their own.
+#[inline(never)]
+fn first_match(p: &Fields, iface: Option<IfaceEntry>, dir: Direction) -> Option<u32> {
+    let b_dir = bitmap_of(field::DIRECTION, || {
+        Some(if dir == Direction::In { DIR_IN_CLASS.load() } else { DIR_OUT_CLASS.load() })
+    })
+    .ok()?;
     let b_iface = bitmap_of(field::IFACE, || {
         Some(iface.map_or(IFACE_MISS_CLASS.load(), |e| e.class))
     })
     .ok()?;
     let b_proto = bitmap_of(field::PROTO, || keyed(&PROTO_CLASS, p.proto_key, &PROTO_DEFAULT)).ok()?;
-    let b_src = bitmap_of(field::SRC_ADDR, || lpm_class(&SRC_V4, &SRC_V6, &p.src)).ok()?;
-    let b_dst = bitmap_of(field::DST_ADDR, || lpm_class(&DST_V4, &DST_V6, &p.dst)).ok()?;
+    let b_src = bitmap_of(field::SRC_ADDR, || lpm_class(&SRC_V4, &SRC_V6, p, &p.src)).ok()?;
+    let b_dst = bitmap_of(field::DST_ADDR, || lpm_class(&DST_V4, &DST_V6, p, &p.dst)).ok()?;
     let b_sport = bitmap_of(field::SRC_PORT, || keyed(&SPORT_CLASS, p.sport_key, &SPORT_DEFAULT)).ok()?;
     let b_dport = bitmap_of(field::DST_PORT, || keyed(&DPORT_CLASS, p.dport_key, &DPORT_DEFAULT)).ok()?;
     let b_flags = bitmap_of(field::TCP_FLAGS, || {
@@ -175,7 +233,7 @@ fn first_match(p: &Fields, iface: Option<IfaceEntry>) -> Option<u32> {
     let b_icmp = bitmap_of(field::ICMP, || keyed(&ICMP_CLASS, p.icmp_key, &ICMP_DEFAULT)).ok()?;
     let b_vlan = bitmap_of(field::VLAN, || keyed(&VLAN_CLASS, p.vlan_key, &VLAN_DEFAULT)).ok()?;
 
-    let fields = [b_iface, b_proto, b_src, b_dst, b_sport, b_dport, b_flags, b_icmp, b_vlan];
+    let fields = [b_dir, b_iface, b_proto, b_src, b_dst, b_sport, b_dport, b_flags, b_icmp, b_vlan];
     // Words that may hold a match: in use, and non-zero in every field's bitmap.
     let words = RULE_WORDS.load();
     let mut candidates = if words >= 64 { u64::MAX } else { (1u64 << words) - 1 };

@@ -3,7 +3,6 @@
 //! classifier keys on. Every read goes through [`Cursor::read`], which checks the
 //! frame's end, and every offset stays below `MAX_HEADER_BYTES` for the verifier.
 
-use aya_ebpf::programs::XdpContext;
 use filter_common::{
     FAMILY_V4, FAMILY_V6, ICMP_NONE, MAX_HEADER_BYTES, MAX_IPV6_EXT, Malformed, PORT_NONE,
     TCP_FLAGS_NONE, VLAN_NONE,
@@ -25,21 +24,22 @@ const IPPROTO_ICMPV6: u8 = 58;
 const IPPROTO_DSTOPTS: u8 = 60;
 const IPPROTO_SCTP: u8 = 132;
 
-/// A source or destination address as it appears on the wire.
-pub enum Addr {
-    V4([u8; 4]),
-    V6([u8; 16]),
-}
 
 /// The classifier's keys for one packet (see filter-common for their encodings).
 pub struct Fields {
+    /// FAMILY_V4 or FAMILY_V6.
+    pub family: u32,
+    pub proto: u8,
     pub proto_key: u32,
-    pub src: Addr,
-    pub dst: Addr,
+    /// Addresses as on the wire; IPv4 in the first 4 bytes, the rest zero.
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
     pub sport_key: u32,
     pub dport_key: u32,
     pub tcp_flags_key: u32,
     pub icmp_key: u32,
+    /// ICMP/ICMPv6 echo identifier (bytes 4-5), when `icmp_key` is set.
+    pub icmp_id: u16,
     pub vlan_key: u32,
 }
 
@@ -89,9 +89,10 @@ macro_rules! read_or {
     };
 }
 
+/// Parses the frame in `[start, end)` (packet pointers of an XDP or TC context).
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Outcome {
-    let mut cur = Cursor { start: ctx.data(), end: ctx.data_end(), off: 0 };
+pub fn parse(start: usize, end: usize) -> Outcome {
+    let mut cur = Cursor { start, end, off: 0 };
     let eth = read_or!(cur, 14, Malformed::EthTruncated);
     let mut ethertype = be16(eth, 12);
     cur.off = 14;
@@ -121,8 +122,10 @@ pub fn parse(ctx: &XdpContext) -> Outcome {
                 return Outcome::Malformed(Malformed::Ipv4BadHeader);
             }
             let frag_offset = be16(ip, 6) & 0x1fff;
-            let src = Addr::V4([ip[12], ip[13], ip[14], ip[15]]);
-            let dst = Addr::V4([ip[16], ip[17], ip[18], ip[19]]);
+            let mut src = [0u8; 16];
+            let mut dst = [0u8; 16];
+            src[..4].copy_from_slice(&ip[12..16]);
+            dst[..4].copy_from_slice(&ip[16..20]);
             let proto = ip[9];
             // Options: the whole header must be in the frame.
             cur.off += ihl - 1;
@@ -135,11 +138,10 @@ pub fn parse(ctx: &XdpContext) -> Outcome {
             if ip[0] >> 4 != 6 {
                 return Outcome::Malformed(Malformed::Ipv6BadHeader);
             }
-            let mut a = [0u8; 16];
-            a.copy_from_slice(&ip[8..24]);
-            let src = Addr::V6(a);
-            a.copy_from_slice(&ip[24..40]);
-            let dst = Addr::V6(a);
+            let mut src = [0u8; 16];
+            let mut dst = [0u8; 16];
+            src.copy_from_slice(&ip[8..24]);
+            dst.copy_from_slice(&ip[24..40]);
             cur.off += 40;
             let (proto, first) = match walk_ipv6_ext(&mut cur, ip[6]) {
                 Ok(v) => v,
@@ -151,6 +153,8 @@ pub fn parse(ctx: &XdpContext) -> Outcome {
     };
 
     let mut fields = Fields {
+        family,
+        proto,
         proto_key: family * 256 + proto as u32,
         src,
         dst,
@@ -158,6 +162,7 @@ pub fn parse(ctx: &XdpContext) -> Outcome {
         dport_key: PORT_NONE,
         tcp_flags_key: TCP_FLAGS_NONE,
         icmp_key: ICMP_NONE,
+        icmp_id: 0,
         vlan_key,
     };
     // Only the first fragment carries the L4 header.
@@ -184,10 +189,12 @@ pub fn parse(ctx: &XdpContext) -> Outcome {
         IPPROTO_ICMP if family == FAMILY_V4 => {
             let icmp = read_or!(cur, 8, Malformed::L4Truncated);
             fields.icmp_key = (icmp[0] as u32) << 8 | icmp[1] as u32;
+            fields.icmp_id = be16(icmp, 4);
         }
         IPPROTO_ICMPV6 if family == FAMILY_V6 => {
             let icmp = read_or!(cur, 8, Malformed::L4Truncated);
             fields.icmp_key = (icmp[0] as u32) << 8 | icmp[1] as u32;
+            fields.icmp_id = be16(icmp, 4);
         }
         _ => {}
     }

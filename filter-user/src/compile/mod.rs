@@ -17,7 +17,7 @@ use filter_common::{
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
-use crate::rules::{Action, Family, PortRange, Rule, Ruleset};
+use crate::rules::{Action, Direction, Family, PortRange, Rule, Ruleset};
 use classes::Classes;
 pub use keyed::KeyedTable;
 use keyed::KeyRanges;
@@ -71,6 +71,9 @@ pub struct RuleInfo {
     /// Identity for carrying counters over an apply: the label, else the text, with
     /// `#N` appended for the N-th repeat of the same identity.
     pub key: String,
+    /// `keep state`.
+    #[serde(default)]
+    pub keep_state: bool,
 }
 
 /// The classifier's tables for one ruleset.
@@ -108,6 +111,14 @@ pub struct Compiled {
     pub icmp: KeyedTable,
     /// VLAN id (or `VLAN_NONE`) -> class.
     pub vlan: KeyedTable,
+    /// Classes of the direction field for inbound (XDP) and outbound (TC) packets.
+    pub dir_classes: (u32, u32),
+    /// Some rule says `out`.
+    pub has_out_rules: bool,
+    /// Some rule keeps state: connection tracking runs.
+    pub stateful: bool,
+    /// Flow table size and timeouts.
+    pub options: crate::rules::Options,
 }
 
 impl Compiled {
@@ -211,6 +222,11 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
         VLAN_NONE + 1,
     );
 
+    let has_out_rules = rules.iter().any(|r| r.direction == Direction::Out);
+    let dir_classes = directions(rules, &mut classes);
+    if has_out_rules {
+        used_fields |= 1 << field::DIRECTION;
+    }
     let (ifaces, iface_miss_class) = interfaces(rules, &mut classes);
     if !ifaces.is_empty() {
         used_fields |= 1 << field::IFACE;
@@ -245,6 +261,10 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
         tcp_flags,
         icmp,
         vlan,
+        dir_classes,
+        has_out_rules,
+        stateful: rules.iter().any(|r| r.keep_state),
+        options: rs.options.clone(),
     };
     let bytes = compiled.map_memory();
     if bytes > MAX_MAP_MEMORY {
@@ -277,6 +297,18 @@ fn proto_keys(r: &Rule) -> Option<Vec<(u32, u32)>> {
 /// Port keys a condition accepts; `PORT_NONE` (no ports) never matches a port list.
 fn port_keys(ports: &Option<Vec<PortRange>>) -> Option<Vec<(u32, u32)>> {
     ports.as_ref().map(|list| list.iter().map(|p| (p.lo as u32, p.hi as u32)).collect())
+}
+
+/// The rules of each direction: (inbound class, outbound class).
+fn directions(rules: &[Rule], classes: &mut Classes) -> (u32, u32) {
+    let (mut inbound, mut outbound) = (RuleBitmap::EMPTY, RuleBitmap::EMPTY);
+    for (i, r) in rules.iter().enumerate() {
+        match r.direction {
+            Direction::In => inbound.set(i),
+            Direction::Out => outbound.set(i),
+        }
+    }
+    (classes.intern(&inbound), classes.intern(&outbound))
 }
 
 /// Interface classes: one per interface named by some rule, plus the class of all others.
@@ -317,7 +349,13 @@ fn rule_infos(rules: &[Rule]) -> Vec<RuleInfo> {
             let n = seen.entry(base.clone()).or_insert(0);
             *n += 1;
             let key = if *n == 1 { base } else { format!("{base}#{n}") };
-            RuleInfo { text: r.text.clone(), label: r.label.clone(), action: r.action, key }
+            RuleInfo {
+                text: r.text.clone(),
+                label: r.label.clone(),
+                action: r.action,
+                key,
+                keep_state: r.keep_state,
+            }
         })
         .collect()
 }

@@ -7,6 +7,7 @@
 //! maps shared by all generations; a rule keeps its counter slot while its identity
 //! (label, else text) stays.
 
+mod links;
 mod program;
 mod state;
 
@@ -16,12 +17,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::programs::{
-    Xdp, XdpMode,
-    links::{FdLink, PinnedLink},
-    xdp::XdpLink,
-};
-use aya_obj::programs::XdpAttachType;
 use filter_common::{ABI_VERSION, Counter, IfaceCounters, MAX_IFACES, Malformed, slot};
 use serde::Serialize;
 
@@ -78,16 +73,10 @@ impl Paths {
     fn links_dir(&self) -> PathBuf {
         self.pin_dir.join("links")
     }
-    fn link(&self, iface: &str) -> PathBuf {
-        self.links_dir().join(iface)
-    }
     fn state_file(&self) -> PathBuf {
         self.run_dir.join("state.json")
     }
-    /// The program currently enforcing: kept so a failed apply can swap it back.
-    fn program(&self) -> PathBuf {
-        self.pin_dir.join("program")
-    }
+
 }
 
 /// How to attach XDP to a new interface.
@@ -160,8 +149,8 @@ pub fn apply(
 ) -> Result<ApplyReport, Error> {
     let started = Instant::now();
     ensure_bpffs(&paths.pin_dir)?;
-    for dir in [&paths.run_dir, &paths.links_dir()] {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}", dir.display()), e))?;
+    for dir in [paths.run_dir.clone(), paths.links_dir().join("xdp"), paths.links_dir().join("egress")] {
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Io(format!("creating {}", dir.display()), e))?;
     }
     let _lock = state::lock(&paths.run_dir)?;
     let old = State::read(&paths.state_file())?;
@@ -230,31 +219,33 @@ pub fn apply(
 
     let mut report = ApplyReport { diff: diff_rules(&old_rules, &compiled.rules), ..Default::default() };
 
-    // Attach new interfaces first: if one fails, remove their pins and nothing else
-    // has changed.
-    let mut pinned = Vec::new();
+    // Attach new interfaces first: if one fails, detach those attached so far and
+    // nothing else has changed.
+    let mut attached: Vec<String> = Vec::new();
     for iface in &mut new_ifaces {
-        match attach_new(&mut program, paths, iface, mode, &mut report.notes) {
-            Ok(()) => {
-                pinned.push(paths.link(&iface.name));
+        match links::attach(&mut program, paths, &iface.name, iface.ifindex, mode, &mut report.notes) {
+            Ok(used) => {
+                iface.mode = used.to_string();
+                attached.push(iface.name.clone());
                 report.attached.push((iface.name.clone(), iface.mode.clone()));
             }
             Err(e) => {
-                for p in &pinned {
-                    let _ = std::fs::remove_file(p);
+                for name in &attached {
+                    let _ = links::detach(paths, name);
                 }
                 return Err(e);
             }
         }
     }
-    // Then swap the program on every existing link, atomically per interface. If one
-    // swap fails (an interface vanished, ...), swap the others back to the program
-    // that was enforcing and detach the new interfaces: nothing changes.
+    // Then swap the programs on every existing link, atomically per link. If one
+    // swap fails (an interface vanished, ...), swap the others back to the programs
+    // that were enforcing and detach the new interfaces: nothing changes.
+    let mut progs = program.programs()?;
     for iface in &interfaces {
-        if let Err(e) = swap(program.program_mut()?, paths, &iface.name) {
-            let rollback = swap_back(paths, &report.swapped);
-            for p in &pinned {
-                let _ = std::fs::remove_file(p);
+        if let Err(e) = links::swap(&mut progs, paths, &iface.name) {
+            let rollback = links::swap_back(paths, &report.swapped);
+            for name in &attached {
+                let _ = links::detach(paths, name);
             }
             return Err(match rollback {
                 Ok(()) => e,
@@ -263,7 +254,7 @@ pub fn apply(
         }
         report.swapped.push(iface.name.clone());
     }
-    pin_program(program.program_mut()?, paths)?;
+    links::pin_programs(&mut progs, paths)?;
 
     interfaces.extend(new_ifaces);
     let state = State {
@@ -289,81 +280,7 @@ fn ifindex(name: &str) -> Result<u32, Error> {
     Ok(index)
 }
 
-fn attach_new(
-    program: &mut LoadedProgram,
-    paths: &Paths,
-    iface: &mut IfaceState,
-    mode: Mode,
-    notes: &mut Vec<String>,
-) -> Result<(), Error> {
-    let prog = program.program_mut()?;
-    let attempt = |prog: &mut aya::programs::Xdp, m: XdpMode| prog.attach_to_if_index(iface.ifindex, m);
-    let (id, used) = match mode {
-        Mode::Native => (attempt(prog, XdpMode::Driver), "native"),
-        Mode::Generic => (attempt(prog, XdpMode::Skb), "generic"),
-        Mode::Auto => match attempt(prog, XdpMode::Driver) {
-            Ok(id) => (Ok(id), "native"),
-            Err(e) => {
-                notes.push(format!(
-                    "{}: native XDP is not available ({}); using generic mode",
-                    iface.name,
-                    error_chain(&e)
-                ));
-                (attempt(prog, XdpMode::Skb), "generic")
-            }
-        },
-    };
-    let id = id.map_err(|e| Error::Link(format!("attaching XDP ({used}) to {}", iface.name), error_chain(&e)))?;
-    let link = prog.take_link(id).map_err(|e| Error::Program("take link", e))?;
-    let fd_link: FdLink = link
-        .try_into()
-        .map_err(|e: aya::programs::links::LinkError| Error::Link(iface.name.clone(), e.to_string()))?;
-    let path = paths.link(&iface.name);
-    fd_link
-        .pin(&path)
-        .map_err(|e| Error::Link(format!("pinning {}", path.display()), e.to_string()))?;
-    iface.mode = used.to_string();
-    Ok(())
-}
-
-/// Swaps the pinned, previously enforcing program back onto `ifaces`.
-fn swap_back(paths: &Paths, ifaces: &[String]) -> Result<(), Error> {
-    if ifaces.is_empty() {
-        return Ok(());
-    }
-    let mut old = Xdp::from_pin(paths.program(), XdpAttachType::Interface)
-        .map_err(|e| Error::Program("open the pinned program", e))?;
-    for iface in ifaces {
-        swap(&mut old, paths, iface)?;
-    }
-    Ok(())
-}
-
-/// Pins `prog` as the enforcing program, replacing the previous pin.
-fn pin_program(prog: &mut Xdp, paths: &Paths) -> Result<(), Error> {
-    let path = paths.program();
-    match std::fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::Io(format!("removing {}", path.display()), e)),
-    }
-    prog.pin(&path).map_err(|e| Error::Link(format!("pinning {}", path.display()), e.to_string()))
-}
-
-/// Replaces the program on `iface`'s pinned link with `prog`.
-fn swap(prog: &mut Xdp, paths: &Paths, iface: &str) -> Result<(), Error> {
-    let path = paths.link(iface);
-    let pinned = PinnedLink::from_pin(&path)
-        .map_err(|e| Error::Link(format!("opening pinned link {}", path.display()), e.to_string()))?;
-    let link = XdpLink::try_from(FdLink::from(pinned))
-        .map_err(|e| Error::Link(format!("link {}", path.display()), e.to_string()))?;
-    let id = prog.attach_to_link(link).map_err(|e| Error::Link(format!("swapping the program on {iface}"), error_chain(&e)))?;
-    // Dropping our fd leaves the pinned link (and the new program) in place.
-    drop(prog.take_link(id));
-    Ok(())
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -406,18 +323,17 @@ pub fn unload(paths: &Paths, ifaces: &[String]) -> Result<Vec<String>, Error> {
     let (gone, kept): (Vec<_>, Vec<_>) =
         state.interfaces.into_iter().partition(|i| ifaces.is_empty() || ifaces.contains(&i.name));
     for i in &gone {
-        // The pin holds the link; removing it detaches XDP from the interface.
-        let path = paths.link(&i.name);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::Io(format!("removing {}", path.display()), e)),
-        }
+        // The pins hold the links; removing them detaches the hooks.
+        links::detach(paths, &i.name)?;
     }
     state.interfaces = kept;
     if state.interfaces.is_empty() {
-        for p in [paths.pin_dir.join(program::COUNTERS), paths.pin_dir.join(program::IFACE_COUNTERS), paths.program()] {
-            let _ = std::fs::remove_file(p);
+        for map in [program::COUNTERS, program::IFACE_COUNTERS, program::STATES] {
+            let _ = std::fs::remove_file(paths.pin_dir.join(map));
+        }
+        links::unpin_programs(paths);
+        for hook in ["xdp", "egress"] {
+            let _ = std::fs::remove_dir(paths.links_dir().join(hook));
         }
         let _ = std::fs::remove_dir(paths.links_dir());
         let _ = std::fs::remove_dir(&paths.pin_dir);
@@ -539,7 +455,7 @@ pub fn status(paths: &Paths) -> Result<Status, Error> {
                     name: i.name.clone(),
                     ifindex: i.ifindex,
                     mode: i.mode.clone(),
-                    attached: paths.link(&i.name).exists(),
+                    attached: links::Hook::ALL.iter().all(|h| h.link_path(paths, &i.name).exists()),
                     passed_packets: c.passed.packets,
                     passed_bytes: c.passed.bytes,
                     dropped_packets: c.dropped.packets,

@@ -7,17 +7,17 @@ use std::path::Path;
 use aya::{
     Ebpf, EbpfLoader, TestRun as _, TestRunOptions,
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues, lpm_trie::Key},
-    programs::Xdp,
+    programs::{SchedClassifier, Xdp},
 };
 use filter_common::{
     ACTION_DROP, ACTION_PASS, COUNTER_SLOTS, Counter, ICMP_NONE, IfaceCounters, IfaceEntry, PORT_NONE,
-    PROTO_KEYS, RuleAction, RuleBitmap, TCP_FLAGS_NONE, VLAN_NONE, field,
+    PROTO_KEYS, RULE_KEEP_STATE, RuleAction, RuleBitmap, TCP_FLAGS_NONE, VLAN_NONE, field,
 };
 
 use super::Error;
 use crate::{
     compile::{Compiled, KeyedTable},
-    rules::Action,
+    rules::{Action, DEFAULT_STATE_LIMIT},
 };
 
 /// The eBPF object built by build.rs.
@@ -34,6 +34,23 @@ pub const PROGRAM: &str = "xdpwall";
 pub const COUNTERS: &str = "COUNTERS";
 /// Pinned map of per-interface counters.
 pub const IFACE_COUNTERS: &str = "IFACE_COUNTERS";
+/// Pinned connection table.
+pub const STATES: &str = "STATES";
+/// The TC egress program in the object.
+pub const EGRESS_PROGRAM: &str = "xdpwall_egress";
+
+/// Load-time globals of the flow timeouts and the `set timeout` names they take.
+const TIMEOUT_GLOBALS: [(&str, &str); 9] = [
+    ("TIMEOUT_TCP_FIRST", "tcp.first"),
+    ("TIMEOUT_TCP_OPENING", "tcp.opening"),
+    ("TIMEOUT_TCP_ESTABLISHED", "tcp.established"),
+    ("TIMEOUT_TCP_CLOSING", "tcp.closing"),
+    ("TIMEOUT_TCP_FINWAIT", "tcp.finwait"),
+    ("TIMEOUT_TCP_CLOSED", "tcp.closed"),
+    ("TIMEOUT_UDP_FIRST", "udp.first"),
+    ("TIMEOUT_UDP_MULTIPLE", "udp.multiple"),
+    ("TIMEOUT_ICMP", "icmp.first"),
+];
 
 /// An interface the program runs on: the `IFACES` entry it needs.
 #[derive(Debug, Clone)]
@@ -93,6 +110,14 @@ impl LoadedProgram {
         let rule_words = compiled.rule_words();
         let default_action = action_code(compiled.default_action);
         let iface_miss_class = compiled.iface_miss_class;
+        let stateful = compiled.stateful as u32;
+        let has_out_rules = compiled.has_out_rules as u32;
+        let (dir_in, dir_out) = compiled.dir_classes;
+        let timeouts: Vec<(&str, u32)> = TIMEOUT_GLOBALS
+            .iter()
+            .map(|(global, name)| (*global, compiled.options.timeout(name)))
+            .collect();
+        let state_limit = compiled.options.state_limit.unwrap_or(DEFAULT_STATE_LIMIT);
         let defaults: Vec<(&str, u32)> =
             keyed_fields(compiled).iter().map(|k| (k.default_global, k.table.default_class)).collect();
         // Unused fields get one-entry maps: they are never looked up.
@@ -105,6 +130,12 @@ impl LoadedProgram {
             .override_global("DEFAULT_ACTION", &default_action, true)
             .override_global("IFACE_MISS_CLASS", &iface_miss_class, true)
             .override_global("TRACE", &trace, true)
+            .override_global("STATEFUL", &stateful, true)
+            .override_global("HAS_OUT_RULES", &has_out_rules, true)
+            .override_global("DIR_IN_CLASS", &dir_in, true)
+            .override_global("DIR_OUT_CLASS", &dir_out, true)
+            // Taken only when the pinned table is created (the first load).
+            .map_max_entries(STATES, state_limit)
             .map_max_entries("BITMAPS", compiled.bitmaps.len() as u32)
             .map_max_entries("SRC_V4", lpm_size(compiled.src_v4.len()))
             .map_max_entries("SRC_V6", lpm_size(compiled.src_v6.len()))
@@ -112,6 +143,9 @@ impl LoadedProgram {
             .map_max_entries("DST_V6", lpm_size(compiled.dst_v6.len()));
         for (name, class) in &defaults {
             loader.override_global(name, class, true);
+        }
+        for (name, secs) in &timeouts {
+            loader.override_global(name, secs, true);
         }
         for k in keyed_fields(compiled) {
             loader.map_max_entries(k.map, if compiled.uses(k.field) { k.domain } else { 1 });
@@ -122,6 +156,7 @@ impl LoadedProgram {
         p.fill(compiled, counter_slots, ifaces)?;
         let prog: &mut Xdp = p.program_mut()?;
         prog.load().map_err(|e| Error::Program("load (verifier)", e))?;
+        p.egress_mut()?.load().map_err(|e| Error::Program("load egress (verifier)", e))?;
         Ok(p)
     }
 
@@ -129,7 +164,8 @@ impl LoadedProgram {
         {
             let mut rules: Array<_, RuleAction> = self.map_typed("RULES")?;
             for (i, (rule, &counter)) in c.rules.iter().zip(counter_slots).enumerate() {
-                let v = RuleAction { action: action_code(rule.action), counter };
+                let flags = if rule.keep_state { RULE_KEEP_STATE } else { 0 };
+                let v = RuleAction { action: action_code(rule.action), counter, flags, _pad: 0 };
                 rules.set(i as u32, v, 0).map_err(|e| Error::Map("RULES", e))?;
             }
         }
@@ -191,6 +227,31 @@ impl LoadedProgram {
     pub fn program_mut(&mut self) -> Result<&mut Xdp, Error> {
         let prog = self.ebpf.program_mut(PROGRAM).ok_or(Error::MissingObject(PROGRAM))?;
         prog.try_into().map_err(|e| Error::Program("find", e))
+    }
+
+    /// The TC egress program.
+    pub fn egress_mut(&mut self) -> Result<&mut SchedClassifier, Error> {
+        let prog = self.ebpf.program_mut(EGRESS_PROGRAM).ok_or(Error::MissingObject(EGRESS_PROGRAM))?;
+        prog.try_into().map_err(|e| Error::Program("find egress", e))
+    }
+
+    /// Both programs, for attaching or swapping.
+    pub fn programs(&mut self) -> Result<super::links::Programs<'_>, Error> {
+        let mut it = self.ebpf.programs_mut();
+        let (mut xdp, mut egress) = (None, None);
+        for (name, prog) in &mut it {
+            match name {
+                PROGRAM => xdp = Some(prog),
+                EGRESS_PROGRAM => egress = Some(prog),
+                _ => {}
+            }
+        }
+        let xdp: &mut Xdp = xdp.ok_or(Error::MissingObject(PROGRAM))?.try_into().map_err(|e| Error::Program("find", e))?;
+        let egress: &mut SchedClassifier = egress
+            .ok_or(Error::MissingObject(EGRESS_PROGRAM))?
+            .try_into()
+            .map_err(|e| Error::Program("find egress", e))?;
+        Ok(super::links::Programs { xdp, egress })
     }
 
     /// Runs one frame through the program with BPF_PROG_TEST_RUN; returns the XDP

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::addr;
-use super::ast::{Action, Pos, Ruleset, Table};
+use super::ast::{Action, Options, Pos, Ruleset, TIMEOUT_NAMES, Table};
 use super::error::{RulesError, clip};
 use super::lexer::{Kind, Lexer, Token, unquote};
 use super::rule;
@@ -22,6 +22,7 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
     // Table references are checked at the end so that tables may be defined anywhere.
     let mut references: Vec<(Pos, String)> = Vec::new();
     let mut rules = Vec::new();
+    let mut options = Options::default();
 
     while let Some(toks) = lexer.next_statement()? {
         let mut c = Cursor::new(src, file, toks);
@@ -49,16 +50,21 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
                 defined_at.insert(name.clone(), pos);
                 tables.insert(name, table);
             }
-            Some("set") => {
-                let (action, pos) = parse_set(&mut c)?;
-                if let Some((_, first)) = default {
-                    return Err(c.err(
-                        pos,
-                        format!("`set default` is already given on line {}", first.line),
-                    ));
+            Some("set") => match parse_set(&mut c)? {
+                Setting::Default(action, pos) => {
+                    if let Some((_, first)) = default {
+                        return Err(c.err(
+                            pos,
+                            format!("`set default` is already given on line {}", first.line),
+                        ));
+                    }
+                    default = Some((action, pos));
                 }
-                default = Some((action, pos));
-            }
+                Setting::StateLimit(n) => options.state_limit = Some(n),
+                Setting::Timeout(name, secs) => {
+                    options.timeouts.insert(name, secs);
+                }
+            },
             _ => {
                 return Err(c.unexpected_kw(
                     first,
@@ -78,15 +84,59 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
         default_action: default.map_or(Action::Pass, |(action, _)| action),
         tables,
         rules,
+        options,
     })
 }
 
-/// `set default pass|block`; returns the action and the position of `set`.
-fn parse_set(c: &mut Cursor<'_>) -> Result<(Action, Pos), RulesError> {
+/// One `set` statement.
+enum Setting {
+    /// `set default pass|block`, with the position of `set`.
+    Default(Action, Pos),
+    /// `set limit states N`.
+    StateLimit(u32),
+    /// `set timeout NAME SECONDS`.
+    Timeout(String, u32),
+}
+
+/// `set default pass|block`, `set limit states N`, `set timeout NAME SECONDS`.
+fn parse_set(c: &mut Cursor<'_>) -> Result<Setting, RulesError> {
     let set = c.next();
     let what = c.next();
-    if !c.is_word(what, "default") {
-        return Err(c.unexpected_kw(what, "`default` after `set`", &["default"]));
+    match c.word(what) {
+        Some("default") => {}
+        Some("limit") => {
+            let kind = c.next();
+            if !c.is_word(kind, "states") {
+                return Err(c.unexpected_kw(kind, "`states` after `set limit`", &["states"]));
+            }
+            let n = count(c, "a number of states after `set limit states`", 1, 10_000_000)?;
+            c.expect_end("end of line after `set limit states N`")?;
+            return Ok(Setting::StateLimit(n));
+        }
+        Some("timeout") => {
+            let name_tok = c.next();
+            let names: Vec<&str> = TIMEOUT_NAMES.iter().map(|(n, _)| *n).collect();
+            let name = match c.word(name_tok) {
+                Some(w) if names.contains(&w) => w.to_owned(),
+                _ => {
+                    return Err(c.unexpected_kw(
+                        name_tok,
+                        &format!("a timeout name ({}) after `set timeout`", names.join(", ")),
+                        &names,
+                    ));
+                }
+            };
+            let secs = count(c, "seconds after `set timeout NAME`", 1, 10 * 365 * 86400)?;
+            c.expect_end("end of line after `set timeout NAME SECONDS`")?;
+            return Ok(Setting::Timeout(name, secs));
+        }
+        _ => {
+            return Err(c.unexpected_kw(
+                what,
+                "`default`, `limit` or `timeout` after `set`",
+                &["default", "limit", "timeout"],
+            ));
+        }
     }
     let value = c.next();
     let action = match c.word(value) {
@@ -101,7 +151,17 @@ fn parse_set(c: &mut Cursor<'_>) -> Result<(Action, Pos), RulesError> {
         }
     };
     c.expect_end("end of line after `set default`")?;
-    Ok((action, set.pos))
+    Ok(Setting::Default(action, set.pos))
+}
+
+/// A whole number in `min..=max` at the cursor.
+fn count(c: &mut Cursor<'_>, expected: &str, min: u64, max: u64) -> Result<u32, RulesError> {
+    let tok = c.next();
+    match c.word(tok).map(|w| (w, w.parse::<u64>().ok())) {
+        Some((_, Some(n))) if (min..=max).contains(&n) => Ok(n as u32),
+        Some((w, Some(_))) => Err(c.err(tok.pos, format!("{w} out of range {min}-{max}"))),
+        _ => Err(c.unexpected(tok, expected)),
+    }
 }
 
 /// `table <name> { entries }` or `table <name> file "PATH"`; returns the name, the

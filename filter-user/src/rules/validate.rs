@@ -1,11 +1,11 @@
 //! Checks that need the whole rule (protocol-dependent fields, address families), and
 //! the one place that refuses features the data plane cannot enforce yet.
 
-use super::ast::{Family, Pos, Rule};
+use super::ast::{Action, Family, Pos, Rule};
 use super::names::{ICMP, ICMP6, SCTP, TCP, UDP};
 use super::rule::{IcmpKind, RuleMeta};
 
-/// Positions of features that parse but are not enforced yet (`None`: not used).
+/// Positions of features that need a check or are not enforced yet (`None`: not used).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Unsupported {
     /// The `out` keyword.
@@ -29,6 +29,11 @@ fn order(pos: &Pos) -> (u32, u32) {
 /// a table may mix families and the rule uses the part that fits.
 pub(super) fn check_rule(rule: &Rule, meta: &RuleMeta) -> Option<(Pos, String)> {
     let mut problems: Vec<(Pos, String)> = Vec::new();
+    if let Some(pos) = meta.unsupported.keep_state
+        && rule.action == Action::Block
+    {
+        problems.push((pos, "`keep state` needs `pass`: a blocked packet opens no flow".to_owned()));
+    }
     let protocols = rule.protocols.as_deref();
 
     let all_have_ports =
@@ -85,8 +90,6 @@ pub(super) fn check_rule(rule: &Rule, meta: &RuleMeta) -> Option<(Pos, String)> 
 /// than the ruleset says. To lift a feature once it is implemented, delete its line.
 pub(super) fn reject_unsupported(used: &Unsupported) -> Option<(Pos, String)> {
     let not_yet = [
-        (used.out, "`out` rules are not supported yet"),
-        (used.keep_state, "`keep state` is not supported yet"),
         (used.log, "`log` is not supported yet"),
         (used.rate, "`rate` is not supported yet"),
     ];

@@ -1,0 +1,229 @@
+//! Connection tracking: the fast path for packets of known flows, and flow creation
+//! by `keep state` rules. One LRU table shared by all CPUs and both programs (XDP
+//! ingress, TC egress), keyed by the flow's endpoints in canonical order, so replies
+//! match whichever interface or core they arrive on.
+
+use aya_ebpf::{Global, helpers::bpf_ktime_get_coarse_ns, macros::map, maps::LruHashMap};
+use filter_common::{FAMILY_V4, FlowKey, FlowState, ICMP_NONE, PORT_NONE, flow};
+
+use crate::parse::Fields;
+
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMPV6: u8 = 58;
+
+const TCP_FIN: u32 = 0x01;
+const TCP_SYN: u32 = 0x02;
+const TCP_RST: u32 = 0x04;
+const TCP_ACK: u32 = 0x10;
+
+/// Pinned: flows outlive a ruleset apply. Its size is `set limit states N` at load.
+#[map]
+static STATES: LruHashMap<FlowKey, FlowState> = LruHashMap::pinned(1, 0);
+
+// Timeouts in seconds per state (`set timeout NAME N`), load-time constants.
+#[unsafe(no_mangle)]
+static TIMEOUT_TCP_FIRST: Global<u32> = Global::new(120);
+#[unsafe(no_mangle)]
+static TIMEOUT_TCP_OPENING: Global<u32> = Global::new(30);
+#[unsafe(no_mangle)]
+static TIMEOUT_TCP_ESTABLISHED: Global<u32> = Global::new(86400);
+#[unsafe(no_mangle)]
+static TIMEOUT_TCP_CLOSING: Global<u32> = Global::new(900);
+#[unsafe(no_mangle)]
+static TIMEOUT_TCP_FINWAIT: Global<u32> = Global::new(45);
+#[unsafe(no_mangle)]
+static TIMEOUT_TCP_CLOSED: Global<u32> = Global::new(90);
+#[unsafe(no_mangle)]
+static TIMEOUT_UDP_FIRST: Global<u32> = Global::new(60);
+#[unsafe(no_mangle)]
+static TIMEOUT_UDP_MULTIPLE: Global<u32> = Global::new(60);
+#[unsafe(no_mangle)]
+static TIMEOUT_ICMP: Global<u32> = Global::new(20);
+
+#[inline(always)]
+fn timeout_ns(state: u8) -> u64 {
+    let secs = match state {
+        flow::TCP_SYN_SENT => TIMEOUT_TCP_FIRST.load(),
+        flow::TCP_SYN_RECEIVED => TIMEOUT_TCP_OPENING.load(),
+        flow::TCP_ESTABLISHED => TIMEOUT_TCP_ESTABLISHED.load(),
+        flow::TCP_CLOSING => TIMEOUT_TCP_CLOSING.load(),
+        flow::TCP_FIN_WAIT => TIMEOUT_TCP_FINWAIT.load(),
+        flow::TCP_CLOSED => TIMEOUT_TCP_CLOSED.load(),
+        flow::UDP_SINGLE => TIMEOUT_UDP_FIRST.load(),
+        flow::UDP_MULTIPLE => TIMEOUT_UDP_MULTIPLE.load(),
+        _ => TIMEOUT_ICMP.load(),
+    };
+    secs as u64 * 1_000_000_000
+}
+
+/// A packet's flow: the canonical key and which endpoint sent it (0 = a, 1 = b).
+pub struct Flow {
+    key: FlowKey,
+    from: u8,
+}
+
+#[inline(always)]
+fn halves(a: &[u8; 16]) -> (u64, u64) {
+    let mut hi = [0u8; 8];
+    let mut lo = [0u8; 8];
+    hi.copy_from_slice(&a[..8]);
+    lo.copy_from_slice(&a[8..]);
+    (u64::from_be_bytes(hi), u64::from_be_bytes(lo))
+}
+
+/// Echo request/reply types of the packet's ICMP family: (request, reply).
+#[inline(always)]
+fn echo_types(f: &Fields) -> (u32, u32) {
+    if f.family == FAMILY_V4 { (8, 0) } else { (128, 129) }
+}
+
+/// The flow a packet belongs to, for TCP and UDP with ports and ICMP echo; `None`
+/// for everything else (fragments, other protocols, other ICMP types).
+#[inline(always)]
+fn flow_of(f: &Fields) -> Option<Flow> {
+    let (sport, dport) = match f.proto {
+        IPPROTO_TCP | IPPROTO_UDP if f.sport_key != PORT_NONE => (f.sport_key as u16, f.dport_key as u16),
+        IPPROTO_ICMP | IPPROTO_ICMPV6 if f.icmp_key != ICMP_NONE => {
+            let (req, rep) = echo_types(f);
+            let t = f.icmp_key >> 8;
+            if t != req && t != rep {
+                return None;
+            }
+            (f.icmp_id, f.icmp_id)
+        }
+        _ => return None,
+    };
+    let s = (halves(&f.src), sport);
+    let d = (halves(&f.dst), dport);
+    let from_a = s <= d;
+    let (addr_a, addr_b, port_a, port_b) =
+        if from_a { (f.src, f.dst, sport, dport) } else { (f.dst, f.src, dport, sport) };
+    Some(Flow {
+        key: FlowKey { addr_a, addr_b, port_a, port_b, proto: f.proto, family: f.family as u8, _pad: [0; 2] },
+        from: !from_a as u8,
+    })
+}
+
+/// What the flow's state machine makes of the next packet: `true` to pass it on the
+/// fast path. A packet the state cannot explain (a SYN-ACK from the opener, a new
+/// SYN on an established flow, ...) returns `false` and goes through the rules.
+#[inline(always)]
+fn advance(st: &mut FlowState, from: u8, f: &Fields) -> bool {
+    let by_opener = from == st.orig;
+    match st.state {
+        flow::UDP_SINGLE | flow::UDP_MULTIPLE => {
+            if !by_opener {
+                st.state = flow::UDP_MULTIPLE;
+            }
+            true
+        }
+        flow::ICMP_ECHO => {
+            let (req, rep) = echo_types(f);
+            let t = f.icmp_key >> 8;
+            (by_opener && t == req) || (!by_opener && t == rep)
+        }
+        state => {
+            let flags = f.tcp_flags_key;
+            let syn = flags & TCP_SYN != 0;
+            let ack = flags & TCP_ACK != 0;
+            if flags & TCP_RST != 0 {
+                st.state = flow::TCP_CLOSED;
+                return true;
+            }
+            match state {
+                flow::TCP_SYN_SENT => {
+                    if by_opener && syn && !ack {
+                        true
+                    } else if !by_opener && syn && ack {
+                        st.state = flow::TCP_SYN_RECEIVED;
+                        true
+                    } else {
+                        false
+                    }
+                }
+                flow::TCP_SYN_RECEIVED => {
+                    if by_opener && syn && !ack || !by_opener && syn && ack {
+                        true
+                    } else if by_opener && ack && !syn {
+                        st.state = flow::TCP_ESTABLISHED;
+                        close_side(st, from, flags);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                flow::TCP_CLOSED => false,
+                _ => {
+                    if syn {
+                        return false;
+                    }
+                    close_side(st, from, flags);
+                    true
+                }
+            }
+        }
+    }
+}
+
+/// Records a FIN from `from` and moves to CLOSING / FIN_WAIT.
+#[inline(always)]
+fn close_side(st: &mut FlowState, from: u8, flags: u32) {
+    if flags & TCP_FIN != 0 {
+        st.fins |= 1 << (from & 1);
+        st.state = if st.fins == 3 { flow::TCP_FIN_WAIT } else { flow::TCP_CLOSING };
+    }
+}
+
+/// The fast path: `true` when the packet belongs to a live flow that accepts it.
+// Out of line: its locals need not share the caller's 512-byte stack frame.
+#[inline(never)]
+pub fn track(f: &Fields, len: u64) -> bool {
+    let Some(flow) = flow_of(f) else { return false };
+    let Some(st) = STATES.get_ptr_mut(&flow.key) else { return false };
+    // SAFETY: a valid map value; concurrent updates from other CPUs only race on
+    // timestamps, state and counters, which stay plausible whichever write wins.
+    let st = unsafe { &mut *st };
+    // SAFETY: a helper without preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if st.expires_ns <= now || !advance(st, flow.from, f) {
+        return false;
+    }
+    let from = (flow.from & 1) as usize;
+    st.packets[from] += 1;
+    st.bytes[from] += len;
+    st.expires_ns = now + timeout_ns(st.state);
+    true
+}
+
+/// Creates the flow's entry after a `keep state` rule passed its first packet: a
+/// TCP SYN (without ACK), any UDP packet, an ICMP echo request. Other packets (a
+/// mid-stream TCP segment) pass by the rule but open no flow.
+#[inline(never)]
+pub fn open(f: &Fields, len: u64, rule_counter: u32) {
+    let Some(flow) = flow_of(f) else { return };
+    let state = match f.proto {
+        IPPROTO_TCP if f.tcp_flags_key & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN => flow::TCP_SYN_SENT,
+        IPPROTO_UDP => flow::UDP_SINGLE,
+        IPPROTO_ICMP | IPPROTO_ICMPV6 if f.icmp_key >> 8 == echo_types(f).0 => flow::ICMP_ECHO,
+        _ => return,
+    };
+    // SAFETY: a helper without preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let from = (flow.from & 1) as usize;
+    let mut st = FlowState {
+        expires_ns: now + timeout_ns(state),
+        created_ns: now,
+        packets: [0; 2],
+        bytes: [0; 2],
+        rule_counter,
+        state,
+        orig: flow.from,
+        fins: 0,
+        _pad: 0,
+    };
+    st.packets[from] = 1;
+    st.bytes[from] = len;
+    let _ = STATES.insert(&flow.key, &st, 0);
+}
