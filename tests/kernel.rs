@@ -29,6 +29,8 @@ enum Expect {
     NonIp,
     /// Dropped as malformed.
     Malformed(Malformed),
+    /// Passed on the fast path of a tracked flow.
+    State,
 }
 
 /// A ruleset loaded into the kernel (not attached), counting into its own pin dir.
@@ -91,6 +93,15 @@ impl Harness {
         }
     }
 
+    /// Entries in this harness's flow table.
+    fn flow_count(&self) -> usize {
+        let map = aya::maps::MapData::from_pin(self.pin_dir.join("STATES")).expect("STATES pinned");
+        let map = aya::maps::Map::from_map_data(map).unwrap();
+        let map: aya::maps::HashMap<_, filter_common::FlowKey, filter_common::FlowState> =
+            aya::maps::HashMap::try_from(map).unwrap();
+        map.keys().count()
+    }
+
     fn counters(&self) -> Vec<Counter> {
         read_counters(&self.pin_dir).expect("counters readable")
     }
@@ -108,6 +119,7 @@ impl Harness {
                 self.default_slot,
             ),
             Expect::NonIp => (XDP_PASS, slot::NON_IP),
+            Expect::State => (XDP_PASS, slot::STATE),
             Expect::Malformed(m) => (XDP_DROP, m.slot()),
         };
         if let Expect::Rule(i, action) = expect {
@@ -690,4 +702,101 @@ fn interface_field_uses_the_receiving_interface() {
         &tcp,
         Expect::Default,
     );
+}
+
+/// Connection tracking, packet by packet: both directions arrive through XDP (as on
+/// a router, where each direction enters on its own interface).
+const STATEFUL: &str = r#"
+set default block
+set timeout udp.first 1
+pass in proto tcp to port 80 keep state
+pass in proto udp to port 53 keep state
+pass in proto icmp icmp-type echoreq keep state
+pass in proto icmp6 icmp6-type echoreq keep state
+"#;
+
+const CLIENT: &str = "192.0.2.10";
+const SERVER: &str = "198.51.100.20";
+
+fn tcp_pkt(from_client: bool, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let (s, d) = if from_client { (CLIENT, SERVER) } else { (SERVER, CLIENT) };
+    bytes(PacketBuilder::eth().ipv4(v4(s), v4(d)).tcp(sport, dport, flags))
+}
+
+#[test]
+fn tcp_flows_follow_the_handshake() {
+    use Expect::*;
+    let state = Expect::State;
+    let mut h = Harness::new(STATEFUL);
+    let (syn, ack, fin, rst, psh) = (packet::TCP_SYN, packet::TCP_ACK, packet::TCP_FIN, packet::TCP_RST, packet::TCP_PSH);
+    h.check("client SYN opens the flow", &tcp_pkt(true, 40000, 80, syn), Rule(0, XDP_PASS));
+    h.check("SYN retransmitted", &tcp_pkt(true, 40000, 80, syn), state);
+    h.check("SYN-ACK from the server", &tcp_pkt(false, 80, 40000, syn | ack), state);
+    h.check("client ACK: established", &tcp_pkt(true, 40000, 80, ack), state);
+    h.check("server data", &tcp_pkt(false, 80, 40000, ack | psh), state);
+    h.check("client data", &tcp_pkt(true, 40000, 80, ack | psh), state);
+    h.check("a new SYN on an established flow goes to the rules", &tcp_pkt(false, 80, 40000, syn), Default);
+    h.check("client FIN", &tcp_pkt(true, 40000, 80, fin | ack), state);
+    h.check("server FIN", &tcp_pkt(false, 80, 40000, fin | ack), state);
+    h.check("last ACK", &tcp_pkt(true, 40000, 80, ack), state);
+
+    h.check("SYN-ACK nobody asked for", &tcp_pkt(false, 80, 40001, syn | ack), Default);
+    h.check("stray ACK from a server", &tcp_pkt(false, 80, 40002, ack), Default);
+    h.check("mid-stream ACK to port 80 matches the rule, opens nothing", &tcp_pkt(true, 40003, 80, ack), Rule(0, XDP_PASS));
+    h.check("so the server's answer to it is blocked", &tcp_pkt(false, 80, 40003, ack), Default);
+
+    h.check("second flow SYN", &tcp_pkt(true, 40004, 80, syn), Rule(0, XDP_PASS));
+    h.check("ACK before the SYN-ACK is not in the handshake", &tcp_pkt(true, 40004, 80, ack), Rule(0, XDP_PASS));
+    h.check("SYN-ACK from the client side is not either", &tcp_pkt(true, 40004, 80, syn | ack), Rule(0, XDP_PASS));
+    h.check("server RST closes", &tcp_pkt(false, 80, 40004, rst), state);
+    h.check("after RST the server cannot talk", &tcp_pkt(false, 80, 40004, ack), Default);
+}
+
+#[test]
+fn udp_and_icmp_echo_pseudo_state() {
+    use Expect::*;
+    let mut h = Harness::new(STATEFUL);
+    let udp = |from_client: bool, sport, dport| {
+        let (s, d) = if from_client { (CLIENT, SERVER) } else { (SERVER, CLIENT) };
+        bytes(PacketBuilder::eth().ipv4(v4(s), v4(d)).udp(sport, dport))
+    };
+    h.check("dns query", &udp(true, 5000, 53), Rule(1, XDP_PASS));
+    h.check("dns answer", &udp(false, 53, 5000), Expect::State);
+    h.check("answer to another port", &udp(false, 53, 5001), Default);
+    h.check("answer from another port", &udp(false, 54, 5000), Default);
+    h.check("second query on the flow", &udp(true, 5000, 53), Expect::State);
+
+    let echo = |from_client: bool, typ: u8, id: u16| {
+        let (s, d) = if from_client { (CLIENT, SERVER) } else { (SERVER, CLIENT) };
+        bytes(PacketBuilder::eth().ipv4(v4(s), v4(d)).icmp(typ, 0).icmp_rest([(id >> 8) as u8, id as u8, 0, 1]))
+    };
+    h.check("echo request", &echo(true, 8, 77), Rule(2, XDP_PASS));
+    h.check("echo reply", &echo(false, 0, 77), Expect::State);
+    h.check("reply with another id", &echo(false, 0, 78), Default);
+    h.check("a request from the server is not a reply", &echo(false, 8, 77), Rule(2, XDP_PASS));
+
+    let echo6 = |from_client: bool, typ: u8| {
+        let (s, d) = if from_client { (SRC6, DST6) } else { (DST6, SRC6) };
+        bytes(PacketBuilder::eth().ipv6(v6(s), v6(d)).icmp6(typ, 0).icmp_rest([0, 9, 0, 1]))
+    };
+    h.check("echo6 request", &echo6(true, 128), Rule(3, XDP_PASS));
+    h.check("echo6 reply", &echo6(false, 129), Expect::State);
+
+    // `set timeout udp.first 1`: an answer after the timeout finds no flow.
+    h.check("late query", &udp(true, 6000, 53), Rule(1, XDP_PASS));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    h.check("answer after udp.first", &udp(false, 53, 6000), Default);
+}
+
+#[test]
+fn a_full_flow_table_evicts_the_least_recently_used() {
+    let mut h = Harness::new("set default block\nset limit states 64\npass in proto udp to port 53 keep state\n");
+    let query = |sport: u16| bytes(PacketBuilder::eth().ipv4(v4(CLIENT), v4(SERVER)).udp(sport, 53));
+    let answer = |dport: u16| bytes(PacketBuilder::eth().ipv4(v4(SERVER), v4(CLIENT)).udp(53, dport));
+    for sport in 10000..10300 {
+        h.check("query", &query(sport), Expect::Rule(0, XDP_PASS));
+    }
+    assert!(h.flow_count() <= 64, "the table holds at most its limit: {}", h.flow_count());
+    h.check("the newest flow is tracked", &answer(10299), Expect::State);
+    h.check("the oldest flow was evicted", &answer(10000), Expect::Default);
 }

@@ -62,6 +62,34 @@ enum Command {
         /// Interfaces.
         ifaces: Vec<String>,
     },
+    /// List tracked flows (connection state), oldest first.
+    States {
+        /// Only this protocol (tcp, udp, icmp, icmp6).
+        #[arg(long)]
+        proto: Option<String>,
+        /// Only flows with this address at either end.
+        #[arg(long)]
+        host: Option<std::net::IpAddr>,
+        /// Only flows with this port at either end.
+        #[arg(long)]
+        port: Option<u16>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Flush tracked flows: `xdpwall flush states`.
+    Flush {
+        /// What to flush.
+        #[arg(value_enum)]
+        what: FlushWhat,
+    },
+}
+
+/// What `flush` empties.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FlushWhat {
+    /// The connection table: every flow's next packet goes through the rules again.
+    States,
 }
 
 /// Runs the command line; errors become one line on stderr and exit status 1.
@@ -113,6 +141,17 @@ fn execute(command: Command, paths: &Paths) -> anyhow::Result<()> {
             } else {
                 print!("{}", output::status(&status));
             }
+        }
+        Command::States { proto, host, port, json } => {
+            let flows = dataplane::list_states(paths, &dataplane::FlowFilter { proto, host, port })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&flows)?);
+            } else {
+                print!("{}", output::flows(&flows));
+            }
+        }
+        Command::Flush { what: FlushWhat::States } => {
+            println!("flushed {} flows", dataplane::flush_states(paths)?);
         }
         Command::Unload { ifaces } => {
             for name in dataplane::unload(paths, &ifaces)? {

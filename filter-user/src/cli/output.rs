@@ -6,7 +6,7 @@ use filter_common::field;
 
 use crate::{
     compile::Compiled,
-    dataplane::{ApplyReport, Diff, Status},
+    dataplane::{ApplyReport, Diff, FlowEntry, Status},
     rules::{Action, Ruleset},
 };
 
@@ -135,7 +135,16 @@ pub fn status(st: &Status) -> String {
             i.name, mode, i.passed_packets, i.passed_bytes, i.dropped_packets, i.dropped_bytes
         );
     }
-    let _ = writeln!(s, "\nnot judged: non-IP frames passed {} packets, {} bytes", st.non_ip.packets, st.non_ip.bytes);
+    let _ = writeln!(
+        s,
+        "\nstate: {} flows of {} ({:.1}% full); {} packets passed by state",
+        st.flow_table.flows,
+        st.flow_table.limit,
+        100.0 * st.flow_table.flows as f64 / st.flow_table.limit.max(1) as f64,
+        st.state_matches.packets
+    );
+    let _ = writeln!(s, "outbound: {} packets no `out` rule matched (passed)", st.out_unmatched.packets);
+    let _ = writeln!(s, "not judged: non-IP frames passed {} packets, {} bytes", st.non_ip.packets, st.non_ip.bytes);
     let malformed: Vec<String> =
         st.malformed.iter().filter(|m| m.packets > 0).map(|m| format!("{} {}", m.name, m.packets)).collect();
     let total: u64 = st.malformed.iter().map(|m| m.packets).sum();
@@ -145,5 +154,38 @@ pub fn status(st: &Status) -> String {
         if malformed.is_empty() { "" } else { ": " },
         malformed.join(", ")
     );
+    s
+}
+
+fn endpoint(ip: std::net::IpAddr, port: u16) -> String {
+    match ip {
+        std::net::IpAddr::V4(a) => format!("{a}:{port}"),
+        std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// `xdpwall states`: one line per flow.
+pub fn flows(flows: &[FlowEntry]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<5} {:>45}    {:<45} {:<12} {:>7} {:>8} {:>15}  rule",
+        "proto", "from", "to", "state", "age", "expires", "packets out/in"
+    );
+    for f in flows {
+        let _ = writeln!(
+            s,
+            "{:<5} {:>45} -> {:<45} {:<12} {:>6}s {:>7}s {:>15}  {}",
+            f.proto,
+            endpoint(f.src, f.sport),
+            endpoint(f.dst, f.dport),
+            f.state,
+            f.age_secs,
+            f.expires_in_secs,
+            format!("{}/{}", f.packets[0], f.packets[1]),
+            f.rule.as_deref().unwrap_or("-")
+        );
+    }
+    let _ = writeln!(s, "{} flows", flows.len());
     s
 }

@@ -7,6 +7,7 @@
 //! maps shared by all generations; a rule keeps its counter slot while its identity
 //! (label, else text) stays.
 
+mod flows;
 mod links;
 mod program;
 mod state;
@@ -21,6 +22,7 @@ use filter_common::{ABI_VERSION, Counter, IfaceCounters, MAX_IFACES, Malformed, 
 use serde::Serialize;
 
 pub use program::{Decision, IfaceBinding, LoadedProgram, RULE_SLOTS, ebpf_object, read_counters};
+pub use flows::{FlowEntry, FlowFilter, FlowTable, flush as flush_states, list as list_states};
 pub use state::{IfaceState, RuleState, State};
 
 use crate::{
@@ -413,6 +415,12 @@ pub struct Status {
     pub malformed: Vec<NamedCounter>,
     /// Per interface.
     pub interfaces: Vec<IfaceStatus>,
+    /// Packets passed on the fast path of tracked flows.
+    pub state_matches: NamedCounter,
+    /// Outgoing packets no `out` rule matched (passed).
+    pub out_unmatched: NamedCounter,
+    /// The flow table.
+    pub flow_table: FlowTable,
 }
 
 /// Reads the state and counters.
@@ -445,6 +453,9 @@ pub fn status(paths: &Paths) -> Result<Status, Error> {
         default_action: state.default_action,
         default: named("default", default_slot),
         non_ip: named("non-ip", slot::NON_IP),
+        state_matches: named("state", slot::STATE),
+        out_unmatched: named("out-unmatched", slot::OUT_UNMATCHED),
+        flow_table: flows::summary(paths)?,
         malformed: Malformed::ALL.iter().map(|m| named(m.name(), m.slot())).collect(),
         interfaces: state
             .interfaces

@@ -106,6 +106,7 @@ fn empty_ruleset_defaults_to_pass() {
             default_action: Action::Pass,
             tables: Default::default(),
             rules: vec![],
+            options: Default::default(),
         }
     );
 }
@@ -126,7 +127,7 @@ fn set_default() {
     );
     assert_eq!(
         err("set defualt block"),
-        "t.conf:1:5: expected `default` after `set`, found `defualt` (did you mean `default`?)"
+        "t.conf:1:5: expected `default`, `limit` or `timeout` after `set`, found `defualt` (did you mean `default`?)"
     );
     assert_eq!(
         err("set default"),
@@ -493,6 +494,7 @@ fn design_example_ruleset() {
     );
     let expected = Ruleset {
         default_action: Action::Block,
+        options: Default::default(),
         tables,
         rules: vec![
             Rule {
@@ -1049,14 +1051,6 @@ fn option_errors() {
 #[test]
 fn unsupported_features_are_refused_at_their_keyword() {
     assert_eq!(
-        err("pass out all"),
-        "t.conf:1:6: `out` rules are not supported yet"
-    );
-    assert_eq!(
-        err("pass in proto tcp to port 22 keep state"),
-        "t.conf:1:30: `keep state` is not supported yet"
-    );
-    assert_eq!(
         err("block in from any log"),
         "t.conf:1:19: `log` is not supported yet"
     );
@@ -1074,8 +1068,8 @@ fn unsupported_features_are_refused_at_their_keyword() {
     );
     // The leftmost unsupported feature is named.
     assert_eq!(
-        err("pass out proto tcp keep state log"),
-        "t.conf:1:6: `out` rules are not supported yet"
+        err("pass out proto tcp log rate 1/s"),
+        "t.conf:1:20: `log` is not supported yet"
     );
     // Syntax and validation errors come before "not supported".
     assert_eq!(
@@ -1174,4 +1168,30 @@ fn million_line_table_file() {
         "parsed a 1,000,000-line table file ({} bytes) in {elapsed:?}",
         text.len()
     );
+}
+
+#[test]
+fn state_rules_and_settings() {
+    let rs = parse(
+        "set limit states 5000\nset timeout tcp.established 3600\nset timeout udp.first 5\n\
+         pass out proto tcp keep state\npass in proto udp to port 53 keep state\n",
+    )
+    .unwrap();
+    assert_eq!(rs.options.state_limit, Some(5000));
+    assert_eq!(rs.options.timeout("tcp.established"), 3600);
+    assert_eq!(rs.options.timeout("udp.first"), 5);
+    assert_eq!(rs.options.timeout("tcp.first"), 120, "unset timeouts keep pf's defaults");
+    assert_eq!(rs.rules[0].direction, Direction::Out);
+    assert!(rs.rules[0].keep_state && rs.rules[1].keep_state);
+    assert_eq!(
+        err("block in proto tcp keep state"),
+        "t.conf:1:20: `keep state` needs `pass`: a blocked packet opens no flow"
+    );
+    assert_eq!(err("set limit states 0"), "t.conf:1:18: 0 out of range 1-10000000");
+    assert_eq!(err("set limit flows 10"), "t.conf:1:11: expected `states` after `set limit`, found `flows`");
+    assert_eq!(
+        err("set timeout tcp.establisehd 10"),
+        "t.conf:1:13: expected a timeout name (tcp.first, tcp.opening, tcp.established, tcp.closing, tcp.finwait, tcp.closed, udp.first, udp.multiple, icmp.first) after `set timeout`, found `tcp.establisehd` (did you mean `tcp.established`?)"
+    );
+    assert_eq!(err("set tiemout udp.first 1"), "t.conf:1:5: expected `default`, `limit` or `timeout` after `set`, found `tiemout` (did you mean `timeout`?)");
 }
