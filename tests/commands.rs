@@ -127,3 +127,26 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[test]
+fn vlan_rules_turn_vlan_stripping_off_and_say_so() {
+    let ns = Netns::new("vlan").unwrap();
+    let veth = VethPair::new(&ns).unwrap();
+    let fw = Xdpwall::isolated();
+    let dir = tempdir("vlan");
+    let rules = dir.join("vlan.conf");
+    std::fs::write(&rules, "block in vlan 100\n").unwrap();
+    let ethtool = |iface: &str| {
+        let out = std::process::Command::new("ethtool").args(["-k", iface]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().find(|l| l.starts_with("rx-vlan-offload:")).unwrap().to_string()
+    };
+    assert_eq!(ethtool(&veth.host), "rx-vlan-offload: on", "veth strips by default");
+    let out = fw.run(["load", &veth.host, rules.to_str().unwrap()]).expect("load");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("note: {}: turned off VLAN stripping (rx-vlan-offload", veth.host)),
+        "{stdout}"
+    );
+    assert_eq!(ethtool(&veth.host), "rx-vlan-offload: off");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

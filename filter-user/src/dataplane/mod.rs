@@ -9,6 +9,7 @@
 
 mod flows;
 mod links;
+mod nic;
 mod program;
 mod state;
 
@@ -214,12 +215,16 @@ pub fn apply(
         .chain(&new_ifaces)
         .map(|i| IfaceBinding { name: i.name.clone(), ifindex: i.ifindex, stats_slot: i.stats_slot })
         .collect();
+    let mut report = ApplyReport { diff: diff_rules(&old_rules, &compiled.rules), ..Default::default() };
+    if compiled.uses(filter_common::field::VLAN) {
+        for b in &bindings {
+            report.notes.extend(nic::keep_vlan_tags(&b.name)?);
+        }
+    }
     let mut program = LoadedProgram::load(compiled, &counter_slots, &bindings, &paths.pin_dir)?;
     program::zero_slots::<Counter>(&paths.pin_dir, program::COUNTERS, &fresh_slots)?;
     let new_stats: Vec<u32> = new_ifaces.iter().map(|i| i.stats_slot).collect();
     program::zero_slots::<IfaceCounters>(&paths.pin_dir, program::IFACE_COUNTERS, &new_stats)?;
-
-    let mut report = ApplyReport { diff: diff_rules(&old_rules, &compiled.rules), ..Default::default() };
 
     // Attach new interfaces first: if one fails, detach those attached so far and
     // nothing else has changed.
