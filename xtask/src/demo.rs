@@ -128,6 +128,8 @@ pub fn run() -> Result<()> {
         );
     }
 
+    println!("$ xdpwall states");
+    show(&xdpwall.run(["states"])?);
     println!("$ xdpwall status");
     show(&xdpwall.run(["status"])?);
     println!("$ xdpwall unload");

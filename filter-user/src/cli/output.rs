@@ -169,13 +169,13 @@ pub fn flows(flows: &[FlowEntry]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<5} {:>45}    {:<45} {:<12} {:>7} {:>8} {:>15}  rule",
+        "{:<5} {:>21}    {:<21} {:<12} {:>7} {:>8} {:>15}  rule",
         "proto", "from", "to", "state", "age", "expires", "packets out/in"
     );
     for f in flows {
         let _ = writeln!(
             s,
-            "{:<5} {:>45} -> {:<45} {:<12} {:>6}s {:>7}s {:>15}  {}",
+            "{:<5} {:>21} -> {:<21} {:<12} {:>6}s {:>7}s {:>15}  {}",
             f.proto,
             endpoint(f.src, f.sport),
             endpoint(f.dst, f.dport),
