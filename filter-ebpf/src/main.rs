@@ -202,11 +202,11 @@ fn bitmap_of(f: u32, class: impl FnOnce() -> Option<u32>) -> Result<Option<&'sta
 }
 
 #[inline(always)]
-fn lpm_class(v4: &LpmTrie<[u8; 4], u32>, v6: &LpmTrie<[u8; 16], u32>, p: &Fields, addr: &[u8; 16]) -> Option<u32> {
+fn lpm_class(v4: &LpmTrie<[u8; 4], u32>, v6: &LpmTrie<[u8; 16], u32>, p: &Fields, addr: *const u8) -> Option<u32> {
     if p.family == FAMILY_V4 {
-        v4.get(Key::new(32, [addr[0], addr[1], addr[2], addr[3]])).copied()
+        v4.get(Key::new(32, Fields::v4(addr))).copied()
     } else {
-        v6.get(Key::new(128, *addr)).copied()
+        v6.get(Key::new(128, p.addr16(addr))).copied()
     }
 }
 
@@ -222,8 +222,8 @@ fn first_match(p: &Fields, iface: Option<IfaceEntry>, dir: Direction) -> Option<
     })
     .ok()?;
     let b_proto = bitmap_of(field::PROTO, || keyed(&PROTO_CLASS, p.proto_key, &PROTO_DEFAULT)).ok()?;
-    let b_src = bitmap_of(field::SRC_ADDR, || lpm_class(&SRC_V4, &SRC_V6, p, &p.src)).ok()?;
-    let b_dst = bitmap_of(field::DST_ADDR, || lpm_class(&DST_V4, &DST_V6, p, &p.dst)).ok()?;
+    let b_src = bitmap_of(field::SRC_ADDR, || lpm_class(&SRC_V4, &SRC_V6, p, p.src)).ok()?;
+    let b_dst = bitmap_of(field::DST_ADDR, || lpm_class(&DST_V4, &DST_V6, p, p.dst)).ok()?;
     let b_sport = bitmap_of(field::SRC_PORT, || keyed(&SPORT_CLASS, p.sport_key, &SPORT_DEFAULT)).ok()?;
     let b_dport = bitmap_of(field::DST_PORT, || keyed(&DPORT_CLASS, p.dport_key, &DPORT_DEFAULT)).ok()?;
     let b_flags = bitmap_of(field::TCP_FLAGS, || {

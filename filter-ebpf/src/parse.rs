@@ -31,9 +31,11 @@ pub struct Fields {
     pub family: u32,
     pub proto: u8,
     pub proto_key: u32,
-    /// Addresses as on the wire; IPv4 in the first 4 bytes, the rest zero.
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
+    /// The addresses in the packet (4 or 16 bytes by `family`). Pointers, not copies:
+    /// the packet outlives the program run, and copying 32 unaligned bytes through
+    /// every call costs more than the rest of the parse.
+    pub src: *const u8,
+    pub dst: *const u8,
     pub sport_key: u32,
     pub dport_key: u32,
     pub tcp_flags_key: u32,
@@ -122,10 +124,7 @@ pub fn parse(start: usize, end: usize) -> Outcome {
                 return Outcome::Malformed(Malformed::Ipv4BadHeader);
             }
             let frag_offset = be16(ip, 6) & 0x1fff;
-            let mut src = [0u8; 16];
-            let mut dst = [0u8; 16];
-            src[..4].copy_from_slice(&ip[12..16]);
-            dst[..4].copy_from_slice(&ip[16..20]);
+            let (src, dst) = (ip[12..].as_ptr(), ip[16..].as_ptr());
             let proto = ip[9];
             // Options: the whole header must be in the frame.
             cur.off += ihl - 1;
@@ -138,10 +137,7 @@ pub fn parse(start: usize, end: usize) -> Outcome {
             if ip[0] >> 4 != 6 {
                 return Outcome::Malformed(Malformed::Ipv6BadHeader);
             }
-            let mut src = [0u8; 16];
-            let mut dst = [0u8; 16];
-            src.copy_from_slice(&ip[8..24]);
-            dst.copy_from_slice(&ip[24..40]);
+            let (src, dst) = (ip[8..].as_ptr(), ip[24..].as_ptr());
             cur.off += 40;
             let (proto, first) = match walk_ipv6_ext(&mut cur, ip[6]) {
                 Ok(v) => v,
@@ -248,5 +244,26 @@ fn ext_error(cur: &Cursor) -> Malformed {
         Malformed::Ipv6ExtTooMany
     } else {
         Malformed::Ipv6ExtTruncated
+    }
+}
+
+impl Fields {
+    /// An IPv4 address at `p` (from `src`/`dst`).
+    #[inline(always)]
+    pub fn v4(p: *const u8) -> [u8; 4] {
+        // SAFETY: `p` points at 4 address bytes inside the frame, checked by the parse.
+        unsafe { core::ptr::read_unaligned(p as *const [u8; 4]) }
+    }
+
+    /// An address at `p` widened to 16 bytes (IPv4 in the first 4, the rest zero).
+    #[inline(always)]
+    pub fn addr16(&self, p: *const u8) -> [u8; 16] {
+        if self.family == FAMILY_V4 {
+            let a = Self::v4(p);
+            [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        } else {
+            // SAFETY: `p` points at 16 address bytes inside the frame.
+            unsafe { core::ptr::read_unaligned(p as *const [u8; 16]) }
+        }
     }
 }
