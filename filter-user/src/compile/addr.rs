@@ -12,6 +12,9 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use super::classes::Classes;
 use crate::rules::{AddrItem, AddrMatch, Table};
 
+/// LPM entries of both families: (prefix, class).
+pub type LpmEntries = (Vec<(Ipv4Net, u32)>, Vec<(Ipv6Net, u32)>);
+
 /// One address field's conditions, split by family.
 pub struct AddrField {
     /// Rules without a condition on this field.
@@ -79,7 +82,7 @@ impl AddrField {
         self,
         rule_count: usize,
         classes: &mut Classes,
-    ) -> (Vec<(Ipv4Net, u32)>, Vec<(Ipv6Net, u32)>) {
+    ) -> LpmEntries {
         let mut positive = RuleBitmap::EMPTY;
         for r in 0..rule_count {
             if !self.any.get(r) && !self.negated.get(r) {
