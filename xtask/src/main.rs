@@ -1,8 +1,9 @@
-//! Orchestration for xdpwall: `cargo xtask setup | test | demo`.
+//! Orchestration for xdpwall: `cargo xtask setup | test | demo | bench`.
 //!
 //! Everything here needs root (XDP, network namespaces, bpffs), so every command
 //! starts with `setup`, which refuses to run otherwise.
 
+mod bench;
 mod demo;
 mod setup;
 
@@ -15,7 +16,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "xdpwall build, test and demo tasks (run as root)"
+    about = "xdpwall build, test, demo and benchmark tasks (run as root)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,6 +37,9 @@ enum Task {
     },
     /// Load the demo ruleset on a veth pair and show what it lets through.
     Demo,
+    /// Measure per-packet cost and veth throughput beside XDP_DROP and nftables;
+    /// writes <target>/bench/report.md, report.json and throughput.svg.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,12 +59,19 @@ fn run_task(task: Task) -> Result<()> {
         Task::Setup => Ok(()),
         Task::Test { cargo_test_args } => test(&cargo_test_args),
         Task::Demo => demo::run(),
+        Task::Bench(args) => bench::run_bench(&args),
     }
 }
 
 /// Packages whose tests run on the host. Never filter-ebpf: it only builds for
 /// bpfel-unknown-none, through filter-user's build.rs, so no `--workspace` either.
-const TEST_PACKAGES: [&str; 4] = ["filter-common", "filter-user", "xdpwall-tests", "xtask"];
+const TEST_PACKAGES: [&str; 5] = [
+    "filter-common",
+    "filter-user",
+    "xdpwall-tests",
+    "xdpwall-benches",
+    "xtask",
+];
 
 /// `cargo build -p filter-user --bins`, then the host test suites with `XDPWALL_BIN` set.
 fn test(extra: &[String]) -> Result<()> {

@@ -1,0 +1,557 @@
+//! `xdpwall-bench`: everything issue #4 measures, in one run, as `cargo xtask bench`
+//! runs it: the per-packet cost through BPF_PROG_TEST_RUN, then throughput on a veth
+//! pair for the XDP_DROP ceiling, xdpwall (drop and pass paths, up to 4096 rules and a
+//! 1M-entry table) and nftables (linear and verdict map). Writes report.md,
+//! report.json and throughput.svg, and prints the report. Needs root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use xdpwall_benches::kernel::{Filter, PinDir, Reference, XDP_DROP, XDP_PASS};
+use xdpwall_benches::live::{
+    BenchNet, Napi, RunLock, Sample, Timing, Traffic, catch_signals, check_interrupted, favour,
+    measure, online_cpus,
+};
+use xdpwall_benches::receiver::{Ceiling, NftTable, XdpwallCli};
+use xdpwall_benches::report::{Kind, PerPacketRow, Rate, Report, ThroughputRow, spread};
+use xdpwall_benches::ruleset::{Last, Scenario};
+
+/// xdpwall's benchmarks: per-packet cost and veth throughput beside XDP_DROP and nftables.
+#[derive(Parser, Debug)]
+#[command(name = "xdpwall-bench")]
+struct Args {
+    /// A quick run for CI: about a second per throughput row, fewer test-run repeats
+    /// and rounds.
+    #[arg(long)]
+    short: bool,
+    /// Seconds each throughput row is sampled for on each pair, split in sub-windows
+    /// [default: 5, short: 1].
+    #[arg(long)]
+    window_secs: Option<f64>,
+    /// Seconds of traffic before each sub-window is sampled [default: 0.3, short: 0.2].
+    #[arg(long)]
+    warmup_secs: Option<f64>,
+    /// Sub-windows per row; the row's rate is their median [default: 5, short: 3].
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Bytes per frame as XDP sees it (no FCS): 60 is a 64-byte frame on the wire.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u16).range(42..=1514))]
+    frame_size: u16,
+    /// Flows (source address and port pairs) the generator spreads frames over.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=524_288))]
+    flows: u32,
+    /// Generator threads, one per core; the receiver's queues match.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: u16,
+    /// Frames per live-frames batch.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=256))]
+    batch: u32,
+    /// Where the receiver's NAPI poll runs: `threaded` (its own core: the receiver's
+    /// capacity) or `shared` (in the generator's softirq, on the generator's core).
+    #[arg(long, value_enum, default_value = "threaded")]
+    napi: Napi,
+    /// Where the report goes.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// The `xdpwall` binary (a release build: it compiles the 1M-entry table).
+    #[arg(long, env = "XDPWALL_BIN")]
+    xdpwall: PathBuf,
+    /// Skip the throughput rows (per-packet cost only).
+    #[arg(long)]
+    no_throughput: bool,
+    /// Skip the per-packet rows (throughput only).
+    #[arg(long)]
+    no_per_packet: bool,
+    /// Throughput rows to run (comma-separated) [default: all].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    rows: Vec<Rows>,
+}
+
+/// Groups of throughput rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Rows {
+    /// XDP_DROP on the test pair too (the two pairs should agree).
+    Check,
+    /// xdpwall: drop path at each rule count and with the 1M table, pass path.
+    Xdpwall,
+    /// The kernel stack with no filter.
+    Stack,
+    /// nftables, one rule per rule.
+    NftLinear,
+    /// nftables, one verdict map.
+    NftSet,
+}
+
+/// Rule counts of the scaling rows.
+const RULE_COUNTS: [usize; 4] = [1, 64, 1024, 4096];
+/// Table sizes of the per-packet rows.
+const TABLE_SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
+const BIG_TABLE: usize = 1_000_000;
+/// The nftables table of the nftables rows.
+const NFT_TABLE: &str = "xdpwall_bench";
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("xdpwall-bench: some rows failed (see the report)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("xdpwall-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A scratch directory for rulesets and nft scripts, removed on drop.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn new() -> Result<WorkDir> {
+        let path = std::env::temp_dir().join(format!("xdpwall-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(WorkDir(path))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Returns whether every row was measured.
+fn run(args: &Args) -> Result<bool> {
+    if !xdpwall_tests::is_root() {
+        bail!("needs root (XDP, BPF_PROG_TEST_RUN, network namespaces): run `cargo xtask bench`");
+    }
+    if !args.xdpwall.is_file() {
+        bail!("no xdpwall binary at {}", args.xdpwall.display());
+    }
+    let _lock = RunLock::take()?;
+    catch_signals();
+    sweep_stale();
+    // The test runs happen on this thread; the tools it starts inherit the niceness.
+    favour(0)?;
+    let work = WorkDir::new()?;
+    let mut report = Report {
+        settings: settings(args),
+        repeat: if args.short { 50_000 } else { 200_000 },
+        ..Default::default()
+    };
+
+    // A section that cannot run at all is noted in the report; the other still runs.
+    let mut sections_ok = true;
+    if !args.no_per_packet {
+        eprintln!(
+            "per-packet cost (BPF_PROG_TEST_RUN, repeat {})",
+            report.repeat
+        );
+        if let Err(e) = per_packet(args, &work.0, &mut report) {
+            eprintln!("  failed: {e:#}");
+            report
+                .settings
+                .push(("per-packet section".into(), format!("failed: {e:#}")));
+            sections_ok = false;
+        }
+    }
+    if !args.no_throughput
+        && let Err(e) = throughput(args, &work.0, &mut report)
+    {
+        eprintln!("  failed: {e:#}");
+        report
+            .settings
+            .push(("throughput section".into(), format!("failed: {e:#}")));
+        sections_ok = false;
+    }
+
+    check_interrupted()?;
+    report.write(&args.out)?;
+    print!("{}", report.markdown());
+    eprintln!("\nreport: {}", args.out.join("report.md").display());
+    eprintln!("plot:   {}", args.out.join("throughput.svg").display());
+    let rows_ok = report.throughput.iter().all(|r| r.result.is_ok())
+        && report.per_packet.iter().all(|r| r.result.is_ok());
+    Ok(sections_ok && rows_ok)
+}
+
+/// Removes what an interrupted run left (its namespace and veth pairs go with the test
+/// bed's own sweep): `xdpwall-bench-<pid>...` pin, run and scratch directories of
+/// processes that are gone, and the nftables table (the run lock is held, so no other
+/// run owns it).
+fn sweep_stale() {
+    let alive = |name: &str| {
+        let pid = name
+            .strip_prefix("xdpwall-bench-")
+            .and_then(|rest| rest.split('-').next());
+        pid.and_then(|p| p.parse::<u32>().ok())
+            .is_none_or(|p| Path::new(&format!("/proc/{p}")).exists())
+    };
+    for parent in [
+        Path::new("/sys/fs/bpf"),
+        Path::new("/run"),
+        &std::env::temp_dir(),
+    ] {
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            continue;
+        };
+        for name in entries.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+            if name.starts_with("xdpwall-bench-") && !alive(&name) {
+                let _ = std::fs::remove_dir_all(parent.join(&name));
+            }
+        }
+    }
+    let _ = Command::new("nft")
+        .args(["delete", "table", "netdev", NFT_TABLE])
+        .output();
+}
+
+fn settings(args: &Args) -> Vec<(String, String)> {
+    let (window, warmup, samples) = timing(args);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name")?
+                    .split(':')
+                    .nth(1)
+                    .map(|s| s.trim().to_string())
+            })
+        })
+        .unwrap_or_else(|| "?".into());
+    let command = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    vec![
+        ("date".into(), command("date", &["-u", "+%Y-%m-%d %H:%M UTC"])),
+        ("kernel".into(), command("uname", &["-r"])),
+        ("CPUs".into(), format!("{} × {cpu}", online_cpus().len())),
+        ("mode".into(), if args.short { "short (CI)".into() } else { "full".into() }),
+        (
+            "throughput sampling".into(),
+            format!(
+                "{samples} sub-windows of {:.2} s per row on each pair, alternating, each after {:.2} s of traffic",
+                window.as_secs_f64() / samples as f64,
+                warmup.as_secs_f64()
+            ),
+        ),
+        (
+            "traffic".into(),
+            format!(
+                "UDP/IPv4, {} B frames (no FCS), {} flows, {} generator thread(s), live-frames batch {}",
+                args.frame_size, args.flows, args.threads, args.batch
+            ),
+        ),
+        (
+            "receiver".into(),
+            match args.napi {
+                Napi::Threaded => {
+                    "veth, NAPI in a kernel thread pinned apart from the generator; both at nice -20".into()
+                }
+                Napi::Shared => "veth, NAPI in the generator's softirq (same core), at nice -20".into(),
+            },
+        ),
+        ("nftables".into(), command("nft", &["--version"])),
+    ]
+}
+
+fn timing(args: &Args) -> (Duration, Duration, usize) {
+    let (window, warmup, samples) = if args.short {
+        (1.0, 0.2, 3)
+    } else {
+        (5.0, 0.3, 5)
+    };
+    (
+        Duration::from_secs_f64(args.window_secs.unwrap_or(window).max(0.1)),
+        Duration::from_secs_f64(args.warmup_secs.unwrap_or(warmup).max(0.0)),
+        args.samples.unwrap_or(samples).max(1),
+    )
+}
+
+/// One per-packet case: a loaded program and a frame.
+struct Case {
+    /// Index into the loaded filters; `None` for bench_drop.
+    filter: Option<usize>,
+    rules: usize,
+    table: Option<usize>,
+    hit: bool,
+    frame: Vec<u8>,
+    expect: u32,
+    /// Kernel averages, one per round, or the error that stopped the case.
+    samples: Result<Vec<f64>, String>,
+}
+
+/// Loads every case's program first, then runs the cases in rounds, one test run of
+/// each per round, so noise from elsewhere on the machine spreads over all of them
+/// alike; each case reports its median, and its ratio to the 1-rule case as the median
+/// of the per-round ratios.
+fn per_packet(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
+    let pins = PinDir::new("test-run")?;
+    let (repeat, rounds) = (report.repeat, if args.short { 5 } else { 11 });
+    let size = usize::from(args.frame_size);
+    let drop = Reference::drop_program(&pins)?;
+    let mut filters = Vec::new();
+    let mut cases = vec![Case {
+        filter: None,
+        rules: 0,
+        table: None,
+        hit: true,
+        frame: BenchNet::frame(Scenario::rules(1, Last::Block).hit(), size),
+        expect: XDP_DROP,
+        samples: Ok(Vec::new()),
+    }];
+    let mut scenarios: Vec<Scenario> = RULE_COUNTS
+        .iter()
+        .map(|&n| Scenario::rules(n, Last::Block))
+        .collect();
+    scenarios.extend(
+        TABLE_SIZES
+            .iter()
+            .map(|&e| Scenario::table(e, 1, Last::Block)),
+    );
+    scenarios.push(Scenario::table(BIG_TABLE, 4096, Last::Block));
+    for s in scenarios {
+        check_interrupted()?;
+        eprintln!("  loading xdpwall, {}", s.name());
+        let loaded = s
+            .compile(&work.join("test-run"))
+            .and_then(|c| Filter::load(&c, &pins));
+        let filter = match loaded {
+            Ok(f) => {
+                filters.push(f);
+                Ok(filters.len() - 1)
+            }
+            Err(e) => Err(format!("{e:#}")),
+        };
+        for (hit, probe, expect) in [(true, s.hit(), XDP_DROP), (false, s.miss(), XDP_PASS)] {
+            cases.push(Case {
+                filter: filter.as_ref().ok().copied(),
+                rules: s.rules,
+                table: s.table_entries,
+                hit,
+                frame: BenchNet::frame(probe, size),
+                expect,
+                samples: filter.as_ref().map(|_| Vec::new()).map_err(Clone::clone),
+            });
+        }
+    }
+
+    eprintln!("  {rounds} rounds of {} cases", cases.len());
+    for _ in 0..rounds {
+        check_interrupted()?;
+        for case in cases.iter_mut() {
+            let Ok(samples) = &mut case.samples else {
+                continue;
+            };
+            let run = match case.filter {
+                None => drop.test_run_repeat(&case.frame, repeat),
+                Some(i) => filters[i].test_run_repeat(&case.frame, repeat),
+            };
+            match run {
+                Ok((action, avg)) if action == case.expect => samples.push(avg.as_nanos() as f64),
+                Ok((action, _)) => {
+                    case.samples = Err(format!("action {action}, expected {}", case.expect))
+                }
+                Err(e) => case.samples = Err(format!("{e:#}")),
+            }
+        }
+    }
+
+    let one_rule = |hit: bool| {
+        cases
+            .iter()
+            .find(|c| c.filter.is_some() && c.rules == 1 && c.table.is_none() && c.hit == hit)
+            .and_then(|c| c.samples.as_ref().ok())
+    };
+    for case in &cases {
+        let to_one_rule = match (&case.samples, one_rule(case.hit)) {
+            (Ok(v), Some(one)) if case.filter.is_some() && v.len() == one.len() => {
+                Some(spread(&v.iter().zip(one).map(|(a, b)| a / b).collect::<Vec<_>>()).0)
+            }
+            _ => None,
+        };
+        report.per_packet.push(PerPacketRow {
+            program: if case.filter.is_some() {
+                "xdpwall"
+            } else {
+                "bench_drop"
+            },
+            rules: case.rules,
+            table: case.table,
+            hit: case.hit,
+            result: case.samples.clone().map(|v| spread(&v).0),
+            to_one_rule,
+        });
+    }
+    Ok(())
+}
+
+/// Measures one row; a failure becomes the row's result, not the run's.
+fn row(
+    report: &mut Report,
+    kind: Kind,
+    scenario: Option<&Scenario>,
+    f: impl FnOnce() -> Result<Sample>,
+) {
+    if check_interrupted().is_err() {
+        return;
+    }
+    match scenario {
+        Some(s) => eprintln!("  {kind:?}, {}", s.name()),
+        None => eprintln!("  {kind:?}"),
+    }
+    let result = f().map(|s| {
+        let mpps = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{:.3}", x / 1e6))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        eprintln!(
+            "    Mpps: ceiling {} | this row {}",
+            mpps(&s.ceiling_pps),
+            mpps(&s.rx_pps)
+        );
+        report.ceiling_samples.extend(&s.ceiling_pps);
+        let (pps, min, max) = spread(&s.rx_pps);
+        let (offered, ..) = spread(&s.offered_pps);
+        let (ceiling, ..) = spread(&s.ceiling_pps);
+        let ratios: Vec<f64> = s
+            .rx_pps
+            .iter()
+            .zip(&s.ceiling_pps)
+            .map(|(r, c)| r / c)
+            .collect();
+        let (to_ceiling, ..) = spread(&ratios);
+        Rate {
+            pps,
+            min,
+            max,
+            offered,
+            judged: s.judged,
+            to_ceiling,
+            ceiling,
+        }
+    });
+    if let Err(e) = &result {
+        eprintln!("    failed: {e:#}");
+    }
+    report.throughput.push(ThroughputRow {
+        kind,
+        rules: scenario.map(|s| s.rules),
+        table: scenario.and_then(|s| s.table_entries),
+        note: "",
+        result: result.map_err(|e| format!("{e:#}")),
+    });
+}
+
+fn throughput(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
+    eprintln!("throughput (veth, XDP live frames)");
+    let (window, warmup, samples) = timing(args);
+    let timing = Timing {
+        warmup,
+        part: window / samples as u32,
+        samples,
+        napi: args.napi,
+    };
+    let threads = usize::from(args.threads);
+    let net = BenchNet::new(threads)?;
+    let pins = PinDir::new("live")?;
+    let _ceiling = Ceiling::attach(&pins, &net.reference.host)?;
+    let gen_cpus: Vec<usize> = online_cpus().into_iter().cycle().take(threads).collect();
+    let size = usize::from(args.frame_size);
+    let traffic = |s: &Scenario| Traffic {
+        frame: BenchNet::frame(s.hit(), size),
+        flows: args.flows,
+        threads,
+        batch: args.batch,
+    };
+    let go = |traffic: &Traffic, judged: Option<&mut dyn FnMut() -> Result<u64>>| {
+        measure(&net, &pins, traffic, &gen_cpus, timing, judged)
+    };
+
+    let wanted = |r: Rows| args.rows.is_empty() || args.rows.contains(&r);
+
+    // The two pairs should measure alike: bench_drop on both.
+    if wanted(Rows::Check) {
+        row(report, Kind::Ceiling, None, || {
+            let _attached = Ceiling::attach(&pins, &net.test.host)?;
+            go(&traffic(&Scenario::rules(1, Last::Block)), None)
+        });
+    }
+
+    if wanted(Rows::Xdpwall) {
+        xdpwall_rows(args, report, work, &net, &|t, j| go(t, j), &traffic)?;
+    }
+    if wanted(Rows::Stack) {
+        row(report, Kind::Stack, None, || {
+            go(&traffic(&Scenario::rules(1024, Last::Pass)), None)
+        });
+    }
+    for (kind, rows) in [
+        (Kind::NftLinear, Rows::NftLinear),
+        (Kind::NftSet, Rows::NftSet),
+    ] {
+        if !wanted(rows) {
+            continue;
+        }
+        for &n in &RULE_COUNTS {
+            let s = Scenario::rules(n, Last::Block);
+            row(report, kind, Some(&s), || {
+                let name = NFT_TABLE;
+                let script = match kind {
+                    Kind::NftLinear => s.nft_linear(name, &net.test.host),
+                    _ => s.nft_set(name, &net.test.host),
+                }
+                .context("no nftables form")?;
+                let table = NftTable::load(name, &script, work)?;
+                let mut judged = || table.counted();
+                go(&traffic(&s), Some(&mut judged))
+            });
+        }
+    }
+    Ok(())
+}
+
+type Go<'a> = dyn Fn(&Traffic, Option<&mut dyn FnMut() -> Result<u64>>) -> Result<Sample> + 'a;
+
+fn xdpwall_rows(
+    args: &Args,
+    report: &mut Report,
+    work: &Path,
+    net: &BenchNet,
+    go: &Go<'_>,
+    traffic: &dyn Fn(&Scenario) -> Traffic,
+) -> Result<()> {
+    let mut xdpwall = XdpwallCli::new(&args.xdpwall, &net.test.host);
+    let mut scenarios: Vec<(Kind, Scenario)> = RULE_COUNTS
+        .iter()
+        .map(|&n| (Kind::XdpwallDrop, Scenario::rules(n, Last::Block)))
+        .collect();
+    scenarios.push((
+        Kind::XdpwallDrop,
+        Scenario::table(BIG_TABLE, 4096, Last::Block),
+    ));
+    scenarios.push((Kind::XdpwallPass, Scenario::rules(1024, Last::Pass)));
+    for (i, (kind, s)) in scenarios.iter().enumerate() {
+        row(report, *kind, Some(s), || {
+            let rules = s.write(&work.join(format!("xdpwall-{i}")))?;
+            xdpwall.set_rules(&rules)?;
+            let mut judged = || xdpwall.rule_packets(s.rules);
+            go(&traffic(s), Some(&mut judged))
+        });
+    }
+    xdpwall.unload()
+}

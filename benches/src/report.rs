@@ -1,0 +1,711 @@
+//! The benchmark report: Markdown tables (throughput with ratios to the ceiling and to
+//! nftables, per-packet cost), the targets with met/missed, a JSON copy of the numbers
+//! and an SVG plot of Mpps against rule count. Targets are reported, never enforced.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use crate::ruleset::count;
+
+/// What a throughput row measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `bench_drop` on the test receiver too: the two pairs should measure alike (≈ 1.00×).
+    Ceiling,
+    /// xdpwall, the packet matching a `block` rule.
+    XdpwallDrop,
+    /// xdpwall, the packet matching a `pass` rule (then the kernel stack).
+    XdpwallPass,
+    /// No filter: the kernel stack alone (the pass path's reference).
+    Stack,
+    /// nftables netdev ingress, one rule per rule.
+    NftLinear,
+    /// nftables netdev ingress, one verdict-map lookup.
+    NftSet,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Ceiling => "XDP_DROP (bench_drop), as a check",
+            Kind::XdpwallDrop => "xdpwall, drop path",
+            Kind::XdpwallPass => "xdpwall, pass path",
+            Kind::Stack => "no filter (kernel stack)",
+            Kind::NftLinear => "nftables, linear rules",
+            Kind::NftSet => "nftables, verdict map",
+        }
+    }
+}
+
+/// A measured rate: the median of the sub-window rates, and their range.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    /// Median frames per second taken in by the receiver.
+    pub pps: f64,
+    /// Median of the ratios of each sub-window's rate to the ceiling measured just
+    /// before it on the reference pair.
+    pub to_ceiling: f64,
+    /// Median ceiling (frames per second) of this row's reference sub-windows.
+    pub ceiling: f64,
+    /// Lowest sub-window rate.
+    pub min: f64,
+    /// Highest sub-window rate.
+    pub max: f64,
+    /// Median frames per second offered by the generator.
+    pub offered: f64,
+    /// Share of received frames the filter counted with the expected verdict.
+    pub judged: Option<f64>,
+}
+
+/// One throughput row.
+#[derive(Debug, Clone)]
+pub struct ThroughputRow {
+    /// What runs on the receiver.
+    pub kind: Kind,
+    /// Rules (none for the ceiling and the bare stack).
+    pub rules: Option<usize>,
+    /// Entries of the table the last rule uses, if any.
+    pub table: Option<usize>,
+    /// A note shown after the label (e.g. `start`, `end`).
+    pub note: &'static str,
+    /// The rate, or why there is none.
+    pub result: Result<Rate, String>,
+}
+
+impl ThroughputRow {
+    fn size(&self) -> String {
+        match (self.rules, self.table) {
+            (Some(r), Some(t)) => format!("{r} + {} table", count(t)),
+            (Some(r), None) => r.to_string(),
+            _ => "–".into(),
+        }
+    }
+}
+
+/// One per-packet row.
+#[derive(Debug, Clone)]
+pub struct PerPacketRow {
+    /// `bench_drop` or `xdpwall`.
+    pub program: &'static str,
+    /// Rules (0 for bench_drop).
+    pub rules: usize,
+    /// Table entries, if any.
+    pub table: Option<usize>,
+    /// Whether the packet matches the last rule (else none).
+    pub hit: bool,
+    /// Nanoseconds per packet, or why there is none.
+    pub result: Result<f64, String>,
+    /// Cost relative to xdpwall with 1 rule and the same kind of packet (median of the
+    /// ratios of runs made side by side).
+    pub to_one_rule: Option<f64>,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Settings and machine facts, in order.
+    pub settings: Vec<(String, String)>,
+    /// Throughput rows in the order measured.
+    pub throughput: Vec<ThroughputRow>,
+    /// Per-packet rows.
+    pub per_packet: Vec<PerPacketRow>,
+    /// BPF_PROG_TEST_RUN repeats per sample.
+    pub repeat: u32,
+    /// Every reference (XDP_DROP) sub-window's rate, frames per second.
+    pub ceiling_samples: Vec<f64>,
+}
+
+/// A target and whether it was met.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// What is asked, e.g. `≥ 0.8× ceiling`.
+    pub what: String,
+    /// Where it is measured, e.g. `xdpwall drop, 1 rule`.
+    pub row: String,
+    /// The measured value as text, e.g. `0.93×`.
+    pub value: String,
+    /// `Some(true)` met, `Some(false)` missed, `None` not measured.
+    pub met: Option<bool>,
+    /// The row it belongs to: a throughput row (rules, table entries), or a per-packet
+    /// row (rules, packet matches the last rule).
+    pub at: TargetAt,
+}
+
+/// Which table row a target is shown in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetAt {
+    /// The xdpwall drop-path throughput row with these rules and table entries.
+    Throughput(usize, Option<usize>),
+    /// The xdpwall per-packet row with these rules (no table), hit or miss packet.
+    PerPacket(usize, bool),
+}
+
+impl Target {
+    fn verdict(&self) -> &'static str {
+        match self.met {
+            Some(true) => "met",
+            Some(false) => "missed",
+            None => "not measured",
+        }
+    }
+}
+
+impl Report {
+    /// The ceiling over the whole run: the median of every reference sub-window.
+    pub fn ceiling_mpps(&self) -> Option<f64> {
+        (!self.ceiling_samples.is_empty()).then(|| spread(&self.ceiling_samples).0 / 1e6)
+    }
+
+    fn find(&self, kind: Kind, rules: usize, table: Option<usize>) -> Option<&ThroughputRow> {
+        self.throughput
+            .iter()
+            .find(|r| r.kind == kind && r.rules == Some(rules) && r.table == table)
+    }
+
+    /// `row`'s rate over that of `kind` with the same rules, each as a share of the
+    /// ceiling measured beside it (so drift between the two rows cancels out).
+    fn ratio_to(&self, row: &ThroughputRow, kind: Kind) -> Option<f64> {
+        let rules = row.rules?;
+        if row.table.is_some() {
+            return None;
+        }
+        let other = self.find(kind, rules, None)?.result.as_ref().ok()?;
+        Some(row.result.as_ref().ok()?.to_ceiling / other.to_ceiling)
+    }
+
+    fn per_packet(&self, rules: usize, table: Option<usize>, hit: bool) -> Option<&PerPacketRow> {
+        self.per_packet.iter().find(|r| {
+            r.program == "xdpwall" && r.rules == rules && r.table == table && r.hit == hit
+        })
+    }
+
+    fn bench_drop_ns(&self) -> Option<f64> {
+        self.per_packet
+            .iter()
+            .find(|r| r.program == "bench_drop")?
+            .result
+            .as_ref()
+            .ok()
+            .copied()
+    }
+
+    /// The targets of issue #4, evaluated on what was measured.
+    pub fn targets(&self) -> Vec<Target> {
+        let to_ceiling = |rules: usize, table: Option<usize>, min: f64, row: String| {
+            let r = self
+                .find(Kind::XdpwallDrop, rules, table)
+                .and_then(|r| Some(r.result.as_ref().ok()?.to_ceiling));
+            Target {
+                what: format!("≥ {min}× ceiling"),
+                row,
+                value: r.map_or("–".into(), |r| format!("{r:.2}×")),
+                met: r.map(|r| r >= min),
+                at: TargetAt::Throughput(rules, table),
+            }
+        };
+        let to_nft = |kind: Kind, min: f64, what: &str| {
+            let r = self
+                .find(Kind::XdpwallDrop, 1024, None)
+                .and_then(|row| self.ratio_to(row, kind));
+            Target {
+                what: format!("≥ {min}× {what}"),
+                row: "xdpwall drop, 1024 rules".into(),
+                value: r.map_or("–".into(), |r| format!("{r:.1}×")),
+                met: r.map(|r| r >= min),
+                at: TargetAt::Throughput(1024, None),
+            }
+        };
+        // On the packet that matches the last rule: with one rule, a packet that matches
+        // none has a field whose class is empty and stops before any bitmap is read, so
+        // it is no baseline for the full path.
+        let flat = || {
+            let r = self
+                .per_packet(4096, None, true)
+                .and_then(|r| r.to_one_rule);
+            Target {
+                what: "≤ 1.5× the 1-rule cost".into(),
+                row: "test_run, 4096 rules, packet matching the last rule".into(),
+                value: r.map_or("–".into(), |r| format!("{r:.2}×")),
+                met: r.map(|r| r <= 1.5),
+                at: TargetAt::PerPacket(4096, true),
+            }
+        };
+        vec![
+            to_ceiling(1, None, 0.8, "xdpwall drop, 1 rule".into()),
+            to_ceiling(
+                4096,
+                Some(1_000_000),
+                0.7,
+                "xdpwall drop, 4096 rules + 1M table".into(),
+            ),
+            to_nft(Kind::NftSet, 2.0, "nftables verdict map"),
+            to_nft(Kind::NftLinear, 20.0, "nftables linear"),
+            flat(),
+        ]
+    }
+
+    /// The report as Markdown.
+    pub fn markdown(&self) -> String {
+        let targets = self.targets();
+        let mut s = String::from("# xdpwall benchmark report\n\n");
+        for (k, v) in &self.settings {
+            let _ = writeln!(s, "- {k}: {v}");
+        }
+
+        s.push_str("\n## Throughput (veth pairs, XDP live-frames generator)\n\n");
+        let _ = write!(
+            s,
+            "Mpps: frames the test receiver took in per second (median of the sub-windows; range in \
+             brackets). Ceiling: XDP_DROP on the reference pair, measured in a sub-window just before \
+             each test sub-window (over the whole run: {}). × ceiling: median of those paired \
+             ratios. × nft: this row's × ceiling over nftables' with the same rules. Counted: the \
+             share of received frames that the filter's own counter gave the expected verdict.\n\n",
+            self.ceiling_mpps()
+                .map_or("–".into(), |c| format!("{c:.3} Mpps median"))
+        );
+        s.push_str("| receiver | rules | Mpps | ceiling Mpps | × ceiling | × nft map | × nft linear | counted | target |\n");
+        s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+        for row in &self.throughput {
+            let label = if row.note.is_empty() {
+                row.kind.label().to_string()
+            } else {
+                format!("{} ({})", row.kind.label(), row.note)
+            };
+            let (mpps, ceiling, to_ceiling, counted) = match &row.result {
+                Ok(r) => (
+                    format!("{:.3} [{:.3}–{:.3}]", r.pps / 1e6, r.min / 1e6, r.max / 1e6),
+                    format!("{:.3}", r.ceiling / 1e6),
+                    format!("{:.2}", r.to_ceiling),
+                    r.judged
+                        .map_or("–".into(), |j| format!("{:.1}%", j * 100.0)),
+                ),
+                Err(e) => (format!("failed: {e}"), "–".into(), "–".into(), "–".into()),
+            };
+            let (to_set, to_linear) = if matches!(row.kind, Kind::XdpwallDrop) {
+                (
+                    self.ratio_to(row, Kind::NftSet)
+                        .map_or("–".into(), |r| format!("{r:.1}")),
+                    self.ratio_to(row, Kind::NftLinear)
+                        .map_or("–".into(), |r| format!("{r:.1}")),
+                )
+            } else {
+                ("–".into(), "–".into())
+            };
+            let at = row.rules.map(|r| TargetAt::Throughput(r, row.table));
+            let target = if row.kind == Kind::XdpwallDrop {
+                targets_at(&targets, at)
+            } else {
+                "–".into()
+            };
+            let _ = writeln!(
+                s,
+                "| {label} | {} | {mpps} | {ceiling} | {to_ceiling} | {to_set} | {to_linear} | {counted} | {target} |",
+                row.size()
+            );
+        }
+
+        let _ = write!(
+            s,
+            "\n## Per-packet cost (BPF_PROG_TEST_RUN, repeat {})\n\n\
+             ns/packet: the kernel's average over the repeats, median of the rounds (every case runs \
+             once per round, so noise falls on all alike). It includes the test-run loop itself, \
+             which is about what `bench_drop` costs; \"added\" is the difference. × 1 rule: median \
+             of the per-round ratios to xdpwall with 1 rule and the same kind of packet. Caches \
+             stay warm (the same packet each time): live traffic costs more. With 1 rule, a packet \
+             that matches no rule stops at its first field with an empty class, so the target \
+             compares packets that match the last rule.\n\n",
+            self.repeat
+        );
+        s.push_str(
+            "| program | rules | table | packet | ns/packet | added ns | × 1 rule | target |\n",
+        );
+        s.push_str("|---|---|---|---|---|---|---|---|\n");
+        let base = self.bench_drop_ns();
+        for row in &self.per_packet {
+            let packet = if row.program == "bench_drop" {
+                "any"
+            } else if row.hit {
+                "matches the last rule"
+            } else {
+                "matches no rule"
+            };
+            let (ns, added) = match &row.result {
+                Ok(ns) => (
+                    format!("{ns:.0}"),
+                    base.map_or("–".into(), |b| format!("{:.0}", ns - b)),
+                ),
+                Err(e) => (format!("failed: {e}"), "–".into()),
+            };
+            let to_one = row.to_one_rule.map_or("–".into(), |r| format!("{r:.2}"));
+            let target = if row.program == "xdpwall" && row.table.is_none() {
+                targets_at(&targets, Some(TargetAt::PerPacket(row.rules, row.hit)))
+            } else {
+                "–".into()
+            };
+            let rules = if row.program == "bench_drop" {
+                "–".to_string()
+            } else {
+                row.rules.to_string()
+            };
+            let table = row.table.map_or("–".into(), count);
+            let _ = writeln!(
+                s,
+                "| {} | {rules} | {table} | {packet} | {ns} | {added} | {to_one} | {target} |",
+                row.program
+            );
+        }
+
+        s.push_str("\n## Targets\n\n| target | where | measured | |\n|---|---|---|---|\n");
+        for t in &targets {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                t.what,
+                t.row,
+                t.value,
+                t.verdict()
+            );
+        }
+        let missed = targets.iter().filter(|t| t.met == Some(false)).count();
+        let met = targets.iter().filter(|t| t.met == Some(true)).count();
+        let _ = writeln!(
+            s,
+            "\n{met} of {} targets met, {missed} missed.",
+            targets.len()
+        );
+        s
+    }
+
+    /// The numbers as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        let rows: Vec<_> = self
+            .throughput
+            .iter()
+            .map(|r| {
+                json!({
+                    "receiver": r.kind.label(),
+                    "note": r.note,
+                    "rules": r.rules,
+                    "table_entries": r.table,
+                    "mpps": r.result.as_ref().ok().map(|x| x.pps / 1e6),
+                    "to_ceiling": r.result.as_ref().ok().map(|x| x.to_ceiling),
+                    "ceiling_mpps": r.result.as_ref().ok().map(|x| x.ceiling / 1e6),
+                    "mpps_min": r.result.as_ref().ok().map(|x| x.min / 1e6),
+                    "mpps_max": r.result.as_ref().ok().map(|x| x.max / 1e6),
+                    "offered_mpps": r.result.as_ref().ok().map(|x| x.offered / 1e6),
+                    "counted_share": r.result.as_ref().ok().and_then(|x| x.judged),
+                    "error": r.result.as_ref().err(),
+                })
+            })
+            .collect();
+        let per_packet: Vec<_> = self
+            .per_packet
+            .iter()
+            .map(|r| {
+                json!({
+                    "program": r.program,
+                    "rules": r.rules,
+                    "table_entries": r.table,
+                    "packet": if r.hit { "last rule" } else { "no rule" },
+                    "ns": r.result.as_ref().ok(),
+                    "to_one_rule": r.to_one_rule,
+                    "error": r.result.as_ref().err(),
+                })
+            })
+            .collect();
+        let targets: Vec<_> = self
+            .targets()
+            .iter()
+            .map(|t| json!({"target": t.what, "where": t.row, "measured": t.value, "met": t.met}))
+            .collect();
+        json!({
+            "settings": self.settings.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+            "ceiling_mpps": self.ceiling_mpps(),
+            "throughput": rows,
+            "per_packet": per_packet,
+            "test_run_repeat": self.repeat,
+            "targets": targets,
+        })
+    }
+
+    /// Writes report.md, report.json and throughput.svg into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let md = dir.join("report.md");
+        std::fs::write(&md, self.markdown())
+            .with_context(|| format!("writing {}", md.display()))?;
+        let js = dir.join("report.json");
+        std::fs::write(&js, serde_json::to_string_pretty(&self.json())?)
+            .with_context(|| format!("writing {}", js.display()))?;
+        self.plot(&dir.join("throughput.svg"))
+    }
+
+    /// Mpps against rule count: one line per receiver kind, the ceiling as a flat line.
+    /// Each point is its row's paired ratio to the ceiling times the run's median ceiling,
+    /// so drift during the run does not bend the lines.
+    pub fn plot(&self, path: &Path) -> Result<()> {
+        use plotters::prelude::*;
+
+        let ceiling = self.ceiling_mpps();
+        let scaled = |r: &ThroughputRow| Some(r.result.as_ref().ok()?.to_ceiling * ceiling?);
+        let series = |kind: Kind| -> Vec<(f64, f64)> {
+            let mut v: Vec<(f64, f64)> = self
+                .throughput
+                .iter()
+                .filter(|r| r.kind == kind && r.table.is_none())
+                .filter_map(|r| Some((r.rules? as f64, scaled(r)?)))
+                .collect();
+            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+            v
+        };
+        let lines = [
+            (
+                Kind::XdpwallDrop,
+                "xdpwall (drop path)",
+                RGBColor(0x1f, 0x77, 0xb4),
+            ),
+            (
+                Kind::NftSet,
+                "nftables verdict map",
+                RGBColor(0x2c, 0xa0, 0x2c),
+            ),
+            (
+                Kind::NftLinear,
+                "nftables linear",
+                RGBColor(0xd6, 0x27, 0x28),
+            ),
+        ];
+        let table_point: Vec<(f64, f64)> = self
+            .throughput
+            .iter()
+            .filter(|r| r.kind == Kind::XdpwallDrop && r.table.is_some())
+            .filter_map(|r| Some((r.rules? as f64, scaled(r)?)))
+            .collect();
+        let top = self
+            .throughput
+            .iter()
+            .filter_map(scaled)
+            .fold(ceiling.unwrap_or(0.0), f64::max)
+            .max(0.1)
+            * 1.15;
+
+        let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+        let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Throughput against rule count (veth, 1 receiving core)",
+                ("sans-serif", 22),
+            )
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(64)
+            .build_cartesian_2d((1f64..8192f64).log_scale(), 0f64..top)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("rules (log scale)")
+            .y_desc("Mpps (paired ratio × median ceiling)")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .draw()
+            .map_err(|e| err(&e))?;
+        if let Some(c) = ceiling {
+            let grey = RGBColor(0x55, 0x55, 0x55);
+            chart
+                .draw_series(LineSeries::new(
+                    [(1.0, c), (8192.0, c)],
+                    grey.stroke_width(2),
+                ))
+                .map_err(|e| err(&e))?
+                .label(format!("XDP_DROP ceiling ({c:.2} Mpps)"))
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], grey.stroke_width(2))
+                });
+        }
+        for (kind, name, color) in lines {
+            let points = series(kind);
+            if points.is_empty() {
+                continue;
+            }
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(|e| err(&e))?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 4, color.filled())),
+                )
+                .map_err(|e| err(&e))?;
+        }
+        if !table_point.is_empty() {
+            let color = RGBColor(0x94, 0x67, 0xbd);
+            chart
+                .draw_series(
+                    table_point
+                        .into_iter()
+                        .map(|p| TriangleMarker::new(p, 7, color.filled())),
+                )
+                .map_err(|e| err(&e))?
+                .label("xdpwall, + 1M-entry table")
+                .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 6, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::MiddleLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+        Ok(())
+    }
+}
+
+/// The targets shown in one row, or `–`.
+fn targets_at(targets: &[Target], at: Option<TargetAt>) -> String {
+    let shown: Vec<String> = targets
+        .iter()
+        .filter(|t| Some(t.at) == at)
+        .map(|t| format!("{} ({}): {}", t.what, t.value, t.verdict()))
+        .collect();
+    if shown.is_empty() {
+        "–".into()
+    } else {
+        shown.join("; ")
+    }
+}
+
+/// The median, lowest and highest of `v` (not empty).
+pub fn spread(v: &[f64]) -> (f64, f64, f64) {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(to_ceiling: f64) -> Result<Rate, String> {
+        Ok(Rate {
+            pps: to_ceiling * 2e6,
+            to_ceiling,
+            ceiling: 2e6,
+            min: 0.0,
+            max: 0.0,
+            offered: 0.0,
+            judged: Some(1.0),
+        })
+    }
+
+    fn row(kind: Kind, rules: usize, table: Option<usize>, to_ceiling: f64) -> ThroughputRow {
+        ThroughputRow {
+            kind,
+            rules: Some(rules),
+            table,
+            note: "",
+            result: rate(to_ceiling),
+        }
+    }
+
+    fn pp(rules: usize, hit: bool, ns: f64) -> PerPacketRow {
+        PerPacketRow {
+            program: "xdpwall",
+            rules,
+            table: None,
+            hit,
+            result: Ok(ns),
+            to_one_rule: Some(ns / 100.0),
+        }
+    }
+
+    fn report() -> Report {
+        Report {
+            settings: vec![("mode".into(), "test".into())],
+            throughput: vec![
+                row(Kind::XdpwallDrop, 1, None, 0.9),
+                row(Kind::XdpwallDrop, 1024, None, 0.8),
+                row(Kind::XdpwallDrop, 4096, Some(1_000_000), 0.6),
+                row(Kind::NftSet, 1024, None, 0.5),
+                row(Kind::NftLinear, 1024, None, 0.02),
+                ThroughputRow {
+                    kind: Kind::NftLinear,
+                    rules: Some(4096),
+                    table: None,
+                    note: "",
+                    result: Err("boom".into()),
+                },
+            ],
+            per_packet: vec![
+                PerPacketRow {
+                    program: "bench_drop",
+                    rules: 0,
+                    table: None,
+                    hit: true,
+                    result: Ok(30.0),
+                    to_one_rule: None,
+                },
+                pp(1, true, 100.0),
+                pp(1, false, 100.0),
+                pp(4096, true, 140.0),
+                pp(4096, false, 160.0),
+            ],
+            repeat: 1000,
+            ceiling_samples: vec![2e6, 1.8e6, 2.2e6],
+        }
+    }
+
+    #[test]
+    fn targets_are_met_or_missed_by_the_numbers() {
+        let t = report().targets();
+        let verdicts: Vec<_> = t.iter().map(|t| (t.value.as_str(), t.met)).collect();
+        assert_eq!(
+            verdicts,
+            [
+                ("0.90×", Some(true)),  // 1 rule: ≥ 0.8
+                ("0.60×", Some(false)), // 4096 + 1M: ≥ 0.7
+                ("1.6×", Some(false)),  // 0.8 / 0.5 vs ≥ 2
+                ("40.0×", Some(true)),  // 0.8 / 0.02 vs ≥ 20
+                ("1.40×", Some(true)),  // 140 / 100 vs ≤ 1.5
+            ]
+        );
+        assert_eq!(
+            Report::default()
+                .targets()
+                .iter()
+                .filter(|t| t.met.is_none())
+                .count(),
+            5
+        );
+    }
+
+    #[test]
+    fn markdown_shows_ratios_targets_and_failures() {
+        let md = report().markdown();
+        assert!(md.contains("| xdpwall, drop path | 1 | 1.800 [0.000–0.000] | 2.000 | 0.90 | – | – | 100.0% | ≥ 0.8× ceiling (0.90×): met |"));
+        assert!(md.contains("| xdpwall, drop path | 1024 | 1.600 [0.000–0.000] | 2.000 | 0.80 | 1.6 | 40.0 | 100.0% | ≥ 2× nftables verdict map (1.6×): missed; ≥ 20× nftables linear (40.0×): met |"));
+        assert!(md.contains("| nftables, linear rules | 4096 | failed: boom |"));
+        assert!(md.contains("| xdpwall | 4096 | – | matches the last rule | 140 | 110 | 1.40 | ≤ 1.5× the 1-rule cost (1.40×): met |"));
+        assert!(md.contains("| xdpwall | 4096 | – | matches no rule | 160 | 130 | 1.60 | – |"));
+        assert!(md.contains("(over the whole run: 2.000 Mpps median)"));
+        assert!(md.contains("3 of 5 targets met, 2 missed."));
+    }
+
+    #[test]
+    fn plot_is_written() {
+        let path =
+            std::env::temp_dir().join(format!("xdpwall-benches-plot-{}.svg", std::process::id()));
+        report().plot(&path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(svg.contains("<svg") && svg.contains("xdpwall (drop path)"));
+    }
+}
