@@ -106,6 +106,22 @@ static VLAN_CLASS: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 static TRACE_LAST: Array<u32> = Array::with_max_entries(1, 0);
 
+/// `stats_slot` of an interface without an `IFACES` entry: not counted per interface.
+const NO_STATS: u32 = u32::MAX;
+
+/// The receiving (or sending) interface's entry; an interface the loader does not
+/// know gets the class of rules without `on` and no per-interface counters. A plain
+/// value, not an `Option`: a `None`'s undefined payload, copied around, became a read
+/// of an uninitialised register that the verifier rejects.
+#[inline(always)]
+fn iface_of(ifindex: u32) -> IfaceEntry {
+    // SAFETY: the value is plain data and only read.
+    match unsafe { IFACES.get(&ifindex) } {
+        Some(e) => *e,
+        None => IfaceEntry { class: IFACE_MISS_CLASS.load(), stats_slot: NO_STATS },
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Direction {
     In,
@@ -116,12 +132,11 @@ enum Direction {
 pub fn xdpwall(ctx: XdpContext) -> u32 {
     let (start, end) = (ctx.data(), ctx.data_end());
     let ifindex = ctx.ingress_ifindex() as u32;
-    // SAFETY: the value is plain data and only read.
-    let iface = unsafe { IFACES.get(&ifindex) }.copied();
+    let iface = iface_of(ifindex);
     let len = (end - start) as u64;
 
     let (pass, counter_slot) = match parse::parse(start, end) {
-        Outcome::Ip(fields) => judge(&fields, iface, Direction::In, len),
+        Outcome::Ip(fields) => judge(&fields, iface.class, Direction::In, len),
         Outcome::NonIp => (true, slot::NON_IP),
         Outcome::Malformed(reason) => (false, reason.slot()),
     };
@@ -130,8 +145,8 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
     if TRACE.load() != 0 {
         let _ = TRACE_LAST.set(0, counter_slot << 1 | !pass as u32, 0);
     }
-    if let Some(entry) = iface {
-        count_iface(entry.stats_slot, pass, len);
+    if iface.stats_slot != NO_STATS {
+        count_iface(iface.stats_slot, pass, len);
     }
     if pass { xdp_action::XDP_PASS } else { xdp_action::XDP_DROP }
 }
@@ -148,10 +163,9 @@ pub fn xdpwall_egress(ctx: TcContext) -> i32 {
     let Outcome::Ip(fields) = parse::parse(start, end) else { return TC_ACT_OK };
     // SAFETY: `skb` points at the kernel's __sk_buff for the duration of the call.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    // SAFETY: as in `xdpwall`.
-    let iface = unsafe { IFACES.get(&ifindex) }.copied();
+    let iface = iface_of(ifindex);
     let len = (end - start) as u64;
-    let (pass, counter_slot) = judge(&fields, iface, Direction::Out, len);
+    let (pass, counter_slot) = judge(&fields, iface.class, Direction::Out, len);
     count(counter_slot, len);
     if pass { TC_ACT_OK } else { TC_ACT_SHOT }
 }
@@ -160,13 +174,13 @@ pub fn xdpwall_egress(ctx: TcContext) -> i32 {
 /// first matching rule (opening a flow for `keep state`), else the default policy
 /// (inbound) or pass (outbound).
 #[inline(always)]
-fn judge(fields: &Fields, iface: Option<IfaceEntry>, dir: Direction, len: u64) -> (bool, u32) {
+fn judge(fields: &Fields, iface_class: u32, dir: Direction, len: u64) -> (bool, u32) {
     let stateful = STATEFUL.load() != 0;
     if stateful && ct::track(fields, len) {
         return (true, slot::STATE);
     }
     if dir == Direction::In || HAS_OUT_RULES.load() != 0 {
-        if let Some(rule) = first_match(fields, iface, dir)
+        if let Some(rule) = first_match(fields, iface_class, dir)
             && let Some(rule) = RULES.get(rule)
         {
             let pass = rule.action == ACTION_PASS;
@@ -212,15 +226,12 @@ fn lpm_class(v4: &LpmTrie<[u8; 4], u32>, v6: &LpmTrie<[u8; 16], u32>, p: &Fields
 
 // Out of line: the per-field bitmap pointers need a stack frame of their own.
 #[inline(never)]
-fn first_match(p: &Fields, iface: Option<IfaceEntry>, dir: Direction) -> Option<u32> {
+fn first_match(p: &Fields, iface_class: u32, dir: Direction) -> Option<u32> {
     let b_dir = bitmap_of(field::DIRECTION, || {
         Some(if dir == Direction::In { DIR_IN_CLASS.load() } else { DIR_OUT_CLASS.load() })
     })
     .ok()?;
-    let b_iface = bitmap_of(field::IFACE, || {
-        Some(iface.map_or(IFACE_MISS_CLASS.load(), |e| e.class))
-    })
-    .ok()?;
+    let b_iface = bitmap_of(field::IFACE, || Some(iface_class)).ok()?;
     let b_proto = bitmap_of(field::PROTO, || keyed(&PROTO_CLASS, p.proto_key, &PROTO_DEFAULT)).ok()?;
     let b_src = bitmap_of(field::SRC_ADDR, || lpm_class(&SRC_V4, &SRC_V6, p, p.src)).ok()?;
     let b_dst = bitmap_of(field::DST_ADDR, || lpm_class(&DST_V4, &DST_V6, p, p.dst)).ok()?;

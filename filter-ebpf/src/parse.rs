@@ -200,9 +200,13 @@ pub fn parse(start: usize, end: usize) -> Outcome {
 /// Walks IPv6 extension headers from `next` at the cursor; returns the upper-layer
 /// protocol and whether this is a first (or only) fragment, with the cursor on the
 /// upper-layer header.
+///
+/// A Fragment header with a non-zero offset ends the walk: what follows is fragment
+/// data, not headers (RFC 8200 4.5), so its Next Header is the protocol and there is
+/// no L4 header. Walking on would let a later fragment whose data imitates a second
+/// Fragment header (offset 0) and a TCP header be judged by that fake header.
 #[inline(always)]
 fn walk_ipv6_ext(cur: &mut Cursor, mut next: u8) -> Result<(u8, bool), Malformed> {
-    let mut first_fragment = true;
     for _ in 0..MAX_IPV6_EXT {
         let len = match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
@@ -217,11 +221,13 @@ fn walk_ipv6_ext(cur: &mut Cursor, mut next: u8) -> Result<(u8, bool), Malformed
             }
             IPPROTO_FRAGMENT => {
                 let h = cur.read::<8>().ok_or(ext_error(cur))?;
+                if be16(h, 2) >> 3 != 0 {
+                    return Ok((h[0], false));
+                }
                 next = h[0];
-                first_fragment = be16(h, 2) >> 3 == 0;
                 8
             }
-            _ => return Ok((next, first_fragment)),
+            _ => return Ok((next, true)),
         };
         // The whole extension header must be in the frame.
         cur.off += len - 1;
@@ -232,7 +238,7 @@ fn walk_ipv6_ext(cur: &mut Cursor, mut next: u8) -> Result<(u8, bool), Malformed
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
             Err(Malformed::Ipv6ExtTooMany)
         }
-        _ => Ok((next, first_fragment)),
+        _ => Ok((next, true)),
     }
 }
 

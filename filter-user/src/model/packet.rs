@@ -234,7 +234,6 @@ fn ext_end(frame: &[u8], end: usize) -> Result<(), Malformed> {
 /// Walks hop-by-hop, routing, fragment, destination options and AH headers from `at`,
 /// where a header of type `next` starts (RFC 8200 section 4, RFC 4302 section 2.2).
 fn extension_chain(frame: &[u8], mut at: usize, mut next: u8) -> Result<Chain, Malformed> {
-    let mut later_fragment = false;
     let mut walked = 0;
     while is_extension(next) {
         if walked == MAX_IPV6_EXT {
@@ -255,10 +254,12 @@ fn extension_chain(frame: &[u8], mut at: usize, mut next: u8) -> Result<Chain, M
             PROTO_HOPOPTS | PROTO_ROUTING | PROTO_DSTOPTS => (usize::from(h[1]) + 1) * 8,
             // AH: Payload Len in 4-octet units, minus 2.
             PROTO_AH => (usize::from(h[1]) + 2) * 4,
-            // Fragment: Fragment Offset is the top 13 bits of bytes 2-3.
+            // Fragment: Fragment Offset is the top 13 bits of bytes 2-3. A later
+            // fragment ends the chain: what follows is fragment data, not headers
+            // (RFC 8200 4.5), and its Next Header names the protocol.
             _ => {
                 if u16_at(h, 2) >> 3 != 0 {
-                    later_fragment = true;
+                    return Ok(Chain { protocol: h[0], later_fragment: true, upper_at: at + 8 });
                 }
                 8
             }
@@ -270,7 +271,7 @@ fn extension_chain(frame: &[u8], mut at: usize, mut next: u8) -> Result<Chain, M
     }
     Ok(Chain {
         protocol: next,
-        later_fragment,
+        later_fragment: false,
         upper_at: at,
     })
 }
@@ -285,6 +286,9 @@ fn transport(frame: &[u8], at: usize, protocol: u8, v6: bool) -> Result<Transpor
         PROTO_ICMPV6 if v6 => 8,
         _ => return Ok(Transport::None),
     };
+    // Past the header budget counts as cut short. (Unreachable in practice: every
+    // header length is even and an extension header may not end past byte 512, so a
+    // transport header starts at 510 at the latest.)
     if at > MAX_HEADER_BYTES {
         return Err(Malformed::L4Truncated);
     }

@@ -26,7 +26,11 @@ fn dst6() -> [u8; 16] {
 fn eth(tags: &[u16], ethertype: u16) -> Vec<u8> {
     let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
     for (i, vid) in tags.iter().enumerate() {
-        let tpid: u16 = if i == 0 && tags.len() > 1 { 0x88a8 } else { 0x8100 };
+        let tpid: u16 = if i == 0 && tags.len() > 1 {
+            0x88a8
+        } else {
+            0x8100
+        };
         f.extend_from_slice(&tpid.to_be_bytes());
         // PCP 5 and DEI set: only the low 12 bits are the id.
         f.extend_from_slice(&(0xb000 | vid).to_be_bytes());
@@ -149,7 +153,10 @@ fn ethernet_and_vlan_tags() {
     assert_eq!(f.transport, ports(1, 2, None));
     assert_eq!(fields(&v4_frame(&[100], &l3, &udp(1, 2))).vlan, Some(100));
     // The outer tag is the one that counts; PCP/DEI bits are not part of the id.
-    assert_eq!(fields(&v4_frame(&[4095, 5], &l3, &udp(1, 2))).vlan, Some(4095));
+    assert_eq!(
+        fields(&v4_frame(&[4095, 5], &l3, &udp(1, 2))).vlan,
+        Some(4095)
+    );
     assert_eq!(fields(&v4_frame(&[0, 5], &l3, &udp(1, 2))).vlan, Some(0));
     assert_eq!(
         malformed(&v4_frame(&[1, 2, 3], &l3, &udp(1, 2))),
@@ -188,7 +195,11 @@ fn ipv4_header_checks() {
 
     // TCP cut at 19 bytes; UDP, SCTP, ICMP need 8, 12, 8.
     assert_eq!(malformed(&good[..good.len() - 1]), Malformed::L4Truncated);
-    let sctp = v4_frame(&[], &ipv4(132, 0, &[]), &[0, 9, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let sctp = v4_frame(
+        &[],
+        &ipv4(132, 0, &[]),
+        &[0, 9, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
     assert_eq!(fields(&sctp).transport, ports(9, 10, None));
     assert_eq!(malformed(&sctp[..sctp.len() - 1]), Malformed::L4Truncated);
     let ping = v4_frame(&[], &ipv4(1, 0, &[]), &icmp(8, 3));
@@ -249,10 +260,18 @@ fn ipv6_extension_chains() {
     // (dest-opts); TCP at 134..154. A cut anywhere in them is caught.
     assert_eq!(chain.len(), 154);
     for cut in 54..134 {
-        assert_eq!(malformed(&chain[..cut]), Malformed::Ipv6ExtTruncated, "cut at {cut}");
+        assert_eq!(
+            malformed(&chain[..cut]),
+            Malformed::Ipv6ExtTruncated,
+            "cut at {cut}"
+        );
     }
     for cut in 134..154 {
-        assert_eq!(malformed(&chain[..cut]), Malformed::L4Truncated, "cut at {cut}");
+        assert_eq!(
+            malformed(&chain[..cut]),
+            Malformed::L4Truncated,
+            "cut at {cut}"
+        );
     }
 
     // Non-first fragment: protocol known, no L4.
@@ -275,14 +294,15 @@ fn ipv6_extension_chains() {
 #[test]
 fn a_later_fragment_stays_later() {
     // An offset-0 fragment header after a non-zero one does not make the bytes after
-    // it a transport header: they are the middle of another packet.
+    // it a transport header: they are the middle of another packet. The walk ends at
+    // the later fragment, whose Next Header (here 44) is the protocol.
     let f = fields(&v6_frame(&[
         &ipv6(44),
         &frag_ext(44, 100, true),
         &frag_ext(6, 0, false),
         &tcp(1, 22, 2),
     ]));
-    assert_eq!((f.protocol, f.transport), (6, Transport::None));
+    assert_eq!((f.protocol, f.transport), (44, Transport::None));
 }
 
 #[test]
@@ -322,7 +342,12 @@ fn ipv6_extension_limits() {
     assert_eq!(malformed(&long[..100]), Malformed::Ipv6ExtTooMany);
     // A fragment header at 510: its 8 bytes are read first (truncated when the frame
     // ends before 518), then its last byte, 517, is past the budget.
-    let frag = v6_frame(&[&ipv6(0), &opts_ext(44, 56), &frag_ext(17, 0, false), &udp(1, 2)]);
+    let frag = v6_frame(&[
+        &ipv6(0),
+        &opts_ext(44, 56),
+        &frag_ext(17, 0, false),
+        &udp(1, 2),
+    ]);
     assert_eq!(malformed(&frag), Malformed::Ipv6ExtTooMany);
     assert_eq!(malformed(&frag[..517]), Malformed::Ipv6ExtTruncated);
     assert_eq!(malformed(&frag[..511]), Malformed::Ipv6ExtTruncated);
@@ -375,10 +400,7 @@ fn first_match_wins_and_default() {
         action(&r, &ModelDecision::Malformed(Malformed::L4Truncated)),
         Action::Block
     );
-    assert_eq!(
-        decide(&r, &eth(&[], 0x0806), None),
-        ModelDecision::NonIp
-    );
+    assert_eq!(decide(&r, &eth(&[], 0x0806), None), ModelDecision::NonIp);
     assert_eq!(
         decide(&r, &[0; 13], None),
         ModelDecision::Malformed(Malformed::EthTruncated)
@@ -400,8 +422,14 @@ fn addresses_tables_and_negation() {
     assert_eq!(d([10, 1, 2, 4], DST4, 1), ModelDecision::Rule(3));
     // 11.0.0.0 is just past 10.0.0.0/8: not in the negated list.
     assert_eq!(d([11, 0, 0, 0], DST4, 1), ModelDecision::Rule(2));
-    assert_eq!(d([9, 255, 255, 255], [198, 51, 100, 255], 1), ModelDecision::Rule(2));
-    assert_eq!(d([9, 255, 255, 255], [198, 51, 101, 0], 1), ModelDecision::Default);
+    assert_eq!(
+        d([9, 255, 255, 255], [198, 51, 100, 255], 1),
+        ModelDecision::Rule(2)
+    );
+    assert_eq!(
+        d([9, 255, 255, 255], [198, 51, 101, 0], 1),
+        ModelDecision::Default
+    );
     let v6 = |s: &str, dst: &str| decide(&r, &v6_udp(s, dst, 1, 1), None);
     // A v6 source is in none of the negated v4 items.
     assert_eq!(v6("2001:db9::1", "::"), ModelDecision::Default);
@@ -432,7 +460,10 @@ fn ports_flags_icmp_vlan_interface() {
                 pass in inet6\n");
     let t = |l4: &[u8], iface| decide(&r, &v4_frame(&[], &ipv4(6, 0, &[]), l4), iface);
     assert_eq!(t(&tcp(9, 22, 0x02), Some("lo")), ModelDecision::Rule(0));
-    assert_eq!(t(&tcp(9, 90, 0x02 | 0x08), Some("lo")), ModelDecision::Rule(0));
+    assert_eq!(
+        t(&tcp(9, 90, 0x02 | 0x08), Some("lo")),
+        ModelDecision::Rule(0)
+    );
     assert_eq!(t(&tcp(9, 90, 0x12), Some("lo")), ModelDecision::Default);
     assert_eq!(t(&tcp(9, 91, 0x02), Some("lo")), ModelDecision::Default);
     assert_eq!(t(&tcp(9, 22, 0x02), Some("eth0")), ModelDecision::Default);
