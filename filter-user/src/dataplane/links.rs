@@ -34,12 +34,17 @@ impl Hook {
         }
     }
 
+    /// The directory this hook's links are pinned in.
+    fn links_dir(self, paths: &Paths) -> PathBuf {
+        paths.pin_dir.join("links").join(self.name())
+    }
+
     /// Where the link of `iface` on this hook is pinned: `links/<hook>/<iface>`, with
     /// `.` and `%` escaped since bpffs refuses names with a dot (VLAN interfaces like
     /// `eth0.100` have one).
     pub fn link_path(self, paths: &Paths, iface: &str) -> PathBuf {
         let escaped = iface.replace('%', "%25").replace('.', "%2E");
-        paths.pin_dir.join("links").join(self.name()).join(escaped)
+        self.links_dir(paths).join(escaped)
     }
 
     /// Where the enforcing program of this hook is pinned (for rollback).
@@ -169,9 +174,21 @@ pub fn pin_programs(progs: &mut Programs<'_>, paths: &Paths) -> Result<(), Error
     Ok(())
 }
 
-/// Removes the pinned programs (after the last interface is unloaded).
-pub fn unpin_programs(paths: &Paths) {
+/// Creates the directories links are pinned in.
+pub fn create_dirs(paths: &Paths) -> Result<(), Error> {
+    for hook in Hook::ALL {
+        let dir = hook.links_dir(paths);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Io(format!("creating {}", dir.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Removes the pinned programs and the link directories (after the last interface is
+/// unloaded).
+pub fn remove_all(paths: &Paths) {
     for hook in Hook::ALL {
         let _ = std::fs::remove_file(hook.program_path(paths));
+        let _ = std::fs::remove_dir(hook.links_dir(paths));
     }
+    let _ = std::fs::remove_dir(paths.pin_dir.join("links"));
 }

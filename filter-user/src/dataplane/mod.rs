@@ -73,13 +73,9 @@ pub struct Paths {
 }
 
 impl Paths {
-    fn links_dir(&self) -> PathBuf {
-        self.pin_dir.join("links")
-    }
     fn state_file(&self) -> PathBuf {
         self.run_dir.join("state.json")
     }
-
 }
 
 /// How to attach XDP to a new interface.
@@ -152,9 +148,9 @@ pub fn apply(
 ) -> Result<ApplyReport, Error> {
     let started = Instant::now();
     ensure_bpffs(&paths.pin_dir)?;
-    for dir in [paths.run_dir.clone(), paths.links_dir().join("xdp"), paths.links_dir().join("egress")] {
-        std::fs::create_dir_all(&dir).map_err(|e| Error::Io(format!("creating {}", dir.display()), e))?;
-    }
+    std::fs::create_dir_all(&paths.run_dir)
+        .map_err(|e| Error::Io(format!("creating {}", paths.run_dir.display()), e))?;
+    links::create_dirs(paths)?;
     let _lock = state::lock(&paths.run_dir)?;
     let old = State::read(&paths.state_file())?;
     if let Some(old) = &old
@@ -338,11 +334,7 @@ pub fn unload(paths: &Paths, ifaces: &[String]) -> Result<Vec<String>, Error> {
         for map in [program::COUNTERS, program::IFACE_COUNTERS, program::STATES] {
             let _ = std::fs::remove_file(paths.pin_dir.join(map));
         }
-        links::unpin_programs(paths);
-        for hook in ["xdp", "egress"] {
-            let _ = std::fs::remove_dir(paths.links_dir().join(hook));
-        }
-        let _ = std::fs::remove_dir(paths.links_dir());
+        links::remove_all(paths);
         let _ = std::fs::remove_dir(&paths.pin_dir);
         std::fs::remove_file(paths.state_file())
             .map_err(|e| Error::Io(format!("removing {}", paths.state_file().display()), e))?;
