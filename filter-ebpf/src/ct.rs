@@ -125,6 +125,8 @@ fn advance(st: &mut FlowState, from: u8, f: &Fields) -> bool {
             let t = f.icmp_key >> 8;
             (by_opener && t == req) || (!by_opener && t == rep)
         }
+        // After RST nothing is explained by the flow, not even another RST.
+        flow::TCP_CLOSED => false,
         state => {
             let flags = f.tcp_flags_key;
             let syn = flags & TCP_SYN != 0;
@@ -155,7 +157,6 @@ fn advance(st: &mut FlowState, from: u8, f: &Fields) -> bool {
                         false
                     }
                 }
-                flow::TCP_CLOSED => false,
                 _ => {
                     if syn {
                         return false;

@@ -14,8 +14,12 @@
 //! - A condition on something the packet does not have (ports, TCP flags or ICMP type
 //!   of a later fragment or of another protocol; the VLAN of an untagged frame; the
 //!   interface when the filter does not know the receiving one) does not hold.
+//! - With `keep state` ([`state::Tracker`]): a packet its flow's state explains passes
+//!   as [`ModelDecision::State`] before any rule; a `pass ... keep state` rule that
+//!   decides an opening packet (TCP SYN, UDP, ICMP echo request) opens a flow.
 
 pub mod packet;
+pub mod state;
 
 #[cfg(test)]
 mod tests;
@@ -40,9 +44,14 @@ pub enum ModelDecision {
     NonIp,
     /// Dropped as malformed, for this reason.
     Malformed(Malformed),
+    /// Passed by the state of a tracked flow, before any rule ([`state::Tracker`];
+    /// never the answer of the stateless [`decide`]).
+    State,
 }
 
-/// Which rule (or policy) decides `frame`.
+/// Which rule (or policy) decides `frame`, statelessly: `keep state` is ignored (no
+/// flow is remembered, none passes a packet). Exact for rulesets without `keep state`;
+/// for those with it, see [`state::Tracker::decide`].
 ///
 /// `iface`: the name of the receiving interface as the filter knows it, `None` when the
 /// filter has no entry for it (then only rules without `on` can match).
@@ -67,7 +76,7 @@ pub fn action(rs: &Ruleset, d: &ModelDecision) -> Action {
     match *d {
         ModelDecision::Rule(i) => rs.rules[i].action,
         ModelDecision::Default => rs.default_action,
-        ModelDecision::NonIp => Action::Pass,
+        ModelDecision::NonIp | ModelDecision::State => Action::Pass,
         ModelDecision::Malformed(_) => Action::Block,
     }
 }
@@ -101,7 +110,7 @@ pub fn matches(rs: &Ruleset, rule: &Rule, p: &Fields, iface: Option<&str>) -> bo
             dst,
             tcp_flags,
         } => (Some(src), Some(dst), tcp_flags, None),
-        Transport::Icmp { icmp_type, code } => (None, None, None, Some((icmp_type, code))),
+        Transport::Icmp { icmp_type, code, .. } => (None, None, None, Some((icmp_type, code))),
     };
     if !addr_matches(&rule.from.addr, p.src, rs)
         || !addr_matches(&rule.to.addr, p.dst, rs)

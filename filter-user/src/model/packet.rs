@@ -57,6 +57,9 @@ pub enum Transport {
         icmp_type: u8,
         /// Code.
         code: u8,
+        /// Bytes 4-5 of the header: the Identifier of an echo request or reply
+        /// (RFC 792, RFC 4443 section 4); other types put other things there.
+        ident: u16,
     },
 }
 
@@ -307,6 +310,7 @@ fn transport(frame: &[u8], at: usize, protocol: u8, v6: bool) -> Result<Transpor
         _ => Transport::Icmp {
             icmp_type: h[0],
             code: h[1],
+            ident: u16_at(h, 4),
         },
     })
 }

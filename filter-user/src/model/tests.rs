@@ -207,7 +207,8 @@ fn ipv4_header_checks() {
         fields(&ping).transport,
         Transport::Icmp {
             icmp_type: 8,
-            code: 3
+            code: 3,
+            ident: 1
         }
     );
     assert_eq!(malformed(&ping[..ping.len() - 1]), Malformed::L4Truncated);
@@ -286,7 +287,8 @@ fn ipv6_extension_chains() {
         fields(&ping6).transport,
         Transport::Icmp {
             icmp_type: 128,
-            code: 0
+            code: 0,
+            ident: 1
         }
     );
 }
@@ -489,4 +491,216 @@ fn ports_flags_icmp_vlan_interface() {
         decide(&r, &v6_udp("::1", "::2", 5, 5), None),
         ModelDecision::Rule(6)
     );
+}
+
+// ---- connection tracking ----
+
+use super::state::{FlowState, TcpState, Tracker};
+
+const CLIENT: [u8; 4] = [192, 0, 2, 1];
+const SERVER: [u8; 4] = [198, 51, 100, 7];
+
+fn v4_with(proto: u8, src: [u8; 4], dst: [u8; 4], tags: &[u16], l4: &[u8]) -> Vec<u8> {
+    let mut l3 = ipv4(proto, 0, &[]);
+    l3[12..16].copy_from_slice(&src);
+    l3[16..20].copy_from_slice(&dst);
+    v4_frame(tags, &l3, l4)
+}
+
+fn v4_tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    v4_with(6, src, dst, &[], &tcp(sport, dport, flags))
+}
+
+fn v4_echo(src: [u8; 4], dst: [u8; 4], t: u8, id: u16) -> Vec<u8> {
+    let mut h = icmp(t, 0);
+    h[4..6].copy_from_slice(&id.to_be_bytes());
+    v4_with(1, src, dst, &[], &h)
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const SYN_ACK: u8 = 0x12;
+const FIN_ACK: u8 = 0x11;
+const RST: u8 = 0x04;
+const PSH_ACK: u8 = 0x18;
+
+const STATEFUL: &str = "set default block\n\
+                        pass in proto tcp to port 80 keep state\n\
+                        pass in proto udp to port 53 keep state\n\
+                        pass in proto icmp icmp-type echoreq keep state\n";
+
+#[test]
+fn tcp_handshake_data_and_close_pass_by_state() {
+    let r = rs(STATEFUL);
+    let mut t = Tracker::new();
+    let out = |flags| v4_tcp(CLIENT, SERVER, 40000, 80, flags);
+    let back = |flags| v4_tcp(SERVER, CLIENT, 80, 40000, flags);
+    // Before the handshake, a reply claims a flow nobody opened.
+    assert_eq!(t.decide(&r, &back(SYN_ACK), None), ModelDecision::Default);
+    assert_eq!(t.decide(&r, &out(SYN), None), ModelDecision::Rule(0));
+    assert_eq!(t.len(), 1);
+    // The SYN again passes by state; data from the responder before its SYN-ACK does not.
+    assert_eq!(t.decide(&r, &out(SYN), None), ModelDecision::State);
+    assert_eq!(t.decide(&r, &back(ACK), None), ModelDecision::Default);
+    // The opener's ACK before the SYN-ACK is not explained: the rule passes it.
+    assert_eq!(t.decide(&r, &out(ACK), None), ModelDecision::Rule(0));
+    assert_eq!(t.decide(&r, &back(SYN_ACK), None), ModelDecision::State);
+    assert_eq!(t.decide(&r, &back(SYN_ACK), None), ModelDecision::State);
+    assert_eq!(t.decide(&r, &out(ACK), None), ModelDecision::State);
+    let (_, flow) = t.flows().next().unwrap();
+    assert_eq!(flow.state, FlowState::Tcp(TcpState::Established));
+    assert_eq!(flow.rule, 0);
+    for flags in [PSH_ACK, ACK, 0] {
+        assert_eq!(t.decide(&r, &out(flags), None), ModelDecision::State);
+        assert_eq!(t.decide(&r, &back(flags), None), ModelDecision::State);
+    }
+    // A reply through another "interface" or VLAN finds the same flow.
+    let tagged = v4_with(6, SERVER, CLIENT, &[7], &tcp(80, 40000, ACK));
+    assert_eq!(t.decide(&r, &tagged, Some("wan0")), ModelDecision::State);
+    assert_eq!(t.decide(&r, &back(FIN_ACK), None), ModelDecision::State);
+    assert_eq!(
+        t.flows().next().unwrap().1.state,
+        FlowState::Tcp(TcpState::Closing)
+    );
+    assert_eq!(t.decide(&r, &out(FIN_ACK), None), ModelDecision::State);
+    assert_eq!(
+        t.flows().next().unwrap().1.state,
+        FlowState::Tcp(TcpState::FinWait)
+    );
+    assert_eq!(t.decide(&r, &out(ACK), None), ModelDecision::State);
+    // RST passes by state and closes; anything after it (another RST too) goes
+    // through the rules.
+    assert_eq!(t.decide(&r, &back(RST), None), ModelDecision::State);
+    assert_eq!(
+        t.flows().next().unwrap().1.state,
+        FlowState::Tcp(TcpState::Closed)
+    );
+    assert_eq!(t.decide(&r, &back(RST), None), ModelDecision::Default);
+    assert_eq!(t.decide(&r, &back(ACK), None), ModelDecision::Default);
+    assert_eq!(t.decide(&r, &out(ACK), None), ModelDecision::Rule(0));
+    // A new SYN reopens it.
+    assert_eq!(t.decide(&r, &out(SYN), None), ModelDecision::Rule(0));
+    assert_eq!(
+        t.flows().next().unwrap().1.state,
+        FlowState::Tcp(TcpState::SynSent)
+    );
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn tcp_packets_the_state_does_not_explain_go_through_the_rules() {
+    let r = rs(STATEFUL);
+    let mut t = Tracker::new();
+    let out = |flags| v4_tcp(CLIENT, SERVER, 40001, 80, flags);
+    let back = |flags| v4_tcp(SERVER, CLIENT, 80, 40001, flags);
+    // A mid-stream segment passed by a keep-state rule opens no flow.
+    assert_eq!(t.decide(&r, &out(ACK), None), ModelDecision::Rule(0));
+    assert!(t.is_empty());
+    // Nor does a SYN with ACK or RST.
+    assert_eq!(t.decide(&r, &out(SYN_ACK), None), ModelDecision::Rule(0));
+    assert_eq!(t.decide(&r, &out(SYN | RST), None), ModelDecision::Rule(0));
+    assert!(t.is_empty());
+    assert_eq!(t.decide(&r, &out(SYN), None), ModelDecision::Rule(0));
+    // A SYN-ACK from the opener; a SYN without ACK from the responder.
+    assert_eq!(t.decide(&r, &out(SYN_ACK), None), ModelDecision::Rule(0));
+    assert_eq!(t.decide(&r, &back(SYN), None), ModelDecision::Default);
+    assert_eq!(t.decide(&r, &back(SYN_ACK), None), ModelDecision::State);
+    // In SYN_RECEIVED: the responder's data is not explained, the opener's ACK is.
+    assert_eq!(t.decide(&r, &back(PSH_ACK), None), ModelDecision::Default);
+    assert_eq!(t.decide(&r, &out(SYN_ACK), None), ModelDecision::Rule(0));
+    assert_eq!(t.decide(&r, &out(PSH_ACK), None), ModelDecision::State);
+    // A new SYN on an established flow, from either side.
+    assert_eq!(t.decide(&r, &back(SYN), None), ModelDecision::Default);
+    assert_eq!(t.decide(&r, &back(SYN_ACK), None), ModelDecision::Default);
+    // ... and from the opener, passed by the keep-state rule: a new flow replaces it.
+    assert_eq!(t.decide(&r, &out(SYN), None), ModelDecision::Rule(0));
+    assert_eq!(
+        t.flows().next().unwrap().1.state,
+        FlowState::Tcp(TcpState::SynSent)
+    );
+    assert_eq!(t.decide(&r, &back(ACK), None), ModelDecision::Default);
+    // Another port pair is another flow.
+    let other = v4_tcp(SERVER, CLIENT, 80, 40002, SYN_ACK);
+    assert_eq!(t.decide(&r, &other, None), ModelDecision::Default);
+    // RST in SYN_SENT passes and closes.
+    assert_eq!(t.decide(&r, &back(RST | ACK), None), ModelDecision::State);
+    assert_eq!(t.decide(&r, &back(SYN_ACK), None), ModelDecision::Default);
+}
+
+#[test]
+fn udp_and_icmp_echo_flows() {
+    let r = rs(STATEFUL);
+    let mut t = Tracker::new();
+    let q = v4_udp(CLIENT, SERVER, 5353, 53);
+    let a = v4_udp(SERVER, CLIENT, 53, 5353);
+    assert_eq!(t.decide(&r, &a, None), ModelDecision::Default);
+    assert_eq!(t.decide(&r, &q, None), ModelDecision::Rule(1));
+    assert_eq!(t.flows().next().unwrap().1.state, FlowState::UdpSingle);
+    assert_eq!(t.decide(&r, &q, None), ModelDecision::State);
+    assert_eq!(t.decide(&r, &a, None), ModelDecision::State);
+    assert_eq!(t.flows().next().unwrap().1.state, FlowState::UdpMultiple);
+    assert_eq!(t.decide(&r, &q, None), ModelDecision::State);
+    // A reply from the wrong port, or to the wrong one.
+    assert_eq!(
+        t.decide(&r, &v4_udp(SERVER, CLIENT, 54, 5353), None),
+        ModelDecision::Default
+    );
+    assert_eq!(
+        t.decide(&r, &v4_udp(SERVER, CLIENT, 53, 5354), None),
+        ModelDecision::Default
+    );
+    t.clear();
+
+    let req = |id| v4_echo(CLIENT, SERVER, 8, id);
+    let rep = |id| v4_echo(SERVER, CLIENT, 0, id);
+    assert_eq!(t.decide(&r, &rep(7), None), ModelDecision::Default);
+    assert_eq!(t.decide(&r, &req(7), None), ModelDecision::Rule(2));
+    assert_eq!(t.decide(&r, &rep(7), None), ModelDecision::State);
+    assert_eq!(t.decide(&r, &rep(8), None), ModelDecision::Default);
+    assert_eq!(t.decide(&r, &req(7), None), ModelDecision::State);
+    // A reply from the opener, a request from the responder.
+    assert_eq!(
+        t.decide(&r, &v4_echo(CLIENT, SERVER, 0, 7), None),
+        ModelDecision::Default
+    );
+    assert_eq!(
+        t.decide(&r, &v4_echo(SERVER, CLIENT, 8, 7), None),
+        ModelDecision::Rule(2)
+    );
+    // ... which, passed by the keep-state rule, made the server the opener.
+    assert_eq!(t.decide(&r, &rep(7), None), ModelDecision::Default);
+    assert_eq!(
+        t.decide(&r, &v4_echo(CLIENT, SERVER, 0, 7), None),
+        ModelDecision::State
+    );
+    // Other ICMP types have no flow.
+    assert_eq!(
+        t.decide(&r, &v4_echo(SERVER, CLIENT, 3, 7), None),
+        ModelDecision::Default
+    );
+}
+
+#[test]
+fn state_needs_keep_state_and_pass() {
+    // Without keep state, and for the stateless model, nothing is remembered.
+    let r = rs("set default block\npass in proto udp to port 53\n");
+    let mut t = Tracker::new();
+    assert_eq!(t.decide(&r, &v4_udp(CLIENT, SERVER, 5353, 53), None), ModelDecision::Rule(0));
+    assert!(t.is_empty());
+    let r = rs(STATEFUL);
+    let q = v4_udp(CLIENT, SERVER, 5353, 53);
+    assert_eq!(decide(&r, &q, None), ModelDecision::Rule(1));
+    assert_eq!(decide(&r, &q, None), ModelDecision::Rule(1));
+    // A later fragment has no ports, hence no flow.
+    let mut frag = ipv4(17, 0x0010, &[]);
+    frag[12..16].copy_from_slice(&CLIENT);
+    frag[16..20].copy_from_slice(&SERVER);
+    let r = rs("pass in proto udp keep state\n");
+    let mut t = Tracker::new();
+    assert_eq!(t.decide(&r, &v4_frame(&[], &frag, &udp(1, 2)), None), ModelDecision::Rule(0));
+    assert!(t.is_empty());
+    // `out` rules never judge received packets, so they open nothing here.
+    let r = rs("set default block\npass out proto udp keep state\n");
+    assert_eq!(t.decide(&r, &q, None), ModelDecision::Default);
+    assert!(t.is_empty());
 }
