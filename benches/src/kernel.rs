@@ -1,13 +1,16 @@
 //! The eBPF object's programs as benchmarks use them: xdpwall loaded for a compiled
-//! ruleset, the reference programs `bench_drop` and `bench_tx`, and the per-packet cost
-//! of any of them through BPF_PROG_TEST_RUN with `repeat`.
+//! ruleset, the reference programs `bench_drop` and `bench_tx`, the per-packet cost
+//! of any of them through BPF_PROG_TEST_RUN with `repeat`, the counters that say how
+//! xdpwall judged the packets, and the kernel's run-time statistics of a program.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use aya::programs::Xdp;
+use aya::maps::{Map, MapData, PerCpuArray};
+use aya::programs::{ProgramInfo, Xdp};
 use aya::{Ebpf, EbpfLoader, TestRun as _, TestRunOptions};
+use filter_common::Counter;
 use filter_user::compile::Compiled;
 use filter_user::dataplane::{LoadedProgram, RULE_SLOTS, ebpf_object};
 
@@ -103,11 +106,67 @@ impl Reference {
             .with_context(|| format!("test run of {}", self.name))?;
         Ok((r.return_value, r.duration))
     }
+
+    /// The program's run-time statistics so far (see [`RunTime`]).
+    pub fn run_time(&self) -> Result<RunTime> {
+        let info = self
+            .program()
+            .info()
+            .with_context(|| format!("reading the info of {}", self.name))?;
+        Ok(RunTime::of(&info))
+    }
 }
+
+/// A program's cumulative run-time statistics: the time spent in it and how many runs.
+/// The kernel counts them only while statistics are enabled (`BPF_ENABLE_STATS`, see
+/// [`enable_run_time_stats`]); the difference of two readings is what ran in between.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunTime {
+    /// Nanoseconds spent in the program.
+    pub ns: u64,
+    /// Runs.
+    pub runs: u64,
+}
+
+impl RunTime {
+    /// The statistics in a program's info.
+    pub fn of(info: &ProgramInfo) -> RunTime {
+        RunTime {
+            ns: info.run_time().as_nanos() as u64,
+            runs: info.run_count(),
+        }
+    }
+
+    /// The program's info pinned at `path`.
+    pub fn of_pinned(path: &Path) -> Result<RunTime> {
+        let info = ProgramInfo::from_pin(path)
+            .with_context(|| format!("reading the program pinned at {}", path.display()))?;
+        Ok(RunTime::of(&info))
+    }
+
+    /// Nanoseconds per run between `earlier` and `self`, if it ran in between.
+    pub fn ns_per_run_since(self, earlier: RunTime) -> Option<f64> {
+        let runs = self.runs.checked_sub(earlier.runs)?;
+        (runs > 0).then(|| self.ns.saturating_sub(earlier.ns) as f64 / runs as f64)
+    }
+}
+
+/// Makes the kernel count every BPF program's run time and runs until the returned
+/// descriptor is closed. While on, each run of every program also pays two clock reads
+/// (the measured time includes about one), so throughput is never sampled meanwhile.
+pub fn enable_run_time_stats() -> Result<std::os::fd::OwnedFd> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .context("enabling BPF run-time statistics (BPF_ENABLE_STATS)")
+}
+
+/// The pinned `COUNTERS` map (the name is the data plane's).
+const COUNTERS: &str = "COUNTERS";
 
 /// xdpwall loaded for one compiled ruleset, for BPF_PROG_TEST_RUN.
 pub struct Filter {
     prog: LoadedProgram,
+    counters: PerCpuArray<MapData, Counter>,
+    rules: u32,
 }
 
 impl Filter {
@@ -123,7 +182,33 @@ impl Filter {
         }
         let prog =
             LoadedProgram::load(compiled, &slots, &[], pins.path()).context("loading xdpwall")?;
-        Ok(Filter { prog })
+        let path = pins.path().join(COUNTERS);
+        let counters = MapData::from_pin(&path)
+            .map_err(anyhow::Error::from)
+            .and_then(|m| Ok(PerCpuArray::try_from(Map::from_map_data(m)?)?))
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(Filter {
+            prog,
+            counters,
+            rules: slots.len() as u32,
+        })
+    }
+
+    /// The counter slot of the ruleset's last rule (rule `i` counts in the `i`-th of
+    /// [`RULE_SLOTS`]).
+    pub fn last_rule_slot(&self) -> u32 {
+        RULE_SLOTS.start + self.rules - 1
+    }
+
+    /// Packets counted so far in `slot` of the pinned `COUNTERS` map (all CPUs): a rule's
+    /// slot, or a reserved one (`filter_common::slot`, e.g. `STATE` for the fast path).
+    /// The map is shared by every filter loaded with the same [`PinDir`].
+    pub fn counted(&self, slot: u32) -> Result<u64> {
+        let values = self
+            .counters
+            .get(&slot, 0)
+            .with_context(|| format!("reading counter slot {slot}"))?;
+        Ok(values.iter().map(|c| c.packets).sum())
     }
 
     /// Runs `frame` through the filter `repeat` times; the action and the kernel's average

@@ -27,7 +27,7 @@ use aya::{TestRun as _, TestRunAttrs, TestRunOptions};
 use xdpwall_tests::netns::Netns;
 use xdpwall_tests::packet::PacketBuilder;
 
-use crate::kernel::{PinDir, Reference};
+use crate::kernel::{PinDir, Reference, RunTime, enable_run_time_stats};
 use crate::ruleset::{Probe, SOURCE_NET};
 
 /// The test receiver's address (the veth end in the root namespace).
@@ -453,21 +453,55 @@ pub struct Sample {
     /// Share of the frames the test receiver took in that the filter's own counter gave
     /// the expected verdict (`None` when there is no counter to read).
     pub judged: Option<f64>,
+    /// Nanoseconds per packet inside the test receiver's XDP program, from the kernel's
+    /// run-time statistics in a sub-window of its own (median of its readings; `None`
+    /// when not asked for).
+    pub program_ns: Option<f64>,
+}
+
+/// What a row reads from its test receiver besides rates, and how it prepares it.
+#[derive(Default)]
+pub struct Probes<'a> {
+    /// Reads the test filter's counter of the expected verdict: `counted` is its
+    /// increase over the frames received.
+    pub judged: Option<&'a mut dyn FnMut() -> Result<u64>>,
+    /// Reads the cumulative run-time statistics of the test receiver's XDP program: one
+    /// more sub-window, with statistics on, gives the nanoseconds per packet inside it.
+    pub run_time: Option<&'a dyn Fn() -> Result<RunTime>>,
+    /// Sends a warm-up's worth of traffic to the test receiver before sampling, unmeasured
+    /// (with `keep state`: opens the generator's flows, so from the first sampled frame
+    /// on every frame is one of an established flow).
+    pub prime: bool,
 }
 
 /// Measures a row: `timing.samples` times, a sub-window on the reference pair, then one
-/// on the test pair, each after `timing.warmup` of traffic. `judged` reads the test
-/// filter's counter of the expected verdict, if there is one.
+/// on the test pair, each after `timing.warmup` of traffic. `probes.judged` reads the
+/// test filter's counter of the expected verdict, if there is one. With
+/// `probes.run_time`, one more sub-window on the test pair, with the kernel's run-time
+/// statistics on, gives the time spent inside the receiver's program per packet (the
+/// statistics cost every program two clock reads per run, so no rate is sampled while
+/// they are on).
 pub fn measure(
     net: &BenchNet,
     pins: &PinDir,
     traffic: &Traffic,
     cpus: &[usize],
     timing: Timing,
-    mut judged: Option<&mut dyn FnMut() -> Result<u64>>,
+    probes: Probes<'_>,
 ) -> Result<Sample> {
+    let Probes {
+        mut judged,
+        run_time,
+        prime,
+    } = probes;
     net.reference.place_napi(timing.napi, cpus)?;
     net.test.place_napi(timing.napi, cpus)?;
+    if prime {
+        let generator = Generator::start(&net.netns, &net.test, pins, traffic, cpus)?;
+        pause(timing.warmup.max(Duration::from_millis(100)))?;
+        generator.stop()?;
+        drained(&net.test)?;
+    }
     let mut sample = Sample::default();
     let (mut counted, mut received) = (0u64, 0f64);
     for _ in 0..timing.samples.max(1) {
@@ -484,7 +518,50 @@ pub fn measure(
     if judged.is_some() && received > 0.0 {
         sample.judged = Some(counted as f64 / received);
     }
+    if let Some(run_time) = run_time {
+        sample.program_ns = Some(program_ns(net, pins, traffic, cpus, timing, run_time)?);
+    }
     Ok(sample)
+}
+
+/// With run-time statistics on, runs the generator on the test pair for the warm-up
+/// and a sub-window; the receiver program's nanoseconds per run in the sub-window: the
+/// median of `timing.samples` consecutive readings, so a moment of stolen time (a
+/// virtual CPU descheduled mid-run counts as time in the program) moves it little.
+fn program_ns(
+    net: &BenchNet,
+    pins: &PinDir,
+    traffic: &Traffic,
+    cpus: &[usize],
+    timing: Timing,
+    run_time: &dyn Fn() -> Result<RunTime>,
+) -> Result<f64> {
+    let _stats = enable_run_time_stats()?;
+    let generator = Generator::start(&net.netns, &net.test, pins, traffic, cpus)?;
+    pause(timing.warmup)?;
+    if generator.failed() {
+        return generator
+            .stop()
+            .and(Err(anyhow::anyhow!("the generator stopped during warm-up")));
+    }
+    let readings = timing.samples.max(1);
+    let mut ns = Vec::with_capacity(readings);
+    let mut last = run_time()?;
+    for _ in 0..readings {
+        pause(timing.part / readings as u32)?;
+        let now = run_time()?;
+        ns.extend(now.ns_per_run_since(last));
+        last = now;
+    }
+    generator.stop()?;
+    if ns.is_empty() {
+        bail!(
+            "the XDP program on {} did not run with statistics on",
+            net.test.host
+        );
+    }
+    ns.sort_by(f64::total_cmp);
+    Ok(ns[ns.len() / 2])
 }
 
 struct Window {

@@ -9,13 +9,13 @@ use anyhow::{Context, Result, bail};
 use aya::programs::XdpMode;
 use xdpwall_tests::cli::Xdpwall;
 
-use crate::kernel::{PinDir, Reference};
+use crate::kernel::{PinDir, Reference, RunTime};
 use crate::live::run;
 
 /// `bench_drop` attached in driver mode; the program owns its link, so dropping this
 /// detaches it.
 pub struct Ceiling {
-    _program: Reference,
+    program: Reference,
 }
 
 impl Ceiling {
@@ -26,7 +26,12 @@ impl Ceiling {
             .program_mut()
             .attach(iface, XdpMode::Driver)
             .with_context(|| format!("attaching bench_drop to {iface} (native)"))?;
-        Ok(Ceiling { _program: program })
+        Ok(Ceiling { program })
+    }
+
+    /// The program's run-time statistics (see [`RunTime`]).
+    pub fn run_time(&self) -> Result<RunTime> {
+        self.program.run_time()
     }
 }
 
@@ -87,6 +92,23 @@ impl XdpwallCli {
             .with_context(|| {
                 format!("`xdpwall status --json` has no packet count for rule {number}")
             })
+    }
+
+    /// Packets passed on the fast path of tracked flows (`state_matches` in
+    /// `xdpwall status --json`, counter slot `STATE`).
+    pub fn state_packets(&self) -> Result<u64> {
+        let out = self.cli.run(["status", "--json"])?;
+        let status: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("parsing `xdpwall status --json`")?;
+        status["state_matches"]["packets"]
+            .as_u64()
+            .context("`xdpwall status --json` has no state_matches.packets")
+    }
+
+    /// The run-time statistics (see [`RunTime`]) of the XDP program xdpwall enforces,
+    /// which it pins as `program_xdp` in its pin directory.
+    pub fn run_time(&self) -> Result<RunTime> {
+        RunTime::of_pinned(&self.cli.pin_dir().join("program_xdp"))
     }
 
     /// Unloads now (also done on drop).

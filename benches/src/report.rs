@@ -1,6 +1,7 @@
 //! The benchmark report: Markdown tables (throughput with ratios to the ceiling and to
-//! nftables, per-packet cost), the targets with met/missed, a JSON copy of the numbers
-//! and an SVG plot of Mpps against rule count. Targets are reported, never enforced.
+//! nftables, per-packet cost, the established-flow fast path beside the rule path), the
+//! targets with met/missed, a JSON copy of the numbers and an SVG plot of Mpps against
+//! rule count. Targets are reported, never enforced.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -19,6 +20,9 @@ pub enum Kind {
     XdpwallDrop,
     /// xdpwall, the packet matching a `pass` rule (then the kernel stack).
     XdpwallPass,
+    /// xdpwall, packets of flows a `pass ... keep state` rule opened, passed by their
+    /// state without the rules (then the kernel stack).
+    XdpwallState,
     /// No filter: the kernel stack alone (the pass path's reference).
     Stack,
     /// nftables netdev ingress, one rule per rule.
@@ -32,7 +36,8 @@ impl Kind {
         match self {
             Kind::Ceiling => "XDP_DROP (bench_drop), as a check",
             Kind::XdpwallDrop => "xdpwall, drop path",
-            Kind::XdpwallPass => "xdpwall, pass path",
+            Kind::XdpwallPass => "xdpwall, pass path (rules), then kernel stack",
+            Kind::XdpwallState => "xdpwall, state fast path (established flows), then kernel stack",
             Kind::Stack => "no filter (kernel stack)",
             Kind::NftLinear => "nftables, linear rules",
             Kind::NftSet => "nftables, verdict map",
@@ -58,6 +63,9 @@ pub struct Rate {
     pub offered: f64,
     /// Share of received frames the filter counted with the expected verdict.
     pub judged: Option<f64>,
+    /// Nanoseconds per packet inside the receiver's XDP program (kernel run-time
+    /// statistics, in a sub-window of their own), if measured.
+    pub program_ns: Option<f64>,
 }
 
 /// One throughput row.
@@ -103,6 +111,51 @@ pub struct PerPacketRow {
     pub to_one_rule: Option<f64>,
 }
 
+/// One per-packet row of the established-flow comparison: a ruleset whose last rule is
+/// `pass` with or without `keep state`, and a packet that matches it or no rule.
+#[derive(Debug, Clone)]
+pub struct FlowRow {
+    /// Rules.
+    pub rules: usize,
+    /// Whether the last rule keeps state.
+    pub keep_state: bool,
+    /// Whether the packet matches the last rule (with `keep state`: a packet of the flow
+    /// its first run opened); else it matches no rule.
+    pub hit: bool,
+    /// Nanoseconds per packet, or why there is none.
+    pub result: Result<f64, String>,
+    /// Cost relative to the same packet and rules without `keep state` (median of the
+    /// ratios of runs made side by side).
+    pub to_stateless: Option<f64>,
+}
+
+impl FlowRow {
+    fn last_rule(&self) -> &'static str {
+        if self.keep_state {
+            "`pass … keep state`"
+        } else {
+            "`pass`"
+        }
+    }
+
+    fn packet(&self) -> &'static str {
+        match (self.keep_state, self.hit) {
+            (true, true) => "of the flow the last rule opened",
+            (false, true) => "matches the last rule",
+            (_, false) => "matches no rule",
+        }
+    }
+
+    fn path(&self) -> &'static str {
+        match (self.keep_state, self.hit) {
+            (true, true) => "state fast path (counted as `state`)",
+            (false, true) => "rule path (counted by the last rule)",
+            (true, false) => "flow lookup finds none, then the rules (default)",
+            (false, false) => "the rules (default)",
+        }
+    }
+}
+
 /// Everything one run measured.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -112,6 +165,8 @@ pub struct Report {
     pub throughput: Vec<ThroughputRow>,
     /// Per-packet rows.
     pub per_packet: Vec<PerPacketRow>,
+    /// Per-packet rows of the established-flow comparison.
+    pub flows: Vec<FlowRow>,
     /// BPF_PROG_TEST_RUN repeats per sample.
     pub repeat: u32,
     /// Every reference (XDP_DROP) sub-window's rate, frames per second.
@@ -262,27 +317,39 @@ impl Report {
              brackets). Ceiling: XDP_DROP on the reference pair, measured in a sub-window just before \
              each test sub-window (over the whole run: {}). × ceiling: median of those paired \
              ratios. × nft: this row's × ceiling over nftables' with the same rules. Counted: the \
-             share of received frames that the filter's own counter gave the expected verdict.\n\n",
+             share of received frames that the filter's own counter gave the expected verdict \
+             (for the state fast path: the `state` counter). ns in XDP program: the time inside \
+             the receiver's program per packet, from the kernel's run-time statistics in one more \
+             sub-window, median of its readings (they cost every program two clock reads per \
+             run, so no rate is taken meanwhile; bench_drop's figure is about what the clock \
+             reads add).\n\n",
             self.ceiling_mpps()
                 .map_or("–".into(), |c| format!("{c:.3} Mpps median"))
         );
-        s.push_str("| receiver | rules | Mpps | ceiling Mpps | × ceiling | × nft map | × nft linear | counted | target |\n");
-        s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+        s.push_str("| receiver | rules | Mpps | ceiling Mpps | × ceiling | × nft map | × nft linear | counted | ns in XDP program | target |\n");
+        s.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
         for row in &self.throughput {
             let label = if row.note.is_empty() {
                 row.kind.label().to_string()
             } else {
                 format!("{} ({})", row.kind.label(), row.note)
             };
-            let (mpps, ceiling, to_ceiling, counted) = match &row.result {
+            let (mpps, ceiling, to_ceiling, counted, program_ns) = match &row.result {
                 Ok(r) => (
                     format!("{:.3} [{:.3}–{:.3}]", r.pps / 1e6, r.min / 1e6, r.max / 1e6),
                     format!("{:.3}", r.ceiling / 1e6),
                     format!("{:.2}", r.to_ceiling),
                     r.judged
                         .map_or("–".into(), |j| format!("{:.1}%", j * 100.0)),
+                    r.program_ns.map_or("–".into(), |ns| format!("{ns:.0}")),
                 ),
-                Err(e) => (format!("failed: {e}"), "–".into(), "–".into(), "–".into()),
+                Err(e) => (
+                    format!("failed: {e}"),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                ),
             };
             let (to_set, to_linear) = if matches!(row.kind, Kind::XdpwallDrop) {
                 (
@@ -302,7 +369,7 @@ impl Report {
             };
             let _ = writeln!(
                 s,
-                "| {label} | {} | {mpps} | {ceiling} | {to_ceiling} | {to_set} | {to_linear} | {counted} | {target} |",
+                "| {label} | {} | {mpps} | {ceiling} | {to_ceiling} | {to_set} | {to_linear} | {counted} | {program_ns} | {target} |",
                 row.size()
             );
         }
@@ -358,6 +425,8 @@ impl Report {
             );
         }
 
+        self.flows_markdown(&mut s);
+
         s.push_str("\n## Targets\n\n| target | where | measured | |\n|---|---|---|---|\n");
         for t in &targets {
             let _ = writeln!(
@@ -379,6 +448,121 @@ impl Report {
         s
     }
 
+    /// The established-flow section: the per-packet rows, then the live rows side by side.
+    fn flows_markdown(&self, s: &mut String) {
+        let live = |kind: Kind| {
+            self.throughput
+                .iter()
+                .find(|r| r.kind == kind && r.rules == Some(FLOW_RULES) && r.table.is_none())
+                .and_then(|r| r.result.as_ref().ok())
+        };
+        let (pass, state) = (live(Kind::XdpwallPass), live(Kind::XdpwallState));
+        if self.flows.is_empty() && pass.is_none() && state.is_none() {
+            return;
+        }
+        s.push_str(
+            "\n## Established flows: state fast path beside the rule path\n\n\
+             Rulesets as above with the last rule `pass`, once with `keep state` and once \
+             without. With `keep state`, the first packet of a flow passes by the rule and opens \
+             the flow; the flow's next packets pass by its state without the rules (the fast \
+             path). State only ever passes packets, so the fast path is compared with the \
+             rule path of packets that pass.\n\n",
+        );
+        if !self.flows.is_empty() {
+            let _ = write!(
+                s,
+                "BPF_PROG_TEST_RUN, in the same rounds as the per-packet table (repeat {}); a \
+                 flow's packet is measured after one run of it opened the flow. Every run is \
+                 checked against the program's counters (all repeats counted as `state`, by the \
+                 last rule, or by the default policy, as the row says), else the row fails. \
+                 × without keep state: median of the per-round ratios to the same packet and \
+                 rules without `keep state`.\n\n",
+                self.repeat
+            );
+            s.push_str("| rules | last rule | packet | path | ns/packet | added ns | × without keep state |\n");
+            s.push_str("|---|---|---|---|---|---|---|\n");
+            let base = self.bench_drop_ns();
+            for row in &self.flows {
+                let (ns, added) = match &row.result {
+                    Ok(ns) => (
+                        format!("{ns:.0}"),
+                        base.map_or("–".into(), |b| format!("{:.0}", ns - b)),
+                    ),
+                    Err(e) => (format!("failed: {e}"), "–".into()),
+                };
+                let ratio = if row.keep_state {
+                    row.to_stateless.map_or("–".into(), |r| format!("{r:.2}"))
+                } else {
+                    "1".into()
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {ns} | {added} | {ratio} |",
+                    row.rules,
+                    row.last_rule(),
+                    row.packet(),
+                    row.path()
+                );
+            }
+        }
+        if pass.is_some() || state.is_some() {
+            let _ = write!(
+                s,
+                "\nLive traffic at {FLOW_RULES} rules (the throughput rows above): the generator's \
+                 flows all match the last rule and a warm-up opened them before sampling, so \
+                 with `keep state` every packet passes by state. Passed packets go on to the \
+                 kernel stack, which costs far more than the filter, so the two rates say \
+                 little about it (their difference is mostly noise); what the fast path \
+                 changes is the time inside the XDP program. The flows differ only in source \
+                 address (within the last rule's /28) and port, so on the rule path they share \
+                 classifier entries while each has a flow entry of its own: the rule path's \
+                 best case for caches.\n\n\
+                 | {FLOW_RULES} rules | pass path (rules) | state fast path | state / rule path |\n\
+                 |---|---|---|---|\n"
+            );
+            let ns = |r: Option<&Rate>| r.and_then(|r| r.program_ns);
+            // bench_drop's figure on the test pair: what the clock reads add.
+            let floor = self
+                .throughput
+                .iter()
+                .find(|r| r.kind == Kind::Ceiling)
+                .and_then(|r| r.result.as_ref().ok()?.program_ns);
+            let added = |r: Option<&Rate>| Some(ns(r)? - floor?);
+            let cell = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0}"));
+            let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                s,
+                "| ns in XDP program | {} | {} | {} |",
+                cell(ns(pass)),
+                cell(ns(state)),
+                ratio(ns(state), ns(pass))
+            );
+            let _ = writeln!(
+                s,
+                "| the same less bench_drop's ({}: the clock reads) | {} | {} | {} |",
+                cell(floor),
+                cell(added(pass)),
+                cell(added(state)),
+                ratio(added(state), added(pass))
+            );
+            let mpps = |r: Option<&Rate>| {
+                r.map_or("–".into(), |r| {
+                    format!("{:.3} ({:.2}× ceiling)", r.pps / 1e6, r.to_ceiling)
+                })
+            };
+            let _ = writeln!(
+                s,
+                "| Mpps taken in, then the kernel stack | {} | {} | {} |",
+                mpps(pass),
+                mpps(state),
+                ratio(state.map(|r| r.to_ceiling), pass.map(|r| r.to_ceiling))
+            );
+        }
+    }
+
     /// The numbers as JSON.
     pub fn json(&self) -> serde_json::Value {
         let rows: Vec<_> = self
@@ -397,6 +581,7 @@ impl Report {
                     "mpps_max": r.result.as_ref().ok().map(|x| x.max / 1e6),
                     "offered_mpps": r.result.as_ref().ok().map(|x| x.offered / 1e6),
                     "counted_share": r.result.as_ref().ok().and_then(|x| x.judged),
+                    "program_ns": r.result.as_ref().ok().and_then(|x| x.program_ns),
                     "error": r.result.as_ref().err(),
                 })
             })
@@ -416,6 +601,21 @@ impl Report {
                 })
             })
             .collect();
+        let flows: Vec<_> = self
+            .flows
+            .iter()
+            .map(|r| {
+                json!({
+                    "rules": r.rules,
+                    "keep_state": r.keep_state,
+                    "packet": if r.hit { "last rule" } else { "no rule" },
+                    "path": r.path(),
+                    "ns": r.result.as_ref().ok(),
+                    "to_stateless": r.to_stateless,
+                    "error": r.result.as_ref().err(),
+                })
+            })
+            .collect();
         let targets: Vec<_> = self
             .targets()
             .iter()
@@ -426,6 +626,7 @@ impl Report {
             "ceiling_mpps": self.ceiling_mpps(),
             "throughput": rows,
             "per_packet": per_packet,
+            "established_flows": flows,
             "test_run_repeat": self.repeat,
             "targets": targets,
         })
@@ -569,6 +770,9 @@ impl Report {
     }
 }
 
+/// Rules of the live established-flow rows (state fast path beside the pass path).
+pub const FLOW_RULES: usize = 1024;
+
 /// The targets shown in one row, or `–`.
 fn targets_at(targets: &[Target], at: Option<TargetAt>) -> String {
     let shown: Vec<String> = targets
@@ -603,6 +807,7 @@ mod tests {
             max: 0.0,
             offered: 0.0,
             judged: Some(1.0),
+            program_ns: None,
         })
     }
 
@@ -658,9 +863,45 @@ mod tests {
                 pp(4096, true, 140.0),
                 pp(4096, false, 160.0),
             ],
+            flows: Vec::new(),
             repeat: 1000,
             ceiling_samples: vec![2e6, 1.8e6, 2.2e6],
         }
+    }
+
+    fn flow(rules: usize, keep_state: bool, hit: bool, ns: f64) -> FlowRow {
+        FlowRow {
+            rules,
+            keep_state,
+            hit,
+            result: Ok(ns),
+            to_stateless: keep_state.then_some(ns / 150.0),
+        }
+    }
+
+    /// The report with the established-flow rows: per packet and live.
+    fn flows_report() -> Report {
+        let mut r = report();
+        r.flows = vec![
+            flow(1024, false, true, 150.0),
+            flow(1024, true, true, 90.0),
+            flow(1024, false, false, 150.0),
+            FlowRow {
+                result: Err("action 1, expected 2".into()),
+                to_stateless: None,
+                ..flow(1024, true, false, 0.0)
+            },
+        ];
+        let live = |kind, to_ceiling, ns| {
+            let mut row = row(kind, 1024, None, to_ceiling);
+            if let Ok(rate) = &mut row.result {
+                rate.program_ns = Some(ns);
+            }
+            row
+        };
+        r.throughput.push(live(Kind::XdpwallPass, 0.1, 120.0));
+        r.throughput.push(live(Kind::XdpwallState, 0.102, 60.0));
+        r
     }
 
     #[test]
@@ -690,13 +931,60 @@ mod tests {
     #[test]
     fn markdown_shows_ratios_targets_and_failures() {
         let md = report().markdown();
-        assert!(md.contains("| xdpwall, drop path | 1 | 1.800 [0.000–0.000] | 2.000 | 0.90 | – | – | 100.0% | ≥ 0.8× ceiling (0.90×): met |"));
-        assert!(md.contains("| xdpwall, drop path | 1024 | 1.600 [0.000–0.000] | 2.000 | 0.80 | 1.6 | 40.0 | 100.0% | ≥ 2× nftables verdict map (1.6×): missed; ≥ 20× nftables linear (40.0×): met |"));
+        assert!(md.contains("| xdpwall, drop path | 1 | 1.800 [0.000–0.000] | 2.000 | 0.90 | – | – | 100.0% | – | ≥ 0.8× ceiling (0.90×): met |"));
+        assert!(md.contains("| xdpwall, drop path | 1024 | 1.600 [0.000–0.000] | 2.000 | 0.80 | 1.6 | 40.0 | 100.0% | – | ≥ 2× nftables verdict map (1.6×): missed; ≥ 20× nftables linear (40.0×): met |"));
         assert!(md.contains("| nftables, linear rules | 4096 | failed: boom |"));
         assert!(md.contains("| xdpwall | 4096 | – | matches the last rule | 140 | 110 | 1.40 | ≤ 1.5× the 1-rule cost (1.40×): met |"));
         assert!(md.contains("| xdpwall | 4096 | – | matches no rule | 160 | 130 | 1.60 | – |"));
         assert!(md.contains("(over the whole run: 2.000 Mpps median)"));
         assert!(md.contains("3 of 5 targets met, 2 missed."));
+        assert!(!md.contains("Established flows"));
+    }
+
+    #[test]
+    fn established_flows_side_by_side() {
+        let r = flows_report();
+        let md = r.markdown();
+        assert!(md.contains("| xdpwall, state fast path (established flows), then kernel stack | 1024 | 0.204 [0.000–0.000] | 2.000 | 0.10 | – | – | 100.0% | 60 | – |"));
+        assert!(md.contains("| xdpwall, pass path (rules), then kernel stack | 1024 | 0.200 [0.000–0.000] | 2.000 | 0.10 | – | – | 100.0% | 120 | – |"));
+        assert!(md.contains("## Established flows: state fast path beside the rule path"));
+        assert!(md.contains("| 1024 | `pass` | matches the last rule | rule path (counted by the last rule) | 150 | 120 | 1 |"));
+        assert!(md.contains("| 1024 | `pass … keep state` | of the flow the last rule opened | state fast path (counted as `state`) | 90 | 60 | 0.60 |"));
+        assert!(md.contains("| 1024 | `pass … keep state` | matches no rule | flow lookup finds none, then the rules (default) | failed: action 1, expected 2 | – | – |"));
+        assert!(md.contains("| ns in XDP program | 120 | 60 | 0.50 |"));
+        assert!(md.contains("| the same less bench_drop's (–: the clock reads) | – | – | – |"));
+        assert!(md.contains("| Mpps taken in, then the kernel stack | 0.200 (0.10× ceiling) | 0.204 (0.10× ceiling) | 1.02 |"));
+        let js = r.json();
+        assert_eq!(js["established_flows"][1]["to_stateless"], 0.6);
+        assert_eq!(js["established_flows"][1]["keep_state"], true);
+        assert_eq!(
+            js["throughput"].as_array().unwrap().last().unwrap()["program_ns"],
+            60.0
+        );
+        // The live rows carry no targets and change none.
+        assert_eq!(
+            r.targets().iter().map(|t| t.met).collect::<Vec<_>>(),
+            report().targets().iter().map(|t| t.met).collect::<Vec<_>>()
+        );
+        // With bench_drop's figure, the same less it.
+        let mut r = r;
+        r.throughput.insert(
+            0,
+            ThroughputRow {
+                kind: Kind::Ceiling,
+                rules: None,
+                table: None,
+                note: "",
+                result: rate(1.0).map(|x| Rate {
+                    program_ns: Some(20.0),
+                    ..x
+                }),
+            },
+        );
+        assert!(
+            r.markdown()
+                .contains("| the same less bench_drop's (20: the clock reads) | 100 | 40 | 0.40 |")
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! 5000+i%64`, with P = tcp for every third rule and udp otherwise: every rule has its own
 //! source prefix, each port is shared by `n/64` rules and each protocol by many, so each
 //! field's equivalence classes hold several rules and the classifier ANDs real bitmaps.
-//! The last rule is UDP and carries the action under test (`block` for the drop path).
+//! The last rule is UDP and carries the action under test (`block` for the drop path,
+//! `pass ... keep state` for the established-flow fast path).
 //!
 //! Two packets go with each set: one that matches the last rule (so a linear scan would
 //! walk every rule) and one that matches none, built to satisfy some rules in each field
@@ -49,6 +50,9 @@ pub enum Last {
     Block,
     /// `pass`: the pass path.
     Pass,
+    /// `pass ... keep state`: the first packet of a flow passes by the rule and opens
+    /// the flow; the flow's next packets pass on the state fast path.
+    KeepState,
 }
 
 /// A source address and destination port: what decides a generated packet's fate.
@@ -161,6 +165,11 @@ impl Scenario {
             } else {
                 "pass"
             };
+            let keep = if last && self.last == Last::KeepState {
+                " keep state"
+            } else {
+                ""
+            };
             let proto = if proto(i, self.rules) == IPPROTO_TCP {
                 "tcp"
             } else {
@@ -173,7 +182,7 @@ impl Scenario {
             };
             let _ = writeln!(
                 s,
-                "{action} in proto {proto} from {from} to port {}",
+                "{action} in proto {proto} from {from} to port {}{keep}",
                 port(i)
             );
         }
@@ -212,10 +221,10 @@ impl Scenario {
     }
 
     /// The same rules for nftables, one rule each, in a netdev ingress chain on `device`;
-    /// `None` for a table scenario. The matching rule counts what it judges in the
-    /// named counter `hits`.
+    /// `None` for a table scenario or `keep state` (a netdev chain sees no conntrack).
+    /// The matching rule counts what it judges in the named counter `hits`.
     pub fn nft_linear(&self, table: &str, device: &str) -> Option<String> {
-        if self.table_entries.is_some() {
+        if self.table_entries.is_some() || self.last == Last::KeepState {
             return None;
         }
         let mut s = format!(
@@ -250,13 +259,14 @@ impl Scenario {
     /// The same rules for nftables as verdict maps keyed by source and port, one per
     /// protocol, so a packet costs one map lookup whatever the number of rules (the
     /// sources never overlap, so first match and any match agree); `None` for a table
-    /// scenario. The UDP rule counts the packets it looks up in the named counter `hits`.
+    /// scenario or `keep state`. The UDP rule counts the packets it looks up in the named
+    /// counter `hits`.
     ///
     /// (A single map keyed by `meta l4proto . ip saddr . th dport` would say the same,
     /// but on Linux 6.18 its lookups grow with the number of elements, which would make
     /// nftables look slower than it is.)
     pub fn nft_set(&self, table: &str, device: &str) -> Option<String> {
-        if self.table_entries.is_some() {
+        if self.table_entries.is_some() || self.last == Last::KeepState {
             return None;
         }
         let mut s = format!("table netdev {table} {{\n  {NFT_COUNTER}\n");
@@ -433,6 +443,15 @@ mod tests {
                 .contains("pass in proto udp from 10.202.0.0/28 to port 5000")
         );
         assert_eq!(one.miss().dport, UNUSED_PORT);
+        let kept = Scenario::rules(2, Last::KeepState);
+        assert_eq!(
+            kept.xdpwall_text().lines().skip(1).collect::<Vec<_>>(),
+            [
+                "pass in proto udp from 10.202.0.0/28 to port 5000",
+                "pass in proto udp from 10.202.0.16/28 to port 5001 keep state",
+            ]
+        );
+        assert!(kept.nft_linear("t", "x").is_none() && kept.nft_set("t", "x").is_none());
     }
 
     #[test]
@@ -454,7 +473,12 @@ mod tests {
             let c = s.compile(&dir).unwrap();
             assert_eq!(c.rules.len(), s.rules);
             assert!(c.rules.last().unwrap().text.starts_with("block"));
+            assert!(!c.stateful);
         }
+        let c = Scenario::rules(1024, Last::KeepState)
+            .compile(&dir)
+            .unwrap();
+        assert!(c.stateful && c.rules.last().unwrap().keep_state);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

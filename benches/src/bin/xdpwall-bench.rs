@@ -1,8 +1,9 @@
-//! `xdpwall-bench`: everything issue #4 measures, in one run, as `cargo xtask bench`
-//! runs it: the per-packet cost through BPF_PROG_TEST_RUN, then throughput on a veth
-//! pair for the XDP_DROP ceiling, xdpwall (drop and pass paths, up to 4096 rules and a
-//! 1M-entry table) and nftables (linear and verdict map). Writes report.md,
-//! report.json and throughput.svg, and prints the report. Needs root.
+//! `xdpwall-bench`: everything issues #4 and #5 measure, in one run, as `cargo xtask
+//! bench` runs it: the per-packet cost through BPF_PROG_TEST_RUN (also of the
+//! established-flow fast path beside the rule path), then throughput on a veth pair for
+//! the XDP_DROP ceiling, xdpwall (drop and pass paths, up to 4096 rules and a 1M-entry
+//! table, and the state fast path) and nftables (linear and verdict map). Writes
+//! report.md, report.json and throughput.svg, and prints the report. Needs root.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -10,13 +11,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use filter_common::slot;
 use xdpwall_benches::kernel::{Filter, PinDir, Reference, XDP_DROP, XDP_PASS};
 use xdpwall_benches::live::{
-    BenchNet, Napi, RunLock, Sample, Timing, Traffic, catch_signals, check_interrupted, favour,
-    measure, online_cpus,
+    BenchNet, Napi, Probes, RunLock, Sample, Timing, Traffic, catch_signals, check_interrupted,
+    favour, measure, online_cpus,
 };
 use xdpwall_benches::receiver::{Ceiling, NftTable, XdpwallCli};
-use xdpwall_benches::report::{Kind, PerPacketRow, Rate, Report, ThroughputRow, spread};
+use xdpwall_benches::report::{
+    FLOW_RULES, FlowRow, Kind, PerPacketRow, Rate, Report, ThroughputRow, spread,
+};
 use xdpwall_benches::ruleset::{Last, Scenario};
 
 /// xdpwall's benchmarks: per-packet cost and veth throughput beside XDP_DROP and nftables.
@@ -75,7 +79,8 @@ struct Args {
 enum Rows {
     /// XDP_DROP on the test pair too (the two pairs should agree).
     Check,
-    /// xdpwall: drop path at each rule count and with the 1M table, pass path.
+    /// xdpwall: drop path at each rule count and with the 1M table, pass path and state
+    /// fast path.
     Xdpwall,
     /// The kernel stack with no filter.
     Stack,
@@ -89,6 +94,8 @@ enum Rows {
 const RULE_COUNTS: [usize; 4] = [1, 64, 1024, 4096];
 /// Table sizes of the per-packet rows.
 const TABLE_SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
+/// Rule counts of the per-packet established-flow rows.
+const FLOW_RULE_COUNTS: [usize; 2] = [1, FLOW_RULES];
 const BIG_TABLE: usize = 1_000_000;
 /// The nftables table of the nftables rows.
 const NFT_TABLE: &str = "xdpwall_bench";
@@ -280,54 +287,160 @@ fn timing(args: &Args) -> (Duration, Duration, usize) {
     )
 }
 
+/// Which table a per-packet case is reported in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// bench_drop, and xdpwall with a `block` last rule at each size.
+    Scaling,
+    /// xdpwall with a `pass` last rule, with or without `keep state`.
+    Flow { keep_state: bool },
+}
+
 /// One per-packet case: a loaded program and a frame.
 struct Case {
     /// Index into the loaded filters; `None` for bench_drop.
     filter: Option<usize>,
+    group: Group,
     rules: usize,
     table: Option<usize>,
     hit: bool,
     frame: Vec<u8>,
     expect: u32,
+    /// The counter slot that must count every repeat of a run, and its name for errors.
+    slot: Option<(u32, &'static str)>,
+    /// Run the frame once before each measured run: a flow's packet then finds its flow
+    /// open and fresh, whatever the time since the last round.
+    prime: bool,
     /// Kernel averages, one per round, or the error that stopped the case.
     samples: Result<Vec<f64>, String>,
 }
 
+impl Case {
+    /// One test run of `repeat`: the kernel's average in nanoseconds, after checking the
+    /// action and, if the case has one, that its counter slot counted every repeat.
+    fn run(&self, drop: &Reference, filters: &mut [Filter], repeat: u32) -> Result<f64> {
+        let expect = |action: u32| {
+            if action == self.expect {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("action {action}, expected {}", self.expect))
+            }
+        };
+        let Some(i) = self.filter else {
+            let (action, avg) = drop.test_run_repeat(&self.frame, repeat)?;
+            expect(action)?;
+            return Ok(avg.as_nanos() as f64);
+        };
+        let filter = &mut filters[i];
+        if self.prime {
+            expect(filter.test_run_repeat(&self.frame, 1)?.0)?;
+        }
+        let before = self.slot.map(|(s, _)| filter.counted(s)).transpose()?;
+        let (action, avg) = filter.test_run_repeat(&self.frame, repeat)?;
+        expect(action)?;
+        if let (Some((slot, name)), Some(before)) = (self.slot, before) {
+            let counted = filter.counted(slot)?.saturating_sub(before);
+            if counted != u64::from(repeat) {
+                bail!("{counted} of {repeat} packets counted by {name}");
+            }
+        }
+        Ok(avg.as_nanos() as f64)
+    }
+}
+
+/// Sends a flow's first packet through a filter whose last rule keeps state: it must pass
+/// by that rule (which opens the flow), so the next ones can take the fast path.
+fn open_flow(filter: &mut Filter, frame: &[u8]) -> Result<()> {
+    let rule = filter.last_rule_slot();
+    let (by_rule, by_state) = (filter.counted(rule)?, filter.counted(slot::STATE)?);
+    let (action, _) = filter.test_run_repeat(frame, 1)?;
+    if action != XDP_PASS
+        || filter.counted(rule)? != by_rule + 1
+        || filter.counted(slot::STATE)? != by_state
+    {
+        bail!("the flow's first packet was not passed by the `keep state` rule");
+    }
+    Ok(())
+}
+
+/// The median of the per-round ratios of `samples` to `base` (run side by side).
+fn paired_ratio(samples: &Result<Vec<f64>, String>, base: Option<&Vec<f64>>) -> Option<f64> {
+    match (samples, base) {
+        (Ok(v), Some(b)) if !v.is_empty() && v.len() == b.len() => {
+            Some(spread(&v.iter().zip(b).map(|(a, b)| a / b).collect::<Vec<_>>()).0)
+        }
+        _ => None,
+    }
+}
+
 /// Loads every case's program first, then runs the cases in rounds, one test run of
 /// each per round, so noise from elsewhere on the machine spreads over all of them
-/// alike; each case reports its median, and its ratio to the 1-rule case as the median
-/// of the per-round ratios.
+/// alike; each case reports its median, and its ratio to its baseline (xdpwall with 1
+/// rule, or the same rules without `keep state`) as the median of the per-round ratios.
+/// Every xdpwall run is checked against the counter that should have counted it.
 fn per_packet(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
     let pins = PinDir::new("test-run")?;
     let (repeat, rounds) = (report.repeat, if args.short { 5 } else { 11 });
     let size = usize::from(args.frame_size);
     let drop = Reference::drop_program(&pins)?;
-    let mut filters = Vec::new();
+    let mut filters: Vec<Filter> = Vec::new();
     let mut cases = vec![Case {
         filter: None,
+        group: Group::Scaling,
         rules: 0,
         table: None,
         hit: true,
         frame: BenchNet::frame(Scenario::rules(1, Last::Block).hit(), size),
         expect: XDP_DROP,
+        slot: None,
+        prime: false,
         samples: Ok(Vec::new()),
     }];
-    let mut scenarios: Vec<Scenario> = RULE_COUNTS
+    let mut scenarios: Vec<(Group, Scenario)> = RULE_COUNTS
         .iter()
-        .map(|&n| Scenario::rules(n, Last::Block))
+        .map(|&n| (Group::Scaling, Scenario::rules(n, Last::Block)))
         .collect();
     scenarios.extend(
         TABLE_SIZES
             .iter()
-            .map(|&e| Scenario::table(e, 1, Last::Block)),
+            .map(|&e| (Group::Scaling, Scenario::table(e, 1, Last::Block))),
     );
-    scenarios.push(Scenario::table(BIG_TABLE, 4096, Last::Block));
-    for s in scenarios {
+    scenarios.push((
+        Group::Scaling,
+        Scenario::table(BIG_TABLE, 4096, Last::Block),
+    ));
+    for &n in &FLOW_RULE_COUNTS {
+        for keep_state in [false, true] {
+            let last = if keep_state {
+                Last::KeepState
+            } else {
+                Last::Pass
+            };
+            scenarios.push((Group::Flow { keep_state }, Scenario::rules(n, last)));
+        }
+    }
+    for (group, s) in scenarios {
         check_interrupted()?;
-        eprintln!("  loading xdpwall, {}", s.name());
+        let keep_state = group == Group::Flow { keep_state: true };
+        eprintln!(
+            "  loading xdpwall, {}{}",
+            s.name(),
+            match group {
+                Group::Scaling => "",
+                Group::Flow { keep_state: false } => ", last rule pass",
+                Group::Flow { keep_state: true } => ", last rule pass keep state",
+            }
+        );
+        let hit_frame = BenchNet::frame(s.hit(), size);
         let loaded = s
             .compile(&work.join("test-run"))
-            .and_then(|c| Filter::load(&c, &pins));
+            .and_then(|c| Filter::load(&c, &pins))
+            .and_then(|mut f| {
+                if keep_state {
+                    open_flow(&mut f, &hit_frame)?;
+                }
+                Ok(f)
+            });
         let filter = match loaded {
             Ok(f) => {
                 filters.push(f);
@@ -335,14 +448,36 @@ fn per_packet(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
             }
             Err(e) => Err(format!("{e:#}")),
         };
-        for (hit, probe, expect) in [(true, s.hit(), XDP_DROP), (false, s.miss(), XDP_PASS)] {
+        let rule_slot = filter.as_ref().ok().map(|&i| filters[i].last_rule_slot());
+        let hit_expect = if s.last == Last::Block {
+            XDP_DROP
+        } else {
+            XDP_PASS
+        };
+        let hit_slot = if keep_state {
+            (slot::STATE, "the state counter (fast path)")
+        } else {
+            (rule_slot.unwrap_or(0), "the last rule")
+        };
+        for (hit, frame, expect, counter) in [
+            (true, hit_frame, hit_expect, hit_slot),
+            (
+                false,
+                BenchNet::frame(s.miss(), size),
+                XDP_PASS,
+                (slot::DEFAULT_PASS, "the default policy"),
+            ),
+        ] {
             cases.push(Case {
                 filter: filter.as_ref().ok().copied(),
+                group,
                 rules: s.rules,
                 table: s.table_entries,
                 hit,
-                frame: BenchNet::frame(probe, size),
+                frame,
                 expect,
+                slot: Some(counter),
+                prime: keep_state && hit,
                 samples: filter.as_ref().map(|_| Vec::new()).map_err(Clone::clone),
             });
         }
@@ -352,49 +487,71 @@ fn per_packet(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
     for _ in 0..rounds {
         check_interrupted()?;
         for case in cases.iter_mut() {
-            let Ok(samples) = &mut case.samples else {
+            if case.samples.is_err() {
                 continue;
-            };
-            let run = match case.filter {
-                None => drop.test_run_repeat(&case.frame, repeat),
-                Some(i) => filters[i].test_run_repeat(&case.frame, repeat),
-            };
-            match run {
-                Ok((action, avg)) if action == case.expect => samples.push(avg.as_nanos() as f64),
-                Ok((action, _)) => {
-                    case.samples = Err(format!("action {action}, expected {}", case.expect))
+            }
+            match case.run(&drop, &mut filters, repeat) {
+                Ok(ns) => {
+                    if let Ok(samples) = &mut case.samples {
+                        samples.push(ns);
+                    }
                 }
                 Err(e) => case.samples = Err(format!("{e:#}")),
             }
         }
     }
 
-    let one_rule = |hit: bool| {
+    let samples_of = |f: &dyn Fn(&Case) -> bool| {
         cases
             .iter()
-            .find(|c| c.filter.is_some() && c.rules == 1 && c.table.is_none() && c.hit == hit)
+            .find(|c| c.filter.is_some() && f(c))
             .and_then(|c| c.samples.as_ref().ok())
     };
     for case in &cases {
-        let to_one_rule = match (&case.samples, one_rule(case.hit)) {
-            (Ok(v), Some(one)) if case.filter.is_some() && v.len() == one.len() => {
-                Some(spread(&v.iter().zip(one).map(|(a, b)| a / b).collect::<Vec<_>>()).0)
+        let result = case.samples.clone().map(|v| spread(&v).0);
+        match case.group {
+            Group::Scaling => {
+                let one_rule = samples_of(&|c| {
+                    c.group == Group::Scaling
+                        && c.rules == 1
+                        && c.table.is_none()
+                        && c.hit == case.hit
+                });
+                report.per_packet.push(PerPacketRow {
+                    program: if case.filter.is_some() {
+                        "xdpwall"
+                    } else {
+                        "bench_drop"
+                    },
+                    rules: case.rules,
+                    table: case.table,
+                    hit: case.hit,
+                    result,
+                    to_one_rule: case
+                        .filter
+                        .and_then(|_| paired_ratio(&case.samples, one_rule)),
+                });
             }
-            _ => None,
-        };
-        report.per_packet.push(PerPacketRow {
-            program: if case.filter.is_some() {
-                "xdpwall"
-            } else {
-                "bench_drop"
-            },
-            rules: case.rules,
-            table: case.table,
-            hit: case.hit,
-            result: case.samples.clone().map(|v| spread(&v).0),
-            to_one_rule,
-        });
+            Group::Flow { keep_state } => {
+                let stateless = samples_of(&|c| {
+                    c.group == (Group::Flow { keep_state: false })
+                        && c.rules == case.rules
+                        && c.hit == case.hit
+                });
+                report.flows.push(FlowRow {
+                    rules: case.rules,
+                    keep_state,
+                    hit: case.hit,
+                    result,
+                    to_stateless: paired_ratio(&case.samples, stateless),
+                });
+            }
+        }
     }
+    // Each packet with `keep state` just below the same packet without.
+    report
+        .flows
+        .sort_by_key(|r| (r.rules, !r.hit, r.keep_state));
     Ok(())
 }
 
@@ -441,6 +598,7 @@ fn row(
             max,
             offered,
             judged: s.judged,
+            program_ns: s.program_ns,
             to_ceiling,
             ceiling,
         }
@@ -478,8 +636,8 @@ fn throughput(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
         threads,
         batch: args.batch,
     };
-    let go = |traffic: &Traffic, judged: Option<&mut dyn FnMut() -> Result<u64>>| {
-        measure(&net, &pins, traffic, &gen_cpus, timing, judged)
+    let go = |traffic: &Traffic, probes: Probes<'_>| {
+        measure(&net, &pins, traffic, &gen_cpus, timing, probes)
     };
 
     let wanted = |r: Rows| args.rows.is_empty() || args.rows.contains(&r);
@@ -487,17 +645,25 @@ fn throughput(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
     // The two pairs should measure alike: bench_drop on both.
     if wanted(Rows::Check) {
         row(report, Kind::Ceiling, None, || {
-            let _attached = Ceiling::attach(&pins, &net.test.host)?;
-            go(&traffic(&Scenario::rules(1, Last::Block)), None)
+            let attached = Ceiling::attach(&pins, &net.test.host)?;
+            let run_time = || attached.run_time();
+            let probes = Probes {
+                run_time: Some(&run_time),
+                ..Probes::default()
+            };
+            go(&traffic(&Scenario::rules(1, Last::Block)), probes)
         });
     }
 
     if wanted(Rows::Xdpwall) {
-        xdpwall_rows(args, report, work, &net, &|t, j| go(t, j), &traffic)?;
+        xdpwall_rows(args, report, work, &net, &|t, p| go(t, p), &traffic)?;
     }
     if wanted(Rows::Stack) {
         row(report, Kind::Stack, None, || {
-            go(&traffic(&Scenario::rules(1024, Last::Pass)), None)
+            go(
+                &traffic(&Scenario::rules(1024, Last::Pass)),
+                Probes::default(),
+            )
         });
     }
     for (kind, rows) in [
@@ -518,14 +684,18 @@ fn throughput(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
                 .context("no nftables form")?;
                 let table = NftTable::load(name, &script, work)?;
                 let mut judged = || table.counted();
-                go(&traffic(&s), Some(&mut judged))
+                let probes = Probes {
+                    judged: Some(&mut judged),
+                    ..Probes::default()
+                };
+                go(&traffic(&s), probes)
             });
         }
     }
     Ok(())
 }
 
-type Go<'a> = dyn Fn(&Traffic, Option<&mut dyn FnMut() -> Result<u64>>) -> Result<Sample> + 'a;
+type Go<'a> = dyn Fn(&Traffic, Probes<'_>) -> Result<Sample> + 'a;
 
 fn xdpwall_rows(
     args: &Args,
@@ -544,13 +714,34 @@ fn xdpwall_rows(
         Kind::XdpwallDrop,
         Scenario::table(BIG_TABLE, 4096, Last::Block),
     ));
-    scenarios.push((Kind::XdpwallPass, Scenario::rules(1024, Last::Pass)));
+    // The pass path and, with the same rules plus `keep state` on the last one, the
+    // state fast path: the generator's flows all match the last rule, so once each has
+    // passed one packet (the row primes them) every packet is one of an established
+    // flow, counted as `state`.
+    scenarios.push((Kind::XdpwallPass, Scenario::rules(FLOW_RULES, Last::Pass)));
+    scenarios.push((
+        Kind::XdpwallState,
+        Scenario::rules(FLOW_RULES, Last::KeepState),
+    ));
     for (i, (kind, s)) in scenarios.iter().enumerate() {
         row(report, *kind, Some(s), || {
             let rules = s.write(&work.join(format!("xdpwall-{i}")))?;
             xdpwall.set_rules(&rules)?;
-            let mut judged = || xdpwall.rule_packets(s.rules);
-            go(&traffic(s), Some(&mut judged))
+            let state = *kind == Kind::XdpwallState;
+            let mut judged = || {
+                if state {
+                    xdpwall.state_packets()
+                } else {
+                    xdpwall.rule_packets(s.rules)
+                }
+            };
+            let run_time = || xdpwall.run_time();
+            let probes = Probes {
+                judged: Some(&mut judged),
+                run_time: Some(&run_time),
+                prime: state,
+            };
+            go(&traffic(s), probes)
         });
     }
     xdpwall.unload()
