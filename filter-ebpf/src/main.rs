@@ -53,10 +53,6 @@ static TCP_FLAGS_DEFAULT: Global<u32> = Global::new(0);
 static ICMP_DEFAULT: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static VLAN_DEFAULT: Global<u32> = Global::new(0);
-/// Which host hashes have entries: bit 0 source v4, 1 source v6, 2 destination v4,
-/// 3 destination v6. An empty one is never looked up.
-#[unsafe(no_mangle)]
-static HOST_MAPS: Global<u32> = Global::new(0);
 /// Non-zero when some rule keeps state: the fast path and flow creation run.
 #[unsafe(no_mangle)]
 static STATEFUL: Global<u32> = Global::new(0);
@@ -88,15 +84,6 @@ static RULES: Array<RuleAction> = Array::with_max_entries(MAX_RULES as u32, 0);
 static BITMAPS: Array<RuleBitmap> = Array::with_max_entries(1, 0);
 #[map]
 static PROTO_CLASS: Array<u32> = Array::with_max_entries(PROTO_KEYS, 0);
-// Address fields: full-length prefixes (hosts) in hashes, shorter ones in LPM tries.
-#[map]
-static SRC_HOST_V4: HashMap<[u8; 4], u32> = HashMap::with_max_entries(1, 0);
-#[map]
-static SRC_HOST_V6: HashMap<[u8; 16], u32> = HashMap::with_max_entries(1, 0);
-#[map]
-static DST_HOST_V4: HashMap<[u8; 4], u32> = HashMap::with_max_entries(1, 0);
-#[map]
-static DST_HOST_V6: HashMap<[u8; 16], u32> = HashMap::with_max_entries(1, 0);
 #[map]
 static SRC_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(1, 0);
 #[map]
@@ -228,46 +215,14 @@ fn bitmap_of(f: u32, class: impl FnOnce() -> Option<u32>) -> Result<Option<&'sta
     BITMAPS.get(class).map(Some).ok_or(())
 }
 
-/// One address field's tables: host hashes and LPM tries per family, and this
-/// field's bits in `HOST_MAPS`.
-struct AddrMaps {
-    hosts_v4: &'static HashMap<[u8; 4], u32>,
-    hosts_v6: &'static HashMap<[u8; 16], u32>,
-    lpm_v4: &'static LpmTrie<[u8; 4], u32>,
-    lpm_v6: &'static LpmTrie<[u8; 16], u32>,
-    host_bit_v4: u32,
-}
-
-/// The class of `addr`: its host entry if it has one (a host's class already
-/// includes every prefix containing it), else its longest prefix.
 #[inline(always)]
-fn addr_class(m: &AddrMaps, p: &Fields, addr: *const u8) -> Option<u32> {
-    let hosts = HOST_MAPS.load();
+fn lpm_class(v4: &LpmTrie<[u8; 4], u32>, v6: &LpmTrie<[u8; 16], u32>, p: &Fields, addr: *const u8) -> Option<u32> {
     if p.family == FAMILY_V4 {
-        let a = Fields::v4(addr);
-        // SAFETY: plain data, only read.
-        if hosts & (1 << m.host_bit_v4) != 0
-            && let Some(c) = unsafe { m.hosts_v4.get(&a) }
-        {
-            return Some(*c);
-        }
-        m.lpm_v4.get(Key::new(32, a)).copied()
+        v4.get(Key::new(32, Fields::v4(addr))).copied()
     } else {
-        let a = p.addr16(addr);
-        // SAFETY: as above.
-        if hosts & (2 << m.host_bit_v4) != 0
-            && let Some(c) = unsafe { m.hosts_v6.get(&a) }
-        {
-            return Some(*c);
-        }
-        m.lpm_v6.get(Key::new(128, a)).copied()
+        v6.get(Key::new(128, p.addr16(addr))).copied()
     }
 }
-
-static SRC_MAPS: AddrMaps =
-    AddrMaps { hosts_v4: &SRC_HOST_V4, hosts_v6: &SRC_HOST_V6, lpm_v4: &SRC_V4, lpm_v6: &SRC_V6, host_bit_v4: 0 };
-static DST_MAPS: AddrMaps =
-    AddrMaps { hosts_v4: &DST_HOST_V4, hosts_v6: &DST_HOST_V6, lpm_v4: &DST_V4, lpm_v6: &DST_V6, host_bit_v4: 2 };
 
 // Out of line: the per-field bitmap pointers need a stack frame of their own.
 #[inline(never)]
@@ -278,8 +233,8 @@ fn first_match(p: &Fields, iface_class: u32, dir: Direction) -> Option<u32> {
     .ok()?;
     let b_iface = bitmap_of(field::IFACE, || Some(iface_class)).ok()?;
     let b_proto = bitmap_of(field::PROTO, || keyed(&PROTO_CLASS, p.proto_key, &PROTO_DEFAULT)).ok()?;
-    let b_src = bitmap_of(field::SRC_ADDR, || addr_class(&SRC_MAPS, p, p.src)).ok()?;
-    let b_dst = bitmap_of(field::DST_ADDR, || addr_class(&DST_MAPS, p, p.dst)).ok()?;
+    let b_src = bitmap_of(field::SRC_ADDR, || lpm_class(&SRC_V4, &SRC_V6, p, p.src)).ok()?;
+    let b_dst = bitmap_of(field::DST_ADDR, || lpm_class(&DST_V4, &DST_V6, p, p.dst)).ok()?;
     let b_sport = bitmap_of(field::SRC_PORT, || keyed(&SPORT_CLASS, p.sport_key, &SPORT_DEFAULT)).ok()?;
     let b_dport = bitmap_of(field::DST_PORT, || keyed(&DPORT_CLASS, p.dport_key, &DPORT_DEFAULT)).ok()?;
     let b_flags = bitmap_of(field::TCP_FLAGS, || {

@@ -137,23 +137,10 @@ impl LoadedProgram {
             // Taken only when the pinned table is created (the first load).
             .map_max_entries(STATES, state_limit)
             .map_max_entries("BITMAPS", compiled.bitmaps.len() as u32)
-            ;
-        let (src4, src6, dst4, dst6) = addr_tables(compiled);
-        let sizes = [
-            (src4.lpm, src4.hosts_map, src4.len()),
-            (src6.lpm, src6.hosts_map, src6.len()),
-            (dst4.lpm, dst4.hosts_map, dst4.len()),
-            (dst6.lpm, dst6.hosts_map, dst6.len()),
-        ];
-        let mut host_maps = 0u32;
-        for (bit, (lpm, hosts_map, (prefixes, hosts))) in sizes.into_iter().enumerate() {
-            loader.map_max_entries(lpm, lpm_size(prefixes));
-            loader.map_max_entries(hosts_map, lpm_size(hosts));
-            if hosts > 0 {
-                host_maps |= 1 << bit;
-            }
-        }
-        loader.override_global("HOST_MAPS", &host_maps, true);
+            .map_max_entries("SRC_V4", lpm_size(compiled.src_v4.len()))
+            .map_max_entries("SRC_V6", lpm_size(compiled.src_v6.len()))
+            .map_max_entries("DST_V4", lpm_size(compiled.dst_v4.len()))
+            .map_max_entries("DST_V6", lpm_size(compiled.dst_v6.len()));
         for (name, class) in &defaults {
             loader.override_global(name, class, true);
         }
@@ -167,10 +154,6 @@ impl LoadedProgram {
 
         let mut p = LoadedProgram { ebpf };
         p.fill(compiled, counter_slots, ifaces)?;
-        p.fill_addr_table(&src4)?;
-        p.fill_addr_table(&src6)?;
-        p.fill_addr_table(&dst4)?;
-        p.fill_addr_table(&dst6)?;
         let prog: &mut Xdp = p.program_mut()?;
         prog.load().map_err(|e| Error::Program("load (verifier)", e))?;
         p.egress_mut()?.load().map_err(|e| Error::Program("load egress (verifier)", e))?;
@@ -211,17 +194,23 @@ impl LoadedProgram {
                 map.set(key, class + 1, 0).map_err(|e| Error::Map(k.map, e))?;
             }
         }
+        let v4 = |entries: &[(ipnet::Ipv4Net, u32)]| {
+            entries.iter().map(|(n, c)| (n.prefix_len(), n.network().octets(), *c)).collect::<Vec<_>>()
+        };
+        let v6 = |entries: &[(ipnet::Ipv6Net, u32)]| {
+            entries.iter().map(|(n, c)| (n.prefix_len(), n.network().octets(), *c)).collect::<Vec<_>>()
+        };
+        self.fill_lpm("SRC_V4", &v4(&c.src_v4))?;
+        self.fill_lpm("DST_V4", &v4(&c.dst_v4))?;
+        self.fill_lpm("SRC_V6", &v6(&c.src_v6))?;
+        self.fill_lpm("DST_V6", &v6(&c.dst_v6))?;
         Ok(())
     }
 
-    fn fill_addr_table<const N: usize>(&mut self, t: &AddrTable<N>) -> Result<(), Error> {
-        let mut lpm: LpmTrie<_, [u8; N], u32> = self.map_typed(t.lpm)?;
-        for (len, addr, class) in &t.prefixes {
-            lpm.insert(&Key::new(*len as u32, *addr), class, 0).map_err(|e| Error::Map(t.lpm, e))?;
-        }
-        let mut hosts: HashMap<_, [u8; N], u32> = self.map_typed(t.hosts_map)?;
-        for (addr, class) in &t.hosts {
-            hosts.insert(addr, class, 0).map_err(|e| Error::Map(t.hosts_map, e))?;
+    fn fill_lpm<const N: usize>(&mut self, name: &'static str, entries: &[(u8, [u8; N], u32)]) -> Result<(), Error> {
+        let mut map: LpmTrie<_, [u8; N], u32> = self.map_typed(name)?;
+        for (len, addr, class) in entries {
+            map.insert(&Key::new(*len as u32, *addr), class, 0).map_err(|e| Error::Map(name, e))?;
         }
         Ok(())
     }
@@ -293,53 +282,6 @@ impl LoadedProgram {
         let r = prog.test_run(opts).map_err(|e| Error::Program("test run", e))?;
         Ok((r.return_value, r.duration))
     }
-}
-
-/// One address field of one family as the data plane stores it: full-length
-/// prefixes (hosts, the bulk of a blocklist) in a hash, one lookup and one cache
-/// line; shorter ones in the LPM trie, which then stays small and shallow. The data
-/// plane tries the hash first: a host's class already includes every prefix that
-/// contains it, so a hit is the longest match.
-struct AddrTable<const N: usize> {
-    lpm: &'static str,
-    hosts_map: &'static str,
-    prefixes: Vec<(u8, [u8; N], u32)>,
-    hosts: Vec<([u8; N], u32)>,
-}
-
-impl<const N: usize> AddrTable<N> {
-    fn new(lpm: &'static str, hosts_map: &'static str, entries: impl Iterator<Item = (u8, [u8; N], u32)>) -> Self {
-        let (mut prefixes, mut hosts) = (Vec::new(), Vec::new());
-        for (len, addr, class) in entries {
-            if len as usize == N * 8 {
-                hosts.push((addr, class));
-            } else {
-                prefixes.push((len, addr, class));
-            }
-        }
-        AddrTable { lpm, hosts_map, prefixes, hosts }
-    }
-
-    fn len(&self) -> (usize, usize) {
-        (self.prefixes.len(), self.hosts.len())
-    }
-}
-
-/// The four address tables, in `HOST_MAPS` bit order: source v4, source v6,
-/// destination v4, destination v6.
-fn addr_tables(c: &Compiled) -> (AddrTable<4>, AddrTable<16>, AddrTable<4>, AddrTable<16>) {
-    let v4 = |e: &[(ipnet::Ipv4Net, u32)]| {
-        e.iter().map(|(n, c)| (n.prefix_len(), n.network().octets(), *c)).collect::<Vec<_>>().into_iter()
-    };
-    let v6 = |e: &[(ipnet::Ipv6Net, u32)]| {
-        e.iter().map(|(n, c)| (n.prefix_len(), n.network().octets(), *c)).collect::<Vec<_>>().into_iter()
-    };
-    (
-        AddrTable::new("SRC_V4", "SRC_HOST_V4", v4(&c.src_v4)),
-        AddrTable::new("SRC_V6", "SRC_HOST_V6", v6(&c.src_v6)),
-        AddrTable::new("DST_V4", "DST_HOST_V4", v4(&c.dst_v4)),
-        AddrTable::new("DST_V6", "DST_HOST_V6", v6(&c.dst_v6)),
-    )
 }
 
 /// An array-keyed field: its map, default-class global and key domain.
