@@ -110,10 +110,7 @@ impl Harness {
             aya::maps::PerCpuArray::try_from(aya::maps::Map::from_map_data(map).unwrap()).unwrap();
         (0..slot::RESERVED + self.rule_actions.len() as u32)
             .map(|s| {
-                map.get(&s, 0).expect("slot readable").iter().fold(Counter::default(), |a, c| Counter {
-                    packets: a.packets + c.packets,
-                    bytes: a.bytes + c.bytes,
-                })
+                map.get(&s, 0).expect("slot readable").iter().copied().fold(Counter::default(), |a, c| a + c)
             })
             .collect()
     }

@@ -146,6 +146,15 @@ pub struct Counter {
     pub bytes: u64,
 }
 
+impl core::ops::Add for Counter {
+    type Output = Counter;
+
+    /// Sums two counters (the loader sums per-CPU values with this).
+    fn add(self, o: Counter) -> Counter {
+        Counter { packets: self.packets + o.packets, bytes: self.bytes + o.bytes }
+    }
+}
+
 /// Per-interface totals (per CPU in the map).
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -154,6 +163,15 @@ pub struct IfaceCounters {
     pub passed: Counter,
     /// Packets dropped, by a rule, by the default policy or as malformed.
     pub dropped: Counter,
+}
+
+impl core::ops::Add for IfaceCounters {
+    type Output = IfaceCounters;
+
+    /// Sums two interfaces' totals field by field.
+    fn add(self, o: IfaceCounters) -> IfaceCounters {
+        IfaceCounters { passed: self.passed + o.passed, dropped: self.dropped + o.dropped }
+    }
 }
 
 /// Value of the `IFACES` hash (key: ifindex).

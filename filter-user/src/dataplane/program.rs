@@ -334,33 +334,25 @@ pub fn open_pinned(pin_dir: &Path, name: &'static str) -> Result<aya::maps::Map,
 
 /// Sums the per-CPU values of every slot of the pinned `COUNTERS` map.
 pub fn read_counters(pin_dir: &Path) -> Result<Vec<Counter>, Error> {
-    let map: PerCpuArray<MapData, Counter> =
-        PerCpuArray::try_from(open_pinned(pin_dir, COUNTERS)?).map_err(|e| Error::Map(COUNTERS, e))?;
-    map.iter()
-        .map(|v| {
-            let v = v.map_err(|e| Error::Map(COUNTERS, e))?;
-            Ok(v.iter().fold(Counter::default(), |a, c| Counter {
-                packets: a.packets + c.packets,
-                bytes: a.bytes + c.bytes,
-            }))
-        })
-        .collect()
+    read_summed(pin_dir, COUNTERS)
 }
 
 /// Sums the per-CPU values of every slot of the pinned `IFACE_COUNTERS` map.
 pub fn read_iface_counters(pin_dir: &Path) -> Result<Vec<IfaceCounters>, Error> {
-    let map: PerCpuArray<MapData, IfaceCounters> = PerCpuArray::try_from(open_pinned(pin_dir, IFACE_COUNTERS)?)
-        .map_err(|e| Error::Map(IFACE_COUNTERS, e))?;
+    read_summed(pin_dir, IFACE_COUNTERS)
+}
+
+/// Every slot of a pinned per-CPU map, its CPUs' values summed.
+fn read_summed<T>(pin_dir: &Path, name: &'static str) -> Result<Vec<T>, Error>
+where
+    T: aya::Pod + Default + std::ops::Add<Output = T>,
+{
+    let map: PerCpuArray<MapData, T> =
+        PerCpuArray::try_from(open_pinned(pin_dir, name)?).map_err(|e| Error::Map(name, e))?;
     map.iter()
         .map(|v| {
-            let v = v.map_err(|e| Error::Map(IFACE_COUNTERS, e))?;
-            Ok(v.iter().fold(IfaceCounters::default(), |a, c| IfaceCounters {
-                passed: Counter { packets: a.passed.packets + c.passed.packets, bytes: a.passed.bytes + c.passed.bytes },
-                dropped: Counter {
-                    packets: a.dropped.packets + c.dropped.packets,
-                    bytes: a.dropped.bytes + c.dropped.bytes,
-                },
-            }))
+            let v = v.map_err(|e| Error::Map(name, e))?;
+            Ok(v.iter().copied().fold(T::default(), |a, c| a + c))
         })
         .collect()
 }
