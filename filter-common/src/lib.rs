@@ -327,6 +327,74 @@ pub const FAMILY_V4: u32 = 0;
 /// Family index of IPv6 in protocol keys.
 pub const FAMILY_V6: u32 = 1;
 
+/// The IPv4 direct array's layout. Address lookups (source and destination alike)
+/// each cost a bounded number of memory accesses, however many prefixes a table holds:
+/// - IPv4 up to /24: a two-level direct array (`*_DIR4`, DIR-16-8): entry `addr >> 16` of
+///   the first [`dir::TOP_ENTRIES`] holds a class, or with [`dir::GROUP`] the index of a
+///   256-entry group of the /16, indexed by the third octet, that holds the /24's class.
+/// - IPv4 /25 to /32: a group entry with [`dir::LONGER`] says some longer prefix lies in
+///   that /24; the lengths present ([`AddrConfig::v4_long_lengths`]) are then looked up
+///   in the `*_PREFIXES` hash, longest first.
+/// - IPv6: the most populated lengths (at most [`V6_HASHED_LENGTHS`]) are exact keys in
+///   the same hash, looked up longest first; the rest, always with `::/0`, sit in a
+///   small LPM trie (`*_TRIE6`) whose answer carries its prefix length, so that only
+///   longer hashed lengths are looked up after it.
+pub mod dir {
+    /// First-level entries: one per /16.
+    pub const TOP_ENTRIES: u32 = 1 << 16;
+    /// Entries in a group: one per /24 of the group's /16.
+    pub const GROUP_ENTRIES: u32 = 256;
+    /// First-level flag: the entry is a group index, not a class.
+    pub const GROUP: u32 = 1 << 31;
+    /// Group-entry flag: prefixes longer than /24 lie inside this /24.
+    pub const LONGER: u32 = 1 << 31;
+    /// The array is read two entries at a time: its values are `[u32; 2]`, since the
+    /// kernel rounds every array element up to 8 bytes.
+    pub const PER_ELEMENT: u32 = 2;
+}
+
+/// Shortest IPv4 prefix length kept in the prefix hash (longer than the direct array).
+pub const V4_HASHED_MIN_LEN: u32 = 25;
+/// Most IPv6 prefix lengths looked up in the prefix hash.
+pub const V6_HASHED_LENGTHS: usize = 8;
+/// Largest class id an address lookup can return (the flags take the top bit).
+pub const MAX_ADDR_CLASS: u32 = (1 << 31) - 1;
+
+/// Key of a `*_PREFIXES` hash: a prefix, its host bits cleared.
+#[repr(C)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Debug)]
+pub struct PrefixKey {
+    /// The address (IPv4 in the first 4 bytes, rest zero), network order.
+    pub addr: [u8; 16],
+    /// Prefix length.
+    pub len: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 2],
+}
+
+/// Value of an IPv6 `*_TRIE6` entry: its class and its own prefix length.
+#[repr(C)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct PrefixClass {
+    /// Class id (index into `BITMAPS`).
+    pub class: u32,
+    /// The entry's prefix length.
+    pub len: u32,
+}
+
+/// Load-time configuration of one address field's lookup (`SRC_ADDR_CONFIG`,
+/// `DST_ADDR_CONFIG`): which hashed lengths exist, so that no other is looked up.
+#[repr(C)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct AddrConfig {
+    /// Bit `len - V4_HASHED_MIN_LEN` set when IPv4 /len prefixes are in the hash.
+    pub v4_long_lengths: u32,
+    /// IPv6 lengths in the hash, longest first; 0 ends the list.
+    pub v6_lengths: [u8; V6_HASHED_LENGTHS],
+}
+
 /// The classifier's fields. Bit `1 << field` in `USED_FIELDS` says a rule uses it;
 /// unused fields are never looked up.
 pub mod field {
@@ -364,4 +432,7 @@ mod pod {
     unsafe impl aya::Pod for super::IfaceEntry {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowState {}
+    unsafe impl aya::Pod for super::PrefixKey {}
+    unsafe impl aya::Pod for super::PrefixClass {}
+    unsafe impl aya::Pod for super::AddrConfig {}
 }

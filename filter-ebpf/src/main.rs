@@ -14,14 +14,15 @@ mod parse;
 
 use aya_ebpf::{
     Global,
-    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
+    bindings::{BPF_F_MMAPABLE, TC_ACT_OK, TC_ACT_SHOT, xdp_action},
     macros::{classifier, map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::{TcContext, XdpContext},
 };
 use filter_common::{
-    ACTION_PASS, BITMAP_WORDS, FAMILY_V4, COUNTER_SLOTS, Counter, IfaceCounters, IfaceEntry, MAX_IFACES,
-    MAX_RULES, PROTO_KEYS, RULE_KEEP_STATE, RuleAction, RuleBitmap, field, slot,
+    ACTION_PASS, AddrConfig, BITMAP_WORDS, COUNTER_SLOTS, Counter, FAMILY_V4, FAMILY_V6, IfaceCounters,
+    IfaceEntry, MAX_IFACES, MAX_RULES, PROTO_KEYS, PrefixClass, PrefixKey, RULE_KEEP_STATE, RuleAction,
+    RuleBitmap, V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir, field, slot,
 };
 use parse::{Fields, Outcome};
 
@@ -64,6 +65,11 @@ static DIR_OUT_CLASS: Global<u32> = Global::new(0);
 /// Non-zero when some rule says `out`: TC egress classifies.
 #[unsafe(no_mangle)]
 static HAS_OUT_RULES: Global<u32> = Global::new(0);
+/// Which hashed prefix lengths each address field has.
+#[unsafe(no_mangle)]
+static SRC_ADDR_CONFIG: Global<AddrConfig> = Global::new(AddrConfig { v4_long_lengths: 0, v6_lengths: [0; V6_HASHED_LENGTHS] });
+#[unsafe(no_mangle)]
+static DST_ADDR_CONFIG: Global<AddrConfig> = Global::new(AddrConfig { v4_long_lengths: 0, v6_lengths: [0; V6_HASHED_LENGTHS] });
 /// Non-zero only in tests: record every decision in `TRACE_LAST` (pruned otherwise).
 #[unsafe(no_mangle)]
 static TRACE: Global<u32> = Global::new(0);
@@ -84,14 +90,20 @@ static RULES: Array<RuleAction> = Array::with_max_entries(MAX_RULES as u32, 0);
 static BITMAPS: Array<RuleBitmap> = Array::with_max_entries(1, 0);
 #[map]
 static PROTO_CLASS: Array<u32> = Array::with_max_entries(PROTO_KEYS, 0);
+// Address fields (see `filter_common::dir`): per field, IPv4 up to /24 in a direct
+// array filled through mmap, exact prefixes in a hash, the rest of IPv6 in a small trie.
 #[map]
-static SRC_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(1, 0);
+static SRC_DIR4: Array<[u32; 2]> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 #[map]
-static SRC_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(1, 0);
+static SRC_PREFIXES: HashMap<PrefixKey, u32> = HashMap::with_max_entries(1, 0);
 #[map]
-static DST_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(1, 0);
+static SRC_TRIE6: LpmTrie<[u8; 16], PrefixClass> = LpmTrie::with_max_entries(1, 0);
 #[map]
-static DST_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(1, 0);
+static DST_DIR4: Array<[u32; 2]> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+#[map]
+static DST_PREFIXES: HashMap<PrefixKey, u32> = HashMap::with_max_entries(1, 0);
+#[map]
+static DST_TRIE6: LpmTrie<[u8; 16], PrefixClass> = LpmTrie::with_max_entries(1, 0);
 #[map]
 static SPORT_CLASS: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
@@ -215,13 +227,118 @@ fn bitmap_of(f: u32, class: impl FnOnce() -> Option<u32>) -> Result<Option<&'sta
     BITMAPS.get(class).map(Some).ok_or(())
 }
 
-#[inline(always)]
-fn lpm_class(v4: &LpmTrie<[u8; 4], u32>, v6: &LpmTrie<[u8; 16], u32>, p: &Fields, addr: *const u8) -> Option<u32> {
-    if p.family == FAMILY_V4 {
-        v4.get(Key::new(32, Fields::v4(addr))).copied()
-    } else {
-        v6.get(Key::new(128, p.addr16(addr))).copied()
+/// One address field's lookup structures.
+struct AddrMaps {
+    dir4: &'static Array<[u32; 2]>,
+    prefixes: &'static HashMap<PrefixKey, u32>,
+    trie6: &'static LpmTrie<[u8; 16], PrefixClass>,
+    config: &'static Global<AddrConfig>,
+}
+
+impl AddrMaps {
+    // Built where used, never stored: BPF data cannot hold map pointers, and inlined,
+    // the references become direct map loads.
+    #[inline(always)]
+    fn src() -> Self {
+        AddrMaps { dir4: &SRC_DIR4, prefixes: &SRC_PREFIXES, trie6: &SRC_TRIE6, config: &SRC_ADDR_CONFIG }
     }
+
+    #[inline(always)]
+    fn dst() -> Self {
+        AddrMaps { dir4: &DST_DIR4, prefixes: &DST_PREFIXES, trie6: &DST_TRIE6, config: &DST_ADDR_CONFIG }
+    }
+
+    /// The class of the longest prefix containing the address at `addr`.
+    #[inline(always)]
+    fn class(&self, p: &Fields, addr: *const u8) -> Option<u32> {
+        if p.family == FAMILY_V4 { self.class_v4(u32::from_be_bytes(Fields::v4(addr))) } else { self.class_v6(p.addr16(addr)) }
+    }
+
+    /// At most two array reads, then (only inside a /24 holding longer prefixes) one
+    /// hash lookup per longer length present.
+    #[inline(always)]
+    fn class_v4(&self, ip: u32) -> Option<u32> {
+        let top = self.dir_entry(ip >> 16)?;
+        let entry = if top & dir::GROUP == 0 {
+            top
+        } else {
+            self.dir_entry(dir::TOP_ENTRIES + (top & !dir::GROUP) * dir::GROUP_ENTRIES + ((ip >> 8) & 0xff))?
+        };
+        if entry & dir::LONGER == 0 {
+            return Some(entry);
+        }
+        let lengths = self.config.load().v4_long_lengths;
+        let mut key = PrefixKey { addr: [0; 16], len: 0, family: FAMILY_V4 as u8, _pad: [0; 2] };
+        // Longest first: the first hit is the longest match. Lengths absent from the
+        // load-time set are pruned by the verifier.
+        let mut len = 32;
+        while len >= V4_HASHED_MIN_LEN {
+            if lengths & (1 << (len - V4_HASHED_MIN_LEN)) != 0 {
+                let masked = ip & (u32::MAX << (32 - len));
+                key.addr = [(masked >> 24) as u8, (masked >> 16) as u8, (masked >> 8) as u8, masked as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                key.len = len as u8;
+                if let Some(class) = self.prefix_class(&key) {
+                    return Some(class);
+                }
+            }
+            len -= 1;
+        }
+        Some(entry & !dir::LONGER)
+    }
+
+    #[inline(always)]
+    fn prefix_class(&self, key: &PrefixKey) -> Option<u32> {
+        // SAFETY: the value is plain data, copied out at once.
+        unsafe { self.prefixes.get(key) }.copied()
+    }
+
+    #[inline(always)]
+    fn dir_entry(&self, i: u32) -> Option<u32> {
+        let pair = self.dir4.get(i / dir::PER_ELEMENT)?;
+        Some(if i % dir::PER_ELEMENT == 0 { pair[0] } else { pair[1] })
+    }
+
+    /// The trie's longest match (it always holds ::/0), then the hashed lengths longer
+    /// than that match, longest first.
+    #[inline(always)]
+    fn class_v6(&self, addr: [u8; 16]) -> Option<u32> {
+        let found = *self.trie6.get(Key::new(128, addr))?;
+        let lengths = self.config.load().v6_lengths;
+        // Two halves: BPF has no 128-bit shifts.
+        let hi = u64::from_be_bytes([addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7]]);
+        let lo = u64::from_be_bytes([addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15]]);
+        let mut key = PrefixKey { addr: [0; 16], len: 0, family: FAMILY_V6 as u8, _pad: [0; 2] };
+        for len in lengths {
+            let len = len as u32;
+            // The list ends with 0, which no trie match is shorter than.
+            if len <= found.len {
+                break;
+            }
+            let (h, l) = match len {
+                64.. => (hi, if len == 64 { 0 } else { lo & (u64::MAX << (128 - len)) }),
+                _ => (hi & (u64::MAX << (64 - len)), 0),
+            };
+            key.addr[..8].copy_from_slice(&h.to_be_bytes());
+            key.addr[8..].copy_from_slice(&l.to_be_bytes());
+            key.len = len as u8;
+            if let Some(class) = self.prefix_class(&key) {
+                return Some(class);
+            }
+        }
+        Some(found.class)
+    }
+}
+
+// Out of line, each address field in a stack frame of its own: the lookup keys would
+// not fit in `first_match`'s frame beside the bitmap pointers.
+#[inline(never)]
+fn src_class(p: &Fields) -> Option<u32> {
+    AddrMaps::src().class(p, p.src)
+}
+
+#[inline(never)]
+fn dst_class(p: &Fields) -> Option<u32> {
+    AddrMaps::dst().class(p, p.dst)
 }
 
 // Out of line: the per-field bitmap pointers need a stack frame of their own.
@@ -233,8 +350,8 @@ fn first_match(p: &Fields, iface_class: u32, dir: Direction) -> Option<u32> {
     .ok()?;
     let b_iface = bitmap_of(field::IFACE, || Some(iface_class)).ok()?;
     let b_proto = bitmap_of(field::PROTO, || keyed(&PROTO_CLASS, p.proto_key, &PROTO_DEFAULT)).ok()?;
-    let b_src = bitmap_of(field::SRC_ADDR, || lpm_class(&SRC_V4, &SRC_V6, p, p.src)).ok()?;
-    let b_dst = bitmap_of(field::DST_ADDR, || lpm_class(&DST_V4, &DST_V6, p, p.dst)).ok()?;
+    let b_src = bitmap_of(field::SRC_ADDR, || src_class(p)).ok()?;
+    let b_dst = bitmap_of(field::DST_ADDR, || dst_class(p)).ok()?;
     let b_sport = bitmap_of(field::SRC_PORT, || keyed(&SPORT_CLASS, p.sport_key, &SPORT_DEFAULT)).ok()?;
     let b_dport = bitmap_of(field::DST_PORT, || keyed(&DPORT_CLASS, p.dport_key, &DPORT_DEFAULT)).ok()?;
     let b_flags = bitmap_of(field::TCP_FLAGS, || {

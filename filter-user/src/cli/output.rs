@@ -5,7 +5,7 @@ use std::{fmt::Write as _, path::Path};
 use filter_common::field;
 
 use crate::{
-    compile::Compiled,
+    compile::{AddrLookup, Compiled},
     dataplane::{ApplyReport, Diff, FlowEntry, Status},
     rules::{Action, Ruleset},
 };
@@ -56,14 +56,11 @@ pub fn summary(path: &Path, rs: &Ruleset, c: &Compiled) -> String {
         c.map_memory() as f64 / (1 << 20) as f64,
         crate::compile::MAX_MAP_MEMORY >> 20
     );
-    let _ = writeln!(
-        s,
-        "prefix entries: source {} (v4) + {} (v6), destination {} (v4) + {} (v6)",
-        c.src_v4.len(),
-        c.src_v6.len(),
-        c.dst_v4.len(),
-        c.dst_v6.len()
-    );
+    for (name, f, lookup) in [("source", field::SRC_ADDR, &c.src), ("destination", field::DST_ADDR, &c.dst)] {
+        if c.uses(f) {
+            let _ = writeln!(s, "{name} prefixes: {}", lookup_summary(lookup));
+        }
+    }
     const SHOWN: usize = 50;
     for (i, r) in c.rules.iter().enumerate().take(SHOWN) {
         let _ = writeln!(s, "{:>4}  {}", i + 1, r.text);
@@ -75,6 +72,22 @@ pub fn summary(path: &Path, rs: &Ruleset, c: &Compiled) -> String {
 }
 
 /// The rule diff of an apply.
+/// What an address field's lookup holds: how many prefixes, in which structure.
+fn lookup_summary(l: &AddrLookup) -> String {
+    let groups = (l.dir4.len() - filter_common::dir::TOP_ENTRIES as usize) / filter_common::dir::GROUP_ENTRIES as usize;
+    let v6_lengths: Vec<String> = l.v6_hashed_lengths().map(|len| format!("/{len}")).collect();
+    format!(
+        "{} IPv4 ({} /16 groups in the direct array, {} longer than /24 hashed), {} IPv6 ({} hashed{}, {} in the trie)",
+        l.v4_entries,
+        groups,
+        l.prefixes.keys().filter(|k| u32::from(k.family) == filter_common::FAMILY_V4).count(),
+        l.v6_entries,
+        l.prefixes.keys().filter(|k| u32::from(k.family) == filter_common::FAMILY_V6).count(),
+        if v6_lengths.is_empty() { String::new() } else { format!(" at {}", v6_lengths.join(" ")) },
+        l.trie6.len(),
+    )
+}
+
 pub fn diff(d: &Diff) -> String {
     let mut s = String::new();
     for r in &d.removed {

@@ -1,19 +1,18 @@
-//! Address fields (source, destination): prefixes from rules and tables -> LPM entries.
+//! Address fields (source, destination): prefixes from rules and tables -> longest-
+//! prefix-match entries, which `lookup` turns into the structures the program searches.
 //!
-//! A packet's address is looked up in an LPM trie, which returns the class of its
-//! longest matching prefix. So each prefix's class must account for every shorter
-//! prefix containing it: a /16 inside a /8 satisfies the /8's rules too.
+//! A packet's address gets the class of its longest matching prefix. So each prefix's
+//! class must account for every shorter prefix containing it: a /16 inside a /8
+//! satisfies the /8's rules too.
 
 use std::collections::BTreeMap;
 
 use filter_common::RuleBitmap;
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
 
 use super::classes::Classes;
+use super::lookup::{AddrLookup, LpmEntry};
 use crate::rules::{AddrItem, AddrMatch, Table};
-
-/// LPM entries of both families: (prefix, class).
-pub type LpmEntries = (Vec<(Ipv4Net, u32)>, Vec<(Ipv6Net, u32)>);
 
 /// One address field's conditions, split by family.
 pub struct AddrField {
@@ -77,12 +76,8 @@ impl AddrField {
         self.constrained
     }
 
-    /// LPM entries of both families.
-    pub fn classify(
-        self,
-        rule_count: usize,
-        classes: &mut Classes,
-    ) -> LpmEntries {
+    /// The field's lookup structures.
+    pub fn classify(self, rule_count: usize, classes: &mut Classes) -> AddrLookup {
         let mut positive = RuleBitmap::EMPTY;
         for r in 0..rule_count {
             if !self.any.get(r) && !self.negated.get(r) {
@@ -90,20 +85,9 @@ impl AddrField {
             }
         }
         let sets = Sets { any: self.any, negated: self.negated, positive };
-        let v4 = sets
-            .classify(self.v4, classes)
-            .into_iter()
-            .map(|(a, len, c)| {
-                let net = Ipv4Net::new(((a >> 96) as u32).into(), len).expect("len <= 32");
-                (net, c)
-            })
-            .collect();
-        let v6 = sets
-            .classify(self.v6, classes)
-            .into_iter()
-            .map(|(a, len, c)| (Ipv6Net::new(a.into(), len).expect("len <= 128"), c))
-            .collect();
-        (v4, v6)
+        let v4 = sets.classify(self.v4, classes);
+        let v6 = sets.classify(self.v6, classes);
+        AddrLookup::build(v4, v6)
     }
 }
 
@@ -134,7 +118,7 @@ impl Sets {
     /// `(prefix, len, class)` entries for one family, always including the /0 root.
     /// A prefix whose class equals its nearest listed ancestor's is left out: the LPM
     /// lookup falls back to that ancestor with the same result.
-    fn classify(&self, mut entries: Vec<(u128, u8, usize)>, classes: &mut Classes) -> Vec<(u128, u8, u32)> {
+    fn classify(&self, mut entries: Vec<(u128, u8, usize)>, classes: &mut Classes) -> Vec<LpmEntry> {
         // Ancestors sort before descendants: their address is the same or smaller
         // (host bits cleared) and, at the same address, their length is shorter.
         entries.sort_unstable();

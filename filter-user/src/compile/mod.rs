@@ -8,18 +8,19 @@
 mod addr;
 mod classes;
 mod keyed;
+mod lookup;
 
 use std::collections::HashMap;
 
 use filter_common::{
     ICMP_NONE, MAX_RULES, PORT_NONE, PROTO_KEYS, RuleBitmap, TCP_FLAGS_NONE, VLAN_NONE, field,
 };
-use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::rules::{Action, Direction, Family, PortRange, Rule, Ruleset};
 use classes::Classes;
 pub use keyed::KeyedTable;
+pub use lookup::{AddrLookup, V6_HASH_MIN_PREFIXES};
 use keyed::KeyRanges;
 
 /// Most entries one table may hold.
@@ -93,14 +94,10 @@ pub struct Compiled {
     pub iface_miss_class: u32,
     /// `family * 256 + proto` -> class (empty when the field is unused).
     pub proto: KeyedTable,
-    /// Source/destination prefix -> class (a /0 always present when used).
-    pub src_v4: Vec<(Ipv4Net, u32)>,
-    /// See `src_v4`.
-    pub src_v6: Vec<(Ipv6Net, u32)>,
-    /// See `src_v4`.
-    pub dst_v4: Vec<(Ipv4Net, u32)>,
-    /// See `src_v4`.
-    pub dst_v6: Vec<(Ipv6Net, u32)>,
+    /// Source address -> class (empty when the field is unused).
+    pub src: AddrLookup,
+    /// Destination address -> class.
+    pub dst: AddrLookup,
     /// Port (or `PORT_NONE`) -> class.
     pub sport: KeyedTable,
     /// See `sport`.
@@ -133,11 +130,10 @@ impl Compiled {
     }
 
     /// Estimated kernel memory of this ruleset's classifier maps, in bytes: bitmaps,
-    /// LPM tries (a node per entry plus as many inner nodes, at worst) and arrays.
+    /// address lookups and arrays.
     pub fn map_memory(&self) -> u64 {
         let bitmaps = self.bitmaps.len() as u64 * std::mem::size_of::<RuleBitmap>() as u64;
-        let lpm_v4 = (self.src_v4.len() + self.dst_v4.len()) as u64 * 2 * 64;
-        let lpm_v6 = (self.src_v6.len() + self.dst_v6.len()) as u64 * 2 * 96;
+        let addresses = self.src.memory() + self.dst.memory();
         let arrays = [
             (field::PROTO, PROTO_KEYS),
             (field::SRC_PORT, PORT_NONE + 1),
@@ -150,7 +146,7 @@ impl Compiled {
         .filter(|(f, _)| self.uses(*f))
         .map(|(_, n)| *n as u64 * 4)
         .sum::<u64>();
-        bitmaps + lpm_v4 + lpm_v6 + arrays
+        bitmaps + addresses + arrays
     }
 }
 
@@ -234,14 +230,14 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
 
     let src = addr::AddrField::new(rules.iter().map(|r| &r.from.addr), &rs.tables);
     let dst = addr::AddrField::new(rules.iter().map(|r| &r.to.addr), &rs.tables);
-    let (mut src_v4, mut src_v6, mut dst_v4, mut dst_v6) = Default::default();
+    let (mut src_lookup, mut dst_lookup) = Default::default();
     if src.used() {
         used_fields |= 1 << field::SRC_ADDR;
-        (src_v4, src_v6) = src.classify(rules.len(), &mut classes);
+        src_lookup = src.classify(rules.len(), &mut classes);
     }
     if dst.used() {
         used_fields |= 1 << field::DST_ADDR;
-        (dst_v4, dst_v6) = dst.classify(rules.len(), &mut classes);
+        dst_lookup = dst.classify(rules.len(), &mut classes);
     }
 
     let compiled = Compiled {
@@ -252,10 +248,8 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
         ifaces,
         iface_miss_class,
         proto,
-        src_v4,
-        src_v6,
-        dst_v4,
-        dst_v6,
+        src: src_lookup,
+        dst: dst_lookup,
         sport,
         dport,
         tcp_flags,

@@ -22,15 +22,8 @@ struct Pkt {
 
 const UDP: Pkt = Pkt { proto: 17, src: "192.0.2.1", dst: "198.51.100.1", sport: 1000, dport: 53 };
 
-fn lpm<N: Copy>(entries: &[(N, u32)], contains: impl Fn(&N) -> Option<u8>) -> u32 {
-    entries.iter().filter_map(|(n, c)| contains(n).map(|len| (len, *c))).max_by_key(|(len, _)| *len).map_or(0, |(_, c)| c)
-}
-
-fn addr_class(v4: &[(Ipv4Net, u32)], v6: &[(Ipv6Net, u32)], a: &str) -> u32 {
-    match a.parse::<IpAddr>().unwrap() {
-        IpAddr::V4(a) => lpm(v4, |n| n.contains(&a).then_some(n.prefix_len())),
-        IpAddr::V6(a) => lpm(v6, |n| n.contains(&a).then_some(n.prefix_len())),
-    }
+fn addr_class(lookup: &AddrLookup, a: &str) -> u32 {
+    lookup.class_of(a.parse::<IpAddr>().unwrap()).expect("the field is used")
 }
 
 /// The first matching rule, evaluated over the compiled tables like the data plane.
@@ -50,10 +43,10 @@ fn first_match(c: &Compiled, p: Pkt) -> Option<usize> {
         and(field::PROTO, c.proto.class_of(family * 256 + p.proto as u32));
     }
     if c.uses(field::SRC_ADDR) {
-        and(field::SRC_ADDR, addr_class(&c.src_v4, &c.src_v6, p.src));
+        and(field::SRC_ADDR, addr_class(&c.src, p.src));
     }
     if c.uses(field::DST_ADDR) {
-        and(field::DST_ADDR, addr_class(&c.dst_v4, &c.dst_v6, p.dst));
+        and(field::DST_ADDR, addr_class(&c.dst, p.dst));
     }
     if c.uses(field::SRC_PORT) {
         and(field::SRC_PORT, c.sport.class_of(p.sport));
@@ -119,7 +112,7 @@ fn ports_ranges_and_lists() {
 fn unused_fields_have_no_tables() {
     let c = compiled("pass in proto udp\n");
     assert_eq!(c.used_fields, 1 << field::PROTO);
-    assert!(c.sport.entries.is_empty() && c.src_v4.is_empty() && c.vlan.entries.is_empty() && c.ifaces.is_empty());
+    assert!(c.sport.entries.is_empty() && c.src == AddrLookup::default() && c.vlan.entries.is_empty() && c.ifaces.is_empty());
     assert_eq!(first_match(&c, UDP), Some(0));
     assert_eq!(first_match(&c, Pkt { proto: 6, ..UDP }), None);
 }
@@ -135,7 +128,8 @@ fn family_restricts_protocol_keys() {
 fn redundant_prefixes_are_pruned() {
     // Both /24s say the same as the /8 around them, so only the /8 and the root stay.
     let c = compiled("table <t> { 10.0.0.0/8, 10.1.1.0/24, 10.2.2.0/24 }\nblock in from <t>\n");
-    assert_eq!(c.src_v4.len(), 2);
+    assert_eq!(c.src.v4_entries, 2);
+    assert_eq!(c.src.dir4.len(), filter_common::dir::TOP_ENTRIES as usize, "no /16 needs a group");
     assert_eq!(first_match(&c, Pkt { src: "10.1.1.1", ..UDP }), Some(0));
     assert_eq!(first_match(&c, Pkt { src: "11.1.1.1", ..UDP }), None);
 }

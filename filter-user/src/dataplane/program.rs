@@ -11,12 +11,13 @@ use aya::{
 };
 use filter_common::{
     ACTION_DROP, ACTION_PASS, COUNTER_SLOTS, Counter, ICMP_NONE, IfaceCounters, IfaceEntry, PORT_NONE,
-    PROTO_KEYS, RULE_KEEP_STATE, RuleAction, RuleBitmap, TCP_FLAGS_NONE, VLAN_NONE, field,
+    PROTO_KEYS, PrefixClass, PrefixKey, RULE_KEEP_STATE, RuleAction, RuleBitmap, TCP_FLAGS_NONE, VLAN_NONE, dir,
+    field,
 };
 
 use super::Error;
 use crate::{
-    compile::{Compiled, KeyedTable},
+    compile::{AddrLookup, Compiled, KeyedTable},
     rules::{Action, DEFAULT_STATE_LIMIT},
 };
 
@@ -121,7 +122,7 @@ impl LoadedProgram {
         let defaults: Vec<(&str, u32)> =
             keyed_fields(compiled).iter().map(|k| (k.default_global, k.table.default_class)).collect();
         // Unused fields get one-entry maps: they are never looked up.
-        let lpm_size = |v: usize| (v as u32).max(1);
+        let at_least_one = |v: usize| (v as u32).max(1);
         let mut loader = EbpfLoader::new();
         loader
             .default_map_pin_directory(pin_dir)
@@ -136,11 +137,14 @@ impl LoadedProgram {
             .override_global("DIR_OUT_CLASS", &dir_out, true)
             // Taken only when the pinned table is created (the first load).
             .map_max_entries(STATES, state_limit)
-            .map_max_entries("BITMAPS", compiled.bitmaps.len() as u32)
-            .map_max_entries("SRC_V4", lpm_size(compiled.src_v4.len()))
-            .map_max_entries("SRC_V6", lpm_size(compiled.src_v6.len()))
-            .map_max_entries("DST_V4", lpm_size(compiled.dst_v4.len()))
-            .map_max_entries("DST_V6", lpm_size(compiled.dst_v6.len()));
+            .map_max_entries("BITMAPS", compiled.bitmaps.len() as u32);
+        for a in addr_fields(compiled) {
+            loader
+                .override_global(a.config, &a.lookup.config, true)
+                .map_max_entries(a.dir4, at_least_one(a.lookup.dir4.len() / dir::PER_ELEMENT as usize))
+                .map_max_entries(a.prefixes, at_least_one(a.lookup.prefixes.len()))
+                .map_max_entries(a.trie6, at_least_one(a.lookup.trie6.len()));
+        }
         for (name, class) in &defaults {
             loader.override_global(name, class, true);
         }
@@ -194,23 +198,33 @@ impl LoadedProgram {
                 map.set(key, class + 1, 0).map_err(|e| Error::Map(k.map, e))?;
             }
         }
-        let v4 = |entries: &[(ipnet::Ipv4Net, u32)]| {
-            entries.iter().map(|(n, c)| (n.prefix_len(), n.network().octets(), *c)).collect::<Vec<_>>()
-        };
-        let v6 = |entries: &[(ipnet::Ipv6Net, u32)]| {
-            entries.iter().map(|(n, c)| (n.prefix_len(), n.network().octets(), *c)).collect::<Vec<_>>()
-        };
-        self.fill_lpm("SRC_V4", &v4(&c.src_v4))?;
-        self.fill_lpm("DST_V4", &v4(&c.dst_v4))?;
-        self.fill_lpm("SRC_V6", &v6(&c.src_v6))?;
-        self.fill_lpm("DST_V6", &v6(&c.dst_v6))?;
+        for a in addr_fields(c) {
+            self.fill_addr(&a)?;
+        }
         Ok(())
     }
 
-    fn fill_lpm<const N: usize>(&mut self, name: &'static str, entries: &[(u8, [u8; N], u32)]) -> Result<(), Error> {
-        let mut map: LpmTrie<_, [u8; N], u32> = self.map_typed(name)?;
-        for (len, addr, class) in entries {
-            map.insert(&Key::new(*len as u32, *addr), class, 0).map_err(|e| Error::Map(name, e))?;
+    /// Fills one address field's lookup: the direct array through a shared mapping (it
+    /// can hold millions of entries), the hash and the trie entry by entry.
+    fn fill_addr(&mut self, a: &AddrField<'_>) -> Result<(), Error> {
+        if a.lookup.dir4.is_empty() {
+            return Ok(());
+        }
+        {
+            let map = self.ebpf.map_mut(a.dir4).ok_or(Error::MissingObject(a.dir4))?;
+            let aya::maps::Map::Array(data) = map else { return Err(Error::MissingObject(a.dir4)) };
+            write_mmapped(data, bytes_of_u32s(&a.lookup.dir4)).map_err(|e| Error::Io(format!("filling {}", a.dir4), e))?;
+        }
+        {
+            let mut map: HashMap<_, PrefixKey, u32> = self.map_typed(a.prefixes)?;
+            for (key, class) in &a.lookup.prefixes {
+                map.insert(key, class, 0).map_err(|e| Error::Map(a.prefixes, e))?;
+            }
+        }
+        let mut trie: LpmTrie<_, [u8; 16], PrefixClass> = self.map_typed(a.trie6)?;
+        for &(addr, len, class) in &a.lookup.trie6 {
+            let value = PrefixClass { class, len: len.into() };
+            trie.insert(&Key::new(len.into(), addr), value, 0).map_err(|e| Error::Map(a.trie6, e))?;
         }
         Ok(())
     }
@@ -282,6 +296,49 @@ impl LoadedProgram {
         let r = prog.test_run(opts).map_err(|e| Error::Program("test run", e))?;
         Ok((r.return_value, r.duration))
     }
+}
+
+/// An address field: its maps and load-time configuration, and what goes into them.
+struct AddrField<'a> {
+    config: &'static str,
+    dir4: &'static str,
+    prefixes: &'static str,
+    trie6: &'static str,
+    lookup: &'a AddrLookup,
+}
+
+fn addr_fields(c: &Compiled) -> [AddrField<'_>; 2] {
+    [
+        AddrField { config: "SRC_ADDR_CONFIG", dir4: "SRC_DIR4", prefixes: "SRC_PREFIXES", trie6: "SRC_TRIE6", lookup: &c.src },
+        AddrField { config: "DST_ADDR_CONFIG", dir4: "DST_DIR4", prefixes: "DST_PREFIXES", trie6: "DST_TRIE6", lookup: &c.dst },
+    ]
+}
+
+fn bytes_of_u32s(v: &[u32]) -> &[u8] {
+    // SAFETY: u32 has no padding and any byte alignment is fine for reading bytes.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
+}
+
+/// Copies `bytes` to the start of a `BPF_F_MMAPABLE` array through a shared mapping:
+/// one copy instead of a system call per element (16M for a full direct array).
+fn write_mmapped(map: &MapData, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    // SAFETY: sysconf has no memory effects.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    let len = bytes.len().div_ceil(page) * page;
+    let fd = map.fd().as_fd().as_raw_fd();
+    // SAFETY: a fresh shared mapping of the map's memory; the kernel checks that `len`
+    // lies within the array (it was sized for `bytes` at load).
+    let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
+    if ptr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `ptr` maps at least `bytes.len()` writable bytes, unmapped right after.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.cast::<u8>(), bytes.len());
+        libc::munmap(ptr, len);
+    }
+    Ok(())
 }
 
 /// An array-keyed field: its map, default-class global and key domain.
