@@ -333,10 +333,11 @@ pub const FAMILY_V6: u32 = 1;
 ///   the first [`dir::TOP_ENTRIES`] holds a class, or with [`dir::GROUP`] the index of a
 ///   256-entry group of the /16, indexed by the third octet, that holds the /24's class.
 /// - IPv4 /25 to /32: a group entry with [`dir::LONGER`] says some longer prefix lies in
-///   that /24; the lengths present ([`AddrConfig::v4_long_lengths`]) are then looked up
-///   in the `*_PREFIXES` hash, longest first.
-/// - IPv6: the most populated lengths (at most [`V6_HASHED_LENGTHS`]) are exact keys in
-///   the same hash, looked up longest first; the rest, always with `::/0`, sit in a
+///   that /24; the lengths present (load-time `*_V4_LONG_LENGTHS`: bit `len -`
+///   [`V4_HASHED_MIN_LEN`]) are then looked up in the `*_PREFIXES` hash, longest first.
+/// - IPv6: the most populated lengths (at most [`V6_HASHED_LENGTHS`], load-time
+///   `*_V6_LENGTHS`: one per byte from the lowest, longest first, 0 ending the list)
+///   are exact keys in the same hash, looked up longest first; the rest, always with `::/0`, sit in a
 ///   small LPM trie (`*_TRIE6`) whose answer carries its prefix length, so that only
 ///   longer hashed lengths are looked up after it.
 pub mod dir {
@@ -355,7 +356,7 @@ pub mod dir {
 
 /// Shortest IPv4 prefix length kept in the prefix hash (longer than the direct array).
 pub const V4_HASHED_MIN_LEN: u32 = 25;
-/// Most IPv6 prefix lengths looked up in the prefix hash.
+/// Most IPv6 prefix lengths looked up in the prefix hash (the bytes of a u64).
 pub const V6_HASHED_LENGTHS: usize = 8;
 /// Largest class id an address lookup can return (the flags take the top bit).
 pub const MAX_ADDR_CLASS: u32 = (1 << 31) - 1;
@@ -382,17 +383,6 @@ pub struct PrefixClass {
     pub class: u32,
     /// The entry's prefix length.
     pub len: u32,
-}
-
-/// Load-time configuration of one address field's lookup (`SRC_ADDR_CONFIG`,
-/// `DST_ADDR_CONFIG`): which hashed lengths exist, so that no other is looked up.
-#[repr(C)]
-#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
-pub struct AddrConfig {
-    /// Bit `len - V4_HASHED_MIN_LEN` set when IPv4 /len prefixes are in the hash.
-    pub v4_long_lengths: u32,
-    /// IPv6 lengths in the hash, longest first; 0 ends the list.
-    pub v6_lengths: [u8; V6_HASHED_LENGTHS],
 }
 
 /// The classifier's fields. Bit `1 << field` in `USED_FIELDS` says a rule uses it;
@@ -434,5 +424,4 @@ mod pod {
     unsafe impl aya::Pod for super::FlowState {}
     unsafe impl aya::Pod for super::PrefixKey {}
     unsafe impl aya::Pod for super::PrefixClass {}
-    unsafe impl aya::Pod for super::AddrConfig {}
 }

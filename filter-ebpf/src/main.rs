@@ -20,7 +20,7 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use filter_common::{
-    ACTION_PASS, AddrConfig, BITMAP_WORDS, COUNTER_SLOTS, Counter, FAMILY_V4, FAMILY_V6, IfaceCounters,
+    ACTION_PASS, BITMAP_WORDS, COUNTER_SLOTS, Counter, FAMILY_V4, FAMILY_V6, IfaceCounters,
     IfaceEntry, MAX_IFACES, MAX_RULES, PROTO_KEYS, PrefixClass, PrefixKey, RULE_KEEP_STATE, RuleAction,
     RuleBitmap, V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir, field, slot,
 };
@@ -65,11 +65,15 @@ static DIR_OUT_CLASS: Global<u32> = Global::new(0);
 /// Non-zero when some rule says `out`: TC egress classifies.
 #[unsafe(no_mangle)]
 static HAS_OUT_RULES: Global<u32> = Global::new(0);
-/// Which hashed prefix lengths each address field has.
+/// Which hashed prefix lengths each address field has (see `filter_common::dir`).
 #[unsafe(no_mangle)]
-static SRC_ADDR_CONFIG: Global<AddrConfig> = Global::new(AddrConfig { v4_long_lengths: 0, v6_lengths: [0; V6_HASHED_LENGTHS] });
+static SRC_V4_LONG_LENGTHS: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
-static DST_ADDR_CONFIG: Global<AddrConfig> = Global::new(AddrConfig { v4_long_lengths: 0, v6_lengths: [0; V6_HASHED_LENGTHS] });
+static SRC_V6_LENGTHS: Global<u64> = Global::new(0);
+#[unsafe(no_mangle)]
+static DST_V4_LONG_LENGTHS: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static DST_V6_LENGTHS: Global<u64> = Global::new(0);
 /// Non-zero only in tests: record every decision in `TRACE_LAST` (pruned otherwise).
 #[unsafe(no_mangle)]
 static TRACE: Global<u32> = Global::new(0);
@@ -232,26 +236,33 @@ struct AddrMaps {
     dir4: &'static Array<[u32; 2]>,
     prefixes: &'static HashMap<PrefixKey, u32>,
     trie6: &'static LpmTrie<[u8; 16], PrefixClass>,
-    config: &'static Global<AddrConfig>,
+    v4_long_lengths: &'static Global<u32>,
+    v6_lengths: &'static Global<u64>,
 }
 
 impl AddrMaps {
-    // Built where used, never stored: BPF data cannot hold map pointers, and inlined,
-    // the references become direct map loads.
+    /// The source (`SRC`) or destination field's maps. Built where used, never
+    /// stored: BPF data cannot hold map pointers, and inlined, the references become
+    /// direct map loads.
     #[inline(always)]
-    fn src() -> Self {
-        AddrMaps { dir4: &SRC_DIR4, prefixes: &SRC_PREFIXES, trie6: &SRC_TRIE6, config: &SRC_ADDR_CONFIG }
-    }
-
-    #[inline(always)]
-    fn dst() -> Self {
-        AddrMaps { dir4: &DST_DIR4, prefixes: &DST_PREFIXES, trie6: &DST_TRIE6, config: &DST_ADDR_CONFIG }
-    }
-
-    /// The class of the longest prefix containing the address at `addr`.
-    #[inline(always)]
-    fn class(&self, p: &Fields, addr: *const u8) -> Option<u32> {
-        if p.family == FAMILY_V4 { self.class_v4(u32::from_be_bytes(Fields::v4(addr))) } else { self.class_v6(p.addr16(addr)) }
+    fn of<const SRC: bool>() -> Self {
+        if SRC {
+            AddrMaps {
+                dir4: &SRC_DIR4,
+                prefixes: &SRC_PREFIXES,
+                trie6: &SRC_TRIE6,
+                v4_long_lengths: &SRC_V4_LONG_LENGTHS,
+                v6_lengths: &SRC_V6_LENGTHS,
+            }
+        } else {
+            AddrMaps {
+                dir4: &DST_DIR4,
+                prefixes: &DST_PREFIXES,
+                trie6: &DST_TRIE6,
+                v4_long_lengths: &DST_V4_LONG_LENGTHS,
+                v6_lengths: &DST_V6_LENGTHS,
+            }
+        }
     }
 
     /// At most two array reads, then (only inside a /24 holding longer prefixes) one
@@ -267,7 +278,7 @@ impl AddrMaps {
         if entry & dir::LONGER == 0 {
             return Some(entry);
         }
-        let lengths = self.config.load().v4_long_lengths;
+        let lengths = self.v4_long_lengths.load();
         let mut key = PrefixKey { addr: [0; 16], len: 0, family: FAMILY_V4 as u8, _pad: [0; 2] };
         // Longest first: the first hit is the longest match. Lengths absent from the
         // load-time set are pruned by the verifier.
@@ -275,7 +286,11 @@ impl AddrMaps {
         while len >= V4_HASHED_MIN_LEN {
             if lengths & (1 << (len - V4_HASHED_MIN_LEN)) != 0 {
                 let masked = ip & (u32::MAX << (32 - len));
-                key.addr = [(masked >> 24) as u8, (masked >> 16) as u8, (masked >> 8) as u8, masked as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                // Bytes one by one: a slice copy here made LLVM spill far past the stack limit.
+                key.addr[0] = (masked >> 24) as u8;
+                key.addr[1] = (masked >> 16) as u8;
+                key.addr[2] = (masked >> 8) as u8;
+                key.addr[3] = masked as u8;
                 key.len = len as u8;
                 if let Some(class) = self.prefix_class(&key) {
                     return Some(class);
@@ -303,17 +318,18 @@ impl AddrMaps {
     #[inline(always)]
     fn class_v6(&self, addr: [u8; 16]) -> Option<u32> {
         let found = *self.trie6.get(Key::new(128, addr))?;
-        let lengths = self.config.load().v6_lengths;
         // Two halves: BPF has no 128-bit shifts.
         let hi = u64::from_be_bytes([addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7]]);
         let lo = u64::from_be_bytes([addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15]]);
         let mut key = PrefixKey { addr: [0; 16], len: 0, family: FAMILY_V6 as u8, _pad: [0; 2] };
-        for len in lengths {
-            let len = len as u32;
+        let mut lengths = self.v6_lengths.load();
+        for _ in 0..V6_HASHED_LENGTHS {
+            let len = (lengths & 0xff) as u32;
             // The list ends with 0, which no trie match is shorter than.
             if len <= found.len {
                 break;
             }
+            lengths >>= 8;
             let (h, l) = match len {
                 64.. => (hi, if len == 64 { 0 } else { lo & (u64::MAX << (128 - len)) }),
                 _ => (hi & (u64::MAX << (64 - len)), 0),
@@ -329,16 +345,26 @@ impl AddrMaps {
     }
 }
 
-// Out of line, each address field in a stack frame of its own: the lookup keys would
-// not fit in `first_match`'s frame beside the bitmap pointers.
-#[inline(never)]
-fn src_class(p: &Fields) -> Option<u32> {
-    AddrMaps::src().class(p, p.src)
+/// The class of the packet's source (`SRC`) or destination address. Out of line, a
+/// frame per family: the lookup keys would not fit in `first_match`'s frame beside the
+/// bitmap pointers (the verifier allows 512 bytes for a whole chain of calls).
+#[inline(always)]
+fn addr_class<const SRC: bool>(p: &Fields) -> Option<u32> {
+    let addr = if SRC { p.src } else { p.dst };
+    if p.family == FAMILY_V4 { addr_class_v4::<SRC>(u32::from_be_bytes(Fields::v4(addr))) } else { addr_class_v6::<SRC>(addr) }
 }
 
 #[inline(never)]
-fn dst_class(p: &Fields) -> Option<u32> {
-    AddrMaps::dst().class(p, p.dst)
+fn addr_class_v4<const SRC: bool>(ip: u32) -> Option<u32> {
+    AddrMaps::of::<SRC>().class_v4(ip)
+}
+
+/// `addr` points at the 16 address bytes in the packet (a pointer, not a copy: a copy
+/// would be passed through the caller's frame).
+#[inline(never)]
+fn addr_class_v6<const SRC: bool>(addr: *const u8) -> Option<u32> {
+    // SAFETY: the parse checked that 16 address bytes lie inside the frame.
+    AddrMaps::of::<SRC>().class_v6(unsafe { core::ptr::read_unaligned(addr as *const [u8; 16]) })
 }
 
 // Out of line: the per-field bitmap pointers need a stack frame of their own.
@@ -350,8 +376,8 @@ fn first_match(p: &Fields, iface_class: u32, dir: Direction) -> Option<u32> {
     .ok()?;
     let b_iface = bitmap_of(field::IFACE, || Some(iface_class)).ok()?;
     let b_proto = bitmap_of(field::PROTO, || keyed(&PROTO_CLASS, p.proto_key, &PROTO_DEFAULT)).ok()?;
-    let b_src = bitmap_of(field::SRC_ADDR, || src_class(p)).ok()?;
-    let b_dst = bitmap_of(field::DST_ADDR, || dst_class(p)).ok()?;
+    let b_src = bitmap_of(field::SRC_ADDR, || addr_class::<true>(p)).ok()?;
+    let b_dst = bitmap_of(field::DST_ADDR, || addr_class::<false>(p)).ok()?;
     let b_sport = bitmap_of(field::SRC_PORT, || keyed(&SPORT_CLASS, p.sport_key, &SPORT_DEFAULT)).ok()?;
     let b_dport = bitmap_of(field::DST_PORT, || keyed(&DPORT_CLASS, p.dport_key, &DPORT_DEFAULT)).ok()?;
     let b_flags = bitmap_of(field::TCP_FLAGS, || {

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use filter_common::{
-    AddrConfig, FAMILY_V4, FAMILY_V6, MAX_ADDR_CLASS, PrefixKey, V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir,
+    FAMILY_V4, FAMILY_V6, MAX_ADDR_CLASS, PrefixKey, V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir,
 };
 
 /// An IPv6 length gets a hash lookup of its own only with at least this many prefixes:
@@ -25,6 +25,17 @@ pub const V6_HASH_MIN_PREFIXES: usize = 64;
 
 /// A longest-prefix-match entry: address (left-aligned in 128 bits), length, class.
 pub type LpmEntry = (u128, u8, u32);
+
+/// Load-time configuration of one address field's lookup: which hashed prefix lengths
+/// exist, so that the program looks up no other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AddrConfig {
+    /// Bit `len - V4_HASHED_MIN_LEN` set when IPv4 /len prefixes are in the hash.
+    pub v4_long_lengths: u32,
+    /// IPv6 lengths in the hash, one per byte from the lowest, longest first; a 0 byte
+    /// ends the list.
+    pub v6_lengths: u64,
+}
 
 /// One address field's lookup structures, as loaded into the kernel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,8 +118,8 @@ impl AddrLookup {
         hashed.sort_by_key(|&l| std::cmp::Reverse(per_len[l as usize]));
         hashed.truncate(V6_HASHED_LENGTHS);
         hashed.sort_unstable_by(|a, b| b.cmp(a));
-        for (slot, &len) in self.config.v6_lengths.iter_mut().zip(&hashed) {
-            *slot = len;
+        for (i, &len) in hashed.iter().enumerate() {
+            self.config.v6_lengths |= u64::from(len) << (8 * i);
         }
         let mut is_hashed = [false; 129];
         for &len in &hashed {
@@ -126,8 +137,8 @@ impl AddrLookup {
     }
 
     /// Hashed IPv6 lengths, longest first.
-    pub fn v6_hashed_lengths(&self) -> impl Iterator<Item = u8> + '_ {
-        self.config.v6_lengths.iter().copied().take_while(|&l| l != 0)
+    pub fn v6_hashed_lengths(&self) -> impl Iterator<Item = u8> {
+        self.config.v6_lengths.to_le_bytes().into_iter().take_while(|&l| l != 0)
     }
 
     /// The class of `ip`, found exactly as the XDP program finds it (for tests and

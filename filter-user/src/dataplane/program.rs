@@ -140,7 +140,8 @@ impl LoadedProgram {
             .map_max_entries("BITMAPS", compiled.bitmaps.len() as u32);
         for a in addr_fields(compiled) {
             loader
-                .override_global(a.config, &a.lookup.config, true)
+                .override_global(a.v4_long_lengths, &a.lookup.config.v4_long_lengths, true)
+                .override_global(a.v6_lengths, &a.lookup.config.v6_lengths, true)
                 .map_max_entries(a.dir4, at_least_one(a.lookup.dir4.len() / dir::PER_ELEMENT as usize))
                 .map_max_entries(a.prefixes, at_least_one(a.lookup.prefixes.len()))
                 .map_max_entries(a.trie6, at_least_one(a.lookup.trie6.len()));
@@ -300,7 +301,8 @@ impl LoadedProgram {
 
 /// An address field: its maps and load-time configuration, and what goes into them.
 struct AddrField<'a> {
-    config: &'static str,
+    v4_long_lengths: &'static str,
+    v6_lengths: &'static str,
     dir4: &'static str,
     prefixes: &'static str,
     trie6: &'static str,
@@ -309,8 +311,22 @@ struct AddrField<'a> {
 
 fn addr_fields(c: &Compiled) -> [AddrField<'_>; 2] {
     [
-        AddrField { config: "SRC_ADDR_CONFIG", dir4: "SRC_DIR4", prefixes: "SRC_PREFIXES", trie6: "SRC_TRIE6", lookup: &c.src },
-        AddrField { config: "DST_ADDR_CONFIG", dir4: "DST_DIR4", prefixes: "DST_PREFIXES", trie6: "DST_TRIE6", lookup: &c.dst },
+        AddrField {
+            v4_long_lengths: "SRC_V4_LONG_LENGTHS",
+            v6_lengths: "SRC_V6_LENGTHS",
+            dir4: "SRC_DIR4",
+            prefixes: "SRC_PREFIXES",
+            trie6: "SRC_TRIE6",
+            lookup: &c.src,
+        },
+        AddrField {
+            v4_long_lengths: "DST_V4_LONG_LENGTHS",
+            v6_lengths: "DST_V6_LENGTHS",
+            dir4: "DST_DIR4",
+            prefixes: "DST_PREFIXES",
+            trie6: "DST_TRIE6",
+            lookup: &c.dst,
+        },
     ]
 }
 
