@@ -385,13 +385,44 @@ fn conditions(r: &RuleSpec) -> usize {
     .count()
 }
 
+/// `n` prefixes of `net`'s length next to it (its consecutive siblings), so that a
+/// table holds enough of one length for the address lookup to hash that length.
+fn siblings(net: IpNet, n: usize) -> Vec<IpNet> {
+    let (bits, base) = match net {
+        IpNet::V4(v4) => (32u32, u128::from(v4.network().to_bits())),
+        IpNet::V6(v6) => (128, v6.network().to_bits()),
+    };
+    let len = u32::from(net.prefix_len());
+    if len < 8 {
+        return Vec::new();
+    }
+    (1..=n as u128)
+        .map(|i| {
+            let a = base ^ (i << (bits - len));
+            match net {
+                IpNet::V4(_) => IpNet::V4(Ipv4Net::new(Ipv4Addr::from(a as u32), len as u8).expect("len <= 32")),
+                IpNet::V6(_) => IpNet::V6(Ipv6Net::new(Ipv6Addr::from(a), len as u8).expect("len <= 128")),
+            }
+        })
+        .collect()
+}
+
 fn ruleset(pool: &Pool) -> impl Strategy<Value = RulesetSpec> + use<> {
-    let table = vec(
-        prop_oneof![
-            3 => select(pool.v4.clone()).prop_map(IpNet::V4),
-            2 => select(pool.v6.clone()).prop_map(IpNet::V6),
-        ],
-        0..5,
+    let net = prop_oneof![
+        3 => select(pool.v4.clone()).prop_map(IpNet::V4),
+        2 => select(pool.v6.clone()).prop_map(IpNet::V6),
+    ];
+    // Now and then a bulk table: a pool prefix with enough siblings of its length to be
+    // hashed (IPv6), or to fill direct-array groups (IPv4).
+    let bulk = compile::V6_HASH_MIN_PREFIXES;
+    let table = (vec(net.clone(), 0..5), prop_oneof![7 => Just(None), 1 => net.prop_map(Some)]).prop_map(
+        move |(mut entries, bulk_around)| {
+            if let Some(n) = bulk_around {
+                entries.push(n);
+                entries.extend(siblings(n, bulk));
+            }
+            entries
+        },
     );
     (
         prop_oneof![

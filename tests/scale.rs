@@ -3,7 +3,7 @@
 
 use std::{
     fmt::Write as _,
-    net::{SocketAddr, UdpSocket},
+    net::{IpAddr, SocketAddr, UdpSocket},
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -138,6 +138,104 @@ fn four_thousand_rules_and_a_million_entries_apply_under_traffic() {
     let st = status(&fw);
     assert_eq!(st["generation"], 3);
     assert_eq!(st["rules"][0]["label"], "blocklist");
+}
+
+/// A million-entry table per family, shaped like blocklists: mostly hosts, every 16th
+/// entry a /24 (IPv4) or a /64 (IPv6), from a generator so that neighbours are not
+/// listed. Returns the file text and a few listed and unlisted addresses.
+fn family_table(v6: bool, n: u32) -> (String, Vec<IpAddr>, Vec<IpAddr>) {
+    let mut s = String::with_capacity(n as usize * 24);
+    let (mut listed, mut unlisted) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        // Spread over 2^24 slots (an odd multiplier permutes them), all distinct.
+        let x = i.wrapping_mul(0x9e37_79b1) & 0x00ff_ffff;
+        let entry: (IpAddr, u8) = if v6 {
+            let a = 0x2001_0db8_0000_0000_0000_0000_0000_0000u128 | (u128::from(x) << 64);
+            if i % 16 == 0 { (IpAddr::V6(a.into()), 64) } else { (IpAddr::V6((a | 0x1).into()), 128) }
+        } else if i % 16 == 0 {
+            (IpAddr::V4((0x0b00_0000 | (x & 0x00ff_ff00)).into()), 24)
+        } else {
+            (IpAddr::V4((0x0b00_0000 | x).into()), 32)
+        };
+        let _ = writeln!(s, "{}/{}", entry.0, entry.1);
+        if i % 250_000 == 1 {
+            listed.push(entry.0);
+            // The host's neighbour (IPv4: 11.x.y.z+1 is listed only by chance; checked below).
+            unlisted.push(match entry.0 {
+                IpAddr::V4(a) => IpAddr::V4((a.to_bits() ^ 0x0100_0000).into()),
+                IpAddr::V6(a) => IpAddr::V6((a.to_bits() | 0x2).into()),
+            });
+        }
+        if i == 16 {
+            // Inside a listed /24 or /64, not a listed host itself.
+            listed.push(match entry.0 {
+                IpAddr::V4(a) => IpAddr::V4((a.to_bits() | 0x77).into()),
+                IpAddr::V6(a) => IpAddr::V6((a.to_bits() | 0x7777).into()),
+            });
+        }
+    }
+    (s, listed, unlisted)
+}
+
+#[test]
+fn a_million_ipv4_and_a_million_ipv6_entries_judge_real_traffic() {
+    let ns = Netns::new("bigtab").unwrap();
+    let veth = VethPair::new(&ns).unwrap();
+    let fw = Xdpwall::isolated();
+    let dir = TempDir::new("bigtab");
+    let (t4, listed4, unlisted4) = family_table(false, 1_000_000);
+    let (t6, listed6, unlisted6) = family_table(true, 1_000_000);
+    let f4 = dir.write("v4.txt", &t4);
+    let f6 = dir.write("v6.txt", &t6);
+    let rules = dir.write(
+        "big.conf",
+        &format!(
+            "set default pass
+table <v4> file \"{}\"
+table <v6> file \"{}\"
+\
+             block in proto udp from <v4> label \"v4 listed\"
+\
+             block in proto udp from <v6> label \"v6 listed\"
+\
+             pass in proto udp to port 7100 label \"unlisted\"
+",
+            f4.display(),
+            f6.display()
+        ),
+    );
+    let t = Instant::now();
+    fw.run(["load", &veth.host, rules.to_str().unwrap()]).expect("load 1M + 1M entries");
+    eprintln!("load of 1M IPv4 + 1M IPv6 entries: {:?}", t.elapsed());
+
+    // Each source is an address of the peer end; the filter judges before any routing.
+    let sources: Vec<(IpAddr, &str)> = listed4
+        .iter()
+        .chain(&listed6)
+        .map(|a| (*a, if a.is_ipv4() { "v4 listed" } else { "v6 listed" }))
+        .chain(unlisted4.iter().chain(&unlisted6).map(|a| (*a, "unlisted")))
+        .collect();
+    for (a, _) in &sources {
+        let net = if a.is_ipv4() { format!("{a}/32") } else { format!("{a}/128") };
+        let out = ns.exec(&["ip", "addr", "add", &net, "dev", &veth.peer, "nodad"]);
+        assert!(out.status.success(), "adding {net}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let before = status(&fw);
+    for (a, _) in &sources {
+        let to = if a.is_ipv4() { SocketAddr::new(veth.host_v4.into(), 7100) } else { SocketAddr::new(veth.host_v6.into(), 7100) };
+        ns.run(|| {
+            let sock = UdpSocket::bind(SocketAddr::new(*a, 0)).unwrap();
+            for _ in 0..5 {
+                sock.send_to(b"x", to).unwrap();
+            }
+        });
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let after = status(&fw);
+    for label in ["v4 listed", "v6 listed", "unlisted"] {
+        let want = 5 * sources.iter().filter(|(_, l)| *l == label).count() as u64;
+        assert_eq!(by_label(&after, label) - by_label(&before, label), want, "{label}: sources {sources:?}");
+    }
 }
 
 #[test]
