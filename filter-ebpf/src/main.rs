@@ -79,6 +79,11 @@ static DST_V6_LENGTHS: Global<u64> = Global::new(0);
 static TRACE: Global<u32> = Global::new(0);
 
 // Pinned: they outlive a ruleset, so counters carry over an apply.
+/// The layout version of the pinned maps (`filter_common::ABI_VERSION`), written by the
+/// loader that created them, so a build of another layout refuses instead of misreading
+/// them. The program never reads it.
+#[map]
+static ABI: Array<u32> = Array::pinned(1, 0);
 #[map]
 static COUNTERS: PerCpuArray<Counter> = PerCpuArray::pinned(COUNTER_SLOTS, 0);
 #[map]

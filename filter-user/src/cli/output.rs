@@ -120,6 +120,9 @@ pub fn apply_report(r: &ApplyReport) -> String {
 /// The status tables.
 pub fn status(st: &Status) -> String {
     let mut s = String::new();
+    for n in &st.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
     let _ = writeln!(
         s,
         "ruleset {} (generation {}), default {}",
@@ -141,12 +144,14 @@ pub fn status(st: &Status) -> String {
     );
     let _ = writeln!(s, "\n{:<16} {:<8} {:>12} {:>14} {:>12} {:>14}", "interface", "mode", "passed", "bytes", "dropped", "bytes");
     for i in &st.interfaces {
-        let mode = if i.attached { i.mode.clone() } else { format!("{} (link missing!)", i.mode) };
         let _ = writeln!(
             s,
             "{:<16} {:<8} {:>12} {:>14} {:>12} {:>14}",
-            i.name, mode, i.passed_packets, i.passed_bytes, i.dropped_packets, i.dropped_bytes
+            i.name, i.mode, i.passed_packets, i.passed_bytes, i.dropped_packets, i.dropped_bytes
         );
+        if let Some(problem) = &i.problem {
+            let _ = writeln!(s, "  NOT FILTERED: {problem}");
+        }
     }
     let _ = writeln!(
         s,

@@ -64,6 +64,14 @@ pub struct IfaceBinding {
     pub stats_slot: u32,
 }
 
+/// The programs of one generation, by hook.
+pub struct Programs<'a> {
+    /// Packets arriving.
+    pub xdp: &'a mut Xdp,
+    /// Packets leaving.
+    pub egress: &'a mut SchedClassifier,
+}
+
 /// A loaded (not necessarily attached) generation of the filter.
 pub struct LoadedProgram {
     ebpf: Ebpf,
@@ -251,7 +259,7 @@ impl LoadedProgram {
     }
 
     /// Both programs, for attaching or swapping.
-    pub fn programs(&mut self) -> Result<super::links::Programs<'_>, Error> {
+    pub fn programs(&mut self) -> Result<Programs<'_>, Error> {
         let mut it = self.ebpf.programs_mut();
         let (mut xdp, mut egress) = (None, None);
         for (name, prog) in &mut it {
@@ -266,7 +274,7 @@ impl LoadedProgram {
             .ok_or(Error::MissingObject(EGRESS_PROGRAM))?
             .try_into()
             .map_err(|e| Error::Program("find egress", e))?;
-        Ok(super::links::Programs { xdp, egress })
+        Ok(Programs { xdp, egress })
     }
 
     /// Runs one frame through the program with BPF_PROG_TEST_RUN; returns the XDP
