@@ -174,11 +174,6 @@ pub fn pin_programs(progs: &mut Programs<'_>, paths: &Paths, which: Pinned) -> R
     Ok(())
 }
 
-/// Whether the programs `which` are pinned (both hooks).
-pub fn programs_pinned(paths: &Paths, which: Pinned) -> bool {
-    Hook::ALL.iter().all(|h| h.program_path(paths, which).exists())
-}
-
 /// Makes the `Next` programs the `Current` ones (a rename per hook; bpffs renames
 /// atomically). Nothing to do when they were promoted already.
 pub fn promote(paths: &Paths) -> Result<(), Error> {

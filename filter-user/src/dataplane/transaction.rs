@@ -47,7 +47,10 @@ pub fn apply(
     privilege::require_privileges()?;
     let _lock = privilege::lock(&paths.run_dir)?;
     super::ensure_bpffs(&paths.pin_dir)?;
-    privilege::secure_dir(&paths.pin_dir)?;
+    if paths.pin_dir.exists() {
+        // Refused before anything in it is read, when another user could have made it.
+        privilege::secure_dir(&paths.pin_dir)?;
+    }
     let mut report = ApplyReport::default();
     recover(paths, &mut report.notes)?;
     check_pinned_abi(paths)?;
@@ -71,11 +74,25 @@ pub fn apply(
             report.notes.extend(nic::keep_vlan_tags(&b.name)?);
         }
     }
-    let mut program = LoadedProgram::load(compiled, &plan.counter_slots(), &plan.bindings(), &paths.pin_dir)?;
-    write_pinned_abi(paths)?;
-    program::zero_slots::<Counter>(&paths.pin_dir, program::COUNTERS, &plan.fresh_counters)?;
-    let new_stats: Vec<u32> = plan.attach.iter().map(|i| i.stats_slot).collect();
-    program::zero_slots::<IfaceCounters>(&paths.pin_dir, program::IFACE_COUNTERS, &new_stats)?;
+    let prepared = (|| {
+        privilege::secure_dir(&paths.pin_dir)?;
+        let program = LoadedProgram::load(compiled, &plan.counter_slots(), &plan.bindings(), &paths.pin_dir)?;
+        write_pinned_abi(paths)?;
+        program::zero_slots::<Counter>(&paths.pin_dir, program::COUNTERS, &plan.fresh_counters)?;
+        let new_stats: Vec<u32> = plan.attach.iter().map(|i| i.stats_slot).collect();
+        program::zero_slots::<IfaceCounters>(&paths.pin_dir, program::IFACE_COUNTERS, &new_stats)?;
+        Ok(program)
+    })();
+    let mut program = match prepared {
+        Ok(program) => program,
+        Err(e) => {
+            if old.is_none() {
+                // A first load that did not get as far as attaching leaves nothing behind.
+                super::remove_pins(paths);
+            }
+            return Err(e);
+        }
+    };
     report.diff = plan.diff.clone();
 
     // From here on what the kernel enforces changes: the intent goes to disk first.
@@ -127,8 +144,11 @@ pub fn apply(
         rules: plan.rules,
     };
     state.write(&paths.state_file())?;
-    fault::point("state written (committed)")?;
-    finish(paths)?;
+    // Committed: what is left to do can fail without undoing anything, and the next
+    // command retries it.
+    if let Err(e) = fault::point("state written (committed)").and_then(|()| finish(paths)) {
+        report.notes.push(format!("the apply is committed, but tidying up after it failed ({e}); the next command finishes it"));
+    }
     report.elapsed = started.elapsed();
     Ok(report)
 }
@@ -147,13 +167,15 @@ pub fn recover(paths: &Paths, notes: &mut Vec<String>) -> Result<(), Error> {
     let state = State::read(&paths.state_file()).ok().flatten();
     match state {
         Some(state) if state.generation == journal.generation => {
-            let which = if links::programs_pinned(paths, Pinned::Next) { Pinned::Next } else { Pinned::Current };
+            // Promote first (each hook's `Next`, where it is still pinned, becomes
+            // `Current`): then `Current` is the new generation on both hooks.
+            links::promote(paths)?;
             for iface in &state.interfaces {
                 if matches!(links::link_state(paths, Hook::Xdp, &iface.name)?, LinkState::Attached { .. }) {
-                    links::swap_to_pinned(paths, &iface.name, which)?;
+                    links::swap_to_pinned(paths, &iface.name, Pinned::Current)?;
                 }
             }
-            finish(paths)?;
+            privilege::remove_private(&paths.journal_file())?;
             notes.push(format!("finished an interrupted apply (generation {})", journal.generation));
         }
         state => {
