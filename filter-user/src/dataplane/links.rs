@@ -125,8 +125,23 @@ fn pin(link: Result<FdLink, aya::programs::links::LinkError>, path: &Path) -> Re
 }
 
 /// Removes `iface`'s pinned links, which detaches both hooks.
+///
+/// The links are detached explicitly before their pins go: the kernel frees an unpinned
+/// link later, and until then it would go on filtering after `unload` returned.
 pub fn detach(paths: &Paths, iface: &str) -> Result<(), Error> {
-    Hook::ALL.iter().try_for_each(|h| remove_if_present(&h.link_path(paths, iface)))
+    for hook in Hook::ALL {
+        let path = hook.link_path(paths, iface);
+        if let Some(fd) = bpf_obj::get(&path)? {
+            // A severed link is detached already; anything else is worth reporting.
+            if let Err(e) = bpf_obj::detach(&fd)
+                && e.raw_os_error() != Some(libc::ENOLINK)
+            {
+                return Err(Error::Io(format!("detaching {}", path.display()), e));
+            }
+        }
+        remove_if_present(&path)?;
+    }
+    Ok(())
 }
 
 /// Swaps `progs` onto both of `iface`'s links.
@@ -269,6 +284,16 @@ mod bpf_obj {
 
     const BPF_OBJ_GET: libc::c_long = 7;
     const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+
+    /// Detaches a link from its hook now (BPF_LINK_DETACH, Linux 5.9).
+    pub fn detach(fd: &OwnedFd) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        let link_fd = fd.as_raw_fd() as u32;
+        // SAFETY: a u32 link_fd is the whole bpf_attr of BPF_LINK_DETACH.
+        let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_DETACH, &link_fd, std::mem::size_of::<u32>()) };
+        if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    }
 
     /// The pinned object at `path`, `None` when nothing is pinned there.
     pub fn get(path: &Path) -> Result<Option<OwnedFd>, Error> {
@@ -316,6 +341,9 @@ mod bpf_obj {
 /// Removes the pinned programs and the link directories (after the last interface is
 /// unloaded).
 pub fn remove_all(paths: &Paths) {
+    for name in pinned_ifaces(paths) {
+        let _ = detach(paths, &name);
+    }
     for hook in Hook::ALL {
         for which in [Pinned::Current, Pinned::Next] {
             let _ = std::fs::remove_file(hook.program_path(paths, which));
