@@ -17,17 +17,6 @@ fn action(a: Action) -> &'static str {
     }
 }
 
-const FIELD_NAMES: [(u32, &str); 9] = [
-    (field::IFACE, "interface"),
-    (field::PROTO, "family/protocol"),
-    (field::SRC_ADDR, "source address"),
-    (field::DST_ADDR, "destination address"),
-    (field::SRC_PORT, "source port"),
-    (field::DST_PORT, "destination port"),
-    (field::TCP_FLAGS, "tcp flags"),
-    (field::ICMP, "icmp type/code"),
-    (field::VLAN, "vlan"),
-];
 
 /// `xdpwall check`: what the ruleset is and what it compiles to.
 pub fn summary(path: &Path, rs: &Ruleset, c: &Compiled) -> String {
@@ -42,7 +31,7 @@ pub fn summary(path: &Path, rs: &Ruleset, c: &Compiled) -> String {
         entries,
         action(rs.default_action)
     );
-    let used: Vec<&str> = FIELD_NAMES.iter().filter(|(f, _)| c.uses(*f)).map(|(_, n)| *n).collect();
+    let used: Vec<&str> = (0..field::COUNT).filter(|&f| c.uses(f)).map(|f| field::NAMES[f as usize]).collect();
     let _ = writeln!(
         s,
         "classifier: {} equivalence classes, {} rule words, fields: {}",

@@ -30,8 +30,7 @@ use super::{
 };
 use crate::compile::Compiled;
 
-/// The pinned map that records the layout version of the pinned maps.
-const ABI_MAP: &str = "ABI";
+use filter_common::names::ABI as ABI_MAP;
 
 /// Makes `compiled` the ruleset of every loaded interface and attaches it to `add`.
 /// All or nothing: on an error, or if the process dies, the old ruleset stays (or, by
