@@ -54,18 +54,21 @@ pub struct Reference {
 impl Reference {
     /// `bench_drop`: the XDP_DROP ceiling.
     pub fn drop_program(pins: &PinDir) -> Result<Reference> {
-        Reference::load("bench_drop", pins, 1)
+        Reference::load("bench_drop", pins, 1, 0)
     }
 
-    /// `bench_tx`: the generator, spreading frames over `flows` flows.
-    pub fn generator(pins: &PinDir, flows: u32) -> Result<Reference> {
-        Reference::load("bench_tx", pins, flows)
+    /// `bench_tx`: the generator, spreading frames over `flows` flows or, with
+    /// `spoof_bits` > 0, giving every frame a source whose low `spoof_bits` bits are
+    /// random (see `filter-ebpf/src/bench.rs`).
+    pub fn generator(pins: &PinDir, flows: u32, spoof_bits: u32) -> Result<Reference> {
+        Reference::load("bench_tx", pins, flows, spoof_bits)
     }
 
-    fn load(name: &'static str, pins: &PinDir, flows: u32) -> Result<Reference> {
+    fn load(name: &'static str, pins: &PinDir, flows: u32, spoof_bits: u32) -> Result<Reference> {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pins.path())
             .override_global("BENCH_FLOWS", &flows, true)
+            .override_global("BENCH_SPOOF_BITS", &spoof_bits, true)
             .load(ebpf_object())
             .context("loading the eBPF object")?;
         let prog: &mut Xdp = ebpf
