@@ -232,6 +232,17 @@ impl Blocklist {
             .collect()
     }
 
+    /// `100k: 391 /24 + 99609 /32`: the size and how many of each length.
+    pub fn describe(&self) -> String {
+        let mut lens: Vec<u8> = self.entries.iter().map(|p| p.len).collect();
+        lens.sort_unstable();
+        let mut parts: Vec<String> = Vec::new();
+        for chunk in lens.chunk_by(|a, b| a == b) {
+            parts.push(format!("{} /{}", chunk.len(), chunk[0]));
+        }
+        format!("{}: {}", count(self.entries.len()), parts.join(" + "))
+    }
+
     /// One prefix a line (`1.2.3.0/24`, `1.2.3.4/32`).
     pub fn text(&self) -> String {
         let mut s = String::with_capacity(self.entries.len() * 24);

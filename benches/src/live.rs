@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd as _;
 use std::path::Path;
 use std::process::Command;
@@ -32,6 +32,8 @@ use crate::ruleset::{Probe, SOURCE_NET};
 
 /// The test receiver's address (the veth end in the root namespace).
 pub const HOST_V4: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 1);
+/// The flood's IPv6 destination (a ULA; the receiver has IPv6 off).
+pub const HOST_V6: Ipv6Addr = Ipv6Addr::new(0xfd78, 0x7762, 0, 0, 0, 0, 0, 1);
 /// The test sender's address (the veth end in the namespace).
 pub const PEER_V4: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 2);
 const HOST_MAC: [u8; 6] = [0x02, 0x78, 0x77, 0x62, 0x00, 0x01];
@@ -230,6 +232,13 @@ impl BenchNet {
             "dev",
             &h,
         ])?;
+        // The flood's sources (1.0.0.0/8, 2001:db8::/32) are not routed here, and every
+        // flood row drops every frame before the stack. Should one get through anyway
+        // (a failing row), strict reverse-path filtering drops it instead of answering a
+        // spoofed address out of the machine's default route, and the receiver has no
+        // IPv6 at all (XDP and netdev ingress still see every frame).
+        sysctl(&format!("net/ipv4/conf/{h}/rp_filter"), "1")?;
+        sysctl(&format!("net/ipv6/conf/{h}/disable_ipv6"), "1")?;
         Ok(net)
     }
 
@@ -284,6 +293,34 @@ impl BenchNet {
     pub fn frame(probe: Probe, size: usize) -> Vec<u8> {
         frame(probe, size)
     }
+
+    /// The spoofed flood's template: Ethernet + IPv4 or IPv6 + UDP from `src` to the test
+    /// receiver (IPv6: a ULA the receiver does not have) and its MAC, port `dport`, `size`
+    /// bytes or the family's headers if longer (62 for IPv6).
+    pub fn flood_frame(src: IpAddr, dport: u16, size: usize) -> Vec<u8> {
+        let headers = match src {
+            IpAddr::V4(_) => 14 + 20 + 8,
+            IpAddr::V6(_) => 14 + 40 + 8,
+        };
+        let dst: IpAddr = match src {
+            IpAddr::V4(_) => HOST_V4.into(),
+            IpAddr::V6(_) => HOST_V6.into(),
+        };
+        PacketBuilder::eth()
+            .src_mac(PEER_MAC)
+            .dst_mac(HOST_MAC)
+            .ip(src, dst)
+            .udp(32768, dport)
+            .payload(&vec![0u8; size.saturating_sub(headers)])
+            .build()
+            .bytes
+    }
+}
+
+/// Writes `value` to /proc/sys/`key`.
+fn sysctl(key: &str, value: &str) -> Result<()> {
+    let path = Path::new("/proc/sys").join(key);
+    std::fs::write(&path, value).with_context(|| format!("writing {value} to {}", path.display()))
 }
 
 impl Drop for BenchNet {
