@@ -1099,6 +1099,8 @@ mod tests {
                 row(Kind::XdpwallDrop, 4096, Some(1_000_000), 0.6),
                 row(Kind::NftSet, 1024, None, 0.5),
                 row(Kind::NftLinear, 1024, None, 0.02),
+                row(Kind::XdpFilter, 1, None, 0.75),
+                row(Kind::XdpFilter, 1024, None, 0.85),
                 ThroughputRow {
                     kind: Kind::NftLinear,
                     rules: Some(4096),
@@ -1175,6 +1177,11 @@ mod tests {
                 ("1.6×", Some(false)),  // 0.8 / 0.5 vs ≥ 2
                 ("40.0×", Some(true)),  // 0.8 / 0.02 vs ≥ 20
                 ("1.40×", Some(true)),  // 140 / 100 vs ≤ 1.5
+                ("1.20×", Some(true)),  // 0.9 / 0.75 vs ≥ 1
+                ("0.94×", Some(false)), // 0.8 / 0.85 vs ≥ 1
+                ("–", None),            // no flood rows
+                ("–", None),
+                ("–", None),
             ]
         );
         assert_eq!(
@@ -1183,29 +1190,31 @@ mod tests {
                 .iter()
                 .filter(|t| t.met.is_none())
                 .count(),
-            5
+            10
         );
     }
 
     #[test]
     fn markdown_shows_ratios_targets_and_failures() {
         let md = report().markdown();
-        assert!(md.contains("| xdpwall, drop path | 1 | 1.800 [0.000–0.000] | 2.000 | 0.90 | – | – | 100.0% | – | ≥ 0.8× ceiling (0.90×): met |"));
-        assert!(md.contains("| xdpwall, drop path | 1024 | 1.600 [0.000–0.000] | 2.000 | 0.80 | 1.6 | 40.0 | 100.0% | – | ≥ 2× nftables verdict map (1.6×): missed; ≥ 20× nftables linear (40.0×): met |"));
+        assert!(md.contains("| xdpwall, drop path | 1 | 1.800 [0.000–0.000] | 2.000 | 0.90 | – | – | 1.20 | 100.0% | – | ≥ 0.8× ceiling (0.90×): met; ≥ 1× xdp-filter (1.20×): met |"));
+        assert!(md.contains("| xdpwall, drop path | 1024 | 1.600 [0.000–0.000] | 2.000 | 0.80 | 1.6 | 40.0 | 0.94 | 100.0% | – | ≥ 2× nftables verdict map (1.6×): missed; ≥ 20× nftables linear (40.0×): met; ≥ 1× xdp-filter (0.94×): missed |"));
+        assert!(md.contains("| xdp-filter, deny list of N source addresses + UDP port | 1 | 1.500 [0.000–0.000] | 2.000 | 0.75 | – | – | – | 100.0% | – | – |"));
         assert!(md.contains("| nftables, linear rules | 4096 | failed: boom |"));
         assert!(md.contains("| xdpwall | 4096 | – | matches the last rule | 140 | 110 | 1.40 | ≤ 1.5× the 1-rule cost (1.40×): met |"));
         assert!(md.contains("| xdpwall | 4096 | – | matches no rule | 160 | 130 | 1.60 | – |"));
         assert!(md.contains("(over the whole run: 2.000 Mpps median)"));
-        assert!(md.contains("3 of 5 targets met, 2 missed."));
+        assert!(md.contains("4 of 10 targets met, 3 missed."));
         assert!(!md.contains("Established flows"));
+        assert!(!md.contains("Spoofed-source flood"));
     }
 
     #[test]
     fn established_flows_side_by_side() {
         let r = flows_report();
         let md = r.markdown();
-        assert!(md.contains("| xdpwall, state fast path (established flows), then kernel stack | 1024 | 0.204 [0.000–0.000] | 2.000 | 0.10 | – | – | 100.0% | 60 | – |"));
-        assert!(md.contains("| xdpwall, pass path (rules), then kernel stack | 1024 | 0.200 [0.000–0.000] | 2.000 | 0.10 | – | – | 100.0% | 120 | – |"));
+        assert!(md.contains("| xdpwall, state fast path (established flows), then kernel stack | 1024 | 0.204 [0.000–0.000] | 2.000 | 0.10 | – | – | – | 100.0% | 60 | – |"));
+        assert!(md.contains("| xdpwall, pass path (rules), then kernel stack | 1024 | 0.200 [0.000–0.000] | 2.000 | 0.10 | – | – | – | 100.0% | 120 | – |"));
         assert!(md.contains("## Established flows: state fast path beside the rule path"));
         assert!(md.contains("| 1024 | `pass` | matches the last rule | rule path (counted by the last rule) | 150 | 120 | 1 |"));
         assert!(md.contains("| 1024 | `pass … keep state` | of the flow the last rule opened | state fast path (counted as `state`) | 90 | 60 | 0.60 |"));
@@ -1244,6 +1253,66 @@ mod tests {
             r.markdown()
                 .contains("| the same less bench_drop's (20: the clock reads) | 100 | 40 | 0.40 |")
         );
+    }
+
+    fn flood_row(
+        family: Family,
+        receiver: FloodReceiver,
+        rules: usize,
+        entries: Option<usize>,
+        to_ceiling: f64,
+    ) -> FloodRow {
+        FloodRow {
+            family,
+            receiver,
+            rules,
+            entries,
+            list: entries.map_or("–".into(), count),
+            expected_hits: entries.map(|_| 0.12),
+            load_secs: entries.map(|_| 2.0),
+            result: rate(to_ceiling).map(|r| Rate {
+                hit_share: entries.map(|_| 0.118),
+                program_ns: Some(100.0),
+                ..r
+            }),
+        }
+    }
+
+    #[test]
+    fn flood_rows_and_targets() {
+        let mut r = report();
+        let m = Some(1_000_000);
+        r.flood = vec![
+            flood_row(Family::V4, FloodReceiver::Ceiling, 0, None, 1.0),
+            flood_row(Family::V4, FloodReceiver::Xdpwall, 1, None, 0.9),
+            flood_row(Family::V4, FloodReceiver::Xdpwall, 2, m, 0.8),
+            flood_row(Family::V4, FloodReceiver::Xdpwall, 4096, m, 0.72),
+            flood_row(Family::V6, FloodReceiver::Xdpwall, 1, None, 0.8),
+            flood_row(Family::V6, FloodReceiver::Xdpwall, 2, m, 0.4),
+            flood_row(Family::V4, FloodReceiver::Nft, 2, m, 0.06),
+            FloodRow {
+                result: Err("no xdp-filter".into()),
+                ..flood_row(Family::V4, FloodReceiver::XdpFilter, 2, None, 0.0)
+            },
+        ];
+        let verdicts: Vec<_> = r.flood_targets().iter().map(|t| (t.value.clone(), t.met)).collect();
+        assert_eq!(
+            verdicts,
+            [
+                ("0.72×".to_string(), Some(true)), // ≥ 0.6 XDP_DROP
+                ("0.80×".to_string(), Some(false)), // 0.72 / 0.9 vs ≥ 0.85
+                ("12.0×".to_string(), Some(true)), // 0.72 / 0.06 vs ≥ 10
+            ]
+        );
+        let md = r.markdown();
+        assert!(md.contains("## Spoofed-source flood: large blocklists (issue #8)"));
+        assert!(md.contains("| IPv4 | xdpwall | 4096 | 1M | 1.440 [0.000–0.000] | 0.72 | 0.80 | 100.0% | 11.8% / 12.0% | 100 | 2.0 | ≥ 0.6× XDP_DROP (0.72×): met; ≥ 0.85× xdpwall's 1-rule row (0.80×): missed; ≥ 10× the nftables set (12.0×): met |"));
+        assert!(md.contains("| IPv6 | xdpwall | 2 | 1M | 0.800 [0.000–0.000] | 0.40 | 0.50 | 100.0% | 11.8% / 12.0% | 100 | 2.0 | – |"));
+        assert!(md.contains("| IPv4 | XDP_DROP (bench_drop) | – | – | 2.000 [0.000–0.000] | 1.00 | 1.11 | 100.0% | – | 100 | – | – |"));
+        assert!(md.contains("| IPv4 | xdp-filter | 2 | – | failed: no xdp-filter |"));
+        let js = r.json();
+        assert_eq!(js["flood"][3]["rules"], 4096);
+        assert_eq!(js["flood"][3]["list_hit_share"], 0.118);
     }
 
     #[test]
