@@ -191,8 +191,7 @@ impl Blocklist {
                 while entries.len() < n {
                     let low = u128::from(rng.next()) | u128::from(rng.next() & 0xffff_ffff) << 64;
                     // 2^-32 chance of landing in a listed /64, 6% in a listed /48.
-                    if !s48.contains((low >> 80) as usize) && !s64.contains(&((low >> 64) as u64))
-                    {
+                    if !s48.contains((low >> 80) as usize) && !s64.contains(&((low >> 64) as u64)) {
                         entries.push(Prefix {
                             addr: base | low,
                             len: 128,
@@ -436,7 +435,10 @@ mod tests {
         let l = Blocklist::new(Family::V6, 5000);
         assert_eq!(l.entries.len(), 5000);
         let count = |len| l.entries.iter().filter(|p| p.len == len).count();
-        assert_eq!((count(48), count(64), count(128)), (20, 313 - 20, 5000 - 313));
+        assert_eq!(
+            (count(48), count(64), count(128)),
+            (20, 313 - 20, 5000 - 313)
+        );
         assert!(
             l.entries
                 .iter()

@@ -211,17 +211,33 @@ pub struct XdpFilter {
 
 impl XdpFilter {
     /// Loads xdp-filter on `iface`. Fails if xdp-filter is loaded anywhere else (its maps
-    /// are shared by every interface, so another user's lists would mix with ours).
+    /// are shared by every interface, so another user's lists would mix with ours) or its
+    /// maps are pinned with no program (`--keep-maps`: their lists would mix too). What an
+    /// interrupted run of this benchmark left (programs pinned for test receivers that are
+    /// gone, `xwbt<pid>`) is removed first.
     pub fn load(iface: &str) -> Result<XdpFilter> {
-        let programs = Path::new(XDP_FILTER_PINS).join("programs");
-        if let Ok(dir) = std::fs::read_dir(&programs) {
-            let others: Vec<String> = dir
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .collect();
-            if !others.is_empty() {
+        let pins = Path::new(XDP_FILTER_PINS);
+        if pins.exists() {
+            let names: Vec<String> = std::fs::read_dir(pins.join("programs"))
+                .map(|dir| {
+                    dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let ours_stale =
+                |n: &String| n.starts_with("xwbt") && !Path::new("/sys/class/net").join(n).exists();
+            if !names.is_empty() && names.iter().all(ours_stale) {
+                let _ = std::fs::remove_dir_all(pins);
+            } else if !names.is_empty() {
                 bail!(
                     "xdp-filter is loaded on {} already; its maps would be shared",
-                    others.join(", ")
+                    names.join(", ")
+                );
+            } else {
+                bail!(
+                    "xdp-filter's maps are pinned in {XDP_FILTER_PINS} with no program using \
+                     them (unloaded with --keep-maps?); their lists would mix with the \
+                     benchmark's: remove them to run this row"
                 );
             }
         }

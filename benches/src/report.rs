@@ -343,9 +343,8 @@ impl Report {
             .filter(|r| r.receiver == FloodReceiver::Xdpwall && r.family == Family::V4)
             .filter_map(|r| r.entries)
             .max();
-        let table = big.and_then(|e| {
-            self.flood_row(FloodReceiver::Xdpwall, Family::V4, MAX_RULES, Some(e))
-        });
+        let table = big
+            .and_then(|e| self.flood_row(FloodReceiver::Xdpwall, Family::V4, MAX_RULES, Some(e)));
         fn rate(r: Option<&FloodRow>) -> Option<&Rate> {
             r.and_then(|r| r.result.as_ref().ok())
         }
@@ -355,7 +354,8 @@ impl Report {
         );
         let at = TargetAt::Flood(MAX_RULES, big);
         let one = rate(self.flood_row(FloodReceiver::Xdpwall, Family::V4, 1, None));
-        let nft = rate(big.and_then(|e| self.flood_row(FloodReceiver::Nft, Family::V4, 2, Some(e))));
+        let nft =
+            rate(big.and_then(|e| self.flood_row(FloodReceiver::Nft, Family::V4, 2, Some(e))));
         let t = rate(table);
         let ceiling = t.map(|t| t.to_ceiling);
         let to_one = t.zip(one).map(|(t, o)| t.to_ceiling / o.to_ceiling);
@@ -432,7 +432,9 @@ impl Report {
                 Ok(r) => (
                     format!("{:.3} [{:.3}–{:.3}]", r.pps / 1e6, r.min / 1e6, r.max / 1e6),
                     format!("{:.2}", r.to_ceiling),
-                    one.map_or("–".into(), |o| format!("{:.2}", r.to_ceiling / o.to_ceiling)),
+                    one.map_or("–".into(), |o| {
+                        format!("{:.2}", r.to_ceiling / o.to_ceiling)
+                    }),
                     r.judged
                         .map_or("–".into(), |j| format!("{:.1}%", j * 100.0)),
                     match (r.hit_share, row.expected_hits) {
@@ -1295,13 +1297,17 @@ mod tests {
                 ..flood_row(Family::V4, FloodReceiver::XdpFilter, 2, None, 0.0)
             },
         ];
-        let verdicts: Vec<_> = r.flood_targets().iter().map(|t| (t.value.clone(), t.met)).collect();
+        let verdicts: Vec<_> = r
+            .flood_targets()
+            .iter()
+            .map(|t| (t.value.clone(), t.met))
+            .collect();
         assert_eq!(
             verdicts,
             [
-                ("0.72×".to_string(), Some(true)), // ≥ 0.6 XDP_DROP
+                ("0.72×".to_string(), Some(true)),  // ≥ 0.6 XDP_DROP
                 ("0.80×".to_string(), Some(false)), // 0.72 / 0.9 vs ≥ 0.85
-                ("12.0×".to_string(), Some(true)), // 0.72 / 0.06 vs ≥ 10
+                ("12.0×".to_string(), Some(true)),  // 0.72 / 0.06 vs ≥ 10
             ]
         );
         let md = r.markdown();

@@ -13,16 +13,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use filter_common::slot;
-use xdpwall_benches::kernel::{Filter, PinDir, Reference, XDP_DROP, XDP_PASS};
 use xdpwall_benches::flood::{Blocklist, FLOOD_PORT, Family, Flood};
+use xdpwall_benches::kernel::{Filter, PinDir, Reference, XDP_DROP, XDP_PASS};
 use xdpwall_benches::live::{
     BenchNet, Counts, Napi, Probes, RunLock, Sample, Timing, Traffic, catch_signals,
     check_interrupted, favour, measure, online_cpus,
 };
 use xdpwall_benches::receiver::{Ceiling, NftTable, XdpFilter, XdpwallCli};
 use xdpwall_benches::report::{
-    FLOW_RULES, FloodReceiver, FloodRow, FlowRow, Kind, PerPacketRow, Rate, Report,
-    ThroughputRow, spread,
+    FLOW_RULES, FloodReceiver, FloodRow, FlowRow, Kind, PerPacketRow, Rate, Report, ThroughputRow,
+    spread,
 };
 use xdpwall_benches::ruleset::{Last, MAX_RULES, Scenario, count, source};
 
@@ -714,8 +714,7 @@ fn flood_row(
     if check_interrupted().is_err() {
         return;
     }
-    let description =
-        description.unwrap_or_else(|| list.map_or("–".into(), Blocklist::describe));
+    let description = description.unwrap_or_else(|| list.map_or("–".into(), Blocklist::describe));
     eprintln!(
         "  flood {}, {receiver:?}, {rules} rule(s), list {description}",
         family.name()
@@ -780,15 +779,24 @@ fn flood_rows(
         t0.elapsed().as_secs_f64()
     );
 
-    flood_row(report, Family::V4, FloodReceiver::Ceiling, 0, None, None, None, || {
-        let attached = Ceiling::attach(pins, &net.test.host)?;
-        let run_time = || attached.run_time();
-        let probes = Probes {
-            run_time: Some(&run_time),
-            ..Probes::default()
-        };
-        Ok((go(&traffic(Family::V4), probes)?, None))
-    });
+    flood_row(
+        report,
+        Family::V4,
+        FloodReceiver::Ceiling,
+        0,
+        None,
+        None,
+        None,
+        || {
+            let attached = Ceiling::attach(pins, &net.test.host)?;
+            let run_time = || attached.run_time();
+            let probes = Probes {
+                run_time: Some(&run_time),
+                ..Probes::default()
+            };
+            Ok((go(&traffic(Family::V4), probes)?, None))
+        },
+    );
 
     let mut xdpwall = XdpwallCli::new(&args.xdpwall, &net.test.host);
     let scenarios = [
@@ -804,49 +812,70 @@ fn flood_rows(
         if i > 0 && scenarios[i - 1].family != s.family {
             xdpwall.unload()?;
         }
-        flood_row(report, s.family, FloodReceiver::Xdpwall, s.rules, s.list.as_ref(), None, None, || {
-            let rules = s.write(&work.join(format!("flood-{i}")))?;
-            let t = Instant::now();
-            xdpwall.set_rules(&rules)?;
-            let load = t.elapsed().as_secs_f64();
-            let (table, catch_all) = (s.table_rule(), s.catch_all());
-            let mut judged = || {
-                let numbers: Vec<usize> = table.into_iter().chain([catch_all]).collect();
-                let counts = xdpwall.rules_packets(&numbers)?;
-                Ok(Counts {
-                    expected: counts.iter().sum(),
-                    hits: table.map(|_| counts[0]),
-                })
-            };
-            let run_time = || xdpwall.run_time();
-            let probes = Probes {
-                judged: Some(&mut judged),
-                run_time: Some(&run_time),
-                ..Probes::default()
-            };
-            Ok((go(&traffic(s.family), probes)?, s.list.as_ref().map(|_| load)))
-        });
+        flood_row(
+            report,
+            s.family,
+            FloodReceiver::Xdpwall,
+            s.rules,
+            s.list.as_ref(),
+            None,
+            None,
+            || {
+                let rules = s.write(&work.join(format!("flood-{i}")))?;
+                let t = Instant::now();
+                xdpwall.set_rules(&rules)?;
+                let load = t.elapsed().as_secs_f64();
+                let (table, catch_all) = (s.table_rule(), s.catch_all());
+                let mut judged = || {
+                    let numbers: Vec<usize> = table.into_iter().chain([catch_all]).collect();
+                    let counts = xdpwall.rules_packets(&numbers)?;
+                    Ok(Counts {
+                        expected: counts.iter().sum(),
+                        hits: table.map(|_| counts[0]),
+                    })
+                };
+                let run_time = || xdpwall.run_time();
+                let probes = Probes {
+                    judged: Some(&mut judged),
+                    run_time: Some(&run_time),
+                    ..Probes::default()
+                };
+                Ok((
+                    go(&traffic(s.family), probes)?,
+                    s.list.as_ref().map(|_| load),
+                ))
+            },
+        );
     }
     xdpwall.unload()?;
 
-    flood_row(report, Family::V4, FloodReceiver::Nft, 2, Some(&v4), None, None, || {
-        let script = v4.nft_set(NFT_TABLE, &net.test.host);
-        let t = Instant::now();
-        let table = NftTable::load(NFT_TABLE, &script, work)?;
-        let load = t.elapsed().as_secs_f64();
-        let mut judged = || {
-            let hits = table.counter("hits")?;
-            Ok(Counts {
-                expected: hits + table.counter("rest")?,
-                hits: Some(hits),
-            })
-        };
-        let probes = Probes {
-            judged: Some(&mut judged),
-            ..Probes::default()
-        };
-        Ok((go(&traffic(Family::V4), probes)?, Some(load)))
-    });
+    flood_row(
+        report,
+        Family::V4,
+        FloodReceiver::Nft,
+        2,
+        Some(&v4),
+        None,
+        None,
+        || {
+            let script = v4.nft_set(NFT_TABLE, &net.test.host);
+            let t = Instant::now();
+            let table = NftTable::load(NFT_TABLE, &script, work)?;
+            let load = t.elapsed().as_secs_f64();
+            let mut judged = || {
+                let hits = table.counter("hits")?;
+                Ok(Counts {
+                    expected: hits + table.counter("rest")?,
+                    hits: Some(hits),
+                })
+            };
+            let probes = Probes {
+                judged: Some(&mut judged),
+                ..Probes::default()
+            };
+            Ok((go(&traffic(Family::V4), probes)?, Some(load)))
+        },
+    );
 
     // xdp-filter holds hosts only, in a hash of fixed size: the largest list it takes.
     let filter = XdpFilter::load(&net.test.host);
@@ -862,25 +891,34 @@ fn flood_rows(
         Some(c) => format!("{} /32 (its maximum: a {c}-entry hash)", hosts.len()),
         None => "–".into(),
     };
-    let expected = (!hosts.is_empty())
-        .then(|| hosts.len() as f64 / f64::from(Family::V4.spoof_bits()).exp2());
-    flood_row(report, Family::V4, FloodReceiver::XdpFilter, 2, None, Some(description), expected, || {
-        let filter = filter?;
-        let addrs: Vec<Ipv4Addr> = hosts.iter().map(|&a| Ipv4Addr::from(a as u32)).collect();
-        let t = Instant::now();
-        filter.deny_sources(&addrs, &[])?;
-        let load = t.elapsed().as_secs_f64();
-        filter.deny_udp_port(FLOOD_PORT)?;
-        eprintln!("    xdp-filter program: {}", filter.program_name()?);
-        let mut judged = || filter.counts();
-        let run_time = || filter.run_time();
-        let probes = Probes {
-            judged: Some(&mut judged),
-            run_time: Some(&run_time),
-            ..Probes::default()
-        };
-        Ok((go(&traffic(Family::V4), probes)?, Some(load)))
-    });
+    let expected =
+        (!hosts.is_empty()).then(|| hosts.len() as f64 / f64::from(Family::V4.spoof_bits()).exp2());
+    flood_row(
+        report,
+        Family::V4,
+        FloodReceiver::XdpFilter,
+        2,
+        None,
+        Some(description),
+        expected,
+        || {
+            let filter = filter?;
+            let addrs: Vec<Ipv4Addr> = hosts.iter().map(|&a| Ipv4Addr::from(a as u32)).collect();
+            let t = Instant::now();
+            filter.deny_sources(&addrs, &[])?;
+            let load = t.elapsed().as_secs_f64();
+            filter.deny_udp_port(FLOOD_PORT)?;
+            eprintln!("    xdp-filter program: {}", filter.program_name()?);
+            let mut judged = || filter.counts();
+            let run_time = || filter.run_time();
+            let probes = Probes {
+                judged: Some(&mut judged),
+                run_time: Some(&run_time),
+                ..Probes::default()
+            };
+            Ok((go(&traffic(Family::V4), probes)?, Some(load)))
+        },
+    );
     Ok(())
 }
 
