@@ -10,10 +10,10 @@
 //! every run) inside the flood's network, disjoint (no host inside a listed prefix, so
 //! every receiver, nftables' interval sets included, holds exactly the same addresses):
 //!
-//! - IPv4: every 256th entry a /24, the others /32s. With 1M entries that is 3906 /24s
+//! - IPv4: every 256th entry a /24, the others /32s. With 1M entries that is 3907 /24s
 //!   (6.0% of the /8) and 996k /32s (5.9%): about 12% of the flood hits the list. (Every
 //!   16th a /24 would cover nearly the whole /8 and leave no misses.)
-//! - IPv6: every 256th entry a /48 (3906 of the 65536 in the /32: 6.0% of the flood), every
+//! - IPv6: every 256th entry a /48 (3907 of the 65536 in the /32: 6.0% of the flood), every
 //!   16th otherwise a /64, the others /128s. Random 96-bit sources practically never hit a
 //!   /64 or a /128 (2^-32, 2^-96), so IPv6 hits come from the /48s; the other lengths are
 //!   there because real lists have them and each length present may cost a lookup.

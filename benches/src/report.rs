@@ -1000,7 +1000,7 @@ pub struct FloodRow {
     pub rules: usize,
     /// Entries of the list, if any.
     pub entries: Option<usize>,
-    /// The list, described (e.g. `1M: 3906 /24 + 996094 /32`).
+    /// The list, described (e.g. `1M: 3907 /24 + 996093 /32`).
     pub list: String,
     /// The share of the flood's sources the list holds.
     pub expected_hits: Option<f64>,

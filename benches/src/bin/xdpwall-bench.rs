@@ -2,8 +2,10 @@
 //! bench` runs it: the per-packet cost through BPF_PROG_TEST_RUN (also of the
 //! established-flow fast path beside the rule path), then throughput on a veth pair for
 //! the XDP_DROP ceiling, xdpwall (drop and pass paths, up to 4096 rules and a 1M-entry
-//! table, and the state fast path) and nftables (linear and verdict map). Writes
-//! report.md, report.json and throughput.svg, and prints the report. Needs root.
+//! table, and the state fast path), nftables (linear and verdict map) and xdp-filter; then
+//! the spoofed-source flood of issue #8 (random sources from a /8 or a /32, blocklists of
+//! 1M prefixes, xdpwall beside nftables' interval set and xdp-filter). Writes report.md,
+//! report.json and throughput.svg, and prints the report. Needs root.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -270,7 +272,8 @@ fn settings(args: &Args) -> Vec<(String, String)> {
         (
             "traffic".into(),
             format!(
-                "UDP/IPv4, {} B frames (no FCS), {} flows, {} generator thread(s), live-frames batch {}",
+                "UDP/IPv4, {} B frames (no FCS), {} flows, {} generator thread(s), live-frames batch {}; \
+                 the flood: the same but a random source per frame (see its section)",
                 args.frame_size, args.flows, args.threads, args.batch
             ),
         ),
