@@ -872,6 +872,11 @@ impl Report {
                 "nftables linear",
                 RGBColor(0xd6, 0x27, 0x28),
             ),
+            (
+                Kind::XdpFilter,
+                "xdp-filter (as many addresses)",
+                RGBColor(0xff, 0x7f, 0x0e),
+            ),
         ];
         let table_point: Vec<(f64, f64)> = self
             .throughput

@@ -287,6 +287,13 @@ fn settings(args: &Args) -> Vec<(String, String)> {
             },
         ),
         ("nftables".into(), command("nft", &["--version"])),
+        (
+            "xdp-filter".into(),
+            format!(
+                "xdp-tools {}",
+                command("dpkg-query", &["-W", "-f=${Version}", "xdp-tools"])
+            ),
+        ),
     ]
 }
 
