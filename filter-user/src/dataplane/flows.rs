@@ -97,6 +97,7 @@ fn proto_name(key: &FlowKey) -> String {
 
 /// Live flows that pass `filter`, oldest first.
 pub fn list(paths: &Paths, filter: &FlowFilter) -> Result<Vec<FlowEntry>, Error> {
+    super::privilege::require_privileges()?;
     let state = State::read(&paths.state_file())?.ok_or_else(|| Error::NotLoaded(paths.state_file()))?;
     let now = now_ns();
     let mut out = Vec::new();

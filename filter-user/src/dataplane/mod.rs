@@ -166,6 +166,7 @@ pub struct ApplyReport {
 
 /// The diff between the loaded ruleset (if any) and `compiled`.
 pub fn diff(paths: &Paths, compiled: &Compiled) -> Result<Diff, Error> {
+    privilege::require_privileges()?;
     let old = State::read(&paths.state_file())?.map(|s| s.rules).unwrap_or_default();
     Ok(plan::diff_rules(&old, &compiled.rules))
 }

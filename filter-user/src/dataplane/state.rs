@@ -100,6 +100,8 @@ pub struct Journal {
     pub generation: u64,
     /// Interfaces the apply attaches to (detached again on roll-back).
     pub attaching: Vec<String>,
+    /// Nothing was loaded before: rolling back removes every pin.
+    pub first_load: bool,
 }
 
 impl Journal {

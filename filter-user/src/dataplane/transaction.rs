@@ -95,7 +95,11 @@ pub fn apply(
     report.diff = plan.diff.clone();
 
     // From here on what the kernel enforces changes: the intent goes to disk first.
-    let journal = Journal { generation: plan.generation, attaching: plan.attach.iter().map(|i| i.name.clone()).collect() };
+    let journal = Journal {
+        generation: plan.generation,
+        attaching: plan.attach.iter().map(|i| i.name.clone()).collect(),
+        first_load: old.is_none(),
+    };
     fault::point("before the journal")?;
     journal.write(&paths.journal_file())?;
     let changed = (|| -> Result<Vec<IfaceState>, Error> {
@@ -186,21 +190,24 @@ pub fn recover(paths: &Paths, notes: &mut Vec<String>) -> Result<(), Error> {
 }
 
 /// Puts every interface of `old` back on the `Current` programs, detaches what the
-/// apply attached, unpins `Next`, and removes the journal.
+/// apply attached, unpins `Next`, and removes the journal. Without a readable state
+/// file, the interfaces whose links are pinned are the ones put back.
 fn roll_back(paths: &Paths, journal: &Journal, old: Option<&State>) -> Result<(), Error> {
     for name in &journal.attaching {
         links::detach(paths, name)?;
     }
-    if let Some(old) = old {
-        for iface in &old.interfaces {
-            // Links that are gone or severed run nothing to swap back.
-            if matches!(links::link_state(paths, Hook::Xdp, &iface.name)?, LinkState::Attached { .. }) {
-                links::swap_to_pinned(paths, &iface.name, Pinned::Current)?;
-            }
+    let kept: Vec<String> = match old {
+        Some(old) => old.interfaces.iter().map(|i| i.name.clone()).collect(),
+        None => links::pinned_ifaces(paths),
+    };
+    for name in &kept {
+        // Links that are gone or severed run nothing to swap back.
+        if matches!(links::link_state(paths, Hook::Xdp, name)?, LinkState::Attached { .. }) {
+            links::swap_to_pinned(paths, name, Pinned::Current)?;
         }
     }
     links::remove_next(paths)?;
-    if old.is_none() {
+    if journal.first_load {
         // A first load that did not complete leaves nothing behind.
         super::remove_pins(paths);
     }
