@@ -135,6 +135,9 @@ pub fn status(st: &Status) -> String {
             i.name, mode, i.passed_packets, i.passed_bytes, i.dropped_packets, i.dropped_bytes
         );
     }
+    for note in st.interfaces.iter().filter_map(|i| i.note.as_ref()) {
+        let _ = writeln!(s, "note: {note}");
+    }
     let _ = writeln!(
         s,
         "\nstate: {} flows of {} ({:.1}% full); {} packets passed by state",

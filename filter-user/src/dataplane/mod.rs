@@ -372,6 +372,9 @@ pub struct IfaceStatus {
     pub mode: String,
     /// Whether the pinned link is still there.
     pub attached: bool,
+    /// What the driver imposes while XDP is attached (igb: the largest MTU).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// Packets passed.
     pub passed_packets: u64,
     /// Bytes passed.
@@ -463,7 +466,8 @@ pub fn status(paths: &Paths) -> Result<Status, Error> {
                     name: i.name.clone(),
                     ifindex: i.ifindex,
                     mode: i.mode.clone(),
-                    attached: links::Hook::ALL.iter().all(|h| h.link_path(paths, &i.name).exists()),
+                    attached: links::is_attached(paths, &i.name),
+                    note: if i.mode == "native" { nic::mtu_limit_note(&i.name) } else { None },
                     passed_packets: c.passed.packets,
                     passed_bytes: c.passed.bytes,
                     dropped_packets: c.dropped.packets,
