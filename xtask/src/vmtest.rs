@@ -63,8 +63,9 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 /// 802.1Q for the VLAN checks, clsact and cls_bpf for the classic TC attach (< 6.6).
 const GUEST_MODULES: [&str; 7] = ["virtio_pci", "9pnet_virtio", "9p", "igb", "8021q", "sch_ingress", "cls_bpf"];
 
-/// A guest that has not powered off by then is killed (a normal run takes about a minute).
-const GUEST_TIMEOUT: Duration = Duration::from_secs(420);
+/// A guest that has not powered off by then is killed (a normal run takes about two
+/// minutes; the guest's own watchdog ends a hung check after 90 s).
+const GUEST_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Args)]
 pub struct VmtestArgs {

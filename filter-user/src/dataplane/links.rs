@@ -96,11 +96,6 @@ pub fn attach(
     mode: Mode,
     notes: &mut Vec<String>,
 ) -> Result<&'static str, Error> {
-    if mode != Mode::Generic
-        && let Some(refusal) = nic::native_xdp_refusal(iface)
-    {
-        return Err(Error::Invalid(refusal));
-    }
     let xdp = program.program_mut()?;
     let attempt = |prog: &mut Xdp, m: XdpMode| prog.attach_to_if_index(ifindex, m);
     let (id, used) = match mode {

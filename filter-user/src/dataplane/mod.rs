@@ -175,6 +175,13 @@ pub fn apply(
             return Err(Error::Invalid(format!("{name} is already loaded; use `xdpwall apply` to change its rules")));
         }
         let ifindex = ifindex(name)?;
+        // Before anything changes (VLAN offloads, programs): a NIC that cannot take the
+        // program natively as configured says why (igb above its XDP frame limit).
+        if mode != Mode::Generic
+            && let Some(refusal) = nic::native_xdp_refusal(name)
+        {
+            return Err(Error::Invalid(refusal));
+        }
         let slot = free_slots(0..MAX_IFACES, &taken, 1)
             .pop()
             .ok_or_else(|| Error::Invalid(format!("at most {MAX_IFACES} interfaces can be loaded")))?;

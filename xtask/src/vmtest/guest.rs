@@ -70,32 +70,63 @@ fn rules_changed() -> String {
     format!("block in proto udp to port 7104 label \"added-by-apply\"\n{RULES}")
 }
 
+/// The check running now and since when, for the watchdog.
+static CURRENT: std::sync::Mutex<Option<(String, Instant)>> = std::sync::Mutex::new(None);
+/// A check still running after this long is reported as hung and the suite ends, so a
+/// hang names its check instead of running into the host's timeout.
+const HUNG: Duration = Duration::from_secs(90);
+
+/// A timestamped line about what a check is doing, to see where time goes (or stops).
+fn progress(what: &str) {
+    let up = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+    println!("vmtest:   [{}] {what}", up.split_whitespace().next().unwrap_or("?"));
+}
+
+fn watchdog(label: String, release: String, suite: Arc<std::sync::Mutex<(u32, u32)>>) {
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let current = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some((name, since)) = current
+                && since.elapsed() > HUNG
+            {
+                let (passed, failed) = *suite.lock().unwrap_or_else(|e| e.into_inner());
+                println!("vmtest: FAIL {name}: still running after {} s (hung)", HUNG.as_secs());
+                println!("vmtest: RESULT {label} ({release}): {passed} passed, {} failed", failed + 1);
+                std::process::exit(1);
+            }
+        }
+    });
+}
+
 pub fn run(args: &GuestArgs) -> Result<()> {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
-    let mut suite = Suite { passed: 0, failed: 0 };
+    let mut suite = Suite { counts: Arc::new(std::sync::Mutex::new((0, 0))) };
+    watchdog(args.kernel.clone(), release.clone(), suite.counts.clone());
     println!("vmtest: guest up: kernel {release}, {} CPUs", std::thread::available_parallelism().map_or(0, |n| n.get()));
     if let Err(e) = checks(&mut suite, args) {
         suite.fail("suite setup", &e);
     }
-    println!(
-        "vmtest: RESULT {} ({release}): {} passed, {} failed",
-        args.kernel, suite.passed, suite.failed
-    );
+    let (passed, failed) = *suite.counts.lock().unwrap_or_else(|e| e.into_inner());
+    println!("vmtest: RESULT {} ({release}): {passed} passed, {failed} failed", args.kernel);
     Ok(())
 }
 
+/// Passed and failed checks, shared with the watchdog.
 struct Suite {
-    passed: u32,
-    failed: u32,
+    counts: Arc<std::sync::Mutex<(u32, u32)>>,
 }
 
 impl Suite {
     /// Runs one check and reports it; returns whether it passed.
     fn check(&mut self, name: &str, f: impl FnOnce() -> Result<()>) -> bool {
-        match f() {
+        *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some((name.to_string(), Instant::now()));
+        let result = f();
+        *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        match result {
             Ok(()) => {
                 println!("vmtest: PASS {name}");
-                self.passed += 1;
+                self.counts.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
                 true
             }
             Err(e) => {
@@ -107,7 +138,7 @@ impl Suite {
 
     fn fail(&mut self, name: &str, e: &anyhow::Error) {
         println!("vmtest: FAIL {name}: {}", format!("{e:#}").replace('\n', " | "));
-        self.failed += 1;
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
     }
 }
 
@@ -142,17 +173,21 @@ fn checks(s: &mut Suite, args: &GuestArgs) -> Result<()> {
         ensure!(!out.status.success(), "load succeeded at MTU 9000: {}", String::from_utf8_lossy(&out.stdout));
         ensure!(stderr.contains("igb") && stderr.contains("3046"), "message does not name the igb limit: {stderr}");
         ensure!(!xdp_attached(a)?, "XDP stayed attached after the refused load");
+        let k = cmd_out("ethtool", &["-k", a])?;
+        ensure!(k.lines().any(|l| l.trim() == "rx-vlan-offload: on"), "the refused load changed VLAN offload");
         println!("vmtest:   xdpwall said: {}", stderr.trim());
         Ok(())
     });
 
+    let mut load_output = String::new();
     let loaded = s.check("load attaches native XDP on igb (ip link shows xdp, not xdpgeneric)", || {
         let before = carrier_changes(a)?;
         let out = bed.xdpwall.run(["load", a, &bed.rules_file("rules.conf")])?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        for line in text.lines() {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        for line in text.lines().filter(|l| !l.starts_with("+ ")) {
             println!("vmtest:   load: {line}");
         }
+        load_output = text.clone();
         wait_carrier(a)?;
         println!("vmtest:   carrier changes during attach: {}", carrier_changes(a)? - before);
         let link = cmd_out("ip", &["link", "show", a])?;
@@ -168,7 +203,8 @@ fn checks(s: &mut Suite, args: &GuestArgs) -> Result<()> {
         bail!("xdpwall did not load; the traffic checks cannot run");
     }
 
-    s.check("load turned rx-vlan-offload off for the vlan rules", || {
+    s.check("load turned rx-vlan-offload off for the vlan rules, and said so", || {
+        ensure!(load_output.contains("turned off VLAN stripping"), "no note about VLAN stripping in the load output");
         let k = cmd_out("ethtool", &["-k", a])?;
         ensure!(k.lines().any(|l| l.trim() == "rx-vlan-offload: off"), "ethtool -k {a}: {k}");
         Ok(())
@@ -338,16 +374,18 @@ impl Bed {
         let before = self.rule(label)?;
         let segs_before = self.ns.run(tcp_segments_sent)?;
         let listener = TcpListener::bind(SocketAddr::new(dst, port))?;
-        let server = std::thread::spawn(move || -> Result<usize> {
-            let (mut conn, _) = listener.accept()?;
-            let mut buf = Vec::new();
-            conn.read_to_end(&mut buf)?;
-            Ok(buf.len())
-        });
         let target = SocketAddr::new(dst, port);
+        progress(&format!("connecting to {target}"));
         let connected = self.ns.run(|| TcpStream::connect_timeout(&target, Duration::from_secs(2)));
+        progress(&format!("connect to {target}: {:?}", connected.as_ref().map(|_| ())));
         match (connected, pass) {
             (Ok(mut conn), true) => {
+                let server = std::thread::spawn(move || -> Result<usize> {
+                    let (mut conn, _) = listener.accept()?;
+                    let mut buf = Vec::new();
+                    conn.read_to_end(&mut buf)?;
+                    Ok(buf.len())
+                });
                 conn.write_all(&[7u8; 4096])?;
                 drop(conn);
                 let got = server.join().expect("server thread")?;
@@ -357,9 +395,8 @@ impl Bed {
             (Ok(_), false) => bail!("connected to {target} through a block rule"),
             (Err(e), false) => {
                 ensure!(e.kind() == ErrorKind::TimedOut, "connect to {target} failed with {e}, not a timeout");
-                // Unblock the accept so the thread ends.
-                drop(TcpStream::connect(target));
-                let _ = server.join();
+                listener.set_nonblocking(true)?;
+                ensure!(listener.accept().is_err(), "a connection reached the listener");
             }
         }
         // Counted once the peer's side has gone quiet.
@@ -398,16 +435,19 @@ impl Bed {
     /// A opens 32 TCP connections to the peer (an `out ... keep state` rule); replies
     /// arriving at A are blocked by rule and can only pass by state. With RSS spreading the
     /// flows over both RX queues (and so both CPUs), every connection must work, both
-    /// queues must have carried replies, and every segment the peer sent must have passed
-    /// by state.
+    /// queues must have carried replies, and the state must account for every segment:
+    /// each connection's SYN passes by the out rule (opening the flow), every other
+    /// segment A sends and every segment the peer sends pass by state.
     fn state_check(&self) -> Result<()> {
+        let conns: u64 = 32;
         let q_before = rx_queue_packets(&self.a)?;
         ensure!(q_before.len() >= 2, "{} has {} RX queues", self.a, q_before.len());
         let blocked_before = self.rule("tcp-from-7301")?;
+        let opened_before = self.rule("out-tcp-state")?;
         let state_before = self.state_matches()?;
-        let segs_before = self.ns.run(tcp_segments_sent)?;
+        let peer_before = self.ns.run(tcp_segments_sent)?;
+        let a_before = tcp_segments_sent()?;
         let listener = self.ns.run(|| TcpListener::bind(SocketAddr::new(B_V4.into(), 7301)))?;
-        let conns = 32;
         let server = std::thread::spawn(move || -> Result<usize> {
             let mut total = 0;
             for _ in 0..conns {
@@ -429,17 +469,25 @@ impl Bed {
             ensure!(echo.len() == 100, "connection {i}: {} of 100 bytes echoed", echo.len());
         }
         let total = server.join().expect("server thread")?;
-        ensure!(total == 100 * conns, "the peer got {total} bytes");
+        ensure!(total == 100 * conns as usize, "the peer got {total} bytes");
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let sent = self.ns.run(tcp_segments_sent)? - segs_before;
+            let peer_sent = self.ns.run(tcp_segments_sent)? - peer_before;
+            let a_sent = tcp_segments_sent()? - a_before;
+            let opened = self.rule("out-tcp-state")? - opened_before;
             let by_state = self.state_matches()? - state_before;
-            if sent == by_state {
-                println!("vmtest:   {sent} segments from the peer, all passed by state");
+            if opened == conns && by_state == peer_sent + a_sent - conns {
+                println!(
+                    "vmtest:   {conns} flows opened by rule; {by_state} packets passed by state: {peer_sent} from the peer, {} from A",
+                    a_sent - conns
+                );
                 break;
             }
             if Instant::now() > deadline {
-                bail!("{by_state} packets passed by state; the peer sent {sent} TCP segments");
+                bail!(
+                    "{opened} flows opened (expected {conns}); {by_state} packets passed by state, \
+                     expected {peer_sent} from the peer + {a_sent} from A - {conns} opening SYNs"
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -451,8 +499,7 @@ impl Bed {
         Ok(())
     }
 
-    /// The peer streams UDP to a passed port while A applies a changed ruleset and back,
-    /// four times: every datagram arrives, the counter (kept by label) counts each, and
+    /// The peer streams UDP to a passed port while A applies a changed ruleset and back: every datagram arrives, the counter (kept by label) counts each, and
     /// the igb link never loses carrier.
     fn apply_under_traffic(&self) -> Result<()> {
         let a = self.a.as_str();
@@ -476,14 +523,14 @@ impl Bed {
         let stop3 = stop.clone();
         let receiver = std::thread::spawn(move || drain_until(&server, &stop3));
         let mut applied = Vec::new();
-        for (i, file) in ["rules-changed.conf", "rules.conf", "rules-changed.conf", "rules.conf"].iter().enumerate() {
+        for (i, file) in ["rules-changed.conf", "rules.conf"].iter().enumerate() {
             let out = self.xdpwall.run(["apply", &self.rules_file(file)]);
             match out {
                 Ok(o) => applied.push(format!("apply {}: {}", i + 1, String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or(""))),
                 Err(e) => {
                     stop.store(true, Ordering::Relaxed);
                     let _ = sender.join();
-                    return Err(e.context(format!("apply {} of 4", i + 1)));
+                    return Err(e.context(format!("apply {} of 2", i + 1)));
                 }
             }
         }
@@ -494,12 +541,12 @@ impl Bed {
             println!("vmtest:   {line}");
         }
         ensure!(sent > 0, "nothing was sent");
-        ensure!(got == sent, "{got} of {sent} datagrams arrived across 4 applies");
+        ensure!(got == sent, "{got} of {sent} datagrams arrived across 2 applies");
         self.expect_rule("udp-pass", before + sent)?;
         let carrier_after = carrier_changes(a)?;
         ensure!(carrier_after == carrier_before, "the link lost carrier during apply ({} changes)", carrier_after - carrier_before);
         ensure!(xdp_attached(a)?, "XDP is no longer attached");
-        println!("vmtest:   {sent} datagrams sent and received during 4 applies, carrier changes 0");
+        println!("vmtest:   {sent} datagrams sent and received during 2 applies, carrier changes 0");
         Ok(())
     }
 }
