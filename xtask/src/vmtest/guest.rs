@@ -210,6 +210,16 @@ fn checks(s: &mut Suite, args: &GuestArgs) -> Result<()> {
         Ok(())
     });
 
+    let tcx = kernel_at_least(6, 6);
+    s.check(
+        if tcx { "TC egress attached as a tcx link (Linux 6.6+)" } else { "TC egress attached as a classic clsact filter (before 6.6)" },
+        || {
+            let (kind, prog) = bed.egress_hook(tcx)?;
+            println!("vmtest:   egress: {kind}, program id {prog}");
+            Ok(())
+        },
+    );
+
     s.check("ICMP echo blocked by rule, counted exactly", || {
         let before = bed.rule("icmp-block")?;
         ensure!(bed.ns.ping_replies(A_V4.into(), 3) == 0, "a ping got through");
@@ -258,6 +268,11 @@ fn checks(s: &mut Suite, args: &GuestArgs) -> Result<()> {
         ensure!(!xdp_attached(a)?, "`ip link show {a}` still shows XDP");
         let net = cmd_out("bpftool", &["net", "show", "dev", a])?;
         ensure!(!net.contains("xdpwall"), "bpftool net still shows a program: {net}");
+        let tc = cmd_out("tc", &["filter", "show", "dev", a, "egress"])?;
+        ensure!(!tc.contains("xdpwall"), "a TC egress filter stayed: {tc}");
+        let links: Value = serde_json::from_str(&cmd_out("bpftool", &["-j", "link", "show"])?)?;
+        let tcx_links = links.as_array().map_or(0, |l| l.iter().filter(|l| l["type"] == 11).count());
+        ensure!(tcx_links == 0, "{tcx_links} tcx links stayed");
         ensure!(bed.ns.ping_replies(A_V4.into(), 2) == 2, "the blocked ping still does not pass");
         Ok(())
     });
@@ -328,6 +343,31 @@ impl Bed {
             .find(|r| r["label"] == label)
             .and_then(|r| r["packets"].as_u64())
             .with_context(|| format!("no rule labelled {label} in the status"))
+    }
+
+    /// The TC egress hook on A and the id of its program: the pinned tcx link (type 11,
+    /// BPF_LINK_TYPE_TCX), or the one classic cls_bpf filter (handle 0x7877) in A's
+    /// clsact qdisc. Fails if the hook is missing or doubled.
+    fn egress_hook(&self, tcx: bool) -> Result<(String, u64)> {
+        if tcx {
+            let pin = self.xdpwall.pin_dir().join("links/egress").join(&self.a);
+            let out = cmd_out("bpftool", &["-j", "link", "show", "pinned", &pin.display().to_string()])?;
+            let link: Value = serde_json::from_str(&out).context("parsing bpftool link show")?;
+            ensure!(link["type"] == 11, "pinned egress link is not a tcx link: {out}");
+            let prog = link["prog_id"].as_u64().context("no prog_id")?;
+            return Ok((format!("tcx link {}", link["id"]), prog));
+        }
+        let out = cmd_out("tc", &["filter", "show", "dev", &self.a, "egress"])?;
+        let ours: Vec<&str> = out.lines().filter(|l| l.contains("handle 0x7877")).collect();
+        ensure!(ours.len() == 1, "expected one xdpwall filter in {}'s clsact egress: {out}", self.a);
+        ensure!(out.matches("direct-action").count() == 1, "more than one bpf filter on egress: {out}");
+        let words: Vec<&str> = ours[0].split_whitespace().collect();
+        let prog = words
+            .iter()
+            .position(|w| *w == "id")
+            .and_then(|i| words.get(i + 1)?.parse().ok())
+            .with_context(|| format!("no program id in {}", ours[0]))?;
+        Ok(("clsact filter pref 1 handle 0x7877".to_string(), prog))
     }
 
     fn state_matches(&self) -> Result<u64> {
@@ -505,6 +545,8 @@ impl Bed {
         let a = self.a.as_str();
         let before = self.rule("udp-pass")?;
         let carrier_before = carrier_changes(a)?;
+        let tcx = kernel_at_least(6, 6);
+        let (_, egress_before) = self.egress_hook(tcx)?;
         let server = UdpSocket::bind(SocketAddr::new(A_V4.into(), 7101))?;
         xdpwall_tests::big_receive_buffer(&server);
         server.set_read_timeout(Some(QUIET))?;
@@ -546,6 +588,8 @@ impl Bed {
         let carrier_after = carrier_changes(a)?;
         ensure!(carrier_after == carrier_before, "the link lost carrier during apply ({} changes)", carrier_after - carrier_before);
         ensure!(xdp_attached(a)?, "XDP is no longer attached");
+        let (kind, egress_after) = self.egress_hook(tcx)?;
+        ensure!(egress_after != egress_before, "the egress program was not replaced ({kind}, program {egress_after})");
         println!("vmtest:   {sent} datagrams sent and received during 2 applies, carrier changes 0");
         Ok(())
     }
@@ -606,6 +650,13 @@ fn rx_queue_packets(iface: &str) -> Result<Vec<u64>> {
         .collect();
     queues.sort();
     Ok(queues.into_iter().map(|(_, v)| v).collect())
+}
+
+/// Whether the running kernel is at least `major.minor` (osrelease "6.1.0-57-amd64").
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
 }
 
 fn carrier_changes(iface: &str) -> Result<u64> {
