@@ -34,6 +34,24 @@ fn has_tcx() -> bool {
     KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
 }
 
+/// The oldest kernel xdpwall is tested on (`cargo xtask vmtest`: Debian 12's 6.1).
+const OLDEST_TESTED: KernelVersion = KernelVersion::new(6, 1, 0);
+
+/// A program the kernel refused to load, on a kernel older than any xdpwall is tested
+/// on, says so next to the verifier's words (older verifiers reject code newer ones
+/// accept; 6.1 needed the classifier's loops written for it).
+pub fn on_untested_kernel(e: Error) -> Error {
+    match (&e, KernelVersion::current()) {
+        (Error::Load(_), Ok(v)) if v < OLDEST_TESTED => Error::Invalid(format!(
+            "{e}\n(this kernel, {}.{}.x, is older than Linux 6.1, the oldest xdpwall is tested on; its verifier may \
+             reject what newer ones accept)",
+            v.code() >> 16,
+            (v.code() >> 8) & 0xff
+        )),
+        _ => e,
+    }
+}
+
 /// A hook point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
@@ -153,7 +171,12 @@ fn attach_classic(egress: &mut SchedClassifier, paths: &Paths, iface: &str) -> R
             Ok(()) => error_chain(&e),
         })
     })?;
-    keep_classic(egress, id, paths, iface)
+    keep_classic(egress, id, paths, iface).inspect_err(|_| {
+        // The filter is ours (the attach was exclusive): take it away again.
+        if let Ok(link) = SchedClassifierLink::attached(iface, TcAttachType::Egress, CLASSIC_PRIORITY, CLASSIC_HANDLE, None) {
+            let _ = link.detach();
+        }
+    })
 }
 
 /// Lets go of the link of a classic filter without detaching it (the filter lives in the

@@ -224,7 +224,8 @@ pub fn apply(
             report.notes.extend(nic::keep_vlan_tags(&b.name)?);
         }
     }
-    let mut program = LoadedProgram::load(compiled, &counter_slots, &bindings, &paths.pin_dir)?;
+    let mut program =
+        LoadedProgram::load(compiled, &counter_slots, &bindings, &paths.pin_dir).map_err(links::on_untested_kernel)?;
     program::zero_slots::<Counter>(&paths.pin_dir, program::COUNTERS, &fresh_slots)?;
     let new_stats: Vec<u32> = new_ifaces.iter().map(|i| i.stats_slot).collect();
     program::zero_slots::<IfaceCounters>(&paths.pin_dir, program::IFACE_COUNTERS, &new_stats)?;
