@@ -97,11 +97,18 @@ pub fn run_vmtest(args: &VmtestArgs) -> Result<()> {
     let dir = target_dir()?.join("vmtest");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     host_packages()?;
-    let busybox = busybox(&dir)?;
+    let busybox = with_fresh_lists("getting busybox-static", || busybox(&dir))?;
     let kernels: Vec<(&Kernel, KernelTree)> = MATRIX
         .iter()
         .filter(|k| args.kernels.is_empty() || args.kernels.iter().any(|l| l == k.label))
-        .map(|k| Ok((k, kernel_tree(&dir, k)?)))
+        .map(|k| {
+            Ok((
+                k,
+                with_fresh_lists(&format!("getting the {} kernel", k.label), || {
+                    kernel_tree(&dir, k)
+                })?,
+            ))
+        })
         .collect::<Result<_>>()?;
 
     let xdpwall = build_xdpwall()?;
@@ -251,6 +258,22 @@ fn extract_package(dir: &Path, package: &str, suite: Option<&str>, into: &str) -
         root.display()
     );
     Ok(root)
+}
+
+/// Runs `f`; if it fails, refreshes apt's package lists and runs it once more. Stale
+/// lists name versions the archive has dropped (security updates replace kernels, even
+/// under a new package name), so `f` must resolve names itself.
+fn with_fresh_lists<T>(what: &str, f: impl Fn() -> Result<T>) -> Result<T> {
+    match f() {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            println!("vmtest setup: {what} failed ({e:#}); apt-get update and once more");
+            run(Command::new("apt-get")
+                .arg("update")
+                .env("DEBIAN_FRONTEND", "noninteractive"))?;
+            f()
+        }
+    }
 }
 
 /// The static busybox that runs the guest's /init (the `busybox-static` package conflicts
