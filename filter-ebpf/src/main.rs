@@ -419,9 +419,7 @@ fn first_match(p: &Fields, iface_class: u32, dir: Direction) -> Option<u32> {
     // Words that may hold a match: in use, and non-zero in every field's bitmap.
     let words = RULE_WORDS.load();
     let mut candidates = if words >= 64 { u64::MAX } else { (1u64 << words) - 1 };
-    for b in fields.iter().flatten() {
-        candidates &= b.summary;
-    }
+    candidates &= and_fields(&fields, |b| b.summary);
     for _ in 0..BITMAP_WORDS {
         if candidates == 0 {
             break;
@@ -429,16 +427,37 @@ fn first_match(p: &Fields, iface_class: u32, dir: Direction) -> Option<u32> {
         // LLVM knows ctz < 64 and would drop the mask; the verifier does not know it
         // (ctz becomes a table lookup), so keep the mask out of LLVM's sight.
         let w = core::hint::black_box(candidates.trailing_zeros() as usize) & (BITMAP_WORDS - 1);
-        let mut acc = u64::MAX;
-        for b in fields.iter().flatten() {
-            acc &= b.words[w];
-        }
+        let acc = and_fields(&fields, |b| b.words[w]);
         if acc != 0 {
             return Some(w as u32 * 64 + acc.trailing_zeros());
         }
         candidates &= candidates - 1;
     }
     None
+}
+
+/// The AND of `part` over the fields in use, written out field by field rather than as
+/// a loop over `fields.iter().flatten()`: LLVM rotates that loop so it is entered by a
+/// jump to its condition, and Linux 6.1's verifier (check_cfg) rejects the resulting
+/// back-edge into the condition because it is the fall-through of a plain instruction
+/// ("back-edge from insn N to N+1"); later kernels accept it. Straight-line code has no
+/// back-edge at all, and the word loop around it is closed by jumps.
+#[inline(always)]
+fn and_fields(fields: &[Option<&RuleBitmap>; 10], part: impl Fn(&RuleBitmap) -> u64) -> u64 {
+    let term = |b: Option<&RuleBitmap>| match b {
+        Some(b) => part(b),
+        None => u64::MAX,
+    };
+    term(fields[0])
+        & term(fields[1])
+        & term(fields[2])
+        & term(fields[3])
+        & term(fields[4])
+        & term(fields[5])
+        & term(fields[6])
+        & term(fields[7])
+        & term(fields[8])
+        & term(fields[9])
 }
 
 /// Class of `key` in an array field: entries hold class + 1, 0 is the default.

@@ -1,4 +1,4 @@
-//! Orchestration for xdpwall: `cargo xtask setup | test | demo | bench`.
+//! Orchestration for xdpwall: `cargo xtask setup | test | demo | bench | vmtest`.
 //!
 //! Everything here needs root (XDP, network namespaces, bpffs), so every command
 //! starts with `setup`, which refuses to run otherwise.
@@ -6,6 +6,7 @@
 mod bench;
 mod demo;
 mod setup;
+mod vmtest;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -40,6 +41,12 @@ enum Task {
     /// Measure per-packet cost and veth throughput beside XDP_DROP and nftables;
     /// writes <target>/bench/report.md, report.json and throughput.svg.
     Bench(bench::BenchArgs),
+    /// Boot Debian's 6.1 and 6.12 kernels in QEMU with two igb NICs and run the guest
+    /// suite there against the freshly built `xdpwall` (installs QEMU and the kernels first).
+    Vmtest(vmtest::VmtestArgs),
+    /// The suite `vmtest` runs inside each guest (not for use on the host).
+    #[command(hide = true)]
+    VmtestGuest(vmtest::guest::GuestArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,12 +61,18 @@ fn main() -> ExitCode {
 }
 
 fn run_task(task: Task) -> Result<()> {
+    // Inside a vmtest guest the host's root is read-only and there is nothing to set up.
+    if let Task::VmtestGuest(args) = &task {
+        return vmtest::guest::run(args);
+    }
     setup::ensure()?;
     match task {
         Task::Setup => Ok(()),
         Task::Test { cargo_test_args } => test(&cargo_test_args),
         Task::Demo => demo::run(),
         Task::Bench(args) => bench::run_bench(&args),
+        Task::Vmtest(args) => vmtest::run_vmtest(&args),
+        Task::VmtestGuest(_) => unreachable!("handled above"),
     }
 }
 

@@ -156,6 +156,9 @@ pub fn status(st: &Status) -> String {
         ]);
     }
     let _ = write!(s, "\n{}", ifaces.render());
+    for note in st.interfaces.iter().filter_map(|i| i.note.as_ref()) {
+        let _ = writeln!(s, "note: {note}");
+    }
     for i in st.interfaces.iter().filter(|i| !i.attached) {
         let _ = writeln!(s, "NOT FILTERED: {}: {}", i.name, i.problem.as_deref().unwrap_or("its links are not attached"));
     }

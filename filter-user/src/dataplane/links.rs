@@ -1,22 +1,59 @@
 //! The two hooks on every loaded interface, XDP (packets arriving) and TC egress
-//! (packets leaving), each a pinned bpf_link: attached once, then only ever swapped
-//! to a new program with `bpf_link_update`, so an interface never loses its filter
-//! and igb never resets the port.
+//! (packets leaving), each attached once and then only ever swapped to a new program,
+//! so an interface never loses its filter and igb never resets the port.
+//!
+//! XDP is a pinned bpf_link, swapped with `bpf_link_update`. TC egress is a pinned tcx
+//! link where the kernel has tcx (Linux 6.6); before that it is a classic cls_bpf filter
+//! in a clsact qdisc at a fixed priority and handle ([`CLASSIC_PRIORITY`],
+//! [`CLASSIC_HANDLE`]), swapped by replacing the filter's program in place (the kernel
+//! swaps the program pointer of the existing filter: no moment without a filter). A
+//! classic filter needs no fd to stay, so instead of a link its current program is pinned
+//! at `links/egress-tc/<iface>`, which also marks the interface as using it.
 
 use std::path::{Path, PathBuf};
 
 use aya::programs::{
     LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
-    links::{FdLink, PinnedLink},
-    tc::{SchedClassifierLink, TcAttachOptions},
+    links::{FdLink, Link, PinnedLink},
+    tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle, qdisc_add_clsact},
     xdp::XdpLink,
 };
+use aya::util::KernelVersion;
 use aya_obj::programs::XdpAttachType;
 
 use super::{
-    Error, Mode, Paths, error_chain, fault,
+    Error, Mode, Paths, error_chain, fault, nic,
     program::{LoadedProgram, Programs},
 };
+
+/// Priority of the classic TC egress filter: 1, the first filter to run, as a tcx
+/// program runs before any classic filter.
+pub const CLASSIC_PRIORITY: u16 = 1;
+/// Handle of the classic TC egress filter (0x7877, "xw").
+pub const CLASSIC_HANDLE: TcHandle = TcHandle::new(0, 0x7877);
+
+/// Whether this kernel attaches TC programs with tcx links (Linux 6.6 and later).
+fn has_tcx() -> bool {
+    KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
+}
+
+/// The oldest kernel xdpwall is tested on (`cargo xtask vmtest`: Debian 12's 6.1).
+const OLDEST_TESTED: KernelVersion = KernelVersion::new(6, 1, 0);
+
+/// A program the kernel refused to load, on a kernel older than any xdpwall is tested
+/// on, says so next to the verifier's words (older verifiers reject code newer ones
+/// accept; 6.1 needed the classifier's loops written for it).
+pub fn on_untested_kernel(e: Error) -> Error {
+    match (&e, KernelVersion::current()) {
+        (Error::Load(_), Ok(v)) if v < OLDEST_TESTED => Error::Invalid(format!(
+            "{e}\n(this kernel, {}.{}.x, is older than Linux 6.1, the oldest xdpwall is tested on; its verifier may \
+             reject what newer ones accept)",
+            v.code() >> 16,
+            (v.code() >> 8) & 0xff
+        )),
+        _ => e,
+    }
+}
 
 /// A hook point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +83,12 @@ impl Hook {
     /// `.` and `%` escaped since bpffs refuses names with a dot (VLAN interfaces like
     /// `eth0.100` have one).
     pub fn link_path(self, paths: &Paths, iface: &str) -> PathBuf {
-        let escaped = iface.replace('%', "%25").replace('.', "%2E");
-        self.links_dir(paths).join(escaped)
+        self.links_dir(paths).join(escape(iface))
+    }
+
+    /// Where a classic TC egress filter's program is pinned (see the module docs).
+    fn classic_path(paths: &Paths, iface: &str) -> PathBuf {
+        paths.pin_dir.join("links").join("egress-tc").join(escape(iface))
     }
 
     /// Where this hook's enforcing program (`Current`) or the program of an apply under
@@ -58,6 +99,10 @@ impl Hook {
             Pinned::Next => paths.pin_dir.join(format!("program_next_{}", self.name())),
         }
     }
+}
+
+fn escape(iface: &str) -> String {
+    iface.replace('%', "%25").replace('.', "%2E")
 }
 
 /// Which pinned generation of the programs.
@@ -103,16 +148,69 @@ pub fn attach(
     }
 
     let egress = program.egress_mut()?;
-    let attached = egress
-        .attach_with_options(iface, TcAttachType::Egress, TcAttachOptions::TcxOrder(LinkOrder::default()))
-        .map_err(|e| Error::Link(format!("attaching TC egress to {iface}"), error_chain(&e)))
-        .and_then(|id| egress.take_link(id).map_err(|e| Error::Program("take link", e)))
-        .and_then(|link| pin(link.try_into(), &Hook::Egress.link_path(paths, iface)));
+    let attached = if has_tcx() {
+        egress
+            .attach_with_options(iface, TcAttachType::Egress, TcAttachOptions::TcxOrder(LinkOrder::default()))
+            .map_err(|e| Error::Link(format!("attaching TC egress to {iface}"), error_chain(&e)))
+            .and_then(|id| egress.take_link(id).map_err(|e| Error::Program("take link", e)))
+            .and_then(|link| pin(link.try_into(), &Hook::Egress.link_path(paths, iface)))
+    } else {
+        attach_classic(egress, paths, iface).inspect(|()| {
+            notes.push(format!(
+                "{iface}: TC egress uses a classic clsact filter (pref {CLASSIC_PRIORITY}, handle {:#x}): \
+                 tcx needs Linux 6.6",
+                u32::from(CLASSIC_HANDLE)
+            ))
+        })
+    };
     if let Err(e) = attached {
         let _ = std::fs::remove_file(&xdp_path);
         return Err(e);
     }
+    if used == "native" {
+        notes.extend(nic::mtu_limit_note(iface));
+    }
     Ok(used)
+}
+
+/// Adds a clsact qdisc (unless there is one) and the egress filter, and pins the program
+/// as the marker.
+fn attach_classic(egress: &mut SchedClassifier, paths: &Paths, iface: &str) -> Result<(), Error> {
+    let failed = |e: String| Error::Link(format!("attaching TC egress (clsact) to {iface}"), e);
+    // An existing clsact (EEXIST) is fine; any other failure shows in the attach below.
+    let qdisc = qdisc_add_clsact(iface);
+    let options = NlOptions { priority: CLASSIC_PRIORITY, handle: CLASSIC_HANDLE, classid: None };
+    let id = egress.attach_with_options(iface, TcAttachType::Egress, TcAttachOptions::Netlink(options)).map_err(|e| {
+        failed(match qdisc {
+            Err(q) => format!("{}; adding the clsact qdisc: {}", error_chain(&e), error_chain(&q)),
+            Ok(()) => error_chain(&e),
+        })
+    })?;
+    keep_classic(egress, id, paths, iface).inspect_err(|_| {
+        // The filter is ours (the attach was exclusive): take it away again.
+        if let Ok(link) = SchedClassifierLink::attached(iface, TcAttachType::Egress, CLASSIC_PRIORITY, CLASSIC_HANDLE, None) {
+            let _ = link.detach();
+        }
+    })
+}
+
+/// Lets go of the link of a classic filter without detaching it (the filter lives in the
+/// qdisc, not in an fd; dropping aya's link object would delete it) and re-pins the
+/// marker to the program now in the filter.
+fn keep_classic(
+    egress: &mut SchedClassifier,
+    id: aya::programs::tc::SchedClassifierLinkId,
+    paths: &Paths,
+    iface: &str,
+) -> Result<(), Error> {
+    let link = egress.take_link(id).map_err(|e| Error::Program("take link", e))?;
+    std::mem::forget(link);
+    let marker = Hook::classic_path(paths, iface);
+    if let Some(dir) = marker.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}", dir.display()), e))?;
+    }
+    remove_if_present(&marker)?;
+    egress.pin(&marker).map_err(|e| Error::Link(format!("pinning {}", marker.display()), e.to_string()))
 }
 
 fn pin(link: Result<FdLink, aya::programs::links::LinkError>, path: &Path) -> Result<(), Error> {
@@ -129,6 +227,18 @@ fn pin(link: Result<FdLink, aya::programs::links::LinkError>, path: &Path) -> Re
 /// The links are detached explicitly before their pins go: the kernel frees an unpinned
 /// link later, and until then it would go on filtering after `unload` returned.
 pub fn detach(paths: &Paths, iface: &str) -> Result<(), Error> {
+    let marker = Hook::classic_path(paths, iface);
+    if marker.exists() {
+        // An interface that is gone took its filter with it. The clsact qdisc stays: it
+        // may hold other filters, and empty it does nothing.
+        if let Ok(link) = SchedClassifierLink::attached(iface, TcAttachType::Egress, CLASSIC_PRIORITY, CLASSIC_HANDLE, None)
+            && let Err(e) = link.detach()
+            && Path::new("/sys/class/net").join(iface).exists()
+        {
+            return Err(Error::Link(format!("removing the TC egress filter from {iface}"), error_chain(&e)));
+        }
+        remove_if_present(&marker)?;
+    }
     for hook in Hook::ALL {
         let path = hook.link_path(paths, iface);
         if let Some(fd) = bpf_obj::get(&path)? {
@@ -152,6 +262,13 @@ pub fn swap(progs: &mut Programs<'_>, paths: &Paths, iface: &str) -> Result<(), 
     // Dropping our fd leaves the pinned link (and the new program) in place.
     drop(progs.xdp.take_link(id));
     fault::point("swap: XDP swapped, egress not yet")?;
+    if Hook::classic_path(paths, iface).exists() {
+        // No NLM_F_CREATE/EXCL: the kernel replaces the program of the existing filter.
+        let tc_link = SchedClassifierLink::attached(iface, TcAttachType::Egress, CLASSIC_PRIORITY, CLASSIC_HANDLE, None)
+            .map_err(|e| failed(e.to_string()))?;
+        let id = progs.egress.attach_to_link(tc_link).map_err(|e| failed(error_chain(&e)))?;
+        return keep_classic(progs.egress, id, paths, iface);
+    }
     let tc_link =
         SchedClassifierLink::try_from(open(paths, Hook::Egress, iface)?).map_err(|e| failed(e.to_string()))?;
     let id = progs.egress.attach_to_link(tc_link).map_err(|e| failed(error_chain(&e)))?;
@@ -236,6 +353,16 @@ pub enum LinkState {
 
 /// The state of `iface`'s link on `hook`.
 pub fn link_state(paths: &Paths, hook: Hook, iface: &str) -> Result<LinkState, Error> {
+    let marker = Hook::classic_path(paths, iface);
+    if hook == Hook::Egress && marker.exists() {
+        // A classic filter has no link to ask: the marker holds the program it runs,
+        // and it goes with the device (a re-created device shows in its XDP link).
+        let Ok(ifindex) = super::ifindex(iface) else { return Ok(LinkState::Severed) };
+        return Ok(match program_id_at(&marker)? {
+            Some(program_id) => LinkState::Attached { ifindex, program_id },
+            None => LinkState::Missing,
+        });
+    }
     let path = hook.link_path(paths, iface);
     let Some(fd) = bpf_obj::get(&path)? else { return Ok(LinkState::Missing) };
     let info = bpf_obj::info(&fd).map_err(|e| Error::Io(format!("reading the link {}", path.display()), e))?;
@@ -250,8 +377,12 @@ pub fn link_state(paths: &Paths, hook: Hook, iface: &str) -> Result<LinkState, E
 
 /// The id of the pinned program `which` of `hook`, `None` when none is pinned.
 pub fn program_id(paths: &Paths, hook: Hook, which: Pinned) -> Result<Option<u32>, Error> {
-    let path = hook.program_path(paths, which);
-    let Some(fd) = bpf_obj::get(&path)? else { return Ok(None) };
+    program_id_at(&hook.program_path(paths, which))
+}
+
+/// The id of the program pinned at `path`.
+fn program_id_at(path: &Path) -> Result<Option<u32>, Error> {
+    let Some(fd) = bpf_obj::get(path)? else { return Ok(None) };
     let info = bpf_obj::info(&fd).map_err(|e| Error::Io(format!("reading the program {}", path.display()), e))?;
     // struct bpf_prog_info: type, id, ...
     Ok(Some(u32::from_ne_bytes(info[4..8].try_into().expect("4 bytes"))))
@@ -355,5 +486,6 @@ pub fn remove_all(paths: &Paths) {
         }
         let _ = std::fs::remove_dir(hook.links_dir(paths));
     }
+    let _ = std::fs::remove_dir(paths.pin_dir.join("links").join("egress-tc"));
     let _ = std::fs::remove_dir(paths.pin_dir.join("links"));
 }

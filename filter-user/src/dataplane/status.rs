@@ -6,7 +6,7 @@ use filter_common::{Malformed, slot};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Error, Paths, flows,
+    Error, Paths, flows, nic,
     flows::FlowTable,
     links::{self, Hook, LinkState, Pinned},
     privilege, program,
@@ -45,8 +45,11 @@ pub struct IfaceStatus {
     /// ruleset's programs.
     pub attached: bool,
     /// What is wrong when `attached` is false.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// What the driver imposes while XDP is attached (igb: the largest MTU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// Packets passed.
     pub passed_packets: u64,
     /// Bytes passed.
@@ -136,6 +139,7 @@ pub fn status(paths: &Paths) -> Result<Status, Error> {
                 mode: i.mode.clone(),
                 attached: problem.is_none(),
                 problem,
+                note: if i.mode == "native" { nic::mtu_limit_note(&i.name) } else { None },
                 passed_packets: c.passed.packets,
                 passed_bytes: c.passed.bytes,
                 dropped_packets: c.dropped.packets,

@@ -64,7 +64,20 @@ pub fn apply(
             paths.pin_dir.join(program::COUNTERS).display()
         ));
     }
-    let add: Vec<(String, u32)> = add.iter().map(|n| Ok((n.clone(), super::ifindex(n)?))).collect::<Result<_, Error>>()?;
+    let add: Vec<(String, u32)> = add
+        .iter()
+        .map(|name| {
+            let ifindex = super::ifindex(name)?;
+            // Before anything changes (VLAN offloads, programs): a NIC that cannot take
+            // the program natively as configured says why (igb above its XDP frame limit).
+            if mode != Mode::Generic
+                && let Some(refusal) = nic::native_xdp_refusal(name)
+            {
+                return Err(Error::Invalid(refusal));
+            }
+            Ok((name.clone(), ifindex))
+        })
+        .collect::<Result<_, Error>>()?;
     let mut plan = Plan::new(old.as_ref(), compiled, &add, counters_kept)?;
     reattach_severed(paths, &mut plan, &mut report.notes)?;
 
@@ -75,7 +88,8 @@ pub fn apply(
     }
     let prepared = (|| {
         privilege::secure_dir(&paths.pin_dir)?;
-        let program = LoadedProgram::load(compiled, &plan.counter_slots(), &plan.bindings(), &paths.pin_dir)?;
+        let program = LoadedProgram::load(compiled, &plan.counter_slots(), &plan.bindings(), &paths.pin_dir)
+            .map_err(links::on_untested_kernel)?;
         write_pinned_abi(paths)?;
         program::zero_slots::<Counter>(&paths.pin_dir, program::COUNTERS, &plan.fresh_counters)?;
         let new_stats: Vec<u32> = plan.attach.iter().map(|i| i.stats_slot).collect();
