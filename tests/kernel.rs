@@ -947,3 +947,42 @@ fn address_lookups_agree_with_the_model_at_every_prefix_length() {
     // Every rule and the default decided some probe: the test reaches every class.
     assert!(decided_by.iter().all(|&n| n > 0), "decisions per rule (last: default): {decided_by:?}");
 }
+
+/// Per-packet cost of the state paths, for the record (run with `--ignored
+/// --nocapture`; it asserts the path each packet took, never a time): an established
+/// TCP flow's packets both ways (the fast path), a packet of no flow that goes through
+/// the rules (the lookups it misses), and opening new flows (a UDP query per fresh
+/// source port, each its own run, median).
+#[test]
+#[ignore = "measurement: prints per-packet costs"]
+fn flow_path_costs() {
+    use Expect::*;
+    let mut h = Harness::new(STATEFUL);
+    let (syn, ack, psh) = (packet::TCP_SYN, packet::TCP_ACK, packet::TCP_PSH);
+    h.check("SYN", &tcp_pkt(true, 40000, 80, syn), Rule(0, XDP_PASS));
+    h.check("SYN-ACK", &tcp_pkt(false, 80, 40000, syn | ack), State);
+    h.check("ACK", &tcp_pkt(true, 40000, 80, ack), State);
+    let repeat = 200_000;
+    let mut cost = |name: &str, frame: &[u8], want: Expect| {
+        h.check(name, frame, want);
+        let mut runs: Vec<u128> = (0..5)
+            .map(|_| h.program.test_run_repeat(frame, Some(LO), repeat).expect("test run").1.as_nanos())
+            .collect();
+        runs.sort_unstable();
+        println!("{name}: {} ns/packet (median of 5 x {repeat} runs)", runs[2]);
+    };
+    cost("established, client data", &tcp_pkt(true, 40000, 80, ack | psh), State);
+    cost("established, server data", &tcp_pkt(false, 80, 40000, ack | psh), State);
+    cost("no flow, through the rules", &tcp_pkt(false, 80, 40009, ack), Default);
+    let query = |sport: u16| bytes(PacketBuilder::eth().ipv4(v4(CLIENT), v4(SERVER)).udp(sport, 53));
+    let mut opens: Vec<u128> = (20000..40000u16)
+        .map(|sport| {
+            let (action, took) = h.program.test_run_repeat(&query(sport), Some(LO), 1).expect("test run");
+            assert_eq!(action, XDP_PASS);
+            took.as_nanos()
+        })
+        .collect();
+    opens.sort_unstable();
+    println!("new flow (UDP query, opens a flow): {} ns/packet (median of {} runs)", opens[opens.len() / 2], opens.len());
+    h.check("the last query opened its flow", &bytes(PacketBuilder::eth().ipv4(v4(SERVER), v4(CLIENT)).udp(53, 39999)), State);
+}
