@@ -724,10 +724,15 @@ struct PacketSpec {
     payload: Vec<u8>,
     /// Aim at rule `index` of the ruleset, with these random bits for its choices.
     aim: Option<(Index, u64)>,
-    /// Cut the frame to a length in 14..=len.
-    cut: Option<Index>,
+    /// Cut the frame to a length in 14..=len; with `true`, the IP length field
+    /// (IPv4 Total Length, IPv6 Payload Length) is made to say so, where it is left whole.
+    cut: Option<(Index, bool)>,
     /// Overwrite bytes (in the first 100).
     patches: Vec<(Index, u8)>,
+    /// Bytes after the packet that its IP length does not cover (Ethernet padding).
+    pad: u8,
+    /// TCP Data Offset (5, now and then anything).
+    tcp_doff: u8,
 }
 
 fn addr_near<T: Copy + fmt::Debug + 'static>(
@@ -783,7 +788,7 @@ fn ext() -> impl Strategy<Value = Ext> {
     prop_oneof![
         3 => (select(vec![0u8, 43, 60]), units).prop_map(|(code, units)| Ext::Opts { code, units }),
         1 => prop_oneof![4 => 0u8..8, 1 => any::<u8>()].prop_map(|len| Ext::Ah { len }),
-        2 => (prop_oneof![3 => Just(0u16), 1 => 1u16..8192, 1 => Just(8191)], 0u8..8)
+        2 => (prop_oneof![3 => Just(0u16), 1 => Just(1), 1 => 1u16..8192, 1 => Just(8191)], 0u8..8)
             .prop_map(|(offset, low)| Ext::Frag { offset, low }),
     ]
 }
@@ -836,6 +841,8 @@ fn packet(pool: &Pool) -> impl Strategy<Value = PacketSpec> + use<> {
         1 => Just(0x2000),
         2 => any::<u16>(),
         1 => (1u16..0x2000).prop_map(|o| o | 0x2000),
+        // Offset 1: TCP there overlaps a first fragment's flags.
+        1 => select(vec![0x0001u16, 0x2001]),
     ];
     let ihl = prop_oneof![20 => Just(5u8), 4 => 6u8..=15, 1 => 0u8..5];
     let exts = prop_oneof![
@@ -855,8 +862,10 @@ fn packet(pool: &Pool) -> impl Strategy<Value = PacketSpec> + use<> {
         (port(), port(), flags, icmp, vec(any::<u8>(), 0..24)),
         (
             prop::option::weighted(0.5, (any::<Index>(), any::<u64>())),
-            prop::option::weighted(0.12, any::<Index>()),
+            prop::option::weighted(0.12, (any::<Index>(), any::<bool>())),
             prop_oneof![20 => Just(Vec::new()), 1 => vec((any::<Index>(), any::<u8>()), 1..4)],
+            prop_oneof![8 => Just(0u8), 1 => 1u8..40],
+            prop_oneof![12 => Just(5u8), 1 => 0u8..16],
         ),
     )
         .prop_map(
@@ -864,7 +873,7 @@ fn packet(pool: &Pool) -> impl Strategy<Value = PacketSpec> + use<> {
                 (tags, kind, v6, src4, dst4, src6, dst6),
                 (bad_version, ihl, frag4, exts, proto),
                 (sport, dport, tcp_flags, icmp, payload),
-                (aim, cut, patches),
+                (aim, cut, patches, pad, tcp_doff),
             )| PacketSpec {
                 tags,
                 kind,
@@ -886,6 +895,8 @@ fn packet(pool: &Pool) -> impl Strategy<Value = PacketSpec> + use<> {
                 aim,
                 cut,
                 patches,
+                pad,
+                tcp_doff,
             },
         )
 }
@@ -936,6 +947,7 @@ fn aim(p: &mut PacketSpec, rule: &Rule, rs: &Ruleset, b: &mut Bits) {
     if b.chance(9, 10) {
         p.cut = None;
         p.patches.clear();
+        p.tcp_doff = 5;
     }
     if b.chance(4, 5) {
         p.frag4 &= 0xe000;
@@ -1118,14 +1130,22 @@ fn build(spec: &PacketSpec, rs: &Ruleset) -> Vec<u8> {
             f.extend((0..n).map(|_| b.next() as u8));
         }
     }
+    f.extend((0..p.pad).map(|i| i.wrapping_mul(37)));
     f.truncate(MAX_FRAME);
     let head = f.len().min(100);
     for (at, byte) in &p.patches {
         f[at.index(head)] = *byte;
     }
-    if let Some(cut) = p.cut {
+    if let Some((cut, fix_length)) = p.cut {
         let len = 14 + cut.index(f.len() - 14 + 1);
         f.truncate(len);
+        let l3 = 14 + 4 * p.tags.len();
+        if fix_length && matches!(p.kind, Kind::Ip) {
+            let (field, header) = if p.v6 { (l3 + 4, 40) } else { (l3 + 2, 0) };
+            if len >= field + 2 && len >= l3 + header {
+                f[field..field + 2].copy_from_slice(&((len - l3 - header) as u16).to_be_bytes());
+            }
+        }
     }
     f
 }
@@ -1144,7 +1164,7 @@ fn l4_bytes(p: &PacketSpec) -> Vec<u8> {
                 0,
                 0,
                 0,
-                0x50,
+                p.tcp_doff << 4,
                 p.tcp_flags,
                 0xff,
                 0xff,

@@ -600,17 +600,28 @@ fn empty_ruleset_uses_the_default() {
     );
 }
 
-/// What a frame cut to `len` bytes must count as: the header it ends inside is
-/// truncated; a frame cut only in its payload is judged normally.
-fn truncated_expectation(p: &Packet, len: usize, full: Expect) -> Expect {
+/// What a frame cut to `len` bytes must count as. With `lengths_fixed` (the IP length
+/// field made to match the cut), the header the cut ends inside is truncated, or, past
+/// `tiny_after` (the end of a first fragment's IP or Fragment header), the fragment is
+/// tiny; a frame cut only in its payload is judged normally. Without, a cut past the
+/// IP header leaves a length field that claims more than the frame holds.
+fn truncated_expectation(p: &Packet, len: usize, full: Expect, lengths_fixed: bool, tiny_after: Option<usize>) -> Expect {
     let Some(layer) = p.layers.iter().find(|l| l.end > len) else {
         return full;
     };
+    let ip = p.layers.iter().find(|l| matches!(l.kind, LayerKind::Ipv4 | LayerKind::Ipv6));
+    if let Some(ip) = ip
+        && !lengths_fixed
+        && len >= ip.end
+    {
+        return Expect::Malformed(if ip.kind == LayerKind::Ipv4 { Malformed::Ipv4BadLength } else { Malformed::Ipv6BadLength });
+    }
     let reason = match layer.kind {
         LayerKind::Eth => Malformed::EthTruncated,
         LayerKind::Vlan => Malformed::VlanTruncated,
         LayerKind::Ipv4 => Malformed::Ipv4Truncated,
         LayerKind::Ipv6 => Malformed::Ipv6Truncated,
+        _ if tiny_after.is_some_and(|at| layer.start >= at) && layer.kind != LayerKind::Payload => Malformed::FragmentTiny,
         LayerKind::Ipv6Ext => Malformed::Ipv6ExtTruncated,
         LayerKind::Tcp | LayerKind::Udp | LayerKind::Sctp | LayerKind::Icmp | LayerKind::Icmp6 => {
             Malformed::L4Truncated
@@ -620,12 +631,48 @@ fn truncated_expectation(p: &Packet, len: usize, full: Expect) -> Expect {
     Expect::Malformed(reason)
 }
 
+/// `frame` cut to `len` bytes with its IP length field (IPv4 Total Length, IPv6 Payload
+/// Length) saying so, where the cut leaves that field whole.
+fn cut_with_length(p: &Packet, len: usize) -> Vec<u8> {
+    let mut b = p.bytes[..len].to_vec();
+    if let Some(ip) = p.layer(LayerKind::Ipv4)
+        && len >= ip.start + 4
+    {
+        b[ip.start + 2..ip.start + 4].copy_from_slice(&((len - ip.start) as u16).to_be_bytes());
+    }
+    if let Some(ip) = p.layer(LayerKind::Ipv6)
+        && len >= ip.start + 40
+    {
+        b[ip.start + 4..ip.start + 6].copy_from_slice(&((len - ip.start - 40) as u16).to_be_bytes());
+    }
+    b
+}
+
 #[test]
 fn truncated_at_every_byte() {
     use Expect::*;
     let mut h = Harness::new(EVERY_FIELD);
     let ack = packet::TCP_ACK;
-    let cases: Vec<(&str, Packet, Expect)> = vec![
+    let v6_chain = ip6()
+        .hop_by_hop()
+        .ipv6_ext(Ipv6Ext::Routing {
+            routing_type: 4,
+            segments_left: 0,
+            extra: 1,
+        })
+        .ipv6_ext(Ipv6Ext::Fragment {
+            offset: 0,
+            more: true,
+            id: 1,
+        })
+        .dest_opts()
+        .tcp(1, 80, ack)
+        .build();
+    // After its Fragment header (the third extension header), a cut makes a tiny fragment.
+    let v6_tiny_after = v6_chain.layers.iter().filter(|l| l.kind == LayerKind::Ipv6Ext).nth(2).map(|l| l.end);
+    let v4_first = ip4().fragment(0, true).tcp(1, 22, ack).payload(b"xyzw").build();
+    let v4_tiny_after = v4_first.layer(LayerKind::Ipv4).map(|l| l.end);
+    let cases: Vec<(&str, Packet, Expect, Option<usize>)> = vec![
         (
             "tcp/ipv4 with options",
             ip4()
@@ -634,6 +681,7 @@ fn truncated_at_every_byte() {
                 .payload(b"xy")
                 .build(),
             Rule(10, XDP_PASS),
+            None,
         ),
         (
             "udp/ipv4 in qinq",
@@ -643,50 +691,193 @@ fn truncated_at_every_byte() {
                 .udp(1, 1002)
                 .build(),
             Rule(1, XDP_PASS),
+            None,
         ),
         (
             "icmp/ipv4",
             ip4().icmp_echo(1, 2).payload(b"ping").build(),
             Rule(12, XDP_PASS),
+            None,
         ),
-        ("sctp/ipv6", ip6().sctp(1, 2).build(), Rule(3, XDP_PASS)),
+        ("sctp/ipv6", ip6().sctp(1, 2).build(), Rule(3, XDP_PASS), None),
         (
             "icmp6/ipv6",
             ip6().icmp6_echo(1, 1).build(),
             Rule(13, XDP_PASS),
+            None,
         ),
-        (
-            "tcp/ipv6 with extension chain",
-            ip6()
-                .hop_by_hop()
-                .ipv6_ext(Ipv6Ext::Routing {
-                    routing_type: 4,
-                    segments_left: 0,
-                    extra: 1,
-                })
-                .ipv6_ext(Ipv6Ext::Fragment {
-                    offset: 0,
-                    more: true,
-                    id: 1,
-                })
-                .dest_opts()
-                .tcp(1, 80, ack)
-                .build(),
-            Rule(10, XDP_PASS),
-        ),
+        ("tcp/ipv6 first fragment with extension chain", v6_chain, Rule(10, XDP_PASS), v6_tiny_after),
+        ("tcp/ipv4 first fragment", v4_first, Rule(10, XDP_PASS), v4_tiny_after),
     ];
-    for (name, p, full) in cases {
+    for (name, p, full, tiny_after) in cases {
         // BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header, so cuts
         // start at 14 bytes.
         for len in 14..=p.bytes.len() {
-            let expect = truncated_expectation(&p, len, full);
-            h.check(
-                &format!("{name} cut to {len} bytes"),
-                &p.bytes[..len],
-                expect,
-            );
+            let expect = truncated_expectation(&p, len, full, false, tiny_after);
+            h.check(&format!("{name} cut to {len} bytes"), &p.bytes[..len], expect);
+            let expect = truncated_expectation(&p, len, full, true, tiny_after);
+            h.check(&format!("{name} cut to {len} bytes, length field too"), &cut_with_length(&p, len), expect);
         }
     }
+}
+
+/// Packets whose headers disagree with each other or with the frame are dropped by
+/// reason before any rule sees them; fragments that could rewrite the TCP header a
+/// rule judged (RFC 1858, RFC 3128) likewise.
+#[test]
+fn packet_sanity() {
+    use Expect::*;
+    // pf's classic: SYNs to 22 are blocked, other TCP passes.
+    let mut h = Harness::new(
+        "set default block
+         block in proto tcp to port 22 flags S/SA
+         pass  in proto tcp
+         pass  in proto udp
+",
+    );
+    let (syn, ack) = (packet::TCP_SYN, packet::TCP_ACK);
+    let tcp_at = |p: &Packet| p.layer(LayerKind::Tcp).expect("a TCP layer").start;
+
+    // TCP Data Offset.
+    for (doff, expect) in [(0u8, Malformed(filter_common::Malformed::TcpBadDataOffset)),
+        (4, Malformed(filter_common::Malformed::TcpBadDataOffset)),
+        (5, Rule(1, XDP_PASS)),
+        // 4 bytes of options (the payload read as options): still inside the segment.
+        (6, Rule(1, XDP_PASS)),
+        (7, Malformed(filter_common::Malformed::TcpBadDataOffset)),
+        (15, Malformed(filter_common::Malformed::TcpBadDataOffset))]
+    {
+        for b in [ip4(), ip6()] {
+            let p = b.tcp(40000, 80, ack).payload(b"abcd").build();
+            let mut f = p.bytes.clone();
+            let at = tcp_at(&p);
+            f[at + 12] = doff << 4;
+            h.check(&format!("tcp data offset {doff}"), &f, expect);
+        }
+    }
+    // A first fragment may leave the options to the next one.
+    let p = ip4().fragment(0, true).tcp(40000, 80, ack).payload(b"abcd").build();
+    let mut f = p.bytes.clone();
+    f[tcp_at(&p) + 12] = 15 << 4;
+    h.check("first fragment, options in the next", &f, Rule(1, XDP_PASS));
+    f[tcp_at(&p) + 12] = 4 << 4;
+    h.check("first fragment, data offset 4", &f, Malformed(filter_common::Malformed::TcpBadDataOffset));
+
+    // IPv4 Total Length.
+    let p = ip4().tcp(40000, 80, ack).build();
+    let ip = p.layer(LayerKind::Ipv4).unwrap().start;
+    let total = |n: u16| {
+        let mut f = p.bytes.clone();
+        f[ip + 2..ip + 4].copy_from_slice(&n.to_be_bytes());
+        f
+    };
+    let real = (p.bytes.len() - ip) as u16;
+    h.check("total length = frame", &total(real), Rule(1, XDP_PASS));
+    h.check("total length beyond the frame", &total(real + 1), Malformed(filter_common::Malformed::Ipv4BadLength));
+    h.check("total length 65535", &total(u16::MAX), Malformed(filter_common::Malformed::Ipv4BadLength));
+    h.check("total length below the header", &total(19), Malformed(filter_common::Malformed::Ipv4BadLength));
+    h.check("total length = header: the tcp header is not in the packet", &total(20), Malformed(filter_common::Malformed::L4Truncated));
+    h.check("total length 0 (BIG TCP GRO): the frame ends the packet", &total(0), Rule(1, XDP_PASS));
+    let mut padded = p.bytes.clone();
+    padded.resize(80, 0xee);
+    h.check("ethernet padding after the packet", &padded, Rule(1, XDP_PASS));
+
+    // IPv6 Payload Length.
+    let p = ip6().udp(1, 2).build();
+    let ip = p.layer(LayerKind::Ipv6).unwrap().start;
+    let payload = |n: u16| {
+        let mut f = p.bytes.clone();
+        f[ip + 4..ip + 6].copy_from_slice(&n.to_be_bytes());
+        f
+    };
+    h.check("payload length = frame", &payload(8), Rule(2, XDP_PASS));
+    h.check("payload length beyond the frame", &payload(9), Malformed(filter_common::Malformed::Ipv6BadLength));
+    h.check("payload length short of the udp header", &payload(7), Malformed(filter_common::Malformed::L4Truncated));
+    h.check("payload length 0 (jumbogram): the frame ends the packet", &payload(0), Rule(2, XDP_PASS));
+
+    // RFC 1858 overlapping fragments: the first fragment, an ACK to 22, passes; the
+    // second, 8 bytes in, would rewrite the flags to SYN on reassembly.
+    let rewrite = [0, 0, 0, 0, 0x50, syn, 0xfa, 0xf0, 0, 0, 0, 0, 0, 0, 0, 0];
+    h.check(
+        "first fragment, ACK to 22",
+        &bytes(ip4().ident(7).fragment(0, true).tcp(40000, 22, ack).payload(b"abcd")),
+        Rule(1, XDP_PASS),
+    );
+    h.check(
+        "tcp fragment at offset 1 rewriting the flags",
+        &ip4().ident(7).fragment(1, false).protocol(6).payload(&rewrite).build().bytes,
+        Malformed(filter_common::Malformed::FragmentOverlap),
+    );
+    h.check(
+        "the unfragmented SYN it would make is blocked",
+        &bytes(ip4().tcp(40000, 22, syn)),
+        Rule(0, XDP_DROP),
+    );
+    h.check(
+        "tcp fragment at offset 2 lies past the flags",
+        &ip4().fragment(2, false).protocol(6).payload(&rewrite).build().bytes,
+        Rule(1, XDP_PASS),
+    );
+    h.check(
+        "udp fragment at offset 1",
+        &ip4().fragment(1, false).protocol(17).payload(&rewrite).build().bytes,
+        Rule(2, XDP_PASS),
+    );
+    h.check(
+        "v6 tcp fragment at offset 1",
+        &ip6().fragment(1, false).protocol(6).payload(&rewrite).build().bytes,
+        Malformed(filter_common::Malformed::FragmentOverlap),
+    );
+    h.check(
+        "v6 tcp fragment at offset 2",
+        &ip6().fragment(2, false).protocol(6).payload(&rewrite).build().bytes,
+        Rule(1, XDP_PASS),
+    );
+
+    // Tiny first fragments: the first 8 bytes of a TCP header (ports and sequence
+    // number), the flags left to the next fragment (RFC 1858), or RFC 3128's second
+    // offset-0 fragment that rewrites the port of a first one the rules passed.
+    let syn_to_25 = ip4().tcp(40000, 25, syn).build();
+    let first8 = &syn_to_25.bytes[tcp_at(&syn_to_25)..][..8];
+    let tiny4 = ip4().fragment(0, true).l4_raw(6, first8).build().bytes;
+    h.check("tiny first fragment", &tiny4, Malformed(filter_common::Malformed::FragmentTiny));
+    let mut tiny4_padded = tiny4.clone();
+    tiny4_padded.resize(60, 0x12);
+    h.check(
+        "tiny first fragment padded to 60 bytes (padding is not packet)",
+        &tiny4_padded,
+        Malformed(filter_common::Malformed::FragmentTiny),
+    );
+    h.check(
+        "a first fragment holding the whole header",
+        &bytes(ip4().fragment(0, true).tcp(40000, 25, ack).payload(b"abcd")),
+        Rule(1, XDP_PASS),
+    );
+    h.check(
+        "tiny udp first fragment",
+        &ip4().fragment(0, true).l4_raw(17, &[0, 1, 0]).build().bytes,
+        Malformed(filter_common::Malformed::FragmentTiny),
+    );
+    h.check(
+        "the same bytes unfragmented are truncated",
+        &ip4().l4_raw(17, &[0, 1, 0]).build().bytes,
+        Malformed(filter_common::Malformed::L4Truncated),
+    );
+    h.check(
+        "v6 tiny first fragment",
+        &ip6().fragment(0, true).l4_raw(6, first8).build().bytes,
+        Malformed(filter_common::Malformed::FragmentTiny),
+    );
+    h.check(
+        "v6 first fragment whose chain ends in the next fragment",
+        &ip6().fragment(0, true).l4_raw(packet::IPPROTO_DSTOPTS, &[6, 1, 0, 0, 0, 0, 0, 0]).build().bytes,
+        Malformed(filter_common::Malformed::FragmentTiny),
+    );
+    h.check(
+        "v6 atomic fragment (offset 0, no M) cut short is truncated",
+        &ip6().fragment(0, false).l4_raw(6, first8).build().bytes,
+        Malformed(filter_common::Malformed::L4Truncated),
+    );
 }
 
 #[test]
