@@ -1264,6 +1264,67 @@ impl Loaded {
     }
 }
 
+/// The kernel's flow tables against the model's flows: the same flows, opened by the
+/// same endpoint, in the same state, each in the table its state puts it in (answered
+/// flows in `STATES`, the others in `STATES_NEW`), none in both.
+fn flow_tables_agree(pin_dir: &Path, tracker: &Tracker) -> Result<(), String> {
+    use std::collections::HashMap;
+
+    use filter_user::model::state::{Endpoint, FlowKey, FlowState, TcpState};
+    let mut kernel = HashMap::new();
+    for (answered, name) in [(true, "STATES"), (false, "STATES_NEW")] {
+        let data = aya::maps::MapData::from_pin(pin_dir.join(name)).map_err(|e| format!("{name}: {e}"))?;
+        let map = aya::maps::Map::from_map_data(data).map_err(|e| format!("{name}: {e}"))?;
+        let map: aya::maps::HashMap<_, filter_common::FlowKey, filter_common::FlowState> =
+            aya::maps::HashMap::try_from(map).map_err(|e| format!("{name}: {e}"))?;
+        for item in map.iter() {
+            let (k, st) = item.map_err(|e| format!("{name}: {e}"))?;
+            let addr = |a: [u8; 16]| {
+                if u32::from(k.family) == filter_common::FAMILY_V4 {
+                    IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+                } else {
+                    IpAddr::V6(Ipv6Addr::from(a))
+                }
+            };
+            let a = Endpoint { addr: addr(k.addr_a), port: k.port_a };
+            let b = Endpoint { addr: addr(k.addr_b), port: k.port_b };
+            let key = FlowKey::new(k.proto, a, b);
+            let opener = if st.orig == 0 { a } else { b };
+            if kernel.insert(key, (answered, st.state, opener)).is_some() {
+                return Err(format!("{key:?} is in both tables"));
+            }
+        }
+    }
+    for (key, flow) in tracker.flows() {
+        use filter_common::flow as k;
+        let want = match flow.state {
+            FlowState::Tcp(TcpState::SynSent) => k::TCP_SYN_SENT,
+            FlowState::Tcp(TcpState::SynReceived) => k::TCP_SYN_RECEIVED,
+            FlowState::Tcp(TcpState::Established) => k::TCP_ESTABLISHED,
+            FlowState::Tcp(TcpState::Closing) => k::TCP_CLOSING,
+            FlowState::Tcp(TcpState::FinWait) => k::TCP_FIN_WAIT,
+            FlowState::Tcp(TcpState::Closed) => k::TCP_CLOSED,
+            FlowState::UdpSingle => k::UDP_SINGLE,
+            FlowState::UdpMultiple => k::UDP_MULTIPLE,
+            FlowState::IcmpEcho => k::ICMP_ECHO,
+        };
+        let want = (flow.state.answered(), want, flow.opener);
+        match kernel.remove(key) {
+            None => return Err(format!("the model tracks {key:?} ({flow:?}), the kernel does not")),
+            Some(got) if got != want => {
+                return Err(format!(
+                    "{key:?}: kernel (answered table, state, opener) {got:?}, model {want:?}"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    match kernel.keys().next() {
+        Some(key) => Err(format!("the kernel tracks {key:?}, the model does not")),
+        None => Ok(()),
+    }
+}
+
 /// Removes a pin dir and every map pinned in it (counters, connection table, ...).
 fn remove_pins(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
@@ -2487,6 +2548,14 @@ fn kernel_agrees_with_model_on_sequences() {
         stats
             .run_us
             .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+        flow_tables_agree(&loaded.pin_dir, &tracker).map_err(|e| {
+            TestCaseError::fail(format!(
+                "kernel and model disagree on the flows after the sequence: {e}\n\
+                 --- ruleset (lo known as {lo_name:?}) ---\n{text}\
+                 --- packets ---\n{}",
+                history.join("\n")
+            ))
+        })?;
         Ok(())
     });
 

@@ -93,13 +93,28 @@ impl Harness {
         }
     }
 
-    /// Entries in this harness's flow table.
-    fn flow_count(&self) -> usize {
-        let map = aya::maps::MapData::from_pin(self.pin_dir.join("STATES")).expect("STATES pinned");
+    /// The keys in one of this harness's flow tables (`STATES`: answered flows,
+    /// `STATES_NEW`: the others).
+    fn flow_keys(&self, table: &str) -> Vec<filter_common::FlowKey> {
+        let map = aya::maps::MapData::from_pin(self.pin_dir.join(table)).expect("flow table pinned");
         let map = aya::maps::Map::from_map_data(map).unwrap();
         let map: aya::maps::HashMap<_, filter_common::FlowKey, filter_common::FlowState> =
             aya::maps::HashMap::try_from(map).unwrap();
-        map.keys().count()
+        map.keys().map(|k| k.expect("key readable")).collect()
+    }
+
+    /// Entries in this harness's flow tables: (answered, not answered).
+    fn flow_counts(&self) -> (usize, usize) {
+        (self.flow_keys("STATES").len(), self.flow_keys("STATES_NEW").len())
+    }
+
+    /// Runs `frame` as sent by the host (TC egress on `lo`) and checks that it passes
+    /// by the state of its flow: TC_ACT_OK and the state counter moved.
+    fn check_egress_state(&mut self, name: &str, frame: &[u8]) {
+        let before = self.counters()[slot::STATE as usize].packets;
+        let action = self.program.test_run_egress(frame).expect("egress test run");
+        let after = self.counters()[slot::STATE as usize].packets;
+        assert_eq!((action, after - before), (0, 1), "{name}: (TC action, packets passed by state)");
     }
 
     /// The counters the program can touch: the reserved slots and one per rule
@@ -996,9 +1011,129 @@ fn a_full_flow_table_evicts_the_least_recently_used() {
     for sport in 10000..10300 {
         h.check("query", &query(sport), Expect::Rule(0, XDP_PASS));
     }
-    assert!(h.flow_count() <= 64, "the table holds at most its limit: {}", h.flow_count());
+    // Unanswered, they all go to the table of unanswered flows (64 / 2 entries).
+    let (answered, unanswered) = h.flow_counts();
+    assert_eq!(answered, 0);
+    assert!(unanswered <= 32, "the table holds at most its limit: {unanswered}");
     h.check("the newest flow is tracked", &answer(10299), Expect::State);
     h.check("the oldest flow was evicted", &answer(10000), Expect::Default);
+}
+
+/// A flow lives in the table of unanswered flows until the other side answers (TCP:
+/// the handshake completes; UDP: the responder replies), then in the answered table;
+/// an RST moves it back. ICMP echo flows are never answered ones.
+#[test]
+fn answered_flows_move_to_their_own_table() {
+    use Expect::*;
+    let mut h = Harness::new(STATEFUL);
+    let (syn, ack, fin, rst) = (packet::TCP_SYN, packet::TCP_ACK, packet::TCP_FIN, packet::TCP_RST);
+    h.check("SYN", &tcp_pkt(true, 40000, 80, syn), Rule(0, XDP_PASS));
+    assert_eq!(h.flow_counts(), (0, 1), "after the SYN");
+    h.check("SYN-ACK", &tcp_pkt(false, 80, 40000, syn | ack), State);
+    assert_eq!(h.flow_counts(), (0, 1), "a SYN-ACK alone does not make the flow answered");
+    h.check("ACK", &tcp_pkt(true, 40000, 80, ack), State);
+    assert_eq!(h.flow_counts(), (1, 0), "the handshake completed");
+    h.check("data, from the answered table", &tcp_pkt(false, 80, 40000, ack), State);
+    h.check("FIN", &tcp_pkt(true, 40000, 80, fin | ack), State);
+    assert_eq!(h.flow_counts(), (1, 0), "closing flows stay answered");
+    h.check("RST", &tcp_pkt(false, 80, 40000, rst), State);
+    assert_eq!(h.flow_counts(), (0, 1), "reset flows are unanswered again");
+    h.check("after RST, the rules", &tcp_pkt(false, 80, 40000, ack), Default);
+    // A reconnect on the same ports replaces an answered flow.
+    h.check("SYN 2", &tcp_pkt(true, 40001, 80, syn), Rule(0, XDP_PASS));
+    h.check("SYN-ACK 2", &tcp_pkt(false, 80, 40001, syn | ack), State);
+    h.check("ACK 2", &tcp_pkt(true, 40001, 80, ack), State);
+    assert_eq!(h.flow_counts(), (1, 1));
+    h.check("a new SYN on the established flow goes to the rules", &tcp_pkt(true, 40001, 80, syn), Rule(0, XDP_PASS));
+    assert_eq!(h.flow_counts(), (0, 2), "the reopened flow starts over, unanswered");
+    h.check("its SYN-ACK is found in the unanswered table", &tcp_pkt(false, 80, 40001, syn | ack), State);
+
+    let udp = |from_client: bool| {
+        let (s, d, sp, dp) = if from_client { (CLIENT, SERVER, 5000, 53) } else { (SERVER, CLIENT, 53, 5000) };
+        bytes(PacketBuilder::eth().ipv4(v4(s), v4(d)).udp(sp, dp))
+    };
+    h.check("query", &udp(true), Rule(1, XDP_PASS));
+    assert_eq!(h.flow_counts(), (0, 3));
+    h.check("answer", &udp(false), State);
+    assert_eq!(h.flow_counts(), (1, 2), "the UDP flow was answered");
+    h.check("next query, from the answered table", &udp(true), State);
+
+    let echo = |from_client: bool, typ: u8| {
+        let (s, d) = if from_client { (CLIENT, SERVER) } else { (SERVER, CLIENT) };
+        bytes(PacketBuilder::eth().ipv4(v4(s), v4(d)).icmp(typ, 0).icmp_rest([0, 77, 0, 1]))
+    };
+    h.check("echo request", &echo(true, 8), Rule(2, XDP_PASS));
+    h.check("echo reply", &echo(false, 0), State);
+    assert_eq!(h.flow_counts(), (1, 3), "echo flows stay unanswered");
+}
+
+/// Issue 11's flood: with `set limit states 1000`, 1600 spoofed sources send 3 packets
+/// each (a SYN to the SSH port, a UDP datagram to the DNS port, the SYN again), none
+/// ever answered. An established inbound TCP connection and the host's own UDP flow
+/// (opened by TC egress, answered) keep working through it and after it.
+#[test]
+fn a_spoofed_flood_cannot_evict_answered_flows() {
+    use Expect::*;
+    let mut h = Harness::new(
+        "set default block
+         set limit states 1000
+         pass in  proto tcp to port 22 keep state
+         pass in  proto udp to port 53 keep state
+         pass out proto udp keep state
+",
+    );
+    let host = "198.51.100.20";
+    let (syn, ack, psh) = (packet::TCP_SYN, packet::TCP_ACK, packet::TCP_PSH);
+    let tcp = |from_client: bool, flags: u8| {
+        let (s, d, sp, dp) = if from_client { (CLIENT, host, 50022, 22) } else { (host, CLIENT, 22, 50022) };
+        bytes(PacketBuilder::eth().ipv4(v4(s), v4(d)).tcp(sp, dp, flags))
+    };
+    // The host's own query to a resolver, and the resolver's answer.
+    let resolver = "203.0.113.53";
+    let query = bytes(PacketBuilder::eth().ipv4(v4(host), v4(resolver)).udp(41000, 53));
+    let reply = bytes(PacketBuilder::eth().ipv4(v4(resolver), v4(host)).udp(53, 41000));
+
+    h.check("client SYN", &tcp(true, syn), Rule(0, XDP_PASS));
+    h.check_egress_state("host SYN-ACK", &tcp(false, syn | ack));
+    h.check("client ACK", &tcp(true, ack), State);
+    let before = h.counters()[slot::STATE as usize].packets;
+    assert_eq!(h.program.test_run_egress(&query).expect("egress test run"), 0, "the host's query passes");
+    assert_eq!(h.counters()[slot::STATE as usize].packets, before, "the query opened its flow by rule");
+    h.check("resolver reply", &reply, State);
+    assert_eq!(h.flow_counts(), (2, 0), "both flows answered");
+
+    let mut last_spoofed = Vec::new();
+    for i in 0..1600u32 {
+        let src = Ipv4Addr::from(0x0a00_0000 | (i * 7919) & 0x00ff_ffff);
+        let spoofed = |b: PacketBuilder| bytes(b);
+        let syn_pkt = spoofed(PacketBuilder::eth().ipv4(src, v4(host)).tcp(1024 + i as u16, 22, syn));
+        let udp_pkt = spoofed(PacketBuilder::eth().ipv4(src, v4(host)).udp(1024 + i as u16, 53));
+        let first = h.program.test_run(&syn_pkt, Some(LO)).expect("test run");
+        let second = h.program.test_run(&udp_pkt, Some(LO)).expect("test run");
+        let third = h.program.test_run(&syn_pkt, Some(LO)).expect("test run");
+        assert_eq!((first, second, third), (XDP_PASS, XDP_PASS, XDP_PASS), "spoofed packets of source {i} pass by rule or state");
+        if i == 1000 {
+            // Mid-flood, 2000 unanswered flows later (twice the limit), the answered
+            // flows still pass both ways. (Checked rarely: every check refreshes them.)
+            h.check(&format!("client data during the flood ({i})"), &tcp(true, ack | psh), State);
+            h.check_egress_state(&format!("host data during the flood ({i})"), &tcp(false, ack | psh));
+            h.check(&format!("resolver reply during the flood ({i})"), &reply, State);
+        }
+        if i >= 1590 {
+            last_spoofed.push(udp_pkt);
+        }
+    }
+    let (answered, unanswered) = h.flow_counts();
+    assert_eq!(answered, 2, "the flood's flows never reach the answered table");
+    assert!(unanswered <= 500, "unanswered flows stay within their table: {unanswered}");
+    assert!(unanswered > 400, "the flood filled the unanswered table: {unanswered}");
+    h.check("client data after the flood", &tcp(true, ack | psh), State);
+    h.check_egress_state("host data after the flood", &tcp(false, ack | psh));
+    h.check_egress_state("the host's next query", &query);
+    h.check("resolver reply after the flood", &reply, State);
+    // The flood's own newest flows are tracked (it evicts only its own oldest).
+    let newest = last_spoofed.last().expect("flood packets");
+    h.check("the flood's newest flow passes by state", newest, State);
 }
 
 /// A small deterministic generator (xorshift64*) for the address test's prefixes.

@@ -148,12 +148,17 @@ pub fn status(st: &Status) -> String {
             i.name, mode, i.passed_packets, i.passed_bytes, i.dropped_packets, i.dropped_bytes
         );
     }
+    let t = &st.flow_table;
     let _ = writeln!(
         s,
-        "\nstate: {} flows of {} ({:.1}% full); {} packets passed by state",
-        st.flow_table.flows,
-        st.flow_table.limit,
-        100.0 * st.flow_table.flows as f64 / st.flow_table.limit.max(1) as f64,
+        "\nstate: {} flows: {} answered of {} ({:.1}% full), {} unanswered of {} ({:.1}% full); {} packets passed by state",
+        t.flows,
+        t.answered,
+        t.limit,
+        100.0 * t.answered as f64 / t.limit.max(1) as f64,
+        t.unanswered,
+        t.unanswered_limit,
+        100.0 * t.unanswered as f64 / t.unanswered_limit.max(1) as f64,
         st.state_matches.packets
     );
     let _ = writeln!(s, "outbound: {} packets no `out` rule matched (passed)", st.out_unmatched.packets);

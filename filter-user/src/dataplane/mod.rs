@@ -22,7 +22,7 @@ use std::{
 use filter_common::{ABI_VERSION, Counter, IfaceCounters, MAX_IFACES, Malformed, slot};
 use serde::Serialize;
 
-pub use program::{Decision, IfaceBinding, LoadedProgram, RULE_SLOTS, ebpf_object, read_counters};
+pub use program::{Decision, IfaceBinding, LoadedProgram, RULE_SLOTS, ebpf_object, read_counters, unanswered_limit};
 pub use flows::{FlowEntry, FlowFilter, FlowTable, flush as flush_states, list as list_states};
 pub use state::{IfaceState, RuleState, State};
 
@@ -331,7 +331,7 @@ pub fn unload(paths: &Paths, ifaces: &[String]) -> Result<Vec<String>, Error> {
     }
     state.interfaces = kept;
     if state.interfaces.is_empty() {
-        for map in [program::COUNTERS, program::IFACE_COUNTERS, program::STATES] {
+        for map in [program::COUNTERS, program::IFACE_COUNTERS, program::STATES, program::STATES_NEW] {
             let _ = std::fs::remove_file(paths.pin_dir.join(map));
         }
         links::remove_all(paths);

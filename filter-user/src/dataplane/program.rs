@@ -35,8 +35,18 @@ pub const PROGRAM: &str = "xdpwall";
 pub const COUNTERS: &str = "COUNTERS";
 /// Pinned map of per-interface counters.
 pub const IFACE_COUNTERS: &str = "IFACE_COUNTERS";
-/// Pinned connection table.
+/// Pinned connection table of answered flows (`set limit states N` entries).
 pub const STATES: &str = "STATES";
+/// Pinned connection table of flows not answered yet ([`unanswered_limit`] entries).
+pub const STATES_NEW: &str = "STATES_NEW";
+
+/// Size of the table of unanswered flows for `set limit states N`: half as many
+/// again. Unanswered flows live a round trip (a handshake, a query) unless nobody
+/// answers them; under a flood of those, this size is how many openings the flood
+/// needs to push a legitimate one out before its answer arrives.
+pub fn unanswered_limit(limit: u32) -> u32 {
+    limit.div_ceil(2)
+}
 /// The TC egress program in the object.
 pub const EGRESS_PROGRAM: &str = "xdpwall_egress";
 
@@ -135,8 +145,9 @@ impl LoadedProgram {
             .override_global("HAS_OUT_RULES", &has_out_rules, true)
             .override_global("DIR_IN_CLASS", &dir_in, true)
             .override_global("DIR_OUT_CLASS", &dir_out, true)
-            // Taken only when the pinned table is created (the first load).
+            // Taken only when the pinned tables are created (the first load).
             .map_max_entries(STATES, state_limit)
+            .map_max_entries(STATES_NEW, unanswered_limit(state_limit))
             .map_max_entries("BITMAPS", compiled.bitmaps.len() as u32);
         for a in addr_fields(compiled) {
             loader
@@ -296,6 +307,18 @@ impl LoadedProgram {
         let prog = self.program_mut()?;
         let r = prog.test_run(opts).map_err(|e| Error::Program("test run", e))?;
         Ok((r.return_value, r.duration))
+    }
+}
+
+impl LoadedProgram {
+    /// Runs one frame through the TC egress program with BPF_PROG_TEST_RUN, as if the
+    /// host sent it on the loopback device; returns the TC action (0 OK, 2 SHOT).
+    pub fn test_run_egress(&mut self, frame: &[u8]) -> Result<i32, Error> {
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        let prog = self.egress_mut()?;
+        let r = prog.test_run(opts).map_err(|e| Error::Program("egress test run", e))?;
+        Ok(r.return_value as i32)
     }
 }
 
