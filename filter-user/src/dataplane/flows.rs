@@ -74,12 +74,15 @@ impl FlowFilter {
     }
 }
 
-fn table(paths: &Paths, name: &'static str) -> Result<HashMap<MapData, FlowKey, FlowState>, Error> {
+/// A pinned flow table.
+type Table = HashMap<MapData, FlowKey, FlowState>;
+
+fn table(paths: &Paths, name: &'static str) -> Result<Table, Error> {
     HashMap::try_from(program::open_pinned(&paths.pin_dir, name)?).map_err(|e| Error::Map(name, e))
 }
 
 /// Both tables: (answered, its entries), answered first.
-fn tables(paths: &Paths) -> Result<[(bool, HashMap<MapData, FlowKey, FlowState>); 2], Error> {
+fn tables(paths: &Paths) -> Result<[(bool, Table); 2], Error> {
     Ok([(true, table(paths, program::STATES)?), (false, table(paths, program::STATES_NEW)?)])
 }
 
@@ -161,7 +164,7 @@ fn key_bytes(k: &FlowKey) -> ([u8; 16], [u8; 16], u16, u16, u8, u8) {
 pub fn summary(paths: &Paths) -> Result<FlowTable, Error> {
     let [(_, answered), (_, unanswered)] = tables(paths)?;
     let now = now_ns();
-    let live = |map: &HashMap<MapData, FlowKey, FlowState>| {
+    let live = |map: &Table| {
         map.iter().filter_map(Result::ok).filter(|(_, st)| st.expires_ns > now).count()
     };
     let (answered, unanswered) = (live(&answered), live(&unanswered));
