@@ -1353,6 +1353,9 @@ struct Stats {
     features: [AtomicU64; FEATURES.len()],
     /// Packets that an earlier `out` rule would have matched, were it an `in` rule.
     out_skipped: AtomicU64,
+    /// Malformed packets by reason (`Malformed::ALL` order), to show the generator
+    /// reaches every reason.
+    reasons: [AtomicU64; Malformed::ALL.len()],
 }
 
 /// What the deciding rules used, to show that the generator reaches every field.
@@ -1602,6 +1605,9 @@ fn kernel_agrees_with_model() {
                     }
                 }
             }
+            if let ModelDecision::Malformed(m) = d {
+                stats.reasons[m as usize].fetch_add(1, Ordering::Relaxed);
+            }
             match d {
                 ModelDecision::Rule(_) => &stats.rules,
                 ModelDecision::Default => &stats.default,
@@ -1629,7 +1635,7 @@ fn kernel_agrees_with_model() {
         std::io::stderr(),
         "differential: {rulesets} rulesets, {packets} packets checked in {:.1} s \
          ({:.1} s loading programs, {:.1} s running packets)\n\
-         differential: decided by a rule {:.1}%, default {:.1}%, non-IP {:.1}%, malformed {:.1}%\n\
+         differential: decided by a rule {:.1}%, default {:.1}%, non-IP {:.1}%, malformed {:.1}% ({})\n\
          differential: packets decided by rules using: {}\n\
          differential: packets an earlier `out` rule would have matched: {}",
         started.elapsed().as_secs_f64(),
@@ -1639,6 +1645,12 @@ fn kernel_agrees_with_model() {
         pct(&stats.default),
         pct(&stats.non_ip),
         pct(&stats.malformed),
+        Malformed::ALL
+            .iter()
+            .zip(&stats.reasons)
+            .map(|(m, n)| format!("{} {}", m.name(), n.load(Ordering::Relaxed)))
+            .collect::<Vec<_>>()
+            .join(", "),
         features.join(", "),
         stats.out_skipped.load(Ordering::Relaxed),
     );
