@@ -1102,6 +1102,7 @@ fn a_spoofed_flood_cannot_evict_answered_flows() {
     h.check("resolver reply", &reply, State);
     assert_eq!(h.flow_counts(), (2, 0), "both flows answered");
 
+    let mut first_spoofed = None;
     let mut last_spoofed = Vec::new();
     for i in 0..1600u32 {
         let src = Ipv4Addr::from(0x0a00_0000 | (i * 7919) & 0x00ff_ffff);
@@ -1119,21 +1120,26 @@ fn a_spoofed_flood_cannot_evict_answered_flows() {
             h.check_egress_state(&format!("host data during the flood ({i})"), &tcp(false, ack | psh));
             h.check(&format!("resolver reply during the flood ({i})"), &reply, State);
         }
+        if i == 0 {
+            first_spoofed = Some(udp_pkt.clone());
+        }
         if i >= 1590 {
             last_spoofed.push(udp_pkt);
         }
     }
     let (answered, unanswered) = h.flow_counts();
     assert_eq!(answered, 2, "the flood's flows never reach the answered table");
+    // (How many remain varies: the kernel's LRU evicts in batches, per CPU.)
     assert!(unanswered <= 500, "unanswered flows stay within their table: {unanswered}");
-    assert!(unanswered > 400, "the flood filled the unanswered table: {unanswered}");
     h.check("client data after the flood", &tcp(true, ack | psh), State);
     h.check_egress_state("host data after the flood", &tcp(false, ack | psh));
     h.check_egress_state("the host's next query", &query);
     h.check("resolver reply after the flood", &reply, State);
-    // The flood's own newest flows are tracked (it evicts only its own oldest).
+    // The flood evicted its own oldest flows, and keeps its newest.
     let newest = last_spoofed.last().expect("flood packets");
     h.check("the flood's newest flow passes by state", newest, State);
+    let oldest = first_spoofed.expect("flood packets");
+    h.check("the flood's oldest flow was evicted: back to its rule", &oldest, Rule(1, XDP_PASS));
 }
 
 /// A small deterministic generator (xorshift64*) for the address test's prefixes.
