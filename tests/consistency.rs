@@ -182,6 +182,8 @@ fn a_recreated_interface_is_reported_then_attached_again() {
     ip(&["link", "set", &veth.host, "up"]);
     ip(&["-n", &veth.netns, "addr", "add", &format!("{}/24", veth.peer_v4), "dev", &veth.peer]);
     ip(&["-n", &veth.netns, "link", "set", &veth.peer, "up"]);
+    // The new pair is usable once a ping gets through (neighbour resolution on a busy machine).
+    assert!((0..20).any(|_| ns.ping_replies(veth.host_v4.into(), 1) == 1), "the re-created pair carries traffic");
     assert_eq!(probe(&ns, &[&veth]), [true], "the new device is not filtered");
     let (st, code, _) = status(&fw);
     assert_eq!(code, Some(1), "status fails while an interface filters nothing");

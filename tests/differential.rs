@@ -724,10 +724,15 @@ struct PacketSpec {
     payload: Vec<u8>,
     /// Aim at rule `index` of the ruleset, with these random bits for its choices.
     aim: Option<(Index, u64)>,
-    /// Cut the frame to a length in 14..=len.
-    cut: Option<Index>,
+    /// Cut the frame to a length in 14..=len; with `true`, the IP length field
+    /// (IPv4 Total Length, IPv6 Payload Length) is made to say so, where it is left whole.
+    cut: Option<(Index, bool)>,
     /// Overwrite bytes (in the first 100).
     patches: Vec<(Index, u8)>,
+    /// Bytes after the packet that its IP length does not cover (Ethernet padding).
+    pad: u8,
+    /// TCP Data Offset (5, now and then anything).
+    tcp_doff: u8,
 }
 
 fn addr_near<T: Copy + fmt::Debug + 'static>(
@@ -783,7 +788,7 @@ fn ext() -> impl Strategy<Value = Ext> {
     prop_oneof![
         3 => (select(vec![0u8, 43, 60]), units).prop_map(|(code, units)| Ext::Opts { code, units }),
         1 => prop_oneof![4 => 0u8..8, 1 => any::<u8>()].prop_map(|len| Ext::Ah { len }),
-        2 => (prop_oneof![3 => Just(0u16), 1 => 1u16..8192, 1 => Just(8191)], 0u8..8)
+        2 => (prop_oneof![3 => Just(0u16), 1 => Just(1), 1 => 1u16..8192, 1 => Just(8191)], 0u8..8)
             .prop_map(|(offset, low)| Ext::Frag { offset, low }),
     ]
 }
@@ -836,6 +841,8 @@ fn packet(pool: &Pool) -> impl Strategy<Value = PacketSpec> + use<> {
         1 => Just(0x2000),
         2 => any::<u16>(),
         1 => (1u16..0x2000).prop_map(|o| o | 0x2000),
+        // Offset 1: TCP there overlaps a first fragment's flags.
+        1 => select(vec![0x0001u16, 0x2001]),
     ];
     let ihl = prop_oneof![20 => Just(5u8), 4 => 6u8..=15, 1 => 0u8..5];
     let exts = prop_oneof![
@@ -855,8 +862,10 @@ fn packet(pool: &Pool) -> impl Strategy<Value = PacketSpec> + use<> {
         (port(), port(), flags, icmp, vec(any::<u8>(), 0..24)),
         (
             prop::option::weighted(0.5, (any::<Index>(), any::<u64>())),
-            prop::option::weighted(0.12, any::<Index>()),
+            prop::option::weighted(0.12, (any::<Index>(), any::<bool>())),
             prop_oneof![20 => Just(Vec::new()), 1 => vec((any::<Index>(), any::<u8>()), 1..4)],
+            prop_oneof![8 => Just(0u8), 1 => 1u8..40],
+            prop_oneof![12 => Just(5u8), 1 => 0u8..16],
         ),
     )
         .prop_map(
@@ -864,7 +873,7 @@ fn packet(pool: &Pool) -> impl Strategy<Value = PacketSpec> + use<> {
                 (tags, kind, v6, src4, dst4, src6, dst6),
                 (bad_version, ihl, frag4, exts, proto),
                 (sport, dport, tcp_flags, icmp, payload),
-                (aim, cut, patches),
+                (aim, cut, patches, pad, tcp_doff),
             )| PacketSpec {
                 tags,
                 kind,
@@ -886,6 +895,8 @@ fn packet(pool: &Pool) -> impl Strategy<Value = PacketSpec> + use<> {
                 aim,
                 cut,
                 patches,
+                pad,
+                tcp_doff,
             },
         )
 }
@@ -936,6 +947,7 @@ fn aim(p: &mut PacketSpec, rule: &Rule, rs: &Ruleset, b: &mut Bits) {
     if b.chance(9, 10) {
         p.cut = None;
         p.patches.clear();
+        p.tcp_doff = 5;
     }
     if b.chance(4, 5) {
         p.frag4 &= 0xe000;
@@ -1118,14 +1130,22 @@ fn build(spec: &PacketSpec, rs: &Ruleset) -> Vec<u8> {
             f.extend((0..n).map(|_| b.next() as u8));
         }
     }
+    f.extend((0..p.pad).map(|i| i.wrapping_mul(37)));
     f.truncate(MAX_FRAME);
     let head = f.len().min(100);
     for (at, byte) in &p.patches {
         f[at.index(head)] = *byte;
     }
-    if let Some(cut) = p.cut {
+    if let Some((cut, fix_length)) = p.cut {
         let len = 14 + cut.index(f.len() - 14 + 1);
         f.truncate(len);
+        let l3 = 14 + 4 * p.tags.len();
+        if fix_length && matches!(p.kind, Kind::Ip) {
+            let (field, header) = if p.v6 { (l3 + 4, 40) } else { (l3 + 2, 0) };
+            if len >= field + 2 && len >= l3 + header {
+                f[field..field + 2].copy_from_slice(&((len - l3 - header) as u16).to_be_bytes());
+            }
+        }
     }
     f
 }
@@ -1144,7 +1164,7 @@ fn l4_bytes(p: &PacketSpec) -> Vec<u8> {
                 0,
                 0,
                 0,
-                0x50,
+                p.tcp_doff << 4,
                 p.tcp_flags,
                 0xff,
                 0xff,
@@ -1244,6 +1264,67 @@ impl Loaded {
     }
 }
 
+/// The kernel's flow tables against the model's flows: the same flows, opened by the
+/// same endpoint, in the same state, each in the table its state puts it in (answered
+/// flows in `STATES`, the others in `STATES_NEW`), none in both.
+fn flow_tables_agree(pin_dir: &Path, tracker: &Tracker) -> Result<(), String> {
+    use std::collections::HashMap;
+
+    use filter_user::model::state::{Endpoint, FlowKey, FlowState, TcpState};
+    let mut kernel = HashMap::new();
+    for (answered, name) in [(true, "STATES"), (false, "STATES_NEW")] {
+        let data = aya::maps::MapData::from_pin(pin_dir.join(name)).map_err(|e| format!("{name}: {e}"))?;
+        let map = aya::maps::Map::from_map_data(data).map_err(|e| format!("{name}: {e}"))?;
+        let map: aya::maps::HashMap<_, filter_common::FlowKey, filter_common::FlowState> =
+            aya::maps::HashMap::try_from(map).map_err(|e| format!("{name}: {e}"))?;
+        for item in map.iter() {
+            let (k, st) = item.map_err(|e| format!("{name}: {e}"))?;
+            let addr = |a: [u8; 16]| {
+                if u32::from(k.family) == filter_common::FAMILY_V4 {
+                    IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+                } else {
+                    IpAddr::V6(Ipv6Addr::from(a))
+                }
+            };
+            let a = Endpoint { addr: addr(k.addr_a), port: k.port_a };
+            let b = Endpoint { addr: addr(k.addr_b), port: k.port_b };
+            let key = FlowKey::new(k.proto, a, b);
+            let opener = if st.orig == 0 { a } else { b };
+            if kernel.insert(key, (answered, st.state, opener)).is_some() {
+                return Err(format!("{key:?} is in both tables"));
+            }
+        }
+    }
+    for (key, flow) in tracker.flows() {
+        use filter_common::flow as k;
+        let want = match flow.state {
+            FlowState::Tcp(TcpState::SynSent) => k::TCP_SYN_SENT,
+            FlowState::Tcp(TcpState::SynReceived) => k::TCP_SYN_RECEIVED,
+            FlowState::Tcp(TcpState::Established) => k::TCP_ESTABLISHED,
+            FlowState::Tcp(TcpState::Closing) => k::TCP_CLOSING,
+            FlowState::Tcp(TcpState::FinWait) => k::TCP_FIN_WAIT,
+            FlowState::Tcp(TcpState::Closed) => k::TCP_CLOSED,
+            FlowState::UdpSingle => k::UDP_SINGLE,
+            FlowState::UdpMultiple => k::UDP_MULTIPLE,
+            FlowState::IcmpEcho => k::ICMP_ECHO,
+        };
+        let want = (flow.state.answered(), want, flow.opener);
+        match kernel.remove(key) {
+            None => return Err(format!("the model tracks {key:?} ({flow:?}), the kernel does not")),
+            Some(got) if got != want => {
+                return Err(format!(
+                    "{key:?}: kernel (answered table, state, opener) {got:?}, model {want:?}"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    match kernel.keys().next() {
+        Some(key) => Err(format!("the kernel tracks {key:?}, the model does not")),
+        None => Ok(()),
+    }
+}
+
 /// Removes a pin dir and every map pinned in it (counters, connection table, ...).
 fn remove_pins(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
@@ -1272,6 +1353,9 @@ struct Stats {
     features: [AtomicU64; FEATURES.len()],
     /// Packets that an earlier `out` rule would have matched, were it an `in` rule.
     out_skipped: AtomicU64,
+    /// Malformed packets by reason (`Malformed::ALL` order), to show the generator
+    /// reaches every reason.
+    reasons: [AtomicU64; Malformed::ALL.len()],
 }
 
 /// What the deciding rules used, to show that the generator reaches every field.
@@ -1521,6 +1605,9 @@ fn kernel_agrees_with_model() {
                     }
                 }
             }
+            if let ModelDecision::Malformed(m) = d {
+                stats.reasons[m as usize].fetch_add(1, Ordering::Relaxed);
+            }
             match d {
                 ModelDecision::Rule(_) => &stats.rules,
                 ModelDecision::Default => &stats.default,
@@ -1548,7 +1635,7 @@ fn kernel_agrees_with_model() {
         std::io::stderr(),
         "differential: {rulesets} rulesets, {packets} packets checked in {:.1} s \
          ({:.1} s loading programs, {:.1} s running packets)\n\
-         differential: decided by a rule {:.1}%, default {:.1}%, non-IP {:.1}%, malformed {:.1}%\n\
+         differential: decided by a rule {:.1}%, default {:.1}%, non-IP {:.1}%, malformed {:.1}% ({})\n\
          differential: packets decided by rules using: {}\n\
          differential: packets an earlier `out` rule would have matched: {}",
         started.elapsed().as_secs_f64(),
@@ -1558,6 +1645,12 @@ fn kernel_agrees_with_model() {
         pct(&stats.default),
         pct(&stats.non_ip),
         pct(&stats.malformed),
+        Malformed::ALL
+            .iter()
+            .zip(&stats.reasons)
+            .map(|(m, n)| format!("{} {}", m.name(), n.load(Ordering::Relaxed)))
+            .collect::<Vec<_>>()
+            .join(", "),
         features.join(", "),
         stats.out_skipped.load(Ordering::Relaxed),
     );
@@ -2467,6 +2560,14 @@ fn kernel_agrees_with_model_on_sequences() {
         stats
             .run_us
             .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+        flow_tables_agree(&loaded.pin_dir, &tracker).map_err(|e| {
+            TestCaseError::fail(format!(
+                "kernel and model disagree on the flows after the sequence: {e}\n\
+                 --- ruleset (lo known as {lo_name:?}) ---\n{text}\
+                 --- packets ---\n{}",
+                history.join("\n")
+            ))
+        })?;
         Ok(())
     });
 

@@ -93,13 +93,28 @@ impl Harness {
         }
     }
 
-    /// Entries in this harness's flow table.
-    fn flow_count(&self) -> usize {
-        let map = aya::maps::MapData::from_pin(self.pin_dir.join("STATES")).expect("STATES pinned");
+    /// The keys in one of this harness's flow tables (`STATES`: answered flows,
+    /// `STATES_NEW`: the others).
+    fn flow_keys(&self, table: &str) -> Vec<filter_common::FlowKey> {
+        let map = aya::maps::MapData::from_pin(self.pin_dir.join(table)).expect("flow table pinned");
         let map = aya::maps::Map::from_map_data(map).unwrap();
         let map: aya::maps::HashMap<_, filter_common::FlowKey, filter_common::FlowState> =
             aya::maps::HashMap::try_from(map).unwrap();
-        map.keys().count()
+        map.keys().map(|k| k.expect("key readable")).collect()
+    }
+
+    /// Entries in this harness's flow tables: (answered, not answered).
+    fn flow_counts(&self) -> (usize, usize) {
+        (self.flow_keys("STATES").len(), self.flow_keys("STATES_NEW").len())
+    }
+
+    /// Runs `frame` as sent by the host (TC egress on `lo`) and checks that it passes
+    /// by the state of its flow: TC_ACT_OK and the state counter moved.
+    fn check_egress_state(&mut self, name: &str, frame: &[u8]) {
+        let before = self.counters()[slot::STATE as usize].packets;
+        let action = self.program.test_run_egress(frame).expect("egress test run");
+        let after = self.counters()[slot::STATE as usize].packets;
+        assert_eq!((action, after - before), (0, 1), "{name}: (TC action, packets passed by state)");
     }
 
     /// The counters the program can touch: the reserved slots and one per rule
@@ -600,17 +615,28 @@ fn empty_ruleset_uses_the_default() {
     );
 }
 
-/// What a frame cut to `len` bytes must count as: the header it ends inside is
-/// truncated; a frame cut only in its payload is judged normally.
-fn truncated_expectation(p: &Packet, len: usize, full: Expect) -> Expect {
+/// What a frame cut to `len` bytes must count as. With `lengths_fixed` (the IP length
+/// field made to match the cut), the header the cut ends inside is truncated, or, past
+/// `tiny_after` (the end of a first fragment's IP or Fragment header), the fragment is
+/// tiny; a frame cut only in its payload is judged normally. Without, a cut past the
+/// IP header leaves a length field that claims more than the frame holds.
+fn truncated_expectation(p: &Packet, len: usize, full: Expect, lengths_fixed: bool, tiny_after: Option<usize>) -> Expect {
     let Some(layer) = p.layers.iter().find(|l| l.end > len) else {
         return full;
     };
+    let ip = p.layers.iter().find(|l| matches!(l.kind, LayerKind::Ipv4 | LayerKind::Ipv6));
+    if let Some(ip) = ip
+        && !lengths_fixed
+        && len >= ip.end
+    {
+        return Expect::Malformed(if ip.kind == LayerKind::Ipv4 { Malformed::Ipv4BadLength } else { Malformed::Ipv6BadLength });
+    }
     let reason = match layer.kind {
         LayerKind::Eth => Malformed::EthTruncated,
         LayerKind::Vlan => Malformed::VlanTruncated,
         LayerKind::Ipv4 => Malformed::Ipv4Truncated,
         LayerKind::Ipv6 => Malformed::Ipv6Truncated,
+        _ if tiny_after.is_some_and(|at| layer.start >= at) && layer.kind != LayerKind::Payload => Malformed::FragmentTiny,
         LayerKind::Ipv6Ext => Malformed::Ipv6ExtTruncated,
         LayerKind::Tcp | LayerKind::Udp | LayerKind::Sctp | LayerKind::Icmp | LayerKind::Icmp6 => {
             Malformed::L4Truncated
@@ -620,12 +646,48 @@ fn truncated_expectation(p: &Packet, len: usize, full: Expect) -> Expect {
     Expect::Malformed(reason)
 }
 
+/// `frame` cut to `len` bytes with its IP length field (IPv4 Total Length, IPv6 Payload
+/// Length) saying so, where the cut leaves that field whole.
+fn cut_with_length(p: &Packet, len: usize) -> Vec<u8> {
+    let mut b = p.bytes[..len].to_vec();
+    if let Some(ip) = p.layer(LayerKind::Ipv4)
+        && len >= ip.start + 4
+    {
+        b[ip.start + 2..ip.start + 4].copy_from_slice(&((len - ip.start) as u16).to_be_bytes());
+    }
+    if let Some(ip) = p.layer(LayerKind::Ipv6)
+        && len >= ip.start + 40
+    {
+        b[ip.start + 4..ip.start + 6].copy_from_slice(&((len - ip.start - 40) as u16).to_be_bytes());
+    }
+    b
+}
+
 #[test]
 fn truncated_at_every_byte() {
     use Expect::*;
     let mut h = Harness::new(EVERY_FIELD);
     let ack = packet::TCP_ACK;
-    let cases: Vec<(&str, Packet, Expect)> = vec![
+    let v6_chain = ip6()
+        .hop_by_hop()
+        .ipv6_ext(Ipv6Ext::Routing {
+            routing_type: 4,
+            segments_left: 0,
+            extra: 1,
+        })
+        .ipv6_ext(Ipv6Ext::Fragment {
+            offset: 0,
+            more: true,
+            id: 1,
+        })
+        .dest_opts()
+        .tcp(1, 80, ack)
+        .build();
+    // After its Fragment header (the third extension header), a cut makes a tiny fragment.
+    let v6_tiny_after = v6_chain.layers.iter().filter(|l| l.kind == LayerKind::Ipv6Ext).nth(2).map(|l| l.end);
+    let v4_first = ip4().fragment(0, true).tcp(1, 22, ack).payload(b"xyzw").build();
+    let v4_tiny_after = v4_first.layer(LayerKind::Ipv4).map(|l| l.end);
+    let cases: Vec<(&str, Packet, Expect, Option<usize>)> = vec![
         (
             "tcp/ipv4 with options",
             ip4()
@@ -634,6 +696,7 @@ fn truncated_at_every_byte() {
                 .payload(b"xy")
                 .build(),
             Rule(10, XDP_PASS),
+            None,
         ),
         (
             "udp/ipv4 in qinq",
@@ -643,50 +706,193 @@ fn truncated_at_every_byte() {
                 .udp(1, 1002)
                 .build(),
             Rule(1, XDP_PASS),
+            None,
         ),
         (
             "icmp/ipv4",
             ip4().icmp_echo(1, 2).payload(b"ping").build(),
             Rule(12, XDP_PASS),
+            None,
         ),
-        ("sctp/ipv6", ip6().sctp(1, 2).build(), Rule(3, XDP_PASS)),
+        ("sctp/ipv6", ip6().sctp(1, 2).build(), Rule(3, XDP_PASS), None),
         (
             "icmp6/ipv6",
             ip6().icmp6_echo(1, 1).build(),
             Rule(13, XDP_PASS),
+            None,
         ),
-        (
-            "tcp/ipv6 with extension chain",
-            ip6()
-                .hop_by_hop()
-                .ipv6_ext(Ipv6Ext::Routing {
-                    routing_type: 4,
-                    segments_left: 0,
-                    extra: 1,
-                })
-                .ipv6_ext(Ipv6Ext::Fragment {
-                    offset: 0,
-                    more: true,
-                    id: 1,
-                })
-                .dest_opts()
-                .tcp(1, 80, ack)
-                .build(),
-            Rule(10, XDP_PASS),
-        ),
+        ("tcp/ipv6 first fragment with extension chain", v6_chain, Rule(10, XDP_PASS), v6_tiny_after),
+        ("tcp/ipv4 first fragment", v4_first, Rule(10, XDP_PASS), v4_tiny_after),
     ];
-    for (name, p, full) in cases {
+    for (name, p, full, tiny_after) in cases {
         // BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header, so cuts
         // start at 14 bytes.
         for len in 14..=p.bytes.len() {
-            let expect = truncated_expectation(&p, len, full);
-            h.check(
-                &format!("{name} cut to {len} bytes"),
-                &p.bytes[..len],
-                expect,
-            );
+            let expect = truncated_expectation(&p, len, full, false, tiny_after);
+            h.check(&format!("{name} cut to {len} bytes"), &p.bytes[..len], expect);
+            let expect = truncated_expectation(&p, len, full, true, tiny_after);
+            h.check(&format!("{name} cut to {len} bytes, length field too"), &cut_with_length(&p, len), expect);
         }
     }
+}
+
+/// Packets whose headers disagree with each other or with the frame are dropped by
+/// reason before any rule sees them; fragments that could rewrite the TCP header a
+/// rule judged (RFC 1858, RFC 3128) likewise.
+#[test]
+fn packet_sanity() {
+    use Expect::*;
+    // pf's classic: SYNs to 22 are blocked, other TCP passes.
+    let mut h = Harness::new(
+        "set default block
+         block in proto tcp to port 22 flags S/SA
+         pass  in proto tcp
+         pass  in proto udp
+",
+    );
+    let (syn, ack) = (packet::TCP_SYN, packet::TCP_ACK);
+    let tcp_at = |p: &Packet| p.layer(LayerKind::Tcp).expect("a TCP layer").start;
+
+    // TCP Data Offset.
+    for (doff, expect) in [(0u8, Malformed(filter_common::Malformed::TcpBadDataOffset)),
+        (4, Malformed(filter_common::Malformed::TcpBadDataOffset)),
+        (5, Rule(1, XDP_PASS)),
+        // 4 bytes of options (the payload read as options): still inside the segment.
+        (6, Rule(1, XDP_PASS)),
+        (7, Malformed(filter_common::Malformed::TcpBadDataOffset)),
+        (15, Malformed(filter_common::Malformed::TcpBadDataOffset))]
+    {
+        for b in [ip4(), ip6()] {
+            let p = b.tcp(40000, 80, ack).payload(b"abcd").build();
+            let mut f = p.bytes.clone();
+            let at = tcp_at(&p);
+            f[at + 12] = doff << 4;
+            h.check(&format!("tcp data offset {doff}"), &f, expect);
+        }
+    }
+    // A first fragment may leave the options to the next one.
+    let p = ip4().fragment(0, true).tcp(40000, 80, ack).payload(b"abcd").build();
+    let mut f = p.bytes.clone();
+    f[tcp_at(&p) + 12] = 15 << 4;
+    h.check("first fragment, options in the next", &f, Rule(1, XDP_PASS));
+    f[tcp_at(&p) + 12] = 4 << 4;
+    h.check("first fragment, data offset 4", &f, Malformed(filter_common::Malformed::TcpBadDataOffset));
+
+    // IPv4 Total Length.
+    let p = ip4().tcp(40000, 80, ack).build();
+    let ip = p.layer(LayerKind::Ipv4).unwrap().start;
+    let total = |n: u16| {
+        let mut f = p.bytes.clone();
+        f[ip + 2..ip + 4].copy_from_slice(&n.to_be_bytes());
+        f
+    };
+    let real = (p.bytes.len() - ip) as u16;
+    h.check("total length = frame", &total(real), Rule(1, XDP_PASS));
+    h.check("total length beyond the frame", &total(real + 1), Malformed(filter_common::Malformed::Ipv4BadLength));
+    h.check("total length 65535", &total(u16::MAX), Malformed(filter_common::Malformed::Ipv4BadLength));
+    h.check("total length below the header", &total(19), Malformed(filter_common::Malformed::Ipv4BadLength));
+    h.check("total length = header: the tcp header is not in the packet", &total(20), Malformed(filter_common::Malformed::L4Truncated));
+    h.check("total length 0 (BIG TCP GRO): the frame ends the packet", &total(0), Rule(1, XDP_PASS));
+    let mut padded = p.bytes.clone();
+    padded.resize(80, 0xee);
+    h.check("ethernet padding after the packet", &padded, Rule(1, XDP_PASS));
+
+    // IPv6 Payload Length.
+    let p = ip6().udp(1, 2).build();
+    let ip = p.layer(LayerKind::Ipv6).unwrap().start;
+    let payload = |n: u16| {
+        let mut f = p.bytes.clone();
+        f[ip + 4..ip + 6].copy_from_slice(&n.to_be_bytes());
+        f
+    };
+    h.check("payload length = frame", &payload(8), Rule(2, XDP_PASS));
+    h.check("payload length beyond the frame", &payload(9), Malformed(filter_common::Malformed::Ipv6BadLength));
+    h.check("payload length short of the udp header", &payload(7), Malformed(filter_common::Malformed::L4Truncated));
+    h.check("payload length 0 (jumbogram): the frame ends the packet", &payload(0), Rule(2, XDP_PASS));
+
+    // RFC 1858 overlapping fragments: the first fragment, an ACK to 22, passes; the
+    // second, 8 bytes in, would rewrite the flags to SYN on reassembly.
+    let rewrite = [0, 0, 0, 0, 0x50, syn, 0xfa, 0xf0, 0, 0, 0, 0, 0, 0, 0, 0];
+    h.check(
+        "first fragment, ACK to 22",
+        &bytes(ip4().ident(7).fragment(0, true).tcp(40000, 22, ack).payload(b"abcd")),
+        Rule(1, XDP_PASS),
+    );
+    h.check(
+        "tcp fragment at offset 1 rewriting the flags",
+        &ip4().ident(7).fragment(1, false).protocol(6).payload(&rewrite).build().bytes,
+        Malformed(filter_common::Malformed::FragmentOverlap),
+    );
+    h.check(
+        "the unfragmented SYN it would make is blocked",
+        &bytes(ip4().tcp(40000, 22, syn)),
+        Rule(0, XDP_DROP),
+    );
+    h.check(
+        "tcp fragment at offset 2 lies past the flags",
+        &ip4().fragment(2, false).protocol(6).payload(&rewrite).build().bytes,
+        Rule(1, XDP_PASS),
+    );
+    h.check(
+        "udp fragment at offset 1",
+        &ip4().fragment(1, false).protocol(17).payload(&rewrite).build().bytes,
+        Rule(2, XDP_PASS),
+    );
+    h.check(
+        "v6 tcp fragment at offset 1",
+        &ip6().fragment(1, false).protocol(6).payload(&rewrite).build().bytes,
+        Malformed(filter_common::Malformed::FragmentOverlap),
+    );
+    h.check(
+        "v6 tcp fragment at offset 2",
+        &ip6().fragment(2, false).protocol(6).payload(&rewrite).build().bytes,
+        Rule(1, XDP_PASS),
+    );
+
+    // Tiny first fragments: the first 8 bytes of a TCP header (ports and sequence
+    // number), the flags left to the next fragment (RFC 1858), or RFC 3128's second
+    // offset-0 fragment that rewrites the port of a first one the rules passed.
+    let syn_to_25 = ip4().tcp(40000, 25, syn).build();
+    let first8 = &syn_to_25.bytes[tcp_at(&syn_to_25)..][..8];
+    let tiny4 = ip4().fragment(0, true).l4_raw(6, first8).build().bytes;
+    h.check("tiny first fragment", &tiny4, Malformed(filter_common::Malformed::FragmentTiny));
+    let mut tiny4_padded = tiny4.clone();
+    tiny4_padded.resize(60, 0x12);
+    h.check(
+        "tiny first fragment padded to 60 bytes (padding is not packet)",
+        &tiny4_padded,
+        Malformed(filter_common::Malformed::FragmentTiny),
+    );
+    h.check(
+        "a first fragment holding the whole header",
+        &bytes(ip4().fragment(0, true).tcp(40000, 25, ack).payload(b"abcd")),
+        Rule(1, XDP_PASS),
+    );
+    h.check(
+        "tiny udp first fragment",
+        &ip4().fragment(0, true).l4_raw(17, &[0, 1, 0]).build().bytes,
+        Malformed(filter_common::Malformed::FragmentTiny),
+    );
+    h.check(
+        "the same bytes unfragmented are truncated",
+        &ip4().l4_raw(17, &[0, 1, 0]).build().bytes,
+        Malformed(filter_common::Malformed::L4Truncated),
+    );
+    h.check(
+        "v6 tiny first fragment",
+        &ip6().fragment(0, true).l4_raw(6, first8).build().bytes,
+        Malformed(filter_common::Malformed::FragmentTiny),
+    );
+    h.check(
+        "v6 first fragment whose chain ends in the next fragment",
+        &ip6().fragment(0, true).l4_raw(packet::IPPROTO_DSTOPTS, &[6, 1, 0, 0, 0, 0, 0, 0]).build().bytes,
+        Malformed(filter_common::Malformed::FragmentTiny),
+    );
+    h.check(
+        "v6 atomic fragment (offset 0, no M) cut short is truncated",
+        &ip6().fragment(0, false).l4_raw(6, first8).build().bytes,
+        Malformed(filter_common::Malformed::L4Truncated),
+    );
 }
 
 #[test]
@@ -805,9 +1011,135 @@ fn a_full_flow_table_evicts_the_least_recently_used() {
     for sport in 10000..10300 {
         h.check("query", &query(sport), Expect::Rule(0, XDP_PASS));
     }
-    assert!(h.flow_count() <= 64, "the table holds at most its limit: {}", h.flow_count());
+    // Unanswered, they all go to the table of unanswered flows (64 / 2 entries).
+    let (answered, unanswered) = h.flow_counts();
+    assert_eq!(answered, 0);
+    assert!(unanswered <= 32, "the table holds at most its limit: {unanswered}");
     h.check("the newest flow is tracked", &answer(10299), Expect::State);
     h.check("the oldest flow was evicted", &answer(10000), Expect::Default);
+}
+
+/// A flow lives in the table of unanswered flows until the other side answers (TCP:
+/// the handshake completes; UDP: the responder replies), then in the answered table;
+/// an RST moves it back. ICMP echo flows are never answered ones.
+#[test]
+fn answered_flows_move_to_their_own_table() {
+    use Expect::*;
+    let mut h = Harness::new(STATEFUL);
+    let (syn, ack, fin, rst) = (packet::TCP_SYN, packet::TCP_ACK, packet::TCP_FIN, packet::TCP_RST);
+    h.check("SYN", &tcp_pkt(true, 40000, 80, syn), Rule(0, XDP_PASS));
+    assert_eq!(h.flow_counts(), (0, 1), "after the SYN");
+    h.check("SYN-ACK", &tcp_pkt(false, 80, 40000, syn | ack), State);
+    assert_eq!(h.flow_counts(), (0, 1), "a SYN-ACK alone does not make the flow answered");
+    h.check("ACK", &tcp_pkt(true, 40000, 80, ack), State);
+    assert_eq!(h.flow_counts(), (1, 0), "the handshake completed");
+    h.check("data, from the answered table", &tcp_pkt(false, 80, 40000, ack), State);
+    h.check("FIN", &tcp_pkt(true, 40000, 80, fin | ack), State);
+    assert_eq!(h.flow_counts(), (1, 0), "closing flows stay answered");
+    h.check("RST", &tcp_pkt(false, 80, 40000, rst), State);
+    assert_eq!(h.flow_counts(), (0, 1), "reset flows are unanswered again");
+    h.check("after RST, the rules", &tcp_pkt(false, 80, 40000, ack), Default);
+    // A reconnect on the same ports replaces an answered flow.
+    h.check("SYN 2", &tcp_pkt(true, 40001, 80, syn), Rule(0, XDP_PASS));
+    h.check("SYN-ACK 2", &tcp_pkt(false, 80, 40001, syn | ack), State);
+    h.check("ACK 2", &tcp_pkt(true, 40001, 80, ack), State);
+    assert_eq!(h.flow_counts(), (1, 1));
+    h.check("a new SYN on the established flow goes to the rules", &tcp_pkt(true, 40001, 80, syn), Rule(0, XDP_PASS));
+    assert_eq!(h.flow_counts(), (0, 2), "the reopened flow starts over, unanswered");
+    h.check("its SYN-ACK is found in the unanswered table", &tcp_pkt(false, 80, 40001, syn | ack), State);
+
+    let udp = |from_client: bool| {
+        let (s, d, sp, dp) = if from_client { (CLIENT, SERVER, 5000, 53) } else { (SERVER, CLIENT, 53, 5000) };
+        bytes(PacketBuilder::eth().ipv4(v4(s), v4(d)).udp(sp, dp))
+    };
+    h.check("query", &udp(true), Rule(1, XDP_PASS));
+    assert_eq!(h.flow_counts(), (0, 3));
+    h.check("answer", &udp(false), State);
+    assert_eq!(h.flow_counts(), (1, 2), "the UDP flow was answered");
+    h.check("next query, from the answered table", &udp(true), State);
+
+    let echo = |from_client: bool, typ: u8| {
+        let (s, d) = if from_client { (CLIENT, SERVER) } else { (SERVER, CLIENT) };
+        bytes(PacketBuilder::eth().ipv4(v4(s), v4(d)).icmp(typ, 0).icmp_rest([0, 77, 0, 1]))
+    };
+    h.check("echo request", &echo(true, 8), Rule(2, XDP_PASS));
+    h.check("echo reply", &echo(false, 0), State);
+    assert_eq!(h.flow_counts(), (1, 3), "echo flows stay unanswered");
+}
+
+/// Issue 11's flood: with `set limit states 1000`, 1600 spoofed sources send 3 packets
+/// each (a SYN to the SSH port, a UDP datagram to the DNS port, the SYN again), none
+/// ever answered. An established inbound TCP connection and the host's own UDP flow
+/// (opened by TC egress, answered) keep working through it and after it.
+#[test]
+fn a_spoofed_flood_cannot_evict_answered_flows() {
+    use Expect::*;
+    let mut h = Harness::new(
+        "set default block
+         set limit states 1000
+         pass in  proto tcp to port 22 keep state
+         pass in  proto udp to port 53 keep state
+         pass out proto udp keep state
+",
+    );
+    let host = "198.51.100.20";
+    let (syn, ack, psh) = (packet::TCP_SYN, packet::TCP_ACK, packet::TCP_PSH);
+    let tcp = |from_client: bool, flags: u8| {
+        let (s, d, sp, dp) = if from_client { (CLIENT, host, 50022, 22) } else { (host, CLIENT, 22, 50022) };
+        bytes(PacketBuilder::eth().ipv4(v4(s), v4(d)).tcp(sp, dp, flags))
+    };
+    // The host's own query to a resolver, and the resolver's answer.
+    let resolver = "203.0.113.53";
+    let query = bytes(PacketBuilder::eth().ipv4(v4(host), v4(resolver)).udp(41000, 53));
+    let reply = bytes(PacketBuilder::eth().ipv4(v4(resolver), v4(host)).udp(53, 41000));
+
+    h.check("client SYN", &tcp(true, syn), Rule(0, XDP_PASS));
+    h.check_egress_state("host SYN-ACK", &tcp(false, syn | ack));
+    h.check("client ACK", &tcp(true, ack), State);
+    let before = h.counters()[slot::STATE as usize].packets;
+    assert_eq!(h.program.test_run_egress(&query).expect("egress test run"), 0, "the host's query passes");
+    assert_eq!(h.counters()[slot::STATE as usize].packets, before, "the query opened its flow by rule");
+    h.check("resolver reply", &reply, State);
+    assert_eq!(h.flow_counts(), (2, 0), "both flows answered");
+
+    let mut first_spoofed = None;
+    let mut last_spoofed = Vec::new();
+    for i in 0..1600u32 {
+        let src = Ipv4Addr::from(0x0a00_0000 | (i * 7919) & 0x00ff_ffff);
+        let spoofed = |b: PacketBuilder| bytes(b);
+        let syn_pkt = spoofed(PacketBuilder::eth().ipv4(src, v4(host)).tcp(1024 + i as u16, 22, syn));
+        let udp_pkt = spoofed(PacketBuilder::eth().ipv4(src, v4(host)).udp(1024 + i as u16, 53));
+        let first = h.program.test_run(&syn_pkt, Some(LO)).expect("test run");
+        let second = h.program.test_run(&udp_pkt, Some(LO)).expect("test run");
+        let third = h.program.test_run(&syn_pkt, Some(LO)).expect("test run");
+        assert_eq!((first, second, third), (XDP_PASS, XDP_PASS, XDP_PASS), "spoofed packets of source {i} pass by rule or state");
+        if i == 1000 {
+            // Mid-flood, 2000 unanswered flows later (twice the limit), the answered
+            // flows still pass both ways. (Checked rarely: every check refreshes them.)
+            h.check(&format!("client data during the flood ({i})"), &tcp(true, ack | psh), State);
+            h.check_egress_state(&format!("host data during the flood ({i})"), &tcp(false, ack | psh));
+            h.check(&format!("resolver reply during the flood ({i})"), &reply, State);
+        }
+        if i == 0 {
+            first_spoofed = Some(udp_pkt.clone());
+        }
+        if i >= 1590 {
+            last_spoofed.push(udp_pkt);
+        }
+    }
+    let (answered, unanswered) = h.flow_counts();
+    assert_eq!(answered, 2, "the flood's flows never reach the answered table");
+    // (How many remain varies: the kernel's LRU evicts in batches, per CPU.)
+    assert!(unanswered <= 500, "unanswered flows stay within their table: {unanswered}");
+    h.check("client data after the flood", &tcp(true, ack | psh), State);
+    h.check_egress_state("host data after the flood", &tcp(false, ack | psh));
+    h.check_egress_state("the host's next query", &query);
+    h.check("resolver reply after the flood", &reply, State);
+    // The flood evicted its own oldest flows, and keeps its newest.
+    let newest = last_spoofed.last().expect("flood packets");
+    h.check("the flood's newest flow passes by state", newest, State);
+    let oldest = first_spoofed.expect("flood packets");
+    h.check("the flood's oldest flow was evicted: back to its rule", &oldest, Rule(1, XDP_PASS));
 }
 
 /// A small deterministic generator (xorshift64*) for the address test's prefixes.
@@ -946,4 +1278,43 @@ fn address_lookups_agree_with_the_model_at_every_prefix_length() {
     }
     // Every rule and the default decided some probe: the test reaches every class.
     assert!(decided_by.iter().all(|&n| n > 0), "decisions per rule (last: default): {decided_by:?}");
+}
+
+/// Per-packet cost of the state paths, for the record (run with `--ignored
+/// --nocapture`; it asserts the path each packet took, never a time): an established
+/// TCP flow's packets both ways (the fast path), a packet of no flow that goes through
+/// the rules (the lookups it misses), and opening new flows (a UDP query per fresh
+/// source port, each its own run, median).
+#[test]
+#[ignore = "measurement: prints per-packet costs"]
+fn flow_path_costs() {
+    use Expect::*;
+    let mut h = Harness::new(STATEFUL);
+    let (syn, ack, psh) = (packet::TCP_SYN, packet::TCP_ACK, packet::TCP_PSH);
+    h.check("SYN", &tcp_pkt(true, 40000, 80, syn), Rule(0, XDP_PASS));
+    h.check("SYN-ACK", &tcp_pkt(false, 80, 40000, syn | ack), State);
+    h.check("ACK", &tcp_pkt(true, 40000, 80, ack), State);
+    let repeat = 200_000;
+    let mut cost = |name: &str, frame: &[u8], want: Expect| {
+        h.check(name, frame, want);
+        let mut runs: Vec<u128> = (0..5)
+            .map(|_| h.program.test_run_repeat(frame, Some(LO), repeat).expect("test run").1.as_nanos())
+            .collect();
+        runs.sort_unstable();
+        println!("{name}: {} ns/packet (median of 5 x {repeat} runs)", runs[2]);
+    };
+    cost("established, client data", &tcp_pkt(true, 40000, 80, ack | psh), State);
+    cost("established, server data", &tcp_pkt(false, 80, 40000, ack | psh), State);
+    cost("no flow, through the rules", &tcp_pkt(false, 80, 40009, ack), Default);
+    let query = |sport: u16| bytes(PacketBuilder::eth().ipv4(v4(CLIENT), v4(SERVER)).udp(sport, 53));
+    let mut opens: Vec<u128> = (20000..40000u16)
+        .map(|sport| {
+            let (action, took) = h.program.test_run_repeat(&query(sport), Some(LO), 1).expect("test run");
+            assert_eq!(action, XDP_PASS);
+            took.as_nanos()
+        })
+        .collect();
+    opens.sort_unstable();
+    println!("new flow (UDP query, opens a flow): {} ns/packet (median of {} runs)", opens[opens.len() / 2], opens.len());
+    h.check("the last query opened its flow", &bytes(PacketBuilder::eth().ipv4(v4(SERVER), v4(CLIENT)).udp(53, 39999)), State);
 }

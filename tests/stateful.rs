@@ -279,3 +279,126 @@ fn host_connections_are_tracked_by_egress() {
     assert!(own["packets"].as_u64().unwrap() >= 2, "the out rule opened the flows: {own}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Sends IPv4 packets (from the IP header on) as they are, source addresses and all,
+/// through a raw socket of the calling thread's namespace.
+fn send_raw_v4(packets: &[Vec<u8>], to: Ipv4Addr) {
+    // SAFETY: plain socket calls on a descriptor this function owns and closes.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr { s_addr: u32::from(to).to_be() },
+            sin_zero: [0; 8],
+        };
+        for (i, p) in packets.iter().enumerate() {
+            // Paced: a veth with XDP queues at most 256 frames for the other end.
+            if i % 64 == 63 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            let sent = libc::sendto(
+                fd,
+                p.as_ptr().cast(),
+                p.len(),
+                0,
+                (&addr as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+            assert_eq!(sent, p.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+        }
+        libc::close(fd);
+    }
+}
+
+/// Issue 11's flood with real traffic: with `set limit states 1000`, 1600 spoofed
+/// tuples (addresses of the pair's subnet that nobody holds, so the host's answers
+/// never leave it) send 3 packets each. An established inbound TCP connection and the
+/// host's own UDP flow, both answered, keep working: their next packets in pass by
+/// state (no rule would pass them).
+#[test]
+fn a_spoofed_flood_keeps_established_and_own_flows() {
+    use xdpwall_tests::packet::{PacketBuilder, TCP_SYN};
+
+    let ns = Netns::new("flood").unwrap();
+    let veth = VethPair::new(&ns).unwrap();
+    let fw = Xdpwall::isolated();
+    let dir = std::env::temp_dir().join(format!("xdpwall-flood-{}-{}", std::process::id(), veth.subnet));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("flood.conf");
+    std::fs::write(
+        &rules,
+        "set default block\n\
+         set limit states 1000\n\
+         pass in proto tcp to port 9393 flags S/SA keep state label \"service\"\n\
+         pass in proto udp to port 9394 keep state label \"flooded\"\n\
+         pass out proto udp keep state label \"own\"\n",
+    )
+    .unwrap();
+    fw.run(["load", &veth.host, rules.to_str().unwrap()]).expect("load");
+    let status = || -> Value { serde_json::from_slice(&fw.run(["status", "--json"]).unwrap().stdout).unwrap() };
+
+    // An inbound connection to the host's service, established and kept open.
+    let service = SocketAddr::new(veth.host_v4.into(), 9393);
+    let listener = TcpListener::bind(service).unwrap();
+    let mut client = ns.run(|| TcpStream::connect_timeout(&service, Duration::from_secs(2))).expect("the client connects");
+    let (mut server, _) = listener.accept().unwrap();
+    for s in [&client, &server] {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    }
+    let mut exchange = |what: &str| {
+        let mut buf = [0u8; 4];
+        let ok = client.write_all(b"ping").is_ok()
+            && server.read_exact(&mut buf).is_ok()
+            && server.write_all(b"pong").is_ok()
+            && client.read_exact(&mut buf).is_ok();
+        assert!(ok, "the established connection exchanges data {what}");
+    };
+    exchange("before the flood");
+
+    // The host's own UDP flow: a query out, an answer in.
+    let sock = UdpSocket::bind((veth.host_v4, 0)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let echo = ns.run(|| UdpSocket::bind((veth.peer_v4, 7777)).unwrap());
+    sock.send_to(b"q", (veth.peer_v4, 7777)).unwrap();
+    let mut buf = [0u8; 8];
+    let (_, host_end) = echo.recv_from(&mut buf).unwrap();
+    ns.run(|| echo.send_to(b"a1", host_end).unwrap());
+    assert!(sock.recv_from(&mut buf).is_ok(), "the answer returns by state");
+    let t = &status()["flow_table"];
+    assert_eq!(t["answered"].as_u64(), Some(2), "both flows answered: {t}");
+
+    // The flood: a SYN to the service, a datagram to the flooded port, the SYN again.
+    let mut packets = Vec::new();
+    for i in 0..1600u16 {
+        let src = Ipv4Addr::new(10, 201, veth.subnet, 10 + (i % 200) as u8);
+        let sport = 20000 + i;
+        let ip_part = |b: PacketBuilder| b.build().bytes[14..].to_vec();
+        let syn = ip_part(PacketBuilder::eth().ipv4(src, veth.host_v4).tcp(sport, 9393, TCP_SYN));
+        packets.push(syn.clone());
+        packets.push(ip_part(PacketBuilder::eth().ipv4(src, veth.host_v4).udp(sport, 9394).payload(b"x")));
+        packets.push(syn);
+    }
+    ns.run(|| send_raw_v4(&packets, veth.host_v4));
+    // The flood reached the filter: (nearly) every tuple opened its flows by rule,
+    // each kind three times as many as the unanswered table holds.
+    std::thread::sleep(Duration::from_millis(300));
+    let st = status();
+    let by_label = |label: &str| {
+        st["rules"].as_array().unwrap().iter().find(|r| r["label"] == label).unwrap()["packets"].as_u64().unwrap()
+    };
+    assert!(by_label("service") >= 1500 && by_label("flooded") >= 1500, "the flood opened its flows: {st}");
+    let t = &st["flow_table"];
+    assert_eq!(t["answered"].as_u64(), Some(2), "the flood's flows are never answered ones: {t}");
+    assert!(t["unanswered"].as_u64().unwrap() <= t["unanswered_limit"].as_u64().unwrap(), "{t}");
+
+    // The established connection: the client's segment comes in first, and only its
+    // flow's state can pass it (the rule wants a SYN).
+    exchange("after the flood");
+    // The host's own flow: the other end sends again, unasked.
+    ns.run(|| echo.send_to(b"a2", host_end).unwrap());
+    let got = sock.recv_from(&mut buf);
+    assert!(matches!(got, Ok((2, _))) && &buf[..2] == b"a2", "the answered UDP flow still passes: {got:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,7 +6,7 @@
 
 /// Bumped whenever a pinned map's layout changes; recorded in the loader's state so
 /// a newer build never misreads maps pinned by an older one.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Most ordered rules one ruleset may hold (one bit each in a [`RuleBitmap`]).
 pub const MAX_RULES: usize = 4096;
@@ -202,8 +202,9 @@ pub mod slot {
     pub const OUT_UNMATCHED: u32 = 4;
     /// First of the malformed-packet reasons; see [`super::Malformed`].
     pub const MALFORMED_BASE: u32 = 5;
-    /// Number of reserved slots; the first rule slot.
-    pub const RESERVED: u32 = 16;
+    /// Number of reserved slots; the first rule slot. Room for 27 malformed reasons
+    /// (raised from 16 with ABI 3, when the reasons outgrew it).
+    pub const RESERVED: u32 = 32;
 }
 
 /// Why a packet was dropped as malformed (counter slot `MALFORMED_BASE + reason`).
@@ -229,8 +230,23 @@ pub enum Malformed {
     /// More IPv6 extension headers than the walk is bounded to, or headers longer
     /// than [`super::MAX_HEADER_BYTES`].
     Ipv6ExtTooMany = 8,
-    /// TCP/UDP/SCTP/ICMP header of a first fragment cut short.
+    /// TCP/UDP/SCTP/ICMP header cut short in a packet that is not a fragment.
     L4Truncated = 9,
+    /// IPv4 Total Length shorter than the header, or longer than the frame: the
+    /// packet the kernel would see is not the one the rules would judge.
+    Ipv4BadLength = 10,
+    /// IPv6 Payload Length longer than the frame.
+    Ipv6BadLength = 11,
+    /// TCP Data Offset below 5 (a header shorter than its fixed part), or, in a packet
+    /// that is not a fragment, pointing past the end of the segment.
+    TcpBadDataOffset = 12,
+    /// A first fragment too short to hold the whole TCP/UDP/SCTP/ICMP header (or, in
+    /// IPv6, the whole header chain up to it): the ports and flags the rules would
+    /// match are in a later fragment (RFC 1858, RFC 3128, RFC 8200 4.5).
+    FragmentTiny = 13,
+    /// A TCP fragment at offset 1 (8 bytes): it overlaps the first fragment's TCP
+    /// header and would rewrite its flags on reassembly (RFC 1858).
+    FragmentOverlap = 14,
 }
 
 impl RuleBitmap {
@@ -266,7 +282,7 @@ impl RuleBitmap {
 
 impl Malformed {
     /// All reasons, in slot order.
-    pub const ALL: [Malformed; 10] = [
+    pub const ALL: [Malformed; 15] = [
         Malformed::EthTruncated,
         Malformed::VlanTruncated,
         Malformed::VlanTooMany,
@@ -277,6 +293,11 @@ impl Malformed {
         Malformed::Ipv6ExtTruncated,
         Malformed::Ipv6ExtTooMany,
         Malformed::L4Truncated,
+        Malformed::Ipv4BadLength,
+        Malformed::Ipv6BadLength,
+        Malformed::TcpBadDataOffset,
+        Malformed::FragmentTiny,
+        Malformed::FragmentOverlap,
     ];
 
     /// Counter slot of this reason.
@@ -297,9 +318,17 @@ impl Malformed {
             Malformed::Ipv6ExtTruncated => "ipv6-ext-truncated",
             Malformed::Ipv6ExtTooMany => "ipv6-ext-too-many",
             Malformed::L4Truncated => "l4-truncated",
+            Malformed::Ipv4BadLength => "ipv4-bad-length",
+            Malformed::Ipv6BadLength => "ipv6-bad-length",
+            Malformed::TcpBadDataOffset => "tcp-bad-data-offset",
+            Malformed::FragmentTiny => "fragment-tiny",
+            Malformed::FragmentOverlap => "fragment-overlap",
         }
     }
 }
+
+// Every reason has its counter slot below the first rule's.
+const _: () = assert!(slot::MALFORMED_BASE + Malformed::ALL.len() as u32 <= slot::RESERVED);
 
 /// IPv6 extension headers walked before a packet counts as malformed.
 pub const MAX_IPV6_EXT: u32 = 8;
@@ -492,8 +521,10 @@ pub mod names {
         COUNTERS,
         /// Pinned map: per-interface counters.
         IFACE_COUNTERS,
-        /// Pinned map: tracked flows.
+        /// Pinned map: tracked flows the other side has answered.
         STATES,
+        /// Pinned map: tracked flows not answered yet.
+        STATES_NEW,
         /// Pinned map: the layout version of the pinned maps.
         ABI,
         /// Map: interface entries by ifindex.

@@ -1,7 +1,15 @@
 //! Connection tracking: the fast path for packets of known flows, and flow creation
-//! by `keep state` rules. One LRU table shared by all CPUs and both programs (XDP
-//! ingress, TC egress), keyed by the flow's endpoints in canonical order, so replies
-//! match whichever interface or core they arrive on.
+//! by `keep state` rules. Tables shared by all CPUs and both programs (XDP ingress, TC
+//! egress), keyed by the flow's endpoints in canonical order, so replies match
+//! whichever interface or core they arrive on.
+//!
+//! Two LRU tables, so that a flood of flows nobody answers (spoofed sources) cannot
+//! evict the flows that matter: new flows start in `STATES_NEW` and move to `STATES`
+//! once answered (TCP: the handshake completed; UDP: the responder replied), as Linux
+//! conntrack drops unassured entries first. A flood then only evicts other unanswered
+//! flows. A flow is in exactly one table, and which one follows from its state
+//! ([`answered`]); an RST moves it back (a closed flow needs no protection, and a
+//! blind attacker who completes handshakes for spoofed sources gets them reset).
 
 use aya_ebpf::{Global, helpers::bpf_ktime_get_coarse_ns, macros::map, maps::LruHashMap};
 use filter_common::{FAMILY_V4, FlowKey, FlowState, ICMP_NONE, PORT_NONE, flow};
@@ -18,9 +26,15 @@ const TCP_SYN: u32 = 0x02;
 const TCP_RST: u32 = 0x04;
 const TCP_ACK: u32 = 0x10;
 
-/// Pinned: flows outlive a ruleset apply. Its size is `set limit states N` at load.
-#[map]
-static STATES: LruHashMap<FlowKey, FlowState> = LruHashMap::pinned(1, 0);
+shared_map! {
+    /// Answered flows. Pinned: flows outlive a ruleset apply. Its size is `set limit
+    /// states N` at load.
+    STATES: LruHashMap<FlowKey, FlowState> = LruHashMap::pinned(1, 0);
+}
+shared_map! {
+    /// Flows not answered yet. Pinned, sized at load (half of `STATES`).
+    STATES_NEW: LruHashMap<FlowKey, FlowState> = LruHashMap::pinned(1, 0);
+}
 
 // Timeouts in seconds per state (`set timeout NAME N`), load-time constants.
 #[unsafe(no_mangle)]
@@ -178,12 +192,28 @@ fn close_side(st: &mut FlowState, from: u8, flags: u32) {
     }
 }
 
+/// Whether the other side has answered the flow, so that it belongs in `STATES`: a TCP
+/// handshake that completed (a SYN-ACK alone proves only that a port is open: every
+/// listener answers a spoofed SYN), a UDP flow the responder replied to. ICMP echo
+/// never: every host answers pings, and the flows last one exchange.
+#[inline(always)]
+fn answered(state: u8) -> bool {
+    matches!(state, flow::TCP_ESTABLISHED | flow::TCP_CLOSING | flow::TCP_FIN_WAIT | flow::UDP_MULTIPLE)
+}
+
 /// The fast path: `true` when the packet belongs to a live flow that accepts it.
 // Out of line: its locals need not share the caller's 512-byte stack frame.
 #[inline(never)]
 pub fn track(f: &Fields, len: u64) -> bool {
     let Some(flow) = flow_of(f) else { return false };
-    let Some(st) = STATES.get_ptr_mut(&flow.key) else { return false };
+    // Answered flows first: established traffic costs one lookup.
+    let (st, in_new) = match STATES.get_ptr_mut(&flow.key) {
+        Some(st) => (st, false),
+        None => match STATES_NEW.get_ptr_mut(&flow.key) {
+            Some(st) => (st, true),
+            None => return false,
+        },
+    };
     // SAFETY: a valid map value; concurrent updates from other CPUs only race on
     // timestamps, state and counters, which stay plausible whichever write wins.
     let st = unsafe { &mut *st };
@@ -196,6 +226,19 @@ pub fn track(f: &Fields, len: u64) -> bool {
     st.packets[from] += 1;
     st.bytes[from] += len;
     st.expires_ns = now + timeout_ns(st.state);
+    // Answered now (promote), or no longer (an RST: demote). Insert first, then
+    // delete: a packet on another CPU meanwhile finds the flow in one table or both,
+    // never in neither.
+    if answered(st.state) == in_new {
+        let copy = *st;
+        if in_new {
+            let _ = STATES.insert(&flow.key, &copy, 0);
+            let _ = STATES_NEW.remove(&flow.key);
+        } else {
+            let _ = STATES_NEW.insert(&flow.key, &copy, 0);
+            let _ = STATES.remove(&flow.key);
+        }
+    }
     true
 }
 
@@ -227,5 +270,10 @@ pub fn open(f: &Fields, len: u64, rule_counter: u32) {
     };
     st.packets[from] = 1;
     st.bytes[from] = len;
-    let _ = STATES.insert(&flow.key, &st, 0);
+    // The new flow replaces the old one (a reconnect on the same ports), which may be
+    // an answered one; a lookup first, since deleting takes the bucket's lock.
+    if STATES.get_ptr(&flow.key).is_some() {
+        let _ = STATES.remove(&flow.key);
+    }
+    let _ = STATES_NEW.insert(&flow.key, &st, 0);
 }

@@ -176,7 +176,7 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
     let iface = iface_of(ifindex);
     let len = (end - start) as u64;
 
-    let (pass, counter_slot) = match parse::parse(start, end) {
+    let (pass, counter_slot) = match parse::parse::<true>(start, end) {
         Outcome::Ip(fields) => judge(&fields, iface.class, Direction::In, len),
         Outcome::NonIp => (true, slot::NON_IP),
         Outcome::Malformed(reason) => (false, reason.slot()),
@@ -204,7 +204,7 @@ pub fn xdpwall_egress(ctx: TcContext) -> i32 {
         return TC_ACT_OK;
     }
     let (start, end) = (ctx.data(), ctx.data_end());
-    let Outcome::Ip(fields) = parse::parse(start, end) else { return TC_ACT_OK };
+    let Outcome::Ip(fields) = parse::parse::<false>(start, end) else { return TC_ACT_OK };
     // SAFETY: `skb` points at the kernel's __sk_buff for the duration of the call.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let iface = iface_of(ifindex);

@@ -57,10 +57,15 @@ struct Cursor {
     start: usize,
     end: usize,
     off: usize,
+    /// Offset where the packet ends when its IP length field says it ends before the
+    /// frame does (Ethernet padding is not packet); `usize::MAX` until then. Checked
+    /// beside `end`, never instead of it: the verifier bounds reads by the frame's end
+    /// pointer only.
+    limit: usize,
 }
 
 impl Cursor {
-    /// `N` bytes at the cursor, or `None` when the frame is shorter or the offset is
+    /// `N` bytes at the cursor, or `None` when the packet is shorter or the offset is
     /// beyond `MAX_HEADER_BYTES`. The frame lives as long as the program runs, hence
     /// `'static`.
     #[inline(always)]
@@ -72,8 +77,23 @@ impl Cursor {
         if p + N > self.end {
             return None;
         }
+        if self.off + N > self.limit {
+            return None;
+        }
         // SAFETY: [p, p + N) lies inside the frame, checked just above.
         Some(unsafe { &*(p as *const [u8; N]) })
+    }
+
+    /// Ends the packet `len` bytes after offset `at`, if that is within the frame.
+    #[inline(always)]
+    fn set_packet_end(&mut self, at: usize, len: usize) -> bool {
+        if at + len > self.end - self.start {
+            return false;
+        }
+        // Opaque to LLVM: knowing the limit lies within the frame, it would fold the
+        // frame-end check of `read` into the limit's, which the verifier cannot use.
+        self.limit = core::hint::black_box(at + len);
+        true
     }
 }
 
@@ -92,9 +112,13 @@ macro_rules! read_or {
 }
 
 /// Parses the frame in `[start, end)` (packet pointers of an XDP or TC context).
+///
+/// `LENGTHS`: check the IP length fields against the frame and read no further than
+/// they say. XDP sees whole frames; TC egress sees an skb's linear part only, and GSO
+/// packets whose length fields describe the whole super-packet, so it does not check.
 #[inline(always)]
-pub fn parse(start: usize, end: usize) -> Outcome {
-    let mut cur = Cursor { start, end, off: 0 };
+pub fn parse<const LENGTHS: bool>(start: usize, end: usize) -> Outcome {
+    let mut cur = Cursor { start, end, off: 0, limit: usize::MAX };
     let eth = read_or!(cur, 14, Malformed::EthTruncated);
     let mut ethertype = be16(eth, 12);
     cur.off = 14;
@@ -116,34 +140,54 @@ pub fn parse(start: usize, end: usize) -> Outcome {
         return Outcome::Malformed(Malformed::VlanTooMany);
     }
 
-    let (family, src, dst, proto, first_fragment) = match ethertype {
+    // `has_l4`: the upper-layer header is in this packet (not a later fragment);
+    // `partial`: this is a first fragment, more follow.
+    let (family, src, dst, proto, has_l4, partial) = match ethertype {
         ETH_P_IP => {
+            let l3 = cur.off;
             let ip = read_or!(cur, 20, Malformed::Ipv4Truncated);
             let ihl = ((ip[0] & 0x0f) as usize) * 4;
             if ip[0] >> 4 != 4 || ihl < 20 {
                 return Outcome::Malformed(Malformed::Ipv4BadHeader);
             }
-            let frag_offset = be16(ip, 6) & 0x1fff;
+            let frag = be16(ip, 6);
+            let frag_offset = frag & 0x1fff;
             let (src, dst) = (ip[12..].as_ptr(), ip[16..].as_ptr());
             let proto = ip[9];
             // Options: the whole header must be in the frame.
             cur.off += ihl - 1;
             read_or!(cur, 1, Malformed::Ipv4Truncated);
             cur.off += 1;
-            (FAMILY_V4, src, dst, proto, frag_offset == 0)
+            // Total Length 0 says nothing (BIG TCP GRO packets seen by generic XDP):
+            // the frame's end applies. The kernel drops other zero lengths itself.
+            let total = be16(ip, 2) as usize;
+            if LENGTHS && total != 0 && (total < ihl || !cur.set_packet_end(l3, total)) {
+                return Outcome::Malformed(Malformed::Ipv4BadLength);
+            }
+            if frag_offset == 1 && proto == IPPROTO_TCP {
+                return Outcome::Malformed(Malformed::FragmentOverlap);
+            }
+            (FAMILY_V4, src, dst, proto, frag_offset == 0, frag_offset == 0 && frag & 0x2000 != 0)
         }
         ETH_P_IPV6 => {
+            let l3 = cur.off;
             let ip = read_or!(cur, 40, Malformed::Ipv6Truncated);
             if ip[0] >> 4 != 6 {
                 return Outcome::Malformed(Malformed::Ipv6BadHeader);
             }
             let (src, dst) = (ip[8..].as_ptr(), ip[24..].as_ptr());
             cur.off += 40;
-            let (proto, first) = match walk_ipv6_ext(&mut cur, ip[6]) {
+            // Payload Length 0: a jumbogram (RFC 2675) or a BIG TCP GRO packet; the
+            // frame's end applies.
+            let payload = be16(ip, 4) as usize;
+            if LENGTHS && payload != 0 && !cur.set_packet_end(l3, 40 + payload) {
+                return Outcome::Malformed(Malformed::Ipv6BadLength);
+            }
+            let (proto, has_l4, partial) = match walk_ipv6_ext(&mut cur, ip[6]) {
                 Ok(v) => v,
                 Err(reason) => return Outcome::Malformed(reason),
             };
-            (FAMILY_V6, src, dst, proto, first)
+            (FAMILY_V6, src, dst, proto, has_l4, partial)
         }
         _ => return Outcome::NonIp,
     };
@@ -162,33 +206,43 @@ pub fn parse(start: usize, end: usize) -> Outcome {
         vlan_key,
     };
     // Only the first fragment carries the L4 header.
-    if !first_fragment {
+    if !has_l4 {
         return Outcome::Ip(fields);
     }
+    // An L4 header cut short: in a first fragment, the rest of it is in another
+    // fragment, where no rule can see it.
+    let short = if partial { Malformed::FragmentTiny } else { Malformed::L4Truncated };
     match proto {
         IPPROTO_TCP => {
-            let tcp = read_or!(cur, 20, Malformed::L4Truncated);
+            let tcp = read_or!(cur, 20, short);
             fields.sport_key = be16(tcp, 0) as u32;
             fields.dport_key = be16(tcp, 2) as u32;
             fields.tcp_flags_key = tcp[13] as u32;
+            // A first fragment may leave options to the next one; a whole segment
+            // must hold its header (the kernel drops it otherwise).
+            let data_offset = (tcp[12] >> 4) as usize * 4;
+            let past_end = cur.off + data_offset > cur.limit || cur.off + data_offset > end - start;
+            if data_offset < 20 || LENGTHS && !partial && past_end {
+                return Outcome::Malformed(Malformed::TcpBadDataOffset);
+            }
         }
         IPPROTO_UDP => {
-            let udp = read_or!(cur, 8, Malformed::L4Truncated);
+            let udp = read_or!(cur, 8, short);
             fields.sport_key = be16(udp, 0) as u32;
             fields.dport_key = be16(udp, 2) as u32;
         }
         IPPROTO_SCTP => {
-            let sctp = read_or!(cur, 12, Malformed::L4Truncated);
+            let sctp = read_or!(cur, 12, short);
             fields.sport_key = be16(sctp, 0) as u32;
             fields.dport_key = be16(sctp, 2) as u32;
         }
         IPPROTO_ICMP if family == FAMILY_V4 => {
-            let icmp = read_or!(cur, 8, Malformed::L4Truncated);
+            let icmp = read_or!(cur, 8, short);
             fields.icmp_key = (icmp[0] as u32) << 8 | icmp[1] as u32;
             fields.icmp_id = be16(icmp, 4);
         }
         IPPROTO_ICMPV6 if family == FAMILY_V6 => {
-            let icmp = read_or!(cur, 8, Malformed::L4Truncated);
+            let icmp = read_or!(cur, 8, short);
             fields.icmp_key = (icmp[0] as u32) << 8 | icmp[1] as u32;
             fields.icmp_id = be16(icmp, 4);
         }
@@ -198,56 +252,73 @@ pub fn parse(start: usize, end: usize) -> Outcome {
 }
 
 /// Walks IPv6 extension headers from `next` at the cursor; returns the upper-layer
-/// protocol and whether this is a first (or only) fragment, with the cursor on the
-/// upper-layer header.
+/// protocol, whether its header is in this packet (not a later fragment) and whether
+/// this is a first fragment with more to follow, with the cursor on the upper-layer
+/// header.
 ///
 /// A Fragment header with a non-zero offset ends the walk: what follows is fragment
 /// data, not headers (RFC 8200 4.5), so its Next Header is the protocol and there is
 /// no L4 header. Walking on would let a later fragment whose data imitates a second
-/// Fragment header (offset 0) and a TCP header be judged by that fake header.
+/// Fragment header (offset 0) and a TCP header be judged by that fake header. At
+/// offset 1 (8 bytes) with TCP next, it is the IPv6 form of RFC 1858's overlapping
+/// fragment and is dropped. After a first fragment's Fragment header, a header cut
+/// short is a tiny fragment: RFC 8200 wants the whole chain up to the upper-layer
+/// header in the first fragment.
 #[inline(always)]
-fn walk_ipv6_ext(cur: &mut Cursor, mut next: u8) -> Result<(u8, bool), Malformed> {
+fn walk_ipv6_ext(cur: &mut Cursor, mut next: u8) -> Result<(u8, bool, bool), Malformed> {
+    let mut partial = false;
     for _ in 0..MAX_IPV6_EXT {
         let len = match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
-                let h = cur.read::<2>().ok_or(ext_error(cur))?;
+                let h = cur.read::<2>().ok_or(ext_error(cur, partial))?;
                 next = h[0];
                 (h[1] as usize + 1) * 8
             }
             IPPROTO_AH => {
-                let h = cur.read::<2>().ok_or(ext_error(cur))?;
+                let h = cur.read::<2>().ok_or(ext_error(cur, partial))?;
                 next = h[0];
                 (h[1] as usize + 2) * 4
             }
             IPPROTO_FRAGMENT => {
-                let h = cur.read::<8>().ok_or(ext_error(cur))?;
-                if be16(h, 2) >> 3 != 0 {
-                    return Ok((h[0], false));
+                let h = cur.read::<8>().ok_or(ext_error(cur, partial))?;
+                let offset = be16(h, 2) >> 3;
+                if offset != 0 {
+                    if offset == 1 && h[0] == IPPROTO_TCP {
+                        return Err(Malformed::FragmentOverlap);
+                    }
+                    return Ok((h[0], false, false));
+                }
+                // M flag: a first fragment (an atomic fragment, offset 0 without M, is
+                // a whole packet).
+                if h[3] & 1 != 0 {
+                    partial = true;
                 }
                 next = h[0];
                 8
             }
-            _ => return Ok((next, true)),
+            _ => return Ok((next, true, partial)),
         };
         // The whole extension header must be in the frame.
         cur.off += len - 1;
-        cur.read::<1>().ok_or(ext_error(cur))?;
+        cur.read::<1>().ok_or(ext_error(cur, partial))?;
         cur.off += 1;
     }
     match next {
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
             Err(Malformed::Ipv6ExtTooMany)
         }
-        _ => Ok((next, true)),
+        _ => Ok((next, true, partial)),
     }
 }
 
 /// A failed read in the extension walk: past the header budget is "too many", else
-/// the frame was cut short.
+/// the packet was cut short (in a first fragment: a tiny fragment).
 #[inline(always)]
-fn ext_error(cur: &Cursor) -> Malformed {
+fn ext_error(cur: &Cursor, partial: bool) -> Malformed {
     if cur.off > MAX_HEADER_BYTES {
         Malformed::Ipv6ExtTooMany
+    } else if partial {
+        Malformed::FragmentTiny
     } else {
         Malformed::Ipv6ExtTruncated
     }

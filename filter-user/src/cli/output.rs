@@ -162,12 +162,17 @@ pub fn status(st: &Status) -> String {
     for i in st.interfaces.iter().filter(|i| !i.attached) {
         let _ = writeln!(s, "NOT FILTERED: {}: {}", i.name, i.problem.as_deref().unwrap_or("its links are not attached"));
     }
+    let t = &st.flow_table;
     let _ = writeln!(
         s,
-        "\nstate: {} flows of {} ({:.1}% full); {} packets passed by state",
-        st.flow_table.flows,
-        st.flow_table.limit,
-        100.0 * st.flow_table.flows as f64 / st.flow_table.limit.max(1) as f64,
+        "\nstate: {} flows: {} answered of {} ({:.1}% full), {} unanswered of {} ({:.1}% full); {} packets passed by state",
+        t.flows,
+        t.answered,
+        t.limit,
+        100.0 * t.answered as f64 / t.limit.max(1) as f64,
+        t.unanswered,
+        t.unanswered_limit,
+        100.0 * t.unanswered as f64 / t.unanswered_limit.max(1) as f64,
         st.state_matches.packets
     );
     let _ = writeln!(s, "outbound: {} packets no `out` rule matched (passed)", st.out_unmatched.packets);

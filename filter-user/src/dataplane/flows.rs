@@ -1,5 +1,6 @@
-//! Reading and flushing the pinned connection table for `xdpwall states`,
-//! `xdpwall flush states` and status.
+//! Reading and flushing the pinned connection tables for `xdpwall states`,
+//! `xdpwall flush states` and status: `STATES` holds the flows the other side has
+//! answered, `STATES_NEW` the others (a flood of those evicts only each other).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -34,15 +35,24 @@ pub struct FlowEntry {
     pub bytes: [u64; 2],
     /// The rule that opened the flow, when it is still in the ruleset.
     pub rule: Option<String>,
+    /// The responder has answered (TCP: the handshake completed; UDP: it replied): the
+    /// flow is in the table unanswered flows cannot evict from.
+    pub answered: bool,
 }
 
-/// Live-flow count and table size, for status.
+/// Live-flow counts and table sizes, for status.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FlowTable {
-    /// Live (not expired) flows.
+    /// Live (not expired) flows, answered or not.
     pub flows: usize,
-    /// `set limit states` the table was created with.
+    /// `set limit states` the tables were created with: the answered flows' table size.
     pub limit: u32,
+    /// Live answered flows.
+    pub answered: usize,
+    /// Live flows not answered yet.
+    pub unanswered: usize,
+    /// Size of the unanswered flows' table.
+    pub unanswered_limit: u32,
 }
 
 /// Which flows to list.
@@ -64,9 +74,16 @@ impl FlowFilter {
     }
 }
 
-fn table(paths: &Paths) -> Result<HashMap<MapData, FlowKey, FlowState>, Error> {
-    HashMap::try_from(program::open_pinned(&paths.pin_dir, program::STATES)?)
-        .map_err(|e| Error::Map(program::STATES, e))
+/// A pinned flow table.
+type Table = HashMap<MapData, FlowKey, FlowState>;
+
+fn table(paths: &Paths, name: &'static str) -> Result<Table, Error> {
+    HashMap::try_from(program::open_pinned(&paths.pin_dir, name)?).map_err(|e| Error::Map(name, e))
+}
+
+/// Both tables: (answered, its entries), answered first.
+fn tables(paths: &Paths) -> Result<[(bool, Table); 2], Error> {
+    Ok([(true, table(paths, program::STATES)?), (false, table(paths, program::STATES_NEW)?)])
 }
 
 /// Now on the clock the data plane stamps flows with (bpf_ktime_get_coarse_ns).
@@ -101,65 +118,86 @@ pub fn list(paths: &Paths, filter: &FlowFilter) -> Result<Vec<FlowEntry>, Error>
     let state = State::read(&paths.state_file())?.ok_or_else(|| Error::NotLoaded(paths.state_file()))?;
     let now = now_ns();
     let mut out = Vec::new();
-    for item in table(paths)?.iter() {
-        // An entry can vanish (evicted, flushed) while we iterate: skip it.
-        let Ok((key, st)) = item else { continue };
-        if st.expires_ns <= now {
-            continue;
-        }
-        let (a, b) = ((addr(key.family, key.addr_a), key.port_a), (addr(key.family, key.addr_b), key.port_b));
-        let ((src, sport), (dst, dport), packets, bytes) = if st.orig == 0 {
-            (a, b, st.packets, st.bytes)
-        } else {
-            (b, a, [st.packets[1], st.packets[0]], [st.bytes[1], st.bytes[0]])
-        };
-        let entry = FlowEntry {
-            proto: proto_name(&key),
-            src,
-            sport,
-            dst,
-            dport,
-            state: flow::name(st.state).into(),
-            age_secs: now.saturating_sub(st.created_ns) / 1_000_000_000,
-            expires_in_secs: (st.expires_ns - now) / 1_000_000_000,
-            packets,
-            bytes,
-            rule: state.rules.iter().find(|r| r.counter == st.rule_counter).map(|r| r.info.text.clone()),
-        };
-        if filter.accepts(&entry) {
-            out.push(entry);
+    let mut seen = std::collections::HashSet::new();
+    for (answered, map) in &tables(paths)? {
+        for item in map.iter() {
+            // An entry can vanish (evicted, flushed) while we iterate: skip it. One
+            // moving between the tables as we read can show up in both: list it once.
+            let Ok((key, st)) = item else { continue };
+            if st.expires_ns <= now || !seen.insert(key_bytes(&key)) {
+                continue;
+            }
+            let (a, b) = ((addr(key.family, key.addr_a), key.port_a), (addr(key.family, key.addr_b), key.port_b));
+            let ((src, sport), (dst, dport), packets, bytes) = if st.orig == 0 {
+                (a, b, st.packets, st.bytes)
+            } else {
+                (b, a, [st.packets[1], st.packets[0]], [st.bytes[1], st.bytes[0]])
+            };
+            let entry = FlowEntry {
+                proto: proto_name(&key),
+                src,
+                sport,
+                dst,
+                dport,
+                state: flow::name(st.state).into(),
+                age_secs: now.saturating_sub(st.created_ns) / 1_000_000_000,
+                expires_in_secs: (st.expires_ns - now) / 1_000_000_000,
+                packets,
+                bytes,
+                rule: state.rules.iter().find(|r| r.counter == st.rule_counter).map(|r| r.info.text.clone()),
+                answered: *answered,
+            };
+            if filter.accepts(&entry) {
+                out.push(entry);
+            }
         }
     }
     out.sort_by_key(|f| std::cmp::Reverse(f.age_secs));
     Ok(out)
 }
 
-/// Live flows and the table's size.
-pub fn summary(paths: &Paths) -> Result<FlowTable, Error> {
-    let map = table(paths)?;
-    let limit = map_limit(paths)?;
-    let now = now_ns();
-    let flows = map.iter().filter_map(Result::ok).filter(|(_, st)| st.expires_ns > now).count();
-    Ok(FlowTable { flows, limit })
+/// The key's bytes, to tell flows apart (`FlowKey` has no `Hash`).
+fn key_bytes(k: &FlowKey) -> ([u8; 16], [u8; 16], u16, u16, u8, u8) {
+    (k.addr_a, k.addr_b, k.port_a, k.port_b, k.proto, k.family)
 }
 
-fn map_limit(paths: &Paths) -> Result<u32, Error> {
-    let info = aya::maps::MapInfo::from_pin(paths.pin_dir.join(program::STATES))
-        .map_err(|e| Error::Map(program::STATES, e))?;
+/// Live flows and the tables' sizes.
+pub fn summary(paths: &Paths) -> Result<FlowTable, Error> {
+    let [(_, answered), (_, unanswered)] = tables(paths)?;
+    let now = now_ns();
+    let live = |map: &Table| {
+        map.iter().filter_map(Result::ok).filter(|(_, st)| st.expires_ns > now).count()
+    };
+    let (answered, unanswered) = (live(&answered), live(&unanswered));
+    Ok(FlowTable {
+        flows: answered + unanswered,
+        limit: map_limit(paths, program::STATES)?,
+        answered,
+        unanswered,
+        unanswered_limit: map_limit(paths, program::STATES_NEW)?,
+    })
+}
+
+fn map_limit(paths: &Paths, name: &'static str) -> Result<u32, Error> {
+    let info = aya::maps::MapInfo::from_pin(paths.pin_dir.join(name)).map_err(|e| Error::Map(name, e))?;
     Ok(info.max_entries())
 }
 
-/// Deletes every flow; returns how many there were. Their next packets go through
-/// the rules again.
+/// Deletes every flow, answered or not; returns how many there were. Their next
+/// packets go through the rules again.
 pub fn flush(paths: &Paths) -> Result<usize, Error> {
     super::privilege::require_privileges()?;
     let _lock = super::privilege::lock(&paths.run_dir)?;
-    let mut map = table(paths)?;
-    let keys: Vec<FlowKey> = map.keys().filter_map(Result::ok).collect();
     let mut n = 0;
-    for k in &keys {
-        if map.remove(k).is_ok() {
-            n += 1;
+    // Unanswered first: a flow promoted while we flush is then still caught in the
+    // answered table.
+    for name in [program::STATES_NEW, program::STATES] {
+        let mut map = table(paths, name)?;
+        let keys: Vec<FlowKey> = map.keys().filter_map(Result::ok).collect();
+        for k in &keys {
+            if map.remove(k).is_ok() {
+                n += 1;
+            }
         }
     }
     Ok(n)

@@ -30,9 +30,9 @@ use std::{
 
 use serde::Serialize;
 
+pub use program::{Decision, IfaceBinding, LoadedProgram, RULE_SLOTS, ebpf_object, read_counters, unanswered_limit};
 pub use flows::{FlowEntry, FlowFilter, FlowTable, flush as flush_states, list as list_states};
 pub use plan::Diff;
-pub use program::{Decision, IfaceBinding, LoadedProgram, RULE_SLOTS, ebpf_object, read_counters};
 pub use state::{IfaceState, RuleState, State};
 pub use status::{IfaceStatus, NamedCounter, RuleStatus, Status, status};
 pub use transaction::apply;

@@ -28,7 +28,15 @@ pub fn ebpf_object() -> &'static [u8] {
     OBJECT
 }
 
-pub use names::{COUNTERS, IFACE_COUNTERS, PROGRAM_EGRESS as EGRESS_PROGRAM, PROGRAM_XDP as PROGRAM, STATES};
+pub use names::{COUNTERS, IFACE_COUNTERS, PROGRAM_EGRESS as EGRESS_PROGRAM, PROGRAM_XDP as PROGRAM, STATES, STATES_NEW};
+
+/// Size of the table of unanswered flows for `set limit states N`: half as many
+/// again. Unanswered flows live a round trip (a handshake, a query) unless nobody
+/// answers them; under a flood of those, this size is how many openings the flood
+/// needs to push a legitimate one out before its answer arrives.
+pub fn unanswered_limit(limit: u32) -> u32 {
+    limit.div_ceil(2)
+}
 
 /// Load-time globals of the flow timeouts and the `set timeout` names they take.
 const TIMEOUT_GLOBALS: [(&str, &str); 9] = [
@@ -133,8 +141,9 @@ impl LoadedProgram {
             .override_global(names::HAS_OUT_RULES, &has_out_rules, true)
             .override_global(names::DIR_IN_CLASS, &dir_in, true)
             .override_global(names::DIR_OUT_CLASS, &dir_out, true)
-            // Taken only when the pinned table is created (the first load).
+            // Taken only when the pinned tables are created (the first load).
             .map_max_entries(STATES, state_limit)
+            .map_max_entries(STATES_NEW, unanswered_limit(state_limit))
             .map_max_entries(names::BITMAPS, compiled.bitmaps.len() as u32);
         for a in addr_fields(compiled) {
             loader
@@ -294,6 +303,18 @@ impl LoadedProgram {
         let prog = self.program_mut()?;
         let r = prog.test_run(opts).map_err(|e| Error::Program("test run", e))?;
         Ok((r.return_value, r.duration))
+    }
+}
+
+impl LoadedProgram {
+    /// Runs one frame through the TC egress program with BPF_PROG_TEST_RUN, as if the
+    /// host sent it on the loopback device; returns the TC action (0 OK, 2 SHOT).
+    pub fn test_run_egress(&mut self, frame: &[u8]) -> Result<i32, Error> {
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        let prog = self.egress_mut()?;
+        let r = prog.test_run(opts).map_err(|e| Error::Program("egress test run", e))?;
+        Ok(r.return_value as i32)
     }
 }
 

@@ -136,8 +136,11 @@ fn dissect_inner(frame: &[u8]) -> Result<Option<Fields>, Malformed> {
         ETHERTYPE_IPV6 => ipv6(frame, at)?,
         _ => return Ok(None),
     };
+    // The packet ends where its IP length says; bytes after that (Ethernet padding)
+    // are not part of it.
+    let packet = &frame[..network.end];
     let transport = if network.first_fragment {
-        transport(frame, network.upper_at, network.protocol, network.v6)?
+        transport(packet, network.upper_at, network.protocol, network.v6, network.more_fragments)?
     } else {
         Transport::None
     };
@@ -158,8 +161,13 @@ struct Network {
     v6: bool,
     /// Whether the upper-layer header is in this packet (not a later fragment).
     first_fragment: bool,
+    /// A first fragment with more to follow: the upper-layer header must be whole in
+    /// it all the same (RFC 1858, RFC 3128, RFC 8200 section 4.5).
+    more_fragments: bool,
     /// Offset of the upper-layer header.
     upper_at: usize,
+    /// Offset of the packet's end: the frame's, or the IP length's when shorter.
+    end: usize,
 }
 
 fn ipv4(frame: &[u8], at: usize) -> Result<Network, Malformed> {
@@ -173,15 +181,32 @@ fn ipv4(frame: &[u8], at: usize) -> Result<Network, Malformed> {
     if at + header_len > frame.len() {
         return Err(Malformed::Ipv4Truncated);
     }
-    // Flags (3 bits) and Fragment Offset (13 bits, in 8-octet units).
+    // Total Length counts the header and the data. 0 is taken as "not given" (Linux's
+    // BIG TCP GRO packets have it, and the kernel drops any other): the frame ends it.
+    let total_len = usize::from(u16_at(h, 2));
+    let end = match total_len {
+        0 => frame.len(),
+        n if n < header_len || at + n > frame.len() => return Err(Malformed::Ipv4BadLength),
+        n => at + n,
+    };
+    // Flags (3 bits: reserved, DF, MF) and Fragment Offset (13 bits, in 8-octet units).
     let fragment_offset = u16_at(h, 6) & 0x1fff;
+    let more_fragments = h[6] & 0x20 != 0;
+    let protocol = h[9];
+    // A TCP fragment at 8 bytes lands on the first fragment's flags (byte 13): on
+    // reassembly it can turn an ACK the rules passed into a SYN (RFC 1858 section 3.2).
+    if fragment_offset == 1 && protocol == PROTO_TCP {
+        return Err(Malformed::FragmentOverlap);
+    }
     Ok(Network {
         src: IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15])),
         dst: IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19])),
-        protocol: h[9],
+        protocol,
         v6: false,
         first_fragment: fragment_offset == 0,
+        more_fragments: fragment_offset == 0 && more_fragments,
         upper_at: at + header_len,
+        end,
     })
 }
 
@@ -195,14 +220,23 @@ fn ipv6(frame: &[u8], at: usize) -> Result<Network, Malformed> {
         a.copy_from_slice(&h[i..i + 16]);
         IpAddr::V6(Ipv6Addr::from(a))
     };
-    let chain = extension_chain(frame, at + IPV6_LEN, h[6])?;
+    // Payload Length counts what follows the fixed header. 0: a jumbogram (RFC 2675),
+    // or a BIG TCP GRO packet; the frame ends it.
+    let end = match usize::from(u16_at(h, 4)) {
+        0 => frame.len(),
+        n if at + IPV6_LEN + n > frame.len() => return Err(Malformed::Ipv6BadLength),
+        n => at + IPV6_LEN + n,
+    };
+    let chain = extension_chain(&frame[..end], at + IPV6_LEN, h[6])?;
     Ok(Network {
         src: addr(8),
         dst: addr(24),
         protocol: chain.protocol,
         v6: true,
         first_fragment: !chain.later_fragment,
+        more_fragments: chain.first_fragment,
         upper_at: chain.upper_at,
+        end,
     })
 }
 
@@ -212,6 +246,8 @@ struct Chain {
     /// A Fragment header with a non-zero offset was seen: the upper-layer header is
     /// in another fragment.
     later_fragment: bool,
+    /// A Fragment header with offset 0 and the M flag was seen: a first fragment.
+    first_fragment: bool,
     upper_at: usize,
 }
 
@@ -223,21 +259,31 @@ fn is_extension(next: u8) -> bool {
 }
 
 /// Whether a header ending at `end` (exclusive) is usable: its last byte beyond the
-/// header budget is "too many", within it but past the frame is "truncated".
-fn ext_end(frame: &[u8], end: usize) -> Result<(), Malformed> {
+/// header budget is "too many", within it but past the packet is "truncated" (in a
+/// first fragment, a tiny fragment: RFC 8200 section 4.5 wants the whole chain up to
+/// the upper-layer header in the first fragment).
+fn ext_end(frame: &[u8], end: usize, first_fragment: bool) -> Result<(), Malformed> {
     if end - 1 > MAX_HEADER_BYTES {
         return Err(Malformed::Ipv6ExtTooMany);
     }
     if end > frame.len() {
-        return Err(Malformed::Ipv6ExtTruncated);
+        return Err(short(first_fragment, Malformed::Ipv6ExtTruncated));
     }
     Ok(())
 }
 
+/// Why a header cut short is malformed: in a first fragment, the fragment is too
+/// small; otherwise `whole`, the header's own reason.
+fn short(first_fragment: bool, whole: Malformed) -> Malformed {
+    if first_fragment { Malformed::FragmentTiny } else { whole }
+}
+
 /// Walks hop-by-hop, routing, fragment, destination options and AH headers from `at`,
 /// where a header of type `next` starts (RFC 8200 section 4, RFC 4302 section 2.2).
+/// `frame` ends where the packet does.
 fn extension_chain(frame: &[u8], mut at: usize, mut next: u8) -> Result<Chain, Malformed> {
     let mut walked = 0;
+    let mut first_fragment = false;
     while is_extension(next) {
         if walked == MAX_IPV6_EXT {
             return Err(Malformed::Ipv6ExtTooMany);
@@ -249,7 +295,7 @@ fn extension_chain(frame: &[u8], mut at: usize, mut next: u8) -> Result<Chain, M
             return Err(Malformed::Ipv6ExtTooMany);
         }
         if at + fixed > frame.len() {
-            return Err(Malformed::Ipv6ExtTruncated);
+            return Err(short(first_fragment, Malformed::Ipv6ExtTruncated));
         }
         let h = &frame[at..at + fixed];
         let len = match next {
@@ -257,17 +303,32 @@ fn extension_chain(frame: &[u8], mut at: usize, mut next: u8) -> Result<Chain, M
             PROTO_HOPOPTS | PROTO_ROUTING | PROTO_DSTOPTS => (usize::from(h[1]) + 1) * 8,
             // AH: Payload Len in 4-octet units, minus 2.
             PROTO_AH => (usize::from(h[1]) + 2) * 4,
-            // Fragment: Fragment Offset is the top 13 bits of bytes 2-3. A later
-            // fragment ends the chain: what follows is fragment data, not headers
-            // (RFC 8200 4.5), and its Next Header names the protocol.
+            // Fragment: Fragment Offset is the top 13 bits of bytes 2-3, the M flag
+            // the lowest bit. A later fragment ends the chain: what follows is
+            // fragment data, not headers (RFC 8200 4.5), and its Next Header names
+            // the protocol. At offset 1 (8 bytes) before TCP it would overlap the
+            // first fragment's TCP header: RFC 1858's attack, dropped as in IPv4.
             _ => {
-                if u16_at(h, 2) >> 3 != 0 {
-                    return Ok(Chain { protocol: h[0], later_fragment: true, upper_at: at + 8 });
+                let offset = u16_at(h, 2) >> 3;
+                if offset == 1 && h[0] == PROTO_TCP {
+                    return Err(Malformed::FragmentOverlap);
+                }
+                if offset != 0 {
+                    return Ok(Chain {
+                        protocol: h[0],
+                        later_fragment: true,
+                        first_fragment: false,
+                        upper_at: at + 8,
+                    });
+                }
+                // Offset 0 without M is an atomic fragment: a whole packet.
+                if h[3] & 1 != 0 {
+                    first_fragment = true;
                 }
                 8
             }
         };
-        ext_end(frame, at + len)?;
+        ext_end(frame, at + len, first_fragment)?;
         next = h[0];
         at += len;
         walked += 1;
@@ -275,12 +336,14 @@ fn extension_chain(frame: &[u8], mut at: usize, mut next: u8) -> Result<Chain, M
     Ok(Chain {
         protocol: next,
         later_fragment: false,
+        first_fragment,
         upper_at: at,
     })
 }
 
-/// The transport header of a first fragment at `at`.
-fn transport(frame: &[u8], at: usize, protocol: u8, v6: bool) -> Result<Transport, Malformed> {
+/// The transport header of a first fragment (or a whole packet) at `at`; `frame`
+/// ends where the packet does.
+fn transport(frame: &[u8], at: usize, protocol: u8, v6: bool, first_fragment: bool) -> Result<Transport, Malformed> {
     let needed = match protocol {
         PROTO_TCP => 20,
         PROTO_UDP => 8,
@@ -295,7 +358,17 @@ fn transport(frame: &[u8], at: usize, protocol: u8, v6: bool) -> Result<Transpor
     if at > MAX_HEADER_BYTES {
         return Err(Malformed::L4Truncated);
     }
-    let h = bytes(frame, at, needed).ok_or(Malformed::L4Truncated)?;
+    // A first fragment must hold the whole header: the rest, with the ports or flags a
+    // rule looks at, would be in a fragment no rule can see (RFC 1858, RFC 3128).
+    let h = bytes(frame, at, needed).ok_or(short(first_fragment, Malformed::L4Truncated))?;
+    if protocol == PROTO_TCP {
+        // Data Offset: the header's length in 32-bit words, at least the fixed 5. A
+        // first fragment may leave options to the next; a whole segment must hold it.
+        let header_len = usize::from(h[12] >> 4) * 4;
+        if header_len < 20 || !first_fragment && at + header_len > frame.len() {
+            return Err(Malformed::TcpBadDataOffset);
+        }
+    }
     Ok(match protocol {
         PROTO_TCP => Transport::Ports {
             src: u16_at(h, 0),

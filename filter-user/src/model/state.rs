@@ -32,10 +32,17 @@
 //!   (same identifier: it is part of the flow's identity); a request from the
 //!   responder or a reply from the opener goes through the rules.
 //!
+//! - Answered flows ([`FlowState::answered`]): a TCP flow whose handshake completed
+//!   (until an RST closes it), a UDP flow the responder replied to. ICMP echo flows
+//!   never are. The data plane keeps answered flows in a table of their own, so that
+//!   flows nobody answers (a spoofed flood) only ever evict each other; which table a
+//!   flow is in follows from its state alone.
+//!
 //! Not modelled: timeouts (every flow lives forever; the differential sequences are
-//! short, far below any timeout) and the table limit with its LRU eviction (every
-//! flow is kept; the sequences open a few dozen flows, the table holds 100000 by
-//! default). The per-flow counters of `xdpwall states` are not modelled either.
+//! short, far below any timeout) and the table limits with their LRU eviction (every
+//! flow is kept; the sequences open a few dozen flows, the tables hold 100000 answered
+//! and 50000 unanswered flows by default). The per-flow counters of `xdpwall states`
+//! are not modelled either.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -117,6 +124,19 @@ pub enum FlowState {
     UdpMultiple,
     /// ICMP/ICMPv6 echo.
     IcmpEcho,
+}
+
+impl FlowState {
+    /// Whether the other side has answered: a TCP handshake that completed (a SYN-ACK
+    /// alone proves only that a port is open: a listener answers any spoofed SYN) and
+    /// no RST since, a UDP flow the responder sent on. ICMP echo never (every host
+    /// answers pings; the flows last one exchange).
+    pub fn answered(self) -> bool {
+        matches!(
+            self,
+            FlowState::Tcp(TcpState::Established | TcpState::Closing | TcpState::FinWait) | FlowState::UdpMultiple
+        )
+    }
 }
 
 /// A tracked flow.

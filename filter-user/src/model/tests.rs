@@ -227,11 +227,97 @@ fn ipv4_fragments() {
     assert_eq!(fields(&df).transport, ports(1, 2, None));
     // A later fragment: no L4, even when its bytes look like one, and no truncation
     // either.
-    let later = v4_frame(&[], &ipv4(6, 0x0001, &[]), &[0; 3]);
+    let later = v4_frame(&[], &ipv4(6, 0x0002, &[]), &[0; 3]);
     let f = fields(&later);
     assert_eq!((f.protocol, f.transport), (6, Transport::None));
     let later = v4_frame(&[], &ipv4(1, 0x1fff, &[]), &icmp(8, 0));
     assert_eq!(fields(&later).transport, Transport::None);
+    // TCP at offset 1 (8 bytes) would overwrite the first fragment's flags (RFC 1858);
+    // other protocols there are ordinary later fragments.
+    let overlap = v4_frame(&[], &ipv4(6, 0x0001, &[]), &[0; 8]);
+    assert_eq!(malformed(&overlap), Malformed::FragmentOverlap);
+    let overlap_last = v4_frame(&[], &ipv4(6, 0x2001, &[]), &[0; 8]);
+    assert_eq!(malformed(&overlap_last), Malformed::FragmentOverlap);
+    let udp_at_1 = v4_frame(&[], &ipv4(17, 0x2001, &[]), &[0; 8]);
+    assert_eq!(fields(&udp_at_1).transport, Transport::None);
+    // A first fragment must hold the whole TCP header (RFC 1858, RFC 3128); a whole
+    // packet cut short is truncated instead.
+    let t = tcp(1, 2, 0x02);
+    let tiny = v4_frame(&[], &ipv4(6, 0x2000, &[]), &t[..8]);
+    assert_eq!(malformed(&tiny), Malformed::FragmentTiny);
+    let tiny = v4_frame(&[], &ipv4(6, 0x2000, &[]), &t[..19]);
+    assert_eq!(malformed(&tiny), Malformed::FragmentTiny);
+    let cut = v4_frame(&[], &ipv4(6, 0, &[]), &t[..19]);
+    assert_eq!(malformed(&cut), Malformed::L4Truncated);
+    let small_sctp = v4_frame(&[], &ipv4(132, 0x2000, &[]), &[0; 8]);
+    assert_eq!(malformed(&small_sctp), Malformed::FragmentTiny);
+}
+
+/// Sets an IPv4 frame's Total Length (the IPv4 header starts at 14).
+fn with_total_length(mut frame: Vec<u8>, len: u16) -> Vec<u8> {
+    frame[16..18].copy_from_slice(&len.to_be_bytes());
+    frame
+}
+
+#[test]
+fn ip_length_fields() {
+    let good = v4_frame(&[], &ipv4(6, 0, &[]), &tcp(1, 2, 0x10));
+    // 0 leaves the frame's end (the helpers' frames all say 0).
+    assert_eq!(fields(&good).transport, ports(1, 2, Some(0x10)));
+    assert_eq!(fields(&with_total_length(good.clone(), 40)).transport, ports(1, 2, Some(0x10)));
+    assert_eq!(malformed(&with_total_length(good.clone(), 41)), Malformed::Ipv4BadLength);
+    assert_eq!(malformed(&with_total_length(good.clone(), 19)), Malformed::Ipv4BadLength);
+    // The packet ends at 39 bytes: its TCP header is cut, whatever follows in the frame.
+    assert_eq!(malformed(&with_total_length(good.clone(), 39)), Malformed::L4Truncated);
+    let mut padded = with_total_length(good.clone(), 40);
+    padded.extend_from_slice(&[0xee; 20]);
+    assert_eq!(fields(&padded).transport, ports(1, 2, Some(0x10)));
+    // Padding does not make a tiny first fragment whole.
+    let mut tiny = with_total_length(v4_frame(&[], &ipv4(6, 0x2000, &[]), &tcp(1, 2, 0x02)[..8]), 28);
+    tiny.extend_from_slice(&[0x12; 18]);
+    assert_eq!(malformed(&tiny), Malformed::FragmentTiny);
+    // Options: Total Length covers them.
+    let opts = v4_frame(&[], &ipv4(17, 0, &[1; 8]), &udp(1, 2));
+    assert_eq!(malformed(&with_total_length(opts.clone(), 27)), Malformed::Ipv4BadLength);
+    assert_eq!(malformed(&with_total_length(opts.clone(), 28)), Malformed::L4Truncated);
+    assert_eq!(fields(&with_total_length(opts, 36)).transport, ports(1, 2, None));
+
+    let mut v6 = v6_frame(&[&ipv6(17), &udp(5, 6)]);
+    for (len, want) in [(8u16, None), (9, Some(Malformed::Ipv6BadLength)), (7, Some(Malformed::L4Truncated))] {
+        v6[18..20].copy_from_slice(&len.to_be_bytes());
+        match want {
+            None => assert_eq!(fields(&v6).transport, ports(5, 6, None)),
+            Some(m) => assert_eq!(malformed(&v6), m, "payload length {len}"),
+        }
+    }
+}
+
+#[test]
+fn tcp_data_offset() {
+    let with_offset = |frame: &[u8], at: usize, words: u8| {
+        let mut f = frame.to_vec();
+        f[at + 12] = words << 4;
+        f
+    };
+    // 4 bytes after the fixed header: room for a data offset of 6, not 7.
+    let seg = cat(&[&tcp(1, 2, 0x10), &[1, 1, 1, 0]]);
+    let whole = v4_frame(&[], &ipv4(6, 0, &[]), &seg);
+    let first = v4_frame(&[], &ipv4(6, 0x2000, &[]), &seg);
+    let v6 = v6_frame(&[&ipv6(6), &seg]);
+    for frame in [&whole, &first, &v6] {
+        let at = frame.len() - seg.len();
+        for words in 0..5 {
+            assert_eq!(malformed(&with_offset(frame, at, words)), Malformed::TcpBadDataOffset, "{words}");
+        }
+        assert_eq!(fields(&with_offset(frame, at, 6)).transport, ports(1, 2, Some(0x10)));
+    }
+    // Past the segment: a whole segment is malformed, a first fragment leaves the
+    // rest of its options to the next fragment.
+    for words in 7..16 {
+        assert_eq!(malformed(&with_offset(&whole, 34, words)), Malformed::TcpBadDataOffset, "{words}");
+        assert_eq!(malformed(&with_offset(&v6, 54, words)), Malformed::TcpBadDataOffset, "{words}");
+        assert_eq!(fields(&with_offset(&first, 34, words)).transport, ports(1, 2, Some(0x10)));
+    }
 }
 
 #[test]
@@ -258,22 +344,38 @@ fn ipv6_extension_chains() {
     bad[14] = 0x40;
     assert_eq!(malformed(&bad), Malformed::Ipv6BadHeader);
     // Headers end at 62 (hop-by-hop), 86 (routing), 110 (AH), 118 (fragment), 134
-    // (dest-opts); TCP at 134..154. A cut anywhere in them is caught.
+    // (dest-opts); TCP at 134..154. A cut anywhere in them is caught; after the
+    // Fragment header of a first fragment (M set), the fragment is tiny: it must hold
+    // the whole chain and the upper-layer header (RFC 8200 section 4.5).
     assert_eq!(chain.len(), 154);
-    for cut in 54..134 {
+    for cut in 54..118 {
         assert_eq!(
             malformed(&chain[..cut]),
             Malformed::Ipv6ExtTruncated,
             "cut at {cut}"
         );
     }
-    for cut in 134..154 {
+    for cut in 118..154 {
         assert_eq!(
             malformed(&chain[..cut]),
-            Malformed::L4Truncated,
+            Malformed::FragmentTiny,
             "cut at {cut}"
         );
     }
+    // The same chain with an atomic fragment (offset 0, no M): a whole packet.
+    let mut atomic = chain.clone();
+    atomic[113] = 0;
+    for cut in 118..134 {
+        assert_eq!(malformed(&atomic[..cut]), Malformed::Ipv6ExtTruncated, "cut at {cut}");
+    }
+    for cut in 134..154 {
+        assert_eq!(malformed(&atomic[..cut]), Malformed::L4Truncated, "cut at {cut}");
+    }
+    // TCP at offset 1 after a Fragment header overlaps the first fragment's flags.
+    let overlap = v6_frame(&[&ipv6(44), &frag_ext(6, 1, true), &[0; 8]]);
+    assert_eq!(malformed(&overlap), Malformed::FragmentOverlap);
+    let at_2 = v6_frame(&[&ipv6(44), &frag_ext(6, 2, true), &[0; 8]]);
+    assert_eq!(fields(&at_2).transport, Transport::None);
 
     // Non-first fragment: protocol known, no L4.
     let later = v6_frame(&[&ipv6(44), &frag_ext(58, 3, false), &icmp(128, 0)]);

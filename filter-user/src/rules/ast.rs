@@ -23,7 +23,8 @@ pub struct Ruleset {
 /// Connection-tracking settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Options {
-    /// `set limit states N`: size of the flow table (taken when the filter is loaded).
+    /// `set limit states N`: answered flows kept (and half as many unanswered ones, in a
+    /// table of their own); taken when the filter is loaded.
     pub state_limit: Option<u32>,
     /// `set timeout NAME SECONDS`, by name (`tcp.established`, ...; see [`TIMEOUT_NAMES`]).
     pub timeouts: BTreeMap<String, u32>,
