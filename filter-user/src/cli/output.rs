@@ -290,6 +290,7 @@ mod tests {
             packets: [3, 4],
             bytes: [100, 200],
             rule: Some("pass in proto tcp keep state".into()),
+            answered: true,
         }
     }
 
