@@ -898,7 +898,8 @@ fn flood_rows(
         Err(_) => (None, Vec::new()),
     };
     let description = match capacity {
-        Some(c) => format!("{} /32 (its maximum: a {c}-entry hash)", hosts.len()),
+        Some(c) if hosts.len() == c => format!("{c} /32 (its maximum: a {c}-entry hash)"),
+        Some(c) => format!("{} /32 (of a {c}-entry hash)", hosts.len()),
         None => "–".into(),
     };
     let expected =
