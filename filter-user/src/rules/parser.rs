@@ -259,7 +259,7 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
             let bytes = source::read(&path, MAX_TABLE_FILE_BYTES).map_err(|reason: ReadError| {
                 c.err(
                     path_tok.pos,
-                    format!("cannot read table file `{}`: {reason}", clip(&shown)),
+                    format!("cannot read table file `{shown}`: {reason}"),
                 )
             })?;
             let text = source::utf8(&bytes, &shown)?;
