@@ -31,6 +31,21 @@ fn hidden(ch: char) -> bool {
     ch.is_control() || matches!(ch, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// A path to show in a message: whole when it is of a sane length, else its start and
+/// its end (where the file name is) around a `…`; escaped like [`clip`].
+pub(super) fn clip_path(path: &str) -> Cow<'_, str> {
+    const HEAD: usize = 40;
+    const TAIL: usize = 100;
+    let chars = path.chars().count();
+    if chars <= HEAD + TAIL {
+        return clip_to(path, HEAD + TAIL);
+    }
+    let tail_start = path.char_indices().nth(chars - TAIL).map_or(0, |(i, _)| i);
+    let head = clip_to(path, HEAD);
+    let tail = clip_to(&path[tail_start..], TAIL);
+    Cow::Owned(format!("{}{tail}", head))
+}
+
 fn clip_to(text: &str, max: usize) -> Cow<'_, str> {
     let cut = text.char_indices().nth(max).map(|(i, _)| i);
     let kept = &text[..cut.unwrap_or(text.len())];
@@ -116,6 +131,16 @@ mod tests {
         assert_eq!(clip(&long), format!("{}…", "é".repeat(44)));
         assert_eq!(clip(&"x".repeat(44)), "x".repeat(44));
         assert_eq!(brief(&"x".repeat(44)), format!("{}…", "x".repeat(16)));
+    }
+
+    #[test]
+    fn long_paths_keep_their_file_name() {
+        assert_eq!(clip_path("/etc/x.txt"), "/etc/x.txt");
+        let long = format!("/{}/list.txt", "d".repeat(500));
+        let shown = clip_path(&long);
+        assert!(shown.starts_with(&format!("/{}…", "d".repeat(39))), "{shown}");
+        assert!(shown.ends_with(&format!("{}/list.txt", "d".repeat(91))), "{shown}");
+        assert_eq!(shown.chars().count(), 141);
     }
 
     #[test]

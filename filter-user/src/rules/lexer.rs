@@ -202,7 +202,8 @@ impl<'a> Lexer<'a> {
     fn found_here(&self) -> String {
         match self.src[self.i..].chars().next() {
             None | Some('\n' | '\r') => "end of line".to_owned(),
-            Some(ch) => format!("`{ch}`"),
+            Some('\t') => "a tab".to_owned(),
+            Some(ch) => format!("`{}`", super::error::clip(ch.encode_utf8(&mut [0; 4]))),
         }
     }
 
@@ -573,6 +574,10 @@ mod tests {
             );
         }
         assert!(lex("pass\tin\r\n").is_ok());
+        assert_eq!(
+            lex("from <a\tb>").unwrap_err(),
+            "t.conf:1:8: expected a letter, digit, `_`, `-`, `.` or `>` in the table name, found a tab"
+        );
     }
 
     #[test]

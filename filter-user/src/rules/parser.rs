@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::addr;
 use super::ast::{Action, Options, Pos, Ruleset, TIMEOUT_NAMES, Table};
-use super::error::{RulesError, brief, clip};
+use super::error::{RulesError, brief, clip, clip_path};
 use super::lexer::{Kind, Lexer, Token, unquote};
 use super::rule;
 use super::source::{self, MAX_TABLE_FILE_BYTES, ReadError};
@@ -259,7 +259,7 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
             let bytes = source::read(&path, MAX_TABLE_FILE_BYTES).map_err(|reason: ReadError| {
                 c.err(
                     path_tok.pos,
-                    format!("cannot read table file `{shown}`: {reason}"),
+                    format!("cannot read table file `{}`: {reason}", clip_path(&shown)),
                 )
             })?;
             let text = source::utf8(&bytes, &shown)?;

@@ -1,0 +1,308 @@
+//! Fuzzing the rule language: the lexer, the parser and the compiler on random bytes,
+//! on soups of the language's own tokens, and on mutated valid rulesets (the examples
+//! below, the demo ruleset and the broken rulesets of `tests/corpus`).
+//!
+//! For every input:
+//! - nothing panics (parse, then compile what parses);
+//! - an error carries a position inside the input (line within the file, column within
+//!   that line or just past its end), or names the file as a whole (line 0), and its
+//!   message is short and holds no control character: it never echoes a runaway line;
+//! - a ruleset that parses round-trips: printed back (settings, tables inline, each
+//!   rule's text) and parsed again, it is the same ruleset.
+//!
+//! Time per input is not asserted. The run is time-boxed by its number of cases
+//! (`XDPWALL_FUZZ_CASES`, default 1000 per property; a few seconds), so CI runs it with
+//! `cargo xtask test`; `XDPWALL_FUZZ_SECS=N` instead keeps generating fresh cases for N
+//! seconds, for a longer hunt. Failures shrink and are saved in
+//! `fuzz.proptest-regressions`, replayed first on every run.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use filter_user::compile;
+use filter_user::rules::{self, Ruleset, RulesError};
+use proptest::{
+    collection::vec,
+    prelude::*,
+    sample::{Index, select},
+    test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner},
+};
+
+/// Where table files named by a fuzzed ruleset are looked for: nowhere.
+const BASE: &str = "/nonexistent-xdpwall-fuzz";
+const FILE: &str = "fuzz.conf";
+/// Longest error message accepted: the longest "expected ..." list plus the quotes.
+const MAX_MESSAGE: usize = 600;
+
+/// Valid rulesets that use every part of the language.
+const SEEDS: &[&str] = &[
+    "# comments run to the end of the line; a trailing \\ continues a rule\n\
+     set default block\n\
+     set limit states 200000\n\
+     set timeout tcp.established 3600\n\
+     table <admins> { 192.0.2.10, 2001:db8::/64 }\n\
+     pass  in on eth0 proto tcp from <admins> to port ssh\n\
+     pass  in proto tcp to port { 80, 443, 8000:8080 }\n\
+     pass  in proto icmp icmp-type echo-request\n\
+     pass  in proto icmp6\n\
+     pass  in proto udp from any port 53 to 10.0.0.0/8 label \"dns replies\"\n\
+     block in inet6 from !2001:db8::/32 to any\n\
+     pass  in proto tcp flags S/SA vlan 100\n\
+     pass  in proto tcp to port 443 keep state     # replies pass on the flow's state\n\
+     pass  out proto { tcp udp } keep state        # the host's own connections\n",
+    "set default pass\n\
+     table <bad> {\n  10.0.0.0/8, 172.16.0.0/12 # private\n  fd00::/8\n}\n\
+     block in quick from <bad> to ! { 10.1.0.0/16, <bad> } label \"x \\\"y\\\"\"\n\
+     pass in inet proto icmp icmp-type unreach code 4\n\
+     pass in inet6 proto icmp6 icmp6-type toobig\n\
+     block in proto { 6 17 132 } from any port 1:1023 to any port { ssh, 8080 }\n\
+     pass in proto tcp \\\n   from 198.51.100.0/24 flags any\n\
+     block all\n",
+    include_str!("../filter-user/examples/demo.conf"),
+];
+
+/// Pieces of the language, and of what it must refuse.
+const PIECES: &[&str] = &[
+    "pass", "block", "in", "out", "quick", "on", "eth0", "inet", "inet6", "proto", "tcp", "udp",
+    "icmp", "icmp6", "sctp", "all", "from", "to", "any", "port", "flags", "S/SA", "/SA", "FUP/FSRPAU",
+    "icmp-type", "icmp6-type", "echoreq", "code", "vlan", "keep", "state", "log", "label", "rate",
+    "10/s", "burst", "table", "file", "set", "default", "limit", "states", "timeout", "tcp.first",
+    "{", "}", ",", "!", "<t>", "<admins>", "<", ">", "\"", "\"x\"", "\"dup\"", "\\", "\\\n", "#",
+    "\n", "\r\n", "\t", " ", "0", "1", "22", "65535", "70000", "4096", "4095", "-1", "8000:8080",
+    ":", "10.0.0.0/8", "10.1.2.3/8", "1.2.3.4/33", "::1", "2001:db8::/33", "fe80::1%eth0",
+    "0.0.0.0/0", "::/0", "\0", "\u{1b}", "\u{7f}", "\u{85}", "\u{202e}", "é", "ssh", "frmo",
+];
+
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.parse().ok().filter(|n| *n > 0)
+}
+
+/// Line and column of a position, checked against the input's lines.
+fn position_is_inside(e: &RulesError, bytes: &[u8]) -> Result<(), String> {
+    if e.line == 0 {
+        return if e.col == 0 { Ok(()) } else { Err("line 0 with a column".into()) };
+    }
+    // Lines as the lexer counts them; invalid UTF-8 errors point at the first bad
+    // byte, which lossy decoding replaces by one character.
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.split('\n').collect();
+    let line = lines
+        .get(e.line as usize - 1)
+        .ok_or_else(|| format!("line {} of {}", e.line, lines.len()))?;
+    let width = line.chars().count() as u32;
+    if e.col == 0 || e.col > width + 1 {
+        return Err(format!("column {} of a line of {width} characters", e.col));
+    }
+    Ok(())
+}
+
+/// The ruleset printed back as text: settings, tables inline, rules as written.
+fn render(rs: &Ruleset) -> String {
+    let mut s = String::new();
+    let default = match rs.default_action {
+        rules::Action::Pass => "pass",
+        rules::Action::Block => "block",
+    };
+    let _ = writeln!(s, "set default {default}");
+    if let Some(n) = rs.options.state_limit {
+        let _ = writeln!(s, "set limit states {n}");
+    }
+    for (name, secs) in &rs.options.timeouts {
+        let _ = writeln!(s, "set timeout {name} {secs}");
+    }
+    for (name, table) in &rs.tables {
+        let entries: Vec<String> = table.entries.iter().map(|e| e.to_string()).collect();
+        let _ = writeln!(s, "table <{name}> {{ {} }}", entries.join(", "));
+    }
+    for rule in &rs.rules {
+        let _ = writeln!(s, "{}", rule.text);
+    }
+    s
+}
+
+/// The ruleset without what depends on where things were written.
+fn normalized(mut rs: Ruleset) -> Ruleset {
+    for rule in &mut rs.rules {
+        rule.pos = Default::default();
+    }
+    for table in rs.tables.values_mut() {
+        table.file = None;
+    }
+    rs
+}
+
+/// Inputs that parsed (and round-tripped), across the properties of this process.
+static VALID: AtomicU64 = AtomicU64::new(0);
+/// Inputs that were refused with an error.
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// The properties, for one input.
+fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let result = rules::parse_bytes(bytes, FILE, Path::new(BASE));
+    let counter = if result.is_ok() { &VALID } else { &REFUSED };
+    counter.fetch_add(1, Ordering::Relaxed);
+    match result {
+        Err(e) => {
+            prop_assert_eq!(&e.file, FILE, "errors are in the input: {}", e);
+            position_is_inside(&e, bytes)
+                .map_err(|why| TestCaseError::fail(format!("{e}: position outside the input: {why}")))?;
+            prop_assert!(e.message.len() <= MAX_MESSAGE, "message of {} bytes", e.message.len());
+            prop_assert!(
+                !e.message.chars().any(char::is_control),
+                "control character in {:?}",
+                e.message
+            );
+        }
+        Ok(rs) => {
+            // The compiler may refuse (memory), but never panics.
+            let _ = compile::compile(&rs);
+            let text = render(&rs);
+            let again = rules::parse_str(&text, "rendered.conf", Path::new(BASE))
+                .map_err(|e| TestCaseError::fail(format!("rendered ruleset fails: {e}\n{text}")))?;
+            prop_assert_eq!(normalized(again), normalized(rs), "round trip of\n{}", text);
+        }
+    }
+    Ok(())
+}
+
+/// One change to a ruleset's bytes.
+#[derive(Debug, Clone)]
+enum Mutation {
+    Insert(Index, Vec<u8>),
+    Delete(Index, usize),
+    Replace(Index, u8),
+    DuplicateLine(Index),
+    SwapLines(Index, Index),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let piece = prop_oneof![
+        select(PIECES).prop_map(|p| format!(" {p} ").into_bytes()),
+        select(PIECES).prop_map(|p| p.as_bytes().to_vec()),
+        vec(any::<u8>(), 1..8),
+        (1usize..400).prop_map(|n| vec![b'7'; n]),
+    ];
+    prop_oneof![
+        3 => (any::<Index>(), piece).prop_map(|(at, p)| Mutation::Insert(at, p)),
+        2 => (any::<Index>(), 1usize..20).prop_map(|(at, n)| Mutation::Delete(at, n)),
+        1 => (any::<Index>(), any::<u8>()).prop_map(|(at, b)| Mutation::Replace(at, b)),
+        1 => any::<Index>().prop_map(Mutation::DuplicateLine),
+        1 => (any::<Index>(), any::<Index>()).prop_map(|(a, b)| Mutation::SwapLines(a, b)),
+    ]
+}
+
+fn apply(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
+    for m in mutations {
+        let len = bytes.len();
+        match m {
+            Mutation::Insert(at, piece) => {
+                let i = at.index(len + 1);
+                bytes.splice(i..i, piece.iter().copied());
+            }
+            Mutation::Delete(at, n) if len > 0 => {
+                let i = at.index(len);
+                bytes.drain(i..(i + n).min(len));
+            }
+            Mutation::Replace(at, b) if len > 0 => {
+                let i = at.index(len);
+                bytes[i] = *b;
+            }
+            Mutation::DuplicateLine(at) | Mutation::SwapLines(at, _) if len > 0 => {
+                let mut lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+                let i = at.index(lines.len());
+                match m {
+                    Mutation::SwapLines(_, other) => {
+                        let j = other.index(lines.len());
+                        lines.swap(i, j);
+                    }
+                    _ => {
+                        let line = lines[i].clone();
+                        lines.insert(i, line);
+                    }
+                }
+                bytes = lines.join(&b'\n');
+            }
+            _ => {}
+        }
+    }
+    bytes
+}
+
+/// The seeds, and the corpus of broken rulesets (their table files stay out of reach:
+/// the fuzzed rulesets resolve tables in a directory that does not exist).
+fn seeds() -> Vec<Vec<u8>> {
+    let mut all: Vec<Vec<u8>> = SEEDS.iter().map(|s| s.as_bytes().to_vec()).collect();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let mut corpus: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    corpus.sort();
+    all.extend(corpus.iter().map(|p| std::fs::read(p).unwrap()));
+    all
+}
+
+/// Runs `strategy` through [`check`]: `XDPWALL_FUZZ_CASES` cases (default 1000), or
+/// batches of fresh cases for `XDPWALL_FUZZ_SECS` seconds.
+fn fuzz<S: Strategy<Value = Vec<u8>>>(name: &'static str, strategy: S) {
+    let deadline = env_number("XDPWALL_FUZZ_SECS").map(|s| Instant::now() + Duration::from_secs(s));
+    let cases = env_number("XDPWALL_FUZZ_CASES").unwrap_or(1000) as u32;
+    let mut runs = 0u64;
+    loop {
+        let mut config = Config {
+            cases: if deadline.is_some() { 500 } else { cases },
+            failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/fuzz.proptest-regressions"
+            )))),
+            ..Config::default()
+        };
+        config.source_file = Some(file!());
+        config.test_name = Some(name);
+        let mut runner = TestRunner::new(config);
+        if let Err(e) = runner.run(&strategy, |bytes| check(&bytes)) {
+            panic!("{name}: {e}");
+        }
+        runs += 1;
+        if deadline.is_none_or(|d| Instant::now() >= d) {
+            break;
+        }
+    }
+    eprintln!(
+        "{name}: {runs} batch(es) passed; so far in this process {} inputs parsed and round-tripped, {} were refused",
+        VALID.load(Ordering::Relaxed),
+        REFUSED.load(Ordering::Relaxed)
+    );
+}
+
+#[test]
+fn random_bytes() {
+    fuzz("random_bytes", vec(any::<u8>(), 0..600));
+}
+
+#[test]
+fn token_soup() {
+    let soup = vec(select(PIECES), 0..80).prop_map(|pieces| pieces.concat().into_bytes());
+    fuzz("token_soup", soup);
+}
+
+#[test]
+fn mutated_rulesets() {
+    let seeds = seeds();
+    let n = seeds.len();
+    let strategy = (0..n, vec(mutation(), 1..6))
+        .prop_map(move |(i, mutations)| apply(seeds[i].clone(), &mutations));
+    fuzz("mutated_rulesets", strategy);
+}
+
+#[test]
+fn seeds_are_valid_and_round_trip() {
+    for seed in SEEDS {
+        let rs = rules::parse_str(seed, FILE, Path::new(BASE)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!rs.rules.is_empty());
+        check(seed.as_bytes()).unwrap();
+    }
+}
