@@ -250,7 +250,7 @@ fn ipv6_table(n: u32) -> String {
     for i in 0..n {
         let _ = writeln!(
             text,
-            "2001:0db8:0000:0000:0000:0000:{:04x}:{:04x}/128  # host {i:07}, listed 2026-12-01 by the abuse desk",
+            "2001:0db8:0000:0000:0000:0000:{:04x}:{:04x}/128  # host {i:07}, listed 2026-12-01 by the abuse desk, ticket 4711",
             i >> 16,
             i & 0xffff
         );
