@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use filter_user::compile;
-use filter_user::rules::{self, Ruleset, RulesError};
+use filter_user::rules::{self, RulesError, Ruleset};
 use proptest::{
     collection::vec,
     prelude::*,
@@ -65,14 +65,94 @@ const SEEDS: &[&str] = &[
 
 /// Pieces of the language, and of what it must refuse.
 const PIECES: &[&str] = &[
-    "pass", "block", "in", "out", "quick", "on", "eth0", "inet", "inet6", "proto", "tcp", "udp",
-    "icmp", "icmp6", "sctp", "all", "from", "to", "any", "port", "flags", "S/SA", "/SA", "FUP/FSRPAU",
-    "icmp-type", "icmp6-type", "echoreq", "code", "vlan", "keep", "state", "log", "label", "rate",
-    "10/s", "burst", "table", "file", "set", "default", "limit", "states", "timeout", "tcp.first",
-    "{", "}", ",", "!", "<t>", "<admins>", "<", ">", "\"", "\"x\"", "\"dup\"", "\\", "\\\n", "#",
-    "\n", "\r\n", "\t", " ", "0", "1", "22", "65535", "70000", "4096", "4095", "-1", "8000:8080",
-    ":", "10.0.0.0/8", "10.1.2.3/8", "1.2.3.4/33", "::1", "2001:db8::/33", "fe80::1%eth0",
-    "0.0.0.0/0", "::/0", "\0", "\u{1b}", "\u{7f}", "\u{85}", "\u{202e}", "é", "ssh", "frmo",
+    "pass",
+    "block",
+    "in",
+    "out",
+    "quick",
+    "on",
+    "eth0",
+    "inet",
+    "inet6",
+    "proto",
+    "tcp",
+    "udp",
+    "icmp",
+    "icmp6",
+    "sctp",
+    "all",
+    "from",
+    "to",
+    "any",
+    "port",
+    "flags",
+    "S/SA",
+    "/SA",
+    "FUP/FSRPAU",
+    "icmp-type",
+    "icmp6-type",
+    "echoreq",
+    "code",
+    "vlan",
+    "keep",
+    "state",
+    "log",
+    "label",
+    "rate",
+    "10/s",
+    "burst",
+    "table",
+    "file",
+    "set",
+    "default",
+    "limit",
+    "states",
+    "timeout",
+    "tcp.first",
+    "{",
+    "}",
+    ",",
+    "!",
+    "<t>",
+    "<admins>",
+    "<",
+    ">",
+    "\"",
+    "\"x\"",
+    "\"dup\"",
+    "\\",
+    "\\\n",
+    "#",
+    "\n",
+    "\r\n",
+    "\t",
+    " ",
+    "0",
+    "1",
+    "22",
+    "65535",
+    "70000",
+    "4096",
+    "4095",
+    "-1",
+    "8000:8080",
+    ":",
+    "10.0.0.0/8",
+    "10.1.2.3/8",
+    "1.2.3.4/33",
+    "::1",
+    "2001:db8::/33",
+    "fe80::1%eth0",
+    "0.0.0.0/0",
+    "::/0",
+    "\0",
+    "\u{1b}",
+    "\u{7f}",
+    "\u{85}",
+    "\u{202e}",
+    "é",
+    "ssh",
+    "frmo",
 ];
 
 fn env_number(name: &str) -> Option<u64> {
@@ -82,7 +162,11 @@ fn env_number(name: &str) -> Option<u64> {
 /// Line and column of a position, checked against the input's lines.
 fn position_is_inside(e: &RulesError, bytes: &[u8]) -> Result<(), String> {
     if e.line == 0 {
-        return if e.col == 0 { Ok(()) } else { Err("line 0 with a column".into()) };
+        return if e.col == 0 {
+            Ok(())
+        } else {
+            Err("line 0 with a column".into())
+        };
     }
     // Lines as the lexer counts them; invalid UTF-8 errors point at the first bad
     // byte, which lossy decoding replaces by one character.
@@ -146,9 +230,14 @@ fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
     match result {
         Err(e) => {
             prop_assert_eq!(&e.file, FILE, "errors are in the input: {}", e);
-            position_is_inside(&e, bytes)
-                .map_err(|why| TestCaseError::fail(format!("{e}: position outside the input: {why}")))?;
-            prop_assert!(e.message.len() <= MAX_MESSAGE, "message of {} bytes", e.message.len());
+            position_is_inside(&e, bytes).map_err(|why| {
+                TestCaseError::fail(format!("{e}: position outside the input: {why}"))
+            })?;
+            prop_assert!(
+                e.message.len() <= MAX_MESSAGE,
+                "message of {} bytes",
+                e.message.len()
+            );
             prop_assert!(
                 !e.message.chars().any(char::is_control),
                 "control character in {:?}",
@@ -210,7 +299,8 @@ fn apply(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
                 bytes[i] = *b;
             }
             Mutation::DuplicateLine(at) | Mutation::SwapLines(at, _) if len > 0 => {
-                let mut lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+                let mut lines: Vec<Vec<u8>> =
+                    bytes.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
                 let i = at.index(lines.len());
                 match m {
                     Mutation::SwapLines(_, other) => {

@@ -187,7 +187,10 @@ fn fifos_are_refused_without_blocking() {
         )
     );
     let table = dir.fifo("table.txt");
-    let path = dir.write("t.conf", "table <t> file \"table.txt\"\nblock in from <t>\n");
+    let path = dir.write(
+        "t.conf",
+        "table <t> file \"table.txt\"\nblock in from <t>\n",
+    );
     let out = output_with_fifo(&fw, &["check", s(&path)], &table);
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
@@ -206,7 +209,10 @@ fn oversized_table_file_is_refused_before_it_is_read() {
     let dir = Scratch::new("bigfile");
     let table = dir.0.join("big.txt");
     // Sparse: takes no disk space; the size is checked before anything is read.
-    std::fs::File::create(&table).unwrap().set_len((128 << 20) + 1).unwrap();
+    std::fs::File::create(&table)
+        .unwrap()
+        .set_len((128 << 20) + 1)
+        .unwrap();
     let path = dir.write("t.conf", "table <t> file \"big.txt\"\nblock in from <t>\n");
     fails_with(
         &fw,
@@ -230,7 +236,10 @@ fn rule_4097_is_reported_at_its_position() {
     }
     let ok = dir.write("ok.conf", &text);
     let out = fw.run(["check", s(&ok)]).unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK: 4096 rules"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("OK: 4096 rules"),
+        "{out:?}"
+    );
     text.push_str("\n  block in all\n");
     let path = dir.write("over.conf", &text);
     fails_with(
@@ -264,7 +273,10 @@ fn table_over_a_million_entries_is_reported_at_the_table() {
     let fw = Xdpwall::isolated();
     let dir = Scratch::new("entries");
     let table = dir.write("big.txt", ipv6_table(1_000_001));
-    assert!(table.metadata().unwrap().len() > 100 << 20, "the table file is realistic");
+    assert!(
+        table.metadata().unwrap().len() > 100 << 20,
+        "the table file is realistic"
+    );
     let path = dir.write(
         "t.conf",
         "set default pass\n\ntable <big> file \"big.txt\"\nblock in from <big>\n",
@@ -284,8 +296,13 @@ fn a_million_ipv6_prefixes_with_comments_fit_the_table_file_cap() {
     let fw = Xdpwall::isolated();
     let dir = Scratch::new("million");
     let table = dir.write("big.txt", ipv6_table(1_000_000));
-    let path = dir.write("t.conf", "table <big> file \"big.txt\"\nblock in from <big>\n");
-    let out = fw.run(["check", s(&path)]).expect("a 1M-entry table file is accepted");
+    let path = dir.write(
+        "t.conf",
+        "table <big> file \"big.txt\"\nblock in from <big>\n",
+    );
+    let out = fw
+        .run(["check", s(&path)])
+        .expect("a 1M-entry table file is accepted");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("1 tables (1000000 entries)"), "{stdout}");
     assert!(table.metadata().unwrap().len() > 100 << 20);
@@ -337,7 +354,10 @@ fn empty_apply_over_a_blocking_ruleset_changes_nothing() {
     let veth = VethPair::new(&ns).unwrap();
     let fw = Xdpwall::isolated();
     let dir = Scratch::new("emptyapply");
-    let block = dir.write("block.conf", "set default block\nblock in proto udp to port 9\n");
+    let block = dir.write(
+        "block.conf",
+        "set default block\nblock in proto udp to port 9\n",
+    );
     fw.run(["load", &veth.host, s(&block)]).expect("load");
     let host: IpAddr = veth.host_v4.into();
     assert_eq!(ns.ping_replies(host, 1), 0, "pings are blocked");
@@ -354,7 +374,8 @@ fn empty_apply_over_a_blocking_ruleset_changes_nothing() {
     assert!(String::from_utf8_lossy(&status.stdout).contains("(generation 1), default block"));
     assert_eq!(ns.ping_replies(host, 1), 0, "still blocked");
     // Forced, the operator gets what they asked for.
-    fw.run(["apply", "--allow-empty", s(&empty)]).expect("forced apply");
+    fw.run(["apply", "--allow-empty", s(&empty)])
+        .expect("forced apply");
     assert_eq!(ns.ping_replies(host, 1), 1, "an empty ruleset passes");
 }
 
@@ -377,10 +398,16 @@ fn a_file_that_is_not_a_ruleset_is_not_echoed() {
         )
     );
     assert!(!err.contains(secret));
-    let path = dir.write("t.conf", format!("table <t> file \"{}\"\n", shadow.display()));
+    let path = dir.write(
+        "t.conf",
+        format!("table <t> file \"{}\"\n", shadow.display()),
+    );
     let out = fw.output(["check", s(&path)]).unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with(&format!("xdpwall: {}:1:1: ", shadow.display())), "{err}");
+    assert!(
+        err.starts_with(&format!("xdpwall: {}:1:1: ", shadow.display())),
+        "{err}"
+    );
     assert!(!err.contains(secret), "{err}");
 }
 
@@ -396,7 +423,11 @@ fn corpus_of_broken_rulesets_gives_each_its_error() {
         .filter(|p| p.extension().is_some_and(|e| e == "conf"))
         .collect();
     confs.sort();
-    assert!(confs.len() >= 20, "the corpus is all there: {}", confs.len());
+    assert!(
+        confs.len() >= 20,
+        "the corpus is all there: {}",
+        confs.len()
+    );
     for conf in &confs {
         let expect = std::fs::read_to_string(conf.with_extension("expect"))
             .unwrap_or_else(|e| panic!("{}: no .expect: {e}", conf.display()));

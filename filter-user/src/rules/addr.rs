@@ -69,7 +69,10 @@ fn parse_net_quoting(
         IpNet::new(addr, len).map_err(|e| format!("bad address or prefix `{}`: {e}", quoted()))?;
     let network = net.trunc();
     if network != net {
-        return Err(format!("{} has host bits set; did you mean {network}?", clip(s)));
+        return Err(format!(
+            "{} has host bits set; did you mean {network}?",
+            clip(s)
+        ));
     }
     Ok(net)
 }

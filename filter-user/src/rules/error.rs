@@ -88,7 +88,11 @@ impl std::fmt::Display for RulesError {
         if self.line == 0 {
             write!(f, "{}: {}", self.file, self.message)
         } else {
-            write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.col, self.message
+            )
         }
     }
 }
@@ -138,8 +142,14 @@ mod tests {
         assert_eq!(clip_path("/etc/x.txt"), "/etc/x.txt");
         let long = format!("/{}/list.txt", "d".repeat(500));
         let shown = clip_path(&long);
-        assert!(shown.starts_with(&format!("/{}…", "d".repeat(39))), "{shown}");
-        assert!(shown.ends_with(&format!("{}/list.txt", "d".repeat(91))), "{shown}");
+        assert!(
+            shown.starts_with(&format!("/{}…", "d".repeat(39))),
+            "{shown}"
+        );
+        assert!(
+            shown.ends_with(&format!("{}/list.txt", "d".repeat(91))),
+            "{shown}"
+        );
         assert_eq!(shown.chars().count(), 141);
     }
 
@@ -147,7 +157,10 @@ mod tests {
     fn hidden_characters_are_escaped() {
         assert_eq!(clip("tcp\0"), "tcp\\u{0}");
         assert_eq!(clip("a\u{202e}b"), "a\\u{202e}b");
-        assert_eq!(brief("\u{1b}[31mred text that goes on"), "\\u{1b}[31mred text th…");
+        assert_eq!(
+            brief("\u{1b}[31mred text that goes on"),
+            "\\u{1b}[31mred text th…"
+        );
     }
 
     #[test]

@@ -87,7 +87,10 @@ fn only_blanks_and_comments(rest: &[u8]) -> bool {
         match b {
             b' ' | b'\t' | b'\r' | b'\n' => i += 1,
             b'#' => {
-                i += rest[i..].iter().position(|&b| b == b'\n').unwrap_or(rest.len() - i);
+                i += rest[i..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .unwrap_or(rest.len() - i);
             }
             _ => return false,
         }
@@ -544,11 +547,22 @@ mod tests {
 
     #[test]
     fn backslash_at_end_of_file() {
-        let dangling = "this `\\` continues the statement after the end of the file; is the file cut short?";
-        for src in ["pass \\", "pass \\  ", "pass \\\n", "pass \\ \r\n\n  # c\n\n", "x\nblock \\\n# end"] {
+        let dangling =
+            "this `\\` continues the statement after the end of the file; is the file cut short?";
+        for src in [
+            "pass \\",
+            "pass \\  ",
+            "pass \\\n",
+            "pass \\ \r\n\n  # c\n\n",
+            "x\nblock \\\n# end",
+        ] {
             let line = if src.starts_with('x') { 2 } else { 1 };
             let col = if line == 2 { 7 } else { 6 };
-            assert_eq!(lex(src).unwrap_err(), format!("t.conf:{line}:{col}: {dangling}"), "{src:?}");
+            assert_eq!(
+                lex(src).unwrap_err(),
+                format!("t.conf:{line}:{col}: {dangling}"),
+                "{src:?}"
+            );
         }
         // A continuation onto an empty line in the middle of the file ends the statement.
         assert_eq!(lex("pass \\\n\nblock").unwrap().len(), 2);
@@ -569,7 +583,9 @@ mod tests {
         ] {
             assert_eq!(
                 lex(src).unwrap_err(),
-                format!("t.conf:1:{col}: unexpected control character {name}; a ruleset is plain text"),
+                format!(
+                    "t.conf:1:{col}: unexpected control character {name}; a ruleset is plain text"
+                ),
                 "{src:?}"
             );
         }
@@ -605,6 +621,9 @@ mod tests {
     #[test]
     fn deep_braces_take_no_memory() {
         let src = format!("pass {}", "{".repeat(100_000));
-        assert_eq!(lex(&src).unwrap_err(), "t.conf:1:6: this `{` is never closed; expected `}`");
+        assert_eq!(
+            lex(&src).unwrap_err(),
+            "t.conf:1:6: this `{` is never closed; expected `}`"
+        );
     }
 }

@@ -46,7 +46,7 @@ pub(super) enum ReadError {
 
 /// A size limit as the operator would write it: `16 MiB`, else in bytes.
 pub(super) fn size_text(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{bytes} bytes")
@@ -144,9 +144,9 @@ pub(super) fn saturate(n: usize) -> u32 {
 /// `None` for every other character.
 pub(super) fn control_name(ch: char) -> Option<String> {
     const C0: [&str; 32] = [
-        "NUL", "SOH", "STX", "ETX", "EOT", "ENQ", "ACK", "BEL", "BS", "HT", "LF", "VT", "FF",
-        "CR", "SO", "SI", "DLE", "DC1", "DC2", "DC3", "DC4", "NAK", "SYN", "ETB", "CAN", "EM",
-        "SUB", "ESC", "FS", "GS", "RS", "US",
+        "NUL", "SOH", "STX", "ETX", "EOT", "ENQ", "ACK", "BEL", "BS", "HT", "LF", "VT", "FF", "CR",
+        "SO", "SI", "DLE", "DC1", "DC2", "DC3", "DC4", "NAK", "SYN", "ETB", "CAN", "EM", "SUB",
+        "ESC", "FS", "GS", "RS", "US",
     ];
     let code = u32::from(ch);
     match ch {
@@ -202,7 +202,10 @@ mod tests {
             read(&file, 4).unwrap_err().to_string(),
             "it is 5 bytes; the limit is 4 bytes"
         );
-        assert_eq!(read(&dir, 5).unwrap_err().to_string(), "it is a directory, not a regular file");
+        assert_eq!(
+            read(&dir, 5).unwrap_err().to_string(),
+            "it is a directory, not a regular file"
+        );
         assert_eq!(
             read(Path::new("/dev/zero"), 5).unwrap_err().to_string(),
             "it is a character device, not a regular file"

@@ -177,7 +177,10 @@ mod tests {
         let twice = format!("{text}{text}{text}");
         assert_eq!(parse_table_text(&twice, "b.txt", 10).unwrap().len(), 10);
         let more = format!("{text}10.0.0.10\n{text}");
-        assert!(matches!(parse_table_text(&more, "b.txt", 10), Err(TableTextError::TooMany)));
+        assert!(matches!(
+            parse_table_text(&more, "b.txt", 10),
+            Err(TableTextError::TooMany)
+        ));
         // Refused before the end of a file that is far too big: the bad line after
         // 20 distinct entries is never reached.
         let many: String = (0..30u8).map(|i| format!("10.0.1.{i}\n")).collect();
