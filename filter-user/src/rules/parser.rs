@@ -401,9 +401,10 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Longest word "did you mean" looks at, in characters: the longest keyword plus the
-/// two edits allowed. A longer word is no typo of a keyword, and is not worth any work.
-const MAX_SUGGEST_LEN: usize = 16;
+/// Longest word "did you mean" looks at, in characters: more than the longest keyword
+/// (`tcp.established`, 15) plus the two edits allowed. A longer word is no typo of a
+/// keyword, and is not worth any work.
+const MAX_SUGGEST_LEN: usize = 24;
 
 /// The keyword closest to `word`, if it is close enough to be a likely typo: at most
 /// one edit for short words, two for longer ones (a swap of neighbours counts as one).
@@ -470,7 +471,8 @@ mod tests {
         assert_eq!(suggest("from", &["from"]), None);
         // Long words get no suggestion and no work: not even the distance to a
         // keyword they start with.
-        assert_eq!(suggest(&format!("from{}", "x".repeat(13)), &["from"]), None);
+        assert_eq!(suggest("tcp.establishedxx", &["tcp.established"]), Some("tcp.established"));
+        assert_eq!(suggest(&"x".repeat(25), &[&"x".repeat(24)]), None);
         assert_eq!(suggest(&"x".repeat(10_000_000), &["pass"]), None);
     }
 }
