@@ -10,7 +10,8 @@
 //!
 //! Input is bounded here: control characters (NUL, ESC, ...) are refused wherever they
 //! are, words are at most [`MAX_WORD`] bytes, strings [`MAX_STRING`], table names
-//! [`MAX_TABLE_NAME`], so that nothing after the lexer meets a huge or invisible token.
+//! [`MAX_TABLE_NAME`], so that nothing after the lexer meets a huge or invisible token,
+//! and a statement has at most [`MAX_TOKENS`] tokens.
 
 use super::ast::Pos;
 use super::error::RulesError;
@@ -22,6 +23,9 @@ pub const MAX_WORD: usize = 256;
 pub const MAX_STRING: usize = 4096;
 /// Longest table name between `<` and `>`, in bytes.
 pub const MAX_TABLE_NAME: usize = 63;
+/// Most tokens in one statement: the longest a statement needs to be is an inline table
+/// of the most entries a table may hold, with commas. Bounds the parser's memory.
+pub const MAX_TOKENS: usize = 2 * crate::compile::MAX_TABLE_ENTRIES + 64;
 
 /// What a token is. The text is not stored: it is `src[start..end]`, which keeps
 /// [`Token`] `Copy` and lets the parser rebuild the rule's source text.
@@ -303,6 +307,16 @@ impl<'a> Lexer<'a> {
                     Kind::Word
                 }
             };
+            if toks.len() == MAX_TOKENS {
+                return Err(self.err(
+                    pos,
+                    format!(
+                        "this statement has more than {MAX_TOKENS} words and signs; the longest \
+                         a statement needs is a table of {} entries",
+                        crate::compile::MAX_TABLE_ENTRIES
+                    ),
+                ));
+            }
             toks.push(Token {
                 kind,
                 pos,
@@ -615,6 +629,23 @@ mod tests {
         assert_eq!(
             lex(&format!("from <{name}t>")).unwrap_err(),
             "t.conf:1:6: table name longer than 63 characters"
+        );
+    }
+
+    #[test]
+    fn statements_have_a_bounded_number_of_tokens() {
+        let ok = format!("t {}", ",".repeat(MAX_TOKENS - 1));
+        assert_eq!(
+            lex(&ok).unwrap()[0].len(),
+            MAX_TOKENS + 1,
+            "with the End token"
+        );
+        assert_eq!(
+            lex(&format!("{ok},")).unwrap_err(),
+            format!(
+                "t.conf:1:{}: this statement has more than 2000064 words and signs; the longest a statement needs is a table of 1000000 entries",
+                MAX_TOKENS + 2
+            )
         );
     }
 
