@@ -73,7 +73,7 @@ fn fails_with(fw: &Xdpwall, args: &[&str], message: &str) {
 }
 
 #[test]
-fn ten_megabyte_word_gets_no_suggestion_work() {
+fn huge_words_get_no_suggestion_work() {
     // Was: 15 s and 1.3 GB building the edit-distance matrix; 50 MB aborted.
     let fw = Xdpwall::isolated();
     let dir = Scratch::new("word");
@@ -86,6 +86,19 @@ fn ten_megabyte_word_gets_no_suggestion_work() {
         &["check", s(&path)],
         &format!(
             "{}:2:9: this word is longer than 256 bytes; no keyword, number or address is that long",
+            path.display()
+        ),
+    );
+    // 50 MB: over the ruleset file cap, refused before it is read.
+    let mut text = b"pass in ".to_vec();
+    text.resize(text.len() + (50 << 20), b'x');
+    let size = text.len();
+    let path = dir.write("word50.conf", &text);
+    fails_with(
+        &fw,
+        &["check", s(&path)],
+        &format!(
+            "{}: cannot read ruleset: it is {size} bytes; the limit is 16 MiB",
             path.display()
         ),
     );
