@@ -90,6 +90,12 @@ fn check(meta: &std::fs::Metadata, limit: u64) -> Result<(), ReadError> {
 /// Reads a whole regular file of at most `limit` bytes (symbolic links are followed).
 pub(super) fn read(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     check(&std::fs::metadata(path)?, limit)?;
+    read_checked_again(path, limit)
+}
+
+/// The part of [`read`] after the first check: what it opens may no longer be what was
+/// checked, so the open must not block and the opened file is checked again.
+fn read_checked_again(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     let file: File = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -213,6 +219,40 @@ mod tests {
         assert_eq!(
             read(&dir.join("missing"), 5).unwrap_err().to_string(),
             "No such file or directory"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_swapped_in_after_the_check_does_not_block() {
+        let dir = std::env::temp_dir().join(format!("xdpwall-swap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("rules.conf");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // No writer: a blocking open would wait here. Should it (a regression), the
+        // helper opens the write end, which ends the wait, and the assertion fails
+        // instead of the test hanging.
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let helper = {
+            let (done, fifo) = (done.clone(), fifo.clone());
+            std::thread::spawn(move || {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_NONBLOCK)
+                        .open(&fifo);
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            })
+        };
+        let result = read_checked_again(&fifo, 100);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        helper.join().unwrap();
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "it is a named pipe (FIFO), not a regular file"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
