@@ -93,13 +93,19 @@ pub(super) fn read(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     read_checked_again(path, limit)
 }
 
+/// Opens for reading with `O_NONBLOCK` (a FIFO without a writer opens at once instead
+/// of waiting for one) and `O_NOCTTY`. Reads from a regular file ignore `O_NONBLOCK`.
+fn open_without_blocking(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
 /// The part of [`read`] after the first check: what it opens may no longer be what was
 /// checked, so the open must not block and the opened file is checked again.
 fn read_checked_again(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
-    let file: File = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
+    let file = open_without_blocking(path)?;
     // The path may have been replaced between the check and the open.
     let meta = file.metadata()?;
     check(&meta, limit)?;
@@ -221,6 +227,18 @@ mod tests {
             "No such file or directory"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn files_are_opened_without_blocking() {
+        use std::os::fd::AsRawFd;
+        let path = std::env::temp_dir().join(format!("xdpwall-nb-{}", std::process::id()));
+        std::fs::write(&path, b"x").unwrap();
+        let file = open_without_blocking(&path).unwrap();
+        // SAFETY: F_GETFL on an open descriptor.
+        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+        assert_ne!(flags & libc::O_NONBLOCK, 0, "flags {flags:#x}");
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
