@@ -1,6 +1,7 @@
 //! Fuzzing the rule language: the lexer, the parser and the compiler on random bytes,
 //! on soups of the language's own tokens, and on mutated valid rulesets (the examples
-//! below, the demo ruleset and the broken rulesets of `tests/corpus`).
+//! below, the demo ruleset and the broken rulesets of `tests/corpus`); and the table
+//! file reader on random lines.
 //!
 //! For every input:
 //! - nothing panics (parse, then compile what parses);
@@ -338,6 +339,15 @@ fn seeds() -> Vec<Vec<u8>> {
 /// Runs `strategy` through [`check`]: `XDPWALL_FUZZ_CASES` cases (default 1000), or
 /// batches of fresh cases for `XDPWALL_FUZZ_SECS` seconds.
 fn fuzz<S: Strategy<Value = Vec<u8>>>(name: &'static str, strategy: S) {
+    fuzz_with(name, strategy, check);
+}
+
+/// [`fuzz`] with another property than [`check`].
+fn fuzz_with<S: Strategy<Value = Vec<u8>>>(
+    name: &'static str,
+    strategy: S,
+    property: impl Fn(&[u8]) -> Result<(), TestCaseError>,
+) {
     let deadline = env_number("XDPWALL_FUZZ_SECS").map(|s| Instant::now() + Duration::from_secs(s));
     let cases = env_number("XDPWALL_FUZZ_CASES").unwrap_or(1000) as u32;
     let mut runs = 0u64;
@@ -353,7 +363,7 @@ fn fuzz<S: Strategy<Value = Vec<u8>>>(name: &'static str, strategy: S) {
         config.source_file = Some(file!());
         config.test_name = Some(name);
         let mut runner = TestRunner::new(config);
-        if let Err(e) = runner.run(&strategy, |bytes| check(&bytes)) {
+        if let Err(e) = runner.run(&strategy, |bytes| property(&bytes)) {
             panic!("{name}: {e}");
         }
         runs += 1;
@@ -386,6 +396,78 @@ fn mutated_rulesets() {
     let strategy = (0..n, vec(mutation(), 1..6))
         .prop_map(move |(i, mutations)| apply(seeds[i].clone(), &mutations));
     fuzz("mutated_rulesets", strategy);
+}
+
+/// What may follow an entry on its line.
+const TAILS: &[&[u8]] = &[b"", b"  # c", b" ", b"\r", b"\t"];
+
+/// Lines of a table file: addresses and prefixes, good and bad, comments, blanks,
+/// and random bytes.
+fn table_file() -> impl Strategy<Value = Vec<u8>> {
+    let line = prop_oneof![
+        select(
+            &[
+                "10.0.0.0/8",
+                "192.0.2.1",
+                "2001:db8::/32",
+                "::1",
+                "0.0.0.0/0",
+                "fe80::/10"
+            ][..]
+        )
+        .prop_map(|s| s.as_bytes().to_vec()),
+        select(
+            &[
+                "10.1.2.3/8",
+                "1.2.3.4/33",
+                "::/129",
+                "10.0.0.256",
+                "1.2.3.4 5.6.7.8",
+                "x"
+            ][..]
+        )
+        .prop_map(|s| s.as_bytes().to_vec()),
+        Just(b"# a comment \xc3\xa9".to_vec()),
+        Just(Vec::new()),
+        vec(any::<u8>(), 1..40),
+    ];
+    vec((line, select(TAILS)), 0..30).prop_map(|lines| {
+        let mut out = Vec::new();
+        for (line, tail) in lines {
+            out.extend_from_slice(&line);
+            out.extend_from_slice(tail);
+            out.push(b'\n');
+        }
+        out
+    })
+}
+
+#[test]
+fn random_table_files() {
+    let dir = std::env::temp_dir().join(format!("xdpwall-fuzz-tables-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let table = dir.join("t.txt");
+    let shown = table.display().to_string();
+    let ruleset = "table <t> file \"t.txt\"\nblock in from <t>\n";
+    fuzz_with("random_table_files", table_file(), |bytes| {
+        std::fs::write(&table, bytes).unwrap();
+        match rules::parse_str(ruleset, FILE, &dir) {
+            Ok(rs) => {
+                let _ = compile::compile(&rs);
+            }
+            Err(e) => {
+                prop_assert_eq!(&e.file, &shown, "errors are in the table file: {}", e);
+                position_is_inside(&e, bytes).map_err(|why| {
+                    TestCaseError::fail(format!("{e}: position outside the table file: {why}"))
+                })?;
+                prop_assert!(e.line > 0, "{}", e);
+                prop_assert!(e.message.len() <= MAX_MESSAGE, "{}", e);
+                prop_assert!(!e.message.chars().any(char::is_control), "{:?}", e.message);
+            }
+        }
+        Ok(())
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
