@@ -11,8 +11,12 @@
 //! - a ruleset that parses round-trips: printed back (settings, tables inline, each
 //!   rule's text) and parsed again, it is the same ruleset.
 //!
+//! Generated valid rulesets (every part of a rule, random spacing, continuations and
+//! comments) must parse, and round-trip like the others.
+//!
 //! Time per input is not asserted. The run is time-boxed by its number of cases
-//! (`XDPWALL_FUZZ_CASES`, default 1000 per property; a few seconds), so CI runs it with
+//! (`XDPWALL_FUZZ_CASES`, default 1000 per property, 300 for the generated rulesets; a
+//! few seconds), so CI runs it with
 //! `cargo xtask test`; `XDPWALL_FUZZ_SECS=N` instead keeps generating fresh cases for N
 //! seconds, for a longer hunt. Failures shrink and are saved in
 //! `fuzz.proptest-regressions`, replayed first on every run.
@@ -339,17 +343,18 @@ fn seeds() -> Vec<Vec<u8>> {
 /// Runs `strategy` through [`check`]: `XDPWALL_FUZZ_CASES` cases (default 1000), or
 /// batches of fresh cases for `XDPWALL_FUZZ_SECS` seconds.
 fn fuzz<S: Strategy<Value = Vec<u8>>>(name: &'static str, strategy: S) {
-    fuzz_with(name, strategy, check);
+    fuzz_with(name, 1000, strategy, check);
 }
 
 /// [`fuzz`] with another property than [`check`].
 fn fuzz_with<S: Strategy<Value = Vec<u8>>>(
     name: &'static str,
+    default_cases: u32,
     strategy: S,
     property: impl Fn(&[u8]) -> Result<(), TestCaseError>,
 ) {
     let deadline = env_number("XDPWALL_FUZZ_SECS").map(|s| Instant::now() + Duration::from_secs(s));
-    let cases = env_number("XDPWALL_FUZZ_CASES").unwrap_or(1000) as u32;
+    let cases = env_number("XDPWALL_FUZZ_CASES").map_or(default_cases, |n| n as u32);
     let mut runs = 0u64;
     loop {
         let mut config = Config {
@@ -393,9 +398,176 @@ fn token_soup() {
 fn mutated_rulesets() {
     let seeds = seeds();
     let n = seeds.len();
-    let strategy = (0..n, vec(mutation(), 1..6))
+    // Three times in four a valid seed (few mutations, so that many results are still
+    // valid and round-trip), else one of the broken rulesets of the corpus.
+    let seed = prop_oneof![3 => 0..SEEDS.len(), 1 => SEEDS.len()..n];
+    let strategy = (seed, vec(mutation(), 1..4))
         .prop_map(move |(i, mutations)| apply(seeds[i].clone(), &mutations));
     fuzz("mutated_rulesets", strategy);
+}
+
+/// Text between two tokens of a generated rule: spaces, tabs, a continuation with a
+/// comment, a continuation with trailing blanks.
+const GAPS: &[&str] = &[" ", " ", " ", "\t", "  ", " \\\n  ", " \\  \r\n\t"];
+
+/// A valid rule, as tokens to be joined by gaps: the parts in pf's order, each part
+/// only with what makes it valid (ports with tcp or udp, flags with tcp, ...).
+fn valid_rule(label: usize) -> impl Strategy<Value = Vec<String>> {
+    let addr = select(
+        &[
+            "any",
+            "10.0.0.0/8",
+            "192.0.2.1",
+            "2001:db8::/32",
+            "::1",
+            "<t0>",
+            "<t1>",
+            "{ 10.1.0.0/16, <t0> }",
+            "!<t1>",
+            "! { ::/0 }",
+            "{ 198.51.100.0/24 2001:db8:1::/48 }",
+        ][..],
+    );
+    let ports = select(
+        &[
+            "22",
+            "ssh",
+            "1:1023",
+            "{ 80, 443, 8000:8080 }",
+            "{ domain ntp }",
+        ][..],
+    );
+    (
+        (
+            any::<bool>(),
+            select(&["", "in", "out"][..]),
+            any::<bool>(),
+            select(&["", "eth0", "veth-a"][..]),
+        ),
+        select(
+            &[
+                "",
+                "tcp",
+                "udp",
+                "icmp",
+                "icmp6",
+                "{ tcp udp }",
+                "132",
+                "{ 6, 17 }",
+            ][..],
+        ),
+        (
+            proptest::option::of(addr.clone()),
+            proptest::option::of(ports.clone()),
+        ),
+        (proptest::option::of(addr), proptest::option::of(ports)),
+        (
+            any::<bool>(),
+            proptest::option::of(0u16..4096),
+            any::<bool>(),
+            any::<bool>(),
+        ),
+    )
+        .prop_map(
+            move |(
+                (pass, dir, quick, iface),
+                proto,
+                (from, sport),
+                (to, dport),
+                (flags, vlan, keep, labelled),
+            )| {
+                let mut t: Vec<String> = vec![if pass { "pass" } else { "block" }.into()];
+                let push = |t: &mut Vec<String>, s: &str| t.extend(s.split(' ').map(str::to_owned));
+                if !dir.is_empty() {
+                    push(&mut t, dir);
+                }
+                if quick {
+                    push(&mut t, "quick");
+                }
+                if !iface.is_empty() {
+                    push(&mut t, &format!("on {iface}"));
+                }
+                let has_ports =
+                    matches!(proto, "tcp" | "udp" | "{ tcp udp }" | "132" | "{ 6, 17 }");
+                if !proto.is_empty() {
+                    push(&mut t, &format!("proto {proto}"));
+                }
+                for (kw, addr, port) in [("from", from, sport), ("to", to, dport)] {
+                    let port = port.filter(|_| has_ports);
+                    if addr.is_none() && port.is_none() {
+                        continue;
+                    }
+                    push(&mut t, kw);
+                    if let Some(a) = addr {
+                        push(&mut t, a);
+                    }
+                    if let Some(p) = port {
+                        push(&mut t, &format!("port {p}"));
+                    }
+                }
+                if flags && proto == "tcp" {
+                    push(&mut t, "flags S/SA");
+                }
+                if proto == "icmp" {
+                    push(&mut t, "icmp-type echoreq");
+                }
+                if let Some(v) = vlan {
+                    push(&mut t, &format!("vlan {v}"));
+                }
+                if keep && pass {
+                    push(&mut t, "keep state");
+                }
+                if labelled {
+                    t.push(format!("label \"rule {label}\""));
+                }
+                t
+            },
+        )
+}
+
+/// A valid ruleset: settings, two inline tables, up to 40 rules, with random spacing,
+/// continuations and comments.
+fn valid_ruleset() -> impl Strategy<Value = Vec<u8>> {
+    let entries = vec(
+        select(
+            &[
+                "10.0.0.0/8",
+                "10.1.0.0/16",
+                "192.0.2.7",
+                "2001:db8::/32",
+                "::1",
+                "0.0.0.0/0",
+            ][..],
+        ),
+        0..5,
+    );
+    (
+        select(&["", "set default pass\n", "set default block\n"][..]),
+        proptest::option::of(1u32..1_000_000),
+        (entries.clone(), entries),
+        (1usize..40).prop_flat_map(|n| (0..n).map(valid_rule).collect::<Vec<_>>()),
+        vec(select(GAPS), 400),
+    )
+        .prop_map(|(default, limit, (t0, t1), rules, gaps)| {
+            let mut s = String::from("# generated\n");
+            s.push_str(default);
+            if let Some(n) = limit {
+                let _ = writeln!(s, "set limit states {n}  # flows");
+            }
+            let _ = writeln!(s, "table <t0> {{ {} }}", t0.join(", "));
+            let _ = writeln!(s, "table <t1> {{\n  {}\n}}", t1.join("\n  "));
+            let mut gap = gaps.iter().cycle();
+            for rule in rules {
+                for (i, tok) in rule.iter().enumerate() {
+                    if i > 0 {
+                        s.push_str(gap.next().unwrap());
+                    }
+                    s.push_str(tok);
+                }
+                s.push_str("   # end\n");
+            }
+            s.into_bytes()
+        })
 }
 
 /// What may follow an entry on its line.
@@ -449,7 +621,7 @@ fn random_table_files() {
     let table = dir.join("t.txt");
     let shown = table.display().to_string();
     let ruleset = "table <t> file \"t.txt\"\nblock in from <t>\n";
-    fuzz_with("random_table_files", table_file(), |bytes| {
+    fuzz_with("random_table_files", 1000, table_file(), |bytes| {
         std::fs::write(&table, bytes).unwrap();
         match rules::parse_str(ruleset, FILE, &dir) {
             Ok(rs) => {
@@ -468,6 +640,24 @@ fn random_table_files() {
         Ok(())
     });
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn generated_rulesets_are_valid_and_round_trip() {
+    // Each case compiles up to 40 rules: fewer cases by default.
+    fuzz_with("generated_rulesets", 300, valid_ruleset(), |bytes| {
+        let parsed = rules::parse_bytes(bytes, FILE, Path::new(BASE));
+        prop_assert!(
+            parsed.is_ok(),
+            "{}\n{}",
+            parsed.unwrap_err(),
+            String::from_utf8_lossy(bytes)
+        );
+        if std::env::var_os("XDPWALL_FUZZ_SHOW").is_some() {
+            eprintln!("----\n{}", String::from_utf8_lossy(bytes));
+        }
+        check(bytes)
+    });
 }
 
 #[test]
