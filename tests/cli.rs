@@ -106,7 +106,7 @@ impl Xdpwall {
 impl Drop for Xdpwall {
     fn drop(&mut self) {
         if self.pin_dir.exists() || self.run_dir.exists() {
-            let _ = self.output(["unload"]);
+            let _ = self.output(["unload", "--force"]);
         }
         let _ = std::fs::remove_dir_all(&self.pin_dir);
         let _ = std::fs::remove_dir_all(&self.run_dir);

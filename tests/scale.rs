@@ -276,27 +276,42 @@ fn a_failed_apply_rolls_back_every_interface() {
     let old = dir.write("old.conf", "set default pass\nblock in proto udp to port 7000 label \"closed\"\n");
     let new = dir.write("new.conf", "set default pass\npass in proto udp to port 7000 label \"open\"\n");
     fw.run(["load", &first.host, &second.host, old.to_str().unwrap()]).expect("load");
-    // The second interface vanishes: its link can no longer take a program.
-    let second_host = second.host.clone();
-    drop(second);
-    let out = fw.output(["apply", new.to_str().unwrap()]).unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("swapping the program on {second_host}")), "{err}");
-
-    // The first interface was swapped before the failure and must be back on the old rules.
     let to = SocketAddr::new(first.host_v4.into(), 7000);
     let sock = UdpSocket::bind(to).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+
+    // The second interface's swap fails after the first interface was swapped (an
+    // injected kernel error at the fifth step: journal, pins, first XDP, first egress,
+    // second XDP): the first must be back on the old rules.
+    let out = fw.command(["apply", new.to_str().unwrap()]).env("XDPWALL_FAULT", "fail:5").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("injected fault at `swap: XDP swapped, egress not yet`"), "{err}");
     ns.run(|| UdpSocket::bind("0.0.0.0:0").unwrap().send_to(b"x", to).unwrap());
     assert!(sock.recv(&mut [0u8; 4]).is_err(), "port 7000 is still closed on {}", first.host);
     let st = status(&fw);
     assert_eq!(st["generation"], 1, "no new generation");
     assert_eq!(by_label(&st, "closed"), 1, "the old rule judged the datagram");
+    assert!(st["interfaces"].as_array().unwrap().iter().all(|i| i["attached"] == true), "{st}");
+
+    // A vanished interface is found before anything changes.
+    let second_host = second.host.clone();
+    drop(second);
+    let out = fw.output(["apply", new.to_str().unwrap()]).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err, format!("xdpwall: {second_host} no longer exists; `xdpwall unload {second_host}` forgets it\n"));
+    assert_eq!(status_of(&fw).1, 1, "status says an interface filters nothing");
 
     // Unloading the vanished interface lets the next apply through.
     fw.run(["unload", &second_host]).expect("unload the vanished interface");
     fw.run(["apply", new.to_str().unwrap()]).expect("apply");
     ns.run(|| UdpSocket::bind("0.0.0.0:0").unwrap().send_to(b"x", to).unwrap());
     assert!(sock.recv(&mut [0u8; 4]).is_ok(), "port 7000 is open now");
+}
+
+/// `status --json` and its exit code, whatever it is.
+fn status_of(fw: &Xdpwall) -> (Value, i32) {
+    let out = fw.output(["status", "--json"]).expect("status");
+    (serde_json::from_slice(&out.stdout).unwrap_or(Value::Null), out.status.code().unwrap_or(-1))
 }

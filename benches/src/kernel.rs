@@ -54,18 +54,21 @@ pub struct Reference {
 impl Reference {
     /// `bench_drop`: the XDP_DROP ceiling.
     pub fn drop_program(pins: &PinDir) -> Result<Reference> {
-        Reference::load("bench_drop", pins, 1)
+        Reference::load("bench_drop", pins, 1, 0)
     }
 
-    /// `bench_tx`: the generator, spreading frames over `flows` flows.
-    pub fn generator(pins: &PinDir, flows: u32) -> Result<Reference> {
-        Reference::load("bench_tx", pins, flows)
+    /// `bench_tx`: the generator, spreading frames over `flows` flows or, with
+    /// `spoof_bits` > 0, giving every frame a source whose low `spoof_bits` bits are
+    /// random (see `filter-ebpf/src/bench.rs`).
+    pub fn generator(pins: &PinDir, flows: u32, spoof_bits: u32) -> Result<Reference> {
+        Reference::load("bench_tx", pins, flows, spoof_bits)
     }
 
-    fn load(name: &'static str, pins: &PinDir, flows: u32) -> Result<Reference> {
+    fn load(name: &'static str, pins: &PinDir, flows: u32, spoof_bits: u32) -> Result<Reference> {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pins.path())
             .override_global("BENCH_FLOWS", &flows, true)
+            .override_global("BENCH_SPOOF_BITS", &spoof_bits, true)
             .load(ebpf_object())
             .context("loading the eBPF object")?;
         let prog: &mut Xdp = ebpf
@@ -105,6 +108,22 @@ impl Reference {
             .test_run(opts)
             .with_context(|| format!("test run of {}", self.name))?;
         Ok((r.return_value, r.duration))
+    }
+
+    /// Runs `frame` through the program once; the action and the frame as the program
+    /// left it (what the generator would send).
+    pub fn test_run_out(&self, frame: &[u8]) -> Result<(u32, Vec<u8>)> {
+        let mut out = vec![0u8; frame.len() + 256];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.data_out = Some(&mut out);
+        opts.repeat = 1;
+        let r = self
+            .program()
+            .test_run(opts)
+            .with_context(|| format!("test run of {}", self.name))?;
+        out.truncate(r.data_size_out as usize);
+        Ok((r.return_value, out))
     }
 
     /// The program's run-time statistics so far (see [`RunTime`]).
@@ -222,3 +241,68 @@ impl Filter {
 pub const XDP_DROP: u32 = 1;
 /// XDP_PASS.
 pub const XDP_PASS: u32 = 2;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use xdpwall_tests::packet::checksum;
+
+    use super::*;
+    use crate::flood::{FLOOD_PORT, Family};
+    use crate::live::BenchNet;
+
+    const XDP_TX: u32 = 3;
+
+    /// `bench_tx` in spoof mode: every frame's source differs in exactly its random low
+    /// bits, and the IPv4 header and UDP checksums stay valid (receivers that check them
+    /// would otherwise drop the flood for the wrong reason).
+    #[test]
+    fn generator_spoofs_sources_with_valid_checksums() {
+        if !xdpwall_tests::is_root() {
+            eprintln!("skipped: needs root (BPF_PROG_TEST_RUN)");
+            return;
+        }
+        let pins = PinDir::new("generator-test").unwrap();
+        for family in [Family::V4, Family::V6] {
+            let generator = Reference::generator(&pins, 1, family.spoof_bits()).unwrap();
+            let template = BenchNet::flood_frame(family.template_source(), FLOOD_PORT, 60);
+            let (src, len, l4) = match family {
+                Family::V4 => (26, 4, 34),
+                Family::V6 => (22, 16, 54),
+            };
+            let fixed = len - family.spoof_bits() as usize / 8;
+            let mut sources = HashSet::new();
+            for _ in 0..200 {
+                let (action, out) = generator.test_run_out(&template).unwrap();
+                assert_eq!(action, XDP_TX);
+                assert_eq!(out.len(), template.len());
+                // Only the source's random bytes change (and the checksums).
+                assert_eq!(out[src..src + fixed], template[src..src + fixed]);
+                assert_eq!(out[l4..l4 + 6], template[l4..l4 + 6]);
+                sources.insert(out[src..src + len].to_vec());
+                let pseudo_addrs = &out[src..src + 2 * len];
+                let udp = &out[l4..];
+                let mut pseudo = pseudo_addrs.to_vec();
+                match family {
+                    Family::V4 => {
+                        assert_eq!(checksum(&[&out[14..34]]), 0, "IPv4 header checksum");
+                        pseudo.extend_from_slice(&[0, 17]);
+                        pseudo.extend_from_slice(&(udp.len() as u16).to_be_bytes());
+                    }
+                    Family::V6 => {
+                        pseudo.extend_from_slice(&(udp.len() as u32).to_be_bytes());
+                        pseudo.extend_from_slice(&[0, 0, 0, 17]);
+                    }
+                }
+                assert_ne!(udp[6..8], [0, 0], "UDP checksum present");
+                assert_eq!(checksum(&[&pseudo, udp]), 0, "UDP checksum");
+            }
+            assert!(
+                sources.len() > 190,
+                "{} distinct sources of 200",
+                sources.len()
+            );
+        }
+    }
+}

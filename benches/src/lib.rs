@@ -2,12 +2,15 @@
 //!
 //! - [`ruleset`]: rulesets generated in code (rules that differ in source, port and
 //!   protocol; million-entry tables) and the packets that match their last rule or none.
+//! - [`flood`]: the spoofed-source flood: million-entry blocklists (IPv4 and IPv6) drawn
+//!   inside the networks the generator spoofs its sources from, and their rulesets.
 //! - [`kernel`]: the eBPF object's programs (xdpwall for a compiled ruleset, the
 //!   `bench_drop` ceiling, the `bench_tx` generator) and their per-packet cost through
 //!   BPF_PROG_TEST_RUN with `repeat`.
 //! - [`live`]: veth pairs (test and reference) with the receivers in the root namespace and
 //!   the senders in a namespace, the XDP live-frames generator, and paired sampling.
-//! - [`receiver`]: what the receiver runs: `bench_drop`, xdpwall (its CLI), nftables.
+//! - [`receiver`]: what the receiver runs: `bench_drop`, xdpwall (its CLI), nftables,
+//!   xdp-filter (xdp-tools).
 //! - [`report`]: the Markdown report, its targets, and the plot.
 //!
 //! `benches/` holds the criterion benches (compile speed, per-packet cost); the
@@ -16,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod flood;
 pub mod kernel;
 pub mod live;
 pub mod receiver;

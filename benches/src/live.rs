@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd as _;
 use std::path::Path;
 use std::process::Command;
@@ -32,6 +32,8 @@ use crate::ruleset::{Probe, SOURCE_NET};
 
 /// The test receiver's address (the veth end in the root namespace).
 pub const HOST_V4: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 1);
+/// The flood's IPv6 destination (a ULA; the receiver has IPv6 off).
+pub const HOST_V6: Ipv6Addr = Ipv6Addr::new(0xfd78, 0x7762, 0, 0, 0, 0, 0, 1);
 /// The test sender's address (the veth end in the namespace).
 pub const PEER_V4: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 2);
 const HOST_MAC: [u8; 6] = [0x02, 0x78, 0x77, 0x62, 0x00, 0x01];
@@ -230,6 +232,13 @@ impl BenchNet {
             "dev",
             &h,
         ])?;
+        // The flood's sources (1.0.0.0/8, 2001:db8::/32) are not routed here, and every
+        // flood row drops every frame before the stack. Should one get through anyway
+        // (a failing row), strict reverse-path filtering drops it instead of answering a
+        // spoofed address out of the machine's default route, and the receiver has no
+        // IPv6 at all (XDP and netdev ingress still see every frame).
+        sysctl(&format!("net/ipv4/conf/{h}/rp_filter"), "1")?;
+        sysctl(&format!("net/ipv6/conf/{h}/disable_ipv6"), "1")?;
         Ok(net)
     }
 
@@ -284,6 +293,34 @@ impl BenchNet {
     pub fn frame(probe: Probe, size: usize) -> Vec<u8> {
         frame(probe, size)
     }
+
+    /// The spoofed flood's template: Ethernet + IPv4 or IPv6 + UDP from `src` to the test
+    /// receiver (IPv6: a ULA the receiver does not have) and its MAC, port `dport`, `size`
+    /// bytes or the family's headers if longer (62 for IPv6).
+    pub fn flood_frame(src: IpAddr, dport: u16, size: usize) -> Vec<u8> {
+        let headers = match src {
+            IpAddr::V4(_) => 14 + 20 + 8,
+            IpAddr::V6(_) => 14 + 40 + 8,
+        };
+        let dst: IpAddr = match src {
+            IpAddr::V4(_) => HOST_V4.into(),
+            IpAddr::V6(_) => HOST_V6.into(),
+        };
+        PacketBuilder::eth()
+            .src_mac(PEER_MAC)
+            .dst_mac(HOST_MAC)
+            .ip(src, dst)
+            .udp(32768, dport)
+            .payload(&vec![0u8; size.saturating_sub(headers)])
+            .build()
+            .bytes
+    }
+}
+
+/// Writes `value` to /proc/sys/`key`.
+fn sysctl(key: &str, value: &str) -> Result<()> {
+    let path = Path::new("/proc/sys").join(key);
+    std::fs::write(&path, value).with_context(|| format!("writing {value} to {}", path.display()))
 }
 
 impl Drop for BenchNet {
@@ -313,8 +350,11 @@ pub struct RxStats {
 pub struct Traffic {
     /// The template frame.
     pub frame: Vec<u8>,
-    /// Flows `bench_tx` spreads the frames over.
+    /// Flows `bench_tx` spreads the frames over (ignored with `spoof_bits`).
     pub flows: u32,
+    /// When not 0, `bench_tx` gives every frame a source address whose low `spoof_bits`
+    /// bits are random (the spoofed-source flood).
+    pub spoof_bits: u32,
     /// Generator threads, each on a core of its own.
     pub threads: usize,
     /// Frames per live-frames batch (1..=256).
@@ -348,7 +388,7 @@ impl Generator {
         let ns_path = format!("/run/netns/{}", netns.name());
         for t in 0..traffic.threads {
             // Loaded here, one at a time: they share the pin directory.
-            let program = Reference::generator(pins, traffic.flows)?;
+            let program = Reference::generator(pins, traffic.flows, traffic.spoof_bits)?;
             let (stop, sent, frame) = (stop.clone(), sent.clone(), traffic.frame.clone());
             let (ns_path, cpu, ifindex, batch) = (
                 ns_path.clone(),
@@ -453,18 +493,41 @@ pub struct Sample {
     /// Share of the frames the test receiver took in that the filter's own counter gave
     /// the expected verdict (`None` when there is no counter to read).
     pub judged: Option<f64>,
+    /// Share of the frames given the expected verdict that the address list or table
+    /// matched (the rest met the row's catch-all), if the row tells them apart.
+    pub hit_share: Option<f64>,
     /// Nanoseconds per packet inside the test receiver's XDP program, from the kernel's
     /// run-time statistics in a sub-window of its own (median of its readings; `None`
     /// when not asked for).
     pub program_ns: Option<f64>,
 }
 
+/// A receiver's counters, read together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Packets given the expected verdict so far.
+    pub expected: u64,
+    /// Of those, packets the filter's address list or table matched (the rest met a
+    /// catch-all), where a row tells them apart.
+    pub hits: Option<u64>,
+}
+
+impl Counts {
+    /// A count of the expected verdict alone.
+    pub fn of(expected: u64) -> Counts {
+        Counts {
+            expected,
+            hits: None,
+        }
+    }
+}
+
 /// What a row reads from its test receiver besides rates, and how it prepares it.
 #[derive(Default)]
 pub struct Probes<'a> {
-    /// Reads the test filter's counter of the expected verdict: `counted` is its
-    /// increase over the frames received.
-    pub judged: Option<&'a mut dyn FnMut() -> Result<u64>>,
+    /// Reads the test filter's counters: the increase of `expected` over the frames
+    /// received is the row's `judged` share; that of `hits` over `expected`, its hit share.
+    pub judged: Option<&'a mut dyn FnMut() -> Result<Counts>>,
     /// Reads the cumulative run-time statistics of the test receiver's XDP program: one
     /// more sub-window, with statistics on, gives the nanoseconds per packet inside it.
     pub run_time: Option<&'a dyn Fn() -> Result<RunTime>>,
@@ -503,7 +566,7 @@ pub fn measure(
         drained(&net.test)?;
     }
     let mut sample = Sample::default();
-    let (mut counted, mut received) = (0u64, 0f64);
+    let (mut counted, mut received, mut hits) = (0u64, 0f64, None::<u64>);
     for _ in 0..timing.samples.max(1) {
         let ceiling = window(net, &net.reference, pins, traffic, cpus, timing, &mut None)?;
         let test = window(net, &net.test, pins, traffic, cpus, timing, &mut judged)?;
@@ -511,12 +574,20 @@ pub fn measure(
         sample.rx_pps.push(test.pps);
         sample.offered_pps.push(test.offered_pps);
         if let Some((c, r)) = test.counted {
-            counted += c;
+            counted += c.expected;
             received += r;
+            if let Some(h) = c.hits {
+                hits = Some(hits.unwrap_or(0) + h);
+            }
         }
     }
     if judged.is_some() && received > 0.0 {
         sample.judged = Some(counted as f64 / received);
+    }
+    if let Some(h) = hits
+        && counted > 0
+    {
+        sample.hit_share = Some(h as f64 / counted as f64);
     }
     if let Some(run_time) = run_time {
         sample.program_ns = Some(program_ns(net, pins, traffic, cpus, timing, run_time)?);
@@ -567,8 +638,8 @@ fn program_ns(
 struct Window {
     pps: f64,
     offered_pps: f64,
-    /// Counter delta, and frames received between the counter reads.
-    counted: Option<(u64, f64)>,
+    /// Counter deltas, and frames received between the counter reads.
+    counted: Option<(Counts, f64)>,
 }
 
 /// Runs the generator on `pair` for the warm-up, then samples for `timing.part`. The
@@ -581,7 +652,7 @@ fn window(
     traffic: &Traffic,
     cpus: &[usize],
     timing: Timing,
-    judged: &mut Option<&mut dyn FnMut() -> Result<u64>>,
+    judged: &mut Option<&mut dyn FnMut() -> Result<Counts>>,
 ) -> Result<Window> {
     let j0 = judged.as_mut().map(|f| f()).transpose()?;
     let before = pair.rx()?.packets;
@@ -607,10 +678,12 @@ fn window(
     let counted = match judged.as_mut() {
         Some(f) => {
             let after = drained(pair)?;
-            Some((
-                f()?.saturating_sub(j0.unwrap_or(0)),
-                after.saturating_sub(before) as f64,
-            ))
+            let (c0, c1) = (j0.unwrap_or_default(), f()?);
+            let delta = Counts {
+                expected: c1.expected.saturating_sub(c0.expected),
+                hits: c1.hits.map(|h| h.saturating_sub(c0.hits.unwrap_or(0))),
+            };
+            Some((delta, after.saturating_sub(before) as f64))
         }
         None => None,
     };

@@ -9,7 +9,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::ruleset::count;
+use crate::flood::Family;
+use crate::ruleset::{MAX_RULES, count};
 
 /// What a throughput row measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,9 @@ pub enum Kind {
     NftLinear,
     /// nftables netdev ingress, one verdict-map lookup.
     NftSet,
+    /// xdp-filter (xdp-tools): a deny list of as many source addresses as xdpwall's rows
+    /// have rules (the generator's sources among them), UDP to the rule's port denied too.
+    XdpFilter,
 }
 
 impl Kind {
@@ -41,6 +45,7 @@ impl Kind {
             Kind::Stack => "no filter (kernel stack)",
             Kind::NftLinear => "nftables, linear rules",
             Kind::NftSet => "nftables, verdict map",
+            Kind::XdpFilter => "xdp-filter, deny list of N source addresses + UDP port",
         }
     }
 }
@@ -63,6 +68,9 @@ pub struct Rate {
     pub offered: f64,
     /// Share of received frames the filter counted with the expected verdict.
     pub judged: Option<f64>,
+    /// Share of those that its address list or table matched (the rest met a catch-all),
+    /// where the row tells them apart.
+    pub hit_share: Option<f64>,
     /// Nanoseconds per packet inside the receiver's XDP program (kernel run-time
     /// statistics, in a sub-window of their own), if measured.
     pub program_ns: Option<f64>,
@@ -171,6 +179,8 @@ pub struct Report {
     pub repeat: u32,
     /// Every reference (XDP_DROP) sub-window's rate, frames per second.
     pub ceiling_samples: Vec<f64>,
+    /// The spoofed-source flood's rows, in the order measured.
+    pub flood: Vec<FloodRow>,
 }
 
 /// A target and whether it was met.
@@ -196,6 +206,8 @@ pub enum TargetAt {
     Throughput(usize, Option<usize>),
     /// The xdpwall per-packet row with these rules (no table), hit or miss packet.
     PerPacket(usize, bool),
+    /// The xdpwall IPv4 flood row with these rules and table entries.
+    Flood(usize, Option<usize>),
 }
 
 impl Target {
@@ -288,7 +300,23 @@ impl Report {
                 at: TargetAt::PerPacket(4096, true),
             }
         };
-        vec![
+        let to_xdp_filter = |rules: usize| {
+            let r = self
+                .find(Kind::XdpwallDrop, rules, None)
+                .and_then(|row| self.ratio_to(row, Kind::XdpFilter));
+            Target {
+                what: "≥ 1× xdp-filter".into(),
+                row: format!(
+                    "xdpwall drop, {rules} rule{} (xdp-filter: {rules} address{})",
+                    if rules == 1 { "" } else { "s" },
+                    if rules == 1 { "" } else { "es" }
+                ),
+                value: r.map_or("–".into(), |r| format!("{r:.2}×")),
+                met: r.map(|r| r >= 1.0),
+                at: TargetAt::Throughput(rules, None),
+            }
+        };
+        let mut targets = vec![
             to_ceiling(1, None, 0.8, "xdpwall drop, 1 rule".into()),
             to_ceiling(
                 4096,
@@ -299,7 +327,150 @@ impl Report {
             to_nft(Kind::NftSet, 2.0, "nftables verdict map"),
             to_nft(Kind::NftLinear, 20.0, "nftables linear"),
             flat(),
+            to_xdp_filter(1),
+            to_xdp_filter(1024),
+        ];
+        targets.extend(self.flood_targets());
+        targets
+    }
+
+    /// The flood's targets (issue #8), on its IPv4 rows: 4096 rules + the big table against
+    /// XDP_DROP, xdpwall's own 1-rule row and the nftables set of the same prefixes.
+    fn flood_targets(&self) -> Vec<Target> {
+        let big = self
+            .flood
+            .iter()
+            .filter(|r| r.receiver == FloodReceiver::Xdpwall && r.family == Family::V4)
+            .filter_map(|r| r.entries)
+            .max();
+        let table = big
+            .and_then(|e| self.flood_row(FloodReceiver::Xdpwall, Family::V4, MAX_RULES, Some(e)));
+        fn rate(r: Option<&FloodRow>) -> Option<&Rate> {
+            r.and_then(|r| r.result.as_ref().ok())
+        }
+        let name = format!(
+            "flood, xdpwall 4096 rules + {} IPv4 table",
+            big.map_or("1M".into(), count)
+        );
+        let at = TargetAt::Flood(MAX_RULES, big);
+        let one = rate(self.flood_row(FloodReceiver::Xdpwall, Family::V4, 1, None));
+        let nft =
+            rate(big.and_then(|e| self.flood_row(FloodReceiver::Nft, Family::V4, 2, Some(e))));
+        let t = rate(table);
+        let ceiling = t.map(|t| t.to_ceiling);
+        let to_one = t.zip(one).map(|(t, o)| t.to_ceiling / o.to_ceiling);
+        let to_nft = t.zip(nft).map(|(t, n)| t.to_ceiling / n.to_ceiling);
+        vec![
+            Target {
+                what: "≥ 0.6× XDP_DROP".into(),
+                row: name.clone(),
+                value: ceiling.map_or("–".into(), |r| format!("{r:.2}×")),
+                met: ceiling.map(|r| r >= 0.6),
+                at,
+            },
+            Target {
+                what: "≥ 0.85× xdpwall's 1-rule row".into(),
+                row: name.clone(),
+                value: to_one.map_or("–".into(), |r| format!("{r:.2}×")),
+                met: to_one.map(|r| r >= 0.85),
+                at,
+            },
+            Target {
+                what: "≥ 10× the nftables set".into(),
+                row: name,
+                value: to_nft.map_or("–".into(), |r| format!("{r:.1}×")),
+                met: to_nft.map(|r| r >= 10.0),
+                at,
+            },
         ]
+    }
+
+    fn flood_row(
+        &self,
+        receiver: FloodReceiver,
+        family: Family,
+        rules: usize,
+        entries: Option<usize>,
+    ) -> Option<&FloodRow> {
+        self.flood.iter().find(|r| {
+            r.receiver == receiver && r.family == family && r.rules == rules && r.entries == entries
+        })
+    }
+
+    /// The flood section: one table of every row, with ratios to XDP_DROP (measured beside
+    /// each row) and to xdpwall's 1-rule row of the same family.
+    fn flood_markdown(&self, s: &mut String, targets: &[Target]) {
+        if self.flood.is_empty() {
+            return;
+        }
+        s.push_str(
+            "\n## Spoofed-source flood: large blocklists (issue #8)\n\n\
+             The generator draws every frame's source at random: IPv4 from all 16M addresses \
+             of 1.0.0.0/8, IPv6 from all 2^96 of 2001:db8::/32 (UDP to port 6000), so no \
+             lookup structure stays in cache. Lists are drawn inside those networks with a \
+             fixed seed: IPv4 every 256th entry a /24, the rest /32s; IPv6 every 256th a /48, \
+             every 16th a /64, the rest /128s; no entry inside another. Every row drops every \
+             frame, so the rate is the filter's and not the kernel stack's: the list drops the \
+             sources it holds and a catch-all (`block in proto udp to port 6000`; nftables \
+             `udp dport 6000 drop`; `xdp-filter port 6000`) the rest, each counted apart. \
+             List hits: the share of dropped frames the list matched, measured (from the \
+             receiver's counters) / expected (the list's share of the address space). \
+             × XDP_DROP: median of the ratios to XDP_DROP on the reference pair, with the same \
+             traffic, in the sub-window just before each. × 1 rule: × XDP_DROP over that of \
+             xdpwall's 1-rule row with the same traffic. Load s: time to put the list in \
+             place (xdpwall: `load`/`apply`, which compiles; nftables: `nft -f`; xdp-filter: \
+             filling its pinned map). xdp-filter holds hosts only, in a hash of fixed size: \
+             its row has the largest list it takes, the first hosts of the IPv4 list.\n\n\
+             | traffic | receiver | rules | list | Mpps | × XDP_DROP | × 1 rule | counted | list hits measured / expected | ns in XDP program | load s | target |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        );
+        for row in &self.flood {
+            let one = self
+                .flood_row(FloodReceiver::Xdpwall, row.family, 1, None)
+                .and_then(|r| r.result.as_ref().ok());
+            let (mpps, to_ceiling, to_one, counted, hits, ns) = match &row.result {
+                Ok(r) => (
+                    format!("{:.3} [{:.3}–{:.3}]", r.pps / 1e6, r.min / 1e6, r.max / 1e6),
+                    format!("{:.2}", r.to_ceiling),
+                    one.map_or("–".into(), |o| {
+                        format!("{:.2}", r.to_ceiling / o.to_ceiling)
+                    }),
+                    r.judged
+                        .map_or("–".into(), |j| format!("{:.1}%", j * 100.0)),
+                    match (r.hit_share, row.expected_hits) {
+                        (None, None) => "–".into(),
+                        (m, e) => format!("{} / {}", percent(m), percent(e)),
+                    },
+                    r.program_ns.map_or("–".into(), |ns| format!("{ns:.0}")),
+                ),
+                Err(e) => (
+                    format!("failed: {e}"),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                ),
+            };
+            let target = if row.receiver == FloodReceiver::Xdpwall && row.family == Family::V4 {
+                targets_at(targets, Some(TargetAt::Flood(row.rules, row.entries)))
+            } else {
+                "–".into()
+            };
+            let rules = if row.receiver == FloodReceiver::Ceiling {
+                "–".into()
+            } else {
+                row.rules.to_string()
+            };
+            let load = row.load_secs.map_or("–".into(), |t| format!("{t:.1}"));
+            let _ = writeln!(
+                s,
+                "| {} | {} | {rules} | {} | {mpps} | {to_ceiling} | {to_one} | {counted} | {hits} | {ns} | {load} | {target} |",
+                row.family.name(),
+                row.receiver.label(),
+                row.list,
+            );
+        }
     }
 
     /// The report as Markdown.
@@ -316,9 +487,13 @@ impl Report {
             "Mpps: frames the test receiver took in per second (median of the sub-windows; range in \
              brackets). Ceiling: XDP_DROP on the reference pair, measured in a sub-window just before \
              each test sub-window (over the whole run: {}). × ceiling: median of those paired \
-             ratios. × nft: this row's × ceiling over nftables' with the same rules. Counted: the \
+             ratios. × nft: this row's × ceiling over nftables' with the same rules; × xdp-filter: over \
+             xdp-filter's with as many addresses as rules (it drops the sources it lists and, \
+             by its UDP port list, the rest; with fewer than 16 addresses it lists only some \
+             of the generator's 16 sources). Counted: the \
              share of received frames that the filter's own counter gave the expected verdict \
-             (for the state fast path: the `state` counter). ns in XDP program: the time inside \
+             (for the state fast path: the `state` counter; in brackets, the share the address \
+             list matched). ns in XDP program: the time inside \
              the receiver's program per packet, from the kernel's run-time statistics in one more \
              sub-window, median of its readings (they cost every program two clock reads per \
              run, so no rate is taken meanwhile; bench_drop's figure is about what the clock \
@@ -326,8 +501,8 @@ impl Report {
             self.ceiling_mpps()
                 .map_or("–".into(), |c| format!("{c:.3} Mpps median"))
         );
-        s.push_str("| receiver | rules | Mpps | ceiling Mpps | × ceiling | × nft map | × nft linear | counted | ns in XDP program | target |\n");
-        s.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+        s.push_str("| receiver | rules | Mpps | ceiling Mpps | × ceiling | × nft map | × nft linear | × xdp-filter | counted | ns in XDP program | target |\n");
+        s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
         for row in &self.throughput {
             let label = if row.note.is_empty() {
                 row.kind.label().to_string()
@@ -339,8 +514,7 @@ impl Report {
                     format!("{:.3} [{:.3}–{:.3}]", r.pps / 1e6, r.min / 1e6, r.max / 1e6),
                     format!("{:.3}", r.ceiling / 1e6),
                     format!("{:.2}", r.to_ceiling),
-                    r.judged
-                        .map_or("–".into(), |j| format!("{:.1}%", j * 100.0)),
+                    counted(r),
                     r.program_ns.map_or("–".into(), |ns| format!("{ns:.0}")),
                 ),
                 Err(e) => (
@@ -351,15 +525,17 @@ impl Report {
                     "–".into(),
                 ),
             };
-            let (to_set, to_linear) = if matches!(row.kind, Kind::XdpwallDrop) {
+            let (to_set, to_linear, to_xdp_filter) = if matches!(row.kind, Kind::XdpwallDrop) {
                 (
                     self.ratio_to(row, Kind::NftSet)
                         .map_or("–".into(), |r| format!("{r:.1}")),
                     self.ratio_to(row, Kind::NftLinear)
                         .map_or("–".into(), |r| format!("{r:.1}")),
+                    self.ratio_to(row, Kind::XdpFilter)
+                        .map_or("–".into(), |r| format!("{r:.2}")),
                 )
             } else {
-                ("–".into(), "–".into())
+                ("–".into(), "–".into(), "–".into())
             };
             let at = row.rules.map(|r| TargetAt::Throughput(r, row.table));
             let target = if row.kind == Kind::XdpwallDrop {
@@ -369,7 +545,7 @@ impl Report {
             };
             let _ = writeln!(
                 s,
-                "| {label} | {} | {mpps} | {ceiling} | {to_ceiling} | {to_set} | {to_linear} | {counted} | {program_ns} | {target} |",
+                "| {label} | {} | {mpps} | {ceiling} | {to_ceiling} | {to_set} | {to_linear} | {to_xdp_filter} | {counted} | {program_ns} | {target} |",
                 row.size()
             );
         }
@@ -426,6 +602,7 @@ impl Report {
         }
 
         self.flows_markdown(&mut s);
+        self.flood_markdown(&mut s, &targets);
 
         s.push_str("\n## Targets\n\n| target | where | measured | |\n|---|---|---|---|\n");
         for t in &targets {
@@ -581,6 +758,7 @@ impl Report {
                     "mpps_max": r.result.as_ref().ok().map(|x| x.max / 1e6),
                     "offered_mpps": r.result.as_ref().ok().map(|x| x.offered / 1e6),
                     "counted_share": r.result.as_ref().ok().and_then(|x| x.judged),
+                    "list_hit_share": r.result.as_ref().ok().and_then(|x| x.hit_share),
                     "program_ns": r.result.as_ref().ok().and_then(|x| x.program_ns),
                     "error": r.result.as_ref().err(),
                 })
@@ -629,6 +807,22 @@ impl Report {
             "established_flows": flows,
             "test_run_repeat": self.repeat,
             "targets": targets,
+            "flood": self.flood.iter().map(|r| json!({
+                "traffic": r.family.name(),
+                "receiver": r.receiver.label(),
+                "rules": r.rules,
+                "table_entries": r.entries,
+                "list": r.list,
+                "mpps": r.result.as_ref().ok().map(|x| x.pps / 1e6),
+                "to_ceiling": r.result.as_ref().ok().map(|x| x.to_ceiling),
+                "ceiling_mpps": r.result.as_ref().ok().map(|x| x.ceiling / 1e6),
+                "counted_share": r.result.as_ref().ok().and_then(|x| x.judged),
+                "list_hit_share": r.result.as_ref().ok().and_then(|x| x.hit_share),
+                "list_hit_share_expected": r.expected_hits,
+                "program_ns": r.result.as_ref().ok().and_then(|x| x.program_ns),
+                "load_secs": r.load_secs,
+                "error": r.result.as_ref().err(),
+            })).collect::<Vec<_>>(),
         })
     }
 
@@ -677,6 +871,11 @@ impl Report {
                 Kind::NftLinear,
                 "nftables linear",
                 RGBColor(0xd6, 0x27, 0x28),
+            ),
+            (
+                Kind::XdpFilter,
+                "xdp-filter (as many addresses)",
+                RGBColor(0xff, 0x7f, 0x0e),
             ),
         ];
         let table_point: Vec<(f64, f64)> = self
@@ -770,6 +969,71 @@ impl Report {
     }
 }
 
+/// What receives the flood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloodReceiver {
+    /// `bench_drop` on the test pair: the ceiling, with this traffic.
+    Ceiling,
+    /// xdpwall (its CLI).
+    Xdpwall,
+    /// An nftables netdev ingress chain with an interval set.
+    Nft,
+    /// xdp-filter (xdp-tools).
+    XdpFilter,
+}
+
+impl FloodReceiver {
+    fn label(self) -> &'static str {
+        match self {
+            FloodReceiver::Ceiling => "XDP_DROP (bench_drop)",
+            FloodReceiver::Xdpwall => "xdpwall",
+            FloodReceiver::Nft => "nftables netdev, interval set",
+            FloodReceiver::XdpFilter => "xdp-filter",
+        }
+    }
+}
+
+/// One row of the spoofed-source flood.
+#[derive(Debug, Clone)]
+pub struct FloodRow {
+    /// The traffic's family (and the list's).
+    pub family: Family,
+    /// What receives it.
+    pub receiver: FloodReceiver,
+    /// xdpwall: rules in all (1: the catch-all alone); nftables and xdp-filter: 2 (the
+    /// list and the catch-all); the ceiling: 0.
+    pub rules: usize,
+    /// Entries of the list, if any.
+    pub entries: Option<usize>,
+    /// The list, described (e.g. `1M: 3907 /24 + 996093 /32`).
+    pub list: String,
+    /// The share of the flood's sources the list holds.
+    pub expected_hits: Option<f64>,
+    /// Seconds to put the list in place.
+    pub load_secs: Option<f64>,
+    /// The rate, or why there is none.
+    pub result: Result<Rate, String>,
+}
+
+/// `12.3%`, `0.060%`, or `–`.
+fn percent(v: Option<f64>) -> String {
+    match v {
+        None => "–".into(),
+        Some(v) if v * 100.0 < 1.0 => format!("{:.3}%", v * 100.0),
+        Some(v) => format!("{:.1}%", v * 100.0),
+    }
+}
+
+/// The counted cell: the share given the expected verdict, and in brackets the share the
+/// address list matched, if known.
+fn counted(r: &Rate) -> String {
+    match (r.judged, r.hit_share) {
+        (None, _) => "–".into(),
+        (Some(j), None) => format!("{:.1}%", j * 100.0),
+        (Some(j), h) => format!("{:.1}% ({} by address)", j * 100.0, percent(h)),
+    }
+}
+
 /// Rules of the live established-flow rows (state fast path beside the pass path).
 pub const FLOW_RULES: usize = 1024;
 
@@ -807,6 +1071,7 @@ mod tests {
             max: 0.0,
             offered: 0.0,
             judged: Some(1.0),
+            hit_share: None,
             program_ns: None,
         })
     }
@@ -841,6 +1106,8 @@ mod tests {
                 row(Kind::XdpwallDrop, 4096, Some(1_000_000), 0.6),
                 row(Kind::NftSet, 1024, None, 0.5),
                 row(Kind::NftLinear, 1024, None, 0.02),
+                row(Kind::XdpFilter, 1, None, 0.75),
+                row(Kind::XdpFilter, 1024, None, 0.85),
                 ThroughputRow {
                     kind: Kind::NftLinear,
                     rules: Some(4096),
@@ -866,6 +1133,7 @@ mod tests {
             flows: Vec::new(),
             repeat: 1000,
             ceiling_samples: vec![2e6, 1.8e6, 2.2e6],
+            flood: Vec::new(),
         }
     }
 
@@ -916,6 +1184,11 @@ mod tests {
                 ("1.6×", Some(false)),  // 0.8 / 0.5 vs ≥ 2
                 ("40.0×", Some(true)),  // 0.8 / 0.02 vs ≥ 20
                 ("1.40×", Some(true)),  // 140 / 100 vs ≤ 1.5
+                ("1.20×", Some(true)),  // 0.9 / 0.75 vs ≥ 1
+                ("0.94×", Some(false)), // 0.8 / 0.85 vs ≥ 1
+                ("–", None),            // no flood rows
+                ("–", None),
+                ("–", None),
             ]
         );
         assert_eq!(
@@ -924,29 +1197,31 @@ mod tests {
                 .iter()
                 .filter(|t| t.met.is_none())
                 .count(),
-            5
+            10
         );
     }
 
     #[test]
     fn markdown_shows_ratios_targets_and_failures() {
         let md = report().markdown();
-        assert!(md.contains("| xdpwall, drop path | 1 | 1.800 [0.000–0.000] | 2.000 | 0.90 | – | – | 100.0% | – | ≥ 0.8× ceiling (0.90×): met |"));
-        assert!(md.contains("| xdpwall, drop path | 1024 | 1.600 [0.000–0.000] | 2.000 | 0.80 | 1.6 | 40.0 | 100.0% | – | ≥ 2× nftables verdict map (1.6×): missed; ≥ 20× nftables linear (40.0×): met |"));
+        assert!(md.contains("| xdpwall, drop path | 1 | 1.800 [0.000–0.000] | 2.000 | 0.90 | – | – | 1.20 | 100.0% | – | ≥ 0.8× ceiling (0.90×): met; ≥ 1× xdp-filter (1.20×): met |"));
+        assert!(md.contains("| xdpwall, drop path | 1024 | 1.600 [0.000–0.000] | 2.000 | 0.80 | 1.6 | 40.0 | 0.94 | 100.0% | – | ≥ 2× nftables verdict map (1.6×): missed; ≥ 20× nftables linear (40.0×): met; ≥ 1× xdp-filter (0.94×): missed |"));
+        assert!(md.contains("| xdp-filter, deny list of N source addresses + UDP port | 1 | 1.500 [0.000–0.000] | 2.000 | 0.75 | – | – | – | 100.0% | – | – |"));
         assert!(md.contains("| nftables, linear rules | 4096 | failed: boom |"));
         assert!(md.contains("| xdpwall | 4096 | – | matches the last rule | 140 | 110 | 1.40 | ≤ 1.5× the 1-rule cost (1.40×): met |"));
         assert!(md.contains("| xdpwall | 4096 | – | matches no rule | 160 | 130 | 1.60 | – |"));
         assert!(md.contains("(over the whole run: 2.000 Mpps median)"));
-        assert!(md.contains("3 of 5 targets met, 2 missed."));
+        assert!(md.contains("4 of 10 targets met, 3 missed."));
         assert!(!md.contains("Established flows"));
+        assert!(!md.contains("Spoofed-source flood"));
     }
 
     #[test]
     fn established_flows_side_by_side() {
         let r = flows_report();
         let md = r.markdown();
-        assert!(md.contains("| xdpwall, state fast path (established flows), then kernel stack | 1024 | 0.204 [0.000–0.000] | 2.000 | 0.10 | – | – | 100.0% | 60 | – |"));
-        assert!(md.contains("| xdpwall, pass path (rules), then kernel stack | 1024 | 0.200 [0.000–0.000] | 2.000 | 0.10 | – | – | 100.0% | 120 | – |"));
+        assert!(md.contains("| xdpwall, state fast path (established flows), then kernel stack | 1024 | 0.204 [0.000–0.000] | 2.000 | 0.10 | – | – | – | 100.0% | 60 | – |"));
+        assert!(md.contains("| xdpwall, pass path (rules), then kernel stack | 1024 | 0.200 [0.000–0.000] | 2.000 | 0.10 | – | – | – | 100.0% | 120 | – |"));
         assert!(md.contains("## Established flows: state fast path beside the rule path"));
         assert!(md.contains("| 1024 | `pass` | matches the last rule | rule path (counted by the last rule) | 150 | 120 | 1 |"));
         assert!(md.contains("| 1024 | `pass … keep state` | of the flow the last rule opened | state fast path (counted as `state`) | 90 | 60 | 0.60 |"));
@@ -985,6 +1260,70 @@ mod tests {
             r.markdown()
                 .contains("| the same less bench_drop's (20: the clock reads) | 100 | 40 | 0.40 |")
         );
+    }
+
+    fn flood_row(
+        family: Family,
+        receiver: FloodReceiver,
+        rules: usize,
+        entries: Option<usize>,
+        to_ceiling: f64,
+    ) -> FloodRow {
+        FloodRow {
+            family,
+            receiver,
+            rules,
+            entries,
+            list: entries.map_or("–".into(), count),
+            expected_hits: entries.map(|_| 0.12),
+            load_secs: entries.map(|_| 2.0),
+            result: rate(to_ceiling).map(|r| Rate {
+                hit_share: entries.map(|_| 0.118),
+                program_ns: Some(100.0),
+                ..r
+            }),
+        }
+    }
+
+    #[test]
+    fn flood_rows_and_targets() {
+        let mut r = report();
+        let m = Some(1_000_000);
+        r.flood = vec![
+            flood_row(Family::V4, FloodReceiver::Ceiling, 0, None, 1.0),
+            flood_row(Family::V4, FloodReceiver::Xdpwall, 1, None, 0.9),
+            flood_row(Family::V4, FloodReceiver::Xdpwall, 2, m, 0.8),
+            flood_row(Family::V4, FloodReceiver::Xdpwall, 4096, m, 0.72),
+            flood_row(Family::V6, FloodReceiver::Xdpwall, 1, None, 0.8),
+            flood_row(Family::V6, FloodReceiver::Xdpwall, 2, m, 0.4),
+            flood_row(Family::V4, FloodReceiver::Nft, 2, m, 0.06),
+            FloodRow {
+                result: Err("no xdp-filter".into()),
+                ..flood_row(Family::V4, FloodReceiver::XdpFilter, 2, None, 0.0)
+            },
+        ];
+        let verdicts: Vec<_> = r
+            .flood_targets()
+            .iter()
+            .map(|t| (t.value.clone(), t.met))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                ("0.72×".to_string(), Some(true)),  // ≥ 0.6 XDP_DROP
+                ("0.80×".to_string(), Some(false)), // 0.72 / 0.9 vs ≥ 0.85
+                ("12.0×".to_string(), Some(true)),  // 0.72 / 0.06 vs ≥ 10
+            ]
+        );
+        let md = r.markdown();
+        assert!(md.contains("## Spoofed-source flood: large blocklists (issue #8)"));
+        assert!(md.contains("| IPv4 | xdpwall | 4096 | 1M | 1.440 [0.000–0.000] | 0.72 | 0.80 | 100.0% | 11.8% / 12.0% | 100 | 2.0 | ≥ 0.6× XDP_DROP (0.72×): met; ≥ 0.85× xdpwall's 1-rule row (0.80×): missed; ≥ 10× the nftables set (12.0×): met |"));
+        assert!(md.contains("| IPv6 | xdpwall | 2 | 1M | 0.800 [0.000–0.000] | 0.40 | 0.50 | 100.0% | 11.8% / 12.0% | 100 | 2.0 | – |"));
+        assert!(md.contains("| IPv4 | XDP_DROP (bench_drop) | – | – | 2.000 [0.000–0.000] | 1.00 | 1.11 | 100.0% | – | 100 | – | – |"));
+        assert!(md.contains("| IPv4 | xdp-filter | 2 | – | failed: no xdp-filter |"));
+        let js = r.json();
+        assert_eq!(js["flood"][3]["rules"], 4096);
+        assert_eq!(js["flood"][3]["list_hit_share"], 0.118);
     }
 
     #[test]

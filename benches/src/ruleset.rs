@@ -334,11 +334,13 @@ fn host_in(i: usize, h: u8) -> Ipv4Addr {
     Ipv4Addr::new(a, b, c, d + h)
 }
 
-fn port(i: usize) -> u16 {
+/// Destination port of rule `i`.
+pub fn port(i: usize) -> u16 {
     BASE_PORT + (i % PORTS) as u16
 }
 
-fn proto(i: usize, rules: usize) -> u8 {
+/// Protocol of rule `i` of `rules` (6: TCP, 17: UDP; the last rule is UDP).
+pub fn proto(i: usize, rules: usize) -> u8 {
     if i % 3 == 1 && i + 1 != rules {
         IPPROTO_TCP
     } else {

@@ -410,6 +410,163 @@ pub mod field {
     pub const DIRECTION: u32 = 9;
     /// Number of fields.
     pub const COUNT: u32 = 10;
+
+    /// What each field is called in summaries, by field number.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "interface",
+        "family/protocol",
+        "source address",
+        "destination address",
+        "source port",
+        "destination port",
+        "tcp flags",
+        "icmp type/code",
+        "vlan",
+        "direction",
+    ];
+
+    /// A field looked up in an array (one entry per key, holding class + 1; 0 means
+    /// the field's default class, a load-time global).
+    #[derive(Clone, Copy, Debug)]
+    pub struct Keyed {
+        /// The field number.
+        pub field: u32,
+        /// The array's map name.
+        pub map: &'static str,
+        /// The default class's global name.
+        pub default_global: &'static str,
+        /// Keys: the array's size.
+        pub domain: u32,
+    }
+
+    /// Every array-keyed field.
+    pub const KEYED: [Keyed; 6] = [
+        Keyed { field: PROTO, map: super::names::PROTO_CLASS, default_global: super::names::PROTO_DEFAULT, domain: super::PROTO_KEYS },
+        Keyed { field: SRC_PORT, map: super::names::SPORT_CLASS, default_global: super::names::SPORT_DEFAULT, domain: super::PORT_NONE + 1 },
+        Keyed { field: DST_PORT, map: super::names::DPORT_CLASS, default_global: super::names::DPORT_DEFAULT, domain: super::PORT_NONE + 1 },
+        Keyed {
+            field: TCP_FLAGS,
+            map: super::names::TCP_FLAGS_CLASS,
+            default_global: super::names::TCP_FLAGS_DEFAULT,
+            domain: super::TCP_FLAGS_NONE + 1,
+        },
+        Keyed { field: ICMP, map: super::names::ICMP_CLASS, default_global: super::names::ICMP_DEFAULT, domain: super::ICMP_NONE + 1 },
+        Keyed { field: VLAN, map: super::names::VLAN_CLASS, default_global: super::names::VLAN_DEFAULT, domain: super::VLAN_NONE + 1 },
+    ];
+}
+
+/// Names of the programs, maps and load-time globals in the eBPF object. The kernel side
+/// declares each through `shared_map!`/`shared_global!`, which fail to compile when the
+/// declared name has no constant here or a different one; the loader uses only these.
+pub mod names {
+    /// Whether two names are equal (usable in constant assertions).
+    pub const fn same(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// Declares the name constants, each its own identifier.
+    macro_rules! names {
+        ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+            $($(#[$doc])* pub const $name: &str = stringify!($name);)*
+        };
+    }
+
+    /// Program: packets arriving (XDP).
+    pub const PROGRAM_XDP: &str = "xdpwall";
+    /// Program: packets leaving (TC egress).
+    pub const PROGRAM_EGRESS: &str = "xdpwall_egress";
+
+    names! {
+        /// Pinned map: per-rule and reserved counters.
+        COUNTERS,
+        /// Pinned map: per-interface counters.
+        IFACE_COUNTERS,
+        /// Pinned map: tracked flows.
+        STATES,
+        /// Pinned map: the layout version of the pinned maps.
+        ABI,
+        /// Map: interface entries by ifindex.
+        IFACES,
+        /// Map: action and counter slot per rule.
+        RULES,
+        /// Map: class id -> rules.
+        BITMAPS,
+        /// Map: protocol key -> class.
+        PROTO_CLASS,
+        /// Map: source port -> class.
+        SPORT_CLASS,
+        /// Map: destination port -> class.
+        DPORT_CLASS,
+        /// Map: TCP flags -> class.
+        TCP_FLAGS_CLASS,
+        /// Map: ICMP type and code -> class.
+        ICMP_CLASS,
+        /// Map: VLAN id -> class.
+        VLAN_CLASS,
+        /// Map: the source's IPv4 direct array.
+        SRC_DIR4,
+        /// Map: the source's hashed prefixes.
+        SRC_PREFIXES,
+        /// Map: the source's IPv6 trie.
+        SRC_TRIE6,
+        /// Map: the destination's IPv4 direct array.
+        DST_DIR4,
+        /// Map: the destination's hashed prefixes.
+        DST_PREFIXES,
+        /// Map: the destination's IPv6 trie.
+        DST_TRIE6,
+        /// Map: the last decision (tests).
+        TRACE_LAST,
+        /// Global: bit per used field.
+        USED_FIELDS,
+        /// Global: 64-rule words in use.
+        RULE_WORDS,
+        /// Global: the default action.
+        DEFAULT_ACTION,
+        /// Global: interface class of interfaces without an entry.
+        IFACE_MISS_CLASS,
+        /// Global: default class of the protocol array.
+        PROTO_DEFAULT,
+        /// Global: default class of the source-port array.
+        SPORT_DEFAULT,
+        /// Global: default class of the destination-port array.
+        DPORT_DEFAULT,
+        /// Global: default class of the TCP flags array.
+        TCP_FLAGS_DEFAULT,
+        /// Global: default class of the ICMP array.
+        ICMP_DEFAULT,
+        /// Global: default class of the VLAN array.
+        VLAN_DEFAULT,
+        /// Global: some rule keeps state.
+        STATEFUL,
+        /// Global: direction class of packets arriving.
+        DIR_IN_CLASS,
+        /// Global: direction class of packets leaving.
+        DIR_OUT_CLASS,
+        /// Global: some rule says `out`.
+        HAS_OUT_RULES,
+        /// Global: record decisions (tests).
+        TRACE,
+        /// Global: the source's hashed IPv4 lengths.
+        SRC_V4_LONG_LENGTHS,
+        /// Global: the source's hashed IPv6 lengths.
+        SRC_V6_LENGTHS,
+        /// Global: the destination's hashed IPv4 lengths.
+        DST_V4_LONG_LENGTHS,
+        /// Global: the destination's hashed IPv6 lengths.
+        DST_V6_LENGTHS,
+    }
 }
 
 #[cfg(feature = "user")]

@@ -8,6 +8,38 @@
 #![no_std]
 #![no_main]
 
+/// A map the loader finds by its name in `filter_common::names`: the name constant
+/// must exist and equal the identifier, or this fails to compile.
+macro_rules! shared_map {
+    ($(#[$doc:meta])* $name:ident: $ty:ty = $init:expr;) => {
+        $(#[$doc])*
+        #[map]
+        static $name: $ty = $init;
+        const _: () = assert!(filter_common::names::same(filter_common::names::$name, stringify!($name)));
+    };
+}
+
+/// Checks that the program `$name` is what `filter_common::names::$constant` says.
+macro_rules! shared_program {
+    ($name:ident, $constant:ident) => {
+        const _: () = {
+            let _ = $name;
+            assert!(filter_common::names::same(filter_common::names::$constant, stringify!($name)));
+        };
+    };
+}
+
+/// A load-time global the loader sets by its name in `filter_common::names` (read-only
+/// data: the verifier prunes what its value rules out).
+macro_rules! shared_global {
+    ($(#[$doc:meta])* $name:ident: $ty:ty = $init:expr;) => {
+        $(#[$doc])*
+        #[unsafe(no_mangle)]
+        static $name: Global<$ty> = Global::new($init);
+        const _: () = assert!(filter_common::names::same(filter_common::names::$name, stringify!($name)));
+    };
+}
+
 mod bench;
 mod ct;
 mod parse;
@@ -28,99 +60,90 @@ use parse::{Fields, Outcome};
 
 // Load-time constants (read-only data): the verifier prunes the branches they rule out,
 // so a ruleset pays only for the fields it uses.
-/// Bit `1 << field::X` set when some rule constrains field X.
-#[unsafe(no_mangle)]
-static USED_FIELDS: Global<u32> = Global::new(0);
-/// 64-rule words in use: `ceil(rules / 64)`.
-#[unsafe(no_mangle)]
-static RULE_WORDS: Global<u32> = Global::new(0);
-/// `ACTION_PASS` or `ACTION_DROP` when no rule matches.
-#[unsafe(no_mangle)]
-static DEFAULT_ACTION: Global<u32> = Global::new(ACTION_PASS);
-/// Interface-field class of an interface without an `IFACES` entry.
-#[unsafe(no_mangle)]
-static IFACE_MISS_CLASS: Global<u32> = Global::new(0);
+shared_global! {
+    /// Bit `1 << field::X` set when some rule constrains field X.
+    USED_FIELDS: u32 = 0;
+}
+shared_global! {
+    /// 64-rule words in use: `ceil(rules / 64)`.
+    RULE_WORDS: u32 = 0;
+}
+shared_global! {
+    /// `ACTION_PASS` or `ACTION_DROP` when no rule matches.
+    DEFAULT_ACTION: u32 = ACTION_PASS;
+}
+shared_global! {
+    /// Interface-field class of an interface without an `IFACES` entry.
+    IFACE_MISS_CLASS: u32 = 0;
+}
 // Class of every key of an array field whose map entry is 0 (entries hold class + 1,
 // so only keys off the most common class are written at apply time).
-#[unsafe(no_mangle)]
-static PROTO_DEFAULT: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-static SPORT_DEFAULT: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-static DPORT_DEFAULT: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-static TCP_FLAGS_DEFAULT: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-static ICMP_DEFAULT: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-static VLAN_DEFAULT: Global<u32> = Global::new(0);
-/// Non-zero when some rule keeps state: the fast path and flow creation run.
-#[unsafe(no_mangle)]
-static STATEFUL: Global<u32> = Global::new(0);
-/// Direction-field classes of packets arriving (XDP) and leaving (TC egress).
-#[unsafe(no_mangle)]
-static DIR_IN_CLASS: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-static DIR_OUT_CLASS: Global<u32> = Global::new(0);
-/// Non-zero when some rule says `out`: TC egress classifies.
-#[unsafe(no_mangle)]
-static HAS_OUT_RULES: Global<u32> = Global::new(0);
-/// Which hashed prefix lengths each address field has (see `filter_common::dir`).
-#[unsafe(no_mangle)]
-static SRC_V4_LONG_LENGTHS: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-static SRC_V6_LENGTHS: Global<u64> = Global::new(0);
-#[unsafe(no_mangle)]
-static DST_V4_LONG_LENGTHS: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-static DST_V6_LENGTHS: Global<u64> = Global::new(0);
-/// Non-zero only in tests: record every decision in `TRACE_LAST` (pruned otherwise).
-#[unsafe(no_mangle)]
-static TRACE: Global<u32> = Global::new(0);
+shared_global! { PROTO_DEFAULT: u32 = 0; }
+shared_global! { SPORT_DEFAULT: u32 = 0; }
+shared_global! { DPORT_DEFAULT: u32 = 0; }
+shared_global! { TCP_FLAGS_DEFAULT: u32 = 0; }
+shared_global! { ICMP_DEFAULT: u32 = 0; }
+shared_global! { VLAN_DEFAULT: u32 = 0; }
+shared_global! {
+    /// Non-zero when some rule keeps state: the fast path and flow creation run.
+    STATEFUL: u32 = 0;
+}
+shared_global! {
+    /// Direction-field classes of packets arriving (XDP) and leaving (TC egress).
+    DIR_IN_CLASS: u32 = 0;
+}
+shared_global! { DIR_OUT_CLASS: u32 = 0; }
+shared_global! {
+    /// Non-zero when some rule says `out`: TC egress classifies.
+    HAS_OUT_RULES: u32 = 0;
+}
+shared_global! {
+    /// Which hashed prefix lengths each address field has (see `filter_common::dir`).
+    SRC_V4_LONG_LENGTHS: u32 = 0;
+}
+shared_global! { SRC_V6_LENGTHS: u64 = 0; }
+shared_global! { DST_V4_LONG_LENGTHS: u32 = 0; }
+shared_global! { DST_V6_LENGTHS: u64 = 0; }
+shared_global! {
+    /// Non-zero only in tests: record every decision in `TRACE_LAST` (pruned otherwise).
+    TRACE: u32 = 0;
+}
 
 // Pinned: they outlive a ruleset, so counters carry over an apply.
-#[map]
-static COUNTERS: PerCpuArray<Counter> = PerCpuArray::pinned(COUNTER_SLOTS, 0);
-#[map]
-static IFACE_COUNTERS: PerCpuArray<IfaceCounters> = PerCpuArray::pinned(MAX_IFACES, 0);
+shared_map! {
+    /// The layout version of the pinned maps (`filter_common::ABI_VERSION`), written by the
+    /// loader that created them, so a build of another layout refuses instead of misreading
+    /// them. The program never reads it.
+    ABI: Array<u32> = Array::pinned(1, 0);
+}
+shared_map! { COUNTERS: PerCpuArray<Counter> = PerCpuArray::pinned(COUNTER_SLOTS, 0); }
+shared_map! { IFACE_COUNTERS: PerCpuArray<IfaceCounters> = PerCpuArray::pinned(MAX_IFACES, 0); }
 
 // One set per ruleset, filled before the program is attached or swapped in.
-#[map]
-static IFACES: HashMap<u32, IfaceEntry> = HashMap::with_max_entries(MAX_IFACES, 0);
-#[map]
-static RULES: Array<RuleAction> = Array::with_max_entries(MAX_RULES as u32, 0);
-/// Class id -> rules satisfied. Class 0 is all zeroes (matches nothing).
-#[map]
-static BITMAPS: Array<RuleBitmap> = Array::with_max_entries(1, 0);
-#[map]
-static PROTO_CLASS: Array<u32> = Array::with_max_entries(PROTO_KEYS, 0);
+shared_map! { IFACES: HashMap<u32, IfaceEntry> = HashMap::with_max_entries(MAX_IFACES, 0); }
+shared_map! { RULES: Array<RuleAction> = Array::with_max_entries(MAX_RULES as u32, 0); }
+shared_map! {
+    /// Class id -> rules satisfied. Class 0 is all zeroes (matches nothing).
+    BITMAPS: Array<RuleBitmap> = Array::with_max_entries(1, 0);
+}
+shared_map! { PROTO_CLASS: Array<u32> = Array::with_max_entries(PROTO_KEYS, 0); }
 // Address fields (see `filter_common::dir`): per field, IPv4 up to /24 in a direct
 // array filled through mmap, exact prefixes in a hash, the rest of IPv6 in a small trie.
-#[map]
-static SRC_DIR4: Array<[u32; 2]> = Array::with_max_entries(1, BPF_F_MMAPABLE);
-#[map]
-static SRC_PREFIXES: HashMap<PrefixKey, u32> = HashMap::with_max_entries(1, 0);
-#[map]
-static SRC_TRIE6: LpmTrie<[u8; 16], PrefixClass> = LpmTrie::with_max_entries(1, 0);
-#[map]
-static DST_DIR4: Array<[u32; 2]> = Array::with_max_entries(1, BPF_F_MMAPABLE);
-#[map]
-static DST_PREFIXES: HashMap<PrefixKey, u32> = HashMap::with_max_entries(1, 0);
-#[map]
-static DST_TRIE6: LpmTrie<[u8; 16], PrefixClass> = LpmTrie::with_max_entries(1, 0);
-#[map]
-static SPORT_CLASS: Array<u32> = Array::with_max_entries(1, 0);
-#[map]
-static DPORT_CLASS: Array<u32> = Array::with_max_entries(1, 0);
-#[map]
-static TCP_FLAGS_CLASS: Array<u32> = Array::with_max_entries(1, 0);
-#[map]
-static ICMP_CLASS: Array<u32> = Array::with_max_entries(1, 0);
-#[map]
-static VLAN_CLASS: Array<u32> = Array::with_max_entries(1, 0);
-/// The last decision (`counter slot << 1 | dropped`), written only when `TRACE` is set.
-#[map]
-static TRACE_LAST: Array<u32> = Array::with_max_entries(1, 0);
+shared_map! { SRC_DIR4: Array<[u32; 2]> = Array::with_max_entries(1, BPF_F_MMAPABLE); }
+shared_map! { SRC_PREFIXES: HashMap<PrefixKey, u32> = HashMap::with_max_entries(1, 0); }
+shared_map! { SRC_TRIE6: LpmTrie<[u8; 16], PrefixClass> = LpmTrie::with_max_entries(1, 0); }
+shared_map! { DST_DIR4: Array<[u32; 2]> = Array::with_max_entries(1, BPF_F_MMAPABLE); }
+shared_map! { DST_PREFIXES: HashMap<PrefixKey, u32> = HashMap::with_max_entries(1, 0); }
+shared_map! { DST_TRIE6: LpmTrie<[u8; 16], PrefixClass> = LpmTrie::with_max_entries(1, 0); }
+shared_map! { SPORT_CLASS: Array<u32> = Array::with_max_entries(1, 0); }
+shared_map! { DPORT_CLASS: Array<u32> = Array::with_max_entries(1, 0); }
+shared_map! { TCP_FLAGS_CLASS: Array<u32> = Array::with_max_entries(1, 0); }
+shared_map! { ICMP_CLASS: Array<u32> = Array::with_max_entries(1, 0); }
+shared_map! { VLAN_CLASS: Array<u32> = Array::with_max_entries(1, 0); }
+shared_map! {
+    /// The last decision (`counter slot << 1 | dropped`), written only when `TRACE` is set.
+    TRACE_LAST: Array<u32> = Array::with_max_entries(1, 0);
+}
 
 /// `stats_slot` of an interface without an `IFACES` entry: not counted per interface.
 const NO_STATS: u32 = u32::MAX;
@@ -143,6 +166,8 @@ enum Direction {
     In,
     Out,
 }
+
+shared_program!(xdpwall, PROGRAM_XDP);
 
 #[xdp]
 pub fn xdpwall(ctx: XdpContext) -> u32 {
@@ -167,9 +192,12 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
     if pass { xdp_action::XDP_PASS } else { xdp_action::XDP_DROP }
 }
 
+shared_program!(xdpwall_egress, PROGRAM_EGRESS);
+
 /// Packets the host sends or forwards: judged by `out` rules, and seen by connection
 /// tracking so replies to the host's own flows find their state. Nothing else is
 /// judged here: non-IP and unparsable packets leave untouched.
+
 #[classifier]
 pub fn xdpwall_egress(ctx: TcContext) -> i32 {
     if STATEFUL.load() == 0 && HAS_OUT_RULES.load() == 0 {

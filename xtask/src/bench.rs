@@ -1,8 +1,9 @@
 //! `cargo xtask bench`: build the `xdpwall` CLI and the `xdpwall-bench` runner (benches/),
 //! run the benchmarks as root and leave the report in `<target>/bench/`: report.md (the
-//! tables, with ratios to the XDP_DROP ceiling and to nftables, the established-flow fast
-//! path beside the rule path, and the targets met or missed), report.json and
-//! throughput.svg. `--criterion` also runs the criterion benches.
+//! tables, with ratios to the XDP_DROP ceiling, to nftables and to xdp-filter, the
+//! established-flow fast path beside the rule path, the spoofed-source flood with
+//! million-entry blocklists (100k with `--short`), and the targets met or missed),
+//! report.json and throughput.svg. `--criterion` also runs the criterion benches.
 //!
 //! The runner does the measuring; this only builds and passes options on. Debug builds are
 //! enough: what is measured runs in the kernel, and user space only sets it up and reads

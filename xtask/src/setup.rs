@@ -9,8 +9,16 @@ use anyhow::{Context, Result, bail};
 
 use crate::{output, run};
 
-/// Debian packages the tests and the demo call.
-const PACKAGES: &[&str] = &["iproute2", "ethtool", "iputils-ping", "nftables", "bpftool"];
+/// Debian packages the tests, the demo and the benchmarks call (xdp-tools: xdp-filter, the
+/// benchmark's peer for plain blocklists).
+const PACKAGES: &[&str] = &[
+    "iproute2",
+    "ethtool",
+    "iputils-ping",
+    "nftables",
+    "bpftool",
+    "xdp-tools",
+];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPFFS: &str = "/sys/fs/bpf";
 

@@ -2,26 +2,31 @@
 //! bench` runs it: the per-packet cost through BPF_PROG_TEST_RUN (also of the
 //! established-flow fast path beside the rule path), then throughput on a veth pair for
 //! the XDP_DROP ceiling, xdpwall (drop and pass paths, up to 4096 rules and a 1M-entry
-//! table, and the state fast path) and nftables (linear and verdict map). Writes
-//! report.md, report.json and throughput.svg, and prints the report. Needs root.
+//! table, and the state fast path), nftables (linear and verdict map) and xdp-filter; then
+//! the spoofed-source flood of issue #8 (random sources from a /8 or a /32, blocklists of
+//! 1M prefixes, xdpwall beside nftables' interval set and xdp-filter). Writes report.md,
+//! report.json and throughput.svg, and prints the report. Needs root.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use filter_common::slot;
+use xdpwall_benches::flood::{Blocklist, FLOOD_PORT, Family, Flood};
 use xdpwall_benches::kernel::{Filter, PinDir, Reference, XDP_DROP, XDP_PASS};
 use xdpwall_benches::live::{
-    BenchNet, Napi, Probes, RunLock, Sample, Timing, Traffic, catch_signals, check_interrupted,
-    favour, measure, online_cpus,
+    BenchNet, Counts, Napi, Probes, RunLock, Sample, Timing, Traffic, catch_signals,
+    check_interrupted, favour, measure, online_cpus,
 };
-use xdpwall_benches::receiver::{Ceiling, NftTable, XdpwallCli};
+use xdpwall_benches::receiver::{Ceiling, NftTable, XdpFilter, XdpwallCli};
 use xdpwall_benches::report::{
-    FLOW_RULES, FlowRow, Kind, PerPacketRow, Rate, Report, ThroughputRow, spread,
+    FLOW_RULES, FloodReceiver, FloodRow, FlowRow, Kind, PerPacketRow, Rate, Report, ThroughputRow,
+    spread,
 };
-use xdpwall_benches::ruleset::{Last, Scenario};
+use xdpwall_benches::ruleset::{Last, MAX_RULES, Scenario, count, source};
 
 /// xdpwall's benchmarks: per-packet cost and veth throughput beside XDP_DROP and nftables.
 #[derive(Parser, Debug)]
@@ -72,6 +77,9 @@ struct Args {
     /// Throughput rows to run (comma-separated) [default: all].
     #[arg(long, value_enum, value_delimiter = ',')]
     rows: Vec<Rows>,
+    /// Entries of the flood's blocklists [default: 1000000, short: 100000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4_000_000))]
+    flood_entries: Option<u64>,
 }
 
 /// Groups of throughput rows.
@@ -88,6 +96,11 @@ enum Rows {
     NftLinear,
     /// nftables, one verdict map.
     NftSet,
+    /// xdp-filter (xdp-tools) with as many source addresses as the xdpwall rows have rules.
+    XdpFilter,
+    /// The spoofed-source flood: XDP_DROP, xdpwall (1 rule, IPv4 and IPv6 tables, 4096
+    /// rules + IPv4 table), the nftables set, xdp-filter with its largest list.
+    Flood,
 }
 
 /// Rule counts of the scaling rows.
@@ -97,6 +110,8 @@ const TABLE_SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
 /// Rule counts of the per-packet established-flow rows.
 const FLOW_RULE_COUNTS: [usize; 2] = [1, FLOW_RULES];
 const BIG_TABLE: usize = 1_000_000;
+/// The flood's blocklists in a short run: big enough to leave the caches, quick to load.
+const SHORT_FLOOD_TABLE: usize = 100_000;
 /// The nftables table of the nftables rows.
 const NFT_TABLE: &str = "xdpwall_bench";
 
@@ -257,7 +272,8 @@ fn settings(args: &Args) -> Vec<(String, String)> {
         (
             "traffic".into(),
             format!(
-                "UDP/IPv4, {} B frames (no FCS), {} flows, {} generator thread(s), live-frames batch {}",
+                "UDP/IPv4, {} B frames (no FCS), {} flows, {} generator thread(s), live-frames batch {}; \
+                 the flood: the same but a random source per frame (see its section)",
                 args.frame_size, args.flows, args.threads, args.batch
             ),
         ),
@@ -271,6 +287,13 @@ fn settings(args: &Args) -> Vec<(String, String)> {
             },
         ),
         ("nftables".into(), command("nft", &["--version"])),
+        (
+            "xdp-filter".into(),
+            format!(
+                "xdp-tools {}",
+                command("dpkg-query", &["-W", "-f=${Version}", "xdp-tools"])
+            ),
+        ),
     ]
 }
 
@@ -569,40 +592,7 @@ fn row(
         Some(s) => eprintln!("  {kind:?}, {}", s.name()),
         None => eprintln!("  {kind:?}"),
     }
-    let result = f().map(|s| {
-        let mpps = |v: &[f64]| {
-            v.iter()
-                .map(|x| format!("{:.3}", x / 1e6))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        eprintln!(
-            "    Mpps: ceiling {} | this row {}",
-            mpps(&s.ceiling_pps),
-            mpps(&s.rx_pps)
-        );
-        report.ceiling_samples.extend(&s.ceiling_pps);
-        let (pps, min, max) = spread(&s.rx_pps);
-        let (offered, ..) = spread(&s.offered_pps);
-        let (ceiling, ..) = spread(&s.ceiling_pps);
-        let ratios: Vec<f64> = s
-            .rx_pps
-            .iter()
-            .zip(&s.ceiling_pps)
-            .map(|(r, c)| r / c)
-            .collect();
-        let (to_ceiling, ..) = spread(&ratios);
-        Rate {
-            pps,
-            min,
-            max,
-            offered,
-            judged: s.judged,
-            program_ns: s.program_ns,
-            to_ceiling,
-            ceiling,
-        }
-    });
+    let result = f().map(|s| rate_of(report, &s));
     if let Err(e) = &result {
         eprintln!("    failed: {e:#}");
     }
@@ -633,6 +623,7 @@ fn throughput(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
     let traffic = |s: &Scenario| Traffic {
         frame: BenchNet::frame(s.hit(), size),
         flows: args.flows,
+        spoof_bits: 0,
         threads,
         batch: args.batch,
     };
@@ -683,7 +674,7 @@ fn throughput(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
                 }
                 .context("no nftables form")?;
                 let table = NftTable::load(name, &script, work)?;
-                let mut judged = || table.counted();
+                let mut judged = || Ok(Counts::of(table.counted()?));
                 let probes = Probes {
                     judged: Some(&mut judged),
                     ..Probes::default()
@@ -692,7 +683,303 @@ fn throughput(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
             });
         }
     }
+    if wanted(Rows::XdpFilter) {
+        // Short runs: the two sizes the targets compare.
+        let counts: &[usize] = if args.short { &[1, 1024] } else { &RULE_COUNTS };
+        for &n in counts {
+            let s = Scenario::rules(n, Last::Block);
+            row(report, Kind::XdpFilter, Some(&s), || {
+                let filter = XdpFilter::load(&net.test.host)?;
+                filter.deny_sources(&xdp_filter_list(&s), &[])?;
+                filter.deny_udp_port(s.hit().dport)?;
+                let mut judged = || filter.counts();
+                let run_time = || filter.run_time();
+                let probes = Probes {
+                    judged: Some(&mut judged),
+                    run_time: Some(&run_time),
+                    ..Probes::default()
+                };
+                go(&traffic(&s), probes)
+            });
+        }
+    }
+    if wanted(Rows::Flood) {
+        flood_rows(args, report, work, &net, &pins, &|t, p| go(t, p))?;
+    }
     Ok(())
+}
+
+/// Pushes one flood row, measured by `f` (which also says how long the list took to load).
+#[allow(clippy::too_many_arguments)]
+fn flood_row(
+    report: &mut Report,
+    family: Family,
+    receiver: FloodReceiver,
+    rules: usize,
+    list: Option<&Blocklist>,
+    description: Option<String>,
+    expected_hits: Option<f64>,
+    f: impl FnOnce() -> Result<(Sample, Option<f64>)>,
+) {
+    if check_interrupted().is_err() {
+        return;
+    }
+    let description = description.unwrap_or_else(|| list.map_or("–".into(), Blocklist::describe));
+    eprintln!(
+        "  flood {}, {receiver:?}, {rules} rule(s), list {description}",
+        family.name()
+    );
+    let (result, load_secs) = match f() {
+        Ok((sample, load)) => (Ok(rate_of(report, &sample)), load),
+        Err(e) => {
+            eprintln!("    failed: {e:#}");
+            (Err(format!("{e:#}")), None)
+        }
+    };
+    if let Some(t) = load_secs {
+        eprintln!("    list loaded in {t:.1} s");
+    }
+    report.flood.push(FloodRow {
+        family,
+        receiver,
+        rules,
+        entries: list.map(|l| l.entries.len()),
+        list: description,
+        expected_hits: expected_hits.or_else(|| list.map(Blocklist::expected_hit_share)),
+        load_secs,
+        result,
+    });
+}
+
+/// The spoofed-source flood (see `xdpwall_benches::flood`): every receiver with the same
+/// generator and traffic, each row beside XDP_DROP on the reference pair.
+fn flood_rows(
+    args: &Args,
+    report: &mut Report,
+    work: &Path,
+    net: &BenchNet,
+    pins: &PinDir,
+    go: &Go<'_>,
+) -> Result<()> {
+    let entries = args.flood_entries.map_or(
+        if args.short {
+            SHORT_FLOOD_TABLE
+        } else {
+            BIG_TABLE
+        },
+        |n| n as usize,
+    );
+    let traffic = |family: Family| Traffic {
+        frame: BenchNet::flood_frame(
+            family.template_source(),
+            FLOOD_PORT,
+            usize::from(args.frame_size),
+        ),
+        flows: 1,
+        spoof_bits: family.spoof_bits(),
+        threads: usize::from(args.threads),
+        batch: args.batch,
+    };
+    let t0 = Instant::now();
+    let v4 = Blocklist::new(Family::V4, entries);
+    let v6 = Blocklist::new(Family::V6, entries);
+    eprintln!(
+        "  flood: lists of {} drawn in {:.1} s",
+        count(entries),
+        t0.elapsed().as_secs_f64()
+    );
+
+    flood_row(
+        report,
+        Family::V4,
+        FloodReceiver::Ceiling,
+        0,
+        None,
+        None,
+        None,
+        || {
+            let attached = Ceiling::attach(pins, &net.test.host)?;
+            let run_time = || attached.run_time();
+            let probes = Probes {
+                run_time: Some(&run_time),
+                ..Probes::default()
+            };
+            Ok((go(&traffic(Family::V4), probes)?, None))
+        },
+    );
+
+    let mut xdpwall = XdpwallCli::new(&args.xdpwall, &net.test.host);
+    let scenarios = [
+        Flood::one_rule(Family::V4),
+        Flood::table(v4.clone(), 2),
+        Flood::table(v4.clone(), MAX_RULES),
+        Flood::one_rule(Family::V6),
+        Flood::table(v6.clone(), 2),
+    ];
+    for (i, s) in scenarios.iter().enumerate() {
+        // A fresh load for each family: an apply from one 1M table to another would hold
+        // both while it swaps, and nothing here measures that.
+        if i > 0 && scenarios[i - 1].family != s.family {
+            xdpwall.unload()?;
+        }
+        flood_row(
+            report,
+            s.family,
+            FloodReceiver::Xdpwall,
+            s.rules,
+            s.list.as_ref(),
+            None,
+            None,
+            || {
+                let rules = s.write(&work.join(format!("flood-{i}")))?;
+                let t = Instant::now();
+                xdpwall.set_rules(&rules)?;
+                let load = t.elapsed().as_secs_f64();
+                let (table, catch_all) = (s.table_rule(), s.catch_all());
+                let mut judged = || {
+                    let numbers: Vec<usize> = table.into_iter().chain([catch_all]).collect();
+                    let counts = xdpwall.rules_packets(&numbers)?;
+                    Ok(Counts {
+                        expected: counts.iter().sum(),
+                        hits: table.map(|_| counts[0]),
+                    })
+                };
+                let run_time = || xdpwall.run_time();
+                let probes = Probes {
+                    judged: Some(&mut judged),
+                    run_time: Some(&run_time),
+                    ..Probes::default()
+                };
+                Ok((
+                    go(&traffic(s.family), probes)?,
+                    s.list.as_ref().map(|_| load),
+                ))
+            },
+        );
+    }
+    xdpwall.unload()?;
+
+    flood_row(
+        report,
+        Family::V4,
+        FloodReceiver::Nft,
+        2,
+        Some(&v4),
+        None,
+        None,
+        || {
+            let script = v4.nft_set(NFT_TABLE, &net.test.host);
+            let t = Instant::now();
+            let table = NftTable::load(NFT_TABLE, &script, work)?;
+            let load = t.elapsed().as_secs_f64();
+            let mut judged = || {
+                let hits = table.counter("hits")?;
+                Ok(Counts {
+                    expected: hits + table.counter("rest")?,
+                    hits: Some(hits),
+                })
+            };
+            let probes = Probes {
+                judged: Some(&mut judged),
+                ..Probes::default()
+            };
+            Ok((go(&traffic(Family::V4), probes)?, Some(load)))
+        },
+    );
+
+    // xdp-filter holds hosts only, in a hash of fixed size: the largest list it takes.
+    let filter = XdpFilter::load(&net.test.host);
+    let (capacity, hosts) = match filter
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .and_then(|_| XdpFilter::capacity(false))
+    {
+        Ok(c) => (Some(c), v4.hosts(c)),
+        Err(_) => (None, Vec::new()),
+    };
+    let description = match capacity {
+        Some(c) => format!("{} /32 (its maximum: a {c}-entry hash)", hosts.len()),
+        None => "–".into(),
+    };
+    let expected =
+        (!hosts.is_empty()).then(|| hosts.len() as f64 / f64::from(Family::V4.spoof_bits()).exp2());
+    flood_row(
+        report,
+        Family::V4,
+        FloodReceiver::XdpFilter,
+        2,
+        None,
+        Some(description),
+        expected,
+        || {
+            let filter = filter?;
+            let addrs: Vec<Ipv4Addr> = hosts.iter().map(|&a| Ipv4Addr::from(a as u32)).collect();
+            let t = Instant::now();
+            filter.deny_sources(&addrs, &[])?;
+            let load = t.elapsed().as_secs_f64();
+            filter.deny_udp_port(FLOOD_PORT)?;
+            eprintln!("    xdp-filter program: {}", filter.program_name()?);
+            let mut judged = || filter.counts();
+            let run_time = || filter.run_time();
+            let probes = Probes {
+                judged: Some(&mut judged),
+                run_time: Some(&run_time),
+                ..Probes::default()
+            };
+            Ok((go(&traffic(Family::V4), probes)?, Some(load)))
+        },
+    );
+    Ok(())
+}
+
+/// xdp-filter's deny list beside `s`'s rules: as many source addresses as rules, the
+/// generator's 16 sources (the last rule's /28) first, then the first host of each other
+/// rule's /28. With fewer than 16, only some of the generator's sources are listed; the
+/// rest of its traffic is dropped by the UDP port list.
+fn xdp_filter_list(s: &Scenario) -> Vec<Ipv4Addr> {
+    let last = u32::from(source(s.rules - 1));
+    let mut list: Vec<Ipv4Addr> = (0..16).map(|h| Ipv4Addr::from(last + h)).collect();
+    list.extend((0..s.rules - 1).map(|i| Ipv4Addr::from(u32::from(source(i)) + 1)));
+    list.truncate(s.rules);
+    list
+}
+
+/// A row's rate from its sample (printed as it goes); the reference sub-windows join the
+/// run's ceiling samples.
+fn rate_of(report: &mut Report, s: &Sample) -> Rate {
+    let mpps = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{:.3}", x / 1e6))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    eprintln!(
+        "    Mpps: ceiling {} | this row {}",
+        mpps(&s.ceiling_pps),
+        mpps(&s.rx_pps)
+    );
+    report.ceiling_samples.extend(&s.ceiling_pps);
+    let (pps, min, max) = spread(&s.rx_pps);
+    let (offered, ..) = spread(&s.offered_pps);
+    let (ceiling, ..) = spread(&s.ceiling_pps);
+    let ratios: Vec<f64> = s
+        .rx_pps
+        .iter()
+        .zip(&s.ceiling_pps)
+        .map(|(r, c)| r / c)
+        .collect();
+    let (to_ceiling, ..) = spread(&ratios);
+    Rate {
+        pps,
+        min,
+        max,
+        offered,
+        judged: s.judged,
+        hit_share: s.hit_share,
+        program_ns: s.program_ns,
+        to_ceiling,
+        ceiling,
+    }
 }
 
 type Go<'a> = dyn Fn(&Traffic, Probes<'_>) -> Result<Sample> + 'a;
@@ -729,11 +1016,11 @@ fn xdpwall_rows(
             xdpwall.set_rules(&rules)?;
             let state = *kind == Kind::XdpwallState;
             let mut judged = || {
-                if state {
-                    xdpwall.state_packets()
+                Ok(Counts::of(if state {
+                    xdpwall.state_packets()?
                 } else {
-                    xdpwall.rule_packets(s.rules)
-                }
+                    xdpwall.rule_packets(s.rules)?
+                }))
             };
             let run_time = || xdpwall.run_time();
             let probes = Probes {

@@ -44,7 +44,7 @@ enum Command {
         args: Vec<String>,
         /// Where XDP runs: in the driver, in the stack, or native with fallback.
         #[arg(long, value_enum, default_value = "auto")]
-        mode: Mode,
+        mode: ModeArg,
         /// Accept a ruleset without rules (only the default policy applies).
         #[arg(long)]
         allow_empty: bool,
@@ -70,6 +70,9 @@ enum Command {
     Unload {
         /// Interfaces.
         ifaces: Vec<String>,
+        /// Remove what is pinned even without a (readable) state file.
+        #[arg(long)]
+        force: bool,
     },
     /// List tracked flows (connection state), oldest first.
     States {
@@ -94,6 +97,27 @@ enum Command {
     },
 }
 
+/// `--mode`: where XDP runs.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    /// In the driver (igb, veth, ...); fails where the driver lacks XDP.
+    Native,
+    /// In the kernel stack, on any interface; slower.
+    Generic,
+    /// Native, falling back to generic.
+    Auto,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Native => Mode::Native,
+            ModeArg::Generic => Mode::Generic,
+            ModeArg::Auto => Mode::Auto,
+        }
+    }
+}
+
 /// What `flush` empties.
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum FlushWhat {
@@ -106,7 +130,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let paths = Paths { pin_dir: cli.pin_dir, run_dir: cli.run_dir };
     match execute(cli.command, &paths) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("xdpwall: {e:#}");
             ExitCode::FAILURE
@@ -126,7 +150,9 @@ fn parse_and_compile(path: &std::path::Path, allow_empty: bool) -> anyhow::Resul
     Ok((ruleset, compiled))
 }
 
-fn execute(command: Command, paths: &Paths) -> anyhow::Result<()> {
+/// Runs one command; its exit status is not success when it found something wrong
+/// that is not an error of the command itself (an interface that filters nothing).
+fn execute(command: Command, paths: &Paths) -> anyhow::Result<ExitCode> {
     match command {
         Command::Check { rules, allow_empty } => {
             let (ruleset, compiled) = parse_and_compile(&rules, allow_empty)?;
@@ -135,7 +161,7 @@ fn execute(command: Command, paths: &Paths) -> anyhow::Result<()> {
         Command::Load { mut args, mode, allow_empty } => {
             let rules = PathBuf::from(args.pop().expect("clap requires two or more"));
             let (_, compiled) = parse_and_compile(&rules, allow_empty)?;
-            let report = dataplane::apply(paths, &compiled, Some(rules.display().to_string()), &args, mode)?;
+            let report = dataplane::apply(paths, &compiled, Some(rules.display().to_string()), &args, mode.into())?;
             print!("{}", output::apply_report(&report));
         }
         Command::Apply { rules, dry_run, allow_empty } => {
@@ -156,6 +182,9 @@ fn execute(command: Command, paths: &Paths) -> anyhow::Result<()> {
             } else {
                 print!("{}", output::status(&status));
             }
+            if !status.healthy() {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::States { proto, host, port, json } => {
             let flows = dataplane::list_states(paths, &dataplane::FlowFilter { proto, host, port })?;
@@ -168,11 +197,11 @@ fn execute(command: Command, paths: &Paths) -> anyhow::Result<()> {
         Command::Flush { what: FlushWhat::States } => {
             println!("flushed {} flows", dataplane::flush_states(paths)?);
         }
-        Command::Unload { ifaces } => {
-            for name in dataplane::unload(paths, &ifaces)? {
+        Command::Unload { ifaces, force } => {
+            for name in dataplane::unload(paths, &ifaces, force)? {
                 println!("detached from {name}");
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

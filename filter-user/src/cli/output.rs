@@ -17,17 +17,6 @@ fn action(a: Action) -> &'static str {
     }
 }
 
-const FIELD_NAMES: [(u32, &str); 9] = [
-    (field::IFACE, "interface"),
-    (field::PROTO, "family/protocol"),
-    (field::SRC_ADDR, "source address"),
-    (field::DST_ADDR, "destination address"),
-    (field::SRC_PORT, "source port"),
-    (field::DST_PORT, "destination port"),
-    (field::TCP_FLAGS, "tcp flags"),
-    (field::ICMP, "icmp type/code"),
-    (field::VLAN, "vlan"),
-];
 
 /// `xdpwall check`: what the ruleset is and what it compiles to.
 pub fn summary(path: &Path, rs: &Ruleset, c: &Compiled) -> String {
@@ -42,7 +31,7 @@ pub fn summary(path: &Path, rs: &Ruleset, c: &Compiled) -> String {
         entries,
         action(rs.default_action)
     );
-    let used: Vec<&str> = FIELD_NAMES.iter().filter(|(f, _)| c.uses(*f)).map(|(_, n)| *n).collect();
+    let used: Vec<&str> = (0..field::COUNT).filter(|&f| c.uses(f)).map(|f| field::NAMES[f as usize]).collect();
     let _ = writeln!(
         s,
         "classifier: {} equivalence classes, {} rule words, fields: {}",
@@ -120,6 +109,9 @@ pub fn apply_report(r: &ApplyReport) -> String {
 /// The status tables.
 pub fn status(st: &Status) -> String {
     let mut s = String::new();
+    for n in &st.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
     let _ = writeln!(
         s,
         "ruleset {} (generation {}), default {}",
@@ -127,26 +119,45 @@ pub fn status(st: &Status) -> String {
         st.generation,
         action(st.default_action)
     );
-    let _ = writeln!(s, "\n{:>4}  {:<6} {:>12} {:>14}  rule", "#", "action", "packets", "bytes");
+    let mut rules = Table::new(&[
+        ("#", Align::Right),
+        ("action", Align::Left),
+        ("packets", Align::Right),
+        ("bytes", Align::Right),
+        ("rule", Align::Left),
+    ]);
     for r in &st.rules {
-        let _ = writeln!(s, "{:>4}  {:<6} {:>12} {:>14}  {}", r.number, action(r.action), r.packets, r.bytes, r.text);
+        rules.row(vec![r.number.to_string(), action(r.action).into(), r.packets.to_string(), r.bytes.to_string(), r.text.clone()]);
     }
-    let _ = writeln!(
-        s,
-        "{:>4}  {:<6} {:>12} {:>14}  (default policy)",
-        "-",
-        action(st.default_action),
-        st.default.packets,
-        st.default.bytes
-    );
-    let _ = writeln!(s, "\n{:<16} {:<8} {:>12} {:>14} {:>12} {:>14}", "interface", "mode", "passed", "bytes", "dropped", "bytes");
+    rules.row(vec![
+        "-".into(),
+        action(st.default_action).into(),
+        st.default.packets.to_string(),
+        st.default.bytes.to_string(),
+        "(default policy)".into(),
+    ]);
+    let _ = write!(s, "\n{}", rules.render());
+    let mut ifaces = Table::new(&[
+        ("interface", Align::Left),
+        ("mode", Align::Left),
+        ("passed", Align::Right),
+        ("bytes", Align::Right),
+        ("dropped", Align::Right),
+        ("bytes", Align::Right),
+    ]);
     for i in &st.interfaces {
-        let mode = if i.attached { i.mode.clone() } else { format!("{} (link missing!)", i.mode) };
-        let _ = writeln!(
-            s,
-            "{:<16} {:<8} {:>12} {:>14} {:>12} {:>14}",
-            i.name, mode, i.passed_packets, i.passed_bytes, i.dropped_packets, i.dropped_bytes
-        );
+        ifaces.row(vec![
+            i.name.clone(),
+            i.mode.clone(),
+            i.passed_packets.to_string(),
+            i.passed_bytes.to_string(),
+            i.dropped_packets.to_string(),
+            i.dropped_bytes.to_string(),
+        ]);
+    }
+    let _ = write!(s, "\n{}", ifaces.render());
+    for i in st.interfaces.iter().filter(|i| !i.attached) {
+        let _ = writeln!(s, "NOT FILTERED: {}: {}", i.name, i.problem.as_deref().unwrap_or("its links are not attached"));
     }
     let _ = writeln!(
         s,
@@ -179,26 +190,113 @@ fn endpoint(ip: std::net::IpAddr, port: u16) -> String {
 
 /// `xdpwall states`: one line per flow.
 pub fn flows(flows: &[FlowEntry]) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<5} {:>21}    {:<21} {:<12} {:>7} {:>8} {:>15}  rule",
-        "proto", "from", "to", "state", "age", "expires", "packets out/in"
-    );
+    let mut t = Table::new(&[
+        ("proto", Align::Left),
+        ("from", Align::Right),
+        ("", Align::Left),
+        ("to", Align::Left),
+        ("state", Align::Left),
+        ("age", Align::Right),
+        ("expires", Align::Right),
+        ("packets out/in", Align::Right),
+        ("rule", Align::Left),
+    ]);
     for f in flows {
-        let _ = writeln!(
-            s,
-            "{:<5} {:>21} -> {:<21} {:<12} {:>6}s {:>7}s {:>15}  {}",
-            f.proto,
+        t.row(vec![
+            f.proto.to_string(),
             endpoint(f.src, f.sport),
+            "->".into(),
             endpoint(f.dst, f.dport),
-            f.state,
-            f.age_secs,
-            f.expires_in_secs,
+            f.state.to_string(),
+            format!("{}s", f.age_secs),
+            format!("{}s", f.expires_in_secs),
             format!("{}/{}", f.packets[0], f.packets[1]),
-            f.rule.as_deref().unwrap_or("-")
-        );
+            f.rule.as_deref().unwrap_or("-").to_string(),
+        ]);
     }
+    let mut s = t.render();
     let _ = writeln!(s, "{} flows", flows.len());
     s
+}
+
+#[derive(Clone, Copy)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// Columns as wide as their widest cell (a full IPv6 endpoint takes 47 characters),
+/// two spaces apart; the last column is not padded.
+struct Table {
+    columns: Vec<(&'static str, Align)>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(columns: &[(&'static str, Align)]) -> Table {
+        Table { columns: columns.to_vec(), rows: Vec::new() }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(cells.len(), self.columns.len());
+        self.rows.push(cells);
+    }
+
+    fn render(&self) -> String {
+        let header: Vec<String> = self.columns.iter().map(|(h, _)| h.to_string()).collect();
+        let widths: Vec<usize> = (0..self.columns.len())
+            .map(|c| std::iter::once(&header).chain(&self.rows).map(|r| r[c].chars().count()).max().unwrap_or(0))
+            .collect();
+        let mut s = String::new();
+        for row in std::iter::once(&header).chain(&self.rows) {
+            let last = row.len() - 1;
+            let line: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(c, cell)| match self.columns[c].1 {
+                    Align::Left if c == last => cell.clone(),
+                    Align::Left => format!("{cell:<w$}", w = widths[c]),
+                    Align::Right => format!("{cell:>w$}", w = widths[c]),
+                })
+                .collect();
+            let _ = writeln!(s, "{}", line.join("  ").trim_end());
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(src: &str, dst: &str) -> FlowEntry {
+        FlowEntry {
+            proto: "tcp".into(),
+            src: src.parse().unwrap(),
+            sport: 65535,
+            dst: dst.parse().unwrap(),
+            dport: 22,
+            state: "ESTABLISHED".into(),
+            age_secs: 1,
+            expires_in_secs: 86399,
+            packets: [3, 4],
+            bytes: [100, 200],
+            rule: Some("pass in proto tcp keep state".into()),
+        }
+    }
+
+    #[test]
+    fn columns_fit_the_widest_endpoint() {
+        let long = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
+        let text = flows(&[flow("192.0.2.1", "198.51.100.7"), flow(long, long)]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        // Every row's arrow and state start in the same column, however long the address.
+        let arrows: Vec<usize> = lines[1..3].iter().map(|l| l.find("->").unwrap()).collect();
+        assert_eq!(arrows[0], arrows[1], "{text}");
+        let states: Vec<usize> = lines[1..3].iter().map(|l| l.find("ESTABLISHED").unwrap()).collect();
+        assert_eq!(states[0], states[1], "{text}");
+        assert!(lines[2].contains(&format!("[{long}]:65535  ->  [{long}]:22")), "{text}");
+        assert!(lines.iter().all(|l| !l.ends_with(' ')), "no trailing blanks");
+    }
 }

@@ -102,7 +102,7 @@ impl AddrLookup {
             }
         }
         // An odd count would leave the last pair half outside the array.
-        if dir4.len() % dir::PER_ELEMENT as usize != 0 {
+        if !dir4.len().is_multiple_of(dir::PER_ELEMENT as usize) {
             dir4.push(0);
         }
         self.dir4 = dir4;

@@ -124,6 +124,19 @@ impl Compiled {
         self.used_fields & (1 << f) != 0
     }
 
+    /// The table of an array-keyed field (`field::KEYED`).
+    pub fn keyed(&self, f: u32) -> &KeyedTable {
+        match f {
+            field::PROTO => &self.proto,
+            field::SRC_PORT => &self.sport,
+            field::DST_PORT => &self.dport,
+            field::TCP_FLAGS => &self.tcp_flags,
+            field::ICMP => &self.icmp,
+            field::VLAN => &self.vlan,
+            _ => panic!("field {f} is not array-keyed"),
+        }
+    }
+
     /// 64-rule words in use (the classifier visits only those that can match).
     pub fn rule_words(&self) -> u32 {
         self.rules.len().div_ceil(64) as u32
@@ -134,18 +147,8 @@ impl Compiled {
     pub fn map_memory(&self) -> u64 {
         let bitmaps = self.bitmaps.len() as u64 * std::mem::size_of::<RuleBitmap>() as u64;
         let addresses = self.src.memory() + self.dst.memory();
-        let arrays = [
-            (field::PROTO, PROTO_KEYS),
-            (field::SRC_PORT, PORT_NONE + 1),
-            (field::DST_PORT, PORT_NONE + 1),
-            (field::TCP_FLAGS, TCP_FLAGS_NONE + 1),
-            (field::ICMP, ICMP_NONE + 1),
-            (field::VLAN, VLAN_NONE + 1),
-        ]
-        .iter()
-        .filter(|(f, _)| self.uses(*f))
-        .map(|(_, n)| *n as u64 * 4)
-        .sum::<u64>();
+        let arrays: u64 =
+            field::KEYED.iter().filter(|k| self.uses(k.field)).map(|k| u64::from(k.domain) * 4).sum();
         bitmaps + addresses + arrays
     }
 }

@@ -37,7 +37,7 @@ pub struct FlowEntry {
 }
 
 /// Live-flow count and table size, for status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FlowTable {
     /// Live (not expired) flows.
     pub flows: usize,
@@ -97,6 +97,7 @@ fn proto_name(key: &FlowKey) -> String {
 
 /// Live flows that pass `filter`, oldest first.
 pub fn list(paths: &Paths, filter: &FlowFilter) -> Result<Vec<FlowEntry>, Error> {
+    super::privilege::require_privileges()?;
     let state = State::read(&paths.state_file())?.ok_or_else(|| Error::NotLoaded(paths.state_file()))?;
     let now = now_ns();
     let mut out = Vec::new();
@@ -151,7 +152,8 @@ fn map_limit(paths: &Paths) -> Result<u32, Error> {
 /// Deletes every flow; returns how many there were. Their next packets go through
 /// the rules again.
 pub fn flush(paths: &Paths) -> Result<usize, Error> {
-    let _lock = super::state::lock(&paths.run_dir)?;
+    super::privilege::require_privileges()?;
+    let _lock = super::privilege::lock(&paths.run_dir)?;
     let mut map = table(paths)?;
     let keys: Vec<FlowKey> = map.keys().filter_map(Result::ok).collect();
     let mut n = 0;

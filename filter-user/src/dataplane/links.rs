@@ -13,7 +13,10 @@ use aya::programs::{
 };
 use aya_obj::programs::XdpAttachType;
 
-use super::{Error, Mode, Paths, error_chain, program::LoadedProgram};
+use super::{
+    Error, Mode, Paths, error_chain, fault,
+    program::{LoadedProgram, Programs},
+};
 
 /// A hook point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,10 +50,24 @@ impl Hook {
         self.links_dir(paths).join(escaped)
     }
 
-    /// Where the enforcing program of this hook is pinned (for rollback).
-    fn program_path(self, paths: &Paths) -> PathBuf {
-        paths.pin_dir.join(format!("program_{}", self.name()))
+    /// Where this hook's enforcing program (`Current`) or the program of an apply under
+    /// way (`Next`) is pinned.
+    fn program_path(self, paths: &Paths, which: Pinned) -> PathBuf {
+        match which {
+            Pinned::Current => paths.pin_dir.join(format!("program_{}", self.name())),
+            Pinned::Next => paths.pin_dir.join(format!("program_next_{}", self.name())),
+        }
     }
+}
+
+/// Which pinned generation of the programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pinned {
+    /// The committed ruleset's programs: what every link runs outside an apply.
+    Current,
+    /// The programs of an apply under way, pinned before the first link changes, so an
+    /// interrupted apply can be finished.
+    Next,
 }
 
 /// Attaches both hooks of `program` to `iface` and pins the links; returns the XDP
@@ -80,6 +97,10 @@ pub fn attach(
     let link = xdp.take_link(id).map_err(|e| Error::Program("take link", e))?;
     let xdp_path = Hook::Xdp.link_path(paths, iface);
     pin(link.try_into(), &xdp_path)?;
+    if let Err(e) = fault::point("attach: XDP pinned, egress not yet") {
+        let _ = std::fs::remove_file(&xdp_path);
+        return Err(e);
+    }
 
     let egress = program.egress_mut()?;
     let attached = egress
@@ -96,27 +117,31 @@ pub fn attach(
 
 fn pin(link: Result<FdLink, aya::programs::links::LinkError>, path: &Path) -> Result<(), Error> {
     let link = link.map_err(|e| Error::Link(format!("link for {}", path.display()), e.to_string()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}", dir.display()), e))?;
+    }
     link.pin(path).map_err(|e| Error::Link(format!("pinning {}", path.display()), e.to_string()))?;
     Ok(())
 }
 
 /// Removes `iface`'s pinned links, which detaches both hooks.
+///
+/// The links are detached explicitly before their pins go: the kernel frees an unpinned
+/// link later, and until then it would go on filtering after `unload` returned.
 pub fn detach(paths: &Paths, iface: &str) -> Result<(), Error> {
     for hook in Hook::ALL {
         let path = hook.link_path(paths, iface);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::Io(format!("removing {}", path.display()), e)),
+        if let Some(fd) = bpf_obj::get(&path)? {
+            // A severed link is detached already; anything else is worth reporting.
+            if let Err(e) = bpf_obj::detach(&fd)
+                && e.raw_os_error() != Some(libc::ENOLINK)
+            {
+                return Err(Error::Io(format!("detaching {}", path.display()), e));
+            }
         }
+        remove_if_present(&path)?;
     }
     Ok(())
-}
-
-/// The programs of one generation, by hook.
-pub struct Programs<'a> {
-    pub xdp: &'a mut Xdp,
-    pub egress: &'a mut SchedClassifier,
 }
 
 /// Swaps `progs` onto both of `iface`'s links.
@@ -126,6 +151,7 @@ pub fn swap(progs: &mut Programs<'_>, paths: &Paths, iface: &str) -> Result<(), 
     let id = progs.xdp.attach_to_link(xdp_link).map_err(|e| failed(error_chain(&e)))?;
     // Dropping our fd leaves the pinned link (and the new program) in place.
     drop(progs.xdp.take_link(id));
+    fault::point("swap: XDP swapped, egress not yet")?;
     let tc_link =
         SchedClassifierLink::try_from(open(paths, Hook::Egress, iface)?).map_err(|e| failed(e.to_string()))?;
     let id = progs.egress.attach_to_link(tc_link).map_err(|e| failed(error_chain(&e)))?;
@@ -140,31 +166,20 @@ fn open(paths: &Paths, hook: Hook, iface: &str) -> Result<FdLink, Error> {
     Ok(FdLink::from(pinned))
 }
 
-/// Swaps the pinned, previously enforcing programs back onto `ifaces`.
-pub fn swap_back(paths: &Paths, ifaces: &[String]) -> Result<(), Error> {
-    if ifaces.is_empty() {
-        return Ok(());
-    }
-    let mut xdp = Xdp::from_pin(Hook::Xdp.program_path(paths), XdpAttachType::Interface)
+/// Swaps the pinned programs `which` onto both of `iface`'s links.
+pub fn swap_to_pinned(paths: &Paths, iface: &str, which: Pinned) -> Result<(), Error> {
+    let mut xdp = Xdp::from_pin(Hook::Xdp.program_path(paths, which), XdpAttachType::Interface)
         .map_err(|e| Error::Program("open the pinned program", e))?;
-    let mut egress = SchedClassifier::from_pin(Hook::Egress.program_path(paths))
+    let mut egress = SchedClassifier::from_pin(Hook::Egress.program_path(paths, which))
         .map_err(|e| Error::Program("open the pinned egress program", e))?;
-    let mut old = Programs { xdp: &mut xdp, egress: &mut egress };
-    for iface in ifaces {
-        swap(&mut old, paths, iface)?;
-    }
-    Ok(())
+    swap(&mut Programs { xdp: &mut xdp, egress: &mut egress }, paths, iface)
 }
 
-/// Pins `progs` as the enforcing programs, replacing the previous pins.
-pub fn pin_programs(progs: &mut Programs<'_>, paths: &Paths) -> Result<(), Error> {
+/// Pins `progs` as the programs `which`, replacing what was pinned there.
+pub fn pin_programs(progs: &mut Programs<'_>, paths: &Paths, which: Pinned) -> Result<(), Error> {
     for hook in Hook::ALL {
-        let path = hook.program_path(paths);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::Io(format!("removing {}", path.display()), e)),
-        }
+        let path = hook.program_path(paths, which);
+        remove_if_present(&path)?;
         let pinned = match hook {
             Hook::Xdp => progs.xdp.pin(&path),
             Hook::Egress => progs.egress.pin(&path),
@@ -174,20 +189,170 @@ pub fn pin_programs(progs: &mut Programs<'_>, paths: &Paths) -> Result<(), Error
     Ok(())
 }
 
-/// Creates the directories links are pinned in.
-pub fn create_dirs(paths: &Paths) -> Result<(), Error> {
+/// Makes the `Next` programs the `Current` ones (a rename per hook; bpffs renames
+/// atomically). Nothing to do when they were promoted already.
+pub fn promote(paths: &Paths) -> Result<(), Error> {
     for hook in Hook::ALL {
-        let dir = hook.links_dir(paths);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::Io(format!("creating {}", dir.display()), e))?;
+        let (next, current) = (hook.program_path(paths, Pinned::Next), hook.program_path(paths, Pinned::Current));
+        match std::fs::rename(&next, &current) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Io(format!("renaming {} to {}", next.display(), current.display()), e)),
+        }
+        fault::point("promote: one hook's program renamed")?;
     }
     Ok(())
+}
+
+/// Unpins the `Next` programs (an apply rolled back).
+pub fn remove_next(paths: &Paths) -> Result<(), Error> {
+    Hook::ALL.iter().try_for_each(|h| remove_if_present(&h.program_path(paths, Pinned::Next)))
+}
+
+fn remove_if_present(path: &Path) -> Result<(), Error> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Io(format!("removing {}", path.display()), e)),
+    }
+}
+
+/// What a pinned link is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// No link is pinned.
+    Missing,
+    /// The link's interface went away (deleted, or deleted and made anew): the link
+    /// filters nothing.
+    Severed,
+    /// Attached to the interface with this index, running this program.
+    Attached {
+        /// The interface's index.
+        ifindex: u32,
+        /// The program's id.
+        program_id: u32,
+    },
+}
+
+/// The state of `iface`'s link on `hook`.
+pub fn link_state(paths: &Paths, hook: Hook, iface: &str) -> Result<LinkState, Error> {
+    let path = hook.link_path(paths, iface);
+    let Some(fd) = bpf_obj::get(&path)? else { return Ok(LinkState::Missing) };
+    let info = bpf_obj::info(&fd).map_err(|e| Error::Io(format!("reading the link {}", path.display()), e))?;
+    // struct bpf_link_info: type, id, prog_id, then (8-aligned) the union whose xdp and
+    // tcx members both start with the interface index (0 once the device is gone).
+    let word = |i: usize| u32::from_ne_bytes(info[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+    Ok(match word(4) {
+        0 => LinkState::Severed,
+        ifindex => LinkState::Attached { ifindex, program_id: word(2) },
+    })
+}
+
+/// The id of the pinned program `which` of `hook`, `None` when none is pinned.
+pub fn program_id(paths: &Paths, hook: Hook, which: Pinned) -> Result<Option<u32>, Error> {
+    let path = hook.program_path(paths, which);
+    let Some(fd) = bpf_obj::get(&path)? else { return Ok(None) };
+    let info = bpf_obj::info(&fd).map_err(|e| Error::Io(format!("reading the program {}", path.display()), e))?;
+    // struct bpf_prog_info: type, id, ...
+    Ok(Some(u32::from_ne_bytes(info[4..8].try_into().expect("4 bytes"))))
+}
+
+/// Interfaces with a link pinned on some hook, by name.
+pub fn pinned_ifaces(paths: &Paths) -> Vec<String> {
+    let mut names: Vec<String> = Hook::ALL
+        .iter()
+        .filter_map(|h| std::fs::read_dir(h.links_dir(paths)).ok())
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .map(|escaped| escaped.replace("%2E", ".").replace("%25", "%"))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The two object calls aya does not expose: open a pinned object, read its info.
+mod bpf_obj {
+    use std::{
+        ffi::CString,
+        os::fd::{FromRawFd as _, OwnedFd},
+        os::unix::ffi::OsStrExt as _,
+        path::Path,
+    };
+
+    use super::Error;
+
+    const BPF_OBJ_GET: libc::c_long = 7;
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+
+    /// Detaches a link from its hook now (BPF_LINK_DETACH, Linux 5.9).
+    pub fn detach(fd: &OwnedFd) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        let link_fd = fd.as_raw_fd() as u32;
+        // SAFETY: a u32 link_fd is the whole bpf_attr of BPF_LINK_DETACH.
+        let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_DETACH, &link_fd, std::mem::size_of::<u32>()) };
+        if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    }
+
+    /// The pinned object at `path`, `None` when nothing is pinned there.
+    pub fn get(path: &Path) -> Result<Option<OwnedFd>, Error> {
+        #[repr(C)]
+        struct Attr {
+            pathname: u64,
+            bpf_fd: u32,
+            file_flags: u32,
+        }
+        let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::Invalid(format!("bad path {}", path.display())))?;
+        let attr = Attr { pathname: c.as_ptr() as u64, bpf_fd: 0, file_flags: 0 };
+        // SAFETY: `attr` is a valid bpf_attr prefix for BPF_OBJ_GET, `c` outlives the call.
+        let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, &attr, std::mem::size_of::<Attr>()) };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(None),
+                _ => Err(Error::Io(format!("opening {}", path.display()), e)),
+            };
+        }
+        // SAFETY: a fresh descriptor that we own.
+        Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// The first bytes of the object's info (bpf_link_info or bpf_prog_info).
+    pub fn info(fd: &OwnedFd) -> std::io::Result<[u8; 32]> {
+        use std::os::fd::AsRawFd as _;
+        #[repr(C)]
+        struct Attr {
+            bpf_fd: u32,
+            info_len: u32,
+            info: u64,
+        }
+        let mut info = [0u8; 32];
+        let attr = Attr { bpf_fd: fd.as_raw_fd() as u32, info_len: info.len() as u32, info: info.as_mut_ptr() as u64 };
+        // SAFETY: `info` is writable for `info_len` bytes for the duration of the call.
+        let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &attr, std::mem::size_of::<Attr>()) };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(info)
+    }
 }
 
 /// Removes the pinned programs and the link directories (after the last interface is
 /// unloaded).
 pub fn remove_all(paths: &Paths) {
+    for name in pinned_ifaces(paths) {
+        let _ = detach(paths, &name);
+    }
     for hook in Hook::ALL {
-        let _ = std::fs::remove_file(hook.program_path(paths));
+        for which in [Pinned::Current, Pinned::Next] {
+            let _ = std::fs::remove_file(hook.program_path(paths, which));
+        }
+        if let Ok(dir) = std::fs::read_dir(hook.links_dir(paths)) {
+            for e in dir.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         let _ = std::fs::remove_dir(hook.links_dir(paths));
     }
     let _ = std::fs::remove_dir(paths.pin_dir.join("links"));

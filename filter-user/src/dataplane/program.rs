@@ -10,9 +10,8 @@ use aya::{
     programs::{SchedClassifier, Xdp},
 };
 use filter_common::{
-    ACTION_DROP, ACTION_PASS, COUNTER_SLOTS, Counter, ICMP_NONE, IfaceCounters, IfaceEntry, PORT_NONE,
-    PROTO_KEYS, PrefixClass, PrefixKey, RULE_KEEP_STATE, RuleAction, RuleBitmap, TCP_FLAGS_NONE, VLAN_NONE, dir,
-    field,
+    ACTION_DROP, ACTION_PASS, COUNTER_SLOTS, Counter, IfaceCounters, IfaceEntry, PrefixClass, PrefixKey,
+    RULE_KEEP_STATE, RuleAction, RuleBitmap, dir, field, names,
 };
 
 use super::Error;
@@ -29,16 +28,7 @@ pub fn ebpf_object() -> &'static [u8] {
     OBJECT
 }
 
-/// Name of the XDP program in the object.
-pub const PROGRAM: &str = "xdpwall";
-/// Pinned map of per-rule and reserved counters.
-pub const COUNTERS: &str = "COUNTERS";
-/// Pinned map of per-interface counters.
-pub const IFACE_COUNTERS: &str = "IFACE_COUNTERS";
-/// Pinned connection table.
-pub const STATES: &str = "STATES";
-/// The TC egress program in the object.
-pub const EGRESS_PROGRAM: &str = "xdpwall_egress";
+pub use names::{COUNTERS, IFACE_COUNTERS, PROGRAM_EGRESS as EGRESS_PROGRAM, PROGRAM_XDP as PROGRAM, STATES};
 
 /// Load-time globals of the flow timeouts and the `set timeout` names they take.
 const TIMEOUT_GLOBALS: [(&str, &str); 9] = [
@@ -62,6 +52,14 @@ pub struct IfaceBinding {
     pub ifindex: u32,
     /// Slot in `IFACE_COUNTERS`.
     pub stats_slot: u32,
+}
+
+/// The programs of one generation, by hook.
+pub struct Programs<'a> {
+    /// Packets arriving.
+    pub xdp: &'a mut Xdp,
+    /// Packets leaving.
+    pub egress: &'a mut SchedClassifier,
 }
 
 /// A loaded (not necessarily attached) generation of the filter.
@@ -120,24 +118,24 @@ impl LoadedProgram {
             .collect();
         let state_limit = compiled.options.state_limit.unwrap_or(DEFAULT_STATE_LIMIT);
         let defaults: Vec<(&str, u32)> =
-            keyed_fields(compiled).iter().map(|k| (k.default_global, k.table.default_class)).collect();
+            keyed_fields(compiled).map(|(k, table)| (k.default_global, table.default_class)).collect();
         // Unused fields get one-entry maps: they are never looked up.
         let at_least_one = |v: usize| (v as u32).max(1);
         let mut loader = EbpfLoader::new();
         loader
             .default_map_pin_directory(pin_dir)
-            .override_global("USED_FIELDS", &used_fields, true)
-            .override_global("RULE_WORDS", &rule_words, true)
-            .override_global("DEFAULT_ACTION", &default_action, true)
-            .override_global("IFACE_MISS_CLASS", &iface_miss_class, true)
-            .override_global("TRACE", &trace, true)
-            .override_global("STATEFUL", &stateful, true)
-            .override_global("HAS_OUT_RULES", &has_out_rules, true)
-            .override_global("DIR_IN_CLASS", &dir_in, true)
-            .override_global("DIR_OUT_CLASS", &dir_out, true)
+            .override_global(names::USED_FIELDS, &used_fields, true)
+            .override_global(names::RULE_WORDS, &rule_words, true)
+            .override_global(names::DEFAULT_ACTION, &default_action, true)
+            .override_global(names::IFACE_MISS_CLASS, &iface_miss_class, true)
+            .override_global(names::TRACE, &trace, true)
+            .override_global(names::STATEFUL, &stateful, true)
+            .override_global(names::HAS_OUT_RULES, &has_out_rules, true)
+            .override_global(names::DIR_IN_CLASS, &dir_in, true)
+            .override_global(names::DIR_OUT_CLASS, &dir_out, true)
             // Taken only when the pinned table is created (the first load).
             .map_max_entries(STATES, state_limit)
-            .map_max_entries("BITMAPS", compiled.bitmaps.len() as u32);
+            .map_max_entries(names::BITMAPS, compiled.bitmaps.len() as u32);
         for a in addr_fields(compiled) {
             loader
                 .override_global(a.v4_long_lengths, &a.lookup.config.v4_long_lengths, true)
@@ -152,7 +150,7 @@ impl LoadedProgram {
         for (name, secs) in &timeouts {
             loader.override_global(name, secs, true);
         }
-        for k in keyed_fields(compiled) {
+        for k in field::KEYED {
             loader.map_max_entries(k.map, if compiled.uses(k.field) { k.domain } else { 1 });
         }
         let ebpf = loader.load(OBJECT).map_err(|e| Error::Load(Box::new(e)))?;
@@ -167,21 +165,21 @@ impl LoadedProgram {
 
     fn fill(&mut self, c: &Compiled, counter_slots: &[u32], ifaces: &[IfaceBinding]) -> Result<(), Error> {
         {
-            let mut rules: Array<_, RuleAction> = self.map_typed("RULES")?;
+            let mut rules: Array<_, RuleAction> = self.map_typed(names::RULES)?;
             for (i, (rule, &counter)) in c.rules.iter().zip(counter_slots).enumerate() {
                 let flags = if rule.keep_state { RULE_KEEP_STATE } else { 0 };
                 let v = RuleAction { action: action_code(rule.action), counter, flags, _pad: 0 };
-                rules.set(i as u32, v, 0).map_err(|e| Error::Map("RULES", e))?;
+                rules.set(i as u32, v, 0).map_err(|e| Error::Map(names::RULES, e))?;
             }
         }
         {
-            let mut bitmaps: Array<_, RuleBitmap> = self.map_typed("BITMAPS")?;
+            let mut bitmaps: Array<_, RuleBitmap> = self.map_typed(names::BITMAPS)?;
             for (i, b) in c.bitmaps.iter().enumerate() {
-                bitmaps.set(i as u32, b, 0).map_err(|e| Error::Map("BITMAPS", e))?;
+                bitmaps.set(i as u32, b, 0).map_err(|e| Error::Map(names::BITMAPS, e))?;
             }
         }
         {
-            let mut map: HashMap<_, u32, IfaceEntry> = self.map_typed("IFACES")?;
+            let mut map: HashMap<_, u32, IfaceEntry> = self.map_typed(names::IFACES)?;
             for i in ifaces {
                 let class = c
                     .ifaces
@@ -189,13 +187,13 @@ impl LoadedProgram {
                     .find(|(name, _)| *name == i.name)
                     .map_or(c.iface_miss_class, |(_, class)| *class);
                 let entry = IfaceEntry { class, stats_slot: i.stats_slot };
-                map.insert(i.ifindex, entry, 0).map_err(|e| Error::Map("IFACES", e))?;
+                map.insert(i.ifindex, entry, 0).map_err(|e| Error::Map(names::IFACES, e))?;
             }
         }
-        for k in keyed_fields(c) {
+        for (k, table) in keyed_fields(c) {
             let mut map: Array<_, u32> = self.map_typed(k.map)?;
             // 0 means "the field's default class"; others are stored as class + 1.
-            for &(key, class) in &k.table.entries {
+            for &(key, class) in &table.entries {
                 map.set(key, class + 1, 0).map_err(|e| Error::Map(k.map, e))?;
             }
         }
@@ -251,7 +249,7 @@ impl LoadedProgram {
     }
 
     /// Both programs, for attaching or swapping.
-    pub fn programs(&mut self) -> Result<super::links::Programs<'_>, Error> {
+    pub fn programs(&mut self) -> Result<Programs<'_>, Error> {
         let mut it = self.ebpf.programs_mut();
         let (mut xdp, mut egress) = (None, None);
         for (name, prog) in &mut it {
@@ -266,7 +264,7 @@ impl LoadedProgram {
             .ok_or(Error::MissingObject(EGRESS_PROGRAM))?
             .try_into()
             .map_err(|e| Error::Program("find egress", e))?;
-        Ok(super::links::Programs { xdp, egress })
+        Ok(Programs { xdp, egress })
     }
 
     /// Runs one frame through the program with BPF_PROG_TEST_RUN; returns the XDP
@@ -312,19 +310,19 @@ struct AddrField<'a> {
 fn addr_fields(c: &Compiled) -> [AddrField<'_>; 2] {
     [
         AddrField {
-            v4_long_lengths: "SRC_V4_LONG_LENGTHS",
-            v6_lengths: "SRC_V6_LENGTHS",
-            dir4: "SRC_DIR4",
-            prefixes: "SRC_PREFIXES",
-            trie6: "SRC_TRIE6",
+            v4_long_lengths: names::SRC_V4_LONG_LENGTHS,
+            v6_lengths: names::SRC_V6_LENGTHS,
+            dir4: names::SRC_DIR4,
+            prefixes: names::SRC_PREFIXES,
+            trie6: names::SRC_TRIE6,
             lookup: &c.src,
         },
         AddrField {
-            v4_long_lengths: "DST_V4_LONG_LENGTHS",
-            v6_lengths: "DST_V6_LENGTHS",
-            dir4: "DST_DIR4",
-            prefixes: "DST_PREFIXES",
-            trie6: "DST_TRIE6",
+            v4_long_lengths: names::DST_V4_LONG_LENGTHS,
+            v6_lengths: names::DST_V6_LENGTHS,
+            dir4: names::DST_DIR4,
+            prefixes: names::DST_PREFIXES,
+            trie6: names::DST_TRIE6,
             lookup: &c.dst,
         },
     ]
@@ -357,25 +355,9 @@ fn write_mmapped(map: &MapData, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// An array-keyed field: its map, default-class global and key domain.
-struct KeyedField<'a> {
-    field: u32,
-    map: &'static str,
-    default_global: &'static str,
-    domain: u32,
-    table: &'a KeyedTable,
-}
-
-fn keyed_fields(c: &Compiled) -> [KeyedField<'_>; 6] {
-    let f = |field, map, default_global, domain, table| KeyedField { field, map, default_global, domain, table };
-    [
-        f(field::PROTO, "PROTO_CLASS", "PROTO_DEFAULT", PROTO_KEYS, &c.proto),
-        f(field::SRC_PORT, "SPORT_CLASS", "SPORT_DEFAULT", PORT_NONE + 1, &c.sport),
-        f(field::DST_PORT, "DPORT_CLASS", "DPORT_DEFAULT", PORT_NONE + 1, &c.dport),
-        f(field::TCP_FLAGS, "TCP_FLAGS_CLASS", "TCP_FLAGS_DEFAULT", TCP_FLAGS_NONE + 1, &c.tcp_flags),
-        f(field::ICMP, "ICMP_CLASS", "ICMP_DEFAULT", ICMP_NONE + 1, &c.icmp),
-        f(field::VLAN, "VLAN_CLASS", "VLAN_DEFAULT", VLAN_NONE + 1, &c.vlan),
-    ]
+/// Each array-keyed field with its compiled table.
+fn keyed_fields(c: &Compiled) -> impl Iterator<Item = (field::Keyed, &KeyedTable)> {
+    field::KEYED.into_iter().map(|k| (k, c.keyed(k.field)))
 }
 
 /// One decision of a traced program.
@@ -393,8 +375,8 @@ impl LoadedProgram {
     /// its action and which counter it went to.
     pub fn test_run_traced(&mut self, frame: &[u8], ifindex: Option<u32>) -> Result<Decision, Error> {
         let action = self.test_run(frame, ifindex)?;
-        let last: Array<_, u32> = self.map_typed("TRACE_LAST")?;
-        let v = last.get(&0, 0).map_err(|e| Error::Map("TRACE_LAST", e))?;
+        let last: Array<_, u32> = self.map_typed(names::TRACE_LAST)?;
+        let v = last.get(&0, 0).map_err(|e| Error::Map(names::TRACE_LAST, e))?;
         Ok(Decision { action, slot: v >> 1 })
     }
 }

@@ -1,15 +1,13 @@
 //! The loader's state on disk: which interfaces are loaded, in which mode, and which
-//! rules count into which counter slots. Written atomically (rename) after every
-//! change; guarded by a lock so two commands never interleave.
+//! rules count into which counter slots; and the journal of an apply under way.
+//! Written atomically (rename) and durably; read and written only under the lock.
 
-use std::{
-    fs::File,
-    path::{Path, PathBuf},
-};
+use std::{collections::HashSet, path::Path};
 
+use filter_common::{ABI_VERSION, MAX_IFACES};
 use serde::{Deserialize, Serialize};
 
-use super::Error;
+use super::{Error, RULE_SLOTS, privilege};
 use crate::{compile::RuleInfo, rules::Action};
 
 /// One loaded interface.
@@ -53,31 +51,68 @@ pub struct State {
 }
 
 impl State {
-    /// The state, or `None` when nothing is loaded.
+    /// The state, or `None` when nothing is loaded. A file that does not parse, or
+    /// whose slots a valid apply could never have written, is an error: acting on it
+    /// would count into the wrong slots.
     pub fn read(path: &Path) -> Result<Option<State>, Error> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::State(path.to_path_buf(), e.to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::Io(format!("reading {}", path.display()), e)),
-        }
+        let Some(bytes) = privilege::read_private(path)? else { return Ok(None) };
+        let corrupt = |why: String| Error::State(path.to_path_buf(), why);
+        let state: State = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        state.validate().map_err(corrupt)?;
+        Ok(Some(state))
     }
 
-    /// Writes to a temporary file and renames it over `path`.
+    fn validate(&self) -> Result<(), String> {
+        if self.abi_version != ABI_VERSION {
+            return Err(format!(
+                "written by a build with ABI {} (this one is {ABI_VERSION}); run `xdpwall unload --force` with that build's layout in mind",
+                self.abi_version
+            ));
+        }
+        let mut counters = HashSet::new();
+        for r in &self.rules {
+            if !RULE_SLOTS.contains(&r.counter) || !counters.insert(r.counter) {
+                return Err(format!("rule `{}` has counter slot {}, out of range or shared", r.info.text, r.counter));
+            }
+        }
+        let mut stats = HashSet::new();
+        for i in &self.interfaces {
+            if i.stats_slot >= MAX_IFACES || !stats.insert(i.stats_slot) {
+                return Err(format!("interface {} has stats slot {}, out of range or shared", i.name, i.stats_slot));
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the file atomically (0600, synced).
     pub fn write(&self, path: &Path) -> Result<(), Error> {
-        let tmp = path.with_extension("json.tmp");
         let json = serde_json::to_vec_pretty(self).expect("state serialises");
-        std::fs::write(&tmp, json).map_err(|e| Error::Io(format!("writing {}", tmp.display()), e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::Io(format!("renaming to {}", path.display()), e))
+        privilege::write_private(path, &json)
     }
 }
 
-/// An exclusive lock on the run directory, held until dropped.
-pub fn lock(run_dir: &Path) -> Result<File, Error> {
-    std::fs::create_dir_all(run_dir).map_err(|e| Error::Io(format!("creating {}", run_dir.display()), e))?;
-    let path: PathBuf = run_dir.join("lock");
-    let file = File::create(&path).map_err(|e| Error::Io(format!("opening {}", path.display()), e))?;
-    file.lock().map_err(|e| Error::Io(format!("locking {}", path.display()), e))?;
-    Ok(file)
+/// An apply under way: written before its first change to what the kernel enforces,
+/// removed once the new state is written and the new programs are the pinned ones.
+/// A command that finds it finishes or rolls back that apply first (`transaction`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Journal {
+    /// The generation the apply makes: committed once the state file has it.
+    pub generation: u64,
+    /// Interfaces the apply attaches to (detached again on roll-back).
+    pub attaching: Vec<String>,
+    /// Nothing was loaded before: rolling back removes every pin.
+    pub first_load: bool,
+}
+
+impl Journal {
+    /// The journal, `None` when no apply was interrupted.
+    pub fn read(path: &Path) -> Result<Option<Journal>, Error> {
+        let Some(bytes) = privilege::read_private(path)? else { return Ok(None) };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::State(path.to_path_buf(), e.to_string()))
+    }
+
+    /// Records the intent (0600, synced).
+    pub fn write(&self, path: &Path) -> Result<(), Error> {
+        privilege::write_private(path, &serde_json::to_vec(self).expect("journal serialises"))
+    }
 }
