@@ -110,7 +110,11 @@ fn bad_rulesets_name_line_and_column_and_change_nothing() {
 #[test]
 fn commands_without_a_loaded_filter_explain_themselves() {
     let fw = Xdpwall::isolated();
-    for args in [vec!["status"], vec!["unload"], vec!["apply", "/dev/null"]] {
+    // A real ruleset: /dev/null (a device, and empty) is refused before the state is read.
+    let dir = tempdir("notloaded");
+    let good = dir.join("good.conf");
+    std::fs::write(&good, GOOD).unwrap();
+    for args in [vec!["status"], vec!["unload"], vec!["apply", good.to_str().unwrap()]] {
         let out = fw.output(&args).unwrap();
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -120,6 +124,7 @@ fn commands_without_a_loaded_filter_explain_themselves() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("xdpwall: /nonexistent/x.conf"), "{out:?}");
     assert!(!Path::new(fw.pin_dir()).join("COUNTERS").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {

@@ -244,11 +244,23 @@ fn limits_are_reported_by_check_before_anything_loads() {
     let dir = TempDir::new("limits");
     let too_many_rules = dir.write("rules.conf", &"pass in proto udp\n".repeat(4097));
     let out = fw.output(["check", too_many_rules.to_str().unwrap()]).unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "xdpwall: the ruleset has 4097 rules; the limit is 4096\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "xdpwall: {}:4097:1: this is rule 4097; a ruleset holds at most 4096 rules\n",
+            too_many_rules.display()
+        )
+    );
     let table = dir.write("t.txt", &big_table(1_000_001, 0));
     let big = dir.write("big.conf", &format!("table <t> file \"{}\"\nblock in from <t>\n", table.display()));
     let out = fw.output(["check", big.to_str().unwrap()]).unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "xdpwall: table <t> has 1000001 entries; the limit is 1000000\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "xdpwall: {}:1:7: table <t> has more than 1000000 distinct entries in its file; a table holds at most 1000000\n",
+            big.display()
+        )
+    );
     let out = fw.output(["load", "lo", big.to_str().unwrap()]).unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(!fw.pin_dir().exists(), "nothing was pinned");

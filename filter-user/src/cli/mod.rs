@@ -33,6 +33,9 @@ enum Command {
     Check {
         /// Ruleset file.
         rules: PathBuf,
+        /// Accept a ruleset without rules (only the default policy applies).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Attach to interfaces, apply a ruleset and pin everything.
     Load {
@@ -42,6 +45,9 @@ enum Command {
         /// Where XDP runs: in the driver, in the stack, or native with fallback.
         #[arg(long, value_enum, default_value = "auto")]
         mode: ModeArg,
+        /// Accept a ruleset without rules (only the default policy applies).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Replace the ruleset on every loaded interface, atomically.
     Apply {
@@ -50,6 +56,9 @@ enum Command {
         /// Only print what would change.
         #[arg(long)]
         dry_run: bool,
+        /// Accept a ruleset without rules (only the default policy applies).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Per-rule and per-interface counters, drops by reason.
     Status {
@@ -129,9 +138,15 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn parse_and_compile(path: &std::path::Path) -> anyhow::Result<(Ruleset, Compiled)> {
+/// Parses and compiles the ruleset at `path`; a ruleset without rules is refused
+/// unless `allow_empty`. Errors of the ruleset as a whole (the compiler's) name the file.
+fn parse_and_compile(path: &std::path::Path, allow_empty: bool) -> anyhow::Result<(Ruleset, Compiled)> {
     let ruleset = rules::parse_file(path)?;
-    let compiled = compile::compile(&ruleset)?;
+    if !allow_empty {
+        rules::require_rules(&ruleset, &path.display().to_string())?;
+    }
+    let compiled = compile::compile(&ruleset)
+        .map_err(|e| rules::RulesError::whole_file(&path.display().to_string(), e.to_string()))?;
     Ok((ruleset, compiled))
 }
 
@@ -139,18 +154,18 @@ fn parse_and_compile(path: &std::path::Path) -> anyhow::Result<(Ruleset, Compile
 /// that is not an error of the command itself (an interface that filters nothing).
 fn execute(command: Command, paths: &Paths) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Check { rules } => {
-            let (ruleset, compiled) = parse_and_compile(&rules)?;
+        Command::Check { rules, allow_empty } => {
+            let (ruleset, compiled) = parse_and_compile(&rules, allow_empty)?;
             print!("{}", output::summary(&rules, &ruleset, &compiled));
         }
-        Command::Load { mut args, mode } => {
+        Command::Load { mut args, mode, allow_empty } => {
             let rules = PathBuf::from(args.pop().expect("clap requires two or more"));
-            let (_, compiled) = parse_and_compile(&rules)?;
+            let (_, compiled) = parse_and_compile(&rules, allow_empty)?;
             let report = dataplane::apply(paths, &compiled, Some(rules.display().to_string()), &args, mode.into())?;
             print!("{}", output::apply_report(&report));
         }
-        Command::Apply { rules, dry_run } => {
-            let (_, compiled) = parse_and_compile(&rules)?;
+        Command::Apply { rules, dry_run, allow_empty } => {
+            let (_, compiled) = parse_and_compile(&rules, allow_empty)?;
             if dry_run {
                 let diff = dataplane::diff(paths, &compiled)?;
                 print!("{}", output::diff(&diff));

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::error::clip;
+use super::error::{brief, clip};
 
 /// Whether a word is meant as an address: it starts with a digit or contains a colon.
 /// Used to tell "bad address" apart from "a keyword where an address was expected", so
@@ -20,6 +20,19 @@ pub(super) fn looks_like_address(word: &str) -> bool {
 /// host bits set is refused: `10.1.2.3/8` is nearly always a typo, and silently
 /// widening or narrowing it would change what the rule matches.
 pub(super) fn parse_net(s: &str) -> Result<IpNet, String> {
+    parse_net_quoting(s, clip)
+}
+
+/// [`parse_net`] for the lines of table files, which may be any file: messages quote
+/// only a brief excerpt.
+pub(super) fn parse_net_brief(s: &str) -> Result<IpNet, String> {
+    parse_net_quoting(s, brief)
+}
+
+fn parse_net_quoting(
+    s: &str,
+    clip: fn(&str) -> std::borrow::Cow<'_, str>,
+) -> Result<IpNet, String> {
     let quoted = || clip(s);
     let (addr_text, len_text) = match s.find('/') {
         Some(i) => (&s[..i], Some(&s[i + 1..])),
@@ -56,7 +69,10 @@ pub(super) fn parse_net(s: &str) -> Result<IpNet, String> {
         IpNet::new(addr, len).map_err(|e| format!("bad address or prefix `{}`: {e}", quoted()))?;
     let network = net.trunc();
     if network != net {
-        return Err(format!("{s} has host bits set; did you mean {network}?"));
+        return Err(format!(
+            "{} has host bits set; did you mean {network}?",
+            clip(s)
+        ));
     }
     Ok(net)
 }
@@ -120,8 +136,16 @@ mod tests {
             parse_net(&junk).unwrap_err(),
             format!(
                 "bad address or prefix `1{x}…`: `1{x}…` is not an IPv4 or IPv6 address",
-                x = "x".repeat(59)
+                x = "x".repeat(43)
             )
+        );
+    }
+
+    #[test]
+    fn table_file_lines_are_quoted_briefly() {
+        assert_eq!(
+            parse_net_brief("1:secret-secret-secret").unwrap_err(),
+            "bad address or prefix `1:secret-secret-…`: `1:secret-secret-…` is not an IPv4 or IPv6 address"
         );
     }
 

@@ -7,9 +7,25 @@
 //! The lexer works on bytes: every character with meaning to the language is ASCII, so
 //! multi-byte UTF-8 sequences only occur inside words, strings and comments. Columns are
 //! counted in characters by not counting UTF-8 continuation bytes.
+//!
+//! Input is bounded here: control characters (NUL, ESC, ...) are refused wherever they
+//! are, words are at most [`MAX_WORD`] bytes, strings [`MAX_STRING`], table names
+//! [`MAX_TABLE_NAME`], so that nothing after the lexer meets a huge or invisible token,
+//! and a statement has at most [`MAX_TOKENS`] tokens.
 
 use super::ast::Pos;
 use super::error::RulesError;
+use super::source::{control_name, is_control_start};
+
+/// Longest word, in bytes: no keyword, number, address or prefix comes close.
+pub const MAX_WORD: usize = 256;
+/// Longest string between the quotes, in bytes: a path (`PATH_MAX`).
+pub const MAX_STRING: usize = 4096;
+/// Longest table name between `<` and `>`, in bytes.
+pub const MAX_TABLE_NAME: usize = 63;
+/// Most tokens in one statement: the longest a statement needs to be is an inline table
+/// of the most entries a table may hold, with commas. Bounds the parser's memory.
+pub const MAX_TOKENS: usize = 2 * crate::compile::MAX_TABLE_ENTRIES + 64;
 
 /// What a token is. The text is not stored: it is `src[start..end]`, which keeps
 /// [`Token`] `Copy` and lets the parser rebuild the rule's source text.
@@ -65,6 +81,25 @@ fn ends_word(b: u8) -> bool {
             | b'#'
             | b'\\'
     )
+}
+
+/// Whether `rest` holds nothing but whitespace and comments up to the end of the file.
+/// Stops at the first other byte, so each continuation scans only up to the next token.
+fn only_blanks_and_comments(rest: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&b) = rest.get(i) {
+        match b {
+            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+            b'#' => {
+                i += rest[i..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .unwrap_or(rest.len() - i);
+            }
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Bytes allowed in a table name.
@@ -153,11 +188,29 @@ impl<'a> Lexer<'a> {
         self.col = 1;
     }
 
+    /// An error if the character at the current position is a control character.
+    fn refuse_control(&self) -> Result<(), RulesError> {
+        let b = self.bytes[self.i];
+        if !is_control_start(b, self.bytes.get(self.i + 1).copied()) {
+            return Ok(());
+        }
+        let name = self.src[self.i..]
+            .chars()
+            .next()
+            .and_then(control_name)
+            .unwrap_or_default();
+        Err(self.err(
+            self.pos(),
+            format!("unexpected control character {name}; a ruleset is plain text"),
+        ))
+    }
+
     /// How to name the character at the current position in a "found ..." message.
     fn found_here(&self) -> String {
         match self.src[self.i..].chars().next() {
             None | Some('\n' | '\r') => "end of line".to_owned(),
-            Some(ch) => format!("`{ch}`"),
+            Some('\t') => "a tab".to_owned(),
+            Some(ch) => format!("`{}`", super::error::clip(ch.encode_utf8(&mut [0; 4]))),
         }
     }
 
@@ -168,13 +221,14 @@ impl<'a> Lexer<'a> {
     /// The next statement, ending with a [`Kind::End`] token, or `None` at end of file.
     pub fn next_statement(&mut self) -> Result<Option<Vec<Token>>, RulesError> {
         let mut toks: Vec<Token> = Vec::new();
-        // Positions of the `{` not yet closed; newlines inside them do not end the
-        // statement.
-        let mut open: Vec<Pos> = Vec::new();
+        // How many `{` are not yet closed, and where the first of them is; newlines
+        // inside them do not end the statement.
+        let mut open: u64 = 0;
+        let mut first_open = Pos::default();
         loop {
             let Some(b) = self.peek() else {
-                if let Some(&first) = open.first() {
-                    return Err(self.err(first, "this `{` is never closed; expected `}`"));
+                if open > 0 {
+                    return Err(self.err(first_open, "this `{` is never closed; expected `}`"));
                 }
                 return Ok(self.finish(toks));
             };
@@ -187,13 +241,14 @@ impl<'a> Lexer<'a> {
                 }
                 b'\n' => {
                     self.newline();
-                    if open.is_empty() && !toks.is_empty() {
+                    if open == 0 && !toks.is_empty() {
                         return Ok(self.finish(toks));
                     }
                     continue;
                 }
                 b'#' => {
                     while self.peek().is_some_and(|b| b != b'\n') {
+                        self.refuse_control()?;
                         self.bump();
                     }
                     continue;
@@ -203,13 +258,16 @@ impl<'a> Lexer<'a> {
                     continue;
                 }
                 b'{' => {
-                    open.push(pos);
+                    if open == 0 {
+                        first_open = pos;
+                    }
+                    open += 1;
                     self.bump();
                     Kind::LBrace
                 }
                 b'}' => {
                     // A stray `}` is left for the parser to report in context.
-                    open.pop();
+                    open = open.saturating_sub(1);
                     self.bump();
                     Kind::RBrace
                 }
@@ -234,11 +292,31 @@ impl<'a> Lexer<'a> {
                 }
                 _ => {
                     while self.peek().is_some_and(|b| !ends_word(b)) {
+                        self.refuse_control()?;
+                        if self.i - start == MAX_WORD {
+                            return Err(self.err(
+                                pos,
+                                format!(
+                                    "this word is longer than {MAX_WORD} bytes; no keyword, \
+                                     number or address is that long"
+                                ),
+                            ));
+                        }
                         self.bump();
                     }
                     Kind::Word
                 }
             };
+            if toks.len() == MAX_TOKENS {
+                return Err(self.err(
+                    pos,
+                    format!(
+                        "this statement has more than {MAX_TOKENS} words and signs; the longest \
+                         a statement needs is a table of {} entries",
+                        crate::compile::MAX_TABLE_ENTRIES
+                    ),
+                ));
+            }
             toks.push(Token {
                 kind,
                 pos,
@@ -262,7 +340,9 @@ impl<'a> Lexer<'a> {
     }
 
     /// A `\`: only valid as the last character of a line (trailing blanks are
-    /// forgiven: they are invisible in most editors). Joins the next line.
+    /// forgiven: they are invisible in most editors). Joins the next line, which must
+    /// exist: a `\` on the last line is what a truncated file looks like, and the rule
+    /// it cuts short may match far more than the whole rule would.
     fn continuation(&mut self) -> Result<(), RulesError> {
         let pos = self.pos();
         let rest = &self.bytes[self.i + 1..];
@@ -271,10 +351,8 @@ impl<'a> Lexer<'a> {
             .take_while(|&&b| matches!(b, b' ' | b'\t' | b'\r'))
             .count();
         match rest.get(blanks) {
-            None => {
-                self.i = self.bytes.len();
-                Ok(())
-            }
+            None => Err(self.dangling(pos)),
+            Some(b'\n') if only_blanks_and_comments(&rest[blanks..]) => Err(self.dangling(pos)),
             Some(b'\n') => {
                 for _ in 0..=blanks {
                     self.bump();
@@ -289,10 +367,31 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    fn dangling(&self, pos: Pos) -> RulesError {
+        self.err(
+            pos,
+            "this `\\` continues the statement after the end of the file; is the file cut short?",
+        )
+    }
+
     /// A double-quoted string; the opening quote is at the current position.
     fn string(&mut self, pos: Pos) -> Result<(), RulesError> {
+        let start = self.i;
         self.bump();
         loop {
+            if self.i - start - 1 > MAX_STRING {
+                return Err(self.err(
+                    pos,
+                    format!(
+                        "this string is longer than {MAX_STRING} bytes (labels are at most \
+                         {} bytes, paths {MAX_STRING})",
+                        super::rule::MAX_LABEL
+                    ),
+                ));
+            }
+            if self.i < self.bytes.len() {
+                self.refuse_control()?;
+            }
             match self.peek() {
                 None | Some(b'\n') => {
                     return Err(self.err(
@@ -307,6 +406,7 @@ impl<'a> Lexer<'a> {
                 Some(b'\\') => {
                     self.bump();
                     if self.peek().is_some_and(|b| b != b'\n') {
+                        self.refuse_control()?;
                         self.bump();
                     }
                 }
@@ -318,8 +418,18 @@ impl<'a> Lexer<'a> {
     /// `<name>`; the `<` is at the current position.
     fn table(&mut self, pos: Pos) -> Result<(), RulesError> {
         self.bump();
+        let name_start = self.i;
         while self.peek().is_some_and(table_name_byte) {
+            if self.i - name_start == MAX_TABLE_NAME {
+                return Err(self.err(
+                    pos,
+                    format!("table name longer than {MAX_TABLE_NAME} characters"),
+                ));
+            }
             self.bump();
+        }
+        if self.i < self.bytes.len() {
+            self.refuse_control()?;
         }
         if self.peek() != Some(b'>') {
             return Err(self.err(
@@ -451,10 +561,100 @@ mod tests {
 
     #[test]
     fn backslash_at_end_of_file() {
-        let s = lex("pass \\").unwrap();
+        let dangling =
+            "this `\\` continues the statement after the end of the file; is the file cut short?";
+        for src in [
+            "pass \\",
+            "pass \\  ",
+            "pass \\\n",
+            "pass \\ \r\n\n  # c\n\n",
+            "x\nblock \\\n# end",
+        ] {
+            let line = if src.starts_with('x') { 2 } else { 1 };
+            let col = if line == 2 { 7 } else { 6 };
+            assert_eq!(
+                lex(src).unwrap_err(),
+                format!("t.conf:{line}:{col}: {dangling}"),
+                "{src:?}"
+            );
+        }
+        // A continuation onto an empty line in the middle of the file ends the statement.
+        assert_eq!(lex("pass \\\n\nblock").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn control_characters_are_refused_everywhere() {
+        for (src, col, name) in [
+            ("pass in proto tcp\0", 18, "U+0000 (NUL)"),
+            ("pass \u{1b}[31m", 6, "U+001B (ESC)"),
+            ("pass # comment \u{7}", 16, "U+0007 (BEL)"),
+            ("pass label \"a\u{0}\"", 14, "U+0000 (NUL)"),
+            ("pass label \"a\\\u{0}\"", 15, "U+0000 (NUL)"),
+            ("from <a\u{0}>", 8, "U+0000 (NUL)"),
+            ("pass\u{b}in", 5, "U+000B (VT)"),
+            ("pass é\u{85}", 7, "U+0085"),
+            ("pass \u{7f}", 6, "U+007F (DEL)"),
+        ] {
+            assert_eq!(
+                lex(src).unwrap_err(),
+                format!(
+                    "t.conf:1:{col}: unexpected control character {name}; a ruleset is plain text"
+                ),
+                "{src:?}"
+            );
+        }
+        assert!(lex("pass\tin\r\n").is_ok());
         assert_eq!(
-            s,
-            vec![vec![(Kind::Word, "pass", 1, 1), (Kind::End, "", 1, 5)]]
+            lex("from <a\tb>").unwrap_err(),
+            "t.conf:1:8: expected a letter, digit, `_`, `-`, `.` or `>` in the table name, found a tab"
+        );
+    }
+
+    #[test]
+    fn long_tokens_are_refused() {
+        let word = "x".repeat(MAX_WORD);
+        assert!(lex(&format!("pass {word}")).is_ok());
+        assert_eq!(
+            lex(&format!("pass {word}x")).unwrap_err(),
+            "t.conf:1:6: this word is longer than 256 bytes; no keyword, number or address is that long"
+        );
+        let string = "é".repeat(MAX_STRING / 2);
+        assert!(lex(&format!("label \"{string}\"")).is_ok());
+        assert_eq!(
+            lex(&format!("label \"{string}x\"")).unwrap_err(),
+            "t.conf:1:7: this string is longer than 4096 bytes (labels are at most 63 bytes, paths 4096)"
+        );
+        let name = "t".repeat(MAX_TABLE_NAME);
+        assert!(lex(&format!("from <{name}>")).is_ok());
+        assert_eq!(
+            lex(&format!("from <{name}t>")).unwrap_err(),
+            "t.conf:1:6: table name longer than 63 characters"
+        );
+    }
+
+    #[test]
+    fn statements_have_a_bounded_number_of_tokens() {
+        let ok = format!("t {}", ",".repeat(MAX_TOKENS - 1));
+        assert_eq!(
+            lex(&ok).unwrap()[0].len(),
+            MAX_TOKENS + 1,
+            "with the End token"
+        );
+        assert_eq!(
+            lex(&format!("{ok},")).unwrap_err(),
+            format!(
+                "t.conf:1:{}: this statement has more than 2000064 words and signs; the longest a statement needs is a table of 1000000 entries",
+                MAX_TOKENS + 2
+            )
+        );
+    }
+
+    #[test]
+    fn deep_braces_take_no_memory() {
+        let src = format!("pass {}", "{".repeat(100_000));
+        assert_eq!(
+            lex(&src).unwrap_err(),
+            "t.conf:1:6: this `{` is never closed; expected `}`"
         );
     }
 }

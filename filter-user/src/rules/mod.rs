@@ -14,6 +14,12 @@
 //! match wins. Tables may be defined anywhere in the file. Every error carries the
 //! file, line and column of the offending token (for table files: the table file's).
 //!
+//! Input is bounded: ruleset and table files must be regular files of at most
+//! [`MAX_RULESET_BYTES`] and [`MAX_TABLE_FILE_BYTES`]; words, strings, table names and
+//! labels have maximum lengths; control characters are refused; at most
+//! `filter_common::MAX_RULES` rules and `compile::MAX_TABLE_ENTRIES` entries per table;
+//! labels are unique. Messages quote only short, escaped excerpts of the input.
+//!
 //! Modules: `lexer` (tokens and statements), `parser` (statements, tables, ruleset),
 //! `rule` (the rule grammar), `validate` (whole-rule checks and the features not
 //! supported yet), `addr` (addresses and prefixes), `names` (ports, protocols, ICMP
@@ -38,17 +44,46 @@ use std::path::Path;
 
 pub use ast::*;
 pub use error::RulesError;
+pub use lexer::{MAX_STRING, MAX_TABLE_NAME, MAX_WORD};
+pub use rule::MAX_LABEL;
+pub use source::{MAX_RULESET_BYTES, MAX_TABLE_FILE_BYTES};
 
 /// Reads and parses the ruleset at `path`. Table files named with a relative path are
 /// resolved against the ruleset's directory.
 pub fn parse_file(path: &Path) -> Result<Ruleset, RulesError> {
     let name = path.display().to_string();
-    let bytes = source::read(path).map_err(|reason| {
+    let bytes = source::read(path, MAX_RULESET_BYTES).map_err(|reason| {
         RulesError::whole_file(&name, format!("cannot read ruleset: {reason}"))
     })?;
-    let src = source::utf8(&bytes, &name)?;
     let base_dir = path.parent().unwrap_or(Path::new(""));
-    parser::parse(src, &name, base_dir)
+    parse_bytes(&bytes, &name, base_dir)
+}
+
+/// Parses the bytes of a ruleset file: [`parse_str`] after checking that they are
+/// UTF-8 (the error points at the first bad byte).
+pub fn parse_bytes(bytes: &[u8], file_name: &str, base_dir: &Path) -> Result<Ruleset, RulesError> {
+    let src = source::utf8(bytes, file_name)?;
+    parser::parse(src, file_name, base_dir)
+}
+
+/// Refuses a ruleset without rules (an empty file, or only comments, settings and
+/// tables): it is more often a truncated or wrong file than a policy, and applying it
+/// would pass (or block) everything. Callers skip this when the operator insists.
+pub fn require_rules(rs: &Ruleset, file_name: &str) -> Result<(), RulesError> {
+    if !rs.rules.is_empty() {
+        return Ok(());
+    }
+    let effect = match rs.default_action {
+        Action::Pass => "pass every packet",
+        Action::Block => "block every inbound packet",
+    };
+    Err(RulesError::whole_file(
+        file_name,
+        format!(
+            "the ruleset has no rules (it is empty or holds only comments, settings and \
+             tables), so it would {effect}; use --allow-empty if that is what you want"
+        ),
+    ))
 }
 
 /// Parses ruleset text. `file_name` is used in errors; table files named with a

@@ -1,17 +1,22 @@
 //! The statement parser: `set`, `table` and the dispatch to rules; builds the
 //! [`Ruleset`] and checks table references once the whole file is read.
+//!
+//! The data plane's limits (rules per ruleset, entries per table) and the uniqueness of
+//! labels are checked here, where the rule or table that crosses them has a position.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::addr;
 use super::ast::{Action, Options, Pos, Ruleset, TIMEOUT_NAMES, Table};
-use super::error::{RulesError, clip};
+use super::error::{RulesError, brief, clip, clip_path};
 use super::lexer::{Kind, Lexer, Token, unquote};
 use super::rule;
-use super::source;
-use super::tables;
+use super::source::{self, MAX_TABLE_FILE_BYTES, ReadError};
+use super::tables::{self, TableTextError};
 use super::validate;
+use crate::compile::MAX_TABLE_ENTRIES;
+use filter_common::MAX_RULES;
 
 /// Parses a whole ruleset (see the module documentation of `rules` for the language).
 pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, RulesError> {
@@ -23,18 +28,41 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
     let mut references: Vec<(Pos, String)> = Vec::new();
     let mut rules = Vec::new();
     let mut options = Options::default();
+    let mut labels: HashMap<String, Pos> = HashMap::new();
 
     while let Some(toks) = lexer.next_statement()? {
         let mut c = Cursor::new(src, file, toks);
         let first = c.peek();
         match c.word(first) {
             Some("pass" | "block") => {
+                if rules.len() == MAX_RULES {
+                    return Err(c.err(
+                        first.pos,
+                        format!(
+                            "this is rule {}; a ruleset holds at most {MAX_RULES} rules",
+                            MAX_RULES + 1
+                        ),
+                    ));
+                }
                 let (rule, meta) = rule::parse_rule(&mut c)?;
                 if let Some((pos, message)) = validate::check_rule(&rule, &meta) {
                     return Err(c.err(pos, message));
                 }
                 if let Some((pos, message)) = validate::reject_unsupported(&meta.unsupported) {
                     return Err(c.err(pos, message));
+                }
+                if let (Some(label), Some(pos)) = (&rule.label, meta.label) {
+                    if let Some(earlier) = labels.get(label) {
+                        return Err(c.err(
+                            pos,
+                            format!(
+                                "label \"{}\" is already used on line {}; labels name one rule each",
+                                clip(label),
+                                earlier.line
+                            ),
+                        ));
+                    }
+                    labels.insert(label.clone(), pos);
                 }
                 references.extend(meta.table_refs);
                 rules.push(rule);
@@ -66,11 +94,19 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
                 }
             },
             _ => {
-                return Err(c.unexpected_kw(
-                    first,
-                    "`pass`, `block`, `table` or `set`",
-                    &["pass", "block", "table", "set"],
-                ));
+                // Where a file that is not a ruleset fails: quote only a brief excerpt.
+                let mut e = c.err(
+                    first.pos,
+                    format!(
+                        "expected `pass`, `block`, `table` or `set`, found {}",
+                        c.found_brief(first)
+                    ),
+                );
+                let keywords = ["pass", "block", "table", "set"];
+                if let Some(guess) = c.word(first).and_then(|w| suggest(w, &keywords)) {
+                    e.message.push_str(&format!(" (did you mean `{guess}`?)"));
+                }
+                return Err(e);
             }
         }
     }
@@ -194,6 +230,16 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
                 }
             }
             tables::dedup_keep_order(&mut entries);
+            if entries.len() > MAX_TABLE_ENTRIES {
+                return Err(c.err(
+                    name_tok.pos,
+                    format!(
+                        "table <{name}> has {} distinct entries; a table holds at most \
+                         {MAX_TABLE_ENTRIES}",
+                        entries.len()
+                    ),
+                ));
+            }
             Table {
                 entries,
                 file: None,
@@ -210,15 +256,28 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
             }
             let path = base_dir.join(&written);
             let shown = path.display().to_string();
-            let bytes = source::read(&path).map_err(|reason| {
+            let bytes = source::read(&path, MAX_TABLE_FILE_BYTES).map_err(|reason: ReadError| {
                 c.err(
                     path_tok.pos,
-                    format!("cannot read table file `{shown}`: {reason}"),
+                    format!("cannot read table file `{}`: {reason}", clip_path(&shown)),
                 )
             })?;
             let text = source::utf8(&bytes, &shown)?;
+            let entries = match tables::parse_table_text(text, &shown, MAX_TABLE_ENTRIES) {
+                Ok(entries) => entries,
+                Err(TableTextError::Line(e)) => return Err(e),
+                Err(TableTextError::TooMany) => {
+                    return Err(c.err(
+                        name_tok.pos,
+                        format!(
+                            "table <{name}> has more than {MAX_TABLE_ENTRIES} distinct entries \
+                             in its file; a table holds at most {MAX_TABLE_ENTRIES}"
+                        ),
+                    ));
+                }
+            };
             Table {
-                entries: tables::parse_table_text(text, &shown)?,
+                entries,
                 file: Some(shown),
             }
         }
@@ -305,6 +364,14 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Like [`Cursor::found`], quoting at most a brief excerpt.
+    pub fn found_brief(&self, tok: Token) -> String {
+        match tok.kind {
+            Kind::End => "end of line".to_owned(),
+            _ => format!("`{}`", brief(self.text(tok))),
+        }
+    }
+
     /// "expected X, found Y" at `tok`.
     pub fn unexpected(&self, tok: Token, expected: &str) -> RulesError {
         self.err(
@@ -334,43 +401,56 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Longest word "did you mean" looks at, in characters: more than the longest keyword
+/// (`tcp.established`, 15) plus the two edits allowed. A longer word is no typo of a
+/// keyword, and is not worth any work.
+const MAX_SUGGEST_LEN: usize = 24;
+
 /// The keyword closest to `word`, if it is close enough to be a likely typo: at most
 /// one edit for short words, two for longer ones (a swap of neighbours counts as one).
 pub(super) fn suggest<'k>(word: &str, keywords: &[&'k str]) -> Option<&'k str> {
+    if word.len() > 4 * MAX_SUGGEST_LEN || word.chars().count() > MAX_SUGGEST_LEN {
+        return None;
+    }
     let limit = if word.chars().count() <= 3 { 1 } else { 2 };
     keywords
         .iter()
-        .map(|k| (edit_distance(word, k), *k))
-        .filter(|&(d, k)| d <= limit && d > 0 && k.len() > 1)
+        .filter_map(|k| edit_distance_within(word, k, limit).map(|d| (d, *k)))
+        .filter(|&(d, k)| d > 0 && k.len() > 1)
         .min_by_key(|&(d, _)| d)
         .map(|(_, k)| k)
 }
 
-/// Optimal string alignment distance (Levenshtein plus adjacent transpositions).
-fn edit_distance(a: &str, b: &str) -> usize {
+/// Optimal string alignment distance (Levenshtein plus adjacent transpositions) when it
+/// is at most `limit`, else `None`. Keeps three rows, not a matrix, and stops as soon as
+/// every entry of a row exceeds `limit` (the distance can only grow from there).
+fn edit_distance_within(a: &str, b: &str, limit: usize) -> Option<usize> {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    // d[i][j] = distance between a[..i] and b[..j]
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
+    if a.len().abs_diff(b.len()) > limit {
+        return None;
     }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
+    // prev2, prev, cur: rows i-2, i-1, i; row[j] = distance between a[..i] and b[..j].
+    let mut prev2: Vec<usize> = vec![0; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur: Vec<usize> = vec![0; b.len() + 1];
     for i in 1..=a.len() {
+        cur[0] = i;
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
+            let mut best = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
+                best = best.min(prev2[j - 2] + 1);
             }
-            d[i][j] = best;
+            cur[j] = best;
         }
+        if cur.iter().all(|&d| d > limit) {
+            return None;
+        }
+        std::mem::swap(&mut prev2, &mut prev);
+        std::mem::swap(&mut prev, &mut cur);
     }
-    d[a.len()][b.len()]
+    Some(prev[b.len()]).filter(|&d| d <= limit)
 }
 
 #[cfg(test)]
@@ -379,11 +459,20 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(edit_distance("frmo", "from"), 1);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance_within("frmo", "from", 2), Some(1));
+        assert_eq!(edit_distance_within("kitten", "sitting", 3), Some(3));
+        assert_eq!(edit_distance_within("kitten", "sitting", 2), None);
+        assert_eq!(edit_distance_within("ab", "abcd", 1), None);
+        assert_eq!(edit_distance_within("ca", "abc", 3), Some(3));
+        assert_eq!(edit_distance_within("", "to", 2), Some(2));
         assert_eq!(suggest("frmo", &["from", "to"]), Some("from"));
         assert_eq!(suggest("pas", &["pass", "block"]), Some("pass"));
         assert_eq!(suggest("xyz", &["from", "to"]), None);
         assert_eq!(suggest("from", &["from"]), None);
+        // Long words get no suggestion and no work: not even the distance to a
+        // keyword they start with.
+        assert_eq!(suggest("tcp.establishedxx", &["tcp.established"]), Some("tcp.established"));
+        assert_eq!(suggest(&"x".repeat(25), &[&"x".repeat(24)]), None);
+        assert_eq!(suggest(&"x".repeat(10_000_000), &["pass"]), None);
     }
 }

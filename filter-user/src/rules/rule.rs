@@ -15,7 +15,7 @@ use super::ast::{
     Action, AddrItem, AddrMatch, Direction, Endpoint, Family, IcmpMatch, PortRange, Pos, Rule,
     TcpFlags,
 };
-use super::error::RulesError;
+use super::error::{RulesError, clip};
 use super::lexer::{Kind, Token, unquote};
 use super::names;
 use super::parser::Cursor;
@@ -63,6 +63,10 @@ const NOT_INTERFACES: &[&str] = &[
     "in", "out", "quick", "on", "inet", "inet6", "proto", "all", "from", "to", "any", "port",
 ];
 
+/// Longest label, in bytes: labels are shown in `status` and are the rule's identity
+/// across applies, not a place for text.
+pub const MAX_LABEL: usize = 63;
+
 /// Longest Linux interface name (IFNAMSIZ - 1).
 const MAX_IFACE_LEN: usize = 15;
 
@@ -89,6 +93,8 @@ pub(super) struct RuleMeta {
     pub addrs: Vec<(Pos, IpNet)>,
     /// Every `<table>` reference.
     pub table_refs: Vec<(Pos, String)>,
+    /// The label's string.
+    pub label: Option<Pos>,
     /// Features that are parsed but not enforced yet.
     pub unsupported: Unsupported,
     /// Options given so far, to refuse repeats.
@@ -223,7 +229,8 @@ fn interface(c: &mut Cursor<'_>) -> Result<String, RulesError> {
                 return Err(c.err(
                     tok.pos,
                     format!(
-                        "interface name `{w}` is too long (at most {MAX_IFACE_LEN} characters)"
+                        "interface name `{}` is too long (at most {MAX_IFACE_LEN} characters)",
+                        clip(w)
                     ),
                 ));
             }
@@ -511,7 +518,18 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
             if tok.kind != Kind::Str {
                 return Err(c.unexpected(tok, "a quoted label like `\"web\"` after `label`"));
             }
-            rule.label = Some(unquote(c.text(tok)));
+            let label = unquote(c.text(tok));
+            if label.len() > MAX_LABEL {
+                return Err(c.err(
+                    tok.pos,
+                    format!(
+                        "this label is {} bytes long; labels are at most {MAX_LABEL} bytes",
+                        label.len()
+                    ),
+                ));
+            }
+            rule.label = Some(label);
+            meta.label = Some(tok.pos);
         }
         _ => {
             // "rate": the AST has no field for it yet; it is parsed fully so that

@@ -743,7 +743,7 @@ fn unreadable_ruleset() {
     assert_eq!(
         e.to_string(),
         format!(
-            "{}:0:0: cannot read ruleset: No such file or directory",
+            "{}: cannot read ruleset: No such file or directory",
             missing.display()
         )
     );
@@ -1194,4 +1194,147 @@ fn state_rules_and_settings() {
         "t.conf:1:13: expected a timeout name (tcp.first, tcp.opening, tcp.established, tcp.closing, tcp.finwait, tcp.closed, udp.first, udp.multiple, icmp.first) after `set timeout`, found `tcp.establisehd` (did you mean `tcp.established`?)"
     );
     assert_eq!(err("set tiemout udp.first 1"), "t.conf:1:5: expected `default`, `limit` or `timeout` after `set`, found `tiemout` (did you mean `timeout`?)");
+}
+
+// ---------------------------------------------------------------- bounded input
+
+#[test]
+fn limits_are_reported_at_the_rule_or_table_that_crosses_them() {
+    let max = filter_common::MAX_RULES;
+    let src = format!("set default block\n{}", "pass in proto udp\n".repeat(max));
+    assert_eq!(parse(&src).unwrap().rules.len(), max);
+    assert_eq!(
+        err(&format!("{src}  block in all\n")),
+        format!("t.conf:{}:3: this is rule 4097; a ruleset holds at most 4096 rules", max + 2)
+    );
+
+    let limit = crate::compile::MAX_TABLE_ENTRIES;
+    let entries: Vec<String> = (0..=limit as u32)
+        .map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string())
+        .collect();
+    let src = format!("pass in all\n\ntable <big> {{ {} }}\n", entries.join(", "));
+    assert_eq!(
+        err(&src),
+        "t.conf:3:7: table <big> has 1000001 distinct entries; a table holds at most 1000000"
+    );
+    // Duplicates do not count.
+    let src = format!("table <big> {{ {}, 10.0.0.0 }}\n", entries[..limit].join(", "));
+    assert_eq!(parse(&src).unwrap().tables["big"].entries.len(), limit);
+
+    let dir = TempDir::new("bigtable");
+    dir.write("big.txt", entries.join("\n"));
+    let e = parse_str("pass in all\n table <big> file \"big.txt\"", "mem.conf", &dir.0).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "mem.conf:2:8: table <big> has more than 1000000 distinct entries in its file; a table holds at most 1000000"
+    );
+}
+
+#[test]
+fn labels_are_short_and_unique() {
+    let label = "l".repeat(MAX_LABEL);
+    assert_eq!(rule(&format!("pass label \"{label}\"")).label, Some(label.clone()));
+    assert_eq!(
+        err(&format!("pass label \"{label}é\"")),
+        "t.conf:1:12: this label is 65 bytes long; labels are at most 63 bytes"
+    );
+    assert_eq!(
+        err("pass in proto udp label \"dns\"\npass in proto tcp label \"web\"\n\nblock in label \"dns\""),
+        "t.conf:4:16: label \"dns\" is already used on line 1; labels name one rule each"
+    );
+    // The same text without labels stays allowed (counters key on text + repeat).
+    assert_eq!(parse("pass in all\npass in all\n").unwrap().rules.len(), 2);
+}
+
+#[test]
+fn control_bytes_are_named_not_suggested() {
+    assert_eq!(
+        err("pass in proto tcp\0 from any"),
+        "t.conf:1:18: unexpected control character U+0000 (NUL); a ruleset is plain text"
+    );
+    assert_eq!(
+        parse_bytes(b"pass in all\n\xff", "b.conf", Path::new(".")).unwrap_err().to_string(),
+        "b.conf:2:1: the file is not valid UTF-8 text"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_ruleset_is_quoted_briefly() {
+    assert_eq!(
+        err("root:x:0:0:topsecret-topsecret:/root:/bin/bash\nmore"),
+        "t.conf:1:1: expected `pass`, `block`, `table` or `set`, found `root:x:0:0:topse…`"
+    );
+    assert_eq!(
+        err("\"a quoted secret that goes on\""),
+        "t.conf:1:1: expected `pass`, `block`, `table` or `set`, found `\"a quoted secret…`"
+    );
+    // A typo is still recognised.
+    assert_eq!(
+        err("# x\npas in all"),
+        "t.conf:2:1: expected `pass`, `block`, `table` or `set`, found `pas` (did you mean `pass`?)"
+    );
+}
+
+#[test]
+fn long_words_get_no_suggestion() {
+    let word = "x".repeat(MAX_WORD);
+    assert_eq!(
+        err(&format!("pass in {word}")),
+        format!(
+            "t.conf:1:9: expected `quick`, `on`, `inet`, `inet6`, `proto`, `all`, `from`, `to`, an option or end of rule, found `{}…`",
+            "x".repeat(44)
+        )
+    );
+    assert_eq!(
+        err(&format!("pass in {word}x")),
+        "t.conf:1:9: this word is longer than 256 bytes; no keyword, number or address is that long"
+    );
+}
+
+#[test]
+fn rulesets_without_rules_are_refused_on_request() {
+    for (src, effect) in [
+        ("", "pass every packet"),
+        ("# only a comment\n\n", "pass every packet"),
+        ("set default block\ntable <t> { 10.0.0.0/8 }\n", "block every inbound packet"),
+    ] {
+        let rs = parse(src).unwrap();
+        assert_eq!(
+            require_rules(&rs, "e.conf").unwrap_err().to_string(),
+            format!(
+                "e.conf: the ruleset has no rules (it is empty or holds only comments, settings and tables), so it would {effect}; use --allow-empty if that is what you want"
+            )
+        );
+    }
+    assert!(require_rules(&parse("block in all").unwrap(), "e.conf").is_ok());
+}
+
+#[test]
+fn oversized_and_special_files_are_refused() {
+    let dir = TempDir::new("special");
+    let big = dir.0.join("big.conf");
+    // Sparse: no disk space, and the size check comes before any read.
+    std::fs::File::create(&big).unwrap().set_len(MAX_RULESET_BYTES + 1).unwrap();
+    assert_eq!(
+        parse_file(&big).unwrap_err().to_string(),
+        format!("{}: cannot read ruleset: it is 16777217 bytes; the limit is 16 MiB", big.display())
+    );
+    let table = dir.0.join("big.txt");
+    std::fs::File::create(&table).unwrap().set_len(MAX_TABLE_FILE_BYTES + 1).unwrap();
+    assert_eq!(
+        parse_str("table <t> file \"big.txt\"", "m.conf", &dir.0).unwrap_err().to_string(),
+        format!("m.conf:1:16: cannot read table file `{}`: it is 134217729 bytes; the limit is 128 MiB", table.display())
+    );
+    assert_eq!(
+        parse_file(Path::new("/dev/zero")).unwrap_err().to_string(),
+        "/dev/zero: cannot read ruleset: it is a character device, not a regular file"
+    );
+    assert_eq!(
+        parse_str("table <t> file \"/dev/zero\"", "m.conf", &dir.0).unwrap_err().to_string(),
+        "m.conf:1:16: cannot read table file `/dev/zero`: it is a character device, not a regular file"
+    );
+    assert_eq!(
+        parse_file(&dir.0).unwrap_err().to_string(),
+        format!("{}: cannot read ruleset: it is a directory, not a regular file", dir.0.display())
+    );
 }
