@@ -361,9 +361,12 @@ pub const FAMILY_V6: u32 = 1;
 /// - IPv4 up to /24: a two-level direct array (`*_DIR4`, DIR-16-8): entry `addr >> 16` of
 ///   the first [`dir::TOP_ENTRIES`] holds a class, or with [`dir::GROUP`] the index of a
 ///   256-entry group of the /16, indexed by the third octet, that holds the /24's class.
-/// - IPv4 /25 to /32: a group entry with [`dir::LONGER`] says some longer prefix lies in
-///   that /24; the lengths present (load-time `*_V4_LONG_LENGTHS`: bit `len -`
-///   [`V4_HASHED_MIN_LEN`]) are then looked up in the `*_PREFIXES` hash, longest first.
+/// - IPv4 /25 to /32: a group entry with [`dir::LONGER`] holds the index of the /24's
+///   [`Long24`] (`*_LONG24`): its own class, which of its 256 addresses a longer prefix
+///   covers, and the lengths present; only a covered address pays for hash lookups in
+///   `*_PREFIXES`, one per length present in that /24, longest first. A flood of random
+///   sources through a list of hosts thus costs three array reads per packet, not a
+///   cache-missing hash lookup.
 /// - IPv6: the most populated lengths (at most [`V6_HASHED_LENGTHS`], load-time
 ///   `*_V6_LENGTHS`: one per byte from the lowest, longest first, 0 ending the list)
 ///   are exact keys in the same hash, looked up longest first; the rest, always with `::/0`, sit in a
@@ -376,7 +379,8 @@ pub mod dir {
     pub const GROUP_ENTRIES: u32 = 256;
     /// First-level flag: the entry is a group index, not a class.
     pub const GROUP: u32 = 1 << 31;
-    /// Group-entry flag: prefixes longer than /24 lie inside this /24.
+    /// Group-entry flag: prefixes longer than /24 lie inside this /24; the other bits are
+    /// the index of its [`super::Long24`].
     pub const LONGER: u32 = 1 << 31;
     /// The array is read two entries at a time: its values are `[u32; 2]`, since the
     /// kernel rounds every array element up to 8 bytes.
@@ -389,6 +393,18 @@ pub const V4_HASHED_MIN_LEN: u32 = 25;
 pub const V6_HASHED_LENGTHS: usize = 8;
 /// Largest class id an address lookup can return (the flags take the top bit).
 pub const MAX_ADDR_CLASS: u32 = (1 << 31) - 1;
+
+/// A /24 holding prefixes longer than /24 (an element of `*_LONG24`).
+#[repr(C)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct Long24 {
+    /// The class of the /24's addresses no longer prefix covers.
+    pub class: u32,
+    /// Bit `len - V4_HASHED_MIN_LEN` set when a /len prefix lies in this /24.
+    pub lengths: u32,
+    /// Bit `host` (of word `host / 64`) set when a longer prefix covers `x.y.z.host`.
+    pub covered: [u64; 4],
+}
 
 /// Key of a `*_PREFIXES` hash: a prefix, its host bits cleared.
 #[repr(C)]
@@ -589,12 +605,12 @@ pub mod names {
         HAS_OUT_RULES,
         /// Global: record decisions (tests).
         TRACE,
-        /// Global: the source's hashed IPv4 lengths.
-        SRC_V4_LONG_LENGTHS,
+        /// Map: the source's /24s that hold longer prefixes.
+        SRC_LONG24,
         /// Global: the source's hashed IPv6 lengths.
         SRC_V6_LENGTHS,
-        /// Global: the destination's hashed IPv4 lengths.
-        DST_V4_LONG_LENGTHS,
+        /// Map: the destination's /24s that hold longer prefixes.
+        DST_LONG24,
         /// Global: the destination's hashed IPv6 lengths.
         DST_V6_LENGTHS,
     }
@@ -612,4 +628,5 @@ mod pod {
     unsafe impl aya::Pod for super::FlowState {}
     unsafe impl aya::Pod for super::PrefixKey {}
     unsafe impl aya::Pod for super::PrefixClass {}
+    unsafe impl aya::Pod for super::Long24 {}
 }

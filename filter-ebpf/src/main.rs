@@ -53,7 +53,7 @@ use aya_ebpf::{
 };
 use filter_common::{
     ACTION_PASS, BITMAP_WORDS, COUNTER_SLOTS, Counter, FAMILY_V4, FAMILY_V6, IfaceCounters,
-    IfaceEntry, MAX_IFACES, MAX_RULES, PROTO_KEYS, PrefixClass, PrefixKey, RULE_KEEP_STATE, RuleAction,
+    IfaceEntry, Long24, MAX_IFACES, MAX_RULES, PROTO_KEYS, PrefixClass, PrefixKey, RULE_KEEP_STATE, RuleAction,
     RuleBitmap, V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir, field, slot,
 };
 use parse::{Fields, Outcome};
@@ -98,11 +98,9 @@ shared_global! {
     HAS_OUT_RULES: u32 = 0;
 }
 shared_global! {
-    /// Which hashed prefix lengths each address field has (see `filter_common::dir`).
-    SRC_V4_LONG_LENGTHS: u32 = 0;
+    /// Which IPv6 prefix lengths each address field hashes (see `filter_common::dir`).
+    SRC_V6_LENGTHS: u64 = 0;
 }
-shared_global! { SRC_V6_LENGTHS: u64 = 0; }
-shared_global! { DST_V4_LONG_LENGTHS: u32 = 0; }
 shared_global! { DST_V6_LENGTHS: u64 = 0; }
 shared_global! {
     /// Non-zero only in tests: record every decision in `TRACE_LAST` (pruned otherwise).
@@ -130,9 +128,11 @@ shared_map! { PROTO_CLASS: Array<u32> = Array::with_max_entries(PROTO_KEYS, 0); 
 // Address fields (see `filter_common::dir`): per field, IPv4 up to /24 in a direct
 // array filled through mmap, exact prefixes in a hash, the rest of IPv6 in a small trie.
 shared_map! { SRC_DIR4: Array<[u32; 2]> = Array::with_max_entries(1, BPF_F_MMAPABLE); }
+shared_map! { SRC_LONG24: Array<Long24> = Array::with_max_entries(1, BPF_F_MMAPABLE); }
 shared_map! { SRC_PREFIXES: HashMap<PrefixKey, u32> = HashMap::with_max_entries(1, 0); }
 shared_map! { SRC_TRIE6: LpmTrie<[u8; 16], PrefixClass> = LpmTrie::with_max_entries(1, 0); }
 shared_map! { DST_DIR4: Array<[u32; 2]> = Array::with_max_entries(1, BPF_F_MMAPABLE); }
+shared_map! { DST_LONG24: Array<Long24> = Array::with_max_entries(1, BPF_F_MMAPABLE); }
 shared_map! { DST_PREFIXES: HashMap<PrefixKey, u32> = HashMap::with_max_entries(1, 0); }
 shared_map! { DST_TRIE6: LpmTrie<[u8; 16], PrefixClass> = LpmTrie::with_max_entries(1, 0); }
 shared_map! { SPORT_CLASS: Array<u32> = Array::with_max_entries(1, 0); }
@@ -262,9 +262,9 @@ fn bitmap_of(f: u32, class: impl FnOnce() -> Option<u32>) -> Result<Option<&'sta
 /// One address field's lookup structures.
 struct AddrMaps {
     dir4: &'static Array<[u32; 2]>,
+    long24: &'static Array<Long24>,
     prefixes: &'static HashMap<PrefixKey, u32>,
     trie6: &'static LpmTrie<[u8; 16], PrefixClass>,
-    v4_long_lengths: &'static Global<u32>,
     v6_lengths: &'static Global<u64>,
 }
 
@@ -277,24 +277,24 @@ impl AddrMaps {
         if SRC {
             AddrMaps {
                 dir4: &SRC_DIR4,
+                long24: &SRC_LONG24,
                 prefixes: &SRC_PREFIXES,
                 trie6: &SRC_TRIE6,
-                v4_long_lengths: &SRC_V4_LONG_LENGTHS,
                 v6_lengths: &SRC_V6_LENGTHS,
             }
         } else {
             AddrMaps {
                 dir4: &DST_DIR4,
+                long24: &DST_LONG24,
                 prefixes: &DST_PREFIXES,
                 trie6: &DST_TRIE6,
-                v4_long_lengths: &DST_V4_LONG_LENGTHS,
                 v6_lengths: &DST_V6_LENGTHS,
             }
         }
     }
 
-    /// At most two array reads, then (only inside a /24 holding longer prefixes) one
-    /// hash lookup per longer length present.
+    /// At most three array reads; then, only for an address a longer prefix covers,
+    /// one hash lookup per longer length present in its /24.
     #[inline(always)]
     fn class_v4(&self, ip: u32) -> Option<u32> {
         let top = self.dir_entry(ip >> 16)?;
@@ -306,10 +306,15 @@ impl AddrMaps {
         if entry & dir::LONGER == 0 {
             return Some(entry);
         }
-        let lengths = self.v4_long_lengths.load();
+        let long = self.long24.get(entry & !dir::LONGER)?;
+        let host = ip & 0xff;
+        // The mask keeps the word index visibly inside the array for the verifier.
+        if long.covered[(host >> 6) as usize & 3] & (1 << (host & 63)) == 0 {
+            return Some(long.class);
+        }
+        let lengths = long.lengths;
         let mut key = PrefixKey { addr: [0; 16], len: 0, family: FAMILY_V4 as u8, _pad: [0; 2] };
-        // Longest first: the first hit is the longest match. Lengths absent from the
-        // load-time set are pruned by the verifier.
+        // Longest first: the first hit is the longest match.
         let mut len = 32;
         while len >= V4_HASHED_MIN_LEN {
             if lengths & (1 << (len - V4_HASHED_MIN_LEN)) != 0 {
@@ -326,7 +331,7 @@ impl AddrMaps {
             }
             len -= 1;
         }
-        Some(entry & !dir::LONGER)
+        Some(long.class)
     }
 
     #[inline(always)]

@@ -66,10 +66,11 @@ fn lookup_summary(l: &AddrLookup) -> String {
     let groups = (l.dir4.len() - filter_common::dir::TOP_ENTRIES as usize) / filter_common::dir::GROUP_ENTRIES as usize;
     let v6_lengths: Vec<String> = l.v6_hashed_lengths().map(|len| format!("/{len}")).collect();
     format!(
-        "{} IPv4 ({} /16 groups in the direct array, {} longer than /24 hashed), {} IPv6 ({} hashed{}, {} in the trie)",
+        "{} IPv4 ({} /16 groups in the direct array, {} longer than /24 hashed in {} /24s), {} IPv6 ({} hashed{}, {} in the trie)",
         l.v4_entries,
         groups,
         l.prefixes.keys().filter(|k| u32::from(k.family) == filter_common::FAMILY_V4).count(),
+        l.long24.len(),
         l.v6_entries,
         l.prefixes.keys().filter(|k| u32::from(k.family) == filter_common::FAMILY_V6).count(),
         if v6_lengths.is_empty() { String::new() } else { format!(" at {}", v6_lengths.join(" ")) },

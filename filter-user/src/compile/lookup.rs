@@ -7,8 +7,9 @@
 //! meaning:
 //! - IPv4 prefixes up to /24 are expanded into a DIR-16-8 array, shorter prefixes written
 //!   first so that longer ones overwrite them;
-//! - longer IPv4 prefixes go into the prefix hash, and their /24 is flagged so that only
-//!   addresses inside it pay for the hash lookups;
+//! - longer IPv4 prefixes go into the prefix hash, and their /24 gets a [`Long24`]: its
+//!   own class and a bitmap of the addresses they cover, so that only those pay for the
+//!   hash lookups;
 //! - IPv6 lengths holding many prefixes go into the hash, the rest into a trie whose
 //!   answer carries its length, so a hashed length is only tried when it is longer.
 
@@ -16,7 +17,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use filter_common::{
-    FAMILY_V4, FAMILY_V6, MAX_ADDR_CLASS, PrefixKey, V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir,
+    FAMILY_V4, Long24, FAMILY_V6, MAX_ADDR_CLASS, PrefixKey, V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir,
 };
 
 /// An IPv6 length gets a hash lookup of its own only with at least this many prefixes:
@@ -26,12 +27,10 @@ pub const V6_HASH_MIN_PREFIXES: usize = 64;
 /// A longest-prefix-match entry: address (left-aligned in 128 bits), length, class.
 pub type LpmEntry = (u128, u8, u32);
 
-/// Load-time configuration of one address field's lookup: which hashed prefix lengths
-/// exist, so that the program looks up no other.
+/// Load-time configuration of one address field's lookup: which IPv6 prefix lengths
+/// are hashed, so that the program looks up no other.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AddrConfig {
-    /// Bit `len - V4_HASHED_MIN_LEN` set when IPv4 /len prefixes are in the hash.
-    pub v4_long_lengths: u32,
     /// IPv6 lengths in the hash, one per byte from the lowest, longest first; a 0 byte
     /// ends the list.
     pub v6_lengths: u64,
@@ -43,6 +42,8 @@ pub struct AddrLookup {
     /// IPv4 up to /24: [`dir::TOP_ENTRIES`] first-level entries, then 256-entry groups.
     /// Empty when the field is unused.
     pub dir4: Vec<u32>,
+    /// The /24s that hold longer prefixes (indexed from their group entries).
+    pub long24: Vec<Long24>,
     /// Exact prefixes (IPv4 longer than /24, IPv6 at hashed lengths) -> class.
     pub prefixes: HashMap<PrefixKey, u32>,
     /// The other IPv6 prefixes, always with `::/0`: (address, length, class).
@@ -93,13 +94,25 @@ impl AddrLookup {
             if len32 <= 24 {
                 let span = 1usize << (24 - len32);
                 dir4[base + third..base + third + span].fill(class);
-            } else {
-                dir4[base + third] |= dir::LONGER;
-                self.config.v4_long_lengths |= 1 << (len32 - V4_HASHED_MIN_LEN);
-                let mut addr = [0u8; 16];
-                addr[..4].copy_from_slice(&ip.to_be_bytes());
-                self.prefixes.insert(PrefixKey { addr, len, family: FAMILY_V4 as u8, _pad: [0; 2] }, class);
+                continue;
             }
+            // Every /24 entry is final by now (all of /0../24 came first).
+            let entry = &mut dir4[base + third];
+            if *entry & dir::LONGER == 0 {
+                let index = self.long24.len() as u32;
+                assert!(index <= MAX_ADDR_CLASS, "too many /24s with longer prefixes");
+                self.long24.push(Long24 { class: *entry, lengths: 0, covered: [0; 4] });
+                *entry = dir::LONGER | index;
+            }
+            let long = &mut self.long24[(*entry & !dir::LONGER) as usize];
+            long.lengths |= 1 << (len32 - V4_HASHED_MIN_LEN);
+            let first = ip & 0xff;
+            for host in first..first + (1 << (32 - len32)) {
+                long.covered[(host / 64) as usize] |= 1 << (host % 64);
+            }
+            let mut addr = [0u8; 16];
+            addr[..4].copy_from_slice(&ip.to_be_bytes());
+            self.prefixes.insert(PrefixKey { addr, len, family: FAMILY_V4 as u8, _pad: [0; 2] }, class);
         }
         // An odd count would leave the last pair half outside the array.
         if !dir4.len().is_multiple_of(dir::PER_ELEMENT as usize) {
@@ -164,8 +177,13 @@ impl AddrLookup {
         if entry & dir::LONGER == 0 {
             return entry;
         }
+        let long = &self.long24[(entry & !dir::LONGER) as usize];
+        let host = ip & 0xff;
+        if long.covered[(host / 64) as usize] & (1 << (host % 64)) == 0 {
+            return long.class;
+        }
         for len in (V4_HASHED_MIN_LEN..=32).rev() {
-            if self.config.v4_long_lengths & (1 << (len - V4_HASHED_MIN_LEN)) == 0 {
+            if long.lengths & (1 << (len - V4_HASHED_MIN_LEN)) == 0 {
                 continue;
             }
             let mut addr = [0u8; 16];
@@ -174,7 +192,7 @@ impl AddrLookup {
                 return class;
             }
         }
-        entry & !dir::LONGER
+        long.class
     }
 
     fn class_v6(&self, bits: u128) -> u32 {
@@ -208,7 +226,8 @@ impl AddrLookup {
         // and up to one intermediate node per entry.
         let hash = self.prefixes.len() as u64 * (48 + 24 + 8) + (self.prefixes.len() as u64).next_power_of_two() * 16;
         let trie = self.trie6.len() as u64 * 2 * 64;
-        self.dir4.len() as u64 * 4 + hash + trie
+        let long24 = (self.long24.len() * std::mem::size_of::<Long24>()) as u64;
+        self.dir4.len() as u64 * 4 + long24 + hash + trie
     }
 }
 
@@ -294,7 +313,7 @@ mod tests {
             let (e6, p6) = entries(&mut rng, 128, &bulk6);
             let lookup = AddrLookup::build(e4.clone(), e6.clone());
             assert_eq!(lookup.v6_hashed_lengths().count(), V6_HASHED_LENGTHS, "the most populated lengths are hashed");
-            assert!(lookup.config.v4_long_lengths & (1 << (32 - V4_HASHED_MIN_LEN)) != 0);
+            assert!(lookup.long24.iter().any(|l| l.lengths & (1 << (32 - V4_HASHED_MIN_LEN)) != 0));
             for a in p4 {
                 let a = mask(a, 32);
                 assert_eq!(lookup.class_of(v4(a)), Some(naive(&e4, a)), "IPv4 {} (round {round})", v4(a));
@@ -316,7 +335,7 @@ mod tests {
         let l = AddrLookup::build(entries, vec![(0, 0, 0)]);
         assert_eq!(l.dir4.len(), (dir::TOP_ENTRIES + dir::GROUP_ENTRIES) as usize, "one group, for 10.1/16");
         assert_eq!(l.prefixes.len(), 1);
-        assert_eq!(l.config.v4_long_lengths, 1 << (32 - V4_HASHED_MIN_LEN));
+        assert_eq!(l.long24, [Long24 { class: 2, lengths: 1 << (32 - V4_HASHED_MIN_LEN), covered: [1 << 3, 0, 0, 0] }]);
         let class = |s: &str| l.class_of(s.parse().unwrap()).unwrap();
         assert_eq!(class("10.1.2.3"), 3);
         assert_eq!(class("10.1.2.4"), 2, "inside the flagged /24 but not the host");

@@ -147,9 +147,9 @@ impl LoadedProgram {
             .map_max_entries(names::BITMAPS, compiled.bitmaps.len() as u32);
         for a in addr_fields(compiled) {
             loader
-                .override_global(a.v4_long_lengths, &a.lookup.config.v4_long_lengths, true)
                 .override_global(a.v6_lengths, &a.lookup.config.v6_lengths, true)
                 .map_max_entries(a.dir4, at_least_one(a.lookup.dir4.len() / dir::PER_ELEMENT as usize))
+                .map_max_entries(a.long24, at_least_one(a.lookup.long24.len()))
                 .map_max_entries(a.prefixes, at_least_one(a.lookup.prefixes.len()))
                 .map_max_entries(a.trie6, at_least_one(a.lookup.trie6.len()));
         }
@@ -218,10 +218,9 @@ impl LoadedProgram {
         if a.lookup.dir4.is_empty() {
             return Ok(());
         }
-        {
-            let map = self.ebpf.map_mut(a.dir4).ok_or(Error::MissingObject(a.dir4))?;
-            let aya::maps::Map::Array(data) = map else { return Err(Error::MissingObject(a.dir4)) };
-            write_mmapped(data, bytes_of_u32s(&a.lookup.dir4)).map_err(|e| Error::Io(format!("filling {}", a.dir4), e))?;
+        self.fill_mmapped(a.dir4, bytes_of(&a.lookup.dir4))?;
+        if !a.lookup.long24.is_empty() {
+            self.fill_mmapped(a.long24, bytes_of(&a.lookup.long24))?;
         }
         {
             let mut map: HashMap<_, PrefixKey, u32> = self.map_typed(a.prefixes)?;
@@ -235,6 +234,13 @@ impl LoadedProgram {
             trie.insert(&Key::new(len.into(), addr), value, 0).map_err(|e| Error::Map(a.trie6, e))?;
         }
         Ok(())
+    }
+
+    /// Fills a `BPF_F_MMAPABLE` array from `bytes` (its elements, in order).
+    fn fill_mmapped(&mut self, name: &'static str, bytes: &[u8]) -> Result<(), Error> {
+        let map = self.ebpf.map_mut(name).ok_or(Error::MissingObject(name))?;
+        let aya::maps::Map::Array(data) = map else { return Err(Error::MissingObject(name)) };
+        write_mmapped(data, bytes).map_err(|e| Error::Io(format!("filling {name}"), e))
     }
 
     fn map_typed<'a, T>(&'a mut self, name: &'static str) -> Result<T, Error>
@@ -320,9 +326,9 @@ impl LoadedProgram {
 
 /// An address field: its maps and load-time configuration, and what goes into them.
 struct AddrField<'a> {
-    v4_long_lengths: &'static str,
     v6_lengths: &'static str,
     dir4: &'static str,
+    long24: &'static str,
     prefixes: &'static str,
     trie6: &'static str,
     lookup: &'a AddrLookup,
@@ -331,7 +337,7 @@ struct AddrField<'a> {
 fn addr_fields(c: &Compiled) -> [AddrField<'_>; 2] {
     [
         AddrField {
-            v4_long_lengths: names::SRC_V4_LONG_LENGTHS,
+            long24: names::SRC_LONG24,
             v6_lengths: names::SRC_V6_LENGTHS,
             dir4: names::SRC_DIR4,
             prefixes: names::SRC_PREFIXES,
@@ -339,7 +345,7 @@ fn addr_fields(c: &Compiled) -> [AddrField<'_>; 2] {
             lookup: &c.src,
         },
         AddrField {
-            v4_long_lengths: names::DST_V4_LONG_LENGTHS,
+            long24: names::DST_LONG24,
             v6_lengths: names::DST_V6_LENGTHS,
             dir4: names::DST_DIR4,
             prefixes: names::DST_PREFIXES,
@@ -349,8 +355,10 @@ fn addr_fields(c: &Compiled) -> [AddrField<'_>; 2] {
     ]
 }
 
-fn bytes_of_u32s(v: &[u32]) -> &[u8] {
-    // SAFETY: u32 has no padding and any byte alignment is fine for reading bytes.
+/// The bytes of plain-data values (no padding: `aya::Pod`), as the kernel lays out the
+/// elements of an array whose value size is a multiple of 8 or that holds u32 pairs.
+fn bytes_of<T: aya::Pod>(v: &[T]) -> &[u8] {
+    // SAFETY: Pod types have no padding and any alignment is fine for reading bytes.
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
 }
 
