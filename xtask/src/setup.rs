@@ -1,6 +1,7 @@
 //! `cargo xtask setup`: bring a fresh machine to the point where the build and the tests
 //! run. Every step checks first and prints a line only when it changes something.
-//! The facts behind each step are in shared/TOOLCHAIN.md.
+//! The facts behind each step (toolchains, bpf-linker against rustc's own LLVM, bpffs) are
+//! in the README's "Requirements and toolchain" section.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
