@@ -1056,8 +1056,7 @@ fn aim(p: &mut PacketSpec, rule: &Rule, rs: &Ruleset, b: &mut Bits) {
     }
 }
 
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
+use filter_common::wire::{ETH_P_IP, ETH_P_IPV6};
 
 fn ext_code(e: &Ext) -> u8 {
     match e {

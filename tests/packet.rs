@@ -20,56 +20,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
-/// EtherType of IPv4.
-pub const ETH_P_IP: u16 = 0x0800;
-/// EtherType of IPv6.
-pub const ETH_P_IPV6: u16 = 0x86dd;
-/// EtherType of ARP.
-pub const ETH_P_ARP: u16 = 0x0806;
-/// TPID of an 802.1Q (customer) VLAN tag.
-pub const ETH_P_8021Q: u16 = 0x8100;
-/// TPID of an 802.1ad (service, outer) VLAN tag.
-pub const ETH_P_8021AD: u16 = 0x88a8;
+pub use filter_common::wire::*;
+
 /// Local experimental EtherType, used for frames with no L3 and no explicit `ethertype`.
 pub const ETH_P_EXPERIMENTAL: u16 = 0x88b5;
-
-/// IPv6 hop-by-hop options header.
-pub const IPPROTO_HOPOPTS: u8 = 0;
-/// ICMP.
-pub const IPPROTO_ICMP: u8 = 1;
-/// TCP.
-pub const IPPROTO_TCP: u8 = 6;
-/// UDP.
-pub const IPPROTO_UDP: u8 = 17;
-/// IPv6 routing header.
-pub const IPPROTO_ROUTING: u8 = 43;
-/// IPv6 fragment header.
-pub const IPPROTO_FRAGMENT: u8 = 44;
-/// ICMPv6.
-pub const IPPROTO_ICMPV6: u8 = 58;
-/// No next header: the protocol of an IP packet with no L4 layer.
-pub const IPPROTO_NONE: u8 = 59;
-/// IPv6 destination options header.
-pub const IPPROTO_DSTOPTS: u8 = 60;
-/// SCTP.
-pub const IPPROTO_SCTP: u8 = 132;
-
-/// TCP FIN flag.
-pub const TCP_FIN: u8 = 0x01;
-/// TCP SYN flag.
-pub const TCP_SYN: u8 = 0x02;
-/// TCP RST flag.
-pub const TCP_RST: u8 = 0x04;
-/// TCP PSH flag.
-pub const TCP_PSH: u8 = 0x08;
-/// TCP ACK flag.
-pub const TCP_ACK: u8 = 0x10;
-/// TCP URG flag.
-pub const TCP_URG: u8 = 0x20;
-/// TCP ECE flag.
-pub const TCP_ECE: u8 = 0x40;
-/// TCP CWR flag.
-pub const TCP_CWR: u8 = 0x80;
 
 /// Which header a byte range holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

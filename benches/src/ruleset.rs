@@ -40,8 +40,7 @@ const UNUSED_PORT: u16 = 4999;
 /// Where the table scenario's matching packets come from: the last /28 of `SOURCE_NET`,
 /// which no rule of a table scenario uses for itself.
 const TABLE_HIT: usize = MAX_RULES - 1;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
+use filter_common::wire::{IPPROTO_TCP, IPPROTO_UDP};
 
 /// The action of a scenario's last rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

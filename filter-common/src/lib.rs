@@ -500,6 +500,102 @@ pub mod field {
     ];
 }
 
+/// Flow timeouts: pf's `set timeout` name, the load-time global that holds it, and pf's
+/// default in seconds.
+pub mod timeout {
+    use super::names;
+
+    /// One timeout.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Timeout {
+        /// The `set timeout` name.
+        pub name: &'static str,
+        /// The program's global.
+        pub global: &'static str,
+        /// pf's default, in seconds.
+        pub default_secs: u32,
+    }
+
+    /// After the opening SYN.
+    pub const TCP_FIRST: Timeout = Timeout { name: "tcp.first", global: names::TIMEOUT_TCP_FIRST, default_secs: 120 };
+    /// After the SYN-ACK.
+    pub const TCP_OPENING: Timeout = Timeout { name: "tcp.opening", global: names::TIMEOUT_TCP_OPENING, default_secs: 30 };
+    /// Established.
+    pub const TCP_ESTABLISHED: Timeout =
+        Timeout { name: "tcp.established", global: names::TIMEOUT_TCP_ESTABLISHED, default_secs: 86400 };
+    /// After the first FIN.
+    pub const TCP_CLOSING: Timeout = Timeout { name: "tcp.closing", global: names::TIMEOUT_TCP_CLOSING, default_secs: 900 };
+    /// After both FINs.
+    pub const TCP_FINWAIT: Timeout = Timeout { name: "tcp.finwait", global: names::TIMEOUT_TCP_FINWAIT, default_secs: 45 };
+    /// After an RST.
+    pub const TCP_CLOSED: Timeout = Timeout { name: "tcp.closed", global: names::TIMEOUT_TCP_CLOSED, default_secs: 90 };
+    /// UDP, one side only.
+    pub const UDP_FIRST: Timeout = Timeout { name: "udp.first", global: names::TIMEOUT_UDP_FIRST, default_secs: 60 };
+    /// UDP, both sides.
+    pub const UDP_MULTIPLE: Timeout = Timeout { name: "udp.multiple", global: names::TIMEOUT_UDP_MULTIPLE, default_secs: 60 };
+    /// ICMP echo.
+    pub const ICMP: Timeout = Timeout { name: "icmp.first", global: names::TIMEOUT_ICMP, default_secs: 20 };
+
+    /// Every timeout, in the order `set timeout` lists them.
+    pub const ALL: [Timeout; 9] =
+        [TCP_FIRST, TCP_OPENING, TCP_ESTABLISHED, TCP_CLOSING, TCP_FINWAIT, TCP_CLOSED, UDP_FIRST, UDP_MULTIPLE, ICMP];
+}
+
+/// Numbers on the wire that the program, the reference model and the tests read
+/// packets with.
+pub mod wire {
+    /// EtherType of IPv4.
+    pub const ETH_P_IP: u16 = 0x0800;
+    /// EtherType of IPv6.
+    pub const ETH_P_IPV6: u16 = 0x86dd;
+    /// EtherType of ARP.
+    pub const ETH_P_ARP: u16 = 0x0806;
+    /// TPID of an 802.1Q (customer) VLAN tag.
+    pub const ETH_P_8021Q: u16 = 0x8100;
+    /// TPID of an 802.1ad (service, outer) VLAN tag.
+    pub const ETH_P_8021AD: u16 = 0x88a8;
+
+    /// IPv6 hop-by-hop options header.
+    pub const IPPROTO_HOPOPTS: u8 = 0;
+    /// ICMP.
+    pub const IPPROTO_ICMP: u8 = 1;
+    /// TCP.
+    pub const IPPROTO_TCP: u8 = 6;
+    /// UDP.
+    pub const IPPROTO_UDP: u8 = 17;
+    /// IPv6 routing header.
+    pub const IPPROTO_ROUTING: u8 = 43;
+    /// IPv6 fragment header.
+    pub const IPPROTO_FRAGMENT: u8 = 44;
+    /// IPsec authentication header.
+    pub const IPPROTO_AH: u8 = 51;
+    /// ICMPv6.
+    pub const IPPROTO_ICMPV6: u8 = 58;
+    /// No next header.
+    pub const IPPROTO_NONE: u8 = 59;
+    /// IPv6 destination options header.
+    pub const IPPROTO_DSTOPTS: u8 = 60;
+    /// SCTP.
+    pub const IPPROTO_SCTP: u8 = 132;
+
+    /// TCP FIN flag.
+    pub const TCP_FIN: u8 = 0x01;
+    /// TCP SYN flag.
+    pub const TCP_SYN: u8 = 0x02;
+    /// TCP RST flag.
+    pub const TCP_RST: u8 = 0x04;
+    /// TCP PSH flag.
+    pub const TCP_PSH: u8 = 0x08;
+    /// TCP ACK flag.
+    pub const TCP_ACK: u8 = 0x10;
+    /// TCP URG flag.
+    pub const TCP_URG: u8 = 0x20;
+    /// TCP ECE flag.
+    pub const TCP_ECE: u8 = 0x40;
+    /// TCP CWR flag.
+    pub const TCP_CWR: u8 = 0x80;
+}
+
 /// Names of the programs, maps and load-time globals in the eBPF object. The kernel side
 /// declares each through `shared_map!`/`shared_global!`, which fail to compile when the
 /// declared name has no constant here or a different one; the loader uses only these.
@@ -613,6 +709,24 @@ pub mod names {
         DST_LONG24,
         /// Global: the destination's hashed IPv6 lengths.
         DST_V6_LENGTHS,
+        /// Global: `set timeout tcp.first`.
+        TIMEOUT_TCP_FIRST,
+        /// Global: `set timeout tcp.opening`.
+        TIMEOUT_TCP_OPENING,
+        /// Global: `set timeout tcp.established`.
+        TIMEOUT_TCP_ESTABLISHED,
+        /// Global: `set timeout tcp.closing`.
+        TIMEOUT_TCP_CLOSING,
+        /// Global: `set timeout tcp.finwait`.
+        TIMEOUT_TCP_FINWAIT,
+        /// Global: `set timeout tcp.closed`.
+        TIMEOUT_TCP_CLOSED,
+        /// Global: `set timeout udp.first`.
+        TIMEOUT_UDP_FIRST,
+        /// Global: `set timeout udp.multiple`.
+        TIMEOUT_UDP_MULTIPLE,
+        /// Global: `set timeout icmp.first`.
+        TIMEOUT_ICMP,
     }
 }
 

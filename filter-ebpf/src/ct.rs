@@ -12,19 +12,17 @@
 //! blind attacker who completes handshakes for spoofed sources gets them reset).
 
 use aya_ebpf::{Global, helpers::bpf_ktime_get_coarse_ns, macros::map, maps::LruHashMap};
-use filter_common::{FAMILY_V4, FlowKey, FlowState, ICMP_NONE, PORT_NONE, flow};
+use filter_common::{FAMILY_V4, FlowKey, FlowState, ICMP_NONE, PORT_NONE, flow, timeout};
 
 use crate::parse::Fields;
 
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_ICMPV6: u8 = 58;
+use filter_common::wire::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
-const TCP_FIN: u32 = 0x01;
-const TCP_SYN: u32 = 0x02;
-const TCP_RST: u32 = 0x04;
-const TCP_ACK: u32 = 0x10;
+// The flags as they sit in `Fields::tcp_flags_key`.
+const TCP_FIN: u32 = filter_common::wire::TCP_FIN as u32;
+const TCP_SYN: u32 = filter_common::wire::TCP_SYN as u32;
+const TCP_RST: u32 = filter_common::wire::TCP_RST as u32;
+const TCP_ACK: u32 = filter_common::wire::TCP_ACK as u32;
 
 shared_map! {
     /// Answered flows. Pinned: flows outlive a ruleset apply. Its size is `set limit
@@ -37,24 +35,15 @@ shared_map! {
 }
 
 // Timeouts in seconds per state (`set timeout NAME N`), load-time constants.
-#[unsafe(no_mangle)]
-static TIMEOUT_TCP_FIRST: Global<u32> = Global::new(120);
-#[unsafe(no_mangle)]
-static TIMEOUT_TCP_OPENING: Global<u32> = Global::new(30);
-#[unsafe(no_mangle)]
-static TIMEOUT_TCP_ESTABLISHED: Global<u32> = Global::new(86400);
-#[unsafe(no_mangle)]
-static TIMEOUT_TCP_CLOSING: Global<u32> = Global::new(900);
-#[unsafe(no_mangle)]
-static TIMEOUT_TCP_FINWAIT: Global<u32> = Global::new(45);
-#[unsafe(no_mangle)]
-static TIMEOUT_TCP_CLOSED: Global<u32> = Global::new(90);
-#[unsafe(no_mangle)]
-static TIMEOUT_UDP_FIRST: Global<u32> = Global::new(60);
-#[unsafe(no_mangle)]
-static TIMEOUT_UDP_MULTIPLE: Global<u32> = Global::new(60);
-#[unsafe(no_mangle)]
-static TIMEOUT_ICMP: Global<u32> = Global::new(20);
+shared_global! { TIMEOUT_TCP_FIRST: u32 = timeout::TCP_FIRST.default_secs; }
+shared_global! { TIMEOUT_TCP_OPENING: u32 = timeout::TCP_OPENING.default_secs; }
+shared_global! { TIMEOUT_TCP_ESTABLISHED: u32 = timeout::TCP_ESTABLISHED.default_secs; }
+shared_global! { TIMEOUT_TCP_CLOSING: u32 = timeout::TCP_CLOSING.default_secs; }
+shared_global! { TIMEOUT_TCP_FINWAIT: u32 = timeout::TCP_FINWAIT.default_secs; }
+shared_global! { TIMEOUT_TCP_CLOSED: u32 = timeout::TCP_CLOSED.default_secs; }
+shared_global! { TIMEOUT_UDP_FIRST: u32 = timeout::UDP_FIRST.default_secs; }
+shared_global! { TIMEOUT_UDP_MULTIPLE: u32 = timeout::UDP_MULTIPLE.default_secs; }
+shared_global! { TIMEOUT_ICMP: u32 = timeout::ICMP.default_secs; }
 
 #[inline(always)]
 fn timeout_ns(state: u8) -> u64 {

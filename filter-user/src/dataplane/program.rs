@@ -38,18 +38,6 @@ pub fn unanswered_limit(limit: u32) -> u32 {
     limit.div_ceil(2)
 }
 
-/// Load-time globals of the flow timeouts and the `set timeout` names they take.
-const TIMEOUT_GLOBALS: [(&str, &str); 9] = [
-    ("TIMEOUT_TCP_FIRST", "tcp.first"),
-    ("TIMEOUT_TCP_OPENING", "tcp.opening"),
-    ("TIMEOUT_TCP_ESTABLISHED", "tcp.established"),
-    ("TIMEOUT_TCP_CLOSING", "tcp.closing"),
-    ("TIMEOUT_TCP_FINWAIT", "tcp.finwait"),
-    ("TIMEOUT_TCP_CLOSED", "tcp.closed"),
-    ("TIMEOUT_UDP_FIRST", "udp.first"),
-    ("TIMEOUT_UDP_MULTIPLE", "udp.multiple"),
-    ("TIMEOUT_ICMP", "icmp.first"),
-];
 
 /// An interface the program runs on: the `IFACES` entry it needs.
 #[derive(Debug, Clone)]
@@ -120,10 +108,8 @@ impl LoadedProgram {
         let stateful = compiled.stateful as u32;
         let has_out_rules = compiled.has_out_rules as u32;
         let (dir_in, dir_out) = compiled.dir_classes;
-        let timeouts: Vec<(&str, u32)> = TIMEOUT_GLOBALS
-            .iter()
-            .map(|(global, name)| (*global, compiled.options.timeout(name)))
-            .collect();
+        let timeouts: Vec<(&str, u32)> =
+            filter_common::timeout::ALL.iter().map(|t| (t.global, compiled.options.timeout(t.name))).collect();
         let state_limit = compiled.options.state_limit.unwrap_or(DEFAULT_STATE_LIMIT);
         let defaults: Vec<(&str, u32)> =
             keyed_fields(compiled).map(|(k, table)| (k.default_global, table.default_class)).collect();

@@ -20,8 +20,7 @@ const IPV4_MIN_LEN: usize = 20;
 /// Fixed IPv6 header.
 const IPV6_LEN: usize = 40;
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
+use filter_common::wire::{ETH_P_IP as ETHERTYPE_IPV4, ETH_P_IPV6 as ETHERTYPE_IPV6};
 const TPID_8021Q: u16 = 0x8100;
 const TPID_8021AD: u16 = 0x88a8;
 

@@ -54,10 +54,7 @@ use crate::rules::{Action, Ruleset};
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
 
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
+use filter_common::wire::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
 /// ICMP echo request and reply (RFC 792), ICMPv6 echo request and reply (RFC 4443).
 const ECHO_REQUEST_V4: u8 = 8;

@@ -26,22 +26,10 @@ pub struct Options {
     /// `set limit states N`: answered flows kept (and half as many unanswered ones, in a
     /// table of their own); taken when the filter is loaded.
     pub state_limit: Option<u32>,
-    /// `set timeout NAME SECONDS`, by name (`tcp.established`, ...; see [`TIMEOUT_NAMES`]).
+    /// `set timeout NAME SECONDS`, by name (`tcp.established`, ...; see `filter_common::timeout`).
     pub timeouts: BTreeMap<String, u32>,
 }
 
-/// Timeouts `set timeout` knows, with their defaults in seconds (pf's).
-pub const TIMEOUT_NAMES: [(&str, u32); 9] = [
-    ("tcp.first", 120),
-    ("tcp.opening", 30),
-    ("tcp.established", 86400),
-    ("tcp.closing", 900),
-    ("tcp.finwait", 45),
-    ("tcp.closed", 90),
-    ("udp.first", 60),
-    ("udp.multiple", 60),
-    ("icmp.first", 20),
-];
 
 /// Default `set limit states`.
 pub const DEFAULT_STATE_LIMIT: u32 = 100_000;
@@ -50,7 +38,7 @@ impl Options {
     /// The timeout `name` in seconds: the set value or the default.
     pub fn timeout(&self, name: &str) -> u32 {
         self.timeouts.get(name).copied().unwrap_or_else(|| {
-            TIMEOUT_NAMES.iter().find(|(n, _)| *n == name).map_or(0, |(_, d)| *d)
+            filter_common::timeout::ALL.iter().find(|t| t.name == name).map_or(0, |t| t.default_secs)
         })
     }
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::addr;
-use super::ast::{Action, Options, Pos, Ruleset, TIMEOUT_NAMES, Table};
+use super::ast::{Action, Options, Pos, Ruleset, Table};
 use super::error::{RulesError, brief, clip, clip_path};
 use super::lexer::{Kind, Lexer, Token, unquote};
 use super::rule;
@@ -151,7 +151,7 @@ fn parse_set(c: &mut Cursor<'_>) -> Result<Setting, RulesError> {
         }
         Some("timeout") => {
             let name_tok = c.next();
-            let names: Vec<&str> = TIMEOUT_NAMES.iter().map(|(n, _)| *n).collect();
+            let names: Vec<&str> = filter_common::timeout::ALL.iter().map(|t| t.name).collect();
             let name = match c.word(name_tok) {
                 Some(w) if names.contains(&w) => w.to_owned(),
                 _ => {
