@@ -37,24 +37,12 @@ impl Xdpwall {
         static SWEEP: std::sync::Once = std::sync::Once::new();
         SWEEP.call_once(sweep_stale_dirs);
         let name = format!("xdpwall-test-{}-{}", std::process::id(), crate::next_id());
-        Xdpwall::with_dirs(
-            bin_from_env(),
-            Path::new("/sys/fs/bpf").join(&name),
-            Path::new("/run").join(&name),
-        )
+        Xdpwall::with_dirs(bin_from_env(), Path::new("/sys/fs/bpf").join(&name), Path::new("/run").join(&name))
     }
 
     /// A given binary and directories.
-    pub fn with_dirs(
-        bin: impl Into<PathBuf>,
-        pin_dir: impl Into<PathBuf>,
-        run_dir: impl Into<PathBuf>,
-    ) -> Xdpwall {
-        Xdpwall {
-            bin: bin.into(),
-            pin_dir: pin_dir.into(),
-            run_dir: run_dir.into(),
-        }
+    pub fn with_dirs(bin: impl Into<PathBuf>, pin_dir: impl Into<PathBuf>, run_dir: impl Into<PathBuf>) -> Xdpwall {
+        Xdpwall { bin: bin.into(), pin_dir: pin_dir.into(), run_dir: run_dir.into() }
     }
 
     /// The pin directory (`XDPWALL_PIN_DIR`).
@@ -70,34 +58,23 @@ impl Xdpwall {
     /// `xdpwall ARGS` with the environment set, not yet run.
     pub fn command<S: AsRef<OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Command {
         let mut cmd = Command::new(&self.bin);
-        cmd.args(args)
-            .env("XDPWALL_PIN_DIR", &self.pin_dir)
-            .env("XDPWALL_RUN_DIR", &self.run_dir);
+        cmd.args(args).env("XDPWALL_PIN_DIR", &self.pin_dir).env("XDPWALL_RUN_DIR", &self.run_dir);
         cmd
     }
 
     /// Runs `xdpwall ARGS` and returns its output, whatever its exit status.
     pub fn output<S: AsRef<OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Result<Output> {
         let mut cmd = self.command(args);
-        cmd.output()
-            .with_context(|| format!("cannot run {}", self.bin.display()))
+        cmd.output().with_context(|| format!("cannot run {}", self.bin.display()))
     }
 
     /// Runs `xdpwall ARGS`; a non-zero exit is an error carrying its stderr.
     pub fn run<S: AsRef<OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Result<Output> {
         let args: Vec<S> = args.into_iter().collect();
-        let shown = args
-            .iter()
-            .map(|a| a.as_ref().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let shown = args.iter().map(|a| a.as_ref().to_string_lossy()).collect::<Vec<_>>().join(" ");
         let out = self.output(&args)?;
         if !out.status.success() {
-            bail!(
-                "`xdpwall {shown}` failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            bail!("`xdpwall {shown}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
         }
         Ok(out)
     }

@@ -17,11 +17,31 @@ const GOOD: &str = "set default block\n\
 
 /// (name, ruleset text, table file text, expected "line:col: message" in the ruleset or table file)
 const BAD: &[(&str, &str, &str, &str)] = &[
-    ("syntax", "pass in proto icmp\npass in proto tcp frmo any\n", "", "RULES:2:19: expected `all`, `from`, `to`, an option or end of rule, found `frmo` (did you mean `from`?)"),
+    (
+        "syntax",
+        "pass in proto icmp\npass in proto tcp frmo any\n",
+        "",
+        "RULES:2:19: expected `all`, `from`, `to`, an option or end of rule, found `frmo` (did you mean `from`?)",
+    ),
     ("unknown table", "set default block\n\nblock in from <nope>\n", "", "RULES:3:15: unknown table <nope>"),
-    ("bad prefix", "block in from 10.0.0.0/33\n", "", "RULES:1:15: bad address or prefix `10.0.0.0/33`: prefix length 33 is more than 32"),
-    ("port out of range", "pass in proto icmp\n  pass in proto tcp to port 70000\n", "", "RULES:2:29: port 70000 out of range 0-65535"),
-    ("bad table file line", "table <t> file \"TABLE\"\nblock in from <t>\n", "10.0.0.1\n# fine\n10.0.0.300\n", "TABLE:3:1: bad address or prefix `10.0.0.300`: `10.0.0.300` is not an IPv4 or IPv6 address"),
+    (
+        "bad prefix",
+        "block in from 10.0.0.0/33\n",
+        "",
+        "RULES:1:15: bad address or prefix `10.0.0.0/33`: prefix length 33 is more than 32",
+    ),
+    (
+        "port out of range",
+        "pass in proto icmp\n  pass in proto tcp to port 70000\n",
+        "",
+        "RULES:2:29: port 70000 out of range 0-65535",
+    ),
+    (
+        "bad table file line",
+        "table <t> file \"TABLE\"\nblock in from <t>\n",
+        "10.0.0.1\n# fine\n10.0.0.300\n",
+        "TABLE:3:1: bad address or prefix `10.0.0.300`: `10.0.0.300` is not an IPv4 or IPv6 address",
+    ),
     ("port without proto", "pass in to port 22\n", "", "RULES:1:12: port needs `proto tcp`, `udp` or `sctp`"),
 ];
 
@@ -148,10 +168,7 @@ fn vlan_rules_turn_vlan_stripping_off_and_say_so() {
     assert_eq!(ethtool(&veth.host), "rx-vlan-offload: on", "veth strips by default");
     let out = fw.run(["load", &veth.host, rules.to_str().unwrap()]).expect("load");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(&format!("note: {}: turned off VLAN stripping (rx-vlan-offload", veth.host)),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("note: {}: turned off VLAN stripping (rx-vlan-offload", veth.host)), "{stdout}");
     assert_eq!(ethtool(&veth.host), "rx-vlan-offload: off");
     std::fs::remove_dir_all(&dir).unwrap();
 }

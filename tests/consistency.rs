@@ -99,14 +99,26 @@ fn an_apply_killed_or_failing_at_any_step_leaves_one_ruleset_enforcing_and_a_tru
             assert_eq!(code, Some(0), "after {how} at {point}: status is healthy: {err} {st}");
             let now_open = label_packets(&st, "open").is_some();
             let expect_open = if committed { !enforcing_open } else { enforcing_open };
-            assert_eq!(now_open, expect_open, "after {how} at {point}: status describes the ruleset that {}", if expect_open { "opens" } else { "closes" });
-            assert!(st["interfaces"].as_array().unwrap().iter().all(|i| i["attached"] == true), "{how} at {point}: {st}");
+            assert_eq!(
+                now_open,
+                expect_open,
+                "after {how} at {point}: status describes the ruleset that {}",
+                if expect_open { "opens" } else { "closes" }
+            );
+            assert!(
+                st["interfaces"].as_array().unwrap().iter().all(|i| i["attached"] == true),
+                "{how} at {point}: {st}"
+            );
             // What is enforced is what status says, on both interfaces.
             let label = if now_open { "open" } else { "closed" };
             let before = label_packets(&st, label).unwrap();
             assert_eq!(probe(&ns, &[&a, &b]), [now_open, now_open], "after {how} at {point}: enforcement");
             let (st, _, _) = status(&fw);
-            assert_eq!(label_packets(&st, label).unwrap(), before + 2, "after {how} at {point}: the described rule counted both");
+            assert_eq!(
+                label_packets(&st, label).unwrap(),
+                before + 2,
+                "after {how} at {point}: the described rule counted both"
+            );
             let leftovers: Vec<_> = std::fs::read_dir(fw.run_dir())
                 .unwrap()
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -137,7 +149,10 @@ fn a_lost_state_file_is_explained_adopted_or_force_unloaded() {
         let out = fw.output(&args).unwrap();
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("is missing or unreadable; `xdpwall apply RULES` adopts the pinned interfaces"), "{args:?}: {err}");
+        assert!(
+            err.contains("is missing or unreadable; `xdpwall apply RULES` adopts the pinned interfaces"),
+            "{args:?}: {err}"
+        );
     }
     assert_eq!(probe(&ns, &[&veth]), [false], "the stranded filter still enforces");
     let out = fw.output(["load", &veth.host, &closed]).unwrap();
@@ -175,7 +190,8 @@ fn a_recreated_interface_is_reported_then_attached_again() {
     assert_eq!(probe(&ns, &[&veth]), [false]);
 
     // The same names again, the link gone with the old device.
-    let ip = |args: &[&str]| assert!(std::process::Command::new("ip").args(args).status().unwrap().success(), "ip {args:?}");
+    let ip =
+        |args: &[&str]| assert!(std::process::Command::new("ip").args(args).status().unwrap().success(), "ip {args:?}");
     ip(&["link", "delete", &veth.host]);
     ip(&["link", "add", &veth.host, "type", "veth", "peer", "name", &veth.peer, "netns", &veth.netns]);
     ip(&["addr", "add", &format!("{}/24", veth.host_v4), "dev", &veth.host]);
@@ -211,7 +227,10 @@ fn lost_counters_and_pins_of_another_layout_are_explained() {
     std::fs::remove_file(fw.pin_dir().join("COUNTERS")).unwrap();
     let out = fw.run(["apply", &closed]).expect("apply");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("every rule's counter restarts at zero") && stdout.contains("1 added, 0 removed, 0 unchanged"), "{stdout}");
+    assert!(
+        stdout.contains("every rule's counter restarts at zero") && stdout.contains("1 added, 0 removed, 0 unchanged"),
+        "{stdout}"
+    );
     assert_eq!(label_packets(&status(&fw).0, "closed"), Some(0));
 
     let abi = aya::maps::MapData::from_pin(fw.pin_dir().join("ABI")).expect("the layout version is pinned");
@@ -263,7 +282,10 @@ fn the_state_belongs_to_root_alone() {
     };
     let out = as_nobody(&["status"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "xdpwall: xdpwall needs root (CAP_BPF and CAP_NET_ADMIN) for this command\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "xdpwall: xdpwall needs root (CAP_BPF and CAP_NET_ADMIN) for this command\n"
+    );
     let lock = std::process::Command::new("flock")
         .args(["-n", "-s", fw.run_dir().join("lock").to_str().unwrap(), "true"])
         .uid(65534)

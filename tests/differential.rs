@@ -150,16 +150,7 @@ fn pool() -> impl Strategy<Value = Pool> {
     let port = prop_oneof![4 => any::<u16>(), 2 => 1u16..1024, 1 => Just(0), 1 => Just(65535),
         1 => Just(1), 1 => Just(65534)];
     let vlan = prop_oneof![3 => 0u16..4096, 1 => Just(0), 1 => Just(4095), 1 => Just(1)];
-    let icmp_type = prop_oneof![
-        Just(0u8),
-        Just(3),
-        Just(8),
-        Just(11),
-        Just(128),
-        Just(129),
-        Just(135),
-        any::<u8>()
-    ];
+    let icmp_type = prop_oneof![Just(0u8), Just(3), Just(8), Just(11), Just(128), Just(129), Just(135), any::<u8>()];
     let icmp_code = prop_oneof![2 => Just(0u8), 1 => any::<u8>(), 1 => Just(255)];
     let proto = prop_oneof![
         Just(6u8),
@@ -177,22 +168,8 @@ fn pool() -> impl Strategy<Value = Pool> {
         Just(60),
         any::<u8>()
     ];
-    (
-        v4,
-        v6,
-        vec(port, 2..7),
-        vec(vlan, 1..4),
-        vec((icmp_type, icmp_code), 1..4),
-        vec(proto, 1..4),
-    )
-        .prop_map(|(v4, v6, ports, vlans, icmp, protos)| Pool {
-            v4,
-            v6,
-            ports,
-            vlans,
-            icmp,
-            protos,
-        })
+    (v4, v6, vec(port, 2..7), vec(vlan, 1..4), vec((icmp_type, icmp_code), 1..4), vec(proto, 1..4))
+        .prop_map(|(v4, v6, ports, vlans, icmp, protos)| Pool { v4, v6, ports, vlans, icmp, protos })
 }
 
 // ---------------------------------------------------------------------------------
@@ -246,10 +223,7 @@ enum ItemSpec {
 }
 
 fn near(values: Vec<u16>, max: u16) -> impl Strategy<Value = u16> {
-    (
-        select(values),
-        prop_oneof![4 => Just(0i32), 1 => Just(-1), 1 => Just(1)],
-    )
+    (select(values), prop_oneof![4 => Just(0i32), 1 => Just(-1), 1 => Just(1)])
         .prop_map(move |(v, d)| (v as i32 + d).clamp(0, max as i32) as u16)
 }
 
@@ -278,11 +252,7 @@ fn endpoint(pool: &Pool) -> impl Strategy<Value = EndpointSpec> + use<> {
         prop_oneof![2 => Just(Vec::new()), 3 => vec(item(pool), 1..4)],
         prop::option::weighted(0.4, port_ranges(pool)),
     )
-        .prop_map(|(negated, items, ports)| EndpointSpec {
-            negated,
-            items,
-            ports,
-        })
+        .prop_map(|(negated, items, ports)| EndpointSpec { negated, items, ports })
 }
 
 fn protocols(pool: &Pool) -> impl Strategy<Value = Option<Vec<u8>>> + use<> {
@@ -300,15 +270,12 @@ fn protocols(pool: &Pool) -> impl Strategy<Value = Option<Vec<u8>>> + use<> {
 }
 
 fn rule(pool: &Pool) -> impl Strategy<Value = RuleSpec> + use<> {
-    let icmp = (
-        select(pool.icmp.clone()),
-        prop_oneof![Just(0i32), Just(1), Just(-1)],
-        any::<bool>(),
-    )
-        .prop_map(|((t, c), d, with_code)| {
+    let icmp = (select(pool.icmp.clone()), prop_oneof![Just(0i32), Just(1), Just(-1)], any::<bool>()).prop_map(
+        |((t, c), d, with_code)| {
             let t = (t as i32 + d).clamp(0, 255) as u8;
             (t, with_code.then_some(c))
-        });
+        },
+    );
     let flags = prop_oneof![
         2 => any::<(u8, u8)>(),
         2 => Just((0x02, 0x12)),
@@ -317,21 +284,14 @@ fn rule(pool: &Pool) -> impl Strategy<Value = RuleSpec> + use<> {
         1 => Just((0x10, 0x10)),
         1 => Just((0, 0)),
     ];
-    let family =
-        prop_oneof![3 => Just(None), 1 => Just(Some(Family::Inet)), 1 => Just(Some(Family::Inet6))];
+    let family = prop_oneof![3 => Just(None), 1 => Just(Some(Family::Inet)), 1 => Just(Some(Family::Inet6))];
     let iface = prop_oneof![
         6 => Just(None),
         2 => Just(Some(IFACE_NAMES[0])),
         2 => select(IFACE_NAMES.to_vec()).prop_map(Some),
     ];
     (
-        (
-            prop_oneof![Just(Action::Pass), Just(Action::Block)],
-            any::<u8>(),
-            iface,
-            family,
-            protocols(pool),
-        ),
+        (prop_oneof![Just(Action::Pass), Just(Action::Block)], any::<u8>(), iface, family, protocols(pool)),
         (endpoint(pool), endpoint(pool)),
         (
             prop::option::weighted(0.5, flags),
@@ -341,29 +301,9 @@ fn rule(pool: &Pool) -> impl Strategy<Value = RuleSpec> + use<> {
         ),
         prop::bool::weighted(0.1),
     )
-        .prop_map(
-            |(
-                (action, spell, iface, family, protos),
-                (from, to),
-                (flags, icmp, vlan, label),
-                out,
-            )| {
-                RuleSpec {
-                    action,
-                    spell,
-                    iface,
-                    family,
-                    protos,
-                    from,
-                    to,
-                    flags,
-                    icmp,
-                    vlan,
-                    label,
-                    out,
-                }
-            },
-        )
+        .prop_map(|((action, spell, iface, family, protos), (from, to), (flags, icmp, vlan, label), out)| {
+            RuleSpec { action, spell, iface, family, protos, from, to, flags, icmp, vlan, label, out }
+        })
 }
 
 /// How many conditions a rule has (before the renderer drops those it cannot have).
@@ -425,11 +365,7 @@ fn ruleset(pool: &Pool) -> impl Strategy<Value = RulesetSpec> + use<> {
         },
     );
     (
-        prop_oneof![
-            Just(None),
-            Just(Some(Action::Pass)),
-            Just(Some(Action::Block))
-        ],
+        prop_oneof![Just(None), Just(Some(Action::Pass)), Just(Some(Action::Block))],
         vec(table, TABLES..=TABLES),
         // Now and then more than 64 rules, so that several bitmap words are used.
         // Their rules are narrower, so that packets get past the first 64 now and then.
@@ -440,15 +376,13 @@ fn ruleset(pool: &Pool) -> impl Strategy<Value = RulesetSpec> + use<> {
         prop_oneof![3 => Just(Some("lo")), 1 => Just(Some("wan0")), 1 => Just(None)],
         prop_oneof![1 => Just(None), 4 => select(vec![1u32, 16, 1000]).prop_map(Some)],
     )
-        .prop_map(
-            |(default, tables, rules, lo_name, state_limit)| RulesetSpec {
-                default,
-                state_limit,
-                tables,
-                rules,
-                lo_name,
-            },
-        )
+        .prop_map(|(default, tables, rules, lo_name, state_limit)| RulesetSpec {
+            default,
+            state_limit,
+            tables,
+            rules,
+            lo_name,
+        })
 }
 
 // ---------------------------------------------------------------------------------
@@ -481,20 +415,11 @@ fn service(port: u16) -> Option<&'static str> {
 }
 
 fn net_text(net: &IpNet, bare_host: bool) -> String {
-    if bare_host && net.prefix_len() == net.max_prefix_len() {
-        net.addr().to_string()
-    } else {
-        net.to_string()
-    }
+    if bare_host && net.prefix_len() == net.max_prefix_len() { net.addr().to_string() } else { net.to_string() }
 }
 
 fn flags_text(bits: u8) -> String {
-    "FSRPAUEW"
-        .chars()
-        .enumerate()
-        .filter(|(i, _)| bits & (1 << i) != 0)
-        .map(|(_, c)| c)
-        .collect()
+    "FSRPAUEW".chars().enumerate().filter(|(i, _)| bits & (1 << i) != 0).map(|(_, c)| c).collect()
 }
 
 /// `{ a, b }` or `{ a b }` (or just `a` when `single` and there is one).
@@ -514,10 +439,8 @@ fn render_endpoint(ep: &EndpointSpec, family: Option<Family>, ports_ok: bool, sp
         .iter()
         .filter_map(|i| match i {
             ItemSpec::Net(n) => {
-                let excluded = matches!(
-                    (family, n),
-                    (Some(Family::Inet), IpNet::V6(_)) | (Some(Family::Inet6), IpNet::V4(_))
-                );
+                let excluded =
+                    matches!((family, n), (Some(Family::Inet), IpNet::V6(_)) | (Some(Family::Inet6), IpNet::V4(_)));
                 (!excluded).then(|| net_text(n, spell & 8 != 0))
             }
             ItemSpec::Table(t) => Some(format!("<t{t}>")),
@@ -773,10 +696,7 @@ fn edge(first: u128, last: u128, max: u128, mode: u8, r: u128) -> u128 {
 }
 
 fn v4_range(n: &Ipv4Net) -> (u128, u128) {
-    (
-        u32::from(n.network()) as u128,
-        u32::from(n.broadcast()) as u128,
-    )
+    (u32::from(n.network()) as u128, u32::from(n.broadcast()) as u128)
 }
 
 fn v6_range(n: &Ipv6Net) -> (u128, u128) {
@@ -794,34 +714,21 @@ fn ext() -> impl Strategy<Value = Ext> {
 }
 
 fn packet(pool: &Pool) -> impl Strategy<Value = PacketSpec> + use<> {
-    let tci = || {
-        (near(pool.vlans.clone(), 4095), 0u16..16)
-            .prop_map(|(vid, prio)| (prio << 12) | (vid & 0x0fff))
-    };
+    let tci = || (near(pool.vlans.clone(), 4095), 0u16..16).prop_map(|(vid, prio)| (prio << 12) | (vid & 0x0fff));
     let tags = prop_oneof![
         12 => Just(Vec::new()),
         4 => vec((any::<bool>(), tci()), 1..=1),
         3 => vec((any::<bool>(), tci()), 2..=2),
         1 => vec((any::<bool>(), tci()), 3..=3),
     ]
-    .prop_map(|t| {
-        t.into_iter()
-            .map(|(ad, tci)| Tag { ad, tci })
-            .collect::<Vec<_>>()
-    });
+    .prop_map(|t| t.into_iter().map(|(ad, tci)| Tag { ad, tci }).collect::<Vec<_>>());
     let kind = prop_oneof![
         30 => Just(Kind::Ip),
         1 => select(vec![0x0806u16, 0x88cc, 0x88b5, 0x86dc, 0x0000, 0xffff]).prop_map(Kind::Other),
         2 => select(vec![0x0800u16, 0x86dd, 0x8100, 0x88a8]).prop_map(Kind::Raw),
     ];
     let v4 = || {
-        addr_near(
-            pool.v4.clone(),
-            v4_range,
-            u32::MAX as u128,
-            any::<u32>().prop_map(u128::from),
-        )
-        .prop_map(|a| a as u32)
+        addr_near(pool.v4.clone(), v4_range, u32::MAX as u128, any::<u32>().prop_map(u128::from)).prop_map(|a| a as u32)
     };
     let v6 = || addr_near(pool.v6.clone(), v6_range, u128::MAX, any::<u128>());
     let proto = prop_oneof![
@@ -829,8 +736,7 @@ fn packet(pool: &Pool) -> impl Strategy<Value = PacketSpec> + use<> {
         2 => select(pool.protos.clone()), 1 => any::<u8>(),
     ];
     let port = || prop_oneof![4 => near(pool.ports.clone(), u16::MAX), 1 => any::<u16>()];
-    let flags =
-        prop_oneof![2 => any::<u8>(), 1 => select(vec![0x02u8, 0x12, 0x10, 0x11, 0x04, 0x18, 0])];
+    let flags = prop_oneof![2 => any::<u8>(), 1 => select(vec![0x02u8, 0x12, 0x10, 0x11, 0x04, 0x18, 0])];
     let icmp = prop_oneof![
         3 => (select(pool.icmp.clone()), -1i32..=1).prop_map(|((t, c), d)| (t, (c as i32 + d).clamp(0, 255) as u8)),
         1 => any::<(u8, u8)>(),
@@ -852,13 +758,7 @@ fn packet(pool: &Pool) -> impl Strategy<Value = PacketSpec> + use<> {
     ];
     (
         (tags, kind, any::<bool>(), v4(), v4(), v6(), v6()),
-        (
-            prop::option::weighted(0.02, 0u8..16),
-            ihl,
-            frag4,
-            exts,
-            proto,
-        ),
+        (prop::option::weighted(0.02, 0u8..16), ihl, frag4, exts, proto),
         (port(), port(), flags, icmp, vec(any::<u8>(), 0..24)),
         (
             prop::option::weighted(0.5, (any::<Index>(), any::<u64>())),
@@ -1020,10 +920,7 @@ fn aim(p: &mut PacketSpec, rule: &Rule, rs: &Ruleset, b: &mut Bits) {
         p.tcp_flags = (p.tcp_flags & !f.mask) | f.set;
         if f.mask != 0 && b.chance(1, 6) {
             // One looked-at flag the other way.
-            let bits: Vec<u8> = (0..8)
-                .map(|i| 1u8 << i)
-                .filter(|x| f.mask & x != 0)
-                .collect();
+            let bits: Vec<u8> = (0..8).map(|i| 1u8 << i).filter(|x| f.mask & x != 0).collect();
             p.tcp_flags ^= bits[b.below(bits.len())];
         }
     }
@@ -1044,11 +941,7 @@ fn aim(p: &mut PacketSpec, rule: &Rule, rs: &Ruleset, b: &mut Bits) {
         if p.tags.is_empty() {
             p.tags.push(Tag { ad: false, tci: 0 });
         }
-        let vid = if b.chance(1, 6) {
-            v.wrapping_add(1) & 0x0fff
-        } else {
-            v
-        };
+        let vid = if b.chance(1, 6) { v.wrapping_add(1) & 0x0fff } else { v };
         p.tags[0].tci = (p.tags[0].tci & 0xf000) | vid;
         if p.tags.len() > 2 && b.chance(4, 5) {
             p.tags.truncate(2);
@@ -1154,24 +1047,7 @@ fn l4_bytes(p: &PacketSpec) -> Vec<u8> {
     match p.proto {
         6 => {
             let mut h = ports;
-            h.extend_from_slice(&[
-                0,
-                0,
-                0,
-                1,
-                0,
-                0,
-                0,
-                0,
-                p.tcp_doff << 4,
-                p.tcp_flags,
-                0xff,
-                0xff,
-                0,
-                0,
-                0,
-                0,
-            ]);
+            h.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, p.tcp_doff << 4, p.tcp_flags, 0xff, 0xff, 0, 0, 0, 0]);
             h
         }
         17 => {
@@ -1227,27 +1103,12 @@ impl Loaded {
         let compiled = compile::compile(rs).map_err(|e| format!("compile: {e}"))?;
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let pin_dir = PathBuf::from(format!(
-            "/sys/fs/bpf/xdpwall-diff-{}-{n}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&pin_dir).map_err(|e| {
-            format!(
-                "{}: {e} (is bpffs mounted? cargo xtask setup)",
-                pin_dir.display()
-            )
-        })?;
-        let slots: Vec<u32> = (0..compiled.rules.len() as u32)
-            .map(|i| slot::RESERVED + i)
-            .collect();
-        let bindings: Vec<IfaceBinding> = lo_name
-            .map(|name| IfaceBinding {
-                name: name.into(),
-                ifindex: LO,
-                stats_slot: 0,
-            })
-            .into_iter()
-            .collect();
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/xdpwall-diff-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&pin_dir)
+            .map_err(|e| format!("{}: {e} (is bpffs mounted? cargo xtask setup)", pin_dir.display()))?;
+        let slots: Vec<u32> = (0..compiled.rules.len() as u32).map(|i| slot::RESERVED + i).collect();
+        let bindings: Vec<IfaceBinding> =
+            lo_name.map(|name| IfaceBinding { name: name.into(), ifindex: LO, stats_slot: 0 }).into_iter().collect();
         let loaded = Loaded {
             key,
             program: match LoadedProgram::load_traced(&compiled, &slots, &bindings, &pin_dir) {
@@ -1311,9 +1172,7 @@ fn flow_tables_agree(pin_dir: &Path, tracker: &Tracker) -> Result<(), String> {
         match kernel.remove(key) {
             None => return Err(format!("the model tracks {key:?} ({flow:?}), the kernel does not")),
             Some(got) if got != want => {
-                return Err(format!(
-                    "{key:?}: kernel (answered table, state, opener) {got:?}, model {want:?}"
-                ));
+                return Err(format!("{key:?}: kernel (answered table, state, opener) {got:?}, model {want:?}"));
             }
             Some(_) => {}
         }
@@ -1379,21 +1238,13 @@ fn features(rule: &Rule, index: usize) -> [bool; FEATURES.len()] {
         AddrMatch::List { items, .. } => items.iter().any(|i| matches!(i, AddrItem::Table(_))),
         AddrMatch::Any => false,
     });
-    let ports: Vec<&rules::PortRange> = rule
-        .from
-        .ports
-        .iter()
-        .chain(&rule.to.ports)
-        .flatten()
-        .collect();
+    let ports: Vec<&rules::PortRange> = rule.from.ports.iter().chain(&rule.to.ports).flatten().collect();
     [
         rule.interface.is_some(),
         rule.family.is_some(),
         rule.protocols.is_some(),
         lists.iter().any(|m| **m != AddrMatch::Any),
-        lists
-            .iter()
-            .any(|m| matches!(m, AddrMatch::List { negated: true, .. })),
+        lists.iter().any(|m| matches!(m, AddrMatch::List { negated: true, .. })),
         has_table,
         !ports.is_empty(),
         ports.iter().any(|r| r.lo != r.hi),
@@ -1423,10 +1274,7 @@ fn expected(rs: &Ruleset, d: &ModelDecision) -> Decision {
         ModelDecision::Malformed(m) => m.slot(),
         ModelDecision::State => slot::STATE,
     };
-    Decision {
-        action: xdp(model::action(rs, d)),
-        slot,
-    }
+    Decision { action: xdp(model::action(rs, d)), slot }
 }
 
 /// A counter slot in words.
@@ -1467,10 +1315,7 @@ fn check_frame(
 ) -> Result<ModelDecision, String> {
     let d = model::decide(rs, frame, lo_name);
     let want = expected(rs, &d);
-    let got = loaded
-        .program
-        .test_run_traced(frame, Some(LO))
-        .map_err(|e| format!("test run: {e:?}"))?;
+    let got = loaded.program.test_run_traced(frame, Some(LO)).map_err(|e| format!("test run: {e:?}"))?;
     if got != want {
         return Err(format!(
             "kernel and model disagree\n\
@@ -1513,17 +1358,12 @@ fn case() -> impl Strategy<Value = Case> {
     // one frame that disagreed, and shrinking works on the ruleset and that frame's
     // fields.
     pool().prop_flat_map(|pool| {
-        (ruleset(&pool), vec(packet(&pool), PACKETS..=PACKETS))
-            .prop_map(|(ruleset, packets)| Case { ruleset, packets })
+        (ruleset(&pool), vec(packet(&pool), PACKETS..=PACKETS)).prop_map(|(ruleset, packets)| Case { ruleset, packets })
     })
 }
 
 fn scale() -> u32 {
-    std::env::var("XDPWALL_DIFF_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(1)
+    std::env::var("XDPWALL_DIFF_SCALE").ok().and_then(|s| s.parse().ok()).filter(|n| *n > 0).unwrap_or(1)
 }
 
 #[test]
@@ -1557,9 +1397,7 @@ fn kernel_agrees_with_model() {
             *cache = None;
             let t = Instant::now();
             *cache = Some(Loaded::new(&rs, key, lo_name).map_err(TestCaseError::fail)?);
-            stats
-                .load_us
-                .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+            stats.load_us.fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
         let loaded = cache.as_mut().expect("just loaded");
         stats.rulesets.fetch_add(1, Ordering::Relaxed);
@@ -1579,21 +1417,15 @@ fn kernel_agrees_with_model() {
         for p in &case.packets {
             let frame = build(p, &rs);
             let t = Instant::now();
-            let d =
-                check_frame(loaded, &rs, &text, lo_name, &frame).map_err(TestCaseError::fail)?;
-            stats
-                .run_us
-                .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+            let d = check_frame(loaded, &rs, &text, lo_name, &frame).map_err(TestCaseError::fail)?;
+            stats.run_us.fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
             stats.packets.fetch_add(1, Ordering::Relaxed);
             if let (Dissected::Ip(f), false) = (dissect(&frame), turned.is_empty()) {
                 let before = match d {
                     ModelDecision::Rule(i) => i,
                     _ => usize::MAX,
                 };
-                if turned
-                    .iter()
-                    .any(|(j, r)| *j < before && model::matches(&rs, r, &f, lo_name))
-                {
+                if turned.iter().any(|(j, r)| *j < before && model::matches(&rs, r, &f, lo_name)) {
                     stats.out_skipped.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -1624,11 +1456,8 @@ fn kernel_agrees_with_model() {
     let rulesets = stats.rulesets.load(Ordering::Relaxed);
     let packets = stats.packets.load(Ordering::Relaxed);
     let pct = |n: &AtomicU64| 100.0 * n.load(Ordering::Relaxed) as f64 / packets.max(1) as f64;
-    let features: Vec<String> = FEATURES
-        .iter()
-        .zip(&stats.features)
-        .map(|(name, n)| format!("{name} {}", n.load(Ordering::Relaxed)))
-        .collect();
+    let features: Vec<String> =
+        FEATURES.iter().zip(&stats.features).map(|(name, n)| format!("{name} {}", n.load(Ordering::Relaxed))).collect();
     // Straight to stderr, past the test harness's capture: these numbers are the point.
     let _ = writeln!(
         std::io::stderr(),
@@ -1680,15 +1509,10 @@ struct SeqPool {
 }
 
 fn seq_pool() -> impl Strategy<Value = SeqPool> {
-    let v4 = vec((0u8..2, 1u8..255), 3..5).prop_map(|hs| {
-        hs.into_iter()
-            .map(|(net, host)| Ipv4Addr::new(10, 77, net, host))
-            .collect()
-    });
+    let v4 = vec((0u8..2, 1u8..255), 3..5)
+        .prop_map(|hs| hs.into_iter().map(|(net, host)| Ipv4Addr::new(10, 77, net, host)).collect());
     let v6 = vec((0u16..2, 1u16..0xffff), 2..4).prop_map(|hs| {
-        hs.into_iter()
-            .map(|(net, host)| Ipv6Addr::new(0x2001, 0xdb8, 0x77, net, 0, 0, 0, host))
-            .collect()
+        hs.into_iter().map(|(net, host)| Ipv6Addr::new(0x2001, 0xdb8, 0x77, net, 0, 0, 0, host)).collect()
     });
     let port = prop_oneof![Just(80u16), Just(443), Just(53), Just(22), 1u16..1024, any::<u16>()];
     (v4, v6, vec(port, 2..5)).prop_map(|(v4, v6, ports)| SeqPool { v4, v6, ports })
@@ -1742,18 +1566,8 @@ struct SeqRuleset {
 }
 
 fn seq_addr() -> impl Strategy<Value = SeqAddr> {
-    (
-        prop::bool::weighted(0.15),
-        prop::bool::weighted(0.3),
-        any::<Index>(),
-        prop::bool::weighted(0.7),
-    )
-        .prop_map(|(negated, v6, host, exact)| SeqAddr {
-            negated,
-            v6,
-            host,
-            exact,
-        })
+    (prop::bool::weighted(0.15), prop::bool::weighted(0.3), any::<Index>(), prop::bool::weighted(0.7))
+        .prop_map(|(negated, v6, host, exact)| SeqAddr { negated, v6, host, exact })
 }
 
 fn seq_port() -> impl Strategy<Value = SeqPort> {
@@ -1781,36 +1595,30 @@ fn seq_rule() -> impl Strategy<Value = SeqRule> {
             prop::option::weighted(0.5, seq_port()),
         ),
         (
-            prop::option::weighted(
-                0.3,
-                select(vec!["S/SA", "S/S", "A/A", "any", "F/F", "R/R", "SA/SA", "/SA"]),
-            ),
+            prop::option::weighted(0.3, select(vec!["S/SA", "S/S", "A/A", "any", "F/F", "R/R", "SA/SA", "/SA"])),
             prop::option::weighted(0.4, 0u8..3),
             prop::option::weighted(0.05, prop_oneof![Just(0u16), Just(7)]),
         ),
         prop::option::weighted(0.7, (any::<Index>(), any::<u8>())),
     )
         .prop_map(
-            |(
-                (action, keep, out, iface, family, proto),
-                (from, to, from_port, to_port),
-                (flags, icmp, vlan),
-                aim,
-            )| SeqRule {
-                action,
-                keep,
-                out,
-                iface,
-                family,
-                proto,
-                from,
-                to,
-                from_port,
-                to_port,
-                flags,
-                icmp,
-                vlan,
-                aim,
+            |((action, keep, out, iface, family, proto), (from, to, from_port, to_port), (flags, icmp, vlan), aim)| {
+                SeqRule {
+                    action,
+                    keep,
+                    out,
+                    iface,
+                    family,
+                    proto,
+                    from,
+                    to,
+                    from_port,
+                    to_port,
+                    flags,
+                    icmp,
+                    vlan,
+                    aim,
+                }
             },
         )
 }
@@ -1821,11 +1629,7 @@ fn seq_ruleset() -> impl Strategy<Value = SeqRuleset> {
         vec(seq_rule(), 1..7),
         prop_oneof![6 => Just(Some("lo")), 1 => Just(Some("wan0")), 1 => Just(None)],
     )
-        .prop_map(|(default, rules, lo_name)| SeqRuleset {
-            default,
-            rules,
-            lo_name,
-        })
+        .prop_map(|(default, rules, lo_name)| SeqRuleset { default, rules, lo_name })
 }
 
 fn seq_port_text(p: &SeqPort, pool: &SeqPool) -> String {
@@ -1864,19 +1668,11 @@ fn aimed_rule(r: &SeqRule, flow: &FlowSpec, bits: u8, pool: &SeqPool) -> SeqRule
         (FlowKind::Echo, false) => 3,
         (FlowKind::Echo, true) => 4,
     };
-    let addr = |host: Index, keep: bool| {
-        keep.then_some(SeqAddr {
-            negated: false,
-            v6: flow.v6,
-            host,
-            exact: bits & 8 == 0,
-        })
-    };
+    let addr =
+        |host: Index, keep: bool| keep.then_some(SeqAddr { negated: false, v6: flow.v6, host, exact: bits & 8 == 0 });
     let (client, server) = (addr(flow.client, bits & 2 != 0), addr(flow.server, bits & 4 != 0));
     (r.from, r.to) = if reverse { (server, client) } else { (client, server) };
-    let port = flow
-        .server_port
-        .map_or(SeqPort::Any(flow.server_port(pool)), SeqPort::Pool);
+    let port = flow.server_port.map_or(SeqPort::Any(flow.server_port(pool)), SeqPort::Pool);
     let port = (bits & 16 != 0).then_some(port);
     (r.from_port, r.to_port) = if reverse { (port, None) } else { (None, port) };
     if bits & 32 == 0 {
@@ -2033,14 +1829,7 @@ const ECHO_REP: u8 = 1;
 const ECHO_OTHER: u8 = 2;
 
 fn step(back: bool, what: u8) -> Step {
-    Step {
-        back,
-        what,
-        wrong_sport: false,
-        wrong_dport: false,
-        vlan: false,
-        later_fragment: false,
-    }
+    Step { back, what, wrong_sport: false, wrong_dport: false, vlan: false, later_fragment: false }
 }
 
 const TCP_SCENARIOS: u8 = 11;
@@ -2147,20 +1936,8 @@ fn scenario_steps(kind: FlowKind, n: u8, data: u8) -> Vec<Step> {
 }
 
 /// Interesting TCP flag combinations for mutations.
-const ODD_FLAGS: [u8; 12] = [
-    SYN,
-    SYN | ACK,
-    ACK,
-    PSH | ACK,
-    FIN | ACK,
-    RST,
-    RST | ACK,
-    FIN,
-    0,
-    SYN | FIN,
-    SYN | RST,
-    0xff,
-];
+const ODD_FLAGS: [u8; 12] =
+    [SYN, SYN | ACK, ACK, PSH | ACK, FIN | ACK, RST, RST | ACK, FIN, 0, SYN | FIN, SYN | RST, 0xff];
 
 /// Applies one mutation to step `i`: 0-1 other flags / type, 2 the other direction,
 /// 3 sent twice, 4 lost, 5 a wrong port or identifier, 6 a VLAN tag, 7 a later
@@ -2173,7 +1950,7 @@ fn mutate(steps: &mut Vec<Step>, kind: FlowKind, i: usize, what: u8, value: u8) 
     match what % 8 {
         0 | 1 => {
             s.what = match kind {
-                FlowKind::Tcp if what % 8 == 0 => ODD_FLAGS[value as usize % ODD_FLAGS.len()],
+                FlowKind::Tcp if what.is_multiple_of(8) => ODD_FLAGS[value as usize % ODD_FLAGS.len()],
                 FlowKind::Tcp => value,
                 FlowKind::Udp => 0,
                 FlowKind::Echo => value % 4,
@@ -2268,8 +2045,7 @@ impl FlowSpec {
     }
 
     fn server_port(&self, pool: &SeqPool) -> u16 {
-        self.server_port
-            .map_or(self.other_port, |i| pool.ports[i.index(pool.ports.len())])
+        self.server_port.map_or(self.other_port, |i| pool.ports[i.index(pool.ports.len())])
     }
 }
 
@@ -2280,11 +2056,8 @@ fn seq_frame(flow: &FlowSpec, s: &Step, pool: &SeqPool) -> Vec<u8> {
         FlowKind::Echo => (flow.ident, flow.ident),
         _ => (flow.client_port, flow.server_port(pool)),
     };
-    let (src, dst, mut from_port, mut to_port) = if s.back {
-        (server, client, sport, cport)
-    } else {
-        (client, server, cport, sport)
-    };
+    let (src, dst, mut from_port, mut to_port) =
+        if s.back { (server, client, sport, cport) } else { (client, server, cport, sport) };
     if s.wrong_sport {
         from_port = from_port.wrapping_add(1);
     }
@@ -2305,11 +2078,7 @@ fn seq_frame(flow: &FlowSpec, s: &Step, pool: &SeqPool) -> Vec<u8> {
         FlowKind::Echo => {
             let types: [u8; 4] = if flow.v6 { [128, 129, 1, 2] } else { [8, 0, 3, 11] };
             // The identifier: the sender's "port"; a reply echoes it.
-            let id = if s.wrong_sport || s.wrong_dport {
-                flow.ident.wrapping_add(1)
-            } else {
-                flow.ident
-            };
+            let id = if s.wrong_sport || s.wrong_dport { flow.ident.wrapping_add(1) } else { flow.ident };
             let mut h = vec![types[s.what as usize % 4], 0, 0, 0];
             h.extend_from_slice(&id.to_be_bytes());
             h.extend_from_slice(&[0, 1, 0xab, 0xcd]);
@@ -2419,14 +2188,8 @@ impl SeqCase {
 }
 
 fn seq_case() -> impl Strategy<Value = SeqCase> {
-    (seq_pool(), seq_ruleset(), vec(flow_spec(), 4..12), any::<u64>()).prop_map(
-        |(pool, ruleset, flows, shuffle)| SeqCase {
-            pool,
-            ruleset,
-            flows,
-            shuffle,
-        },
-    )
+    (seq_pool(), seq_ruleset(), vec(flow_spec(), 4..12), any::<u64>())
+        .prop_map(|(pool, ruleset, flows, shuffle)| SeqCase { pool, ruleset, flows, shuffle })
 }
 
 /// One line for a packet of a sequence.
@@ -2441,9 +2204,9 @@ fn describe_step(flow: usize, spec: &FlowSpec, s: &Step, pool: &SeqPool) -> Stri
                     });
                     format!("{}:{src} -> {}:{dst}{flags}", p.src, p.dst)
                 }
-                model::packet::Transport::Icmp {
-                    icmp_type, ident, ..
-                } => format!("{} -> {} type {icmp_type} id {ident}", p.src, p.dst),
+                model::packet::Transport::Icmp { icmp_type, ident, .. } => {
+                    format!("{} -> {} type {icmp_type} id {ident}", p.src, p.dst)
+                }
                 model::packet::Transport::None => {
                     format!("{} -> {} (later fragment)", p.src, p.dst)
                 }
@@ -2459,10 +2222,7 @@ fn describe_step(flow: usize, spec: &FlowSpec, s: &Step, pool: &SeqPool) -> Stri
         }
         other => format!("{other:?}"),
     };
-    format!(
-        "flow {flow} {}: {what}",
-        if s.back { "server->client" } else { "client->server" }
-    )
+    format!("flow {flow} {}: {what}", if s.back { "server->client" } else { "client->server" })
 }
 
 #[derive(Default)]
@@ -2504,15 +2264,10 @@ fn kernel_agrees_with_model_on_sequences() {
         let t = Instant::now();
         // Always a fresh program: its own pin dir, so an empty flow table.
         let mut loaded = Loaded::new(&rs, String::new(), lo_name).map_err(TestCaseError::fail)?;
-        stats
-            .load_us
-            .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+        stats.load_us.fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
         stats.rulesets.fetch_add(1, Ordering::Relaxed);
         stats.kept_rules.fetch_add(
-            rs.rules
-                .iter()
-                .filter(|r| r.keep_state && r.direction == Direction::In)
-                .count() as u64,
+            rs.rules.iter().filter(|r| r.keep_state && r.direction == Direction::In).count() as u64,
             Ordering::Relaxed,
         );
         let mut tracker = Tracker::new();
@@ -2556,9 +2311,7 @@ fn kernel_agrees_with_model_on_sequences() {
             }
             .fetch_add(1, Ordering::Relaxed);
         }
-        stats
-            .run_us
-            .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+        stats.run_us.fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
         flow_tables_agree(&loaded.pin_dir, &tracker).map_err(|e| {
             TestCaseError::fail(format!(
                 "kernel and model disagree on the flows after the sequence: {e}\n\
@@ -2605,11 +2358,7 @@ fn kernel_agrees_with_model_on_sequences() {
 /// the model says `want` and that the kernel agrees.
 fn agree(src: &str, frame: &[u8], want: ModelDecision) {
     let rs = parse(src).expect("ruleset parses");
-    assert_eq!(
-        model::decide(&rs, frame, Some("lo")),
-        want,
-        "the model's answer"
-    );
+    assert_eq!(model::decide(&rs, frame, Some("lo")), want, "the model's answer");
     let mut loaded = Loaded::new(&rs, String::new(), Some("lo")).expect("program loads");
     if let Err(e) = check_frame(&mut loaded, &rs, src, Some("lo"), frame) {
         panic!("{e}");
@@ -2626,28 +2375,13 @@ fn agree(src: &str, frame: &[u8], want: ModelDecision) {
 fn regression_later_fragment_stays_later_after_another_fragment_header() {
     use xdpwall_tests::packet::{Ipv6Ext, PacketBuilder, TCP_SYN};
     let frame = PacketBuilder::eth()
-        .ipv6(
-            "2001:db8::1".parse().unwrap(),
-            "2001:db8::2".parse().unwrap(),
-        )
-        .ipv6_ext(Ipv6Ext::Fragment {
-            offset: 100,
-            more: true,
-            id: 7,
-        })
-        .ipv6_ext(Ipv6Ext::Fragment {
-            offset: 0,
-            more: false,
-            id: 7,
-        })
+        .ipv6("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap())
+        .ipv6_ext(Ipv6Ext::Fragment { offset: 100, more: true, id: 7 })
+        .ipv6_ext(Ipv6Ext::Fragment { offset: 0, more: false, id: 7 })
         .tcp(40000, 80, TCP_SYN)
         .build()
         .bytes;
-    agree(
-        "set default block\npass in proto tcp to port 80\n",
-        &frame,
-        ModelDecision::Default,
-    );
+    agree("set default block\npass in proto tcp to port 80\n", &frame, ModelDecision::Default);
 }
 
 /// Runs `frames` in order through a fresh program and a fresh [`Tracker`] for `src`
@@ -2661,12 +2395,7 @@ fn agree_sequence(src: &str, frames: &[Vec<u8>], want: &[ModelDecision]) {
         let d = tracker.decide(&rs, frame, Some("lo"));
         assert_eq!(d, *want, "the model's answer to packet {i}");
         let got = loaded.program.test_run_traced(frame, Some(LO)).expect("test run");
-        assert_eq!(
-            got,
-            expected(&rs, &d),
-            "packet {i}: kernel {}, model {d:?}",
-            describe(&got)
-        );
+        assert_eq!(got, expected(&rs, &d), "packet {i}: kernel {}, model {d:?}", describe(&got));
     }
 }
 

@@ -167,19 +167,13 @@ fn env_number(name: &str) -> Option<u64> {
 /// Line and column of a position, checked against the input's lines.
 fn position_is_inside(e: &RulesError, bytes: &[u8]) -> Result<(), String> {
     if e.line == 0 {
-        return if e.col == 0 {
-            Ok(())
-        } else {
-            Err("line 0 with a column".into())
-        };
+        return if e.col == 0 { Ok(()) } else { Err("line 0 with a column".into()) };
     }
     // Lines as the lexer counts them; invalid UTF-8 errors point at the first bad
     // byte, which lossy decoding replaces by one character.
     let text = String::from_utf8_lossy(bytes);
     let lines: Vec<&str> = text.split('\n').collect();
-    let line = lines
-        .get(e.line as usize - 1)
-        .ok_or_else(|| format!("line {} of {}", e.line, lines.len()))?;
+    let line = lines.get(e.line as usize - 1).ok_or_else(|| format!("line {} of {}", e.line, lines.len()))?;
     let width = line.chars().count() as u32;
     if e.col == 0 || e.col > width + 1 {
         return Err(format!("column {} of a line of {width} characters", e.col));
@@ -235,19 +229,10 @@ fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
     match result {
         Err(e) => {
             prop_assert_eq!(&e.file, FILE, "errors are in the input: {}", e);
-            position_is_inside(&e, bytes).map_err(|why| {
-                TestCaseError::fail(format!("{e}: position outside the input: {why}"))
-            })?;
-            prop_assert!(
-                e.message.len() <= MAX_MESSAGE,
-                "message of {} bytes",
-                e.message.len()
-            );
-            prop_assert!(
-                !e.message.chars().any(char::is_control),
-                "control character in {:?}",
-                e.message
-            );
+            position_is_inside(&e, bytes)
+                .map_err(|why| TestCaseError::fail(format!("{e}: position outside the input: {why}")))?;
+            prop_assert!(e.message.len() <= MAX_MESSAGE, "message of {} bytes", e.message.len());
+            prop_assert!(!e.message.chars().any(char::is_control), "control character in {:?}", e.message);
         }
         Ok(rs) => {
             // The compiler may refuse (memory), but never panics.
@@ -304,8 +289,7 @@ fn apply(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
                 bytes[i] = *b;
             }
             Mutation::DuplicateLine(at) | Mutation::SwapLines(at, _) if len > 0 => {
-                let mut lines: Vec<Vec<u8>> =
-                    bytes.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+                let mut lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
                 let i = at.index(lines.len());
                 match m {
                     Mutation::SwapLines(_, other) => {
@@ -401,8 +385,7 @@ fn mutated_rulesets() {
     // Three times in four a valid seed (few mutations, so that many results are still
     // valid and round-trip), else one of the broken rulesets of the corpus.
     let seed = prop_oneof![3 => 0..SEEDS.len(), 1 => SEEDS.len()..n];
-    let strategy = (seed, vec(mutation(), 1..4))
-        .prop_map(move |(i, mutations)| apply(seeds[i].clone(), &mutations));
+    let strategy = (seed, vec(mutation(), 1..4)).prop_map(move |(i, mutations)| apply(seeds[i].clone(), &mutations));
     fuzz("mutated_rulesets", strategy);
 }
 
@@ -428,54 +411,16 @@ fn valid_rule(label: usize) -> impl Strategy<Value = Vec<String>> {
             "{ 198.51.100.0/24 2001:db8:1::/48 }",
         ][..],
     );
-    let ports = select(
-        &[
-            "22",
-            "ssh",
-            "1:1023",
-            "{ 80, 443, 8000:8080 }",
-            "{ domain ntp }",
-        ][..],
-    );
+    let ports = select(&["22", "ssh", "1:1023", "{ 80, 443, 8000:8080 }", "{ domain ntp }"][..]);
     (
-        (
-            any::<bool>(),
-            select(&["", "in", "out"][..]),
-            any::<bool>(),
-            select(&["", "eth0", "veth-a"][..]),
-        ),
-        select(
-            &[
-                "",
-                "tcp",
-                "udp",
-                "icmp",
-                "icmp6",
-                "{ tcp udp }",
-                "132",
-                "{ 6, 17 }",
-            ][..],
-        ),
-        (
-            proptest::option::of(addr.clone()),
-            proptest::option::of(ports.clone()),
-        ),
+        (any::<bool>(), select(&["", "in", "out"][..]), any::<bool>(), select(&["", "eth0", "veth-a"][..])),
+        select(&["", "tcp", "udp", "icmp", "icmp6", "{ tcp udp }", "132", "{ 6, 17 }"][..]),
+        (proptest::option::of(addr.clone()), proptest::option::of(ports.clone())),
         (proptest::option::of(addr), proptest::option::of(ports)),
-        (
-            any::<bool>(),
-            proptest::option::of(0u16..4096),
-            any::<bool>(),
-            any::<bool>(),
-        ),
+        (any::<bool>(), proptest::option::of(0u16..4096), any::<bool>(), any::<bool>()),
     )
         .prop_map(
-            move |(
-                (pass, dir, quick, iface),
-                proto,
-                (from, sport),
-                (to, dport),
-                (flags, vlan, keep, labelled),
-            )| {
+            move |((pass, dir, quick, iface), proto, (from, sport), (to, dport), (flags, vlan, keep, labelled))| {
                 let mut t: Vec<String> = vec![if pass { "pass" } else { "block" }.into()];
                 let push = |t: &mut Vec<String>, s: &str| t.extend(s.split(' ').map(str::to_owned));
                 if !dir.is_empty() {
@@ -487,8 +432,7 @@ fn valid_rule(label: usize) -> impl Strategy<Value = Vec<String>> {
                 if !iface.is_empty() {
                     push(&mut t, &format!("on {iface}"));
                 }
-                let has_ports =
-                    matches!(proto, "tcp" | "udp" | "{ tcp udp }" | "132" | "{ 6, 17 }");
+                let has_ports = matches!(proto, "tcp" | "udp" | "{ tcp udp }" | "132" | "{ 6, 17 }");
                 if !proto.is_empty() {
                     push(&mut t, &format!("proto {proto}"));
                 }
@@ -528,19 +472,8 @@ fn valid_rule(label: usize) -> impl Strategy<Value = Vec<String>> {
 /// A valid ruleset: settings, two inline tables, up to 40 rules, with random spacing,
 /// continuations and comments.
 fn valid_ruleset() -> impl Strategy<Value = Vec<u8>> {
-    let entries = vec(
-        select(
-            &[
-                "10.0.0.0/8",
-                "10.1.0.0/16",
-                "192.0.2.7",
-                "2001:db8::/32",
-                "::1",
-                "0.0.0.0/0",
-            ][..],
-        ),
-        0..5,
-    );
+    let entries =
+        vec(select(&["10.0.0.0/8", "10.1.0.0/16", "192.0.2.7", "2001:db8::/32", "::1", "0.0.0.0/0"][..]), 0..5);
     (
         select(&["", "set default pass\n", "set default block\n"][..]),
         proptest::option::of(1u32..1_000_000),
@@ -577,28 +510,10 @@ const TAILS: &[&[u8]] = &[b"", b"  # c", b" ", b"\r", b"\t"];
 /// and random bytes.
 fn table_file() -> impl Strategy<Value = Vec<u8>> {
     let line = prop_oneof![
-        select(
-            &[
-                "10.0.0.0/8",
-                "192.0.2.1",
-                "2001:db8::/32",
-                "::1",
-                "0.0.0.0/0",
-                "fe80::/10"
-            ][..]
-        )
-        .prop_map(|s| s.as_bytes().to_vec()),
-        select(
-            &[
-                "10.1.2.3/8",
-                "1.2.3.4/33",
-                "::/129",
-                "10.0.0.256",
-                "1.2.3.4 5.6.7.8",
-                "x"
-            ][..]
-        )
-        .prop_map(|s| s.as_bytes().to_vec()),
+        select(&["10.0.0.0/8", "192.0.2.1", "2001:db8::/32", "::1", "0.0.0.0/0", "fe80::/10"][..])
+            .prop_map(|s| s.as_bytes().to_vec()),
+        select(&["10.1.2.3/8", "1.2.3.4/33", "::/129", "10.0.0.256", "1.2.3.4 5.6.7.8", "x"][..])
+            .prop_map(|s| s.as_bytes().to_vec()),
         Just(b"# a comment \xc3\xa9".to_vec()),
         Just(Vec::new()),
         vec(any::<u8>(), 1..40),
@@ -629,9 +544,8 @@ fn random_table_files() {
             }
             Err(e) => {
                 prop_assert_eq!(&e.file, &shown, "errors are in the table file: {}", e);
-                position_is_inside(&e, bytes).map_err(|why| {
-                    TestCaseError::fail(format!("{e}: position outside the table file: {why}"))
-                })?;
+                position_is_inside(&e, bytes)
+                    .map_err(|why| TestCaseError::fail(format!("{e}: position outside the table file: {why}")))?;
                 prop_assert!(e.line > 0, "{}", e);
                 prop_assert!(e.message.len() <= MAX_MESSAGE, "{}", e);
                 prop_assert!(!e.message.chars().any(char::is_control), "{:?}", e.message);
@@ -647,12 +561,7 @@ fn generated_rulesets_are_valid_and_round_trip() {
     // Each case compiles up to 40 rules: fewer cases by default.
     fuzz_with("generated_rulesets", 300, valid_ruleset(), |bytes| {
         let parsed = rules::parse_bytes(bytes, FILE, Path::new(BASE));
-        prop_assert!(
-            parsed.is_ok(),
-            "{}\n{}",
-            parsed.unwrap_err(),
-            String::from_utf8_lossy(bytes)
-        );
+        prop_assert!(parsed.is_ok(), "{}\n{}", parsed.unwrap_err(), String::from_utf8_lossy(bytes));
         if std::env::var_os("XDPWALL_FUZZ_SHOW").is_some() {
             eprintln!("----\n{}", String::from_utf8_lossy(bytes));
         }

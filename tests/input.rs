@@ -62,12 +62,7 @@ fn s(p: &Path) -> &str {
 /// on stdout.
 fn fails_with(fw: &Xdpwall, args: &[&str], message: &str) {
     let out = fw.output(args).unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        format!("xdpwall: {message}\n"),
-        "xdpwall {}",
-        args.join(" ")
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), format!("xdpwall: {message}\n"), "xdpwall {}", args.join(" "));
     assert_eq!(out.status.code(), Some(1), "xdpwall {}", args.join(" "));
     assert!(out.stdout.is_empty(), "xdpwall {}: {out:?}", args.join(" "));
 }
@@ -97,10 +92,7 @@ fn huge_words_get_no_suggestion_work() {
     fails_with(
         &fw,
         &["check", s(&path)],
-        &format!(
-            "{}: cannot read ruleset: it is {size} bytes; the limit is 16 MiB",
-            path.display()
-        ),
+        &format!("{}: cannot read ruleset: it is {size} bytes; the limit is 16 MiB", path.display()),
     );
 }
 
@@ -117,10 +109,7 @@ fn labels_of_megabytes_are_refused() {
     fails_with(
         &fw,
         &["check", s(&path)],
-        &format!(
-            "{}: cannot read ruleset: it is {size} bytes; the limit is 16 MiB",
-            path.display()
-        ),
+        &format!("{}: cannot read ruleset: it is {size} bytes; the limit is 16 MiB", path.display()),
     );
     // 1 MB: within the cap, refused as a string no label or path can be.
     let mut text = b"pass in all label \"".to_vec();
@@ -147,10 +136,7 @@ fn dev_zero_is_refused_as_ruleset_and_as_table_file() {
         "/dev/zero: cannot read ruleset: it is a character device, not a regular file",
     );
     let dir = Scratch::new("zero");
-    let path = dir.write(
-        "zero.conf",
-        "set default block\ntable <t> file \"/dev/zero\"\nblock in from <t>\n",
-    );
+    let path = dir.write("zero.conf", "set default block\ntable <t> file \"/dev/zero\"\nblock in from <t>\n");
     fails_with(
         &fw,
         &["check", s(&path)],
@@ -166,21 +152,13 @@ fn dev_zero_is_refused_as_ruleset_and_as_table_file() {
 /// ends the wait with an empty file: a regression fails the assertions instead of
 /// hanging the suite.
 fn output_with_fifo(fw: &Xdpwall, args: &[&str], fifo: &Path) -> Output {
-    let mut child = fw
-        .command(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = fw.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     loop {
         if child.try_wait().unwrap().is_some() {
             return child.wait_with_output().unwrap();
         }
         // Succeeds only while a reader has the FIFO open.
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(fifo);
+        let _ = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(fifo);
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
@@ -194,16 +172,10 @@ fn fifos_are_refused_without_blocking() {
     let out = output_with_fifo(&fw, &["check", s(&fifo)], &fifo);
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        format!(
-            "xdpwall: {}: cannot read ruleset: it is a named pipe (FIFO), not a regular file\n",
-            fifo.display()
-        )
+        format!("xdpwall: {}: cannot read ruleset: it is a named pipe (FIFO), not a regular file\n", fifo.display())
     );
     let table = dir.fifo("table.txt");
-    let path = dir.write(
-        "t.conf",
-        "table <t> file \"table.txt\"\nblock in from <t>\n",
-    );
+    let path = dir.write("t.conf", "table <t> file \"table.txt\"\nblock in from <t>\n");
     let out = output_with_fifo(&fw, &["check", s(&path)], &table);
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
@@ -222,10 +194,7 @@ fn oversized_table_file_is_refused_before_it_is_read() {
     let dir = Scratch::new("bigfile");
     let table = dir.0.join("big.txt");
     // Sparse: takes no disk space; the size is checked before anything is read.
-    std::fs::File::create(&table)
-        .unwrap()
-        .set_len((128 << 20) + 1)
-        .unwrap();
+    std::fs::File::create(&table).unwrap().set_len((128 << 20) + 1).unwrap();
     let path = dir.write("t.conf", "table <t> file \"big.txt\"\nblock in from <t>\n");
     fails_with(
         &fw,
@@ -249,19 +218,13 @@ fn rule_4097_is_reported_at_its_position() {
     }
     let ok = dir.write("ok.conf", &text);
     let out = fw.run(["check", s(&ok)]).unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("OK: 4096 rules"),
-        "{out:?}"
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK: 4096 rules"), "{out:?}");
     text.push_str("\n  block in all\n");
     let path = dir.write("over.conf", &text);
     fails_with(
         &fw,
         &["check", s(&path)],
-        &format!(
-            "{}:4099:3: this is rule 4097; a ruleset holds at most 4096 rules",
-            path.display()
-        ),
+        &format!("{}:4099:3: this is rule 4097; a ruleset holds at most 4096 rules", path.display()),
     );
 }
 
@@ -286,14 +249,8 @@ fn table_over_a_million_entries_is_reported_at_the_table() {
     let fw = Xdpwall::isolated();
     let dir = Scratch::new("entries");
     let table = dir.write("big.txt", ipv6_table(1_000_001));
-    assert!(
-        table.metadata().unwrap().len() > 100 << 20,
-        "the table file is realistic"
-    );
-    let path = dir.write(
-        "t.conf",
-        "set default pass\n\ntable <big> file \"big.txt\"\nblock in from <big>\n",
-    );
+    assert!(table.metadata().unwrap().len() > 100 << 20, "the table file is realistic");
+    let path = dir.write("t.conf", "set default pass\n\ntable <big> file \"big.txt\"\nblock in from <big>\n");
     fails_with(
         &fw,
         &["check", s(&path)],
@@ -309,13 +266,8 @@ fn a_million_ipv6_prefixes_with_comments_fit_the_table_file_cap() {
     let fw = Xdpwall::isolated();
     let dir = Scratch::new("million");
     let table = dir.write("big.txt", ipv6_table(1_000_000));
-    let path = dir.write(
-        "t.conf",
-        "table <big> file \"big.txt\"\nblock in from <big>\n",
-    );
-    let out = fw
-        .run(["check", s(&path)])
-        .expect("a 1M-entry table file is accepted");
+    let path = dir.write("t.conf", "table <big> file \"big.txt\"\nblock in from <big>\n");
+    let out = fw.run(["check", s(&path)]).expect("a 1M-entry table file is accepted");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("1 tables (1000000 entries)"), "{stdout}");
     assert!(table.metadata().unwrap().len() > 100 << 20);
@@ -340,23 +292,14 @@ fn empty_rulesets_are_refused_unless_allowed() {
     }
     let out = fw.run(["check", "--allow-empty", s(&empty)]).unwrap();
     assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with(&format!(
-            "{}: OK: 0 rules, 0 tables (0 entries), default pass",
-            empty.display()
-        )),
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with(&format!("{}: OK: 0 rules, 0 tables (0 entries), default pass", empty.display())),
         "{out:?}"
     );
     // With the flag, the commands get past the ruleset to their own checks.
     let out = fw.output(["apply", "--allow-empty", s(&empty)]).unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stderr).starts_with("xdpwall: xdpwall is not loaded"),
-        "{out:?}"
-    );
-    fails_with(
-        &fw,
-        &["load", "--allow-empty", "xw-no-such-if", s(&empty)],
-        "no interface named xw-no-such-if",
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("xdpwall: xdpwall is not loaded"), "{out:?}");
+    fails_with(&fw, &["load", "--allow-empty", "xw-no-such-if", s(&empty)], "no interface named xw-no-such-if");
 }
 
 #[test]
@@ -367,10 +310,7 @@ fn empty_apply_over_a_blocking_ruleset_changes_nothing() {
     let veth = VethPair::new(&ns).unwrap();
     let fw = Xdpwall::isolated();
     let dir = Scratch::new("emptyapply");
-    let block = dir.write(
-        "block.conf",
-        "set default block\nblock in proto udp to port 9\n",
-    );
+    let block = dir.write("block.conf", "set default block\nblock in proto udp to port 9\n");
     fw.run(["load", &veth.host, s(&block)]).expect("load");
     let host: IpAddr = veth.host_v4.into();
     assert_eq!(ns.ping_replies(host, 1), 0, "pings are blocked");
@@ -387,8 +327,7 @@ fn empty_apply_over_a_blocking_ruleset_changes_nothing() {
     assert!(String::from_utf8_lossy(&status.stdout).contains("(generation 1), default block"));
     assert_eq!(ns.ping_replies(host, 1), 0, "still blocked");
     // Forced, the operator gets what they asked for.
-    fw.run(["apply", "--allow-empty", s(&empty)])
-        .expect("forced apply");
+    fw.run(["apply", "--allow-empty", s(&empty)]).expect("forced apply");
     assert_eq!(ns.ping_replies(host, 1), 1, "an empty ruleset passes");
 }
 
@@ -397,10 +336,8 @@ fn a_file_that_is_not_a_ruleset_is_not_echoed() {
     let fw = Xdpwall::isolated();
     let dir = Scratch::new("foreign");
     let secret = "s3cr3t-hunter2-s3cr3t";
-    let shadow = dir.write(
-        "shadow",
-        format!("root:$6${secret}$abcdefghijklmnop:19000:0:99999:7:::\nbin:*:19000:0:99999:7:::\n"),
-    );
+    let shadow = dir
+        .write("shadow", format!("root:$6${secret}$abcdefghijklmnop:19000:0:99999:7:::\nbin:*:19000:0:99999:7:::\n"));
     let out = fw.output(["check", s(&shadow)]).unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -411,16 +348,10 @@ fn a_file_that_is_not_a_ruleset_is_not_echoed() {
         )
     );
     assert!(!err.contains(secret));
-    let path = dir.write(
-        "t.conf",
-        format!("table <t> file \"{}\"\n", shadow.display()),
-    );
+    let path = dir.write("t.conf", format!("table <t> file \"{}\"\n", shadow.display()));
     let out = fw.output(["check", s(&path)]).unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.starts_with(&format!("xdpwall: {}:1:1: ", shadow.display())),
-        "{err}"
-    );
+    assert!(err.starts_with(&format!("xdpwall: {}:1:1: ", shadow.display())), "{err}");
     assert!(!err.contains(secret), "{err}");
 }
 
@@ -436,18 +367,11 @@ fn corpus_of_broken_rulesets_gives_each_its_error() {
         .filter(|p| p.extension().is_some_and(|e| e == "conf"))
         .collect();
     confs.sort();
-    assert!(
-        confs.len() >= 20,
-        "the corpus is all there: {}",
-        confs.len()
-    );
+    assert!(confs.len() >= 20, "the corpus is all there: {}", confs.len());
     for conf in &confs {
         let expect = std::fs::read_to_string(conf.with_extension("expect"))
             .unwrap_or_else(|e| panic!("{}: no .expect: {e}", conf.display()));
-        let expected = expect
-            .trim_end_matches('\n')
-            .replace("{FILE}", s(conf))
-            .replace("{DIR}", s(&dir));
+        let expected = expect.trim_end_matches('\n').replace("{FILE}", s(conf)).replace("{DIR}", s(&dir));
         fails_with(&fw, &["check", s(conf)], &expected);
     }
 }

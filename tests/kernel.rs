@@ -50,47 +50,23 @@ impl Harness {
     /// `lo_name`: the name the filter knows the loopback device by (`None`: not loaded,
     /// as if the program ran on an interface it has no entry for).
     fn with_lo_named(src: &str, lo_name: Option<&str>) -> Harness {
-        let rs = rules::parse_str(src, "kernel-test.conf", std::path::Path::new("."))
-            .expect("ruleset parses");
+        let rs = rules::parse_str(src, "kernel-test.conf", std::path::Path::new(".")).expect("ruleset parses");
         let compiled = compile::compile(&rs).expect("ruleset compiles");
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/xdpwall-kt-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&pin_dir).expect("bpffs is mounted (cargo xtask setup)");
-        let slots: Vec<u32> = (0..compiled.rules.len() as u32)
-            .map(|i| slot::RESERVED + i)
-            .collect();
-        let lo: Vec<IfaceBinding> = lo_name
-            .map(|name| IfaceBinding {
-                name: name.into(),
-                ifindex: LO,
-                stats_slot: 0,
-            })
-            .into_iter()
-            .collect();
-        let program = LoadedProgram::load(&compiled, &slots, &lo, &pin_dir)
-            .expect("program loads and verifies");
+        let slots: Vec<u32> = (0..compiled.rules.len() as u32).map(|i| slot::RESERVED + i).collect();
+        let lo: Vec<IfaceBinding> =
+            lo_name.map(|name| IfaceBinding { name: name.into(), ifindex: LO, stats_slot: 0 }).into_iter().collect();
+        let program = LoadedProgram::load(&compiled, &slots, &lo, &pin_dir).expect("program loads and verifies");
         let default_slot = match rs.default_action {
             rules::Action::Pass => slot::DEFAULT_PASS,
             rules::Action::Block => slot::DEFAULT_BLOCK,
         };
-        let rule_actions = rs
-            .rules
-            .iter()
-            .map(|r| {
-                if r.action == rules::Action::Pass {
-                    XDP_PASS
-                } else {
-                    XDP_DROP
-                }
-            })
-            .collect();
-        Harness {
-            program,
-            pin_dir,
-            default_slot,
-            rule_actions,
-        }
+        let rule_actions =
+            rs.rules.iter().map(|r| if r.action == rules::Action::Pass { XDP_PASS } else { XDP_DROP }).collect();
+        Harness { program, pin_dir, default_slot, rule_actions }
     }
 
     /// The keys in one of this harness's flow tables (`STATES`: answered flows,
@@ -124,9 +100,7 @@ impl Harness {
         let map: aya::maps::PerCpuArray<_, Counter> =
             aya::maps::PerCpuArray::try_from(aya::maps::Map::from_map_data(map).unwrap()).unwrap();
         (0..slot::RESERVED + self.rule_actions.len() as u32)
-            .map(|s| {
-                map.get(&s, 0).expect("slot readable").iter().copied().fold(Counter::default(), |a, c| a + c)
-            })
+            .map(|s| map.get(&s, 0).expect("slot readable").iter().copied().fold(Counter::default(), |a, c| a + c))
             .collect()
     }
 
@@ -134,45 +108,26 @@ impl Harness {
     fn check(&mut self, name: &str, frame: &[u8], expect: Expect) {
         let (want_action, want_slot) = match expect {
             Expect::Rule(i, _) => (self.rule_actions[i], slot::RESERVED + i as u32),
-            Expect::Default => (
-                if self.default_slot == slot::DEFAULT_PASS {
-                    XDP_PASS
-                } else {
-                    XDP_DROP
-                },
-                self.default_slot,
-            ),
+            Expect::Default => {
+                (if self.default_slot == slot::DEFAULT_PASS { XDP_PASS } else { XDP_DROP }, self.default_slot)
+            }
             Expect::NonIp => (XDP_PASS, slot::NON_IP),
             Expect::State => (XDP_PASS, slot::STATE),
             Expect::Malformed(m) => (XDP_DROP, m.slot()),
         };
         if let Expect::Rule(i, action) = expect {
-            assert_eq!(
-                self.rule_actions[i], action,
-                "{name}: test table names the wrong action for rule {i}"
-            );
+            assert_eq!(self.rule_actions[i], action, "{name}: test table names the wrong action for rule {i}");
         }
         let before = self.counters();
         let action = self.program.test_run(frame, Some(LO)).expect("test run");
         let after = self.counters();
-        assert_eq!(
-            action, want_action,
-            "{name}: verdict (2 pass, 1 drop), expected {expect:?}"
-        );
+        assert_eq!(action, want_action, "{name}: verdict (2 pass, 1 drop), expected {expect:?}");
         for (s, (b, a)) in before.iter().zip(&after).enumerate() {
             let (dp, db) = (a.packets - b.packets, a.bytes - b.bytes);
             if s as u32 == want_slot {
-                assert_eq!(
-                    (dp, db),
-                    (1, frame.len() as u64),
-                    "{name}: counter of {expect:?} (slot {s})"
-                );
+                assert_eq!((dp, db), (1, frame.len() as u64), "{name}: counter of {expect:?} (slot {s})");
             } else {
-                assert_eq!(
-                    (dp, db),
-                    (0, 0),
-                    "{name}: slot {s} moved, expected only {expect:?} (slot {want_slot})"
-                );
+                assert_eq!((dp, db), (0, 0), "{name}: slot {s} moved, expected only {expect:?} (slot {want_slot})");
             }
         }
     }
@@ -247,178 +202,57 @@ fn every_match_field() {
     h.check("proto sctp v4", &bytes(ip4().sctp(1, 2)), Rule(3, XDP_PASS));
     h.check("proto sctp v6", &bytes(ip6().sctp(1, 2)), Rule(3, XDP_PASS));
     h.check("udp other port", &udp(ip4(), 9999), Default);
-    h.check(
-        "src v4 prefix",
-        &udp(ip4_from("10.1.200.3"), 9999),
-        Rule(4, XDP_PASS),
-    );
-    h.check(
-        "src v4 outside prefix",
-        &udp(ip4_from("10.4.0.1"), 9999),
-        Default,
-    );
+    h.check("src v4 prefix", &udp(ip4_from("10.1.200.3"), 9999), Rule(4, XDP_PASS));
+    h.check("src v4 outside prefix", &udp(ip4_from("10.4.0.1"), 9999), Default);
     h.check(
         "src v6 prefix",
-        &udp(
-            PacketBuilder::eth().ipv6(v6("2001:db8:1:ffff::9"), v6(DST6)),
-            9999,
-        ),
+        &udp(PacketBuilder::eth().ipv6(v6("2001:db8:1:ffff::9"), v6(DST6)), 9999),
         Rule(5, XDP_PASS),
     );
-    h.check(
-        "dst host",
-        &udp(PacketBuilder::eth().ipv4(v4(SRC4), v4("10.2.2.2")), 9999),
-        Rule(6, XDP_PASS),
-    );
-    h.check(
-        "dst host neighbour",
-        &udp(PacketBuilder::eth().ipv4(v4(SRC4), v4("10.2.2.3")), 9999),
-        Default,
-    );
+    h.check("dst host", &udp(PacketBuilder::eth().ipv4(v4(SRC4), v4("10.2.2.2")), 9999), Rule(6, XDP_PASS));
+    h.check("dst host neighbour", &udp(PacketBuilder::eth().ipv4(v4(SRC4), v4("10.2.2.3")), 9999), Default);
     let to_10_3 = |src: &str| udp(PacketBuilder::eth().ipv4(v4(src), v4("10.3.1.1")), 9999);
-    h.check(
-        "negated table, not in table",
-        &to_10_3(SRC4),
-        Rule(7, XDP_DROP),
-    );
-    h.check(
-        "negated table, in table",
-        &to_10_3("10.9.4.4"),
-        Rule(8, XDP_PASS),
-    );
-    h.check(
-        "sport range low",
-        &tcp(ip4(), 5000, 9999, ack),
-        Rule(9, XDP_PASS),
-    );
-    h.check(
-        "sport range high",
-        &tcp(ip4(), 5010, 9999, ack),
-        Rule(9, XDP_PASS),
-    );
+    h.check("negated table, not in table", &to_10_3(SRC4), Rule(7, XDP_DROP));
+    h.check("negated table, in table", &to_10_3("10.9.4.4"), Rule(8, XDP_PASS));
+    h.check("sport range low", &tcp(ip4(), 5000, 9999, ack), Rule(9, XDP_PASS));
+    h.check("sport range high", &tcp(ip4(), 5010, 9999, ack), Rule(9, XDP_PASS));
     h.check("sport range above", &tcp(ip4(), 5011, 9999, ack), Default);
     h.check("sport range below", &tcp(ip4(), 4999, 9999, ack), Default);
-    h.check(
-        "dport list 22",
-        &tcp(ip4(), 40000, 22, ack),
-        Rule(10, XDP_PASS),
-    );
-    h.check(
-        "dport list 80 v6",
-        &tcp(ip6(), 40000, 80, ack),
-        Rule(10, XDP_PASS),
-    );
+    h.check("dport list 22", &tcp(ip4(), 40000, 22, ack), Rule(10, XDP_PASS));
+    h.check("dport list 80 v6", &tcp(ip6(), 40000, 80, ack), Rule(10, XDP_PASS));
     h.check("dport list miss", &tcp(ip4(), 40000, 81, ack), Default);
     h.check("udp to a tcp port", &udp(ip4(), 22), Default);
-    h.check(
-        "flags S/SA: syn",
-        &tcp(ip4(), 40000, 8000, syn),
-        Rule(11, XDP_PASS),
-    );
-    h.check(
-        "flags S/SA: syn|psh",
-        &tcp(ip4(), 40000, 8000, syn | packet::TCP_PSH),
-        Rule(11, XDP_PASS),
-    );
-    h.check(
-        "flags S/SA: syn|ack",
-        &tcp(ip4(), 40000, 8000, syn | ack),
-        Default,
-    );
-    h.check(
-        "icmp echo request",
-        &bytes(ip4().icmp_echo(1, 1)),
-        Rule(12, XDP_PASS),
-    );
+    h.check("flags S/SA: syn", &tcp(ip4(), 40000, 8000, syn), Rule(11, XDP_PASS));
+    h.check("flags S/SA: syn|psh", &tcp(ip4(), 40000, 8000, syn | packet::TCP_PSH), Rule(11, XDP_PASS));
+    h.check("flags S/SA: syn|ack", &tcp(ip4(), 40000, 8000, syn | ack), Default);
+    h.check("icmp echo request", &bytes(ip4().icmp_echo(1, 1)), Rule(12, XDP_PASS));
     h.check("icmp echo reply", &bytes(ip4().icmp(0, 0)), Default);
-    h.check(
-        "icmp6 echo request",
-        &bytes(ip6().icmp6_echo(1, 1)),
-        Rule(13, XDP_PASS),
-    );
+    h.check("icmp6 echo request", &bytes(ip6().icmp6_echo(1, 1)), Rule(13, XDP_PASS));
     h.check("icmp6 echo reply", &bytes(ip6().icmp6(129, 0)), Default);
-    h.check(
-        "icmp type 8 in ipv6 proto 1 is not icmp6",
-        &bytes(ip6().l4_raw(1, &[8, 0, 0, 0, 0, 0, 0, 0])),
-        Default,
-    );
-    h.check(
-        "icmp unreach code 3",
-        &bytes(ip4().icmp(3, 3)),
-        Rule(14, XDP_PASS),
-    );
+    h.check("icmp type 8 in ipv6 proto 1 is not icmp6", &bytes(ip6().l4_raw(1, &[8, 0, 0, 0, 0, 0, 0, 0])), Default);
+    h.check("icmp unreach code 3", &bytes(ip4().icmp(3, 3)), Rule(14, XDP_PASS));
     h.check("icmp unreach code 1", &bytes(ip4().icmp(3, 1)), Default);
-    h.check(
-        "vlan 100",
-        &udp(
-            PacketBuilder::eth().vlan(100).ipv4(v4(SRC4), v4(DST4)),
-            9999,
-        ),
-        Rule(15, XDP_PASS),
-    );
-    h.check(
-        "vlan 101",
-        &udp(
-            PacketBuilder::eth().vlan(101).ipv4(v4(SRC4), v4(DST4)),
-            9999,
-        ),
-        Default,
-    );
+    h.check("vlan 100", &udp(PacketBuilder::eth().vlan(100).ipv4(v4(SRC4), v4(DST4)), 9999), Rule(15, XDP_PASS));
+    h.check("vlan 101", &udp(PacketBuilder::eth().vlan(101).ipv4(v4(SRC4), v4(DST4)), 9999), Default);
     h.check(
         "qinq outer 100",
-        &udp(
-            PacketBuilder::eth().qinq(100, 7).ipv6(v6(SRC6), v6(DST6)),
-            9999,
-        ),
+        &udp(PacketBuilder::eth().qinq(100, 7).ipv6(v6(SRC6), v6(DST6)), 9999),
         Rule(15, XDP_PASS),
     );
-    h.check(
-        "qinq inner 100",
-        &udp(
-            PacketBuilder::eth().qinq(7, 100).ipv4(v4(SRC4), v4(DST4)),
-            9999,
-        ),
-        Default,
-    );
+    h.check("qinq inner 100", &udp(PacketBuilder::eth().qinq(7, 100).ipv4(v4(SRC4), v4(DST4)), 9999), Default);
     h.check(
         "802.1ad single tag",
-        &udp(
-            PacketBuilder::eth().vlan_ad(100).ipv4(v4(SRC4), v4(DST4)),
-            9999,
-        ),
+        &udp(PacketBuilder::eth().vlan_ad(100).ipv4(v4(SRC4), v4(DST4)), 9999),
         Rule(15, XDP_PASS),
     );
     h.check(
         "vlan tagged tcp 22",
-        &tcp(
-            PacketBuilder::eth().qinq(5, 6).ipv4(v4(SRC4), v4(DST4)),
-            1,
-            22,
-            ack,
-        ),
+        &tcp(PacketBuilder::eth().qinq(5, 6).ipv4(v4(SRC4), v4(DST4)), 1, 22, ack),
         Rule(10, XDP_PASS),
     );
-    h.check(
-        "block v6 dst",
-        &udp(
-            PacketBuilder::eth().ipv6(v6(SRC6), v6("2001:db8:d::1")),
-            9999,
-        ),
-        Rule(16, XDP_DROP),
-    );
-    h.check(
-        "arp",
-        &PacketBuilder::eth()
-            .arp_request(v4(SRC4), v4(DST4))
-            .build()
-            .bytes,
-        NonIp,
-    );
-    h.check(
-        "unknown ethertype",
-        &bytes(PacketBuilder::eth().ethertype(packet::ETH_P_EXPERIMENTAL)),
-        NonIp,
-    );
+    h.check("block v6 dst", &udp(PacketBuilder::eth().ipv6(v6(SRC6), v6("2001:db8:d::1")), 9999), Rule(16, XDP_DROP));
+    h.check("arp", &PacketBuilder::eth().arp_request(v4(SRC4), v4(DST4)).build().bytes, NonIp);
+    h.check("unknown ethertype", &bytes(PacketBuilder::eth().ethertype(packet::ETH_P_EXPERIMENTAL)), NonIp);
 }
 
 #[test]
@@ -427,79 +261,30 @@ fn ipv4_options_and_fragments() {
     let mut h = Harness::new(EVERY_FIELD);
     let ack = packet::TCP_ACK;
     let opts = [1, 1, 1, 0, 0x94, 4, 0, 0, 1, 1, 1, 1]; // NOPs, EOL, router alert, NOPs
-    h.check(
-        "ipv4 options, tcp 22",
-        &bytes(ip4().ip_options(&opts).tcp(1, 22, ack)),
-        Rule(10, XDP_PASS),
-    );
-    h.check(
-        "40 bytes of options",
-        &bytes(ip4().ip_options(&[1; 40]).tcp(1, 22, ack)),
-        Rule(10, XDP_PASS),
-    );
-    h.check(
-        "first fragment has ports",
-        &bytes(ip4().fragment(0, true).tcp(1, 22, ack)),
-        Rule(10, XDP_PASS),
-    );
-    h.check(
-        "later fragment has none",
-        &bytes(ip4().fragment(185, true).tcp(1, 22, ack)),
-        Default,
-    );
-    h.check(
-        "last fragment has none",
-        &bytes(ip4().fragment(185, false).udp(1, 1002)),
-        Default,
-    );
+    h.check("ipv4 options, tcp 22", &bytes(ip4().ip_options(&opts).tcp(1, 22, ack)), Rule(10, XDP_PASS));
+    h.check("40 bytes of options", &bytes(ip4().ip_options(&[1; 40]).tcp(1, 22, ack)), Rule(10, XDP_PASS));
+    h.check("first fragment has ports", &bytes(ip4().fragment(0, true).tcp(1, 22, ack)), Rule(10, XDP_PASS));
+    h.check("later fragment has none", &bytes(ip4().fragment(185, true).tcp(1, 22, ack)), Default);
+    h.check("last fragment has none", &bytes(ip4().fragment(185, false).udp(1, 1002)), Default);
     h.check(
         "later fragment matches on address",
         &bytes(ip4_from("10.1.0.1").fragment(185, false).tcp(1, 22, ack)),
         Rule(4, XDP_PASS),
     );
-    h.check(
-        "later fragment matches on proto",
-        &bytes(ip4().fragment(8, false).sctp(1, 2)),
-        Rule(3, XDP_PASS),
-    );
+    h.check("later fragment matches on proto", &bytes(ip4().fragment(8, false).sctp(1, 2)), Rule(3, XDP_PASS));
     // A later fragment whose bytes look like an ICMP echo request must not match icmp-type.
-    h.check(
-        "later icmp fragment",
-        &bytes(ip4().fragment(3, false).icmp_echo(1, 1)),
-        Default,
-    );
+    h.check("later icmp fragment", &bytes(ip4().fragment(3, false).icmp_echo(1, 1)), Default);
     let mut bad_ihl = bytes(ip4().udp(1, 1002));
     bad_ihl[14] = 0x44;
-    h.check(
-        "ihl 4",
-        &bad_ihl,
-        Malformed(filter_common::Malformed::Ipv4BadHeader),
-    );
+    h.check("ihl 4", &bad_ihl, Malformed(filter_common::Malformed::Ipv4BadHeader));
     let mut bad_version = bytes(ip4().udp(1, 1002));
     bad_version[14] = 0x65;
-    h.check(
-        "version 6 in an ipv4 frame",
-        &bad_version,
-        Malformed(filter_common::Malformed::Ipv4BadHeader),
-    );
+    h.check("version 6 in an ipv4 frame", &bad_version, Malformed(filter_common::Malformed::Ipv4BadHeader));
     let mut v6_bad = bytes(ip6().udp(1, 1002));
     v6_bad[14] = 0x40;
-    h.check(
-        "version 4 in an ipv6 frame",
-        &v6_bad,
-        Malformed(filter_common::Malformed::Ipv6BadHeader),
-    );
-    let three = PacketBuilder::eth()
-        .vlan(100)
-        .vlan(101)
-        .vlan(102)
-        .ipv4(v4(SRC4), v4(DST4))
-        .udp(1, 2);
-    h.check(
-        "three vlan tags",
-        &bytes(three),
-        Malformed(filter_common::Malformed::VlanTooMany),
-    );
+    h.check("version 4 in an ipv6 frame", &v6_bad, Malformed(filter_common::Malformed::Ipv6BadHeader));
+    let three = PacketBuilder::eth().vlan(100).vlan(101).vlan(102).ipv4(v4(SRC4), v4(DST4)).udp(1, 2);
+    h.check("three vlan tags", &bytes(three), Malformed(filter_common::Malformed::VlanTooMany));
 }
 
 #[test]
@@ -509,69 +294,27 @@ fn ipv6_extension_header_chains() {
     let ack = packet::TCP_ACK;
     let chain = ip6()
         .hop_by_hop()
-        .ipv6_ext(Ipv6Ext::Routing {
-            routing_type: 4,
-            segments_left: 0,
-            extra: 2,
-        })
+        .ipv6_ext(Ipv6Ext::Routing { routing_type: 4, segments_left: 0, extra: 2 })
         .ipv6_ext(Ipv6Ext::DestOpts { extra: 1 });
-    h.check(
-        "hbh, routing, dstopts, udp",
-        &bytes(chain.clone().udp(1, 1002)),
-        Rule(2, XDP_PASS),
-    );
-    h.check(
-        "hbh, routing, dstopts, tcp 80",
-        &bytes(chain.tcp(1, 80, ack)),
-        Rule(10, XDP_PASS),
-    );
-    let frag = |offset| {
-        ip6().hop_by_hop().ipv6_ext(Ipv6Ext::Fragment {
-            offset,
-            more: true,
-            id: 7,
-        })
-    };
-    h.check(
-        "v6 first fragment",
-        &bytes(frag(0).tcp(1, 22, ack)),
-        Rule(10, XDP_PASS),
-    );
-    h.check(
-        "v6 later fragment",
-        &bytes(frag(100).tcp(1, 22, ack)),
-        Default,
-    );
-    h.check(
-        "v6 later fragment, icmp6",
-        &bytes(frag(100).icmp6_echo(1, 1)),
-        Default,
-    );
+    h.check("hbh, routing, dstopts, udp", &bytes(chain.clone().udp(1, 1002)), Rule(2, XDP_PASS));
+    h.check("hbh, routing, dstopts, tcp 80", &bytes(chain.tcp(1, 80, ack)), Rule(10, XDP_PASS));
+    let frag = |offset| ip6().hop_by_hop().ipv6_ext(Ipv6Ext::Fragment { offset, more: true, id: 7 });
+    h.check("v6 first fragment", &bytes(frag(0).tcp(1, 22, ack)), Rule(10, XDP_PASS));
+    h.check("v6 later fragment", &bytes(frag(100).tcp(1, 22, ack)), Default);
+    h.check("v6 later fragment, icmp6", &bytes(frag(100).icmp6_echo(1, 1)), Default);
     let mut eight = ip6();
     for _ in 0..8 {
         eight = eight.dest_opts();
     }
-    h.check(
-        "8 extension headers",
-        &bytes(eight.clone().udp(1, 1002)),
-        Rule(2, XDP_PASS),
-    );
+    h.check("8 extension headers", &bytes(eight.clone().udp(1, 1002)), Rule(2, XDP_PASS));
     h.check(
         "9 extension headers",
         &bytes(eight.dest_opts().udp(1, 1002)),
         Malformed(filter_common::Malformed::Ipv6ExtTooMany),
     );
     let long = ip6().ipv6_ext(Ipv6Ext::DestOpts { extra: 70 }).udp(1, 1002);
-    h.check(
-        "600 bytes of headers",
-        &bytes(long),
-        Malformed(filter_common::Malformed::Ipv6ExtTooMany),
-    );
-    h.check(
-        "no next header",
-        &bytes(ip6().l4_raw(packet::IPPROTO_NONE, &[])),
-        Default,
-    );
+    h.check("600 bytes of headers", &bytes(long), Malformed(filter_common::Malformed::Ipv6ExtTooMany));
+    h.check("no next header", &bytes(ip6().l4_raw(packet::IPPROTO_NONE, &[])), Default);
 }
 
 #[test]
@@ -583,36 +326,17 @@ fn default_pass_and_rule_order() {
          block in from 10.0.0.0/8\n\
          pass  in from 10.1.0.0/16\n",
     );
-    h.check(
-        "first match wins over a later pass",
-        &bytes(ip4().udp(1, 53)),
-        Rule(0, XDP_DROP),
-    );
+    h.check("first match wins over a later pass", &bytes(ip4().udp(1, 53)), Rule(0, XDP_DROP));
     h.check("second rule", &bytes(ip4().udp(1, 54)), Rule(1, XDP_PASS));
     h.check("default pass", &bytes(ip4().udp(1, 55)), Default);
-    h.check(
-        "/8 before its /16",
-        &bytes(ip4_from("10.1.2.3").udp(1, 55)),
-        Rule(2, XDP_DROP),
-    );
+    h.check("/8 before its /16", &bytes(ip4_from("10.1.2.3").udp(1, 55)), Rule(2, XDP_DROP));
 }
 
 #[test]
 fn empty_ruleset_uses_the_default() {
     let mut h = Harness::new("set default block\n");
-    h.check(
-        "tcp",
-        &bytes(ip4().tcp(1, 2, packet::TCP_SYN)),
-        Expect::Default,
-    );
-    h.check(
-        "arp still passes",
-        &PacketBuilder::eth()
-            .arp_request(v4(SRC4), v4(DST4))
-            .build()
-            .bytes,
-        Expect::NonIp,
-    );
+    h.check("tcp", &bytes(ip4().tcp(1, 2, packet::TCP_SYN)), Expect::Default);
+    h.check("arp still passes", &PacketBuilder::eth().arp_request(v4(SRC4), v4(DST4)).build().bytes, Expect::NonIp);
 }
 
 /// What a frame cut to `len` bytes must count as. With `lengths_fixed` (the IP length
@@ -620,7 +344,13 @@ fn empty_ruleset_uses_the_default() {
 /// `tiny_after` (the end of a first fragment's IP or Fragment header), the fragment is
 /// tiny; a frame cut only in its payload is judged normally. Without, a cut past the
 /// IP header leaves a length field that claims more than the frame holds.
-fn truncated_expectation(p: &Packet, len: usize, full: Expect, lengths_fixed: bool, tiny_after: Option<usize>) -> Expect {
+fn truncated_expectation(
+    p: &Packet,
+    len: usize,
+    full: Expect,
+    lengths_fixed: bool,
+    tiny_after: Option<usize>,
+) -> Expect {
     let Some(layer) = p.layers.iter().find(|l| l.end > len) else {
         return full;
     };
@@ -629,14 +359,20 @@ fn truncated_expectation(p: &Packet, len: usize, full: Expect, lengths_fixed: bo
         && !lengths_fixed
         && len >= ip.end
     {
-        return Expect::Malformed(if ip.kind == LayerKind::Ipv4 { Malformed::Ipv4BadLength } else { Malformed::Ipv6BadLength });
+        return Expect::Malformed(if ip.kind == LayerKind::Ipv4 {
+            Malformed::Ipv4BadLength
+        } else {
+            Malformed::Ipv6BadLength
+        });
     }
     let reason = match layer.kind {
         LayerKind::Eth => Malformed::EthTruncated,
         LayerKind::Vlan => Malformed::VlanTruncated,
         LayerKind::Ipv4 => Malformed::Ipv4Truncated,
         LayerKind::Ipv6 => Malformed::Ipv6Truncated,
-        _ if tiny_after.is_some_and(|at| layer.start >= at) && layer.kind != LayerKind::Payload => Malformed::FragmentTiny,
+        _ if tiny_after.is_some_and(|at| layer.start >= at) && layer.kind != LayerKind::Payload => {
+            Malformed::FragmentTiny
+        }
         LayerKind::Ipv6Ext => Malformed::Ipv6ExtTruncated,
         LayerKind::Tcp | LayerKind::Udp | LayerKind::Sctp | LayerKind::Icmp | LayerKind::Icmp6 => {
             Malformed::L4Truncated
@@ -670,16 +406,8 @@ fn truncated_at_every_byte() {
     let ack = packet::TCP_ACK;
     let v6_chain = ip6()
         .hop_by_hop()
-        .ipv6_ext(Ipv6Ext::Routing {
-            routing_type: 4,
-            segments_left: 0,
-            extra: 1,
-        })
-        .ipv6_ext(Ipv6Ext::Fragment {
-            offset: 0,
-            more: true,
-            id: 1,
-        })
+        .ipv6_ext(Ipv6Ext::Routing { routing_type: 4, segments_left: 0, extra: 1 })
+        .ipv6_ext(Ipv6Ext::Fragment { offset: 0, more: true, id: 1 })
         .dest_opts()
         .tcp(1, 80, ack)
         .build();
@@ -690,37 +418,19 @@ fn truncated_at_every_byte() {
     let cases: Vec<(&str, Packet, Expect, Option<usize>)> = vec![
         (
             "tcp/ipv4 with options",
-            ip4()
-                .ip_options(&[1; 8])
-                .tcp(1, 22, ack)
-                .payload(b"xy")
-                .build(),
+            ip4().ip_options(&[1; 8]).tcp(1, 22, ack).payload(b"xy").build(),
             Rule(10, XDP_PASS),
             None,
         ),
         (
             "udp/ipv4 in qinq",
-            PacketBuilder::eth()
-                .qinq(100, 5)
-                .ipv4(v4(SRC4), v4(DST4))
-                .udp(1, 1002)
-                .build(),
+            PacketBuilder::eth().qinq(100, 5).ipv4(v4(SRC4), v4(DST4)).udp(1, 1002).build(),
             Rule(1, XDP_PASS),
             None,
         ),
-        (
-            "icmp/ipv4",
-            ip4().icmp_echo(1, 2).payload(b"ping").build(),
-            Rule(12, XDP_PASS),
-            None,
-        ),
+        ("icmp/ipv4", ip4().icmp_echo(1, 2).payload(b"ping").build(), Rule(12, XDP_PASS), None),
         ("sctp/ipv6", ip6().sctp(1, 2).build(), Rule(3, XDP_PASS), None),
-        (
-            "icmp6/ipv6",
-            ip6().icmp6_echo(1, 1).build(),
-            Rule(13, XDP_PASS),
-            None,
-        ),
+        ("icmp6/ipv6", ip6().icmp6_echo(1, 1).build(), Rule(13, XDP_PASS), None),
         ("tcp/ipv6 first fragment with extension chain", v6_chain, Rule(10, XDP_PASS), v6_tiny_after),
         ("tcp/ipv4 first fragment", v4_first, Rule(10, XDP_PASS), v4_tiny_after),
     ];
@@ -754,14 +464,15 @@ fn packet_sanity() {
     let tcp_at = |p: &Packet| p.layer(LayerKind::Tcp).expect("a TCP layer").start;
 
     // TCP Data Offset.
-    for (doff, expect) in [(0u8, Malformed(filter_common::Malformed::TcpBadDataOffset)),
+    for (doff, expect) in [
+        (0u8, Malformed(filter_common::Malformed::TcpBadDataOffset)),
         (4, Malformed(filter_common::Malformed::TcpBadDataOffset)),
         (5, Rule(1, XDP_PASS)),
         // 4 bytes of options (the payload read as options): still inside the segment.
         (6, Rule(1, XDP_PASS)),
         (7, Malformed(filter_common::Malformed::TcpBadDataOffset)),
-        (15, Malformed(filter_common::Malformed::TcpBadDataOffset))]
-    {
+        (15, Malformed(filter_common::Malformed::TcpBadDataOffset)),
+    ] {
         for b in [ip4(), ip6()] {
             let p = b.tcp(40000, 80, ack).payload(b"abcd").build();
             let mut f = p.bytes.clone();
@@ -791,7 +502,11 @@ fn packet_sanity() {
     h.check("total length beyond the frame", &total(real + 1), Malformed(filter_common::Malformed::Ipv4BadLength));
     h.check("total length 65535", &total(u16::MAX), Malformed(filter_common::Malformed::Ipv4BadLength));
     h.check("total length below the header", &total(19), Malformed(filter_common::Malformed::Ipv4BadLength));
-    h.check("total length = header: the tcp header is not in the packet", &total(20), Malformed(filter_common::Malformed::L4Truncated));
+    h.check(
+        "total length = header: the tcp header is not in the packet",
+        &total(20),
+        Malformed(filter_common::Malformed::L4Truncated),
+    );
     h.check("total length 0 (BIG TCP GRO): the frame ends the packet", &total(0), Rule(1, XDP_PASS));
     let mut padded = p.bytes.clone();
     padded.resize(80, 0xee);
@@ -823,11 +538,7 @@ fn packet_sanity() {
         &ip4().ident(7).fragment(1, false).protocol(6).payload(&rewrite).build().bytes,
         Malformed(filter_common::Malformed::FragmentOverlap),
     );
-    h.check(
-        "the unfragmented SYN it would make is blocked",
-        &bytes(ip4().tcp(40000, 22, syn)),
-        Rule(0, XDP_DROP),
-    );
+    h.check("the unfragmented SYN it would make is blocked", &bytes(ip4().tcp(40000, 22, syn)), Rule(0, XDP_DROP));
     h.check(
         "tcp fragment at offset 2 lies past the flags",
         &ip4().fragment(2, false).protocol(6).payload(&rewrite).build().bytes,
@@ -907,16 +618,8 @@ fn interface_field_uses_the_receiving_interface() {
     h.check("udp on wan0", &udp, Expect::Default);
     h.check("tcp on wan0", &tcp, Expect::Rule(1, XDP_DROP));
     let mut h = Harness::with_lo_named(src, None);
-    h.check(
-        "udp on an interface without an entry",
-        &udp,
-        Expect::Default,
-    );
-    h.check(
-        "tcp on an interface without an entry",
-        &tcp,
-        Expect::Default,
-    );
+    h.check("udp on an interface without an entry", &udp, Expect::Default);
+    h.check("tcp on an interface without an entry", &tcp, Expect::Default);
 }
 
 /// Connection tracking, packet by packet: both directions arrive through XDP (as on
@@ -943,7 +646,8 @@ fn tcp_flows_follow_the_handshake() {
     use Expect::*;
     let state = Expect::State;
     let mut h = Harness::new(STATEFUL);
-    let (syn, ack, fin, rst, psh) = (packet::TCP_SYN, packet::TCP_ACK, packet::TCP_FIN, packet::TCP_RST, packet::TCP_PSH);
+    let (syn, ack, fin, rst, psh) =
+        (packet::TCP_SYN, packet::TCP_ACK, packet::TCP_FIN, packet::TCP_RST, packet::TCP_PSH);
     h.check("client SYN opens the flow", &tcp_pkt(true, 40000, 80, syn), Rule(0, XDP_PASS));
     h.check("SYN retransmitted", &tcp_pkt(true, 40000, 80, syn), state);
     h.check("SYN-ACK from the server", &tcp_pkt(false, 80, 40000, syn | ack), state);
@@ -957,7 +661,11 @@ fn tcp_flows_follow_the_handshake() {
 
     h.check("SYN-ACK nobody asked for", &tcp_pkt(false, 80, 40001, syn | ack), Default);
     h.check("stray ACK from a server", &tcp_pkt(false, 80, 40002, ack), Default);
-    h.check("mid-stream ACK to port 80 matches the rule, opens nothing", &tcp_pkt(true, 40003, 80, ack), Rule(0, XDP_PASS));
+    h.check(
+        "mid-stream ACK to port 80 matches the rule, opens nothing",
+        &tcp_pkt(true, 40003, 80, ack),
+        Rule(0, XDP_PASS),
+    );
     h.check("so the server's answer to it is blocked", &tcp_pkt(false, 80, 40003, ack), Default);
 
     h.check("second flow SYN", &tcp_pkt(true, 40004, 80, syn), Rule(0, XDP_PASS));
@@ -1112,7 +820,11 @@ fn a_spoofed_flood_cannot_evict_answered_flows() {
         let first = h.program.test_run(&syn_pkt, Some(LO)).expect("test run");
         let second = h.program.test_run(&udp_pkt, Some(LO)).expect("test run");
         let third = h.program.test_run(&syn_pkt, Some(LO)).expect("test run");
-        assert_eq!((first, second, third), (XDP_PASS, XDP_PASS, XDP_PASS), "spoofed packets of source {i} pass by rule or state");
+        assert_eq!(
+            (first, second, third),
+            (XDP_PASS, XDP_PASS, XDP_PASS),
+            "spoofed packets of source {i} pass by rule or state"
+        );
         if i == 1000 {
             // Mid-flood, 2000 unanswered flows later (twice the limit), the answered
             // flows still pass both ways. (Checked rarely: every check refreshes them.)
@@ -1315,6 +1027,14 @@ fn flow_path_costs() {
         })
         .collect();
     opens.sort_unstable();
-    println!("new flow (UDP query, opens a flow): {} ns/packet (median of {} runs)", opens[opens.len() / 2], opens.len());
-    h.check("the last query opened its flow", &bytes(PacketBuilder::eth().ipv4(v4(SERVER), v4(CLIENT)).udp(53, 39999)), State);
+    println!(
+        "new flow (UDP query, opens a flow): {} ns/packet (median of {} runs)",
+        opens[opens.len() / 2],
+        opens.len()
+    );
+    h.check(
+        "the last query opened its flow",
+        &bytes(PacketBuilder::eth().ipv4(v4(SERVER), v4(CLIENT)).udp(53, 39999)),
+        State,
+    );
 }

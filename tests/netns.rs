@@ -57,9 +57,7 @@ impl Netns {
                 }
                 f()
             });
-            thread
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
     }
 
@@ -70,36 +68,18 @@ impl Netns {
             .args(["netns", "exec", &self.name])
             .args(cmd)
             .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run `ip netns exec {} {}`: {e}",
-                    self.name,
-                    cmd.join(" ")
-                )
-            })
+            .unwrap_or_else(|e| panic!("cannot run `ip netns exec {} {}`: {e}", self.name, cmd.join(" ")))
     }
 
     /// Pings `addr` from the namespace `count` times (1 s timeout each); true when at least
     /// one reply came back (ping's own exit status). See [`Netns::ping_replies`].
     pub fn ping(&self, addr: IpAddr, count: u32) -> bool {
-        self.exec(
-            &ping_args(addr, count)
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        )
-        .status
-        .success()
+        self.exec(&ping_args(addr, count).iter().map(String::as_str).collect::<Vec<_>>()).status.success()
     }
 
     /// Pings `addr` from the namespace `count` times and returns how many replies came back.
     pub fn ping_replies(&self, addr: IpAddr, count: u32) -> u32 {
-        let out = self.exec(
-            &ping_args(addr, count)
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        );
+        let out = self.exec(&ping_args(addr, count).iter().map(String::as_str).collect::<Vec<_>>());
         received(&out.stdout)
     }
 }
@@ -115,28 +95,13 @@ impl Drop for Netns {
 /// Pings `addr` from the root namespace `count` times and returns how many replies came back.
 pub fn ping_replies(addr: IpAddr, count: u32) -> u32 {
     let args = ping_args(addr, count);
-    let out = Command::new(&args[0])
-        .args(&args[1..])
-        .output()
-        .expect("cannot run ping");
+    let out = Command::new(&args[0]).args(&args[1..]).output().expect("cannot run ping");
     received(&out.stdout)
 }
 
 fn ping_args(addr: IpAddr, count: u32) -> Vec<String> {
     let family = if addr.is_ipv4() { "-4" } else { "-6" };
-    [
-        "ping",
-        family,
-        "-c",
-        &count.to_string(),
-        "-W",
-        "1",
-        "-i",
-        "0.2",
-        &addr.to_string(),
-    ]
-    .map(String::from)
-    .to_vec()
+    ["ping", family, "-c", &count.to_string(), "-W", "1", "-i", "0.2", &addr.to_string()].map(String::from).to_vec()
 }
 
 /// "3 packets transmitted, 2 received, 33% packet loss, time 402ms" -> 2.
@@ -188,10 +153,7 @@ impl VethPair {
             bail!("interface name {host} is longer than 15 bytes");
         }
         let x = claim_subnet()?;
-        let (host_mac, peer_mac) = (
-            [0x02, 0x78, 0x77, 0x00, x, 0x01],
-            [0x02, 0x78, 0x77, 0x00, x, 0x02],
-        );
+        let (host_mac, peer_mac) = ([0x02, 0x78, 0x77, 0x00, x, 0x01], [0x02, 0x78, 0x77, 0x00, x, 0x02]);
         let created = ip(&[
             "link",
             "add",
@@ -227,36 +189,10 @@ impl VethPair {
         // From here on, an early return drops `pair`, which deletes the link.
         let (h, p, ns) = (pair.host.as_str(), pair.peer.as_str(), pair.netns.as_str());
         ip(&["addr", "add", &format!("{}/24", pair.host_v4), "dev", h])?;
-        ip(&[
-            "-6",
-            "addr",
-            "add",
-            &format!("{}/64", pair.host_v6),
-            "dev",
-            h,
-            "nodad",
-        ])?;
+        ip(&["-6", "addr", "add", &format!("{}/64", pair.host_v6), "dev", h, "nodad"])?;
         ip(&["link", "set", h, "up"])?;
-        ip(&[
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{}/24", pair.peer_v4),
-            "dev",
-            p,
-        ])?;
-        ip(&[
-            "-n",
-            ns,
-            "-6",
-            "addr",
-            "add",
-            &format!("{}/64", pair.peer_v6),
-            "dev",
-            p,
-            "nodad",
-        ])?;
+        ip(&["-n", ns, "addr", "add", &format!("{}/24", pair.peer_v4), "dev", p])?;
+        ip(&["-n", ns, "-6", "addr", "add", &format!("{}/64", pair.peer_v6), "dev", p, "nodad"])?;
         ip(&["-n", ns, "link", "set", p, "up"])?;
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
         Ok(pair)
@@ -276,9 +212,7 @@ impl VethPair {
 impl Drop for VethPair {
     fn drop(&mut self) {
         // Deleting one end deletes both. If the namespace went first, the pair is gone already.
-        if std::path::Path::new("/sys/class/net")
-            .join(&self.host)
-            .exists()
+        if std::path::Path::new("/sys/class/net").join(&self.host).exists()
             && let Err(e) = ip(&["link", "delete", &self.host])
         {
             eprintln!("warning: {e:#}");
@@ -295,13 +229,7 @@ fn claim_subnet() -> Result<u8> {
         .context("cannot run `ip addr show`")?;
     let in_use: HashSet<u8> = String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
-        .filter_map(|word| {
-            word.strip_prefix("10.201.")?
-                .split('.')
-                .next()?
-                .parse()
-                .ok()
-        })
+        .filter_map(|word| word.strip_prefix("10.201.")?.split('.').next()?.parse().ok())
         .collect();
     let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
     // Start where this process's pid points, so parallel test processes rarely race.
@@ -320,10 +248,7 @@ fn v6_group(x: u8) -> u16 {
 }
 
 fn release_subnet(x: u8) {
-    CLAIMED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|&c| c != x);
+    CLAIMED.lock().unwrap_or_else(|e| e.into_inner()).retain(|&c| c != x);
 }
 
 /// Deletes `xw-<prefix>-<pid>-<n>` namespaces whose process is gone (killed test runs).
@@ -345,9 +270,7 @@ pub(crate) fn owner_is_gone(name: &str) -> bool {
         return false;
     };
     n.parse::<u32>().is_ok()
-        && pid
-            .parse::<u32>()
-            .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        && pid.parse::<u32>().is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
 fn mac(m: [u8; 6]) -> String {
@@ -356,16 +279,9 @@ fn mac(m: [u8; 6]) -> String {
 
 /// Runs `ip ARGS`; a failure is an error with ip's message.
 fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .context("cannot run `ip` (install iproute2)")?;
+    let out = Command::new("ip").args(args).output().context("cannot run `ip` (install iproute2)")?;
     if !out.status.success() {
-        bail!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
 }
@@ -379,10 +295,7 @@ mod tests {
         let out = b"PING 10.201.3.1 ...\n\n--- 10.201.3.1 ping statistics ---\n\
                     3 packets transmitted, 2 received, 33.3333% packet loss, time 402ms\n";
         assert_eq!(received(out), 2);
-        assert_eq!(
-            received(b"3 packets transmitted, 0 received, +3 errors, 100% packet loss\n"),
-            0
-        );
+        assert_eq!(received(b"3 packets transmitted, 0 received, +3 errors, 100% packet loss\n"), 0);
         assert_eq!(received(b""), 0);
     }
 
@@ -409,10 +322,7 @@ mod tests {
         assert_ne!(a.host, b.host);
         for pair in [&a, &b] {
             assert!(link_exists(&pair.host));
-            assert!(
-                !link_exists(&pair.peer),
-                "peer must be inside the namespace"
-            );
+            assert!(!link_exists(&pair.peer), "peer must be inside the namespace");
             for ip in pair.host_ips() {
                 assert_eq!(ns.ping_replies(ip, 2), 2, "ping {ip} from {}", ns.name());
             }
@@ -420,9 +330,7 @@ mod tests {
         let listener = std::net::TcpListener::bind((a.host_v4, 0)).unwrap();
         let target = listener.local_addr().unwrap();
         let seen_from = ns.run(|| {
-            let s =
-                std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_secs(1))
-                    .unwrap();
+            let s = std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_secs(1)).unwrap();
             s.local_addr().unwrap().ip()
         });
         assert_eq!(seen_from, IpAddr::V4(a.peer_v4));

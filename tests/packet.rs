@@ -96,9 +96,7 @@ impl Packet {
 
     /// The bytes of the first layer of this kind. Panics if there is none.
     pub fn header(&self, kind: LayerKind) -> &[u8] {
-        let layer = self
-            .layer(kind)
-            .unwrap_or_else(|| panic!("packet has no {kind:?} layer"));
+        let layer = self.layer(kind).unwrap_or_else(|| panic!("packet has no {kind:?} layer"));
         &self.bytes[layer.range()]
     }
 }
@@ -154,20 +152,13 @@ impl Ipv6Ext {
                 pad_options(&mut h, 8 * (1 + extra as usize) - 2);
                 h
             }
-            Ipv6Ext::Routing {
-                routing_type,
-                segments_left,
-                extra,
-            } => {
+            Ipv6Ext::Routing { routing_type, segments_left, extra } => {
                 let mut h = vec![next, extra, routing_type, segments_left, 0, 0, 0, 0];
                 h.resize(8 * (1 + extra as usize), 0);
                 h
             }
             Ipv6Ext::Fragment { offset, more, id } => {
-                assert!(
-                    offset < 1 << 13,
-                    "fragment offset {offset} does not fit 13 bits"
-                );
+                assert!(offset < 1 << 13, "fragment offset {offset} does not fit 13 bits");
                 let mut h = vec![next, 0];
                 h.extend((offset << 3 | more as u16).to_be_bytes());
                 h.extend(id.to_be_bytes());
@@ -233,35 +224,12 @@ enum L3 {
 #[derive(Clone, Debug)]
 enum L4 {
     None,
-    Tcp {
-        sport: u16,
-        dport: u16,
-        flags: u8,
-        seq: u32,
-        ack: u32,
-    },
-    Udp {
-        sport: u16,
-        dport: u16,
-    },
-    Sctp {
-        sport: u16,
-        dport: u16,
-    },
-    Icmp {
-        typ: u8,
-        code: u8,
-        rest: [u8; 4],
-    },
-    Icmp6 {
-        typ: u8,
-        code: u8,
-        rest: [u8; 4],
-    },
-    Raw {
-        proto: u8,
-        bytes: Vec<u8>,
-    },
+    Tcp { sport: u16, dport: u16, flags: u8, seq: u32, ack: u32 },
+    Udp { sport: u16, dport: u16 },
+    Sctp { sport: u16, dport: u16 },
+    Icmp { typ: u8, code: u8, rest: [u8; 4] },
+    Icmp6 { typ: u8, code: u8, rest: [u8; 4] },
+    Raw { proto: u8, bytes: Vec<u8> },
 }
 
 impl L4 {
@@ -362,13 +330,7 @@ impl PacketBuilder {
 
     /// An IPv6 header (hop limit 64, no extension headers).
     pub fn ipv6(mut self, src: Ipv6Addr, dst: Ipv6Addr) -> Self {
-        self.l3 = L3::Ipv6(Ipv6Spec {
-            src,
-            dst,
-            hop_limit: 64,
-            exts: Vec::new(),
-            protocol: None,
-        });
+        self.l3 = L3::Ipv6(Ipv6Spec { src, dst, hop_limit: 64, exts: Vec::new(), protocol: None });
         self
     }
 
@@ -427,20 +389,13 @@ impl PacketBuilder {
     /// in the header; offset 0 with `more` is a first fragment. Non-first fragments should carry
     /// no L4 header: use [`payload`](Self::payload) alone.
     pub fn fragment(mut self, offset: u16, more: bool) -> Self {
-        assert!(
-            offset < 1 << 13,
-            "fragment offset {offset} does not fit 13 bits"
-        );
+        assert!(offset < 1 << 13, "fragment offset {offset} does not fit 13 bits");
         match &mut self.l3 {
             L3::Ipv4(v4) => {
                 v4.frag_offset = offset;
                 v4.mf = more;
             }
-            L3::Ipv6(v6) => v6.exts.push(Ipv6Ext::Fragment {
-                offset,
-                more,
-                id: 0x1234_5678,
-            }),
+            L3::Ipv6(v6) => v6.exts.push(Ipv6Ext::Fragment { offset, more, id: 0x1234_5678 }),
             _ => panic!("fragment() needs ipv4() or ipv6() first"),
         }
         self
@@ -462,11 +417,7 @@ impl PacketBuilder {
 
     /// Adds an 8-byte routing header (type 0, no segments left).
     pub fn routing(self) -> Self {
-        self.ipv6_ext(Ipv6Ext::Routing {
-            routing_type: 0,
-            segments_left: 0,
-            extra: 0,
-        })
+        self.ipv6_ext(Ipv6Ext::Routing { routing_type: 0, segments_left: 0, extra: 0 })
     }
 
     /// Adds an 8-byte destination options header.
@@ -476,13 +427,7 @@ impl PacketBuilder {
 
     /// A TCP header (data offset 5, window 64240, seq 1, ack 0) with these flags.
     pub fn tcp(mut self, sport: u16, dport: u16, flags: u8) -> Self {
-        self.l4 = L4::Tcp {
-            sport,
-            dport,
-            flags,
-            seq: 1,
-            ack: 0,
-        };
+        self.l4 = L4::Tcp { sport, dport, flags, seq: 1, ack: 0 };
         self
     }
 
@@ -509,11 +454,7 @@ impl PacketBuilder {
 
     /// An ICMP header; the 4 bytes after the checksum are 0 (see [`icmp_rest`](Self::icmp_rest)).
     pub fn icmp(mut self, typ: u8, code: u8) -> Self {
-        self.l4 = L4::Icmp {
-            typ,
-            code,
-            rest: [0; 4],
-        };
+        self.l4 = L4::Icmp { typ, code, rest: [0; 4] };
         self
     }
 
@@ -524,11 +465,7 @@ impl PacketBuilder {
 
     /// An ICMPv6 header; the 4 bytes after the checksum are 0.
     pub fn icmp6(mut self, typ: u8, code: u8) -> Self {
-        self.l4 = L4::Icmp6 {
-            typ,
-            code,
-            rest: [0; 4],
-        };
+        self.l4 = L4::Icmp6 { typ, code, rest: [0; 4] };
         self
     }
 
@@ -548,29 +485,14 @@ impl PacketBuilder {
 
     /// Any other L4 protocol: its number and raw bytes (recorded as a Payload layer).
     pub fn l4_raw(mut self, proto: u8, bytes: &[u8]) -> Self {
-        self.l4 = L4::Raw {
-            proto,
-            bytes: bytes.to_vec(),
-        };
+        self.l4 = L4::Raw { proto, bytes: bytes.to_vec() };
         self
     }
 
     /// An ARP body for Ethernet/IPv4 (EtherType 0x0806). `op` 1 is a request, 2 a reply.
     /// The sender MAC is the frame's source MAC.
-    pub fn arp(
-        mut self,
-        op: u16,
-        sender_ip: Ipv4Addr,
-        target_mac: [u8; 6],
-        target_ip: Ipv4Addr,
-    ) -> Self {
-        self.l3 = L3::Arp(ArpSpec {
-            op,
-            sender_mac: None,
-            sender_ip,
-            target_mac,
-            target_ip,
-        });
+    pub fn arp(mut self, op: u16, sender_ip: Ipv4Addr, target_mac: [u8; 6], target_ip: Ipv4Addr) -> Self {
+        self.l3 = L3::Arp(ArpSpec { op, sender_mac: None, sender_ip, target_mac, target_ip });
         self
     }
 
@@ -606,11 +528,7 @@ impl PacketBuilder {
         };
         if let Some(at) = csum_at {
             // ICMP (v4) has no pseudo-header.
-            let pseudo: &[u8] = if l4_kind == Some(LayerKind::Icmp) {
-                &[]
-            } else {
-                &pseudo
-            };
+            let pseudo: &[u8] = if l4_kind == Some(LayerKind::Icmp) { &[] } else { &pseudo };
             let mut sum = checksum(&[pseudo, &l4, &self.payload]);
             if sum == 0 && l4_kind == Some(LayerKind::Udp) {
                 sum = 0xffff; // 0 means "no checksum" in UDP
@@ -618,10 +536,7 @@ impl PacketBuilder {
             l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
         }
 
-        let mut p = Packet {
-            bytes: Vec::new(),
-            layers: Vec::new(),
-        };
+        let mut p = Packet { bytes: Vec::new(), layers: Vec::new() };
         let inner_type = self.ethertype.unwrap_or(match self.l3 {
             L3::None => ETH_P_EXPERIMENTAL,
             L3::Ipv4(_) => ETH_P_IP,
@@ -635,11 +550,7 @@ impl PacketBuilder {
         eth.extend(types.next().expect("chain is never empty").to_be_bytes());
         push(&mut p, LayerKind::Eth, &eth);
         for (&(_, tci), next) in self.vlans.iter().zip(types) {
-            push(
-                &mut p,
-                LayerKind::Vlan,
-                &[tci.to_be_bytes(), next.to_be_bytes()].concat(),
-            );
+            push(&mut p, LayerKind::Vlan, &[tci.to_be_bytes(), next.to_be_bytes()].concat());
         }
 
         let proto = self.l4.proto();
@@ -649,15 +560,9 @@ impl PacketBuilder {
             L3::Ipv6(v6) => {
                 let last = v6.protocol.unwrap_or(proto);
                 let codes: Vec<u8> = v6.exts.iter().map(Ipv6Ext::code).chain([last]).collect();
-                let exts: Vec<Vec<u8>> = v6
-                    .exts
-                    .iter()
-                    .zip(&codes[1..])
-                    .map(|(ext, &next)| ext.encode(next))
-                    .collect();
+                let exts: Vec<Vec<u8>> = v6.exts.iter().zip(&codes[1..]).map(|(ext, &next)| ext.encode(next)).collect();
                 let payload_len = exts.iter().map(Vec::len).sum::<usize>() + upper_len;
-                let payload_len =
-                    u16::try_from(payload_len).expect("IPv6 payload over 65535 bytes");
+                let payload_len = u16::try_from(payload_len).expect("IPv6 payload over 65535 bytes");
                 let mut h = vec![0x60, 0, 0, 0];
                 h.extend(payload_len.to_be_bytes());
                 h.extend([codes[0], v6.hop_limit]);
@@ -690,13 +595,7 @@ impl PacketBuilder {
         let mut h = Vec::new();
         let kind = match &self.l4 {
             L4::None => return (None, h),
-            L4::Tcp {
-                sport,
-                dport,
-                flags,
-                seq,
-                ack,
-            } => {
+            L4::Tcp { sport, dport, flags, seq, ack } => {
                 h.extend(sport.to_be_bytes());
                 h.extend(dport.to_be_bytes());
                 h.extend(seq.to_be_bytes());
@@ -707,8 +606,7 @@ impl PacketBuilder {
                 LayerKind::Tcp
             }
             L4::Udp { sport, dport } => {
-                let len =
-                    u16::try_from(8 + self.payload.len()).expect("UDP datagram over 65535 bytes");
+                let len = u16::try_from(8 + self.payload.len()).expect("UDP datagram over 65535 bytes");
                 h.extend(sport.to_be_bytes());
                 h.extend(dport.to_be_bytes());
                 h.extend(len.to_be_bytes());
@@ -724,11 +622,7 @@ impl PacketBuilder {
             L4::Icmp { typ, code, rest } | L4::Icmp6 { typ, code, rest } => {
                 h.extend([*typ, *code, 0, 0]);
                 h.extend(rest);
-                if matches!(self.l4, L4::Icmp { .. }) {
-                    LayerKind::Icmp
-                } else {
-                    LayerKind::Icmp6
-                }
+                if matches!(self.l4, L4::Icmp { .. }) { LayerKind::Icmp } else { LayerKind::Icmp6 }
             }
             L4::Raw { bytes, .. } => {
                 h.extend(bytes);
@@ -792,11 +686,7 @@ fn push(p: &mut Packet, kind: LayerKind, bytes: &[u8]) {
     }
     let start = p.bytes.len();
     p.bytes.extend_from_slice(bytes);
-    p.layers.push(Layer {
-        kind,
-        start,
-        end: p.bytes.len(),
-    });
+    p.layers.push(Layer { kind, start, end: p.bytes.len() });
 }
 
 /// The Internet checksum (RFC 1071) of the concatenation of `parts`. Over data that includes a
@@ -844,12 +734,7 @@ mod tests {
         let upper = &p.bytes[l4_layer.start..];
         let pseudo = if let Some(ip) = p.layer(LayerKind::Ipv4) {
             let ip = &p.bytes[ip.range()];
-            [
-                &ip[12..20],
-                &[0, ip[9]],
-                &(upper.len() as u16).to_be_bytes()[..],
-            ]
-            .concat()
+            [&ip[12..20], &[0, ip[9]], &(upper.len() as u16).to_be_bytes()[..]].concat()
         } else {
             let ip = p.header(LayerKind::Ipv6);
             let proto = match l4 {
@@ -857,12 +742,7 @@ mod tests {
                 LayerKind::Udp => 17,
                 _ => 58,
             };
-            [
-                &ip[8..40],
-                &(upper.len() as u32).to_be_bytes()[..],
-                &[0, 0, 0, proto],
-            ]
-            .concat()
+            [&ip[8..40], &(upper.len() as u32).to_be_bytes()[..], &[0, 0, 0, proto]].concat()
         };
         checksum(&[&pseudo, upper]) == 0
     }
@@ -871,27 +751,21 @@ mod tests {
     fn known_ipv4_header_checksum() {
         // The example header of the "IPv4 header checksum" article: checksum 0xb861.
         let p = PacketBuilder::eth()
-            .ipv4(
-                Ipv4Addr::new(192, 168, 0, 1),
-                Ipv4Addr::new(192, 168, 0, 199),
-            )
+            .ipv4(Ipv4Addr::new(192, 168, 0, 1), Ipv4Addr::new(192, 168, 0, 199))
             .dont_fragment()
             .udp(1, 2)
             .payload(&[0; 0x73 - 28])
             .build();
         let expected = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
-            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+            0x00, 0xc7,
         ];
         assert_eq!(p.header(LayerKind::Ipv4), expected);
     }
 
     #[test]
     fn known_icmp_echo_checksum() {
-        let p = PacketBuilder::eth()
-            .ipv4(V4_SRC, V4_DST)
-            .icmp_echo(1, 1)
-            .build();
+        let p = PacketBuilder::eth().ipv4(V4_SRC, V4_DST).icmp_echo(1, 1).build();
         // ~(0x0800 + 0x0001 + 0x0001)
         assert_eq!(p.header(LayerKind::Icmp), [8, 0, 0xf7, 0xfd, 0, 1, 0, 1]);
     }
@@ -899,16 +773,9 @@ mod tests {
     #[test]
     fn known_tcp_checksums() {
         // Expected values computed independently (Python, RFC 1071).
-        let p = PacketBuilder::eth()
-            .ipv4(V4_SRC, V4_DST)
-            .tcp(40000, 8080, TCP_SYN)
-            .build();
+        let p = PacketBuilder::eth().ipv4(V4_SRC, V4_DST).tcp(40000, 8080, TCP_SYN).build();
         assert_eq!(be16(p.header(LayerKind::Tcp), 16), 0xd58b);
-        let p = PacketBuilder::eth()
-            .ipv6(v6(2), v6(1))
-            .tcp(40000, 8080, TCP_SYN)
-            .payload(b"hi!")
-            .build();
+        let p = PacketBuilder::eth().ipv6(v6(2), v6(1)).tcp(40000, 8080, TCP_SYN).payload(b"hi!").build();
         assert_eq!(be16(p.header(LayerKind::Tcp), 16), 0x719f);
     }
 
@@ -925,16 +792,7 @@ mod tests {
             .build();
         let b = &p.bytes;
         assert_eq!(b.len(), 14 + 4 + 20 + 20 + 5);
-        assert_eq!(
-            kinds(&p),
-            [
-                LayerKind::Eth,
-                LayerKind::Vlan,
-                LayerKind::Ipv4,
-                LayerKind::Tcp,
-                LayerKind::Payload
-            ]
-        );
+        assert_eq!(kinds(&p), [LayerKind::Eth, LayerKind::Vlan, LayerKind::Ipv4, LayerKind::Tcp, LayerKind::Payload]);
         assert_eq!(&b[0..6], [2, 0, 0, 0, 0, 2]);
         assert_eq!(&b[6..12], [2, 0, 0, 0, 0, 1]);
         assert_eq!(be16(b, 12), ETH_P_8021Q);
@@ -960,11 +818,7 @@ mod tests {
 
     #[test]
     fn qinq_tags_chain_ethertypes() {
-        let p = PacketBuilder::eth()
-            .qinq(10, 20)
-            .ipv6(v6(2), v6(1))
-            .udp(5353, 53)
-            .build();
+        let p = PacketBuilder::eth().qinq(10, 20).ipv6(v6(2), v6(1)).udp(5353, 53).build();
         let b = &p.bytes;
         assert_eq!(be16(b, 12), ETH_P_8021AD);
         assert_eq!(be16(b, 14), 10);
@@ -972,16 +826,7 @@ mod tests {
         assert_eq!(be16(b, 18), 20);
         assert_eq!(be16(b, 20), ETH_P_IPV6);
         assert_eq!(p.layer(LayerKind::Ipv6).unwrap().range(), 22..62);
-        assert_eq!(
-            kinds(&p),
-            [
-                LayerKind::Eth,
-                LayerKind::Vlan,
-                LayerKind::Vlan,
-                LayerKind::Ipv6,
-                LayerKind::Udp
-            ]
-        );
+        assert_eq!(kinds(&p), [LayerKind::Eth, LayerKind::Vlan, LayerKind::Vlan, LayerKind::Ipv6, LayerKind::Udp]);
     }
 
     #[test]
@@ -1013,10 +858,7 @@ mod tests {
             .fragment(3, false)
             .payload(&[9; 16])
             .build();
-        assert_eq!(
-            kinds(&p),
-            [LayerKind::Eth, LayerKind::Ipv4, LayerKind::Payload]
-        );
+        assert_eq!(kinds(&p), [LayerKind::Eth, LayerKind::Ipv4, LayerKind::Payload]);
         assert_eq!(be16(p.header(LayerKind::Ipv4), 6), 3);
         assert_eq!(p.header(LayerKind::Ipv4)[9], IPPROTO_TCP);
     }
@@ -1026,11 +868,7 @@ mod tests {
         let p = PacketBuilder::eth()
             .ipv6(v6(2), v6(1))
             .hop_by_hop()
-            .ipv6_ext(Ipv6Ext::Routing {
-                routing_type: 4,
-                segments_left: 0,
-                extra: 2,
-            })
+            .ipv6_ext(Ipv6Ext::Routing { routing_type: 4, segments_left: 0, extra: 2 })
             .fragment(0, true)
             .ipv6_ext(Ipv6Ext::DestOpts { extra: 1 })
             .udp(1000, 53)
@@ -1064,11 +902,7 @@ mod tests {
         assert_eq!(&b[96..98], [1, 12]);
         assert!(l4_checksum_ok(&p, LayerKind::Udp));
 
-        let p = PacketBuilder::eth()
-            .ipv6(v6(2), v6(1))
-            .fragment(100, false)
-            .payload(&[0; 8])
-            .build();
+        let p = PacketBuilder::eth().ipv6(v6(2), v6(1)).fragment(100, false).payload(&[0; 8]).build();
         let frag = p.header(LayerKind::Ipv6Ext);
         assert_eq!(frag[0], IPPROTO_NONE);
         assert_eq!(be16(frag, 2), 100 << 3);
@@ -1076,51 +910,31 @@ mod tests {
 
     #[test]
     fn long_options_pad() {
-        let p = PacketBuilder::eth()
-            .ipv6(v6(2), v6(1))
-            .ipv6_ext(Ipv6Ext::HopByHop { extra: 40 })
-            .build();
+        let p = PacketBuilder::eth().ipv6(v6(2), v6(1)).ipv6_ext(Ipv6Ext::HopByHop { extra: 40 }).build();
         let h = p.header(LayerKind::Ipv6Ext);
         assert_eq!(h.len(), 8 * 41);
         // Walk the options: they must fill the header exactly.
         let mut at = 2;
         while at < h.len() {
-            at += if h[at] == 0 {
-                1
-            } else {
-                2 + h[at + 1] as usize
-            };
+            at += if h[at] == 0 { 1 } else { 2 + h[at + 1] as usize };
         }
         assert_eq!(at, h.len());
     }
 
     #[test]
     fn icmp6_sctp_and_raw() {
-        let p = PacketBuilder::eth()
-            .ipv6(v6(2), v6(1))
-            .icmp6_echo(7, 9)
-            .payload(b"ping")
-            .build();
+        let p = PacketBuilder::eth().ipv6(v6(2), v6(1)).icmp6_echo(7, 9).payload(b"ping").build();
         let icmp = p.header(LayerKind::Icmp6);
         assert_eq!(&icmp[..2], [128, 0]);
         assert_eq!(&icmp[4..], [0, 7, 0, 9]);
         assert_eq!(p.header(LayerKind::Ipv6)[6], IPPROTO_ICMPV6);
         assert!(l4_checksum_ok(&p, LayerKind::Icmp6));
 
-        let p = PacketBuilder::eth()
-            .ipv4(V4_SRC, V4_DST)
-            .sctp(5000, 38412)
-            .build();
-        assert_eq!(
-            p.header(LayerKind::Sctp),
-            [0x13, 0x88, 0x96, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0]
-        );
+        let p = PacketBuilder::eth().ipv4(V4_SRC, V4_DST).sctp(5000, 38412).build();
+        assert_eq!(p.header(LayerKind::Sctp), [0x13, 0x88, 0x96, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(p.header(LayerKind::Ipv4)[9], IPPROTO_SCTP);
 
-        let p = PacketBuilder::eth()
-            .ipv4(V4_SRC, V4_DST)
-            .l4_raw(47, &[0, 0, 0x08, 0])
-            .build();
+        let p = PacketBuilder::eth().ipv4(V4_SRC, V4_DST).l4_raw(47, &[0, 0, 0x08, 0]).build();
         assert_eq!(p.header(LayerKind::Ipv4)[9], 47);
         assert_eq!(p.header(LayerKind::Payload), [0, 0, 8, 0]);
 
@@ -1141,25 +955,14 @@ mod tests {
         assert_eq!(&a[14..18], V4_SRC.octets());
         assert_eq!(&a[24..28], V4_DST.octets());
 
-        let p = PacketBuilder::eth()
-            .vlan(5)
-            .ethertype(0x88cc)
-            .payload(&[1; 10])
-            .build();
+        let p = PacketBuilder::eth().vlan(5).ethertype(0x88cc).payload(&[1; 10]).build();
         assert_eq!(be16(&p.bytes, 16), 0x88cc);
-        assert_eq!(
-            kinds(&p),
-            [LayerKind::Eth, LayerKind::Vlan, LayerKind::Payload]
-        );
+        assert_eq!(kinds(&p), [LayerKind::Eth, LayerKind::Vlan, LayerKind::Payload]);
     }
 
     #[test]
     fn layer_at_finds_the_cut_header() {
-        let p = PacketBuilder::eth()
-            .ipv4(V4_SRC, V4_DST)
-            .udp(1, 53)
-            .payload(b"x")
-            .build();
+        let p = PacketBuilder::eth().ipv4(V4_SRC, V4_DST).udp(1, 53).payload(b"x").build();
         assert_eq!(p.layer_at(0).unwrap().kind, LayerKind::Eth);
         assert_eq!(p.layer_at(13).unwrap().kind, LayerKind::Eth);
         assert_eq!(p.layer_at(14).unwrap().kind, LayerKind::Ipv4);
@@ -1176,17 +979,10 @@ mod tests {
     fn udp_checksum_never_zero_and_odd_lengths() {
         for len in 0..64 {
             let payload: Vec<u8> = (0..len).map(|i| (i * 37) as u8).collect();
-            let p = PacketBuilder::eth()
-                .ipv4(V4_SRC, V4_DST)
-                .udp(53, 1024)
-                .payload(&payload)
-                .build();
+            let p = PacketBuilder::eth().ipv4(V4_SRC, V4_DST).udp(53, 1024).payload(&payload).build();
             assert_ne!(be16(p.header(LayerKind::Udp), 6), 0);
             assert!(l4_checksum_ok(&p, LayerKind::Udp), "payload length {len}");
         }
-        assert_eq!(
-            checksum(&[&[0x12], &[0x34, 0x56]]),
-            checksum(&[&[0x12, 0x34, 0x56]])
-        );
+        assert_eq!(checksum(&[&[0x12], &[0x34, 0x56]]), checksum(&[&[0x12, 0x34, 0x56]]));
     }
 }

@@ -121,7 +121,11 @@ fn four_thousand_rules_and_a_million_entries_apply_under_traffic() {
             let t = Instant::now();
             let out = fw.run(["apply", file.to_str().unwrap()]).expect("apply at scale");
             let out = String::from_utf8_lossy(&out.stdout).to_string();
-            eprintln!("apply of 4096 rules + 1M table under traffic: {:?}\n{}", t.elapsed(), out.lines().last().unwrap());
+            eprintln!(
+                "apply of 4096 rules + 1M table under traffic: {:?}\n{}",
+                t.elapsed(),
+                out.lines().last().unwrap()
+            );
             assert!(out.contains("9 added, 9 removed, 4087 unchanged"), "{out}");
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -222,7 +226,11 @@ table <v6> file \"{}\"
     }
     let before = status(&fw);
     for (a, _) in &sources {
-        let to = if a.is_ipv4() { SocketAddr::new(veth.host_v4.into(), 7100) } else { SocketAddr::new(veth.host_v6.into(), 7100) };
+        let to = if a.is_ipv4() {
+            SocketAddr::new(veth.host_v4.into(), 7100)
+        } else {
+            SocketAddr::new(veth.host_v6.into(), 7100)
+        };
         ns.run(|| {
             let sock = UdpSocket::bind(SocketAddr::new(*a, 0)).unwrap();
             for _ in 0..5 {

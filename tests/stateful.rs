@@ -61,8 +61,34 @@ impl Routed {
         // Subnets from the pid keep parallel test processes apart.
         let x = (std::process::id() % 100) as u8 + 100;
         let (c, s) = (format!("10.203.{x}"), format!("10.204.{x}"));
-        ip(&["link", "add", "xwc0", "netns", client.name(), "type", "veth", "peer", "name", "r1", "netns", router.name()]);
-        ip(&["link", "add", "xws0", "netns", server.name(), "type", "veth", "peer", "name", "r2", "netns", router.name()]);
+        ip(&[
+            "link",
+            "add",
+            "xwc0",
+            "netns",
+            client.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "r1",
+            "netns",
+            router.name(),
+        ]);
+        ip(&[
+            "link",
+            "add",
+            "xws0",
+            "netns",
+            server.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "r2",
+            "netns",
+            router.name(),
+        ]);
         for (ns, dev, addr) in [
             (&client, "xwc0", format!("{c}.2/24")),
             (&router, "r1", format!("{c}.1/24")),
@@ -180,7 +206,10 @@ fn router_keeps_state_across_interfaces() {
     assert!(!flows.is_empty(), "the router tracks the connections");
     assert_eq!(flows[0]["src"], net.client_ip.to_string(), "oriented from the opener: {flows:?}");
     assert_eq!(flows[0]["rule"], "pass in on r1 proto tcp to port 8080 keep state label \"web out\"");
-    assert!(flows.iter().all(|f| ["ESTABLISHED", "CLOSING", "FIN_WAIT"].contains(&f["state"].as_str().unwrap())), "{flows:?}");
+    assert!(
+        flows.iter().all(|f| ["ESTABLISHED", "CLOSING", "FIN_WAIT"].contains(&f["state"].as_str().unwrap())),
+        "{flows:?}"
+    );
 
     // Unsolicited: the server may not open connections to the client.
     let back = SocketAddr::new(net.client_ip.into(), 8080);
@@ -269,7 +298,9 @@ fn host_connections_are_tracked_by_egress() {
 
     // Nobody may come in.
     let inbound = TcpListener::bind((veth.host_v4, 9191)).unwrap();
-    let came_in = ns.run(|| TcpStream::connect_timeout(&SocketAddr::new(veth.host_v4.into(), 9191), Duration::from_secs(1)).is_ok());
+    let came_in = ns.run(|| {
+        TcpStream::connect_timeout(&SocketAddr::new(veth.host_v4.into(), 9191), Duration::from_secs(1)).is_ok()
+    });
     assert!(!came_in, "inbound connections are blocked");
     drop(inbound);
     assert_eq!(ns.ping_replies(veth.host_v4.into(), 1), 0, "inbound ping is blocked");
@@ -342,7 +373,8 @@ fn a_spoofed_flood_keeps_established_and_own_flows() {
     // An inbound connection to the host's service, established and kept open.
     let service = SocketAddr::new(veth.host_v4.into(), 9393);
     let listener = TcpListener::bind(service).unwrap();
-    let mut client = ns.run(|| TcpStream::connect_timeout(&service, Duration::from_secs(2))).expect("the client connects");
+    let mut client =
+        ns.run(|| TcpStream::connect_timeout(&service, Duration::from_secs(2))).expect("the client connects");
     let (mut server, _) = listener.accept().unwrap();
     for s in [&client, &server] {
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();

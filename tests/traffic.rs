@@ -31,11 +31,7 @@ impl Bed {
         let ns = Netns::new(name).expect("netns");
         let veth = VethPair::new(&ns).expect("veth pair");
         let fw = Xdpwall::isolated();
-        let dir = std::env::temp_dir().join(format!(
-            "xdpwall-{name}-{}-{}",
-            std::process::id(),
-            veth.subnet
-        ));
+        let dir = std::env::temp_dir().join(format!("xdpwall-{name}-{}-{}", std::process::id(), veth.subnet));
         std::fs::create_dir_all(&dir).unwrap();
         Bed { ns, veth, fw, dir }
     }
@@ -76,12 +72,10 @@ impl Bed {
 
     /// Whether a TCP connection from the netns to `to` gets through within a second.
     fn tcp_connects(&self, to: SocketAddr) -> bool {
-        self.ns.run(
-            || match TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
-                Ok(mut s) => s.write_all(b"hello").is_ok(),
-                Err(_) => false,
-            },
-        )
+        self.ns.run(|| match TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
+            Ok(mut s) => s.write_all(b"hello").is_ok(),
+            Err(_) => false,
+        })
     }
 }
 
@@ -100,8 +94,7 @@ fn any_port(to: SocketAddr) -> SocketAddr {
 
 /// Datagrams that arrive at `sock` until it is quiet for 300 ms.
 fn drain(sock: &UdpSocket) -> u64 {
-    sock.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
     let mut buf = [0u8; 64];
     let mut n = 0;
     while sock.recv(&mut buf).is_ok() {
@@ -123,74 +116,39 @@ block in proto udp to port 5354 label "udp-blocked"
 fn tcp_udp_icmp_and_ipv6_through_the_filter() {
     let bed = Bed::new("traffic");
     let rules = bed.ruleset("rules.conf", RULES);
-    let out = bed
-        .fw
-        .run([
-            "load",
-            &bed.veth.host,
-            rules.to_str().unwrap(),
-            "--mode",
-            "native",
-        ])
-        .expect("load");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("native XDP"),
-        "{out:?}"
-    );
+    let out = bed.fw.run(["load", &bed.veth.host, rules.to_str().unwrap(), "--mode", "native"]).expect("load");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("native XDP"), "{out:?}");
     let v4: IpAddr = bed.veth.host_v4.into();
     let v6: IpAddr = bed.veth.host_v6.into();
 
     // ICMP echo, both families.
     assert_eq!(bed.ns.ping_replies(v4, 3), 3, "ping passes");
-    assert_eq!(
-        bed.rule_packets("ping4"),
-        3,
-        "each echo request counted once"
-    );
-    assert_eq!(
-        bed.ns.ping_replies(v6, 3),
-        3,
-        "ping6 passes (neighbour discovery too)"
-    );
+    assert_eq!(bed.rule_packets("ping4"), 3, "each echo request counted once");
+    assert_eq!(bed.ns.ping_replies(v6, 3), 3, "ping6 passes (neighbour discovery too)");
     assert!(bed.rule_packets("icmp6") >= 3);
 
     // TCP, both families: 8080 passes, anything else hits the default block.
     for ip in [v4, v6] {
         let listener = TcpListener::bind((ip, 8080)).unwrap();
         let closed = TcpListener::bind((ip, 8081)).unwrap();
-        assert!(
-            bed.tcp_connects(SocketAddr::new(ip, 8080)),
-            "tcp {ip}:8080 allowed"
-        );
+        assert!(bed.tcp_connects(SocketAddr::new(ip, 8080)), "tcp {ip}:8080 allowed");
         let (mut conn, _) = listener.accept().unwrap();
         let mut buf = [0u8; 5];
         std::io::Read::read_exact(&mut conn, &mut buf).unwrap();
         assert_eq!(&buf, b"hello");
         let before = bed.status()["default"]["packets"].as_u64().unwrap();
-        assert!(
-            !bed.tcp_connects(SocketAddr::new(ip, 8081)),
-            "tcp {ip}:8081 blocked by default"
-        );
+        assert!(!bed.tcp_connects(SocketAddr::new(ip, 8081)), "tcp {ip}:8081 blocked by default");
         let after = bed.status()["default"]["packets"].as_u64().unwrap();
-        assert!(
-            after > before,
-            "the dropped SYN is counted by the default policy"
-        );
+        assert!(after > before, "the dropped SYN is counted by the default policy");
         drop(closed);
     }
-    assert!(
-        bed.rule_packets("web") >= 6,
-        "handshakes and data of two connections"
-    );
+    assert!(bed.rule_packets("web") >= 6, "handshakes and data of two connections");
 
     // UDP: exact counts on both sides.
     for ip in [v4, v6] {
         let ok = UdpSocket::bind((ip, 5353)).unwrap();
         let blocked = UdpSocket::bind((ip, 5354)).unwrap();
-        let (ok_before, blocked_before) = (
-            bed.rule_packets("udp-allowed"),
-            bed.rule_packets("udp-blocked"),
-        );
+        let (ok_before, blocked_before) = (bed.rule_packets("udp-allowed"), bed.rule_packets("udp-blocked"));
         bed.send_udp(SocketAddr::new(ip, 5353), 50);
         bed.send_udp(SocketAddr::new(ip, 5354), 40);
         assert_eq!(drain(&ok), 50, "allowed datagrams delivered ({ip})");
@@ -204,27 +162,15 @@ fn tcp_udp_icmp_and_ipv6_through_the_filter() {
     assert_eq!(iface["name"], bed.veth.host.as_str());
     assert_eq!(iface["mode"], "native");
     assert!(iface["dropped_packets"].as_u64().unwrap() >= 80, "{iface}");
-    assert!(
-        st["non_ip"]["packets"].as_u64().unwrap() >= 1,
-        "ARP passed unjudged: {st:#}"
-    );
+    assert!(st["non_ip"]["packets"].as_u64().unwrap() >= 1, "ARP passed unjudged: {st:#}");
 
     // The filter outlives the tool: nothing of ours runs now, and it still blocks.
     assert!(!bed.tcp_connects(SocketAddr::new(v4, 8081)));
     bed.fw.run(["unload"]).expect("unload");
-    let link = std::process::Command::new("ip")
-        .args(["link", "show", &bed.veth.host])
-        .output()
-        .unwrap();
-    assert!(
-        !String::from_utf8_lossy(&link.stdout).contains("xdp"),
-        "unload detached XDP"
-    );
+    let link = std::process::Command::new("ip").args(["link", "show", &bed.veth.host]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"), "unload detached XDP");
     let _open = TcpListener::bind((v4, 8081)).unwrap();
-    assert!(
-        bed.tcp_connects(SocketAddr::new(v4, 8081)),
-        "after unload nothing is filtered"
-    );
+    assert!(bed.tcp_connects(SocketAddr::new(v4, 8081)), "after unload nothing is filtered");
 }
 
 #[test]
@@ -247,9 +193,7 @@ fn apply_under_traffic_loses_no_allowed_packet() {
          pass in proto icmp label \"ping\"\n\
          pass in proto icmp6 label \"icmp6\"\n",
     );
-    bed.fw
-        .run(["load", &bed.veth.host, a.to_str().unwrap()])
-        .expect("load");
+    bed.fw.run(["load", &bed.veth.host, a.to_str().unwrap()]).expect("load");
     assert_eq!(bed.ns.ping_replies(bed.veth.host_v4.into(), 2), 2);
     let ping_before = bed.rule_packets("ping");
     let default_before = bed.status()["default"]["packets"].as_u64().unwrap();
@@ -279,9 +223,7 @@ fn apply_under_traffic_loses_no_allowed_packet() {
             })
         });
         let receiving = s.spawn(|| {
-            receiver
-                .set_read_timeout(Some(Duration::from_millis(500)))
-                .unwrap();
+            receiver.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
             let mut buf = [0u8; 16];
             let mut got = 0u64;
             while receiver.recv(&mut buf).is_ok() {
@@ -299,7 +241,8 @@ fn apply_under_traffic_loses_no_allowed_packet() {
         let got = receiving.join().unwrap();
         let sent = sent.load(Ordering::Relaxed);
         let veth_drops = bed.ns.exec(&["ip", "-s", "link", "show", &bed.veth.peer]);
-        let host_drops = std::process::Command::new("ip").args(["-s", "link", "show", &bed.veth.host]).output().unwrap();
+        let host_drops =
+            std::process::Command::new("ip").args(["-s", "link", "show", &bed.veth.host]).output().unwrap();
         assert!(sent > 1000, "the stream ran through the applies ({sent} datagrams)");
         assert_eq!(
             got,

@@ -17,14 +17,10 @@ impl Drop for Dir {
 }
 
 fn bench(c: &mut Criterion, name: &str, scenario: &Scenario, samples: usize) {
-    let dir = Dir(std::env::temp_dir().join(format!(
-        "xdpwall-bench-compile-{}-{name}",
-        std::process::id()
-    )));
+    let dir = Dir(std::env::temp_dir().join(format!("xdpwall-bench-compile-{}-{name}", std::process::id())));
     scenario.write(&dir.0).expect("writing the ruleset");
     let text = scenario.xdpwall_text();
-    let parse =
-        || rules::parse_str(&text, "rules.conf", &dir.0).expect("the generated ruleset parses");
+    let parse = || rules::parse_str(&text, "rules.conf", &dir.0).expect("the generated ruleset parses");
     let parsed = parse();
 
     let mut group = c.benchmark_group(format!("compile/{name}"));
@@ -32,20 +28,13 @@ fn bench(c: &mut Criterion, name: &str, scenario: &Scenario, samples: usize) {
     group.bench_function("parse+compile", |b| {
         b.iter(|| compile::compile(&parse()).expect("the generated ruleset compiles"))
     });
-    group.bench_function("compile", |b| {
-        b.iter(|| compile::compile(&parsed).expect("the generated ruleset compiles"))
-    });
+    group.bench_function("compile", |b| b.iter(|| compile::compile(&parsed).expect("the generated ruleset compiles")));
     group.finish();
 }
 
 fn compile_speed(c: &mut Criterion) {
     bench(c, "4096 rules", &Scenario::rules(4096, Last::Block), 20);
-    bench(
-        c,
-        "1M table",
-        &Scenario::table(1_000_000, 1, Last::Block),
-        10,
-    );
+    bench(c, "1M table", &Scenario::table(1_000_000, 1, Last::Block), 10);
 }
 
 criterion_group!(benches, compile_speed);

@@ -12,9 +12,7 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use anyhow::Result;
-use criterion::{
-    BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
-};
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime};
 use filter_common::slot;
 use xdpwall_benches::kernel::{Filter, PinDir, Reference, XDP_DROP, XDP_PASS};
 use xdpwall_benches::live::BenchNet;
@@ -36,21 +34,14 @@ fn timed(iters: u64, expect: u32, mut run: impl FnMut(u32) -> Result<(u32, Durat
     total
 }
 
-fn group(
-    g: &mut BenchmarkGroup<'_, WallTime>,
-    drop: &Reference,
-    scenario: &Scenario,
-    pins: &PinDir,
-) {
+fn group(g: &mut BenchmarkGroup<'_, WallTime>, drop: &Reference, scenario: &Scenario, pins: &PinDir) {
     let dir = std::env::temp_dir().join(format!("xdpwall-bench-per-packet-{}", std::process::id()));
     let compiled = scenario.compile(&dir).expect("compiling the scenario");
     let _ = std::fs::remove_dir_all(&dir);
     let mut filter = Filter::load(&compiled, pins).expect("loading xdpwall");
     let hit = BenchNet::frame(scenario.hit(), FRAME);
     let miss = BenchNet::frame(scenario.miss(), FRAME);
-    g.bench_function("bench_drop", |b| {
-        b.iter_custom(|i| timed(i, XDP_DROP, |n| drop.test_run_repeat(&hit, n)))
-    });
+    g.bench_function("bench_drop", |b| b.iter_custom(|i| timed(i, XDP_DROP, |n| drop.test_run_repeat(&hit, n))));
     g.bench_function("xdpwall, last rule", |b| {
         b.iter_custom(|i| timed(i, XDP_DROP, |n| filter.test_run_repeat(&hit, n)))
     });
@@ -65,32 +56,21 @@ fn group(
 fn flows(g: &mut BenchmarkGroup<'_, WallTime>, drop: &Reference, rules: usize, pins: &PinDir) {
     let dir = std::env::temp_dir().join(format!("xdpwall-bench-per-packet-{}", std::process::id()));
     let load = |last| {
-        let compiled = Scenario::rules(rules, last)
-            .compile(&dir)
-            .expect("compiling the scenario");
+        let compiled = Scenario::rules(rules, last).compile(&dir).expect("compiling the scenario");
         Filter::load(&compiled, pins).expect("loading xdpwall")
     };
     let (mut rule_path, mut state_path) = (load(Last::Pass), load(Last::KeepState));
     let _ = std::fs::remove_dir_all(&dir);
     let frame = BenchNet::frame(Scenario::rules(rules, Last::Pass).hit(), FRAME);
     // The first packet passes by the rule and opens the flow.
-    let opened = state_path
-        .counted(state_path.last_rule_slot())
-        .expect("counter");
+    let opened = state_path.counted(state_path.last_rule_slot()).expect("counter");
+    assert_eq!(state_path.test_run_repeat(&frame, 1).expect("test run").0, XDP_PASS);
     assert_eq!(
-        state_path.test_run_repeat(&frame, 1).expect("test run").0,
-        XDP_PASS
-    );
-    assert_eq!(
-        state_path
-            .counted(state_path.last_rule_slot())
-            .expect("counter"),
+        state_path.counted(state_path.last_rule_slot()).expect("counter"),
         opened + 1,
         "the `keep state` rule did not pass the flow's first packet"
     );
-    g.bench_function("bench_drop", |b| {
-        b.iter_custom(|i| timed(i, XDP_DROP, |n| drop.test_run_repeat(&frame, n)))
-    });
+    g.bench_function("bench_drop", |b| b.iter_custom(|i| timed(i, XDP_DROP, |n| drop.test_run_repeat(&frame, n))));
     g.bench_function("xdpwall, rule path", |b| {
         b.iter_custom(|i| timed(i, XDP_PASS, |n| rule_path.test_run_repeat(&frame, n)))
     });
@@ -116,19 +96,10 @@ fn per_packet(c: &mut Criterion) {
     }
     let pins = PinDir::new("criterion").expect("a bpffs directory (is bpffs mounted?)");
     let drop = Reference::drop_program(&pins).expect("loading bench_drop");
-    let mut scenarios: Vec<(String, Scenario)> = [1, 64, 1024, 4096]
-        .map(|n| {
-            (
-                format!("per_packet/{n} rules"),
-                Scenario::rules(n, Last::Block),
-            )
-        })
-        .into();
+    let mut scenarios: Vec<(String, Scenario)> =
+        [1, 64, 1024, 4096].map(|n| (format!("per_packet/{n} rules"), Scenario::rules(n, Last::Block))).into();
     for (name, entries) in [("1k", 1_000), ("100k", 100_000), ("1M", 1_000_000)] {
-        scenarios.push((
-            format!("per_packet/{name} table"),
-            Scenario::table(entries, 1, Last::Block),
-        ));
+        scenarios.push((format!("per_packet/{name} table"), Scenario::table(entries, 1, Last::Block)));
     }
     for (name, scenario) in &scenarios {
         let mut g = c.benchmark_group(name);
@@ -136,10 +107,8 @@ fn per_packet(c: &mut Criterion) {
         g.finish();
     }
     for rules in [1, 1024] {
-        let mut g = c.benchmark_group(format!(
-            "per_packet/established flow, {}",
-            Scenario::rules(rules, Last::Pass).name()
-        ));
+        let mut g =
+            c.benchmark_group(format!("per_packet/established flow, {}", Scenario::rules(rules, Last::Pass).name()));
         flows(&mut g, &drop, rules, &pins);
         g.finish();
     }

@@ -148,19 +148,13 @@ impl Blocklist {
                 while entries.len() < shorter {
                     let i = (rng.next() & 0xffff) as usize;
                     if s24.insert(i) {
-                        entries.push(Prefix {
-                            addr: base | (i as u128) << 8,
-                            len: 24,
-                        });
+                        entries.push(Prefix { addr: base | (i as u128) << 8, len: 24 });
                     }
                 }
                 while entries.len() < n {
                     let a = (rng.next() & 0xff_ffff) as usize;
                     if !s24.contains(a >> 8) && s32.insert(a) {
-                        entries.push(Prefix {
-                            addr: base | a as u128,
-                            len: 32,
-                        });
+                        entries.push(Prefix { addr: base | a as u128, len: 32 });
                     }
                 }
                 interleave(&mut entries, shorter);
@@ -173,29 +167,20 @@ impl Blocklist {
                 while entries.len() < n48 {
                     let i = (rng.next() & 0xffff) as usize;
                     if s48.insert(i) {
-                        entries.push(Prefix {
-                            addr: base | (i as u128) << 80,
-                            len: 48,
-                        });
+                        entries.push(Prefix { addr: base | (i as u128) << 80, len: 48 });
                     }
                 }
                 while entries.len() < n48 + n64 {
                     let i = rng.next() & 0xffff_ffff;
                     if !s48.contains((i >> 16) as usize) && s64.insert(i) {
-                        entries.push(Prefix {
-                            addr: base | u128::from(i) << 64,
-                            len: 64,
-                        });
+                        entries.push(Prefix { addr: base | u128::from(i) << 64, len: 64 });
                     }
                 }
                 while entries.len() < n {
                     let low = u128::from(rng.next()) | u128::from(rng.next() & 0xffff_ffff) << 64;
                     // 2^-32 chance of landing in a listed /64, 6% in a listed /48.
                     if !s48.contains((low >> 80) as usize) && !s64.contains(&((low >> 64) as u64)) {
-                        entries.push(Prefix {
-                            addr: base | low,
-                            len: 128,
-                        });
+                        entries.push(Prefix { addr: base | low, len: 128 });
                     }
                 }
             }
@@ -210,11 +195,7 @@ impl Blocklist {
             Family::V4 => 32,
             Family::V6 => 128,
         };
-        self.entries
-            .iter()
-            .map(|p| f64::from(max - u32::from(p.len)).exp2())
-            .sum::<f64>()
-            / space
+        self.entries.iter().map(|p| f64::from(max - u32::from(p.len)).exp2()).sum::<f64>() / space
     }
 
     /// The first `n` host entries (/32 or /128), for lists that hold only hosts.
@@ -223,12 +204,7 @@ impl Blocklist {
             Family::V4 => 32,
             Family::V6 => 128,
         };
-        self.entries
-            .iter()
-            .filter(|p| p.len == max)
-            .map(|p| p.addr)
-            .take(n)
-            .collect()
+        self.entries.iter().filter(|p| p.len == max).map(|p| p.addr).take(n).collect()
     }
 
     /// `100k: 391 /24 + 99609 /32`: the size and how many of each length.
@@ -307,38 +283,21 @@ pub struct Flood {
 impl Flood {
     /// The catch-all alone: `block in proto udp to port 6000`.
     pub fn one_rule(family: Family) -> Flood {
-        Flood {
-            rules: 1,
-            list: None,
-            family,
-        }
+        Flood { rules: 1, list: None, family }
     }
 
     /// `rules` rules (2..=4096) whose last two are the blocklist rule and the catch-all.
     pub fn table(list: Blocklist, rules: usize) -> Flood {
         assert!((2..=MAX_RULES).contains(&rules), "2..={MAX_RULES} rules");
-        Flood {
-            rules,
-            family: list.family,
-            list: Some(list),
-        }
+        Flood { rules, family: list.family, list: Some(list) }
     }
 
     /// `1 rule`, `1M IPv4 table + catch-all`, `1M IPv4 table + 4096 rules`.
     pub fn name(&self) -> String {
         match &self.list {
             None => "1 rule".into(),
-            Some(l) if self.rules == 2 => format!(
-                "{} {} table + catch-all",
-                count(l.entries.len()),
-                l.family.name()
-            ),
-            Some(l) => format!(
-                "{} {} table + {} rules",
-                count(l.entries.len()),
-                l.family.name(),
-                self.rules
-            ),
+            Some(l) if self.rules == 2 => format!("{} {} table + catch-all", count(l.entries.len()), l.family.name()),
+            Some(l) => format!("{} {} table + {} rules", count(l.entries.len()), l.family.name(), self.rules),
         }
     }
 
@@ -358,17 +317,8 @@ impl Flood {
         if self.list.is_some() {
             s.push_str("table <big> file \"big.txt\"\n");
             for i in 0..self.rules - 2 {
-                let p = if proto(i, self.rules) == 6 {
-                    "tcp"
-                } else {
-                    "udp"
-                };
-                let _ = writeln!(
-                    s,
-                    "pass in proto {p} from {}/28 to port {}",
-                    source(i),
-                    port(i)
-                );
+                let p = if proto(i, self.rules) == 6 { "tcp" } else { "udp" };
+                let _ = writeln!(s, "pass in proto {p} from {}/28 to port {}", source(i), port(i));
             }
             s.push_str("block in proto udp from <big>\n");
         }
@@ -381,12 +331,10 @@ impl Flood {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         if let Some(list) = &self.list {
             let path = dir.join("big.txt");
-            std::fs::write(&path, list.text())
-                .with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, list.text()).with_context(|| format!("writing {}", path.display()))?;
         }
         let path = dir.join("rules.conf");
-        std::fs::write(&path, self.xdpwall_text())
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, self.xdpwall_text()).with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }
 }
@@ -404,19 +352,10 @@ mod tests {
         let l = Blocklist::new(Family::V4, 10_000);
         assert_eq!(l.entries.len(), 10_000);
         assert!(l.entries.iter().all(in_v4_net));
-        let s24: std::collections::HashSet<u128> = l
-            .entries
-            .iter()
-            .filter(|p| p.len == 24)
-            .map(|p| p.addr >> 8)
-            .collect();
+        let s24: std::collections::HashSet<u128> =
+            l.entries.iter().filter(|p| p.len == 24).map(|p| p.addr >> 8).collect();
         assert_eq!(s24.len(), 40);
-        let s32: std::collections::HashSet<u128> = l
-            .entries
-            .iter()
-            .filter(|p| p.len == 32)
-            .map(|p| p.addr)
-            .collect();
+        let s32: std::collections::HashSet<u128> = l.entries.iter().filter(|p| p.len == 32).map(|p| p.addr).collect();
         assert_eq!(s32.len(), 10_000 - 40);
         assert!(s32.iter().all(|a| !s24.contains(&(a >> 8))));
         assert_eq!(l.entries[0].len, 24);
@@ -435,15 +374,8 @@ mod tests {
         let l = Blocklist::new(Family::V6, 5000);
         assert_eq!(l.entries.len(), 5000);
         let count = |len| l.entries.iter().filter(|p| p.len == len).count();
-        assert_eq!(
-            (count(48), count(64), count(128)),
-            (20, 313 - 20, 5000 - 313)
-        );
-        assert!(
-            l.entries
-                .iter()
-                .all(|p| p.addr >> 96 == u128::from(FLOOD_V6) >> 96)
-        );
+        assert_eq!((count(48), count(64), count(128)), (20, 313 - 20, 5000 - 313));
+        assert!(l.entries.iter().all(|p| p.addr >> 96 == u128::from(FLOOD_V6) >> 96));
         assert!(l.text().lines().next().unwrap().starts_with("2001:db8:"));
         assert_eq!(l.hosts(3).len(), 3);
     }
@@ -451,10 +383,7 @@ mod tests {
     #[test]
     fn rulesets_and_nft() {
         let one = Flood::one_rule(Family::V4);
-        assert_eq!(
-            one.xdpwall_text().lines().skip(1).collect::<Vec<_>>(),
-            ["block in proto udp to port 6000"]
-        );
+        assert_eq!(one.xdpwall_text().lines().skip(1).collect::<Vec<_>>(), ["block in proto udp to port 6000"]);
         let t = Flood::table(Blocklist::new(Family::V4, 3), 4);
         assert_eq!(
             t.xdpwall_text().lines().skip(1).collect::<Vec<_>>(),

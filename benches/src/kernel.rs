@@ -21,15 +21,10 @@ pub struct PinDir(PathBuf);
 impl PinDir {
     /// `/sys/fs/bpf/xdpwall-bench-<pid>-<what>`, created empty.
     pub fn new(what: &str) -> Result<PinDir> {
-        let path =
-            Path::new("/sys/fs/bpf").join(format!("xdpwall-bench-{}-{what}", std::process::id()));
+        let path = Path::new("/sys/fs/bpf").join(format!("xdpwall-bench-{}-{what}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).with_context(|| {
-            format!(
-                "creating {} (is bpffs mounted? `cargo xtask setup`)",
-                path.display()
-            )
-        })?;
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("creating {} (is bpffs mounted? `cargo xtask setup`)", path.display()))?;
         Ok(PinDir(path))
     }
 
@@ -71,30 +66,20 @@ impl Reference {
             .override_global("BENCH_SPOOF_BITS", &spoof_bits, true)
             .load(ebpf_object())
             .context("loading the eBPF object")?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(name)
-            .with_context(|| format!("the eBPF object has no program {name}"))?
-            .try_into()?;
+        let prog: &mut Xdp =
+            ebpf.program_mut(name).with_context(|| format!("the eBPF object has no program {name}"))?.try_into()?;
         prog.load().with_context(|| format!("loading {name}"))?;
         Ok(Reference { ebpf, name })
     }
 
     /// The program.
     pub fn program(&self) -> &Xdp {
-        self.ebpf
-            .program(self.name)
-            .expect("checked in load")
-            .try_into()
-            .expect("checked in load")
+        self.ebpf.program(self.name).expect("checked in load").try_into().expect("checked in load")
     }
 
     /// The program, mutable (to attach it).
     pub fn program_mut(&mut self) -> &mut Xdp {
-        self.ebpf
-            .program_mut(self.name)
-            .expect("checked in load")
-            .try_into()
-            .expect("checked in load")
+        self.ebpf.program_mut(self.name).expect("checked in load").try_into().expect("checked in load")
     }
 
     /// Runs `frame` through the program `repeat` times; the action and the kernel's
@@ -103,10 +88,7 @@ impl Reference {
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(frame);
         opts.repeat = repeat;
-        let r = self
-            .program()
-            .test_run(opts)
-            .with_context(|| format!("test run of {}", self.name))?;
+        let r = self.program().test_run(opts).with_context(|| format!("test run of {}", self.name))?;
         Ok((r.return_value, r.duration))
     }
 
@@ -118,20 +100,14 @@ impl Reference {
         opts.data_in = Some(frame);
         opts.data_out = Some(&mut out);
         opts.repeat = 1;
-        let r = self
-            .program()
-            .test_run(opts)
-            .with_context(|| format!("test run of {}", self.name))?;
+        let r = self.program().test_run(opts).with_context(|| format!("test run of {}", self.name))?;
         out.truncate(r.data_size_out as usize);
         Ok((r.return_value, out))
     }
 
     /// The program's run-time statistics so far (see [`RunTime`]).
     pub fn run_time(&self) -> Result<RunTime> {
-        let info = self
-            .program()
-            .info()
-            .with_context(|| format!("reading the info of {}", self.name))?;
+        let info = self.program().info().with_context(|| format!("reading the info of {}", self.name))?;
         Ok(RunTime::of(&info))
     }
 }
@@ -150,16 +126,13 @@ pub struct RunTime {
 impl RunTime {
     /// The statistics in a program's info.
     pub fn of(info: &ProgramInfo) -> RunTime {
-        RunTime {
-            ns: info.run_time().as_nanos() as u64,
-            runs: info.run_count(),
-        }
+        RunTime { ns: info.run_time().as_nanos() as u64, runs: info.run_count() }
     }
 
     /// The program's info pinned at `path`.
     pub fn of_pinned(path: &Path) -> Result<RunTime> {
-        let info = ProgramInfo::from_pin(path)
-            .with_context(|| format!("reading the program pinned at {}", path.display()))?;
+        let info =
+            ProgramInfo::from_pin(path).with_context(|| format!("reading the program pinned at {}", path.display()))?;
         Ok(RunTime::of(&info))
     }
 
@@ -174,8 +147,7 @@ impl RunTime {
 /// descriptor is closed. While on, each run of every program also pays two clock reads
 /// (the measured time includes about one), so throughput is never sampled meanwhile.
 pub fn enable_run_time_stats() -> Result<std::os::fd::OwnedFd> {
-    aya::sys::enable_stats(aya::sys::Stats::RunTime)
-        .context("enabling BPF run-time statistics (BPF_ENABLE_STATS)")
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).context("enabling BPF run-time statistics (BPF_ENABLE_STATS)")
 }
 
 /// The pinned `COUNTERS` map (the name is the data plane's).
@@ -193,24 +165,15 @@ impl Filter {
     pub fn load(compiled: &Compiled, pins: &PinDir) -> Result<Filter> {
         let slots: Vec<u32> = RULE_SLOTS.take(compiled.rules.len()).collect();
         if slots.len() < compiled.rules.len() {
-            bail!(
-                "{} rules but only {} counter slots",
-                compiled.rules.len(),
-                slots.len()
-            );
+            bail!("{} rules but only {} counter slots", compiled.rules.len(), slots.len());
         }
-        let prog =
-            LoadedProgram::load(compiled, &slots, &[], pins.path()).context("loading xdpwall")?;
+        let prog = LoadedProgram::load(compiled, &slots, &[], pins.path()).context("loading xdpwall")?;
         let path = pins.path().join(COUNTERS);
         let counters = MapData::from_pin(&path)
             .map_err(anyhow::Error::from)
             .and_then(|m| Ok(PerCpuArray::try_from(Map::from_map_data(m)?)?))
             .with_context(|| format!("opening {}", path.display()))?;
-        Ok(Filter {
-            prog,
-            counters,
-            rules: slots.len() as u32,
-        })
+        Ok(Filter { prog, counters, rules: slots.len() as u32 })
     }
 
     /// The counter slot of the ruleset's last rule (rule `i` counts in the `i`-th of
@@ -223,10 +186,7 @@ impl Filter {
     /// slot, or a reserved one (`filter_common::slot`, e.g. `STATE` for the fast path).
     /// The map is shared by every filter loaded with the same [`PinDir`].
     pub fn counted(&self, slot: u32) -> Result<u64> {
-        let values = self
-            .counters
-            .get(&slot, 0)
-            .with_context(|| format!("reading counter slot {slot}"))?;
+        let values = self.counters.get(&slot, 0).with_context(|| format!("reading counter slot {slot}"))?;
         Ok(values.iter().map(|c| c.packets).sum())
     }
 
@@ -298,11 +258,7 @@ mod tests {
                 assert_ne!(udp[6..8], [0, 0], "UDP checksum present");
                 assert_eq!(checksum(&[&pseudo, udp]), 0, "UDP checksum");
             }
-            assert!(
-                sources.len() > 190,
-                "{} distinct sources of 200",
-                sources.len()
-            );
+            assert!(sources.len() > 190, "{} distinct sources of 200", sources.len());
         }
     }
 }

@@ -55,12 +55,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 pub fn catch_signals() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            libc::signal(
-                sig,
-                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            )
-        };
+        unsafe { libc::signal(sig, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t) };
     }
 }
 
@@ -114,14 +109,9 @@ impl Pair {
         let read = |what: &str| -> Result<u64> {
             let path = format!("/sys/class/net/{}/statistics/{what}", self.host);
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-            text.trim()
-                .parse()
-                .with_context(|| format!("parsing {path}"))
+            text.trim().parse().with_context(|| format!("parsing {path}"))
         };
-        Ok(RxStats {
-            packets: read("rx_packets")?,
-            dropped: read("rx_dropped")?,
-        })
+        Ok(RxStats { packets: read("rx_packets")?, dropped: read("rx_dropped")? })
     }
 
     /// Puts the receiver's NAPI poll where `napi` says: for `Threaded`, kernel threads
@@ -134,11 +124,7 @@ impl Pair {
         }
         std::fs::write(&path, "1").with_context(|| format!("writing 1 to {path}"))?;
         let cpus = online_cpus();
-        let free: Vec<usize> = cpus
-            .iter()
-            .copied()
-            .filter(|c| !generator_cpus.contains(c))
-            .collect();
+        let free: Vec<usize> = cpus.iter().copied().filter(|c| !generator_cpus.contains(c)).collect();
         let free = if free.is_empty() { cpus } else { free };
         // Kernel thread names are cut to 15 bytes: `napi/<dev>-<id>`.
         let prefix: String = format!("napi/{}-", self.host).chars().take(15).collect();
@@ -151,10 +137,7 @@ impl Pair {
             std::thread::sleep(Duration::from_millis(20));
         }
         if pids.is_empty() {
-            bail!(
-                "no NAPI thread {prefix}* appeared after enabling threaded NAPI on {}",
-                self.host
-            );
+            bail!("no NAPI thread {prefix}* appeared after enabling threaded NAPI on {}", self.host);
         }
         for (i, pid) in pids.iter().enumerate() {
             set_affinity(*pid, free[i % free.len()])?;
@@ -184,18 +167,8 @@ impl BenchNet {
         let pid = std::process::id() % 100_000;
         let queues = queues.max(1);
         let mut net = BenchNet {
-            test: Pair {
-                host: format!("xwbt{pid}"),
-                peer: format!("xwbs{pid}"),
-                peer_ifindex: 0,
-                queues,
-            },
-            reference: Pair {
-                host: format!("xwbr{pid}"),
-                peer: format!("xwbq{pid}"),
-                peer_ifindex: 0,
-                queues,
-            },
+            test: Pair { host: format!("xwbt{pid}"), peer: format!("xwbs{pid}"), peer_ifindex: 0, queues },
+            reference: Pair { host: format!("xwbr{pid}"), peer: format!("xwbq{pid}"), peer_ifindex: 0, queues },
             netns,
         };
         let ns = net.netns.name().to_string();
@@ -203,35 +176,9 @@ impl BenchNet {
         net.add_pair(false, REF_HOST_MAC, REF_PEER_MAC)?;
         let (h, p) = (net.test.host.clone(), net.test.peer.clone());
         ip(&["addr", "add", &format!("{HOST_V4}/30"), "dev", &h])?;
-        ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{PEER_V4}/30"),
-            "dev",
-            &p,
-        ])?;
-        ip(&[
-            "neigh",
-            "replace",
-            &PEER_V4.to_string(),
-            "lladdr",
-            &mac(PEER_MAC),
-            "dev",
-            &h,
-            "nud",
-            "permanent",
-        ])?;
-        ip(&[
-            "route",
-            "add",
-            &format!("{SOURCE_NET}/16"),
-            "via",
-            &PEER_V4.to_string(),
-            "dev",
-            &h,
-        ])?;
+        ip(&["-n", &ns, "addr", "add", &format!("{PEER_V4}/30"), "dev", &p])?;
+        ip(&["neigh", "replace", &PEER_V4.to_string(), "lladdr", &mac(PEER_MAC), "dev", &h, "nud", "permanent"])?;
+        ip(&["route", "add", &format!("{SOURCE_NET}/16"), "via", &PEER_V4.to_string(), "dev", &h])?;
         // The flood's sources (1.0.0.0/8, 2001:db8::/32) are not routed here, and every
         // flood row drops every frame before the stack. Should one get through anyway
         // (a failing row), strict reverse-path filtering drops it instead of answering a
@@ -244,16 +191,8 @@ impl BenchNet {
 
     fn add_pair(&mut self, test: bool, host_mac: [u8; 6], peer_mac: [u8; 6]) -> Result<()> {
         let ns = self.netns.name().to_string();
-        let pair = if test {
-            &mut self.test
-        } else {
-            &mut self.reference
-        };
-        let (h, p, q) = (
-            pair.host.clone(),
-            pair.peer.clone(),
-            pair.queues.to_string(),
-        );
+        let pair = if test { &mut self.test } else { &mut self.reference };
+        let (h, p, q) = (pair.host.clone(), pair.peer.clone(), pair.queues.to_string());
         ip(&[
             "link",
             "add",
@@ -371,31 +310,17 @@ pub struct Generator {
 impl Generator {
     /// Starts `traffic.threads` generators in `netns`, thread `t` pinned to `cpus[t]`,
     /// each running its own `bench_tx` on the sender end of `pair`.
-    pub fn start(
-        netns: &Netns,
-        pair: &Pair,
-        pins: &PinDir,
-        traffic: &Traffic,
-        cpus: &[usize],
-    ) -> Result<Generator> {
+    pub fn start(netns: &Netns, pair: &Pair, pins: &PinDir, traffic: &Traffic, cpus: &[usize]) -> Result<Generator> {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
-        let mut generator = Generator {
-            stop: stop.clone(),
-            sent: sent.clone(),
-            threads: Vec::new(),
-        };
+        let mut generator = Generator { stop: stop.clone(), sent: sent.clone(), threads: Vec::new() };
         let ns_path = format!("/run/netns/{}", netns.name());
         for t in 0..traffic.threads {
             // Loaded here, one at a time: they share the pin directory.
             let program = Reference::generator(pins, traffic.flows, traffic.spoof_bits)?;
             let (stop, sent, frame) = (stop.clone(), sent.clone(), traffic.frame.clone());
-            let (ns_path, cpu, ifindex, batch) = (
-                ns_path.clone(),
-                cpus[t % cpus.len()],
-                pair.peer_ifindex,
-                traffic.batch,
-            );
+            let (ns_path, cpu, ifindex, batch) =
+                (ns_path.clone(), cpus[t % cpus.len()], pair.peer_ifindex, traffic.batch);
             let queue = (t % pair.queues) as u32;
             let handle = std::thread::Builder::new()
                 .name(format!("bench-gen-{t}"))
@@ -445,9 +370,7 @@ impl Generator {
         self.stop.store(true, Ordering::Relaxed);
         let mut result = Ok(());
         for handle in self.threads.drain(..) {
-            let r = handle
-                .join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("a generator thread panicked")));
+            let r = handle.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a generator thread panicked")));
             if result.is_ok() {
                 result = r;
             }
@@ -515,10 +438,7 @@ pub struct Counts {
 impl Counts {
     /// A count of the expected verdict alone.
     pub fn of(expected: u64) -> Counts {
-        Counts {
-            expected,
-            hits: None,
-        }
+        Counts { expected, hits: None }
     }
 }
 
@@ -552,11 +472,7 @@ pub fn measure(
     timing: Timing,
     probes: Probes<'_>,
 ) -> Result<Sample> {
-    let Probes {
-        mut judged,
-        run_time,
-        prime,
-    } = probes;
+    let Probes { mut judged, run_time, prime } = probes;
     net.reference.place_napi(timing.napi, cpus)?;
     net.test.place_napi(timing.napi, cpus)?;
     if prime {
@@ -611,9 +527,7 @@ fn program_ns(
     let generator = Generator::start(&net.netns, &net.test, pins, traffic, cpus)?;
     pause(timing.warmup)?;
     if generator.failed() {
-        return generator
-            .stop()
-            .and(Err(anyhow::anyhow!("the generator stopped during warm-up")));
+        return generator.stop().and(Err(anyhow::anyhow!("the generator stopped during warm-up")));
     }
     let readings = timing.samples.max(1);
     let mut ns = Vec::with_capacity(readings);
@@ -626,10 +540,7 @@ fn program_ns(
     }
     generator.stop()?;
     if ns.is_empty() {
-        bail!(
-            "the XDP program on {} did not run with statistics on",
-            net.test.host
-        );
+        bail!("the XDP program on {} did not run with statistics on", net.test.host);
     }
     ns.sort_by(f64::total_cmp);
     Ok(ns[ns.len() / 2])
@@ -659,9 +570,7 @@ fn window(
     let generator = Generator::start(&net.netns, pair, pins, traffic, cpus)?;
     pause(timing.warmup)?;
     if generator.failed() {
-        return generator
-            .stop()
-            .and(Err(anyhow::anyhow!("the generator stopped during warm-up")));
+        return generator.stop().and(Err(anyhow::anyhow!("the generator stopped during warm-up")));
     }
     let (r0, t0) = (pair.rx()?, Instant::now());
     pause(timing.part)?;
@@ -689,11 +598,7 @@ fn window(
     };
     let secs = (t1 - t0).as_secs_f64();
     let ring_full = r1.dropped.saturating_sub(r0.dropped);
-    Ok(Window {
-        pps: got as f64 / secs,
-        offered_pps: (got + ring_full) as f64 / secs,
-        counted,
-    })
+    Ok(Window { pps: got as f64 / secs, offered_pps: (got + ring_full) as f64 / secs, counted })
 }
 
 /// The receiver's packet count once it stops moving (its queue has drained): unchanged
@@ -755,10 +660,7 @@ fn set_affinity(tid: i32, cpu: usize) -> Result<()> {
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: `set` is a valid cpu_set_t of the size given.
     if unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
-        bail!(
-            "pinning thread {tid} to CPU {cpu}: {}",
-            std::io::Error::last_os_error()
-        );
+        bail!("pinning thread {tid} to CPU {cpu}: {}", std::io::Error::last_os_error());
     }
     Ok(())
 }
@@ -778,13 +680,10 @@ pub fn favour(tid: i32) -> Result<()> {
 pub fn online_cpus() -> Vec<usize> {
     // SAFETY: as in `set_affinity`; sched_getaffinity fills `set`.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
-    {
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
         return vec![0];
     }
-    (0..libc::CPU_SETSIZE as usize)
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect()
+    (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
 }
 
 /// Pids of kernel threads whose name starts with `prefix`.
@@ -808,10 +707,7 @@ fn ifindex(name: &str) -> Result<u32> {
     // SAFETY: a valid NUL-terminated string.
     let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if index == 0 {
-        bail!(
-            "no interface named {name}: {}",
-            std::io::Error::last_os_error()
-        );
+        bail!("no interface named {name}: {}", std::io::Error::last_os_error());
     }
     Ok(index)
 }
@@ -828,14 +724,9 @@ pub fn ip(args: &[&str]) -> Result<()> {
 /// Runs a command; a failure is an error with its stderr.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {shown}"))?;
+    let out = cmd.output().with_context(|| format!("cannot run {shown}"))?;
     if !out.status.success() {
-        bail!(
-            "{shown} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{shown} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
 }

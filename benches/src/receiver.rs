@@ -49,16 +49,8 @@ impl XdpwallCli {
     /// The binary `bin`, not loaded yet.
     pub fn new(bin: &Path, iface: &str) -> XdpwallCli {
         let name = format!("xdpwall-bench-{}", std::process::id());
-        let cli = Xdpwall::with_dirs(
-            bin,
-            Path::new("/sys/fs/bpf").join(&name),
-            Path::new("/run").join(&name),
-        );
-        XdpwallCli {
-            cli,
-            iface: iface.to_string(),
-            loaded: false,
-        }
+        let cli = Xdpwall::with_dirs(bin, Path::new("/sys/fs/bpf").join(&name), Path::new("/run").join(&name));
+        XdpwallCli { cli, iface: iface.to_string(), loaded: false }
     }
 
     /// Makes `rules` the ruleset: `load IFACE RULES --mode native` the first time,
@@ -90,9 +82,7 @@ impl XdpwallCli {
         let out = self.cli.run(["status", "--json"])?;
         let status: serde_json::Value =
             serde_json::from_slice(&out.stdout).context("parsing `xdpwall status --json`")?;
-        let rules = status["rules"]
-            .as_array()
-            .context("`xdpwall status --json` has no rules")?;
+        let rules = status["rules"].as_array().context("`xdpwall status --json` has no rules")?;
         numbers
             .iter()
             .map(|&number| {
@@ -100,9 +90,7 @@ impl XdpwallCli {
                     .iter()
                     .find(|r| r["number"].as_u64() == Some(number as u64))
                     .and_then(|r| r["packets"].as_u64())
-                    .with_context(|| {
-                        format!("`xdpwall status --json` has no packet count for rule {number}")
-                    })
+                    .with_context(|| format!("`xdpwall status --json` has no packet count for rule {number}"))
             })
             .collect()
     }
@@ -113,9 +101,7 @@ impl XdpwallCli {
         let out = self.cli.run(["status", "--json"])?;
         let status: serde_json::Value =
             serde_json::from_slice(&out.stdout).context("parsing `xdpwall status --json`")?;
-        status["state_matches"]["packets"]
-            .as_u64()
-            .context("`xdpwall status --json` has no state_matches.packets")
+        status["state_matches"]["packets"].as_u64().context("`xdpwall status --json` has no state_matches.packets")
     }
 
     /// The run-time statistics (see [`RunTime`]) of the XDP program xdpwall enforces,
@@ -144,14 +130,9 @@ impl NftTable {
     pub fn load(name: &str, script: &str, dir: &Path) -> Result<NftTable> {
         let path: PathBuf = dir.join(format!("{name}.nft"));
         std::fs::write(&path, script).with_context(|| format!("writing {}", path.display()))?;
-        let _ = Command::new("nft")
-            .args(["delete", "table", "netdev", name])
-            .output();
-        run(Command::new("nft").arg("-f").arg(&path))
-            .context("loading the nftables rules (is nftables installed?)")?;
-        Ok(NftTable {
-            name: name.to_string(),
-        })
+        let _ = Command::new("nft").args(["delete", "table", "netdev", name]).output();
+        run(Command::new("nft").arg("-f").arg(&path)).context("loading the nftables rules (is nftables installed?)")?;
+        Ok(NftTable { name: name.to_string() })
     }
 
     /// Packets counted by the table's named counter `hits`.
@@ -167,9 +148,7 @@ impl NftTable {
 
 impl Drop for NftTable {
     fn drop(&mut self) {
-        let _ = Command::new("nft")
-            .args(["delete", "table", "netdev", &self.name])
-            .output();
+        let _ = Command::new("nft").args(["delete", "table", "netdev", &self.name]).output();
     }
 }
 
@@ -204,20 +183,13 @@ impl XdpFilter {
         let pins = Path::new(XDP_FILTER_PINS);
         if pins.exists() {
             let names: Vec<String> = std::fs::read_dir(pins.join("programs"))
-                .map(|dir| {
-                    dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                        .collect()
-                })
+                .map(|dir| dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
                 .unwrap_or_default();
-            let ours_stale =
-                |n: &String| n.starts_with("xwbt") && !Path::new("/sys/class/net").join(n).exists();
+            let ours_stale = |n: &String| n.starts_with("xwbt") && !Path::new("/sys/class/net").join(n).exists();
             if !names.is_empty() && names.iter().all(ours_stale) {
                 let _ = std::fs::remove_dir_all(pins);
             } else if !names.is_empty() {
-                bail!(
-                    "xdp-filter is loaded on {} already; its maps would be shared",
-                    names.join(", ")
-                );
+                bail!("xdp-filter is loaded on {} already; its maps would be shared", names.join(", "));
             } else {
                 bail!(
                     "xdp-filter's maps are pinned in {XDP_FILTER_PINS} with no program using \
@@ -228,10 +200,7 @@ impl XdpFilter {
         }
         run(Command::new("xdp-filter").args(["load", iface, "--mode", "native"]))
             .context("loading xdp-filter (is xdp-tools installed? `cargo xtask setup`)")?;
-        Ok(XdpFilter {
-            iface: iface.to_string(),
-            loaded: true,
-        })
+        Ok(XdpFilter { iface: iface.to_string(), loaded: true })
     }
 
     fn map(name: &str) -> Result<MapData> {
@@ -289,24 +258,15 @@ impl XdpFilter {
             PerCpuHashMap::try_from(Map::PerCpuHashMap(Self::map("filter_ipv4")?))?;
         for entry in v4.iter() {
             let (_, values) = entry?;
-            hits += values
-                .iter()
-                .map(|v| v >> XDP_FILTER_COUNTER_SHIFT)
-                .sum::<u64>();
+            hits += values.iter().map(|v| v >> XDP_FILTER_COUNTER_SHIFT).sum::<u64>();
         }
         let v6: PerCpuHashMap<MapData, [u8; 16], u64> =
             PerCpuHashMap::try_from(Map::PerCpuHashMap(Self::map("filter_ipv6")?))?;
         for entry in v6.iter() {
             let (_, values) = entry?;
-            hits += values
-                .iter()
-                .map(|v| v >> XDP_FILTER_COUNTER_SHIFT)
-                .sum::<u64>();
+            hits += values.iter().map(|v| v >> XDP_FILTER_COUNTER_SHIFT).sum::<u64>();
         }
-        Ok(Counts {
-            expected: dropped,
-            hits: Some(hits),
-        })
+        Ok(Counts { expected: dropped, hits: Some(hits) })
     }
 
     /// The name of the XDP program xdp-filter attached (it picks one by features).
@@ -316,16 +276,11 @@ impl XdpFilter {
 
     /// The attached program's id and name, from `ip -j link show`.
     fn attached(&self) -> Result<(u32, String)> {
-        let out = Command::new("ip")
-            .args(["-j", "link", "show", "dev", &self.iface])
-            .output()
-            .context("cannot run ip")?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&out.stdout).context("parsing `ip -j link show`")?;
+        let out =
+            Command::new("ip").args(["-j", "link", "show", "dev", &self.iface]).output().context("cannot run ip")?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing `ip -j link show`")?;
         let prog = &v[0]["xdp"]["prog"];
-        let id = prog["id"]
-            .as_u64()
-            .with_context(|| format!("no XDP program on {}", self.iface))?;
+        let id = prog["id"].as_u64().with_context(|| format!("no XDP program on {}", self.iface))?;
         Ok((id as u32, prog["name"].as_str().unwrap_or("?").to_string()))
     }
 
@@ -447,11 +402,7 @@ pub fn nft_counter_packets(table: &str, name: &str) -> Result<u64> {
     if got < 20 {
         bail!(
             "netlink receive: {}",
-            if got < 0 {
-                std::io::Error::last_os_error().to_string()
-            } else {
-                "short reply".into()
-            }
+            if got < 0 { std::io::Error::last_os_error().to_string() } else { "short reply".into() }
         );
     }
     let reply = &reply[..got as usize];
@@ -459,10 +410,7 @@ pub fn nft_counter_packets(table: &str, name: &str) -> Result<u64> {
     let kind = u16::from_ne_bytes([reply[4], reply[5]]);
     if kind == NLMSG_ERROR {
         let errno = -i32::from_ne_bytes(reply[16..20].try_into()?);
-        bail!(
-            "reading nftables counter {name} of table netdev {table}: {}",
-            std::io::Error::from_raw_os_error(errno)
-        );
+        bail!("reading nftables counter {name} of table netdev {table}: {}", std::io::Error::from_raw_os_error(errno));
     }
     // nlmsghdr (16) + nfgenmsg (4), then the object's attributes.
     let data = attrs(&reply[20..len])
@@ -473,12 +421,10 @@ pub fn nft_counter_packets(table: &str, name: &str) -> Result<u64> {
         .into_iter()
         .find(|(k, _)| *k == NFTA_COUNTER_PACKETS)
         .with_context(|| format!("nftables counter {name}: no packet count in the reply"))?;
-    Ok(u64::from_be_bytes(packets.1.try_into().with_context(
-        || {
-            format!(
-                "nftables counter {name}: a packet count of {} bytes",
-                packets.1.len()
-            )
-        },
-    )?))
+    Ok(u64::from_be_bytes(
+        packets
+            .1
+            .try_into()
+            .with_context(|| format!("nftables counter {name}: a packet count of {} bytes", packets.1.len()))?,
+    ))
 }

@@ -139,11 +139,7 @@ pub struct FlowRow {
 
 impl FlowRow {
     fn last_rule(&self) -> &'static str {
-        if self.keep_state {
-            "`pass … keep state`"
-        } else {
-            "`pass`"
-        }
+        if self.keep_state { "`pass … keep state`" } else { "`pass`" }
     }
 
     fn packet(&self) -> &'static str {
@@ -227,9 +223,7 @@ impl Report {
     }
 
     fn find(&self, kind: Kind, rules: usize, table: Option<usize>) -> Option<&ThroughputRow> {
-        self.throughput
-            .iter()
-            .find(|r| r.kind == kind && r.rules == Some(rules) && r.table == table)
+        self.throughput.iter().find(|r| r.kind == kind && r.rules == Some(rules) && r.table == table)
     }
 
     /// `row`'s rate over that of `kind` with the same rules, each as a share of the
@@ -244,27 +238,17 @@ impl Report {
     }
 
     fn per_packet(&self, rules: usize, table: Option<usize>, hit: bool) -> Option<&PerPacketRow> {
-        self.per_packet.iter().find(|r| {
-            r.program == "xdpwall" && r.rules == rules && r.table == table && r.hit == hit
-        })
+        self.per_packet.iter().find(|r| r.program == "xdpwall" && r.rules == rules && r.table == table && r.hit == hit)
     }
 
     fn bench_drop_ns(&self) -> Option<f64> {
-        self.per_packet
-            .iter()
-            .find(|r| r.program == "bench_drop")?
-            .result
-            .as_ref()
-            .ok()
-            .copied()
+        self.per_packet.iter().find(|r| r.program == "bench_drop")?.result.as_ref().ok().copied()
     }
 
     /// The targets of issue #4, evaluated on what was measured.
     pub fn targets(&self) -> Vec<Target> {
         let to_ceiling = |rules: usize, table: Option<usize>, min: f64, row: String| {
-            let r = self
-                .find(Kind::XdpwallDrop, rules, table)
-                .and_then(|r| Some(r.result.as_ref().ok()?.to_ceiling));
+            let r = self.find(Kind::XdpwallDrop, rules, table).and_then(|r| Some(r.result.as_ref().ok()?.to_ceiling));
             Target {
                 what: format!("≥ {min}× ceiling"),
                 row,
@@ -274,9 +258,7 @@ impl Report {
             }
         };
         let to_nft = |kind: Kind, min: f64, what: &str| {
-            let r = self
-                .find(Kind::XdpwallDrop, 1024, None)
-                .and_then(|row| self.ratio_to(row, kind));
+            let r = self.find(Kind::XdpwallDrop, 1024, None).and_then(|row| self.ratio_to(row, kind));
             Target {
                 what: format!("≥ {min}× {what}"),
                 row: "xdpwall drop, 1024 rules".into(),
@@ -289,9 +271,7 @@ impl Report {
         // none has a field whose class is empty and stops before any bitmap is read, so
         // it is no baseline for the full path.
         let flat = || {
-            let r = self
-                .per_packet(4096, None, true)
-                .and_then(|r| r.to_one_rule);
+            let r = self.per_packet(4096, None, true).and_then(|r| r.to_one_rule);
             Target {
                 what: "≤ 1.5× the 1-rule cost".into(),
                 row: "test_run, 4096 rules, packet matching the last rule".into(),
@@ -301,9 +281,7 @@ impl Report {
             }
         };
         let to_xdp_filter = |rules: usize| {
-            let r = self
-                .find(Kind::XdpwallDrop, rules, None)
-                .and_then(|row| self.ratio_to(row, Kind::XdpFilter));
+            let r = self.find(Kind::XdpwallDrop, rules, None).and_then(|row| self.ratio_to(row, Kind::XdpFilter));
             Target {
                 what: "≥ 1× xdp-filter".into(),
                 row: format!(
@@ -318,12 +296,7 @@ impl Report {
         };
         let mut targets = vec![
             to_ceiling(1, None, 0.8, "xdpwall drop, 1 rule".into()),
-            to_ceiling(
-                4096,
-                Some(1_000_000),
-                0.7,
-                "xdpwall drop, 4096 rules + 1M table".into(),
-            ),
+            to_ceiling(4096, Some(1_000_000), 0.7, "xdpwall drop, 4096 rules + 1M table".into()),
             to_nft(Kind::NftSet, 2.0, "nftables verdict map"),
             to_nft(Kind::NftLinear, 20.0, "nftables linear"),
             flat(),
@@ -343,19 +316,14 @@ impl Report {
             .filter(|r| r.receiver == FloodReceiver::Xdpwall && r.family == Family::V4)
             .filter_map(|r| r.entries)
             .max();
-        let table = big
-            .and_then(|e| self.flood_row(FloodReceiver::Xdpwall, Family::V4, MAX_RULES, Some(e)));
+        let table = big.and_then(|e| self.flood_row(FloodReceiver::Xdpwall, Family::V4, MAX_RULES, Some(e)));
         fn rate(r: Option<&FloodRow>) -> Option<&Rate> {
             r.and_then(|r| r.result.as_ref().ok())
         }
-        let name = format!(
-            "flood, xdpwall 4096 rules + {} IPv4 table",
-            big.map_or("1M".into(), count)
-        );
+        let name = format!("flood, xdpwall 4096 rules + {} IPv4 table", big.map_or("1M".into(), count));
         let at = TargetAt::Flood(MAX_RULES, big);
         let one = rate(self.flood_row(FloodReceiver::Xdpwall, Family::V4, 1, None));
-        let nft =
-            rate(big.and_then(|e| self.flood_row(FloodReceiver::Nft, Family::V4, 2, Some(e))));
+        let nft = rate(big.and_then(|e| self.flood_row(FloodReceiver::Nft, Family::V4, 2, Some(e))));
         let t = rate(table);
         let ceiling = t.map(|t| t.to_ceiling);
         let to_one = t.zip(one).map(|(t, o)| t.to_ceiling / o.to_ceiling);
@@ -392,9 +360,9 @@ impl Report {
         rules: usize,
         entries: Option<usize>,
     ) -> Option<&FloodRow> {
-        self.flood.iter().find(|r| {
-            r.receiver == receiver && r.family == family && r.rules == rules && r.entries == entries
-        })
+        self.flood
+            .iter()
+            .find(|r| r.receiver == receiver && r.family == family && r.rules == rules && r.entries == entries)
     }
 
     /// The flood section: one table of every row, with ratios to XDP_DROP (measured beside
@@ -425,43 +393,27 @@ impl Report {
              |---|---|---|---|---|---|---|---|---|---|---|---|\n",
         );
         for row in &self.flood {
-            let one = self
-                .flood_row(FloodReceiver::Xdpwall, row.family, 1, None)
-                .and_then(|r| r.result.as_ref().ok());
+            let one = self.flood_row(FloodReceiver::Xdpwall, row.family, 1, None).and_then(|r| r.result.as_ref().ok());
             let (mpps, to_ceiling, to_one, counted, hits, ns) = match &row.result {
                 Ok(r) => (
                     format!("{:.3} [{:.3}–{:.3}]", r.pps / 1e6, r.min / 1e6, r.max / 1e6),
                     format!("{:.2}", r.to_ceiling),
-                    one.map_or("–".into(), |o| {
-                        format!("{:.2}", r.to_ceiling / o.to_ceiling)
-                    }),
-                    r.judged
-                        .map_or("–".into(), |j| format!("{:.1}%", j * 100.0)),
+                    one.map_or("–".into(), |o| format!("{:.2}", r.to_ceiling / o.to_ceiling)),
+                    r.judged.map_or("–".into(), |j| format!("{:.1}%", j * 100.0)),
                     match (r.hit_share, row.expected_hits) {
                         (None, None) => "–".into(),
                         (m, e) => format!("{} / {}", percent(m), percent(e)),
                     },
                     r.program_ns.map_or("–".into(), |ns| format!("{ns:.0}")),
                 ),
-                Err(e) => (
-                    format!("failed: {e}"),
-                    "–".into(),
-                    "–".into(),
-                    "–".into(),
-                    "–".into(),
-                    "–".into(),
-                ),
+                Err(e) => (format!("failed: {e}"), "–".into(), "–".into(), "–".into(), "–".into(), "–".into()),
             };
             let target = if row.receiver == FloodReceiver::Xdpwall && row.family == Family::V4 {
                 targets_at(targets, Some(TargetAt::Flood(row.rules, row.entries)))
             } else {
                 "–".into()
             };
-            let rules = if row.receiver == FloodReceiver::Ceiling {
-                "–".into()
-            } else {
-                row.rules.to_string()
-            };
+            let rules = if row.receiver == FloodReceiver::Ceiling { "–".into() } else { row.rules.to_string() };
             let load = row.load_secs.map_or("–".into(), |t| format!("{t:.1}"));
             let _ = writeln!(
                 s,
@@ -498,8 +450,7 @@ impl Report {
              sub-window, median of its readings (they cost every program two clock reads per \
              run, so no rate is taken meanwhile; bench_drop's figure is about what the clock \
              reads add).\n\n",
-            self.ceiling_mpps()
-                .map_or("–".into(), |c| format!("{c:.3} Mpps median"))
+            self.ceiling_mpps().map_or("–".into(), |c| format!("{c:.3} Mpps median"))
         );
         s.push_str("| receiver | rules | Mpps | ceiling Mpps | × ceiling | × nft map | × nft linear | × xdp-filter | counted | ns in XDP program | target |\n");
         s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -517,32 +468,19 @@ impl Report {
                     counted(r),
                     r.program_ns.map_or("–".into(), |ns| format!("{ns:.0}")),
                 ),
-                Err(e) => (
-                    format!("failed: {e}"),
-                    "–".into(),
-                    "–".into(),
-                    "–".into(),
-                    "–".into(),
-                ),
+                Err(e) => (format!("failed: {e}"), "–".into(), "–".into(), "–".into(), "–".into()),
             };
             let (to_set, to_linear, to_xdp_filter) = if matches!(row.kind, Kind::XdpwallDrop) {
                 (
-                    self.ratio_to(row, Kind::NftSet)
-                        .map_or("–".into(), |r| format!("{r:.1}")),
-                    self.ratio_to(row, Kind::NftLinear)
-                        .map_or("–".into(), |r| format!("{r:.1}")),
-                    self.ratio_to(row, Kind::XdpFilter)
-                        .map_or("–".into(), |r| format!("{r:.2}")),
+                    self.ratio_to(row, Kind::NftSet).map_or("–".into(), |r| format!("{r:.1}")),
+                    self.ratio_to(row, Kind::NftLinear).map_or("–".into(), |r| format!("{r:.1}")),
+                    self.ratio_to(row, Kind::XdpFilter).map_or("–".into(), |r| format!("{r:.2}")),
                 )
             } else {
                 ("–".into(), "–".into(), "–".into())
             };
             let at = row.rules.map(|r| TargetAt::Throughput(r, row.table));
-            let target = if row.kind == Kind::XdpwallDrop {
-                targets_at(&targets, at)
-            } else {
-                "–".into()
-            };
+            let target = if row.kind == Kind::XdpwallDrop { targets_at(&targets, at) } else { "–".into() };
             let _ = writeln!(
                 s,
                 "| {label} | {} | {mpps} | {ceiling} | {to_ceiling} | {to_set} | {to_linear} | {to_xdp_filter} | {counted} | {program_ns} | {target} |",
@@ -562,9 +500,7 @@ impl Report {
              compares packets that match the last rule.\n\n",
             self.repeat
         );
-        s.push_str(
-            "| program | rules | table | packet | ns/packet | added ns | × 1 rule | target |\n",
-        );
+        s.push_str("| program | rules | table | packet | ns/packet | added ns | × 1 rule | target |\n");
         s.push_str("|---|---|---|---|---|---|---|---|\n");
         let base = self.bench_drop_ns();
         for row in &self.per_packet {
@@ -576,10 +512,7 @@ impl Report {
                 "matches no rule"
             };
             let (ns, added) = match &row.result {
-                Ok(ns) => (
-                    format!("{ns:.0}"),
-                    base.map_or("–".into(), |b| format!("{:.0}", ns - b)),
-                ),
+                Ok(ns) => (format!("{ns:.0}"), base.map_or("–".into(), |b| format!("{:.0}", ns - b))),
                 Err(e) => (format!("failed: {e}"), "–".into()),
             };
             let to_one = row.to_one_rule.map_or("–".into(), |r| format!("{r:.2}"));
@@ -588,11 +521,7 @@ impl Report {
             } else {
                 "–".into()
             };
-            let rules = if row.program == "bench_drop" {
-                "–".to_string()
-            } else {
-                row.rules.to_string()
-            };
+            let rules = if row.program == "bench_drop" { "–".to_string() } else { row.rules.to_string() };
             let table = row.table.map_or("–".into(), count);
             let _ = writeln!(
                 s,
@@ -606,22 +535,11 @@ impl Report {
 
         s.push_str("\n## Targets\n\n| target | where | measured | |\n|---|---|---|---|\n");
         for t in &targets {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} |",
-                t.what,
-                t.row,
-                t.value,
-                t.verdict()
-            );
+            let _ = writeln!(s, "| {} | {} | {} | {} |", t.what, t.row, t.value, t.verdict());
         }
         let missed = targets.iter().filter(|t| t.met == Some(false)).count();
         let met = targets.iter().filter(|t| t.met == Some(true)).count();
-        let _ = writeln!(
-            s,
-            "\n{met} of {} targets met, {missed} missed.",
-            targets.len()
-        );
+        let _ = writeln!(s, "\n{met} of {} targets met, {missed} missed.", targets.len());
         s
     }
 
@@ -661,10 +579,7 @@ impl Report {
             let base = self.bench_drop_ns();
             for row in &self.flows {
                 let (ns, added) = match &row.result {
-                    Ok(ns) => (
-                        format!("{ns:.0}"),
-                        base.map_or("–".into(), |b| format!("{:.0}", ns - b)),
-                    ),
+                    Ok(ns) => (format!("{ns:.0}"), base.map_or("–".into(), |b| format!("{:.0}", ns - b))),
                     Err(e) => (format!("failed: {e}"), "–".into()),
                 };
                 let ratio = if row.keep_state {
@@ -726,9 +641,7 @@ impl Report {
                 ratio(added(state), added(pass))
             );
             let mpps = |r: Option<&Rate>| {
-                r.map_or("–".into(), |r| {
-                    format!("{:.3} ({:.2}× ceiling)", r.pps / 1e6, r.to_ceiling)
-                })
+                r.map_or("–".into(), |r| format!("{:.3} ({:.2}× ceiling)", r.pps / 1e6, r.to_ceiling))
             };
             let _ = writeln!(
                 s,
@@ -830,8 +743,7 @@ impl Report {
     pub fn write(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let md = dir.join("report.md");
-        std::fs::write(&md, self.markdown())
-            .with_context(|| format!("writing {}", md.display()))?;
+        std::fs::write(&md, self.markdown()).with_context(|| format!("writing {}", md.display()))?;
         let js = dir.join("report.json");
         std::fs::write(&js, serde_json::to_string_pretty(&self.json())?)
             .with_context(|| format!("writing {}", js.display()))?;
@@ -857,26 +769,10 @@ impl Report {
             v
         };
         let lines = [
-            (
-                Kind::XdpwallDrop,
-                "xdpwall (drop path)",
-                RGBColor(0x1f, 0x77, 0xb4),
-            ),
-            (
-                Kind::NftSet,
-                "nftables verdict map",
-                RGBColor(0x2c, 0xa0, 0x2c),
-            ),
-            (
-                Kind::NftLinear,
-                "nftables linear",
-                RGBColor(0xd6, 0x27, 0x28),
-            ),
-            (
-                Kind::XdpFilter,
-                "xdp-filter (as many addresses)",
-                RGBColor(0xff, 0x7f, 0x0e),
-            ),
+            (Kind::XdpwallDrop, "xdpwall (drop path)", RGBColor(0x1f, 0x77, 0xb4)),
+            (Kind::NftSet, "nftables verdict map", RGBColor(0x2c, 0xa0, 0x2c)),
+            (Kind::NftLinear, "nftables linear", RGBColor(0xd6, 0x27, 0x28)),
+            (Kind::XdpFilter, "xdp-filter (as many addresses)", RGBColor(0xff, 0x7f, 0x0e)),
         ];
         let table_point: Vec<(f64, f64)> = self
             .throughput
@@ -884,22 +780,13 @@ impl Report {
             .filter(|r| r.kind == Kind::XdpwallDrop && r.table.is_some())
             .filter_map(|r| Some((r.rules? as f64, scaled(r)?)))
             .collect();
-        let top = self
-            .throughput
-            .iter()
-            .filter_map(scaled)
-            .fold(ceiling.unwrap_or(0.0), f64::max)
-            .max(0.1)
-            * 1.15;
+        let top = self.throughput.iter().filter_map(scaled).fold(ceiling.unwrap_or(0.0), f64::max).max(0.1) * 1.15;
 
         let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
         let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "Throughput against rule count (veth, 1 receiving core)",
-                ("sans-serif", 22),
-            )
+            .caption("Throughput against rule count (veth, 1 receiving core)", ("sans-serif", 22))
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(64)
@@ -915,15 +802,10 @@ impl Report {
         if let Some(c) = ceiling {
             let grey = RGBColor(0x55, 0x55, 0x55);
             chart
-                .draw_series(LineSeries::new(
-                    [(1.0, c), (8192.0, c)],
-                    grey.stroke_width(2),
-                ))
+                .draw_series(LineSeries::new([(1.0, c), (8192.0, c)], grey.stroke_width(2)))
                 .map_err(|e| err(&e))?
                 .label(format!("XDP_DROP ceiling ({c:.2} Mpps)"))
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 20, y)], grey.stroke_width(2))
-                });
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], grey.stroke_width(2)));
         }
         for (kind, name, color) in lines {
             let points = series(kind);
@@ -934,25 +816,13 @@ impl Report {
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
                 .map_err(|e| err(&e))?
                 .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            chart
-                .draw_series(
-                    points
-                        .into_iter()
-                        .map(|p| Circle::new(p, 4, color.filled())),
-                )
-                .map_err(|e| err(&e))?;
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+            chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled()))).map_err(|e| err(&e))?;
         }
         if !table_point.is_empty() {
             let color = RGBColor(0x94, 0x67, 0xbd);
             chart
-                .draw_series(
-                    table_point
-                        .into_iter()
-                        .map(|p| TriangleMarker::new(p, 7, color.filled())),
-                )
+                .draw_series(table_point.into_iter().map(|p| TriangleMarker::new(p, 7, color.filled())))
                 .map_err(|e| err(&e))?
                 .label("xdpwall, + 1M-entry table")
                 .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 6, color.filled()));
@@ -1044,11 +914,7 @@ fn targets_at(targets: &[Target], at: Option<TargetAt>) -> String {
         .filter(|t| Some(t.at) == at)
         .map(|t| format!("{} ({}): {}", t.what, t.value, t.verdict()))
         .collect();
-    if shown.is_empty() {
-        "–".into()
-    } else {
-        shown.join("; ")
-    }
+    if shown.is_empty() { "–".into() } else { shown.join("; ") }
 }
 
 /// The median, lowest and highest of `v` (not empty).
@@ -1077,24 +943,11 @@ mod tests {
     }
 
     fn row(kind: Kind, rules: usize, table: Option<usize>, to_ceiling: f64) -> ThroughputRow {
-        ThroughputRow {
-            kind,
-            rules: Some(rules),
-            table,
-            note: "",
-            result: rate(to_ceiling),
-        }
+        ThroughputRow { kind, rules: Some(rules), table, note: "", result: rate(to_ceiling) }
     }
 
     fn pp(rules: usize, hit: bool, ns: f64) -> PerPacketRow {
-        PerPacketRow {
-            program: "xdpwall",
-            rules,
-            table: None,
-            hit,
-            result: Ok(ns),
-            to_one_rule: Some(ns / 100.0),
-        }
+        PerPacketRow { program: "xdpwall", rules, table: None, hit, result: Ok(ns), to_one_rule: Some(ns / 100.0) }
     }
 
     fn report() -> Report {
@@ -1138,13 +991,7 @@ mod tests {
     }
 
     fn flow(rules: usize, keep_state: bool, hit: bool, ns: f64) -> FlowRow {
-        FlowRow {
-            rules,
-            keep_state,
-            hit,
-            result: Ok(ns),
-            to_stateless: keep_state.then_some(ns / 150.0),
-        }
+        FlowRow { rules, keep_state, hit, result: Ok(ns), to_stateless: keep_state.then_some(ns / 150.0) }
     }
 
     /// The report with the established-flow rows: per packet and live.
@@ -1154,11 +1001,7 @@ mod tests {
             flow(1024, false, true, 150.0),
             flow(1024, true, true, 90.0),
             flow(1024, false, false, 150.0),
-            FlowRow {
-                result: Err("action 1, expected 2".into()),
-                to_stateless: None,
-                ..flow(1024, true, false, 0.0)
-            },
+            FlowRow { result: Err("action 1, expected 2".into()), to_stateless: None, ..flow(1024, true, false, 0.0) },
         ];
         let live = |kind, to_ceiling, ns| {
             let mut row = row(kind, 1024, None, to_ceiling);
@@ -1191,14 +1034,7 @@ mod tests {
                 ("–", None),
             ]
         );
-        assert_eq!(
-            Report::default()
-                .targets()
-                .iter()
-                .filter(|t| t.met.is_none())
-                .count(),
-            10
-        );
+        assert_eq!(Report::default().targets().iter().filter(|t| t.met.is_none()).count(), 10);
     }
 
     #[test]
@@ -1208,7 +1044,9 @@ mod tests {
         assert!(md.contains("| xdpwall, drop path | 1024 | 1.600 [0.000–0.000] | 2.000 | 0.80 | 1.6 | 40.0 | 0.94 | 100.0% | – | ≥ 2× nftables verdict map (1.6×): missed; ≥ 20× nftables linear (40.0×): met; ≥ 1× xdp-filter (0.94×): missed |"));
         assert!(md.contains("| xdp-filter, deny list of N source addresses + UDP port | 1 | 1.500 [0.000–0.000] | 2.000 | 0.75 | – | – | – | 100.0% | – | – |"));
         assert!(md.contains("| nftables, linear rules | 4096 | failed: boom |"));
-        assert!(md.contains("| xdpwall | 4096 | – | matches the last rule | 140 | 110 | 1.40 | ≤ 1.5× the 1-rule cost (1.40×): met |"));
+        assert!(md.contains(
+            "| xdpwall | 4096 | – | matches the last rule | 140 | 110 | 1.40 | ≤ 1.5× the 1-rule cost (1.40×): met |"
+        ));
         assert!(md.contains("| xdpwall | 4096 | – | matches no rule | 160 | 130 | 1.60 | – |"));
         assert!(md.contains("(over the whole run: 2.000 Mpps median)"));
         assert!(md.contains("4 of 10 targets met, 3 missed."));
@@ -1223,19 +1061,20 @@ mod tests {
         assert!(md.contains("| xdpwall, state fast path (established flows), then kernel stack | 1024 | 0.204 [0.000–0.000] | 2.000 | 0.10 | – | – | – | 100.0% | 60 | – |"));
         assert!(md.contains("| xdpwall, pass path (rules), then kernel stack | 1024 | 0.200 [0.000–0.000] | 2.000 | 0.10 | – | – | – | 100.0% | 120 | – |"));
         assert!(md.contains("## Established flows: state fast path beside the rule path"));
-        assert!(md.contains("| 1024 | `pass` | matches the last rule | rule path (counted by the last rule) | 150 | 120 | 1 |"));
+        assert!(md.contains(
+            "| 1024 | `pass` | matches the last rule | rule path (counted by the last rule) | 150 | 120 | 1 |"
+        ));
         assert!(md.contains("| 1024 | `pass … keep state` | of the flow the last rule opened | state fast path (counted as `state`) | 90 | 60 | 0.60 |"));
         assert!(md.contains("| 1024 | `pass … keep state` | matches no rule | flow lookup finds none, then the rules (default) | failed: action 1, expected 2 | – | – |"));
         assert!(md.contains("| ns in XDP program | 120 | 60 | 0.50 |"));
         assert!(md.contains("| the same less bench_drop's (–: the clock reads) | – | – | – |"));
-        assert!(md.contains("| Mpps taken in, then the kernel stack | 0.200 (0.10× ceiling) | 0.204 (0.10× ceiling) | 1.02 |"));
+        assert!(md.contains(
+            "| Mpps taken in, then the kernel stack | 0.200 (0.10× ceiling) | 0.204 (0.10× ceiling) | 1.02 |"
+        ));
         let js = r.json();
         assert_eq!(js["established_flows"][1]["to_stateless"], 0.6);
         assert_eq!(js["established_flows"][1]["keep_state"], true);
-        assert_eq!(
-            js["throughput"].as_array().unwrap().last().unwrap()["program_ns"],
-            60.0
-        );
+        assert_eq!(js["throughput"].as_array().unwrap().last().unwrap()["program_ns"], 60.0);
         // The live rows carry no targets and change none.
         assert_eq!(
             r.targets().iter().map(|t| t.met).collect::<Vec<_>>(),
@@ -1250,16 +1089,10 @@ mod tests {
                 rules: None,
                 table: None,
                 note: "",
-                result: rate(1.0).map(|x| Rate {
-                    program_ns: Some(20.0),
-                    ..x
-                }),
+                result: rate(1.0).map(|x| Rate { program_ns: Some(20.0), ..x }),
             },
         );
-        assert!(
-            r.markdown()
-                .contains("| the same less bench_drop's (20: the clock reads) | 100 | 40 | 0.40 |")
-        );
+        assert!(r.markdown().contains("| the same less bench_drop's (20: the clock reads) | 100 | 40 | 0.40 |"));
     }
 
     fn flood_row(
@@ -1277,11 +1110,7 @@ mod tests {
             list: entries.map_or("–".into(), count),
             expected_hits: entries.map(|_| 0.12),
             load_secs: entries.map(|_| 2.0),
-            result: rate(to_ceiling).map(|r| Rate {
-                hit_share: entries.map(|_| 0.118),
-                program_ns: Some(100.0),
-                ..r
-            }),
+            result: rate(to_ceiling).map(|r| Rate { hit_share: entries.map(|_| 0.118), program_ns: Some(100.0), ..r }),
         }
     }
 
@@ -1302,11 +1131,7 @@ mod tests {
                 ..flood_row(Family::V4, FloodReceiver::XdpFilter, 2, None, 0.0)
             },
         ];
-        let verdicts: Vec<_> = r
-            .flood_targets()
-            .iter()
-            .map(|t| (t.value.clone(), t.met))
-            .collect();
+        let verdicts: Vec<_> = r.flood_targets().iter().map(|t| (t.value.clone(), t.met)).collect();
         assert_eq!(
             verdicts,
             [
@@ -1318,8 +1143,12 @@ mod tests {
         let md = r.markdown();
         assert!(md.contains("## Spoofed-source flood: large blocklists (issue #8)"));
         assert!(md.contains("| IPv4 | xdpwall | 4096 | 1M | 1.440 [0.000–0.000] | 0.72 | 0.80 | 100.0% | 11.8% / 12.0% | 100 | 2.0 | ≥ 0.6× XDP_DROP (0.72×): met; ≥ 0.85× xdpwall's 1-rule row (0.80×): missed; ≥ 10× the nftables set (12.0×): met |"));
-        assert!(md.contains("| IPv6 | xdpwall | 2 | 1M | 0.800 [0.000–0.000] | 0.40 | 0.50 | 100.0% | 11.8% / 12.0% | 100 | 2.0 | – |"));
-        assert!(md.contains("| IPv4 | XDP_DROP (bench_drop) | – | – | 2.000 [0.000–0.000] | 1.00 | 1.11 | 100.0% | – | 100 | – | – |"));
+        assert!(md.contains(
+            "| IPv6 | xdpwall | 2 | 1M | 0.800 [0.000–0.000] | 0.40 | 0.50 | 100.0% | 11.8% / 12.0% | 100 | 2.0 | – |"
+        ));
+        assert!(md.contains(
+            "| IPv4 | XDP_DROP (bench_drop) | – | – | 2.000 [0.000–0.000] | 1.00 | 1.11 | 100.0% | – | 100 | – | – |"
+        ));
         assert!(md.contains("| IPv4 | xdp-filter | 2 | – | failed: no xdp-filter |"));
         let js = r.json();
         assert_eq!(js["flood"][3]["rules"], 4096);
@@ -1328,8 +1157,7 @@ mod tests {
 
     #[test]
     fn plot_is_written() {
-        let path =
-            std::env::temp_dir().join(format!("xdpwall-benches-plot-{}.svg", std::process::id()));
+        let path = std::env::temp_dir().join(format!("xdpwall-benches-plot-{}.svg", std::process::id()));
         report().plot(&path).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         let _ = std::fs::remove_file(&path);

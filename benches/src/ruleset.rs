@@ -78,31 +78,19 @@ impl Scenario {
     /// `n` rules (1..=4096), the last one with action `last`.
     pub fn rules(n: usize, last: Last) -> Scenario {
         assert!((1..=MAX_RULES).contains(&n), "1..={MAX_RULES} rules");
-        Scenario {
-            rules: n,
-            table_entries: None,
-            last,
-        }
+        Scenario { rules: n, table_entries: None, last }
     }
 
     /// `n` rules (1..=4096) whose last one matches sources in a table of `entries` prefixes.
     pub fn table(entries: usize, n: usize, last: Last) -> Scenario {
         assert!((1..=MAX_RULES).contains(&n), "1..={MAX_RULES} rules");
         assert!(entries >= 1);
-        Scenario {
-            rules: n,
-            table_entries: Some(entries),
-            last,
-        }
+        Scenario { rules: n, table_entries: Some(entries), last }
     }
 
     /// A short name: `4096 rules`, `1M table + 4096 rules`.
     pub fn name(&self) -> String {
-        let rules = format!(
-            "{} rule{}",
-            self.rules,
-            if self.rules == 1 { "" } else { "s" }
-        );
+        let rules = format!("{} rule{}", self.rules, if self.rules == 1 { "" } else { "s" });
         match self.table_entries {
             None => rules,
             Some(e) if self.rules == 1 => format!("{} table", count(e)),
@@ -111,43 +99,23 @@ impl Scenario {
     }
 
     fn last_source(&self) -> usize {
-        if self.table_entries.is_some() {
-            TABLE_HIT
-        } else {
-            self.rules - 1
-        }
+        if self.table_entries.is_some() { TABLE_HIT } else { self.rules - 1 }
     }
 
     /// A packet that matches the last rule and no other.
     pub fn hit(&self) -> Probe {
-        Probe {
-            src: host_in(self.last_source(), 1),
-            dport: port(self.rules - 1),
-        }
+        Probe { src: host_in(self.last_source(), 1), dport: port(self.rules - 1) }
     }
 
     /// A packet that matches no rule (the default policy, pass, decides).
     pub fn miss(&self) -> Probe {
-        let dport = if self.rules >= 2 {
-            port(self.rules - 2)
-        } else {
-            UNUSED_PORT
-        };
+        let dport = if self.rules >= 2 { port(self.rules - 2) } else { UNUSED_PORT };
         match self.table_entries {
             // The last rule's source, an earlier rule's port.
-            None if dport != port(self.rules - 1) => Probe {
-                src: host_in(self.rules - 1, 1),
-                dport,
-            },
-            None => Probe {
-                src: host_in(self.rules - 1, 1),
-                dport: UNUSED_PORT,
-            },
+            None if dport != port(self.rules - 1) => Probe { src: host_in(self.rules - 1, 1), dport },
+            None => Probe { src: host_in(self.rules - 1, 1), dport: UNUSED_PORT },
             // The last rule's port, a source in no rule's prefix and not in the table.
-            Some(_) => Probe {
-                src: host_in(MAX_RULES - 2, 1),
-                dport: port(self.rules - 1),
-            },
+            Some(_) => Probe { src: host_in(MAX_RULES - 2, 1), dport: port(self.rules - 1) },
         }
     }
 
@@ -159,31 +127,15 @@ impl Scenario {
         }
         for i in 0..self.rules {
             let last = i + 1 == self.rules;
-            let action = if last && self.last == Last::Block {
-                "block"
-            } else {
-                "pass"
-            };
-            let keep = if last && self.last == Last::KeepState {
-                " keep state"
-            } else {
-                ""
-            };
-            let proto = if proto(i, self.rules) == IPPROTO_TCP {
-                "tcp"
-            } else {
-                "udp"
-            };
+            let action = if last && self.last == Last::Block { "block" } else { "pass" };
+            let keep = if last && self.last == Last::KeepState { " keep state" } else { "" };
+            let proto = if proto(i, self.rules) == IPPROTO_TCP { "tcp" } else { "udp" };
             let from = if last && self.table_entries.is_some() {
                 "<blocklist>".to_string()
             } else {
                 format!("{}/28", source(i))
             };
-            let _ = writeln!(
-                s,
-                "{action} in proto {proto} from {from} to port {}{keep}",
-                port(i)
-            );
+            let _ = writeln!(s, "{action} in proto {proto} from {from} to port {}{keep}", port(i));
         }
         s
     }
@@ -207,8 +159,7 @@ impl Scenario {
             std::fs::write(&path, table).with_context(|| format!("writing {}", path.display()))?;
         }
         let path = dir.join("rules.conf");
-        std::fs::write(&path, self.xdpwall_text())
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, self.xdpwall_text()).with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }
 
@@ -226,10 +177,7 @@ impl Scenario {
         if self.table_entries.is_some() || self.last == Last::KeepState {
             return None;
         }
-        let mut s = format!(
-            "table netdev {table} {{\n  {NFT_COUNTER}\n{}",
-            nft_chain(device)
-        );
+        let mut s = format!("table netdev {table} {{\n  {NFT_COUNTER}\n{}", nft_chain(device));
         for i in 0..self.rules {
             let last = i + 1 == self.rules;
             let verdict = if !last {
@@ -239,17 +187,8 @@ impl Scenario {
             } else {
                 "counter name \"hits\" accept"
             };
-            let proto = if proto(i, self.rules) == IPPROTO_TCP {
-                "tcp"
-            } else {
-                "udp"
-            };
-            let _ = writeln!(
-                s,
-                "    ip saddr {}/28 {proto} dport {} {verdict}",
-                source(i),
-                port(i)
-            );
+            let proto = if proto(i, self.rules) == IPPROTO_TCP { "tcp" } else { "udp" };
+            let _ = writeln!(s, "    ip saddr {}/28 {proto} dport {} {verdict}", source(i), port(i));
         }
         s.push_str("  }\n}\n");
         Some(s)
@@ -275,11 +214,7 @@ impl Scenario {
                 .filter(|&i| proto(i, self.rules) == p)
                 .map(|i| {
                     let last = i + 1 == self.rules;
-                    let verdict = if last && self.last == Last::Block {
-                        "drop"
-                    } else {
-                        "accept"
-                    };
+                    let verdict = if last && self.last == Last::Block { "drop" } else { "accept" };
                     format!("      {}/28 . {} : {verdict},\n", source(i), port(i))
                 })
                 .collect();
@@ -292,15 +227,8 @@ impl Scenario {
                 elements.concat()
             );
             // Generated traffic is UDP: its rule counts the packets it looks up.
-            let count = if p == IPPROTO_UDP {
-                "counter name \"hits\" "
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                rules,
-                "    meta l4proto {name} {count}ip saddr . {name} dport vmap @{name}_rules"
-            );
+            let count = if p == IPPROTO_UDP { "counter name \"hits\" " } else { "" };
+            let _ = writeln!(rules, "    meta l4proto {name} {count}ip saddr . {name} dport vmap @{name}_rules");
         }
         s.push_str(&nft_chain(device));
         s.push_str(&rules);
@@ -315,9 +243,7 @@ pub const NFT_COUNTER: &str = "counter hits { }";
 
 /// The opening of a netdev ingress chain on `device` (closed by the caller).
 fn nft_chain(device: &str) -> String {
-    format!(
-        "  chain ingress {{\n    type filter hook ingress device \"{device}\" priority 0; policy accept;\n"
-    )
+    format!("  chain ingress {{\n    type filter hook ingress device \"{device}\" priority 0; policy accept;\n")
 }
 
 /// Source prefix (/28) of rule `i`.
@@ -340,11 +266,7 @@ pub fn port(i: usize) -> u16 {
 
 /// Protocol of rule `i` of `rules` (6: TCP, 17: UDP; the last rule is UDP).
 pub fn proto(i: usize, rules: usize) -> u8 {
-    if i % 3 == 1 && i + 1 != rules {
-        IPPROTO_TCP
-    } else {
-        IPPROTO_UDP
-    }
+    if i % 3 == 1 && i + 1 != rules { IPPROTO_TCP } else { IPPROTO_UDP }
 }
 
 /// `1k`, `100k`, `1M`, `1500`.
@@ -372,11 +294,7 @@ pub fn table_entries(n: usize) -> Vec<String> {
         // An odd multiplier, a rotation and an xor: a bijection on u32, so no repeats
         // among the /32s.
         let x = i.wrapping_mul(0x9e37_79b1).rotate_left(13) ^ 0x5bd1_e995;
-        let (addr, len) = if i.is_multiple_of(4) {
-            (x & 0xffff_ff00, 24)
-        } else {
-            (x, 32)
-        };
+        let (addr, len) = if i.is_multiple_of(4) { (x & 0xffff_ff00, 24) } else { (x, 32) };
         i = i.wrapping_add(1);
         let first = (addr >> 24) as u8;
         if matches!(first, 0 | 10 | 127) || first >= 224 || !seen.insert((addr, len)) {
@@ -395,14 +313,8 @@ mod tests {
     fn names() {
         assert_eq!(Scenario::rules(1, Last::Block).name(), "1 rule");
         assert_eq!(Scenario::rules(4096, Last::Block).name(), "4096 rules");
-        assert_eq!(
-            Scenario::table(1_000_000, 1, Last::Block).name(),
-            "1M table"
-        );
-        assert_eq!(
-            Scenario::table(1_000_000, 4095, Last::Block).name(),
-            "1M table + 4095 rules"
-        );
+        assert_eq!(Scenario::table(1_000_000, 1, Last::Block).name(), "1M table");
+        assert_eq!(Scenario::table(1_000_000, 4095, Last::Block).name(), "1M table + 4095 rules");
     }
 
     #[test]
@@ -424,25 +336,10 @@ mod tests {
                 "block in proto udp from 10.202.0.32/28 to port 5002",
             ]
         );
-        assert_eq!(
-            s.hit(),
-            Probe {
-                src: Ipv4Addr::new(10, 202, 0, 33),
-                dport: 5002
-            }
-        );
-        assert_eq!(
-            s.miss(),
-            Probe {
-                src: Ipv4Addr::new(10, 202, 0, 33),
-                dport: 5001
-            }
-        );
+        assert_eq!(s.hit(), Probe { src: Ipv4Addr::new(10, 202, 0, 33), dport: 5002 });
+        assert_eq!(s.miss(), Probe { src: Ipv4Addr::new(10, 202, 0, 33), dport: 5001 });
         let one = Scenario::rules(1, Last::Pass);
-        assert!(
-            one.xdpwall_text()
-                .contains("pass in proto udp from 10.202.0.0/28 to port 5000")
-        );
+        assert!(one.xdpwall_text().contains("pass in proto udp from 10.202.0.0/28 to port 5000"));
         assert_eq!(one.miss().dport, UNUSED_PORT);
         let kept = Scenario::rules(2, Last::KeepState);
         assert_eq!(
@@ -467,18 +364,13 @@ mod tests {
     #[test]
     fn generated_rulesets_compile_with_the_expected_verdicts() {
         let dir = std::env::temp_dir().join(format!("xdpwall-benches-unit-{}", std::process::id()));
-        for s in [
-            Scenario::rules(130, Last::Block),
-            Scenario::table(1000, 5, Last::Block),
-        ] {
+        for s in [Scenario::rules(130, Last::Block), Scenario::table(1000, 5, Last::Block)] {
             let c = s.compile(&dir).unwrap();
             assert_eq!(c.rules.len(), s.rules);
             assert!(c.rules.last().unwrap().text.starts_with("block"));
             assert!(!c.stateful);
         }
-        let c = Scenario::rules(1024, Last::KeepState)
-            .compile(&dir)
-            .unwrap();
+        let c = Scenario::rules(1024, Last::KeepState).compile(&dir).unwrap();
         assert!(c.stateful && c.rules.last().unwrap().keep_state);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -487,34 +379,17 @@ mod tests {
     fn nft_texts() {
         let s = Scenario::rules(2, Last::Block);
         let linear = s.nft_linear("t", "eth9").unwrap();
-        assert!(
-            linear.contains("type filter hook ingress device \"eth9\" priority 0; policy accept;")
-        );
-        assert!(
-            linear.contains("ip saddr 10.202.0.16/28 udp dport 5001 counter name \"hits\" drop")
-        );
-        let set = Scenario::rules(3, Last::Block)
-            .nft_set("t", "eth9")
-            .unwrap();
+        assert!(linear.contains("type filter hook ingress device \"eth9\" priority 0; policy accept;"));
+        assert!(linear.contains("ip saddr 10.202.0.16/28 udp dport 5001 counter name \"hits\" drop"));
+        let set = Scenario::rules(3, Last::Block).nft_set("t", "eth9").unwrap();
         assert!(set.starts_with("table netdev t {\n  counter hits { }\n  map udp_rules {"));
-        assert!(set.contains(
-            "      10.202.0.0/28 . 5000 : accept,\n      10.202.0.32/28 . 5002 : drop,\n"
-        ));
+        assert!(set.contains("      10.202.0.0/28 . 5000 : accept,\n      10.202.0.32/28 . 5002 : drop,\n"));
         assert!(set.contains("  map tcp_rules {\n    type ipv4_addr . inet_service : verdict\n    flags interval\n    elements = {\n      10.202.0.16/28 . 5001 : accept,\n"));
         assert!(set.contains("  chain ingress {\n    type filter hook ingress device \"eth9\""));
         assert!(set.contains(
             "    meta l4proto udp counter name \"hits\" ip saddr . udp dport vmap @udp_rules\n    meta l4proto tcp ip saddr . tcp dport vmap @tcp_rules\n"
         ));
-        assert!(
-            !Scenario::rules(1, Last::Block)
-                .nft_set("t", "x")
-                .unwrap()
-                .contains("tcp")
-        );
-        assert!(
-            Scenario::table(10, 1, Last::Block)
-                .nft_set("t", "x")
-                .is_none()
-        );
+        assert!(!Scenario::rules(1, Last::Block).nft_set("t", "x").unwrap().contains("tcp"));
+        assert!(Scenario::table(10, 1, Last::Block).nft_set("t", "x").is_none());
     }
 }

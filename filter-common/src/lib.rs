@@ -486,17 +486,42 @@ pub mod field {
 
     /// Every array-keyed field.
     pub const KEYED: [Keyed; 6] = [
-        Keyed { field: PROTO, map: super::names::PROTO_CLASS, default_global: super::names::PROTO_DEFAULT, domain: super::PROTO_KEYS },
-        Keyed { field: SRC_PORT, map: super::names::SPORT_CLASS, default_global: super::names::SPORT_DEFAULT, domain: super::PORT_NONE + 1 },
-        Keyed { field: DST_PORT, map: super::names::DPORT_CLASS, default_global: super::names::DPORT_DEFAULT, domain: super::PORT_NONE + 1 },
+        Keyed {
+            field: PROTO,
+            map: super::names::PROTO_CLASS,
+            default_global: super::names::PROTO_DEFAULT,
+            domain: super::PROTO_KEYS,
+        },
+        Keyed {
+            field: SRC_PORT,
+            map: super::names::SPORT_CLASS,
+            default_global: super::names::SPORT_DEFAULT,
+            domain: super::PORT_NONE + 1,
+        },
+        Keyed {
+            field: DST_PORT,
+            map: super::names::DPORT_CLASS,
+            default_global: super::names::DPORT_DEFAULT,
+            domain: super::PORT_NONE + 1,
+        },
         Keyed {
             field: TCP_FLAGS,
             map: super::names::TCP_FLAGS_CLASS,
             default_global: super::names::TCP_FLAGS_DEFAULT,
             domain: super::TCP_FLAGS_NONE + 1,
         },
-        Keyed { field: ICMP, map: super::names::ICMP_CLASS, default_global: super::names::ICMP_DEFAULT, domain: super::ICMP_NONE + 1 },
-        Keyed { field: VLAN, map: super::names::VLAN_CLASS, default_global: super::names::VLAN_DEFAULT, domain: super::VLAN_NONE + 1 },
+        Keyed {
+            field: ICMP,
+            map: super::names::ICMP_CLASS,
+            default_global: super::names::ICMP_DEFAULT,
+            domain: super::ICMP_NONE + 1,
+        },
+        Keyed {
+            field: VLAN,
+            map: super::names::VLAN_CLASS,
+            default_global: super::names::VLAN_DEFAULT,
+            domain: super::VLAN_NONE + 1,
+        },
     ];
 }
 
@@ -519,20 +544,24 @@ pub mod timeout {
     /// After the opening SYN.
     pub const TCP_FIRST: Timeout = Timeout { name: "tcp.first", global: names::TIMEOUT_TCP_FIRST, default_secs: 120 };
     /// After the SYN-ACK.
-    pub const TCP_OPENING: Timeout = Timeout { name: "tcp.opening", global: names::TIMEOUT_TCP_OPENING, default_secs: 30 };
+    pub const TCP_OPENING: Timeout =
+        Timeout { name: "tcp.opening", global: names::TIMEOUT_TCP_OPENING, default_secs: 30 };
     /// Established.
     pub const TCP_ESTABLISHED: Timeout =
         Timeout { name: "tcp.established", global: names::TIMEOUT_TCP_ESTABLISHED, default_secs: 86400 };
     /// After the first FIN.
-    pub const TCP_CLOSING: Timeout = Timeout { name: "tcp.closing", global: names::TIMEOUT_TCP_CLOSING, default_secs: 900 };
+    pub const TCP_CLOSING: Timeout =
+        Timeout { name: "tcp.closing", global: names::TIMEOUT_TCP_CLOSING, default_secs: 900 };
     /// After both FINs.
-    pub const TCP_FINWAIT: Timeout = Timeout { name: "tcp.finwait", global: names::TIMEOUT_TCP_FINWAIT, default_secs: 45 };
+    pub const TCP_FINWAIT: Timeout =
+        Timeout { name: "tcp.finwait", global: names::TIMEOUT_TCP_FINWAIT, default_secs: 45 };
     /// After an RST.
     pub const TCP_CLOSED: Timeout = Timeout { name: "tcp.closed", global: names::TIMEOUT_TCP_CLOSED, default_secs: 90 };
     /// UDP, one side only.
     pub const UDP_FIRST: Timeout = Timeout { name: "udp.first", global: names::TIMEOUT_UDP_FIRST, default_secs: 60 };
     /// UDP, both sides.
-    pub const UDP_MULTIPLE: Timeout = Timeout { name: "udp.multiple", global: names::TIMEOUT_UDP_MULTIPLE, default_secs: 60 };
+    pub const UDP_MULTIPLE: Timeout =
+        Timeout { name: "udp.multiple", global: names::TIMEOUT_UDP_MULTIPLE, default_secs: 60 };
     /// ICMP echo.
     pub const ICMP: Timeout = Timeout { name: "icmp.first", global: names::TIMEOUT_ICMP, default_secs: 20 };
 

@@ -6,10 +6,7 @@
 //!   it on a template frame and XDP_TX sends the result out of the interface named
 //!   by the run's `ingress_ifindex`, at several Mpps, with no pktgen module.
 
-use aya_ebpf::{
-    Global, bindings::xdp_action, helpers::bpf_get_prandom_u32, macros::xdp,
-    programs::XdpContext,
-};
+use aya_ebpf::{Global, bindings::xdp_action, helpers::bpf_get_prandom_u32, macros::xdp, programs::XdpContext};
 
 /// The ceiling: drop everything, doing nothing else.
 #[xdp]

@@ -102,8 +102,7 @@ fn flow_of(f: &Fields) -> Option<Flow> {
     let s = (halves(&src), sport);
     let d = (halves(&dst), dport);
     let from_a = s <= d;
-    let (addr_a, addr_b, port_a, port_b) =
-        if from_a { (src, dst, sport, dport) } else { (dst, src, dport, sport) };
+    let (addr_a, addr_b, port_a, port_b) = if from_a { (src, dst, sport, dport) } else { (dst, src, dport, sport) };
     Some(Flow {
         key: FlowKey { addr_a, addr_b, port_a, port_b, proto: f.proto, family: f.family as u8, _pad: [0; 2] },
         from: !from_a as u8,

@@ -52,9 +52,9 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use filter_common::{
-    ACTION_PASS, BITMAP_WORDS, COUNTER_SLOTS, Counter, FAMILY_V4, FAMILY_V6, IfaceCounters,
-    IfaceEntry, Long24, MAX_IFACES, MAX_RULES, PROTO_KEYS, PrefixClass, PrefixKey, RULE_KEEP_STATE, RuleAction,
-    RuleBitmap, V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir, field, slot,
+    ACTION_PASS, BITMAP_WORDS, COUNTER_SLOTS, Counter, FAMILY_V4, FAMILY_V6, IfaceCounters, IfaceEntry, Long24,
+    MAX_IFACES, MAX_RULES, PROTO_KEYS, PrefixClass, PrefixKey, RULE_KEEP_STATE, RuleAction, RuleBitmap,
+    V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir, field, slot,
 };
 use parse::{Fields, Outcome};
 
@@ -384,7 +384,11 @@ impl AddrMaps {
 #[inline(always)]
 fn addr_class<const SRC: bool>(p: &Fields) -> Option<u32> {
     let addr = if SRC { p.src } else { p.dst };
-    if p.family == FAMILY_V4 { addr_class_v4::<SRC>(u32::from_be_bytes(Fields::v4(addr))) } else { addr_class_v6::<SRC>(addr) }
+    if p.family == FAMILY_V4 {
+        addr_class_v4::<SRC>(u32::from_be_bytes(Fields::v4(addr)))
+    } else {
+        addr_class_v6::<SRC>(addr)
+    }
 }
 
 #[inline(never)]
@@ -413,10 +417,7 @@ fn first_match(p: &Fields, iface_class: u32, dir: Direction) -> Option<u32> {
     let b_dst = bitmap_of(field::DST_ADDR, || addr_class::<false>(p)).ok()?;
     let b_sport = bitmap_of(field::SRC_PORT, || keyed(&SPORT_CLASS, p.sport_key, &SPORT_DEFAULT)).ok()?;
     let b_dport = bitmap_of(field::DST_PORT, || keyed(&DPORT_CLASS, p.dport_key, &DPORT_DEFAULT)).ok()?;
-    let b_flags = bitmap_of(field::TCP_FLAGS, || {
-        keyed(&TCP_FLAGS_CLASS, p.tcp_flags_key, &TCP_FLAGS_DEFAULT)
-    })
-    .ok()?;
+    let b_flags = bitmap_of(field::TCP_FLAGS, || keyed(&TCP_FLAGS_CLASS, p.tcp_flags_key, &TCP_FLAGS_DEFAULT)).ok()?;
     let b_icmp = bitmap_of(field::ICMP, || keyed(&ICMP_CLASS, p.icmp_key, &ICMP_DEFAULT)).ok()?;
     let b_vlan = bitmap_of(field::VLAN, || keyed(&VLAN_CLASS, p.vlan_key, &VLAN_DEFAULT)).ok()?;
 

@@ -4,15 +4,13 @@
 //! frame's end, and every offset stays below `MAX_HEADER_BYTES` for the verifier.
 
 use filter_common::{
-    FAMILY_V4, FAMILY_V6, ICMP_NONE, MAX_HEADER_BYTES, MAX_IPV6_EXT, Malformed, PORT_NONE,
-    TCP_FLAGS_NONE, VLAN_NONE,
+    FAMILY_V4, FAMILY_V6, ICMP_NONE, MAX_HEADER_BYTES, MAX_IPV6_EXT, Malformed, PORT_NONE, TCP_FLAGS_NONE, VLAN_NONE,
 };
 
 use filter_common::wire::{
     ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
     IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_ROUTING, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
 };
-
 
 /// The classifier's keys for one packet (see filter-common for their encodings).
 pub struct Fields {

@@ -69,25 +69,15 @@ fn rejected_back_edges(insns: &[bpf_insn]) -> Vec<(usize, usize)> {
 
 #[test]
 fn no_loop_the_6_1_verifier_rejects() {
-    let object =
-        Object::parse(filter_user::dataplane::ebpf_object()).expect("parsing the eBPF object");
+    let object = Object::parse(filter_user::dataplane::ebpf_object()).expect("parsing the eBPF object");
     let mut bad = Vec::new();
     for function in object.functions.values() {
         for (from, to) in rejected_back_edges(&function.instructions) {
-            bad.push(format!(
-                "{}: back-edge from insn {from} to {to}",
-                function.name
-            ));
+            bad.push(format!("{}: back-edge from insn {from} to {to}", function.name));
         }
     }
-    assert!(
-        object.functions.len() > 3,
-        "the object has too few functions to be xdpwall's"
-    );
-    assert!(
-        bad.is_empty(),
-        "Linux 6.1's verifier would reject: {bad:#?}"
-    );
+    assert!(object.functions.len() > 3, "the object has too few functions to be xdpwall's");
+    assert!(bad.is_empty(), "Linux 6.1's verifier would reject: {bad:#?}");
 }
 
 fn insn(code: u8, off: i16) -> bpf_insn {

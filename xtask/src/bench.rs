@@ -85,10 +85,7 @@ fn build_runner() -> Result<PathBuf> {
     run(cargo().args(["build", "-p", "xdpwall-benches", "--bin", "xdpwall-bench"]))?;
     let bin = target_dir()?.join("debug/xdpwall-bench");
     if !bin.is_file() {
-        bail!(
-            "`cargo build -p xdpwall-benches` succeeded but {} is missing",
-            bin.display()
-        );
+        bail!("`cargo build -p xdpwall-benches` succeeded but {} is missing", bin.display());
     }
     Ok(bin)
 }

@@ -48,8 +48,7 @@ pub fn run() -> Result<()> {
     for ip in veth.host_ips() {
         for (port, allowed) in TCP_PORTS {
             let addr = SocketAddr::new(ip, port);
-            let listener =
-                TcpListener::bind(addr).with_context(|| format!("listening on tcp {addr}"))?;
+            let listener = TcpListener::bind(addr).with_context(|| format!("listening on tcp {addr}"))?;
             tcp.push((addr, allowed, listener));
         }
         for (port, allowed) in UDP_PORTS {
@@ -60,11 +59,7 @@ pub fn run() -> Result<()> {
         }
     }
 
-    println!(
-        "$ xdpwall load {} {} --mode native",
-        veth.host,
-        rules.display()
-    );
+    println!("$ xdpwall load {} {} --mode native", veth.host, rules.display());
     show(&xdpwall.run([
         "load".as_ref(),
         veth.host.as_ref(),
@@ -77,11 +72,7 @@ pub fn run() -> Result<()> {
     for ip in veth.host_ips() {
         let replies = netns.ping_replies(ip, 3);
         let what = if ip.is_ipv4() { "ping" } else { "ping -6" };
-        checks.report(
-            &format!("{what} {ip} from netns: {replies}/3 replies"),
-            replies > 0,
-            true,
-        );
+        checks.report(&format!("{what} {ip} from netns: {replies}/3 replies"), replies > 0, true);
     }
     for (addr, allowed, _listener) in &tcp {
         let result = netns.run(|| TcpStream::connect_timeout(addr, TIMEOUT).map(drop));
@@ -90,26 +81,12 @@ pub fn run() -> Result<()> {
             Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
                 ("timed out".to_string(), false)
             }
-            Err(e) => (
-                format!("failed: {e}"),
-                e.kind() == ErrorKind::ConnectionRefused,
-            ),
+            Err(e) => (format!("failed: {e}"), e.kind() == ErrorKind::ConnectionRefused),
         };
-        checks.report(
-            &format!("tcp {} from netns: {outcome}", addr),
-            passed,
-            *allowed,
-        );
+        checks.report(&format!("tcp {} from netns: {outcome}", addr), passed, *allowed);
     }
     for (addr, allowed, socket) in &udp {
-        let from = SocketAddr::new(
-            if addr.is_ipv4() {
-                veth.peer_v4.into()
-            } else {
-                veth.peer_v6.into()
-            },
-            0,
-        );
+        let from = SocketAddr::new(if addr.is_ipv4() { veth.peer_v4.into() } else { veth.peer_v6.into() }, 0);
         netns
             .run(|| UdpSocket::bind(from)?.send_to(b"xdpwall demo", addr))
             .with_context(|| format!("sending to udp {} from the netns", addr))?;
@@ -121,11 +98,7 @@ pub fn run() -> Result<()> {
             }
             Err(e) => bail!("receiving on udp {}: {e}", addr),
         };
-        checks.report(
-            &format!("udp {} from netns: {outcome}", addr),
-            passed,
-            *allowed,
-        );
+        checks.report(&format!("udp {} from netns: {outcome}", addr), passed, *allowed);
     }
 
     println!("$ xdpwall states");
@@ -136,16 +109,9 @@ pub fn run() -> Result<()> {
     show(&xdpwall.run(["unload"])?);
 
     if checks.unexpected > 0 {
-        bail!(
-            "{} of {} probes did not behave as demo.conf says",
-            checks.unexpected,
-            checks.total
-        );
+        bail!("{} of {} probes did not behave as demo.conf says", checks.unexpected, checks.total);
     }
-    println!(
-        "demo: all {} probes behaved as demo.conf says",
-        checks.total
-    );
+    println!("demo: all {} probes behaved as demo.conf says", checks.total);
     Ok(())
 }
 

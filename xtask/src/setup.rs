@@ -12,14 +12,7 @@ use crate::{output, run};
 
 /// Debian packages the tests, the demo and the benchmarks call (xdp-tools: xdp-filter, the
 /// benchmark's peer for plain blocklists).
-const PACKAGES: &[&str] = &[
-    "iproute2",
-    "ethtool",
-    "iputils-ping",
-    "nftables",
-    "bpftool",
-    "xdp-tools",
-];
+const PACKAGES: &[&str] = &["iproute2", "ethtool", "iputils-ping", "nftables", "bpftool", "xdp-tools"];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPFFS: &str = "/sys/fs/bpf";
 
@@ -36,18 +29,12 @@ pub fn ensure() -> Result<()> {
 }
 
 fn debian_packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| !dpkg_installed(p))
-        .collect();
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !dpkg_installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }
     println!("setup: installing Debian packages: {}", missing.join(" "));
-    run(Command::new("apt-get")
-        .arg("update")
-        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
     run(Command::new("apt-get")
         .args(["install", "-y", "--no-install-recommends"])
         .args(&missing)
@@ -102,8 +89,7 @@ fn bpf_linker(sysroot: &Path) -> Result<()> {
     // clone would take away.
     let prefix = cargo_home()?.join("xdpwall-llvm-prefix");
     let prefix_lib = prefix.join("lib");
-    std::fs::create_dir_all(&prefix_lib)
-        .with_context(|| format!("creating {}", prefix_lib.display()))?;
+    std::fs::create_dir_all(&prefix_lib).with_context(|| format!("creating {}", prefix_lib.display()))?;
     for link in ["libLLVM.so", llvm.as_str()] {
         let link = prefix_lib.join(link);
         let _ = std::fs::remove_file(&link);
@@ -117,18 +103,8 @@ fn bpf_linker(sysroot: &Path) -> Result<()> {
         prefix.display()
     );
     run(Command::new("cargo")
-        .args([
-            "install",
-            "bpf-linker",
-            "--force",
-            "--version",
-            BPF_LINKER_VERSION,
-        ])
-        .args([
-            "--no-default-features",
-            "--features",
-            &format!("llvm-{major}"),
-        ])
+        .args(["install", "bpf-linker", "--force", "--version", BPF_LINKER_VERSION])
+        .args(["--no-default-features", "--features", &format!("llvm-{major}")])
         .env("LLVM_PREFIX", &prefix))?;
 
     let out = output(Command::new("bpf-linker").arg("--version"))

@@ -43,16 +43,7 @@ struct Kernel {
 }
 
 /// Debian 12's own kernel (the most common appliance kernel) and the backported 6.12.
-const MATRIX: [Kernel; 2] = [
-    Kernel {
-        label: "6.1",
-        suite: None,
-    },
-    Kernel {
-        label: "6.12",
-        suite: Some(BACKPORTS),
-    },
-];
+const MATRIX: [Kernel; 2] = [Kernel { label: "6.1", suite: None }, Kernel { label: "6.12", suite: Some(BACKPORTS) }];
 
 const BACKPORTS: &str = "bookworm-backports";
 const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/xdpwall-bookworm-backports.sources";
@@ -67,15 +58,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 /// Modules `/init` loads (with their dependencies), by name: 9p for the host's root, igb,
 /// 802.1Q for the VLAN checks, clsact and cls_bpf for the classic TC attach (< 6.6).
-const GUEST_MODULES: [&str; 7] = [
-    "virtio_pci",
-    "9pnet_virtio",
-    "9p",
-    "igb",
-    "8021q",
-    "sch_ingress",
-    "cls_bpf",
-];
+const GUEST_MODULES: [&str; 7] = ["virtio_pci", "9pnet_virtio", "9p", "igb", "8021q", "sch_ingress", "cls_bpf"];
 
 /// A guest that has not powered off by then is killed (a normal run takes about two
 /// minutes; the guest's own watchdog ends a hung check after 90 s).
@@ -101,14 +84,7 @@ pub fn run_vmtest(args: &VmtestArgs) -> Result<()> {
     let kernels: Vec<(&Kernel, KernelTree)> = MATRIX
         .iter()
         .filter(|k| args.kernels.is_empty() || args.kernels.iter().any(|l| l == k.label))
-        .map(|k| {
-            Ok((
-                k,
-                with_fresh_lists(&format!("getting the {} kernel", k.label), || {
-                    kernel_tree(&dir, k)
-                })?,
-            ))
-        })
+        .map(|k| Ok((k, with_fresh_lists(&format!("getting the {} kernel", k.label), || kernel_tree(&dir, k))?)))
         .collect::<Result<_>>()?;
 
     let xdpwall = build_xdpwall()?;
@@ -141,53 +117,33 @@ pub fn run_vmtest(args: &VmtestArgs) -> Result<()> {
         }
     }
     if !failed.is_empty() {
-        bail!(
-            "vmtest failed on {} (logs in {})",
-            failed.join(", "),
-            dir.display()
-        );
+        bail!("vmtest failed on {} (logs in {})", failed.join(", "), dir.display());
     }
     Ok(())
 }
 
 fn labels() -> String {
-    MATRIX
-        .iter()
-        .map(|k| k.label)
-        .collect::<Vec<_>>()
-        .join(", ")
+    MATRIX.iter().map(|k| k.label).collect::<Vec<_>>().join(", ")
 }
 
 /// QEMU with the igb device (from bookworm-backports) and xz for compressed modules.
 /// Says what it changes; silent when everything is there.
 fn host_packages() -> Result<()> {
     if !Path::new(BACKPORTS_LIST).exists() {
-        std::fs::write(BACKPORTS_LIST, BACKPORTS_SOURCE)
-            .with_context(|| format!("writing {BACKPORTS_LIST}"))?;
+        std::fs::write(BACKPORTS_LIST, BACKPORTS_SOURCE).with_context(|| format!("writing {BACKPORTS_LIST}"))?;
         println!("vmtest setup: added Debian's {BACKPORTS} suite to apt ({BACKPORTS_LIST})");
     }
     if !backports_known()? {
         println!("vmtest setup: apt-get update (for {BACKPORTS})");
-        run(Command::new("apt-get")
-            .arg("update")
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
         if !backports_known()? {
             bail!("apt knows no {BACKPORTS} packages after apt-get update (see {BACKPORTS_LIST})");
         }
     }
     if !qemu_has_igb() {
-        println!(
-            "vmtest setup: installing qemu-system-x86 from {BACKPORTS} (QEMU >= 8 has the igb device)"
-        );
+        println!("vmtest setup: installing qemu-system-x86 from {BACKPORTS} (QEMU >= 8 has the igb device)");
         run(Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "--no-install-recommends",
-                "-t",
-                BACKPORTS,
-                "qemu-system-x86",
-            ])
+            .args(["install", "-y", "--no-install-recommends", "-t", BACKPORTS, "qemu-system-x86"])
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
         if !qemu_has_igb() {
             bail!("qemu-system-x86_64 from {BACKPORTS} still has no igb device");
@@ -211,9 +167,7 @@ fn qemu_has_igb() -> bool {
     Command::new("qemu-system-x86_64")
         .args(["-device", "help"])
         .output()
-        .is_ok_and(|out| {
-            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("name \"igb\"")
-        })
+        .is_ok_and(|out| out.status.success() && String::from_utf8_lossy(&out.stdout).contains("name \"igb\""))
 }
 
 /// Downloads `package` (from `suite` when given) into `dir` and extracts it to `dir/<into>`;
@@ -238,25 +192,13 @@ fn extract_package(dir: &Path, package: &str, suite: Option<&str>, into: &str) -
     let deb = std::fs::read_dir(&downloads)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .with_context(|| {
-            format!(
-                "apt-get download {spec} left no .deb in {}",
-                downloads.display()
-            )
-        })?;
+        .with_context(|| format!("apt-get download {spec} left no .deb in {}", downloads.display()))?;
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
-    std::fs::write(
-        &done,
-        deb.file_name().unwrap_or_default().as_encoded_bytes(),
-    )?;
+    std::fs::write(&done, deb.file_name().unwrap_or_default().as_encoded_bytes())?;
     let _ = std::fs::remove_dir_all(&downloads);
-    println!(
-        "vmtest setup: extracted {} into {} (not installed)",
-        deb.display(),
-        root.display()
-    );
+    println!("vmtest setup: extracted {} into {} (not installed)", deb.display(), root.display());
     Ok(root)
 }
 
@@ -268,9 +210,7 @@ fn with_fresh_lists<T>(what: &str, f: impl Fn() -> Result<T>) -> Result<T> {
         Ok(v) => Ok(v),
         Err(e) => {
             println!("vmtest setup: {what} failed ({e:#}); apt-get update and once more");
-            run(Command::new("apt-get")
-                .arg("update")
-                .env("DEBIAN_FRONTEND", "noninteractive"))?;
+            run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
             f()
         }
     }
@@ -307,44 +247,25 @@ fn kernel_tree(dir: &Path, kernel: &Kernel) -> Result<KernelTree> {
     let text = String::from_utf8_lossy(&out.stdout);
     let package = text
         .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("Depends: ")
-                .filter(|p| p.starts_with("linux-image-"))
-        })
-        .with_context(|| {
-            format!("`apt-cache depends {meta}` names no linux-image package:\n{text}")
-        })?
+        .find_map(|l| l.trim().strip_prefix("Depends: ").filter(|p| p.starts_with("linux-image-")))
+        .with_context(|| format!("`apt-cache depends {meta}` names no linux-image package:\n{text}"))?
         .trim()
         .to_string();
     let root = extract_package(dir, &package, kernel.suite, &format!("kernels/{package}"))?;
-    let release = package
-        .strip_prefix("linux-image-")
-        .expect("checked above")
-        .to_string();
+    let release = package.strip_prefix("linux-image-").expect("checked above").to_string();
     let vmlinuz = root.join(format!("boot/vmlinuz-{release}"));
     let modules = root.join(format!("lib/modules/{release}"));
     if !vmlinuz.is_file() || !modules.is_dir() {
-        bail!(
-            "{package} has no {} or {}",
-            vmlinuz.display(),
-            modules.display()
-        );
+        bail!("{package} has no {} or {}", vmlinuz.display(), modules.display());
     }
-    Ok(KernelTree {
-        release,
-        vmlinuz,
-        modules,
-    })
+    Ok(KernelTree { release, vmlinuz, modules })
 }
 
 /// Module name as the kernel knows it: file stem, `-` as `_`.
 fn module_name(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
-    let stem = name
-        .strip_suffix(".ko")
-        .or_else(|| name.strip_suffix(".ko.xz"))
-        .or_else(|| name.strip_suffix(".ko.zst"))?;
+    let stem =
+        name.strip_suffix(".ko").or_else(|| name.strip_suffix(".ko.xz")).or_else(|| name.strip_suffix(".ko.zst"))?;
     Some(stem.replace('-', "_"))
 }
 
@@ -369,11 +290,7 @@ fn module_depends(bytes: &[u8]) -> Vec<String> {
     };
     let value = &bytes[at + key.len()..];
     let end = value.iter().position(|&b| b == 0).unwrap_or(value.len());
-    String::from_utf8_lossy(&value[..end])
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| s.replace('-', "_"))
-        .collect()
+    String::from_utf8_lossy(&value[..end]).split(',').filter(|s| !s.is_empty()).map(|s| s.replace('-', "_")).collect()
 }
 
 /// `wanted` and everything they depend on, in load order (dependencies first), as
@@ -407,9 +324,7 @@ fn modules_in_load_order(tree: &KernelTree, wanted: &[&str]) -> Result<Vec<(Stri
         if builtin.contains(name) || !seen.insert(name.to_string()) {
             return Ok(());
         }
-        let path = files
-            .get(name)
-            .with_context(|| format!("the kernel has no module {name}"))?;
+        let path = files.get(name).with_context(|| format!("the kernel has no module {name}"))?;
         let bytes = module_bytes(path)?;
         for dep in module_depends(&bytes) {
             visit(&dep, files, builtin, seen, order)?;
@@ -517,13 +432,7 @@ impl Cpio {
     }
 }
 
-fn initramfs(
-    tree: &KernelTree,
-    busybox: &Path,
-    xtask: &Path,
-    xdpwall: &Path,
-    label: &str,
-) -> Result<Vec<u8>> {
+fn initramfs(tree: &KernelTree, busybox: &Path, xtask: &Path, xdpwall: &Path, label: &str) -> Result<Vec<u8>> {
     let modules = modules_in_load_order(tree, &GUEST_MODULES)?;
     let mut cpio = Cpio::default();
     for d in ["bin", "dev", "proc", "sys", "host", "modules"] {
@@ -537,11 +446,7 @@ fn initramfs(
     for (name, bytes) in &modules {
         cpio.file(&format!("modules/{name}.ko"), 0o644, bytes);
     }
-    cpio.file(
-        "init",
-        0o755,
-        init_script(&names, xtask, xdpwall, label).as_bytes(),
-    );
+    cpio.file("init", 0o755, init_script(&names, xtask, xdpwall, label).as_bytes());
     Ok(cpio.finish())
 }
 
@@ -570,55 +475,25 @@ fn boot(
     std::fs::write(&initrd, initramfs(tree, busybox, xtask, xdpwall, label)?)
         .with_context(|| format!("writing {}", initrd.display()))?;
     let log_path = dir.join(format!("{label}.log"));
-    let mut log = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
 
-    println!(
-        "vmtest: booting {} ({label}) in QEMU (TCG, 2 vCPUs, two igb NICs on one hub)",
-        tree.release
-    );
+    println!("vmtest: booting {} ({label}) in QEMU (TCG, 2 vCPUs, two igb NICs on one hub)", tree.release);
     let started = Instant::now();
     let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.args([
-        "-nodefaults",
-        "-no-user-config",
-        "-no-reboot",
-        "-display",
-        "none",
-        "-serial",
-        "stdio",
-    ])
-    .args([
-        "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "1G",
-    ])
-    .arg("-kernel")
-    .arg(&tree.vmlinuz)
-    .arg("-initrd")
-    .arg(&initrd)
-    .args(["-append", "console=ttyS0 panic=-1 loglevel=4"])
-    .args([
-        "-fsdev",
-        "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
-    ])
-    .args([
-        "-device",
-        "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot,addr=0x05",
-    ])
-    .args([
-        "-netdev",
-        "hubport,id=h0,hubid=0",
-        "-device",
-        "igb,netdev=h0,addr=0x0a,mac=52:54:00:98:00:01",
-    ])
-    .args([
-        "-netdev",
-        "hubport,id=h1,hubid=0",
-        "-device",
-        "igb,netdev=h1,addr=0x0c,mac=52:54:00:98:00:02",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    qemu.args(["-nodefaults", "-no-user-config", "-no-reboot", "-display", "none", "-serial", "stdio"])
+        .args(["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "1G"])
+        .arg("-kernel")
+        .arg(&tree.vmlinuz)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0 panic=-1 loglevel=4"])
+        .args(["-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap"])
+        .args(["-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot,addr=0x05"])
+        .args(["-netdev", "hubport,id=h0,hubid=0", "-device", "igb,netdev=h0,addr=0x0a,mac=52:54:00:98:00:01"])
+        .args(["-netdev", "hubport,id=h1,hubid=0", "-device", "igb,netdev=h1,addr=0x0c,mac=52:54:00:98:00:02"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = qemu.spawn().context("starting qemu-system-x86_64")?;
 
     let (tx, rx) = mpsc::channel::<String>();
@@ -627,11 +502,7 @@ fn boot(
     let tx2 = tx.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
-            let _ = tx.send(
-                String::from_utf8_lossy(&line)
-                    .trim_end_matches('\r')
-                    .to_string(),
-            );
+            let _ = tx.send(String::from_utf8_lossy(&line).trim_end_matches('\r').to_string());
         }
     });
     std::thread::spawn(move || {
@@ -666,25 +537,13 @@ fn boot(
     let status = child.wait().context("waiting for QEMU")?;
     let seconds = started.elapsed().as_secs();
     if timed_out {
-        bail!(
-            "the guest did not power off within {} s (killed; log: {})",
-            GUEST_TIMEOUT.as_secs(),
-            log_path.display()
-        );
+        bail!("the guest did not power off within {} s (killed; log: {})", GUEST_TIMEOUT.as_secs(), log_path.display());
     }
     let Some(summary) = summary else {
-        bail!(
-            "the suite reported no result (QEMU {status}; log: {})",
-            log_path.display()
-        );
+        bail!("the suite reported no result (QEMU {status}; log: {})", log_path.display());
     };
     let passed_all = failures.is_empty() && summary.contains(" 0 failed");
-    Ok(GuestRun {
-        summary,
-        failures,
-        passed_all,
-        seconds,
-    })
+    Ok(GuestRun { summary, failures, passed_all, seconds })
 }
 
 #[cfg(test)]

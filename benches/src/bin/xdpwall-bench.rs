@@ -18,13 +18,12 @@ use filter_common::slot;
 use xdpwall_benches::flood::{Blocklist, FLOOD_PORT, Family, Flood};
 use xdpwall_benches::kernel::{Filter, PinDir, Reference, XDP_DROP, XDP_PASS};
 use xdpwall_benches::live::{
-    BenchNet, Counts, Napi, Probes, RunLock, Sample, Timing, Traffic, catch_signals,
-    check_interrupted, favour, measure, online_cpus,
+    BenchNet, Counts, Napi, Probes, RunLock, Sample, Timing, Traffic, catch_signals, check_interrupted, favour,
+    measure, online_cpus,
 };
 use xdpwall_benches::receiver::{Ceiling, NftTable, XdpFilter, XdpwallCli};
 use xdpwall_benches::report::{
-    FLOW_RULES, FloodReceiver, FloodRow, FlowRow, Kind, PerPacketRow, Rate, Report, ThroughputRow,
-    spread,
+    FLOW_RULES, FloodReceiver, FloodRow, FlowRow, Kind, PerPacketRow, Rate, Report, ThroughputRow, spread,
 };
 use xdpwall_benches::ruleset::{Last, MAX_RULES, Scenario, count, source};
 
@@ -162,24 +161,16 @@ fn run(args: &Args) -> Result<bool> {
     // The test runs happen on this thread; the tools it starts inherit the niceness.
     favour(0)?;
     let work = WorkDir::new()?;
-    let mut report = Report {
-        settings: settings(args),
-        repeat: if args.short { 50_000 } else { 200_000 },
-        ..Default::default()
-    };
+    let mut report =
+        Report { settings: settings(args), repeat: if args.short { 50_000 } else { 200_000 }, ..Default::default() };
 
     // A section that cannot run at all is noted in the report; the other still runs.
     let mut sections_ok = true;
     if !args.no_per_packet {
-        eprintln!(
-            "per-packet cost (BPF_PROG_TEST_RUN, repeat {})",
-            report.repeat
-        );
+        eprintln!("per-packet cost (BPF_PROG_TEST_RUN, repeat {})", report.repeat);
         if let Err(e) = per_packet(args, &work.0, &mut report) {
             eprintln!("  failed: {e:#}");
-            report
-                .settings
-                .push(("per-packet section".into(), format!("failed: {e:#}")));
+            report.settings.push(("per-packet section".into(), format!("failed: {e:#}")));
             sections_ok = false;
         }
     }
@@ -187,9 +178,7 @@ fn run(args: &Args) -> Result<bool> {
         && let Err(e) = throughput(args, &work.0, &mut report)
     {
         eprintln!("  failed: {e:#}");
-        report
-            .settings
-            .push(("throughput section".into(), format!("failed: {e:#}")));
+        report.settings.push(("throughput section".into(), format!("failed: {e:#}")));
         sections_ok = false;
     }
 
@@ -198,8 +187,8 @@ fn run(args: &Args) -> Result<bool> {
     print!("{}", report.markdown());
     eprintln!("\nreport: {}", args.out.join("report.md").display());
     eprintln!("plot:   {}", args.out.join("throughput.svg").display());
-    let rows_ok = report.throughput.iter().all(|r| r.result.is_ok())
-        && report.per_packet.iter().all(|r| r.result.is_ok());
+    let rows_ok =
+        report.throughput.iter().all(|r| r.result.is_ok()) && report.per_packet.iter().all(|r| r.result.is_ok());
     Ok(sections_ok && rows_ok)
 }
 
@@ -209,17 +198,10 @@ fn run(args: &Args) -> Result<bool> {
 /// run owns it).
 fn sweep_stale() {
     let alive = |name: &str| {
-        let pid = name
-            .strip_prefix("xdpwall-bench-")
-            .and_then(|rest| rest.split('-').next());
-        pid.and_then(|p| p.parse::<u32>().ok())
-            .is_none_or(|p| Path::new(&format!("/proc/{p}")).exists())
+        let pid = name.strip_prefix("xdpwall-bench-").and_then(|rest| rest.split('-').next());
+        pid.and_then(|p| p.parse::<u32>().ok()).is_none_or(|p| Path::new(&format!("/proc/{p}")).exists())
     };
-    for parent in [
-        Path::new("/sys/fs/bpf"),
-        Path::new("/run"),
-        &std::env::temp_dir(),
-    ] {
+    for parent in [Path::new("/sys/fs/bpf"), Path::new("/run"), &std::env::temp_dir()] {
         let Ok(entries) = std::fs::read_dir(parent) else {
             continue;
         };
@@ -229,9 +211,7 @@ fn sweep_stale() {
             }
         }
     }
-    let _ = Command::new("nft")
-        .args(["delete", "table", "netdev", NFT_TABLE])
-        .output();
+    let _ = Command::new("nft").args(["delete", "table", "netdev", NFT_TABLE]).output();
 }
 
 fn settings(args: &Args) -> Vec<(String, String)> {
@@ -239,12 +219,7 @@ fn settings(args: &Args) -> Vec<(String, String)> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("model name")?
-                    .split(':')
-                    .nth(1)
-                    .map(|s| s.trim().to_string())
-            })
+            t.lines().find_map(|l| l.strip_prefix("model name")?.split(':').nth(1).map(|s| s.trim().to_string()))
         })
         .unwrap_or_else(|| "?".into());
     let command = |cmd: &str, args: &[&str]| {
@@ -287,22 +262,12 @@ fn settings(args: &Args) -> Vec<(String, String)> {
             },
         ),
         ("nftables".into(), command("nft", &["--version"])),
-        (
-            "xdp-filter".into(),
-            format!(
-                "xdp-tools {}",
-                command("dpkg-query", &["-W", "-f=${Version}", "xdp-tools"])
-            ),
-        ),
+        ("xdp-filter".into(), format!("xdp-tools {}", command("dpkg-query", &["-W", "-f=${Version}", "xdp-tools"]))),
     ]
 }
 
 fn timing(args: &Args) -> (Duration, Duration, usize) {
-    let (window, warmup, samples) = if args.short {
-        (1.0, 0.2, 3)
-    } else {
-        (5.0, 0.3, 5)
-    };
+    let (window, warmup, samples) = if args.short { (1.0, 0.2, 3) } else { (5.0, 0.3, 5) };
     (
         Duration::from_secs_f64(args.window_secs.unwrap_or(window).max(0.1)),
         Duration::from_secs_f64(args.warmup_secs.unwrap_or(warmup).max(0.0)),
@@ -377,10 +342,7 @@ fn open_flow(filter: &mut Filter, frame: &[u8]) -> Result<()> {
     let rule = filter.last_rule_slot();
     let (by_rule, by_state) = (filter.counted(rule)?, filter.counted(slot::STATE)?);
     let (action, _) = filter.test_run_repeat(frame, 1)?;
-    if action != XDP_PASS
-        || filter.counted(rule)? != by_rule + 1
-        || filter.counted(slot::STATE)? != by_state
-    {
+    if action != XDP_PASS || filter.counted(rule)? != by_rule + 1 || filter.counted(slot::STATE)? != by_state {
         bail!("the flow's first packet was not passed by the `keep state` rule");
     }
     Ok(())
@@ -419,26 +381,13 @@ fn per_packet(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
         prime: false,
         samples: Ok(Vec::new()),
     }];
-    let mut scenarios: Vec<(Group, Scenario)> = RULE_COUNTS
-        .iter()
-        .map(|&n| (Group::Scaling, Scenario::rules(n, Last::Block)))
-        .collect();
-    scenarios.extend(
-        TABLE_SIZES
-            .iter()
-            .map(|&e| (Group::Scaling, Scenario::table(e, 1, Last::Block))),
-    );
-    scenarios.push((
-        Group::Scaling,
-        Scenario::table(BIG_TABLE, 4096, Last::Block),
-    ));
+    let mut scenarios: Vec<(Group, Scenario)> =
+        RULE_COUNTS.iter().map(|&n| (Group::Scaling, Scenario::rules(n, Last::Block))).collect();
+    scenarios.extend(TABLE_SIZES.iter().map(|&e| (Group::Scaling, Scenario::table(e, 1, Last::Block))));
+    scenarios.push((Group::Scaling, Scenario::table(BIG_TABLE, 4096, Last::Block)));
     for &n in &FLOW_RULE_COUNTS {
         for keep_state in [false, true] {
-            let last = if keep_state {
-                Last::KeepState
-            } else {
-                Last::Pass
-            };
+            let last = if keep_state { Last::KeepState } else { Last::Pass };
             scenarios.push((Group::Flow { keep_state }, Scenario::rules(n, last)));
         }
     }
@@ -455,15 +404,12 @@ fn per_packet(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
             }
         );
         let hit_frame = BenchNet::frame(s.hit(), size);
-        let loaded = s
-            .compile(&work.join("test-run"))
-            .and_then(|c| Filter::load(&c, &pins))
-            .and_then(|mut f| {
-                if keep_state {
-                    open_flow(&mut f, &hit_frame)?;
-                }
-                Ok(f)
-            });
+        let loaded = s.compile(&work.join("test-run")).and_then(|c| Filter::load(&c, &pins)).and_then(|mut f| {
+            if keep_state {
+                open_flow(&mut f, &hit_frame)?;
+            }
+            Ok(f)
+        });
         let filter = match loaded {
             Ok(f) => {
                 filters.push(f);
@@ -472,11 +418,7 @@ fn per_packet(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
             Err(e) => Err(format!("{e:#}")),
         };
         let rule_slot = filter.as_ref().ok().map(|&i| filters[i].last_rule_slot());
-        let hit_expect = if s.last == Last::Block {
-            XDP_DROP
-        } else {
-            XDP_PASS
-        };
+        let hit_expect = if s.last == Last::Block { XDP_DROP } else { XDP_PASS };
         let hit_slot = if keep_state {
             (slot::STATE, "the state counter (fast path)")
         } else {
@@ -484,12 +426,7 @@ fn per_packet(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
         };
         for (hit, frame, expect, counter) in [
             (true, hit_frame, hit_expect, hit_slot),
-            (
-                false,
-                BenchNet::frame(s.miss(), size),
-                XDP_PASS,
-                (slot::DEFAULT_PASS, "the default policy"),
-            ),
+            (false, BenchNet::frame(s.miss(), size), XDP_PASS, (slot::DEFAULT_PASS, "the default policy")),
         ] {
             cases.push(Case {
                 filter: filter.as_ref().ok().copied(),
@@ -525,41 +462,27 @@ fn per_packet(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
     }
 
     let samples_of = |f: &dyn Fn(&Case) -> bool| {
-        cases
-            .iter()
-            .find(|c| c.filter.is_some() && f(c))
-            .and_then(|c| c.samples.as_ref().ok())
+        cases.iter().find(|c| c.filter.is_some() && f(c)).and_then(|c| c.samples.as_ref().ok())
     };
     for case in &cases {
         let result = case.samples.clone().map(|v| spread(&v).0);
         match case.group {
             Group::Scaling => {
                 let one_rule = samples_of(&|c| {
-                    c.group == Group::Scaling
-                        && c.rules == 1
-                        && c.table.is_none()
-                        && c.hit == case.hit
+                    c.group == Group::Scaling && c.rules == 1 && c.table.is_none() && c.hit == case.hit
                 });
                 report.per_packet.push(PerPacketRow {
-                    program: if case.filter.is_some() {
-                        "xdpwall"
-                    } else {
-                        "bench_drop"
-                    },
+                    program: if case.filter.is_some() { "xdpwall" } else { "bench_drop" },
                     rules: case.rules,
                     table: case.table,
                     hit: case.hit,
                     result,
-                    to_one_rule: case
-                        .filter
-                        .and_then(|_| paired_ratio(&case.samples, one_rule)),
+                    to_one_rule: case.filter.and_then(|_| paired_ratio(&case.samples, one_rule)),
                 });
             }
             Group::Flow { keep_state } => {
                 let stateless = samples_of(&|c| {
-                    c.group == (Group::Flow { keep_state: false })
-                        && c.rules == case.rules
-                        && c.hit == case.hit
+                    c.group == (Group::Flow { keep_state: false }) && c.rules == case.rules && c.hit == case.hit
                 });
                 report.flows.push(FlowRow {
                     rules: case.rules,
@@ -572,19 +495,12 @@ fn per_packet(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
         }
     }
     // Each packet with `keep state` just below the same packet without.
-    report
-        .flows
-        .sort_by_key(|r| (r.rules, !r.hit, r.keep_state));
+    report.flows.sort_by_key(|r| (r.rules, !r.hit, r.keep_state));
     Ok(())
 }
 
 /// Measures one row; a failure becomes the row's result, not the run's.
-fn row(
-    report: &mut Report,
-    kind: Kind,
-    scenario: Option<&Scenario>,
-    f: impl FnOnce() -> Result<Sample>,
-) {
+fn row(report: &mut Report, kind: Kind, scenario: Option<&Scenario>, f: impl FnOnce() -> Result<Sample>) {
     if check_interrupted().is_err() {
         return;
     }
@@ -608,12 +524,7 @@ fn row(
 fn throughput(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
     eprintln!("throughput (veth, XDP live frames)");
     let (window, warmup, samples) = timing(args);
-    let timing = Timing {
-        warmup,
-        part: window / samples as u32,
-        samples,
-        napi: args.napi,
-    };
+    let timing = Timing { warmup, part: window / samples as u32, samples, napi: args.napi };
     let threads = usize::from(args.threads);
     let net = BenchNet::new(threads)?;
     let pins = PinDir::new("live")?;
@@ -627,9 +538,7 @@ fn throughput(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
         threads,
         batch: args.batch,
     };
-    let go = |traffic: &Traffic, probes: Probes<'_>| {
-        measure(&net, &pins, traffic, &gen_cpus, timing, probes)
-    };
+    let go = |traffic: &Traffic, probes: Probes<'_>| measure(&net, &pins, traffic, &gen_cpus, timing, probes);
 
     let wanted = |r: Rows| args.rows.is_empty() || args.rows.contains(&r);
 
@@ -638,10 +547,7 @@ fn throughput(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
         row(report, Kind::Ceiling, None, || {
             let attached = Ceiling::attach(&pins, &net.test.host)?;
             let run_time = || attached.run_time();
-            let probes = Probes {
-                run_time: Some(&run_time),
-                ..Probes::default()
-            };
+            let probes = Probes { run_time: Some(&run_time), ..Probes::default() };
             go(&traffic(&Scenario::rules(1, Last::Block)), probes)
         });
     }
@@ -650,17 +556,9 @@ fn throughput(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
         xdpwall_rows(args, report, work, &net, &|t, p| go(t, p), &traffic)?;
     }
     if wanted(Rows::Stack) {
-        row(report, Kind::Stack, None, || {
-            go(
-                &traffic(&Scenario::rules(1024, Last::Pass)),
-                Probes::default(),
-            )
-        });
+        row(report, Kind::Stack, None, || go(&traffic(&Scenario::rules(1024, Last::Pass)), Probes::default()));
     }
-    for (kind, rows) in [
-        (Kind::NftLinear, Rows::NftLinear),
-        (Kind::NftSet, Rows::NftSet),
-    ] {
+    for (kind, rows) in [(Kind::NftLinear, Rows::NftLinear), (Kind::NftSet, Rows::NftSet)] {
         if !wanted(rows) {
             continue;
         }
@@ -675,10 +573,7 @@ fn throughput(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
                 .context("no nftables form")?;
                 let table = NftTable::load(name, &script, work)?;
                 let mut judged = || Ok(Counts::of(table.counted()?));
-                let probes = Probes {
-                    judged: Some(&mut judged),
-                    ..Probes::default()
-                };
+                let probes = Probes { judged: Some(&mut judged), ..Probes::default() };
                 go(&traffic(&s), probes)
             });
         }
@@ -694,11 +589,7 @@ fn throughput(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
                 filter.deny_udp_port(s.hit().dport)?;
                 let mut judged = || filter.counts();
                 let run_time = || filter.run_time();
-                let probes = Probes {
-                    judged: Some(&mut judged),
-                    run_time: Some(&run_time),
-                    ..Probes::default()
-                };
+                let probes = Probes { judged: Some(&mut judged), run_time: Some(&run_time), ..Probes::default() };
                 go(&traffic(&s), probes)
             });
         }
@@ -725,10 +616,7 @@ fn flood_row(
         return;
     }
     let description = description.unwrap_or_else(|| list.map_or("–".into(), Blocklist::describe));
-    eprintln!(
-        "  flood {}, {receiver:?}, {rules} rule(s), list {description}",
-        family.name()
-    );
+    eprintln!("  flood {}, {receiver:?}, {rules} rule(s), list {description}", family.name());
     let (result, load_secs) = match f() {
         Ok((sample, load)) => (Ok(rate_of(report, &sample)), load),
         Err(e) => {
@@ -753,28 +641,10 @@ fn flood_row(
 
 /// The spoofed-source flood (see `xdpwall_benches::flood`): every receiver with the same
 /// generator and traffic, each row beside XDP_DROP on the reference pair.
-fn flood_rows(
-    args: &Args,
-    report: &mut Report,
-    work: &Path,
-    net: &BenchNet,
-    pins: &PinDir,
-    go: &Go<'_>,
-) -> Result<()> {
-    let entries = args.flood_entries.map_or(
-        if args.short {
-            SHORT_FLOOD_TABLE
-        } else {
-            BIG_TABLE
-        },
-        |n| n as usize,
-    );
+fn flood_rows(args: &Args, report: &mut Report, work: &Path, net: &BenchNet, pins: &PinDir, go: &Go<'_>) -> Result<()> {
+    let entries = args.flood_entries.map_or(if args.short { SHORT_FLOOD_TABLE } else { BIG_TABLE }, |n| n as usize);
     let traffic = |family: Family| Traffic {
-        frame: BenchNet::flood_frame(
-            family.template_source(),
-            FLOOD_PORT,
-            usize::from(args.frame_size),
-        ),
+        frame: BenchNet::flood_frame(family.template_source(), FLOOD_PORT, usize::from(args.frame_size)),
         flows: 1,
         spoof_bits: family.spoof_bits(),
         threads: usize::from(args.threads),
@@ -783,30 +653,14 @@ fn flood_rows(
     let t0 = Instant::now();
     let v4 = Blocklist::new(Family::V4, entries);
     let v6 = Blocklist::new(Family::V6, entries);
-    eprintln!(
-        "  flood: lists of {} drawn in {:.1} s",
-        count(entries),
-        t0.elapsed().as_secs_f64()
-    );
+    eprintln!("  flood: lists of {} drawn in {:.1} s", count(entries), t0.elapsed().as_secs_f64());
 
-    flood_row(
-        report,
-        Family::V4,
-        FloodReceiver::Ceiling,
-        0,
-        None,
-        None,
-        None,
-        || {
-            let attached = Ceiling::attach(pins, &net.test.host)?;
-            let run_time = || attached.run_time();
-            let probes = Probes {
-                run_time: Some(&run_time),
-                ..Probes::default()
-            };
-            Ok((go(&traffic(Family::V4), probes)?, None))
-        },
-    );
+    flood_row(report, Family::V4, FloodReceiver::Ceiling, 0, None, None, None, || {
+        let attached = Ceiling::attach(pins, &net.test.host)?;
+        let run_time = || attached.run_time();
+        let probes = Probes { run_time: Some(&run_time), ..Probes::default() };
+        Ok((go(&traffic(Family::V4), probes)?, None))
+    });
 
     let mut xdpwall = XdpwallCli::new(&args.xdpwall, &net.test.host);
     let scenarios = [
@@ -822,114 +676,63 @@ fn flood_rows(
         if i > 0 && scenarios[i - 1].family != s.family {
             xdpwall.unload()?;
         }
-        flood_row(
-            report,
-            s.family,
-            FloodReceiver::Xdpwall,
-            s.rules,
-            s.list.as_ref(),
-            None,
-            None,
-            || {
-                let rules = s.write(&work.join(format!("flood-{i}")))?;
-                let t = Instant::now();
-                xdpwall.set_rules(&rules)?;
-                let load = t.elapsed().as_secs_f64();
-                let (table, catch_all) = (s.table_rule(), s.catch_all());
-                let mut judged = || {
-                    let numbers: Vec<usize> = table.into_iter().chain([catch_all]).collect();
-                    let counts = xdpwall.rules_packets(&numbers)?;
-                    Ok(Counts {
-                        expected: counts.iter().sum(),
-                        hits: table.map(|_| counts[0]),
-                    })
-                };
-                let run_time = || xdpwall.run_time();
-                let probes = Probes {
-                    judged: Some(&mut judged),
-                    run_time: Some(&run_time),
-                    ..Probes::default()
-                };
-                Ok((
-                    go(&traffic(s.family), probes)?,
-                    s.list.as_ref().map(|_| load),
-                ))
-            },
-        );
+        flood_row(report, s.family, FloodReceiver::Xdpwall, s.rules, s.list.as_ref(), None, None, || {
+            let rules = s.write(&work.join(format!("flood-{i}")))?;
+            let t = Instant::now();
+            xdpwall.set_rules(&rules)?;
+            let load = t.elapsed().as_secs_f64();
+            let (table, catch_all) = (s.table_rule(), s.catch_all());
+            let mut judged = || {
+                let numbers: Vec<usize> = table.into_iter().chain([catch_all]).collect();
+                let counts = xdpwall.rules_packets(&numbers)?;
+                Ok(Counts { expected: counts.iter().sum(), hits: table.map(|_| counts[0]) })
+            };
+            let run_time = || xdpwall.run_time();
+            let probes = Probes { judged: Some(&mut judged), run_time: Some(&run_time), ..Probes::default() };
+            Ok((go(&traffic(s.family), probes)?, s.list.as_ref().map(|_| load)))
+        });
     }
     xdpwall.unload()?;
 
-    flood_row(
-        report,
-        Family::V4,
-        FloodReceiver::Nft,
-        2,
-        Some(&v4),
-        None,
-        None,
-        || {
-            let script = v4.nft_set(NFT_TABLE, &net.test.host);
-            let t = Instant::now();
-            let table = NftTable::load(NFT_TABLE, &script, work)?;
-            let load = t.elapsed().as_secs_f64();
-            let mut judged = || {
-                let hits = table.counter("hits")?;
-                Ok(Counts {
-                    expected: hits + table.counter("rest")?,
-                    hits: Some(hits),
-                })
-            };
-            let probes = Probes {
-                judged: Some(&mut judged),
-                ..Probes::default()
-            };
-            Ok((go(&traffic(Family::V4), probes)?, Some(load)))
-        },
-    );
+    flood_row(report, Family::V4, FloodReceiver::Nft, 2, Some(&v4), None, None, || {
+        let script = v4.nft_set(NFT_TABLE, &net.test.host);
+        let t = Instant::now();
+        let table = NftTable::load(NFT_TABLE, &script, work)?;
+        let load = t.elapsed().as_secs_f64();
+        let mut judged = || {
+            let hits = table.counter("hits")?;
+            Ok(Counts { expected: hits + table.counter("rest")?, hits: Some(hits) })
+        };
+        let probes = Probes { judged: Some(&mut judged), ..Probes::default() };
+        Ok((go(&traffic(Family::V4), probes)?, Some(load)))
+    });
 
     // xdp-filter holds hosts only, in a hash of fixed size: the largest list it takes.
     let filter = XdpFilter::load(&net.test.host);
-    let (capacity, hosts) = match filter
-        .as_ref()
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .and_then(|_| XdpFilter::capacity(false))
-    {
-        Ok(c) => (Some(c), v4.hosts(c)),
-        Err(_) => (None, Vec::new()),
-    };
+    let (capacity, hosts) =
+        match filter.as_ref().map_err(|e| anyhow::anyhow!("{e:#}")).and_then(|_| XdpFilter::capacity(false)) {
+            Ok(c) => (Some(c), v4.hosts(c)),
+            Err(_) => (None, Vec::new()),
+        };
     let description = match capacity {
         Some(c) if hosts.len() == c => format!("{c} /32 (its maximum: a {c}-entry hash)"),
         Some(c) => format!("{} /32 (of a {c}-entry hash)", hosts.len()),
         None => "–".into(),
     };
-    let expected =
-        (!hosts.is_empty()).then(|| hosts.len() as f64 / f64::from(Family::V4.spoof_bits()).exp2());
-    flood_row(
-        report,
-        Family::V4,
-        FloodReceiver::XdpFilter,
-        2,
-        None,
-        Some(description),
-        expected,
-        || {
-            let filter = filter?;
-            let addrs: Vec<Ipv4Addr> = hosts.iter().map(|&a| Ipv4Addr::from(a as u32)).collect();
-            let t = Instant::now();
-            filter.deny_sources(&addrs, &[])?;
-            let load = t.elapsed().as_secs_f64();
-            filter.deny_udp_port(FLOOD_PORT)?;
-            eprintln!("    xdp-filter program: {}", filter.program_name()?);
-            let mut judged = || filter.counts();
-            let run_time = || filter.run_time();
-            let probes = Probes {
-                judged: Some(&mut judged),
-                run_time: Some(&run_time),
-                ..Probes::default()
-            };
-            Ok((go(&traffic(Family::V4), probes)?, Some(load)))
-        },
-    );
+    let expected = (!hosts.is_empty()).then(|| hosts.len() as f64 / f64::from(Family::V4.spoof_bits()).exp2());
+    flood_row(report, Family::V4, FloodReceiver::XdpFilter, 2, None, Some(description), expected, || {
+        let filter = filter?;
+        let addrs: Vec<Ipv4Addr> = hosts.iter().map(|&a| Ipv4Addr::from(a as u32)).collect();
+        let t = Instant::now();
+        filter.deny_sources(&addrs, &[])?;
+        let load = t.elapsed().as_secs_f64();
+        filter.deny_udp_port(FLOOD_PORT)?;
+        eprintln!("    xdp-filter program: {}", filter.program_name()?);
+        let mut judged = || filter.counts();
+        let run_time = || filter.run_time();
+        let probes = Probes { judged: Some(&mut judged), run_time: Some(&run_time), ..Probes::default() };
+        Ok((go(&traffic(Family::V4), probes)?, Some(load)))
+    });
     Ok(())
 }
 
@@ -948,27 +751,13 @@ fn xdp_filter_list(s: &Scenario) -> Vec<Ipv4Addr> {
 /// A row's rate from its sample (printed as it goes); the reference sub-windows join the
 /// run's ceiling samples.
 fn rate_of(report: &mut Report, s: &Sample) -> Rate {
-    let mpps = |v: &[f64]| {
-        v.iter()
-            .map(|x| format!("{:.3}", x / 1e6))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    eprintln!(
-        "    Mpps: ceiling {} | this row {}",
-        mpps(&s.ceiling_pps),
-        mpps(&s.rx_pps)
-    );
+    let mpps = |v: &[f64]| v.iter().map(|x| format!("{:.3}", x / 1e6)).collect::<Vec<_>>().join(" ");
+    eprintln!("    Mpps: ceiling {} | this row {}", mpps(&s.ceiling_pps), mpps(&s.rx_pps));
     report.ceiling_samples.extend(&s.ceiling_pps);
     let (pps, min, max) = spread(&s.rx_pps);
     let (offered, ..) = spread(&s.offered_pps);
     let (ceiling, ..) = spread(&s.ceiling_pps);
-    let ratios: Vec<f64> = s
-        .rx_pps
-        .iter()
-        .zip(&s.ceiling_pps)
-        .map(|(r, c)| r / c)
-        .collect();
+    let ratios: Vec<f64> = s.rx_pps.iter().zip(&s.ceiling_pps).map(|(r, c)| r / c).collect();
     let (to_ceiling, ..) = spread(&ratios);
     Rate {
         pps,
@@ -994,41 +783,24 @@ fn xdpwall_rows(
     traffic: &dyn Fn(&Scenario) -> Traffic,
 ) -> Result<()> {
     let mut xdpwall = XdpwallCli::new(&args.xdpwall, &net.test.host);
-    let mut scenarios: Vec<(Kind, Scenario)> = RULE_COUNTS
-        .iter()
-        .map(|&n| (Kind::XdpwallDrop, Scenario::rules(n, Last::Block)))
-        .collect();
-    scenarios.push((
-        Kind::XdpwallDrop,
-        Scenario::table(BIG_TABLE, 4096, Last::Block),
-    ));
+    let mut scenarios: Vec<(Kind, Scenario)> =
+        RULE_COUNTS.iter().map(|&n| (Kind::XdpwallDrop, Scenario::rules(n, Last::Block))).collect();
+    scenarios.push((Kind::XdpwallDrop, Scenario::table(BIG_TABLE, 4096, Last::Block)));
     // The pass path and, with the same rules plus `keep state` on the last one, the
     // state fast path: the generator's flows all match the last rule, so once each has
     // passed one packet (the row primes them) every packet is one of an established
     // flow, counted as `state`.
     scenarios.push((Kind::XdpwallPass, Scenario::rules(FLOW_RULES, Last::Pass)));
-    scenarios.push((
-        Kind::XdpwallState,
-        Scenario::rules(FLOW_RULES, Last::KeepState),
-    ));
+    scenarios.push((Kind::XdpwallState, Scenario::rules(FLOW_RULES, Last::KeepState)));
     for (i, (kind, s)) in scenarios.iter().enumerate() {
         row(report, *kind, Some(s), || {
             let rules = s.write(&work.join(format!("xdpwall-{i}")))?;
             xdpwall.set_rules(&rules)?;
             let state = *kind == Kind::XdpwallState;
-            let mut judged = || {
-                Ok(Counts::of(if state {
-                    xdpwall.state_packets()?
-                } else {
-                    xdpwall.rule_packets(s.rules)?
-                }))
-            };
+            let mut judged =
+                || Ok(Counts::of(if state { xdpwall.state_packets()? } else { xdpwall.rule_packets(s.rules)? }));
             let run_time = || xdpwall.run_time();
-            let probes = Probes {
-                judged: Some(&mut judged),
-                run_time: Some(&run_time),
-                prime: state,
-            };
+            let probes = Probes { judged: Some(&mut judged), run_time: Some(&run_time), prime: state };
             go(&traffic(s), probes)
         });
     }

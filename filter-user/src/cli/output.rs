@@ -17,7 +17,6 @@ fn action(a: Action) -> &'static str {
     }
 }
 
-
 /// `xdpwall check`: what the ruleset is and what it compiles to.
 pub fn summary(path: &Path, rs: &Ruleset, c: &Compiled) -> String {
     let mut s = String::new();
@@ -128,7 +127,13 @@ pub fn status(st: &Status) -> String {
         ("rule", Align::Left),
     ]);
     for r in &st.rules {
-        rules.row(vec![r.number.to_string(), action(r.action).into(), r.packets.to_string(), r.bytes.to_string(), r.text.clone()]);
+        rules.row(vec![
+            r.number.to_string(),
+            action(r.action).into(),
+            r.packets.to_string(),
+            r.bytes.to_string(),
+            r.text.clone(),
+        ]);
     }
     rules.row(vec![
         "-".into(),
@@ -161,7 +166,8 @@ pub fn status(st: &Status) -> String {
         let _ = writeln!(s, "note: {note}");
     }
     for i in st.interfaces.iter().filter(|i| !i.attached) {
-        let _ = writeln!(s, "NOT FILTERED: {}: {}", i.name, i.problem.as_deref().unwrap_or("its links are not attached"));
+        let _ =
+            writeln!(s, "NOT FILTERED: {}: {}", i.name, i.problem.as_deref().unwrap_or("its links are not attached"));
     }
     let t = &st.flow_table;
     let _ = writeln!(

@@ -26,10 +26,7 @@ pub struct AddrField {
 }
 
 impl AddrField {
-    pub fn new<'a>(
-        conds: impl Iterator<Item = &'a AddrMatch>,
-        tables: &BTreeMap<String, Table>,
-    ) -> Self {
+    pub fn new<'a>(conds: impl Iterator<Item = &'a AddrMatch>, tables: &BTreeMap<String, Table>) -> Self {
         let mut f = AddrField {
             any: RuleBitmap::EMPTY,
             negated: RuleBitmap::EMPTY,
@@ -124,8 +121,7 @@ impl Sets {
         entries.sort_unstable();
         let root_class = classes.intern(&self.satisfied(&RuleBitmap::EMPTY));
         // (prefix, len, member rules, class) of the current chain of ancestors.
-        let mut stack: Vec<(u128, u8, RuleBitmap, u32)> =
-            vec![(0, 0, RuleBitmap::EMPTY, root_class)];
+        let mut stack: Vec<(u128, u8, RuleBitmap, u32)> = vec![(0, 0, RuleBitmap::EMPTY, root_class)];
         let mut out = Vec::new();
         let mut i = 0;
         while i < entries.len() {

@@ -41,14 +41,9 @@ impl KeyRanges {
             *counts.entry(*c).or_default() += 1;
         }
         // Ties go to the lower class id, so output is deterministic.
-        let default_class =
-            counts.into_iter().max_by_key(|&(c, n)| (n, std::cmp::Reverse(c))).map_or(0, |(c, _)| c);
-        let entries = all
-            .into_iter()
-            .enumerate()
-            .filter(|&(_, c)| c != default_class)
-            .map(|(k, c)| (k as u32, c))
-            .collect();
+        let default_class = counts.into_iter().max_by_key(|&(c, n)| (n, std::cmp::Reverse(c))).map_or(0, |(c, _)| c);
+        let entries =
+            all.into_iter().enumerate().filter(|&(_, c)| c != default_class).map(|(k, c)| (k as u32, c)).collect();
         KeyedTable { default_class, entries }
     }
 

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use filter_common::{
-    FAMILY_V4, Long24, FAMILY_V6, MAX_ADDR_CLASS, PrefixKey, V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir,
+    FAMILY_V4, FAMILY_V6, Long24, MAX_ADDR_CLASS, PrefixKey, V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir,
 };
 
 /// An IPv6 length gets a hash lookup of its own only with at least this many prefixes:
@@ -188,7 +188,8 @@ impl AddrLookup {
             }
             let mut addr = [0u8; 16];
             addr[..4].copy_from_slice(&(ip & (u32::MAX << (32 - len))).to_be_bytes());
-            if let Some(class) = self.prefix(PrefixKey { addr, len: len as u8, family: FAMILY_V4 as u8, _pad: [0; 2] }) {
+            if let Some(class) = self.prefix(PrefixKey { addr, len: len as u8, family: FAMILY_V4 as u8, _pad: [0; 2] })
+            {
                 return class;
             }
         }
@@ -331,7 +332,8 @@ mod tests {
             let n: ipnet::Ipv4Net = s.parse().unwrap();
             (u128::from(n.network().to_bits()) << 96, n.prefix_len(), 0)
         };
-        let entries = vec![(0, 0, 0), (v4("10.0.0.0/8").0, 8, 1), (v4("10.1.2.0/24").0, 24, 2), (v4("10.1.2.3/32").0, 32, 3)];
+        let entries =
+            vec![(0, 0, 0), (v4("10.0.0.0/8").0, 8, 1), (v4("10.1.2.0/24").0, 24, 2), (v4("10.1.2.3/32").0, 32, 3)];
         let l = AddrLookup::build(entries, vec![(0, 0, 0)]);
         assert_eq!(l.dir4.len(), (dir::TOP_ENTRIES + dir::GROUP_ENTRIES) as usize, "one group, for 10.1/16");
         assert_eq!(l.prefixes.len(), 1);

@@ -12,16 +12,14 @@ mod lookup;
 
 use std::collections::HashMap;
 
-use filter_common::{
-    ICMP_NONE, MAX_RULES, PORT_NONE, PROTO_KEYS, RuleBitmap, TCP_FLAGS_NONE, VLAN_NONE, field,
-};
+use filter_common::{ICMP_NONE, MAX_RULES, PORT_NONE, PROTO_KEYS, RuleBitmap, TCP_FLAGS_NONE, VLAN_NONE, field};
 use serde::{Deserialize, Serialize};
 
 use crate::rules::{Action, Direction, Family, PortRange, Rule, Ruleset};
 use classes::Classes;
+use keyed::KeyRanges;
 pub use keyed::KeyedTable;
 pub use lookup::{AddrLookup, V6_HASH_MIN_PREFIXES};
-use keyed::KeyRanges;
 
 /// Most entries one table may hold.
 pub const MAX_TABLE_ENTRIES: usize = 1_000_000;
@@ -147,8 +145,7 @@ impl Compiled {
     pub fn map_memory(&self) -> u64 {
         let bitmaps = self.bitmaps.len() as u64 * std::mem::size_of::<RuleBitmap>() as u64;
         let addresses = self.src.memory() + self.dst.memory();
-        let arrays: u64 =
-            field::KEYED.iter().filter(|k| self.uses(k.field)).map(|k| u64::from(k.domain) * 4).sum();
+        let arrays: u64 = field::KEYED.iter().filter(|k| self.uses(k.field)).map(|k| u64::from(k.domain) * 4).sum();
         bitmaps + addresses + arrays
     }
 }
@@ -177,25 +174,13 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
     };
 
     let proto = field_of(field::PROTO, rules.iter().map(proto_keys).collect(), PROTO_KEYS);
-    let sport = field_of(
-        field::SRC_PORT,
-        rules.iter().map(|r| port_keys(&r.from.ports)).collect(),
-        PORT_NONE + 1,
-    );
-    let dport = field_of(
-        field::DST_PORT,
-        rules.iter().map(|r| port_keys(&r.to.ports)).collect(),
-        PORT_NONE + 1,
-    );
+    let sport = field_of(field::SRC_PORT, rules.iter().map(|r| port_keys(&r.from.ports)).collect(), PORT_NONE + 1);
+    let dport = field_of(field::DST_PORT, rules.iter().map(|r| port_keys(&r.to.ports)).collect(), PORT_NONE + 1);
     let tcp_flags = field_of(
         field::TCP_FLAGS,
         rules
             .iter()
-            .map(|r| {
-                r.tcp_flags.map(|f| {
-                    (0..256u32).filter(|k| *k as u8 & f.mask == f.set).map(|k| (k, k)).collect()
-                })
-            })
+            .map(|r| r.tcp_flags.map(|f| (0..256u32).filter(|k| *k as u8 & f.mask == f.set).map(|k| (k, k)).collect()))
             .collect(),
         TCP_FLAGS_NONE + 1,
     );
@@ -346,13 +331,7 @@ fn rule_infos(rules: &[Rule]) -> Vec<RuleInfo> {
             let n = seen.entry(base.clone()).or_insert(0);
             *n += 1;
             let key = if *n == 1 { base } else { format!("{base}#{n}") };
-            RuleInfo {
-                text: r.text.clone(),
-                label: r.label.clone(),
-                action: r.action,
-                key,
-                keep_state: r.keep_state,
-            }
+            RuleInfo { text: r.text.clone(), label: r.label.clone(), action: r.action, key, keep_state: r.keep_state }
         })
         .collect()
 }

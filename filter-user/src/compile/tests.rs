@@ -112,7 +112,12 @@ fn ports_ranges_and_lists() {
 fn unused_fields_have_no_tables() {
     let c = compiled("pass in proto udp\n");
     assert_eq!(c.used_fields, 1 << field::PROTO);
-    assert!(c.sport.entries.is_empty() && c.src == AddrLookup::default() && c.vlan.entries.is_empty() && c.ifaces.is_empty());
+    assert!(
+        c.sport.entries.is_empty()
+            && c.src == AddrLookup::default()
+            && c.vlan.entries.is_empty()
+            && c.ifaces.is_empty()
+    );
     assert_eq!(first_match(&c, UDP), Some(0));
     assert_eq!(first_match(&c, Pkt { proto: 6, ..UDP }), None);
 }

@@ -165,9 +165,7 @@ fn key_bytes(k: &FlowKey) -> ([u8; 16], [u8; 16], u16, u16, u8, u8) {
 pub fn summary(paths: &Paths) -> Result<FlowTable, Error> {
     let [(_, answered), (_, unanswered)] = tables(paths)?;
     let now = now_ns();
-    let live = |map: &Table| {
-        map.iter().filter_map(Result::ok).filter(|(_, st)| st.expires_ns > now).count()
-    };
+    let live = |map: &Table| map.iter().filter_map(Result::ok).filter(|(_, st)| st.expires_ns > now).count();
     let (answered, unanswered) = (live(&answered), live(&unanswered));
     Ok(FlowTable {
         flows: answered + unanswered,

@@ -180,15 +180,18 @@ fn attach_classic(egress: &mut SchedClassifier, paths: &Paths, iface: &str) -> R
     // An existing clsact (EEXIST) is fine; any other failure shows in the attach below.
     let qdisc = qdisc_add_clsact(iface);
     let options = NlOptions { priority: CLASSIC_PRIORITY, handle: CLASSIC_HANDLE, classid: None };
-    let id = egress.attach_with_options(iface, TcAttachType::Egress, TcAttachOptions::Netlink(options)).map_err(|e| {
-        failed(match qdisc {
-            Err(q) => format!("{}; adding the clsact qdisc: {}", error_chain(&e), error_chain(&q)),
-            Ok(()) => error_chain(&e),
-        })
-    })?;
+    let id =
+        egress.attach_with_options(iface, TcAttachType::Egress, TcAttachOptions::Netlink(options)).map_err(|e| {
+            failed(match qdisc {
+                Err(q) => format!("{}; adding the clsact qdisc: {}", error_chain(&e), error_chain(&q)),
+                Ok(()) => error_chain(&e),
+            })
+        })?;
     keep_classic(egress, id, paths, iface).inspect_err(|_| {
         // The filter is ours (the attach was exclusive): take it away again.
-        if let Ok(link) = SchedClassifierLink::attached(iface, TcAttachType::Egress, CLASSIC_PRIORITY, CLASSIC_HANDLE, None) {
+        if let Ok(link) =
+            SchedClassifierLink::attached(iface, TcAttachType::Egress, CLASSIC_PRIORITY, CLASSIC_HANDLE, None)
+        {
             let _ = link.detach();
         }
     })
@@ -231,7 +234,8 @@ pub fn detach(paths: &Paths, iface: &str) -> Result<(), Error> {
     if marker.exists() {
         // An interface that is gone took its filter with it. The clsact qdisc stays: it
         // may hold other filters, and empty it does nothing.
-        if let Ok(link) = SchedClassifierLink::attached(iface, TcAttachType::Egress, CLASSIC_PRIORITY, CLASSIC_HANDLE, None)
+        if let Ok(link) =
+            SchedClassifierLink::attached(iface, TcAttachType::Egress, CLASSIC_PRIORITY, CLASSIC_HANDLE, None)
             && let Err(e) = link.detach()
             && Path::new("/sys/class/net").join(iface).exists()
         {
@@ -264,8 +268,9 @@ pub fn swap(progs: &mut Programs<'_>, paths: &Paths, iface: &str) -> Result<(), 
     fault::point("swap: XDP swapped, egress not yet")?;
     if Hook::classic_path(paths, iface).exists() {
         // No NLM_F_CREATE/EXCL: the kernel replaces the program of the existing filter.
-        let tc_link = SchedClassifierLink::attached(iface, TcAttachType::Egress, CLASSIC_PRIORITY, CLASSIC_HANDLE, None)
-            .map_err(|e| failed(e.to_string()))?;
+        let tc_link =
+            SchedClassifierLink::attached(iface, TcAttachType::Egress, CLASSIC_PRIORITY, CLASSIC_HANDLE, None)
+                .map_err(|e| failed(e.to_string()))?;
         let id = progs.egress.attach_to_link(tc_link).map_err(|e| failed(error_chain(&e)))?;
         return keep_classic(progs.egress, id, paths, iface);
     }
@@ -278,8 +283,9 @@ pub fn swap(progs: &mut Programs<'_>, paths: &Paths, iface: &str) -> Result<(), 
 
 fn open(paths: &Paths, hook: Hook, iface: &str) -> Result<FdLink, Error> {
     let path = hook.link_path(paths, iface);
-    let pinned = PinnedLink::from_pin(&path)
-        .map_err(|e| Error::Link(format!("swapping the program on {iface}: opening {}", path.display()), e.to_string()))?;
+    let pinned = PinnedLink::from_pin(&path).map_err(|e| {
+        Error::Link(format!("swapping the program on {iface}: opening {}", path.display()), e.to_string())
+    })?;
     Ok(FdLink::from(pinned))
 }
 
@@ -434,7 +440,8 @@ mod bpf_obj {
             bpf_fd: u32,
             file_flags: u32,
         }
-        let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::Invalid(format!("bad path {}", path.display())))?;
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| Error::Invalid(format!("bad path {}", path.display())))?;
         let attr = Attr { pathname: c.as_ptr() as u64, bpf_fd: 0, file_flags: 0 };
         // SAFETY: `attr` is a valid bpf_attr prefix for BPF_OBJ_GET, `c` outlives the call.
         let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, &attr, std::mem::size_of::<Attr>()) };

@@ -30,9 +30,9 @@ use std::{
 
 use serde::Serialize;
 
-pub use program::{Decision, IfaceBinding, LoadedProgram, RULE_SLOTS, ebpf_object, read_counters, unanswered_limit};
 pub use flows::{FlowEntry, FlowFilter, FlowTable, flush as flush_states, list as list_states};
 pub use plan::Diff;
+pub use program::{Decision, IfaceBinding, LoadedProgram, RULE_SLOTS, ebpf_object, read_counters, unanswered_limit};
 pub use state::{IfaceState, RuleState, State};
 pub use status::{IfaceStatus, NamedCounter, RuleStatus, Status, status};
 pub use transaction::apply;
@@ -199,7 +199,10 @@ fn ensure_bpffs(pin_dir: &Path) -> Result<(), Error> {
         return Ok(());
     }
     let mounts = std::fs::read_to_string("/proc/mounts").map_err(|e| Error::Io("reading /proc/mounts".into(), e))?;
-    if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.split_whitespace().nth(2) == Some("bpf")) {
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.split_whitespace().nth(2) == Some("bpf"))
+    {
         return Ok(());
     }
     let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");

@@ -10,7 +10,8 @@ use std::process::Command;
 use super::Error;
 
 /// ethtool features that strip VLAN tags on receive.
-const STRIPPING: [(&str, &str); 2] = [("rx-vlan-offload", "rxvlan"), ("rx-vlan-stag-hw-parse", "rx-vlan-stag-hw-parse")];
+const STRIPPING: [(&str, &str); 2] =
+    [("rx-vlan-offload", "rxvlan"), ("rx-vlan-stag-hw-parse", "rx-vlan-stag-hw-parse")];
 
 /// Turns VLAN stripping off on `iface`; returns a note when it changed something.
 /// Fails when the NIC strips tags and cannot stop (the feature is `[fixed]`).
@@ -53,7 +54,10 @@ pub fn keep_vlan_tags(iface: &str) -> Result<Option<String>, Error> {
         turned_off.push(feature);
     }
     Ok((!turned_off.is_empty()).then(|| {
-        format!("{iface}: turned off VLAN stripping ({}) so XDP sees the tags `vlan` rules match", turned_off.join(", "))
+        format!(
+            "{iface}: turned off VLAN stripping ({}) so XDP sees the tags `vlan` rules match",
+            turned_off.join(", ")
+        )
     }))
 }
 
@@ -113,4 +117,3 @@ pub fn mtu_limit_note(iface: &str) -> Option<String> {
         format!("{iface} (igb): while XDP is attached the MTU can be {limit} at most (igb's XDP frame limit)")
     })
 }
-

@@ -7,7 +7,10 @@ use std::collections::{HashMap, HashSet};
 use filter_common::MAX_IFACES;
 use serde::Serialize;
 
-use super::{Error, IfaceBinding, RULE_SLOTS, state::{IfaceState, RuleState, State}};
+use super::{
+    Error, IfaceBinding, RULE_SLOTS,
+    state::{IfaceState, RuleState, State},
+};
 use crate::compile::{Compiled, RuleInfo};
 
 /// Rules added, removed and kept between two rulesets (by identity).
@@ -69,7 +72,12 @@ impl Plan {
     /// Plans applying `compiled` over `old` (nothing loaded: `None`), attaching to
     /// `add` (name, ifindex). With `counters_kept` false (the pinned counters were
     /// lost), every rule gets a fresh, zeroed slot.
-    pub fn new(old: Option<&State>, compiled: &Compiled, add: &[(String, u32)], counters_kept: bool) -> Result<Plan, Error> {
+    pub fn new(
+        old: Option<&State>,
+        compiled: &Compiled,
+        add: &[(String, u32)],
+        counters_kept: bool,
+    ) -> Result<Plan, Error> {
         let kept: Vec<IfaceState> = old.map(|s| s.interfaces.clone()).unwrap_or_default();
         let old_rules: &[RuleState] = old.map_or(&[], |s| &s.rules);
 
@@ -77,7 +85,9 @@ impl Plan {
         let mut attach: Vec<NewIface> = Vec::new();
         for (name, ifindex) in add {
             if kept.iter().any(|i| &i.name == name) || attach.iter().any(|i| &i.name == name) {
-                return Err(Error::Invalid(format!("{name} is already loaded; use `xdpwall apply` to change its rules")));
+                return Err(Error::Invalid(format!(
+                    "{name} is already loaded; use `xdpwall apply` to change its rules"
+                )));
             }
             let slot = free_slots(0..MAX_IFACES, &taken, 1)
                 .pop()
@@ -88,8 +98,11 @@ impl Plan {
 
         // Kept rules keep their slots; new rules get slots that neither ruleset uses,
         // so nothing counts into a slot twice while both generations run.
-        let old_slots: HashMap<&str, u32> =
-            if counters_kept { old_rules.iter().map(|r| (r.info.key.as_str(), r.counter)).collect() } else { HashMap::new() };
+        let old_slots: HashMap<&str, u32> = if counters_kept {
+            old_rules.iter().map(|r| (r.info.key.as_str(), r.counter)).collect()
+        } else {
+            HashMap::new()
+        };
         let taken: HashSet<u32> = old_rules.iter().map(|r| r.counter).collect();
         let fresh_needed = compiled.rules.iter().filter(|r| !old_slots.contains_key(r.key.as_str())).count();
         let mut fresh = free_slots(RULE_SLOTS, &taken, fresh_needed).into_iter();
@@ -164,8 +177,13 @@ mod tests {
 
     #[test]
     fn kept_rules_keep_their_slots_and_new_ones_get_unused_slots() {
-        let first = Plan::new(None, &compiled("pass in proto udp\nblock in proto tcp label \"t\"\n"), &[("eth0".into(), 3)], true)
-            .unwrap();
+        let first = Plan::new(
+            None,
+            &compiled("pass in proto udp\nblock in proto tcp label \"t\"\n"),
+            &[("eth0".into(), 3)],
+            true,
+        )
+        .unwrap();
         assert_eq!(first.generation, 1);
         assert_eq!(first.fresh_counters, first.counter_slots(), "every rule of a first load is fresh");
         assert_eq!(first.attach, [NewIface { name: "eth0".into(), ifindex: 3, stats_slot: 0 }]);
@@ -181,10 +199,16 @@ mod tests {
         assert_eq!(second.generation, 2);
         assert_eq!(second.rules[0].counter, old.rules[1].counter, "same label, same slot");
         let old_slots: Vec<u32> = old.rules.iter().map(|r| r.counter).collect();
-        assert!(!old_slots.contains(&second.rules[1].counter), "a new rule never counts into a slot the old ruleset uses");
+        assert!(
+            !old_slots.contains(&second.rules[1].counter),
+            "a new rule never counts into a slot the old ruleset uses"
+        );
         assert_eq!(second.fresh_counters, [second.rules[1].counter]);
         assert_eq!(second.attach[0].stats_slot, 1, "the next free stats slot");
-        assert_eq!(second.diff, Diff { added: vec!["pass in proto icmp".into()], removed: vec!["pass in proto udp".into()], kept: 1 });
+        assert_eq!(
+            second.diff,
+            Diff { added: vec!["pass in proto icmp".into()], removed: vec!["pass in proto udp".into()], kept: 1 }
+        );
         assert_eq!(second.bindings().len(), 2);
     }
 
@@ -199,9 +223,11 @@ mod tests {
     #[test]
     fn an_interface_is_attached_once() {
         let first = Plan::new(None, &compiled("pass in proto udp\n"), &[("eth0".into(), 3)], true).unwrap();
-        let e = Plan::new(Some(&state(&first)), &compiled("pass in proto udp\n"), &[("eth0".into(), 3)], true).unwrap_err();
+        let e =
+            Plan::new(Some(&state(&first)), &compiled("pass in proto udp\n"), &[("eth0".into(), 3)], true).unwrap_err();
         assert_eq!(e.to_string(), "eth0 is already loaded; use `xdpwall apply` to change its rules");
-        let e = Plan::new(None, &compiled("pass in proto udp\n"), &[("a".into(), 3), ("a".into(), 3)], true).unwrap_err();
+        let e =
+            Plan::new(None, &compiled("pass in proto udp\n"), &[("a".into(), 3), ("a".into(), 3)], true).unwrap_err();
         assert!(e.to_string().starts_with("a is already loaded"));
     }
 }

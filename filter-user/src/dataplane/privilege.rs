@@ -27,11 +27,7 @@ pub fn require_privileges() -> Result<(), Error> {
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
         .unwrap_or(0);
     let has = |cap: u32| caps & (1 << cap) != 0;
-    if has(CAP_NET_ADMIN) && (has(CAP_BPF) || has(CAP_SYS_ADMIN)) {
-        Ok(())
-    } else {
-        Err(Error::NotPrivileged)
-    }
+    if has(CAP_NET_ADMIN) && (has(CAP_BPF) || has(CAP_SYS_ADMIN)) { Ok(()) } else { Err(Error::NotPrivileged) }
 }
 
 /// Creates `dir` (and missing parents) with mode 0700, or checks the existing one: a

@@ -28,7 +28,9 @@ pub fn ebpf_object() -> &'static [u8] {
     OBJECT
 }
 
-pub use names::{COUNTERS, IFACE_COUNTERS, PROGRAM_EGRESS as EGRESS_PROGRAM, PROGRAM_XDP as PROGRAM, STATES, STATES_NEW};
+pub use names::{
+    COUNTERS, IFACE_COUNTERS, PROGRAM_EGRESS as EGRESS_PROGRAM, PROGRAM_XDP as PROGRAM, STATES, STATES_NEW,
+};
 
 /// Size of the table of unanswered flows for `set limit states N`: half as many
 /// again. Unanswered flows live a round trip (a handshake, a query) unless nobody
@@ -37,7 +39,6 @@ pub use names::{COUNTERS, IFACE_COUNTERS, PROGRAM_EGRESS as EGRESS_PROGRAM, PROG
 pub fn unanswered_limit(limit: u32) -> u32 {
     limit.div_ceil(2)
 }
-
 
 /// An interface the program runs on: the `IFACES` entry it needs.
 #[derive(Debug, Clone)]
@@ -176,11 +177,8 @@ impl LoadedProgram {
         {
             let mut map: HashMap<_, u32, IfaceEntry> = self.map_typed(names::IFACES)?;
             for i in ifaces {
-                let class = c
-                    .ifaces
-                    .iter()
-                    .find(|(name, _)| *name == i.name)
-                    .map_or(c.iface_miss_class, |(_, class)| *class);
+                let class =
+                    c.ifaces.iter().find(|(name, _)| *name == i.name).map_or(c.iface_miss_class, |(_, class)| *class);
                 let entry = IfaceEntry { class, stats_slot: i.stats_slot };
                 map.insert(i.ifindex, entry, 0).map_err(|e| Error::Map(names::IFACES, e))?;
             }
@@ -260,7 +258,8 @@ impl LoadedProgram {
                 _ => {}
             }
         }
-        let xdp: &mut Xdp = xdp.ok_or(Error::MissingObject(PROGRAM))?.try_into().map_err(|e| Error::Program("find", e))?;
+        let xdp: &mut Xdp =
+            xdp.ok_or(Error::MissingObject(PROGRAM))?.try_into().map_err(|e| Error::Program("find", e))?;
         let egress: &mut SchedClassifier = egress
             .ok_or(Error::MissingObject(EGRESS_PROGRAM))?
             .try_into()
@@ -358,7 +357,8 @@ fn write_mmapped(map: &MapData, bytes: &[u8]) -> std::io::Result<()> {
     let fd = map.fd().as_fd().as_raw_fd();
     // SAFETY: a fresh shared mapping of the map's memory; the kernel checks that `len`
     // lies within the array (it was sized for `bytes` at load).
-    let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
+    let ptr =
+        unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
     if ptr == libc::MAP_FAILED {
         return Err(std::io::Error::last_os_error());
     }
@@ -436,7 +436,8 @@ pub fn zero_slots<T: aya::Pod + Default>(pin_dir: &Path, name: &'static str, slo
         PerCpuArray::try_from(open_pinned(pin_dir, name)?).map_err(|e| Error::Map(name, e))?;
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| Error::Io("counting CPUs".into(), e))?;
     for &slot in slots {
-        let zeros = PerCpuValues::try_from(vec![T::default(); cpus]).map_err(|e| Error::Io("per-CPU values".into(), e))?;
+        let zeros =
+            PerCpuValues::try_from(vec![T::default(); cpus]).map_err(|e| Error::Io("per-CPU values".into(), e))?;
         map.set(slot, zeros, 0).map_err(|e| Error::Map(name, e))?;
     }
     Ok(())

@@ -6,10 +6,10 @@ use filter_common::{Malformed, slot};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Error, Paths, flows, nic,
+    Error, Paths, flows,
     flows::FlowTable,
     links::{self, Hook, LinkState, Pinned},
-    privilege, program,
+    nic, privilege, program,
     state::State,
     transaction,
 };
@@ -112,7 +112,9 @@ pub fn status(paths: &Paths) -> Result<Status, Error> {
     let state = match State::read(&paths.state_file()) {
         Ok(Some(state)) => state,
         Ok(None) if links::pinned_ifaces(paths).is_empty() => return Err(Error::NotLoaded(paths.state_file())),
-        Ok(None) | Err(Error::State(..)) => return Err(Error::Stranded { state_file: paths.state_file(), pin_dir: paths.pin_dir.clone() }),
+        Ok(None) | Err(Error::State(..)) => {
+            return Err(Error::Stranded { state_file: paths.state_file(), pin_dir: paths.pin_dir.clone() });
+        }
         Err(e) => return Err(e),
     };
     let enforcing = [
@@ -122,7 +124,8 @@ pub fn status(paths: &Paths) -> Result<Status, Error> {
     let counters = program::read_counters(&paths.pin_dir)?;
     let ifc = program::read_iface_counters(&paths.pin_dir)?;
     let at = |slot: u32| counters.get(slot as usize).copied().unwrap_or_default();
-    let named = |name: &str, slot: u32| NamedCounter { name: name.into(), packets: at(slot).packets, bytes: at(slot).bytes };
+    let named =
+        |name: &str, slot: u32| NamedCounter { name: name.into(), packets: at(slot).packets, bytes: at(slot).bytes };
     let default_slot = match state.default_action {
         Action::Pass => slot::DEFAULT_PASS,
         Action::Block => slot::DEFAULT_BLOCK,

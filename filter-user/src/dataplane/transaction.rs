@@ -164,7 +164,9 @@ pub fn apply(
     // Committed: what is left to do can fail without undoing anything, and the next
     // command retries it.
     if let Err(e) = fault::point("state written (committed)").and_then(|()| finish(paths)) {
-        report.notes.push(format!("the apply is committed, but tidying up after it failed ({e}); the next command finishes it"));
+        report.notes.push(format!(
+            "the apply is committed, but tidying up after it failed ({e}); the next command finishes it"
+        ));
     }
     report.elapsed = started.elapsed();
     Ok(report)
@@ -197,7 +199,10 @@ pub fn recover(paths: &Paths, notes: &mut Vec<String>) -> Result<(), Error> {
         }
         state => {
             roll_back(paths, &journal, state.as_ref())?;
-            notes.push(format!("rolled back an interrupted apply (it would have made generation {})", journal.generation));
+            notes.push(format!(
+                "rolled back an interrupted apply (it would have made generation {})",
+                journal.generation
+            ));
         }
     }
     Ok(())
@@ -275,7 +280,8 @@ fn reattach_severed(paths: &Paths, plan: &mut Plan, notes: &mut Vec<String>) -> 
     let mut kept = Vec::new();
     for iface in std::mem::take(&mut plan.kept) {
         let now = super::ifindex(&iface.name).ok();
-        let states = [links::link_state(paths, Hook::Xdp, &iface.name)?, links::link_state(paths, Hook::Egress, &iface.name)?];
+        let states =
+            [links::link_state(paths, Hook::Xdp, &iface.name)?, links::link_state(paths, Hook::Egress, &iface.name)?];
         let healthy = states.iter().all(|s| matches!(s, LinkState::Attached { ifindex, .. } if Some(*ifindex) == now));
         if healthy {
             kept.push(iface);

@@ -28,9 +28,7 @@ use std::net::IpAddr;
 
 use filter_common::Malformed;
 
-use crate::rules::{
-    Action, AddrItem, AddrMatch, Direction, Family, PortRange, Rule, Ruleset, Table,
-};
+use crate::rules::{Action, AddrItem, AddrMatch, Direction, Family, PortRange, Rule, Ruleset, Table};
 use packet::{Dissected, Fields, Transport};
 
 /// What decides a frame.
@@ -65,10 +63,7 @@ pub fn decide(rs: &Ruleset, frame: &[u8], iface: Option<&str>) -> ModelDecision 
 
 /// Which rule (or the default) decides an IP packet with these fields.
 pub fn decide_fields(rs: &Ruleset, p: &Fields, iface: Option<&str>) -> ModelDecision {
-    rs.rules
-        .iter()
-        .position(|rule| matches(rs, rule, p, iface))
-        .map_or(ModelDecision::Default, ModelDecision::Rule)
+    rs.rules.iter().position(|rule| matches(rs, rule, p, iface)).map_or(ModelDecision::Default, ModelDecision::Rule)
 }
 
 /// What happens to a frame so decided: non-IP frames pass, malformed ones are dropped.
@@ -105,11 +100,7 @@ pub fn matches(rs: &Ruleset, rule: &Rule, p: &Fields, iface: Option<&str>) -> bo
     }
     let (src_port, dst_port, tcp_flags, icmp) = match p.transport {
         Transport::None => (None, None, None, None),
-        Transport::Ports {
-            src,
-            dst,
-            tcp_flags,
-        } => (Some(src), Some(dst), tcp_flags, None),
+        Transport::Ports { src, dst, tcp_flags } => (Some(src), Some(dst), tcp_flags, None),
         Transport::Icmp { icmp_type, code, .. } => (None, None, None, Some((icmp_type, code))),
     };
     if !addr_matches(&rule.from.addr, p.src, rs)
@@ -147,10 +138,9 @@ fn addr_matches(m: &AddrMatch, addr: IpAddr, rs: &Ruleset) -> bool {
         AddrMatch::List { negated, items } => {
             let inside = items.iter().any(|item| match item {
                 AddrItem::Net(net) => net.contains(&addr),
-                AddrItem::Table(name) => rs
-                    .tables
-                    .get(name)
-                    .is_some_and(|t: &Table| t.entries.iter().any(|net| net.contains(&addr))),
+                AddrItem::Table(name) => {
+                    rs.tables.get(name).is_some_and(|t: &Table| t.entries.iter().any(|net| net.contains(&addr)))
+                }
             });
             inside != *negated
         }

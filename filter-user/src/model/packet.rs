@@ -143,13 +143,7 @@ fn dissect_inner(frame: &[u8]) -> Result<Option<Fields>, Malformed> {
     } else {
         Transport::None
     };
-    Ok(Some(Fields {
-        vlan,
-        src: network.src,
-        dst: network.dst,
-        protocol: network.protocol,
-        transport,
-    }))
+    Ok(Some(Fields { vlan, src: network.src, dst: network.dst, protocol: network.protocol, transport }))
 }
 
 /// The network layer of a packet.
@@ -251,10 +245,7 @@ struct Chain {
 }
 
 fn is_extension(next: u8) -> bool {
-    matches!(
-        next,
-        PROTO_HOPOPTS | PROTO_ROUTING | PROTO_FRAGMENT | PROTO_DSTOPTS | PROTO_AH
-    )
+    matches!(next, PROTO_HOPOPTS | PROTO_ROUTING | PROTO_FRAGMENT | PROTO_DSTOPTS | PROTO_AH)
 }
 
 /// Whether a header ending at `end` (exclusive) is usable: its last byte beyond the
@@ -313,12 +304,7 @@ fn extension_chain(frame: &[u8], mut at: usize, mut next: u8) -> Result<Chain, M
                     return Err(Malformed::FragmentOverlap);
                 }
                 if offset != 0 {
-                    return Ok(Chain {
-                        protocol: h[0],
-                        later_fragment: true,
-                        first_fragment: false,
-                        upper_at: at + 8,
-                    });
+                    return Ok(Chain { protocol: h[0], later_fragment: true, first_fragment: false, upper_at: at + 8 });
                 }
                 // Offset 0 without M is an atomic fragment: a whole packet.
                 if h[3] & 1 != 0 {
@@ -332,12 +318,7 @@ fn extension_chain(frame: &[u8], mut at: usize, mut next: u8) -> Result<Chain, M
         at += len;
         walked += 1;
     }
-    Ok(Chain {
-        protocol: next,
-        later_fragment: false,
-        first_fragment,
-        upper_at: at,
-    })
+    Ok(Chain { protocol: next, later_fragment: false, first_fragment, upper_at: at })
 }
 
 /// The transport header of a first fragment (or a whole packet) at `at`; `frame`
@@ -369,20 +350,8 @@ fn transport(frame: &[u8], at: usize, protocol: u8, v6: bool, first_fragment: bo
         }
     }
     Ok(match protocol {
-        PROTO_TCP => Transport::Ports {
-            src: u16_at(h, 0),
-            dst: u16_at(h, 2),
-            tcp_flags: Some(h[13]),
-        },
-        PROTO_UDP | PROTO_SCTP => Transport::Ports {
-            src: u16_at(h, 0),
-            dst: u16_at(h, 2),
-            tcp_flags: None,
-        },
-        _ => Transport::Icmp {
-            icmp_type: h[0],
-            code: h[1],
-            ident: u16_at(h, 4),
-        },
+        PROTO_TCP => Transport::Ports { src: u16_at(h, 0), dst: u16_at(h, 2), tcp_flags: Some(h[13]) },
+        PROTO_UDP | PROTO_SCTP => Transport::Ports { src: u16_at(h, 0), dst: u16_at(h, 2), tcp_flags: None },
+        _ => Transport::Icmp { icmp_type: h[0], code: h[1], ident: u16_at(h, 4) },
     })
 }

@@ -85,11 +85,7 @@ pub struct FlowKey {
 impl FlowKey {
     /// The key of a flow between `a` and `b`, whichever sent.
     pub fn new(protocol: u8, a: Endpoint, b: Endpoint) -> FlowKey {
-        FlowKey {
-            protocol,
-            v6: a.addr.is_ipv6(),
-            ends: if a <= b { [a, b] } else { [b, a] },
-        }
+        FlowKey { protocol, v6: a.addr.is_ipv6(), ends: if a <= b { [a, b] } else { [b, a] } }
     }
 }
 
@@ -177,16 +173,11 @@ fn seen(p: &Fields) -> Option<Seen> {
             // SCTP has ports, but no state.
             _ => return None,
         },
-        Transport::Icmp {
-            icmp_type, ident, ..
-        } => {
+        Transport::Icmp { icmp_type, ident, .. } => {
             // The model's dissector gives ICMP types only for ICMP in IPv4 and ICMPv6
             // in IPv6, so the family says which numbering applies.
-            let (request, reply) = if p.src.is_ipv6() {
-                (ECHO_REQUEST_V6, ECHO_REPLY_V6)
-            } else {
-                (ECHO_REQUEST_V4, ECHO_REPLY_V4)
-            };
+            let (request, reply) =
+                if p.src.is_ipv6() { (ECHO_REQUEST_V6, ECHO_REPLY_V6) } else { (ECHO_REQUEST_V4, ECHO_REPLY_V4) };
             let kind = match icmp_type {
                 t if t == request => Kind::EchoRequest,
                 t if t == reply => Kind::EchoReply,
@@ -196,27 +187,15 @@ fn seen(p: &Fields) -> Option<Seen> {
         }
         Transport::None => return None,
     };
-    let from = Endpoint {
-        addr: p.src,
-        port: sport,
-    };
-    let to = Endpoint {
-        addr: p.dst,
-        port: dport,
-    };
-    Some(Seen {
-        key: FlowKey::new(p.protocol, from, to),
-        from,
-        kind,
-    })
+    let from = Endpoint { addr: p.src, port: sport };
+    let to = Endpoint { addr: p.dst, port: dport };
+    Some(Seen { key: FlowKey::new(p.protocol, from, to), from, kind })
 }
 
 /// The state a flow opened by this packet starts in, if the packet opens one.
 fn opening(kind: Kind) -> Option<FlowState> {
     match kind {
-        Kind::Tcp(flags) if flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN => {
-            Some(FlowState::Tcp(TcpState::SynSent))
-        }
+        Kind::Tcp(flags) if flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN => Some(FlowState::Tcp(TcpState::SynSent)),
         Kind::Udp => Some(FlowState::UdpSingle),
         Kind::EchoRequest => Some(FlowState::IcmpEcho),
         _ => None,
@@ -284,11 +263,7 @@ impl Flow {
     fn fin(&mut self, by_opener: bool, flags: u8) {
         if flags & TCP_FIN != 0 {
             self.fins[usize::from(!by_opener)] = true;
-            self.state = FlowState::Tcp(if self.fins == [true, true] {
-                TcpState::FinWait
-            } else {
-                TcpState::Closing
-            });
+            self.state = FlowState::Tcp(if self.fins == [true, true] { TcpState::FinWait } else { TcpState::Closing });
         }
     }
 }
@@ -340,12 +315,7 @@ impl Tracker {
                 && rule.keep_state
                 && let Some(state) = opening(s.kind)
             {
-                let flow = Flow {
-                    opener: s.from,
-                    state,
-                    fins: [false; 2],
-                    rule: i,
-                };
+                let flow = Flow { opener: s.from, state, fins: [false; 2], rule: i };
                 self.flows.insert(s.key, flow);
             }
         }

@@ -26,11 +26,7 @@ fn dst6() -> [u8; 16] {
 fn eth(tags: &[u16], ethertype: u16) -> Vec<u8> {
     let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
     for (i, vid) in tags.iter().enumerate() {
-        let tpid: u16 = if i == 0 && tags.len() > 1 {
-            0x88a8
-        } else {
-            0x8100
-        };
+        let tpid: u16 = if i == 0 && tags.len() > 1 { 0x88a8 } else { 0x8100 };
         f.extend_from_slice(&tpid.to_be_bytes());
         // PCP 5 and DEI set: only the low 12 bits are the id.
         f.extend_from_slice(&(0xb000 | vid).to_be_bytes());
@@ -132,11 +128,7 @@ fn malformed(frame: &[u8]) -> Malformed {
 }
 
 fn ports(src: u16, dst: u16, tcp_flags: Option<u8>) -> Transport {
-    Transport::Ports {
-        src,
-        dst,
-        tcp_flags,
-    }
+    Transport::Ports { src, dst, tcp_flags }
 }
 
 // ---- dissection ----
@@ -153,15 +145,9 @@ fn ethernet_and_vlan_tags() {
     assert_eq!(f.transport, ports(1, 2, None));
     assert_eq!(fields(&v4_frame(&[100], &l3, &udp(1, 2))).vlan, Some(100));
     // The outer tag is the one that counts; PCP/DEI bits are not part of the id.
-    assert_eq!(
-        fields(&v4_frame(&[4095, 5], &l3, &udp(1, 2))).vlan,
-        Some(4095)
-    );
+    assert_eq!(fields(&v4_frame(&[4095, 5], &l3, &udp(1, 2))).vlan, Some(4095));
     assert_eq!(fields(&v4_frame(&[0, 5], &l3, &udp(1, 2))).vlan, Some(0));
-    assert_eq!(
-        malformed(&v4_frame(&[1, 2, 3], &l3, &udp(1, 2))),
-        Malformed::VlanTooMany
-    );
+    assert_eq!(malformed(&v4_frame(&[1, 2, 3], &l3, &udp(1, 2))), Malformed::VlanTooMany);
     // Two tags and the third TPID, with nothing after it: still "too many".
     assert_eq!(malformed(&eth(&[1, 2], 0x8100)), Malformed::VlanTooMany);
     let tagged = eth(&[1], 0x0800);
@@ -195,22 +181,11 @@ fn ipv4_header_checks() {
 
     // TCP cut at 19 bytes; UDP, SCTP, ICMP need 8, 12, 8.
     assert_eq!(malformed(&good[..good.len() - 1]), Malformed::L4Truncated);
-    let sctp = v4_frame(
-        &[],
-        &ipv4(132, 0, &[]),
-        &[0, 9, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0],
-    );
+    let sctp = v4_frame(&[], &ipv4(132, 0, &[]), &[0, 9, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(fields(&sctp).transport, ports(9, 10, None));
     assert_eq!(malformed(&sctp[..sctp.len() - 1]), Malformed::L4Truncated);
     let ping = v4_frame(&[], &ipv4(1, 0, &[]), &icmp(8, 3));
-    assert_eq!(
-        fields(&ping).transport,
-        Transport::Icmp {
-            icmp_type: 8,
-            code: 3,
-            ident: 1
-        }
-    );
+    assert_eq!(fields(&ping).transport, Transport::Icmp { icmp_type: 8, code: 3, ident: 1 });
     assert_eq!(malformed(&ping[..ping.len() - 1]), Malformed::L4Truncated);
     // ICMPv6's number in IPv4 is just another protocol.
     let odd = v4_frame(&[], &ipv4(58, 0, &[]), &[]);
@@ -349,18 +324,10 @@ fn ipv6_extension_chains() {
     // the whole chain and the upper-layer header (RFC 8200 section 4.5).
     assert_eq!(chain.len(), 154);
     for cut in 54..118 {
-        assert_eq!(
-            malformed(&chain[..cut]),
-            Malformed::Ipv6ExtTruncated,
-            "cut at {cut}"
-        );
+        assert_eq!(malformed(&chain[..cut]), Malformed::Ipv6ExtTruncated, "cut at {cut}");
     }
     for cut in 118..154 {
-        assert_eq!(
-            malformed(&chain[..cut]),
-            Malformed::FragmentTiny,
-            "cut at {cut}"
-        );
+        assert_eq!(malformed(&chain[..cut]), Malformed::FragmentTiny, "cut at {cut}");
     }
     // The same chain with an atomic fragment (offset 0, no M): a whole packet.
     let mut atomic = chain.clone();
@@ -385,14 +352,7 @@ fn ipv6_extension_chains() {
     let odd = v6_frame(&[&ipv6(1), &icmp(8, 0)]);
     assert_eq!(fields(&odd).transport, Transport::None);
     let ping6 = v6_frame(&[&ipv6(58), &icmp(128, 0)]);
-    assert_eq!(
-        fields(&ping6).transport,
-        Transport::Icmp {
-            icmp_type: 128,
-            code: 0,
-            ident: 1
-        }
-    );
+    assert_eq!(fields(&ping6).transport, Transport::Icmp { icmp_type: 128, code: 0, ident: 1 });
 }
 
 #[test]
@@ -400,12 +360,7 @@ fn a_later_fragment_stays_later() {
     // An offset-0 fragment header after a non-zero one does not make the bytes after
     // it a transport header: they are the middle of another packet. The walk ends at
     // the later fragment, whose Next Header (here 44) is the protocol.
-    let f = fields(&v6_frame(&[
-        &ipv6(44),
-        &frag_ext(44, 100, true),
-        &frag_ext(6, 0, false),
-        &tcp(1, 22, 2),
-    ]));
+    let f = fields(&v6_frame(&[&ipv6(44), &frag_ext(44, 100, true), &frag_ext(6, 0, false), &tcp(1, 22, 2)]));
     assert_eq!((f.protocol, f.transport), (44, Transport::None));
 }
 
@@ -446,12 +401,7 @@ fn ipv6_extension_limits() {
     assert_eq!(malformed(&long[..100]), Malformed::Ipv6ExtTooMany);
     // A fragment header at 510: its 8 bytes are read first (truncated when the frame
     // ends before 518), then its last byte, 517, is past the budget.
-    let frag = v6_frame(&[
-        &ipv6(0),
-        &opts_ext(44, 56),
-        &frag_ext(17, 0, false),
-        &udp(1, 2),
-    ]);
+    let frag = v6_frame(&[&ipv6(0), &opts_ext(44, 56), &frag_ext(17, 0, false), &udp(1, 2)]);
     assert_eq!(malformed(&frag), Malformed::Ipv6ExtTooMany);
     assert_eq!(malformed(&frag[..517]), Malformed::Ipv6ExtTruncated);
     assert_eq!(malformed(&frag[..511]), Malformed::Ipv6ExtTruncated);
@@ -500,15 +450,9 @@ fn first_match_wins_and_default() {
     assert_eq!(action(&r, &ModelDecision::Rule(1)), Action::Pass);
     assert_eq!(action(&r, &ModelDecision::Default), Action::Block);
     assert_eq!(action(&r, &ModelDecision::NonIp), Action::Pass);
-    assert_eq!(
-        action(&r, &ModelDecision::Malformed(Malformed::L4Truncated)),
-        Action::Block
-    );
+    assert_eq!(action(&r, &ModelDecision::Malformed(Malformed::L4Truncated)), Action::Block);
     assert_eq!(decide(&r, &eth(&[], 0x0806), None), ModelDecision::NonIp);
-    assert_eq!(
-        decide(&r, &[0; 13], None),
-        ModelDecision::Malformed(Malformed::EthTruncated)
-    );
+    assert_eq!(decide(&r, &[0; 13], None), ModelDecision::Malformed(Malformed::EthTruncated));
 }
 
 #[test]
@@ -526,14 +470,8 @@ fn addresses_tables_and_negation() {
     assert_eq!(d([10, 1, 2, 4], DST4, 1), ModelDecision::Rule(3));
     // 11.0.0.0 is just past 10.0.0.0/8: not in the negated list.
     assert_eq!(d([11, 0, 0, 0], DST4, 1), ModelDecision::Rule(2));
-    assert_eq!(
-        d([9, 255, 255, 255], [198, 51, 100, 255], 1),
-        ModelDecision::Rule(2)
-    );
-    assert_eq!(
-        d([9, 255, 255, 255], [198, 51, 101, 0], 1),
-        ModelDecision::Default
-    );
+    assert_eq!(d([9, 255, 255, 255], [198, 51, 100, 255], 1), ModelDecision::Rule(2));
+    assert_eq!(d([9, 255, 255, 255], [198, 51, 101, 0], 1), ModelDecision::Default);
     let v6 = |s: &str, dst: &str| decide(&r, &v6_udp(s, dst, 1, 1), None);
     // A v6 source is in none of the negated v4 items.
     assert_eq!(v6("2001:db9::1", "::"), ModelDecision::Default);
@@ -543,14 +481,8 @@ fn addresses_tables_and_negation() {
 #[test]
 fn negation_covers_the_other_family() {
     let r = rs("pass in from !10.0.0.0/8\nblock in from !2001:db8::/32\n");
-    assert_eq!(
-        decide(&r, &v6_udp("2001:db8::9", "::1", 1, 1), None),
-        ModelDecision::Rule(0)
-    );
-    assert_eq!(
-        decide(&r, &v4_udp([10, 0, 0, 1], DST4, 1, 1), None),
-        ModelDecision::Rule(1)
-    );
+    assert_eq!(decide(&r, &v6_udp("2001:db8::9", "::1", 1, 1), None), ModelDecision::Rule(0));
+    assert_eq!(decide(&r, &v4_udp([10, 0, 0, 1], DST4, 1, 1), None), ModelDecision::Rule(1));
 }
 
 #[test]
@@ -564,10 +496,7 @@ fn ports_flags_icmp_vlan_interface() {
                 pass in inet6\n");
     let t = |l4: &[u8], iface| decide(&r, &v4_frame(&[], &ipv4(6, 0, &[]), l4), iface);
     assert_eq!(t(&tcp(9, 22, 0x02), Some("lo")), ModelDecision::Rule(0));
-    assert_eq!(
-        t(&tcp(9, 90, 0x02 | 0x08), Some("lo")),
-        ModelDecision::Rule(0)
-    );
+    assert_eq!(t(&tcp(9, 90, 0x02 | 0x08), Some("lo")), ModelDecision::Rule(0));
     assert_eq!(t(&tcp(9, 90, 0x12), Some("lo")), ModelDecision::Default);
     assert_eq!(t(&tcp(9, 91, 0x02), Some("lo")), ModelDecision::Default);
     assert_eq!(t(&tcp(9, 22, 0x02), Some("eth0")), ModelDecision::Default);
@@ -589,10 +518,7 @@ fn ports_flags_icmp_vlan_interface() {
     assert_eq!(u(&[0]), ModelDecision::Rule(5));
     assert_eq!(u(&[0, 9]), ModelDecision::Rule(5));
     assert_eq!(u(&[9, 0]), ModelDecision::Default);
-    assert_eq!(
-        decide(&r, &v6_udp("::1", "::2", 5, 5), None),
-        ModelDecision::Rule(6)
-    );
+    assert_eq!(decide(&r, &v6_udp("::1", "::2", 5, 5), None), ModelDecision::Rule(6));
 }
 
 // ---- connection tracking ----
@@ -660,32 +586,20 @@ fn tcp_handshake_data_and_close_pass_by_state() {
     let tagged = v4_with(6, SERVER, CLIENT, &[7], &tcp(80, 40000, ACK));
     assert_eq!(t.decide(&r, &tagged, Some("wan0")), ModelDecision::State);
     assert_eq!(t.decide(&r, &back(FIN_ACK), None), ModelDecision::State);
-    assert_eq!(
-        t.flows().next().unwrap().1.state,
-        FlowState::Tcp(TcpState::Closing)
-    );
+    assert_eq!(t.flows().next().unwrap().1.state, FlowState::Tcp(TcpState::Closing));
     assert_eq!(t.decide(&r, &out(FIN_ACK), None), ModelDecision::State);
-    assert_eq!(
-        t.flows().next().unwrap().1.state,
-        FlowState::Tcp(TcpState::FinWait)
-    );
+    assert_eq!(t.flows().next().unwrap().1.state, FlowState::Tcp(TcpState::FinWait));
     assert_eq!(t.decide(&r, &out(ACK), None), ModelDecision::State);
     // RST passes by state and closes; anything after it (another RST too) goes
     // through the rules.
     assert_eq!(t.decide(&r, &back(RST), None), ModelDecision::State);
-    assert_eq!(
-        t.flows().next().unwrap().1.state,
-        FlowState::Tcp(TcpState::Closed)
-    );
+    assert_eq!(t.flows().next().unwrap().1.state, FlowState::Tcp(TcpState::Closed));
     assert_eq!(t.decide(&r, &back(RST), None), ModelDecision::Default);
     assert_eq!(t.decide(&r, &back(ACK), None), ModelDecision::Default);
     assert_eq!(t.decide(&r, &out(ACK), None), ModelDecision::Rule(0));
     // A new SYN reopens it.
     assert_eq!(t.decide(&r, &out(SYN), None), ModelDecision::Rule(0));
-    assert_eq!(
-        t.flows().next().unwrap().1.state,
-        FlowState::Tcp(TcpState::SynSent)
-    );
+    assert_eq!(t.flows().next().unwrap().1.state, FlowState::Tcp(TcpState::SynSent));
     assert_eq!(t.len(), 1);
 }
 
@@ -716,10 +630,7 @@ fn tcp_packets_the_state_does_not_explain_go_through_the_rules() {
     assert_eq!(t.decide(&r, &back(SYN_ACK), None), ModelDecision::Default);
     // ... and from the opener, passed by the keep-state rule: a new flow replaces it.
     assert_eq!(t.decide(&r, &out(SYN), None), ModelDecision::Rule(0));
-    assert_eq!(
-        t.flows().next().unwrap().1.state,
-        FlowState::Tcp(TcpState::SynSent)
-    );
+    assert_eq!(t.flows().next().unwrap().1.state, FlowState::Tcp(TcpState::SynSent));
     assert_eq!(t.decide(&r, &back(ACK), None), ModelDecision::Default);
     // Another port pair is another flow.
     let other = v4_tcp(SERVER, CLIENT, 80, 40002, SYN_ACK);
@@ -743,14 +654,8 @@ fn udp_and_icmp_echo_flows() {
     assert_eq!(t.flows().next().unwrap().1.state, FlowState::UdpMultiple);
     assert_eq!(t.decide(&r, &q, None), ModelDecision::State);
     // A reply from the wrong port, or to the wrong one.
-    assert_eq!(
-        t.decide(&r, &v4_udp(SERVER, CLIENT, 54, 5353), None),
-        ModelDecision::Default
-    );
-    assert_eq!(
-        t.decide(&r, &v4_udp(SERVER, CLIENT, 53, 5354), None),
-        ModelDecision::Default
-    );
+    assert_eq!(t.decide(&r, &v4_udp(SERVER, CLIENT, 54, 5353), None), ModelDecision::Default);
+    assert_eq!(t.decide(&r, &v4_udp(SERVER, CLIENT, 53, 5354), None), ModelDecision::Default);
     t.clear();
 
     let req = |id| v4_echo(CLIENT, SERVER, 8, id);
@@ -761,25 +666,13 @@ fn udp_and_icmp_echo_flows() {
     assert_eq!(t.decide(&r, &rep(8), None), ModelDecision::Default);
     assert_eq!(t.decide(&r, &req(7), None), ModelDecision::State);
     // A reply from the opener, a request from the responder.
-    assert_eq!(
-        t.decide(&r, &v4_echo(CLIENT, SERVER, 0, 7), None),
-        ModelDecision::Default
-    );
-    assert_eq!(
-        t.decide(&r, &v4_echo(SERVER, CLIENT, 8, 7), None),
-        ModelDecision::Rule(2)
-    );
+    assert_eq!(t.decide(&r, &v4_echo(CLIENT, SERVER, 0, 7), None), ModelDecision::Default);
+    assert_eq!(t.decide(&r, &v4_echo(SERVER, CLIENT, 8, 7), None), ModelDecision::Rule(2));
     // ... which, passed by the keep-state rule, made the server the opener.
     assert_eq!(t.decide(&r, &rep(7), None), ModelDecision::Default);
-    assert_eq!(
-        t.decide(&r, &v4_echo(CLIENT, SERVER, 0, 7), None),
-        ModelDecision::State
-    );
+    assert_eq!(t.decide(&r, &v4_echo(CLIENT, SERVER, 0, 7), None), ModelDecision::State);
     // Other ICMP types have no flow.
-    assert_eq!(
-        t.decide(&r, &v4_echo(SERVER, CLIENT, 3, 7), None),
-        ModelDecision::Default
-    );
+    assert_eq!(t.decide(&r, &v4_echo(SERVER, CLIENT, 3, 7), None), ModelDecision::Default);
 }
 
 #[test]

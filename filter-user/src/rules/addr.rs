@@ -29,21 +29,14 @@ pub(super) fn parse_net_brief(s: &str) -> Result<IpNet, String> {
     parse_net_quoting(s, brief)
 }
 
-fn parse_net_quoting(
-    s: &str,
-    clip: fn(&str) -> std::borrow::Cow<'_, str>,
-) -> Result<IpNet, String> {
+fn parse_net_quoting(s: &str, clip: fn(&str) -> std::borrow::Cow<'_, str>) -> Result<IpNet, String> {
     let quoted = || clip(s);
     let (addr_text, len_text) = match s.find('/') {
         Some(i) => (&s[..i], Some(&s[i + 1..])),
         None => (s, None),
     };
     let addr: IpAddr = addr_text.parse().map_err(|_| {
-        format!(
-            "bad address or prefix `{}`: `{}` is not an IPv4 or IPv6 address",
-            quoted(),
-            clip(addr_text)
-        )
+        format!("bad address or prefix `{}`: `{}` is not an IPv4 or IPv6 address", quoted(), clip(addr_text))
     })?;
     let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
     let len = match len_text {
@@ -51,10 +44,7 @@ fn parse_net_quoting(
         Some(t) => match super::names::number(t) {
             Some(n) if n <= u64::from(max) => n as u8,
             Some(_) => {
-                return Err(format!(
-                    "bad address or prefix `{}`: prefix length {t} is more than {max}",
-                    quoted()
-                ));
+                return Err(format!("bad address or prefix `{}`: prefix length {t} is more than {max}", quoted()));
             }
             None => {
                 return Err(format!(
@@ -65,14 +55,10 @@ fn parse_net_quoting(
             }
         },
     };
-    let net =
-        IpNet::new(addr, len).map_err(|e| format!("bad address or prefix `{}`: {e}", quoted()))?;
+    let net = IpNet::new(addr, len).map_err(|e| format!("bad address or prefix `{}`: {e}", quoted()))?;
     let network = net.trunc();
     if network != net {
-        return Err(format!(
-            "{} has host bits set; did you mean {network}?",
-            clip(s)
-        ));
+        return Err(format!("{} has host bits set; did you mean {network}?", clip(s)));
     }
     Ok(net)
 }
@@ -83,15 +69,9 @@ mod tests {
 
     #[test]
     fn addresses_and_prefixes() {
-        assert_eq!(
-            parse_net("192.0.2.10"),
-            Ok("192.0.2.10/32".parse().unwrap())
-        );
+        assert_eq!(parse_net("192.0.2.10"), Ok("192.0.2.10/32".parse().unwrap()));
         assert_eq!(parse_net("10.0.0.0/8"), Ok("10.0.0.0/8".parse().unwrap()));
-        assert_eq!(
-            parse_net("2001:db8::/64"),
-            Ok("2001:db8::/64".parse().unwrap())
-        );
+        assert_eq!(parse_net("2001:db8::/64"), Ok("2001:db8::/64".parse().unwrap()));
         assert_eq!(parse_net("::1"), Ok("::1/128".parse().unwrap()));
         assert_eq!(parse_net("0.0.0.0/0"), Ok("0.0.0.0/0".parse().unwrap()));
     }
@@ -104,9 +84,7 @@ mod tests {
         );
         assert_eq!(
             parse_net("2001:db8::/129"),
-            Err(
-                "bad address or prefix `2001:db8::/129`: prefix length 129 is more than 128".into()
-            )
+            Err("bad address or prefix `2001:db8::/129`: prefix length 129 is more than 128".into())
         );
         assert_eq!(
             parse_net("10.0.0.0/x"),
@@ -114,15 +92,9 @@ mod tests {
         );
         assert_eq!(
             parse_net("10.0.0.256"),
-            Err(
-                "bad address or prefix `10.0.0.256`: `10.0.0.256` is not an IPv4 or IPv6 address"
-                    .into()
-            )
+            Err("bad address or prefix `10.0.0.256`: `10.0.0.256` is not an IPv4 or IPv6 address".into())
         );
-        assert_eq!(
-            parse_net("10.1.2.3/8"),
-            Err("10.1.2.3/8 has host bits set; did you mean 10.0.0.0/8?".into())
-        );
+        assert_eq!(parse_net("10.1.2.3/8"), Err("10.1.2.3/8 has host bits set; did you mean 10.0.0.0/8?".into()));
         assert_eq!(
             parse_net("2001:db8::1/64"),
             Err("2001:db8::1/64 has host bits set; did you mean 2001:db8::/64?".into())
@@ -134,10 +106,7 @@ mod tests {
         let junk = format!("1{}", "x".repeat(1000));
         assert_eq!(
             parse_net(&junk).unwrap_err(),
-            format!(
-                "bad address or prefix `1{x}…`: `1{x}…` is not an IPv4 or IPv6 address",
-                x = "x".repeat(43)
-            )
+            format!("bad address or prefix `1{x}…`: `1{x}…` is not an IPv4 or IPv6 address", x = "x".repeat(43))
         );
     }
 

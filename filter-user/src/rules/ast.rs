@@ -30,7 +30,6 @@ pub struct Options {
     pub timeouts: BTreeMap<String, u32>,
 }
 
-
 /// Default `set limit states`.
 pub const DEFAULT_STATE_LIMIT: u32 = 100_000;
 

@@ -88,11 +88,7 @@ impl std::fmt::Display for RulesError {
         if self.line == 0 {
             write!(f, "{}: {}", self.file, self.message)
         } else {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file, self.line, self.col, self.message
-            )
+            write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
         }
     }
 }
@@ -102,12 +98,7 @@ impl std::error::Error for RulesError {}
 impl RulesError {
     /// An error at a position in `file`.
     pub(super) fn at(file: &str, pos: Pos, message: impl Into<String>) -> Self {
-        RulesError {
-            file: file.to_owned(),
-            line: pos.line,
-            col: pos.col,
-            message: message.into(),
-        }
+        RulesError { file: file.to_owned(), line: pos.line, col: pos.col, message: message.into() }
     }
 
     /// An error about `file` as a whole (line 0, column 0).
@@ -117,10 +108,7 @@ impl RulesError {
 
     /// Where the problem is, as a [`Pos`].
     pub fn pos(&self) -> Pos {
-        Pos {
-            line: self.line,
-            col: self.col,
-        }
+        Pos { line: self.line, col: self.col }
     }
 }
 
@@ -142,14 +130,8 @@ mod tests {
         assert_eq!(clip_path("/etc/x.txt"), "/etc/x.txt");
         let long = format!("/{}/list.txt", "d".repeat(500));
         let shown = clip_path(&long);
-        assert!(
-            shown.starts_with(&format!("/{}…", "d".repeat(39))),
-            "{shown}"
-        );
-        assert!(
-            shown.ends_with(&format!("{}/list.txt", "d".repeat(91))),
-            "{shown}"
-        );
+        assert!(shown.starts_with(&format!("/{}…", "d".repeat(39))), "{shown}");
+        assert!(shown.ends_with(&format!("{}/list.txt", "d".repeat(91))), "{shown}");
         assert_eq!(shown.chars().count(), 141);
     }
 
@@ -157,10 +139,7 @@ mod tests {
     fn hidden_characters_are_escaped() {
         assert_eq!(clip("tcp\0"), "tcp\\u{0}");
         assert_eq!(clip("a\u{202e}b"), "a\\u{202e}b");
-        assert_eq!(
-            brief("\u{1b}[31mred text that goes on"),
-            "\\u{1b}[31mred text th…"
-        );
+        assert_eq!(brief("\u{1b}[31mred text that goes on"), "\\u{1b}[31mred text th…");
     }
 
     #[test]

@@ -66,21 +66,7 @@ pub(super) struct Token {
 
 /// Bytes that end a word.
 fn ends_word(b: u8) -> bool {
-    matches!(
-        b,
-        b' ' | b'\t'
-            | b'\r'
-            | b'\n'
-            | b'{'
-            | b'}'
-            | b','
-            | b'!'
-            | b'"'
-            | b'<'
-            | b'>'
-            | b'#'
-            | b'\\'
-    )
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'{' | b'}' | b',' | b'!' | b'"' | b'<' | b'>' | b'#' | b'\\')
 }
 
 /// Whether `rest` holds nothing but whitespace and comments up to the end of the file.
@@ -91,10 +77,7 @@ fn only_blanks_and_comments(rest: &[u8]) -> bool {
         match b {
             b' ' | b'\t' | b'\r' | b'\n' => i += 1,
             b'#' => {
-                i += rest[i..]
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .unwrap_or(rest.len() - i);
+                i += rest[i..].iter().position(|&b| b == b'\n').unwrap_or(rest.len() - i);
             }
             _ => return false,
         }
@@ -110,10 +93,7 @@ fn table_name_byte(b: u8) -> bool {
 /// The value of a string token: the text between the quotes, with `\"` and `\\`
 /// unescaped (any other backslash is kept as written).
 pub(super) fn unquote(text: &str) -> String {
-    let inner = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(text);
+    let inner = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
     let mut out = String::with_capacity(inner.len());
     let mut chars = inner.chars();
     while let Some(ch) = chars.next() {
@@ -151,22 +131,11 @@ pub(super) struct Lexer<'a> {
 impl<'a> Lexer<'a> {
     /// A lexer over `src`; `file` is used in errors.
     pub fn new(src: &'a str, file: &'a str) -> Self {
-        Lexer {
-            src,
-            bytes: src.as_bytes(),
-            file,
-            i: 0,
-            line: 1,
-            col: 1,
-            last_end: Pos { line: 1, col: 1 },
-        }
+        Lexer { src, bytes: src.as_bytes(), file, i: 0, line: 1, col: 1, last_end: Pos { line: 1, col: 1 } }
     }
 
     fn pos(&self) -> Pos {
-        Pos {
-            line: self.line,
-            col: self.col,
-        }
+        Pos { line: self.line, col: self.col }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -194,15 +163,8 @@ impl<'a> Lexer<'a> {
         if !is_control_start(b, self.bytes.get(self.i + 1).copied()) {
             return Ok(());
         }
-        let name = self.src[self.i..]
-            .chars()
-            .next()
-            .and_then(control_name)
-            .unwrap_or_default();
-        Err(self.err(
-            self.pos(),
-            format!("unexpected control character {name}; a ruleset is plain text"),
-        ))
+        let name = self.src[self.i..].chars().next().and_then(control_name).unwrap_or_default();
+        Err(self.err(self.pos(), format!("unexpected control character {name}; a ruleset is plain text")))
     }
 
     /// How to name the character at the current position in a "found ..." message.
@@ -317,12 +279,7 @@ impl<'a> Lexer<'a> {
                     ),
                 ));
             }
-            toks.push(Token {
-                kind,
-                pos,
-                start,
-                end: self.i,
-            });
+            toks.push(Token { kind, pos, start, end: self.i });
             self.last_end = self.pos();
         }
     }
@@ -330,12 +287,7 @@ impl<'a> Lexer<'a> {
     /// Closes a statement with its `End` token; `None` if it has no tokens.
     fn finish(&self, mut toks: Vec<Token>) -> Option<Vec<Token>> {
         let end = toks.last()?.end;
-        toks.push(Token {
-            kind: Kind::End,
-            pos: self.last_end,
-            start: end,
-            end,
-        });
+        toks.push(Token { kind: Kind::End, pos: self.last_end, start: end, end });
         Some(toks)
     }
 
@@ -346,10 +298,7 @@ impl<'a> Lexer<'a> {
     fn continuation(&mut self) -> Result<(), RulesError> {
         let pos = self.pos();
         let rest = &self.bytes[self.i + 1..];
-        let blanks = rest
-            .iter()
-            .take_while(|&&b| matches!(b, b' ' | b'\t' | b'\r'))
-            .count();
+        let blanks = rest.iter().take_while(|&&b| matches!(b, b' ' | b'\t' | b'\r')).count();
         match rest.get(blanks) {
             None => Err(self.dangling(pos)),
             Some(b'\n') if only_blanks_and_comments(&rest[blanks..]) => Err(self.dangling(pos)),
@@ -360,18 +309,12 @@ impl<'a> Lexer<'a> {
                 self.newline();
                 Ok(())
             }
-            Some(_) => Err(self.err(
-                pos,
-                "unexpected `\\`; a `\\` joins lines only as the last character of a line",
-            )),
+            Some(_) => Err(self.err(pos, "unexpected `\\`; a `\\` joins lines only as the last character of a line")),
         }
     }
 
     fn dangling(&self, pos: Pos) -> RulesError {
-        self.err(
-            pos,
-            "this `\\` continues the statement after the end of the file; is the file cut short?",
-        )
+        self.err(pos, "this `\\` continues the statement after the end of the file; is the file cut short?")
     }
 
     /// A double-quoted string; the opening quote is at the current position.
@@ -394,10 +337,7 @@ impl<'a> Lexer<'a> {
             }
             match self.peek() {
                 None | Some(b'\n') => {
-                    return Err(self.err(
-                        pos,
-                        "this string is never closed; expected `\"` before the end of the line",
-                    ));
+                    return Err(self.err(pos, "this string is never closed; expected `\"` before the end of the line"));
                 }
                 Some(b'"') => {
                     self.bump();
@@ -421,10 +361,7 @@ impl<'a> Lexer<'a> {
         let name_start = self.i;
         while self.peek().is_some_and(table_name_byte) {
             if self.i - name_start == MAX_TABLE_NAME {
-                return Err(self.err(
-                    pos,
-                    format!("table name longer than {MAX_TABLE_NAME} characters"),
-                ));
+                return Err(self.err(pos, format!("table name longer than {MAX_TABLE_NAME} characters")));
             }
             self.bump();
         }
@@ -460,19 +397,14 @@ mod tests {
         let mut lx = Lexer::new(src, "t.conf");
         let mut out = Vec::new();
         while let Some(toks) = lx.next_statement().map_err(|e| e.to_string())? {
-            out.push(
-                toks.iter()
-                    .map(|t| (t.kind, &src[t.start..t.end], t.pos.line, t.pos.col))
-                    .collect(),
-            );
+            out.push(toks.iter().map(|t| (t.kind, &src[t.start..t.end], t.pos.line, t.pos.col)).collect());
         }
         Ok(out)
     }
 
     #[test]
     fn tokens_and_positions() {
-        let s =
-            lex("pass in from !<t> to { 10.0.0.0/8, ::1 } label \"a \\\"b\\\"\" # c\n").unwrap();
+        let s = lex("pass in from !<t> to { 10.0.0.0/8, ::1 } label \"a \\\"b\\\"\" # c\n").unwrap();
         assert_eq!(
             s,
             vec![vec![
@@ -497,10 +429,7 @@ mod tests {
 
     #[test]
     fn statements_lines_and_continuations() {
-        let s = lex(
-            "# header\n\nset default block\r\npass \\  \n  in\ttable <x> {\n 1.2.3.4 # c\n}\nblock",
-        )
-        .unwrap();
+        let s = lex("# header\n\nset default block\r\npass \\  \n  in\ttable <x> {\n 1.2.3.4 # c\n}\nblock").unwrap();
         assert_eq!(s.len(), 3);
         assert_eq!(
             s[0],
@@ -515,10 +444,7 @@ mod tests {
         assert_eq!(s[1][5], (Kind::Word, "1.2.3.4", 6, 2));
         assert_eq!(s[1][6], (Kind::RBrace, "}", 7, 1));
         assert_eq!(s[1][7], (Kind::End, "", 7, 2));
-        assert_eq!(
-            s[2],
-            vec![(Kind::Word, "block", 8, 1), (Kind::End, "", 8, 6)]
-        );
+        assert_eq!(s[2], vec![(Kind::Word, "block", 8, 1), (Kind::End, "", 8, 6)]);
     }
 
     #[test]
@@ -545,38 +471,18 @@ mod tests {
             lex("from <ab").unwrap_err(),
             "t.conf:1:9: expected a letter, digit, `_`, `-`, `.` or `>` in the table name, found end of line"
         );
-        assert_eq!(
-            lex("from <>").unwrap_err(),
-            "t.conf:1:6: empty table name `<>`"
-        );
-        assert_eq!(
-            lex("a > b").unwrap_err(),
-            "t.conf:1:3: unexpected `>`; table names are written `<name>`"
-        );
-        assert_eq!(
-            lex("table <t> {\n1.2.3.4\n").unwrap_err(),
-            "t.conf:1:11: this `{` is never closed; expected `}`"
-        );
+        assert_eq!(lex("from <>").unwrap_err(), "t.conf:1:6: empty table name `<>`");
+        assert_eq!(lex("a > b").unwrap_err(), "t.conf:1:3: unexpected `>`; table names are written `<name>`");
+        assert_eq!(lex("table <t> {\n1.2.3.4\n").unwrap_err(), "t.conf:1:11: this `{` is never closed; expected `}`");
     }
 
     #[test]
     fn backslash_at_end_of_file() {
-        let dangling =
-            "this `\\` continues the statement after the end of the file; is the file cut short?";
-        for src in [
-            "pass \\",
-            "pass \\  ",
-            "pass \\\n",
-            "pass \\ \r\n\n  # c\n\n",
-            "x\nblock \\\n# end",
-        ] {
+        let dangling = "this `\\` continues the statement after the end of the file; is the file cut short?";
+        for src in ["pass \\", "pass \\  ", "pass \\\n", "pass \\ \r\n\n  # c\n\n", "x\nblock \\\n# end"] {
             let line = if src.starts_with('x') { 2 } else { 1 };
             let col = if line == 2 { 7 } else { 6 };
-            assert_eq!(
-                lex(src).unwrap_err(),
-                format!("t.conf:{line}:{col}: {dangling}"),
-                "{src:?}"
-            );
+            assert_eq!(lex(src).unwrap_err(), format!("t.conf:{line}:{col}: {dangling}"), "{src:?}");
         }
         // A continuation onto an empty line in the middle of the file ends the statement.
         assert_eq!(lex("pass \\\n\nblock").unwrap().len(), 2);
@@ -597,9 +503,7 @@ mod tests {
         ] {
             assert_eq!(
                 lex(src).unwrap_err(),
-                format!(
-                    "t.conf:1:{col}: unexpected control character {name}; a ruleset is plain text"
-                ),
+                format!("t.conf:1:{col}: unexpected control character {name}; a ruleset is plain text"),
                 "{src:?}"
             );
         }
@@ -626,20 +530,13 @@ mod tests {
         );
         let name = "t".repeat(MAX_TABLE_NAME);
         assert!(lex(&format!("from <{name}>")).is_ok());
-        assert_eq!(
-            lex(&format!("from <{name}t>")).unwrap_err(),
-            "t.conf:1:6: table name longer than 63 characters"
-        );
+        assert_eq!(lex(&format!("from <{name}t>")).unwrap_err(), "t.conf:1:6: table name longer than 63 characters");
     }
 
     #[test]
     fn statements_have_a_bounded_number_of_tokens() {
         let ok = format!("t {}", ",".repeat(MAX_TOKENS - 1));
-        assert_eq!(
-            lex(&ok).unwrap()[0].len(),
-            MAX_TOKENS + 1,
-            "with the End token"
-        );
+        assert_eq!(lex(&ok).unwrap()[0].len(), MAX_TOKENS + 1, "with the End token");
         assert_eq!(
             lex(&format!("{ok},")).unwrap_err(),
             format!(
@@ -652,9 +549,6 @@ mod tests {
     #[test]
     fn deep_braces_take_no_memory() {
         let src = format!("pass {}", "{".repeat(100_000));
-        assert_eq!(
-            lex(&src).unwrap_err(),
-            "t.conf:1:6: this `{` is never closed; expected `}`"
-        );
+        assert_eq!(lex(&src).unwrap_err(), "t.conf:1:6: this `{` is never closed; expected `}`");
     }
 }

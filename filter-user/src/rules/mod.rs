@@ -52,9 +52,8 @@ pub use source::{MAX_RULESET_BYTES, MAX_TABLE_FILE_BYTES};
 /// resolved against the ruleset's directory.
 pub fn parse_file(path: &Path) -> Result<Ruleset, RulesError> {
     let name = path.display().to_string();
-    let bytes = source::read(path, MAX_RULESET_BYTES).map_err(|reason| {
-        RulesError::whole_file(&name, format!("cannot read ruleset: {reason}"))
-    })?;
+    let bytes = source::read(path, MAX_RULESET_BYTES)
+        .map_err(|reason| RulesError::whole_file(&name, format!("cannot read ruleset: {reason}")))?;
     let base_dir = path.parent().unwrap_or(Path::new(""));
     parse_bytes(&bytes, &name, base_dir)
 }

@@ -34,14 +34,8 @@ const SERVICES: &[(&str, u16)] = &[
     ("submission", 587),
 ];
 
-const PROTOCOLS: &[(&str, u8)] = &[
-    ("tcp", TCP),
-    ("udp", UDP),
-    ("icmp", ICMP),
-    ("icmp6", ICMP6),
-    ("ipv6-icmp", ICMP6),
-    ("sctp", SCTP),
-];
+const PROTOCOLS: &[(&str, u8)] =
+    &[("tcp", TCP), ("udp", UDP), ("icmp", ICMP), ("icmp6", ICMP6), ("ipv6-icmp", ICMP6), ("sctp", SCTP)];
 
 /// ICMP (v4) type names, as pf spells them plus the long forms.
 const ICMP_TYPES: &[(&str, u8)] = &[
@@ -118,9 +112,7 @@ pub(super) fn protocol_names() -> impl Iterator<Item = &'static str> {
 
 /// All ICMP (`v6 == false`) or ICMPv6 type names, for "did you mean" hints.
 pub(super) fn icmp_type_names(v6: bool) -> impl Iterator<Item = &'static str> {
-    (if v6 { ICMP6_TYPES } else { ICMP_TYPES })
-        .iter()
-        .map(|(n, _)| *n)
+    (if v6 { ICMP6_TYPES } else { ICMP_TYPES }).iter().map(|(n, _)| *n)
 }
 
 #[cfg(test)]

@@ -38,10 +38,7 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
                 if rules.len() == MAX_RULES {
                     return Err(c.err(
                         first.pos,
-                        format!(
-                            "this is rule {}; a ruleset holds at most {MAX_RULES} rules",
-                            MAX_RULES + 1
-                        ),
+                        format!("this is rule {}; a ruleset holds at most {MAX_RULES} rules", MAX_RULES + 1),
                     ));
                 }
                 let (rule, meta) = rule::parse_rule(&mut c)?;
@@ -70,10 +67,7 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
             Some("table") => {
                 let (name, pos, table) = parse_table(&mut c, base_dir)?;
                 if let Some(first) = defined_at.get(&name) {
-                    return Err(c.err(
-                        pos,
-                        format!("table <{name}> is already defined on line {}", first.line),
-                    ));
+                    return Err(c.err(pos, format!("table <{name}> is already defined on line {}", first.line)));
                 }
                 defined_at.insert(name.clone(), pos);
                 tables.insert(name, table);
@@ -81,10 +75,7 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
             Some("set") => match parse_set(&mut c)? {
                 Setting::Default(action, pos) => {
                     if let Some((_, first)) = default {
-                        return Err(c.err(
-                            pos,
-                            format!("`set default` is already given on line {}", first.line),
-                        ));
+                        return Err(c.err(pos, format!("`set default` is already given on line {}", first.line)));
                     }
                     default = Some((action, pos));
                 }
@@ -97,10 +88,7 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
                 // Where a file that is not a ruleset fails: quote only a brief excerpt.
                 let mut e = c.err(
                     first.pos,
-                    format!(
-                        "expected `pass`, `block`, `table` or `set`, found {}",
-                        c.found_brief(first)
-                    ),
+                    format!("expected `pass`, `block`, `table` or `set`, found {}", c.found_brief(first)),
                 );
                 let keywords = ["pass", "block", "table", "set"];
                 if let Some(guess) = c.word(first).and_then(|w| suggest(w, &keywords)) {
@@ -116,12 +104,7 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
             return Err(RulesError::at(file, pos, format!("unknown table <{name}>")));
         }
     }
-    Ok(Ruleset {
-        default_action: default.map_or(Action::Pass, |(action, _)| action),
-        tables,
-        rules,
-        options,
-    })
+    Ok(Ruleset { default_action: default.map_or(Action::Pass, |(action, _)| action), tables, rules, options })
 }
 
 /// One `set` statement.
@@ -179,11 +162,7 @@ fn parse_set(c: &mut Cursor<'_>) -> Result<Setting, RulesError> {
         Some("pass") => Action::Pass,
         Some("block") => Action::Block,
         _ => {
-            return Err(c.unexpected_kw(
-                value,
-                "`pass` or `block` after `set default`",
-                &["pass", "block"],
-            ));
+            return Err(c.unexpected_kw(value, "`pass` or `block` after `set default`", &["pass", "block"]));
         }
     };
     c.expect_end("end of line after `set default`")?;
@@ -240,10 +219,7 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
                     ),
                 ));
             }
-            Table {
-                entries,
-                file: None,
-            }
+            Table { entries, file: None }
         }
         Kind::Word if c.text(tok) == "file" => {
             let path_tok = c.next();
@@ -257,10 +233,7 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
             let path = base_dir.join(&written);
             let shown = path.display().to_string();
             let bytes = source::read(&path, MAX_TABLE_FILE_BYTES).map_err(|reason: ReadError| {
-                c.err(
-                    path_tok.pos,
-                    format!("cannot read table file `{}`: {reason}", clip_path(&shown)),
-                )
+                c.err(path_tok.pos, format!("cannot read table file `{}`: {reason}", clip_path(&shown)))
             })?;
             let text = source::utf8(&bytes, &shown)?;
             let entries = match tables::parse_table_text(text, &shown, MAX_TABLE_ENTRIES) {
@@ -276,10 +249,7 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
                     ));
                 }
             };
-            Table {
-                entries,
-                file: Some(shown),
-            }
+            Table { entries, file: Some(shown) }
         }
         _ => return Err(c.unexpected_kw(tok, "`{` or `file` after the table name", &["file"])),
     };
@@ -298,12 +268,7 @@ pub(super) struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     /// A cursor at the first token of `toks`, which must end with a `Kind::End` token.
     pub fn new(src: &'a str, file: &'a str, toks: Vec<Token>) -> Self {
-        Cursor {
-            src,
-            file,
-            toks,
-            i: 0,
-        }
+        Cursor { src, file, toks, i: 0 }
     }
 
     /// The next token, not consumed.
@@ -374,10 +339,7 @@ impl<'a> Cursor<'a> {
 
     /// "expected X, found Y" at `tok`.
     pub fn unexpected(&self, tok: Token, expected: &str) -> RulesError {
-        self.err(
-            tok.pos,
-            format!("expected {expected}, found {}", self.found(tok)),
-        )
+        self.err(tok.pos, format!("expected {expected}, found {}", self.found(tok)))
     }
 
     /// Like [`Cursor::unexpected`], adding "did you mean" when `tok` is a word close
@@ -393,11 +355,7 @@ impl<'a> Cursor<'a> {
     /// Consumes the end of the statement, or fails with "expected {expected}".
     pub fn expect_end(&mut self, expected: &str) -> Result<(), RulesError> {
         let tok = self.next();
-        if tok.kind == Kind::End {
-            Ok(())
-        } else {
-            Err(self.unexpected(tok, expected))
-        }
+        if tok.kind == Kind::End { Ok(()) } else { Err(self.unexpected(tok, expected)) }
     }
 }
 

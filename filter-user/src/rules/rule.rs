@@ -11,10 +11,7 @@
 use ipnet::IpNet;
 
 use super::addr;
-use super::ast::{
-    Action, AddrItem, AddrMatch, Direction, Endpoint, Family, IcmpMatch, PortRange, Pos, Rule,
-    TcpFlags,
-};
+use super::ast::{Action, AddrItem, AddrMatch, Direction, Endpoint, Family, IcmpMatch, PortRange, Pos, Rule, TcpFlags};
 use super::error::{RulesError, clip};
 use super::lexer::{Kind, Token, unquote};
 use super::names;
@@ -47,21 +44,11 @@ const PARTS: &[(Stage, &[&str])] = &[
 ];
 
 /// Option keywords.
-const OPTIONS: &[&str] = &[
-    "flags",
-    "icmp-type",
-    "icmp6-type",
-    "vlan",
-    "keep",
-    "log",
-    "label",
-    "rate",
-];
+const OPTIONS: &[&str] = &["flags", "icmp-type", "icmp6-type", "vlan", "keep", "log", "label", "rate"];
 
 /// Words that cannot be an interface name, so that `on from ...` gets a clear error.
-const NOT_INTERFACES: &[&str] = &[
-    "in", "out", "quick", "on", "inet", "inet6", "proto", "all", "from", "to", "any", "port",
-];
+const NOT_INTERFACES: &[&str] =
+    &["in", "out", "quick", "on", "inet", "inet6", "proto", "all", "from", "to", "any", "port"];
 
 /// Longest label, in bytes: labels are shown in `status` and are the rule's identity
 /// across applies, not a place for text.
@@ -103,10 +90,7 @@ pub(super) struct RuleMeta {
 
 /// Column `n` characters to the right of `pos` (for errors inside a word).
 fn shift(pos: Pos, n: usize) -> Pos {
-    Pos {
-        line: pos.line,
-        col: pos.col.saturating_add(u32::try_from(n).unwrap_or(u32::MAX)),
-    }
+    Pos { line: pos.line, col: pos.col.saturating_add(u32::try_from(n).unwrap_or(u32::MAX)) }
 }
 
 /// Parses one rule; the cursor is at the action keyword.
@@ -170,11 +154,7 @@ pub(super) fn parse_rule(c: &mut Cursor<'_>) -> Result<(Rule, RuleMeta), RulesEr
             }
             Some(w @ ("inet" | "inet6")) if stage <= Stage::Family => {
                 c.next();
-                rule.family = Some(if w == "inet" {
-                    Family::Inet
-                } else {
-                    Family::Inet6
-                });
+                rule.family = Some(if w == "inet" { Family::Inet } else { Family::Inet6 });
                 stage = Stage::Proto;
             }
             Some("proto") if stage <= Stage::Proto => {
@@ -228,10 +208,7 @@ fn interface(c: &mut Cursor<'_>) -> Result<String, RulesError> {
             if w.len() > MAX_IFACE_LEN {
                 return Err(c.err(
                     tok.pos,
-                    format!(
-                        "interface name `{}` is too long (at most {MAX_IFACE_LEN} characters)",
-                        clip(w)
-                    ),
+                    format!("interface name `{}` is too long (at most {MAX_IFACE_LEN} characters)", clip(w)),
                 ));
             }
             Ok(w.to_owned())
@@ -252,18 +229,11 @@ fn list<T>(
     let more = format!("`}}` or {what}");
     loop {
         let tok = c.next();
-        let expected = if items.is_empty() {
-            what
-        } else {
-            more.as_str()
-        };
+        let expected = if items.is_empty() { what } else { more.as_str() };
         if tok.kind == Kind::RBrace && !items.is_empty() {
             return Ok(items);
         }
-        if matches!(
-            tok.kind,
-            Kind::RBrace | Kind::Comma | Kind::LBrace | Kind::End
-        ) {
+        if matches!(tok.kind, Kind::RBrace | Kind::Comma | Kind::LBrace | Kind::End) {
             return Err(c.unexpected(tok, expected));
         }
         items.push(item(c, tok, expected)?);
@@ -281,11 +251,7 @@ fn protocols(c: &mut Cursor<'_>) -> Result<Vec<u8>, RulesError> {
     let list = if tok.kind == Kind::LBrace {
         list(c, PROTO_EXPECTED, protocol)?
     } else {
-        vec![protocol(
-            c,
-            tok,
-            &format!("{PROTO_EXPECTED} or `{{` after `proto`"),
-        )?]
+        vec![protocol(c, tok, &format!("{PROTO_EXPECTED} or `{{` after `proto`"))?]
     };
     let mut unique = Vec::with_capacity(list.len());
     for p in list {
@@ -301,8 +267,7 @@ fn protocol(c: &mut Cursor<'_>, tok: Token, expected: &str) -> Result<u8, RulesE
         return Err(c.unexpected(tok, expected));
     };
     if let Some(n) = names::number(w) {
-        return u8::try_from(n)
-            .map_err(|_| c.err(tok.pos, format!("protocol {w} out of range 0-255")));
+        return u8::try_from(n).map_err(|_| c.err(tok.pos, format!("protocol {w} out of range 0-255")));
     }
     names::protocol(w).ok_or_else(|| {
         let known: Vec<&str> = names::protocol_names().collect();
@@ -312,11 +277,7 @@ fn protocol(c: &mut Cursor<'_>, tok: Token, expected: &str) -> Result<u8, RulesE
 
 /// `from ...` / `to ...` after the keyword. Returns the endpoint and whether a `port`
 /// could still follow (an address was given without one).
-fn endpoint(
-    c: &mut Cursor<'_>,
-    keyword: &str,
-    meta: &mut RuleMeta,
-) -> Result<(Endpoint, bool), RulesError> {
+fn endpoint(c: &mut Cursor<'_>, keyword: &str, meta: &mut RuleMeta) -> Result<(Endpoint, bool), RulesError> {
     let tok = c.peek();
     let mut ep = Endpoint::default();
     let mut addr_given = true;
@@ -328,20 +289,12 @@ fn endpoint(
         Kind::Bang => {
             c.next();
             let items = addr_items(c, meta, "an address, prefix, `<table>` or `{` after `!`")?;
-            ep.addr = AddrMatch::List {
-                negated: true,
-                items,
-            };
+            ep.addr = AddrMatch::List { negated: true, items };
         }
         _ => {
-            let expected = format!(
-                "an address, prefix, `<table>`, `{{`, `!`, `any` or `port` after `{keyword}`"
-            );
+            let expected = format!("an address, prefix, `<table>`, `{{`, `!`, `any` or `port` after `{keyword}`");
             let items = addr_items(c, meta, &expected)?;
-            ep.addr = AddrMatch::List {
-                negated: false,
-                items,
-            };
+            ep.addr = AddrMatch::List { negated: false, items };
         }
     }
     if c.is_word(c.peek(), "port") {
@@ -354,16 +307,10 @@ fn endpoint(
 }
 
 /// One address item, or a `{ ... }` list of them.
-fn addr_items(
-    c: &mut Cursor<'_>,
-    meta: &mut RuleMeta,
-    expected: &str,
-) -> Result<Vec<AddrItem>, RulesError> {
+fn addr_items(c: &mut Cursor<'_>, meta: &mut RuleMeta, expected: &str) -> Result<Vec<AddrItem>, RulesError> {
     let tok = c.next();
     if tok.kind == Kind::LBrace {
-        list(c, "an address, prefix or `<table>`", |c, tok, expected| {
-            addr_item(c, tok, meta, expected, true)
-        })
+        list(c, "an address, prefix or `<table>`", |c, tok, expected| addr_item(c, tok, meta, expected, true))
     } else {
         Ok(vec![addr_item(c, tok, meta, expected, false)?])
     }
@@ -388,10 +335,7 @@ fn addr_item(
             meta.table_refs.push((tok.pos, name.clone()));
             Ok(AddrItem::Table(name))
         }
-        Kind::Bang if in_list => Err(c.err(
-            tok.pos,
-            "`!` can only negate a whole address list, written `!{ ... }`",
-        )),
+        Kind::Bang if in_list => Err(c.err(tok.pos, "`!` can only negate a whole address list, written `!{ ... }`")),
         _ if in_list => Err(c.unexpected(tok, expected)),
         _ => Err(c.unexpected_kw(tok, expected, &["any", "port"])),
     }
@@ -403,16 +347,9 @@ fn ports(c: &mut Cursor<'_>) -> Result<Vec<PortRange>, RulesError> {
     match tok.kind {
         Kind::Word => Ok(vec![port_range(c, tok)?]),
         Kind::LBrace => list(c, "a port or port range", |c, tok, expected| {
-            if tok.kind == Kind::Word {
-                port_range(c, tok)
-            } else {
-                Err(c.unexpected(tok, expected))
-            }
+            if tok.kind == Kind::Word { port_range(c, tok) } else { Err(c.unexpected(tok, expected)) }
         }),
-        _ => Err(c.unexpected(
-            tok,
-            "a port, a port range like `8000:8080` or `{` after `port`",
-        )),
+        _ => Err(c.unexpected(tok, "a port, a port range like `8000:8080` or `{` after `port`")),
     }
 }
 
@@ -423,18 +360,12 @@ fn port_range(c: &mut Cursor<'_>, tok: Token) -> Result<PortRange, RulesError> {
         return Ok(PortRange { lo: port, hi: port });
     };
     if first.is_empty() || last.is_empty() {
-        return Err(c.err(
-            tok.pos,
-            format!("bad port range `{w}`: it needs a first and a last port, like `8000:8080`"),
-        ));
+        return Err(c.err(tok.pos, format!("bad port range `{w}`: it needs a first and a last port, like `8000:8080`")));
     }
     let lo = port(c, first, tok.pos)?;
     let hi = port(c, last, shift(tok.pos, first.chars().count() + 1))?;
     if lo > hi {
-        return Err(c.err(
-            tok.pos,
-            format!("bad port range `{w}`: {lo} is greater than {hi}"),
-        ));
+        return Err(c.err(tok.pos, format!("bad port range `{w}`: {lo} is greater than {hi}")));
     }
     Ok(PortRange { lo, hi })
 }
@@ -445,10 +376,7 @@ fn port(c: &Cursor<'_>, s: &str, pos: Pos) -> Result<u16, RulesError> {
         return u16::try_from(n).map_err(|_| c.err(pos, format!("port {s} out of range 0-65535")));
     }
     names::service_port(s).ok_or_else(|| {
-        let mut e = c.err(
-            pos,
-            format!("expected a port number 0-65535 or a service name like `ssh`, found `{s}`"),
-        );
+        let mut e = c.err(pos, format!("expected a port number 0-65535 or a service name like `ssh`, found `{s}`"));
         let known: Vec<&str> = names::service_names().collect();
         if let Some(guess) = super::parser::suggest(s, &known) {
             e.message.push_str(&format!(" (did you mean `{guess}`?)"));
@@ -465,10 +393,7 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
         return Err(c.unexpected(kw, "an option"));
     };
     if matches!(name, "icmp-type" | "icmp6-type") && meta.icmp.is_some() {
-        return Err(c.err(
-            kw.pos,
-            "only one `icmp-type` or `icmp6-type` is allowed in a rule",
-        ));
+        return Err(c.err(kw.pos, "only one `icmp-type` or `icmp6-type` is allowed in a rule"));
     }
     if meta.seen.contains(&name) {
         return Err(c.err(kw.pos, format!("`{name}` is given twice in this rule")));
@@ -488,11 +413,7 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
             }
         }
         "icmp-type" | "icmp6-type" => {
-            let kind = if name == "icmp6-type" {
-                IcmpKind::V6
-            } else {
-                IcmpKind::V4
-            };
+            let kind = if name == "icmp6-type" { IcmpKind::V6 } else { IcmpKind::V4 };
             rule.icmp = Some(icmp(c, kind)?);
             meta.icmp = Some((kw.pos, kind));
         }
@@ -522,10 +443,7 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
             if label.len() > MAX_LABEL {
                 return Err(c.err(
                     tok.pos,
-                    format!(
-                        "this label is {} bytes long; labels are at most {MAX_LABEL} bytes",
-                        label.len()
-                    ),
+                    format!("this label is {} bytes long; labels are at most {MAX_LABEL} bytes", label.len()),
                 ));
             }
             rule.label = Some(label);
@@ -542,13 +460,7 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
 }
 
 /// A decimal number in `0..=max`; `what` names it in the out-of-range message.
-fn bounded(
-    c: &Cursor<'_>,
-    tok: Token,
-    max: u64,
-    what: &str,
-    expected: &str,
-) -> Result<u64, RulesError> {
+fn bounded(c: &Cursor<'_>, tok: Token, max: u64, what: &str, expected: &str) -> Result<u64, RulesError> {
     match c.word(tok).map(|w| (w, names::number(w))) {
         Some((_, Some(n))) if n <= max => Ok(n),
         Some((w, Some(_))) => Err(c.err(tok.pos, format!("{what} {w} out of range 0-{max}"))),
@@ -562,18 +474,14 @@ fn tcp_flags(c: &Cursor<'_>, tok: Token, w: &str, expected: &str) -> Result<TcpF
         return Err(c.unexpected(tok, expected));
     };
     if mask_text.is_empty() {
-        return Err(c.err(
-            tok.pos,
-            format!("bad flags `{w}`: the mask after `/` is empty"),
-        ));
+        return Err(c.err(tok.pos, format!("bad flags `{w}`: the mask after `/` is empty")));
     }
     let set = flag_bits(c, set_text, tok.pos)?;
     let mask = flag_bits(c, mask_text, shift(tok.pos, set_text.chars().count() + 1))?;
     if let Some(extra) = set_text.chars().find(|ch| !mask_text.contains(*ch)) {
-        return Err(c.err(
-            tok.pos,
-            format!("bad flags `{w}`: `{extra}` is in the set but not in the mask `{mask_text}`"),
-        ));
+        return Err(
+            c.err(tok.pos, format!("bad flags `{w}`: `{extra}` is in the set but not in the mask `{mask_text}`"))
+        );
     }
     debug_assert_eq!(set & !mask, 0);
     Ok(TcpFlags { set, mask })
@@ -593,10 +501,9 @@ fn flag_bits(c: &Cursor<'_>, letters: &str, pos: Pos) -> Result<u8, RulesError> 
             'E' => 0x40,
             'W' => 0x80,
             _ => {
-                return Err(c.err(
-                    shift(pos, i),
-                    format!("unknown TCP flag `{ch}`; the flags are F, S, R, P, A, U, E and W"),
-                ));
+                return Err(
+                    c.err(shift(pos, i), format!("unknown TCP flag `{ch}`; the flags are F, S, R, P, A, U, E and W"))
+                );
             }
         };
     }
@@ -606,33 +513,26 @@ fn flag_bits(c: &Cursor<'_>, letters: &str, pos: Pos) -> Result<u8, RulesError> 
 /// `T [code C]` after `icmp-type` / `icmp6-type`.
 fn icmp(c: &mut Cursor<'_>, kind: IcmpKind) -> Result<IcmpMatch, RulesError> {
     let v6 = kind == IcmpKind::V6;
-    let (family, other_keyword, other_family) = if v6 {
-        ("ICMPv6", "icmp-type", "ICMP")
-    } else {
-        ("ICMP", "icmp6-type", "ICMPv6")
-    };
+    let (family, other_keyword, other_family) =
+        if v6 { ("ICMPv6", "icmp-type", "ICMP") } else { ("ICMP", "icmp6-type", "ICMPv6") };
     let tok = c.next();
     let expected = format!("an {family} type name like `echoreq` or a number 0-255");
     let icmp_type = match c.word(tok) {
-        Some(w) => {
-            match names::number(w) {
-                Some(n) => u8::try_from(n)
-                    .map_err(|_| c.err(tok.pos, format!("{family} type {w} out of range 0-255")))?,
-                None => match names::icmp_type(w, v6) {
-                    Some(t) => t,
-                    None if names::icmp_type(w, !v6).is_some() => {
-                        return Err(c.err(
-                        tok.pos,
-                        format!("`{w}` is an {other_family} type name; use it with `{other_keyword}`"),
-                    ));
-                    }
-                    None => {
-                        let known: Vec<&str> = names::icmp_type_names(v6).collect();
-                        return Err(c.unexpected_kw(tok, &expected, &known));
-                    }
-                },
-            }
-        }
+        Some(w) => match names::number(w) {
+            Some(n) => u8::try_from(n).map_err(|_| c.err(tok.pos, format!("{family} type {w} out of range 0-255")))?,
+            None => match names::icmp_type(w, v6) {
+                Some(t) => t,
+                None if names::icmp_type(w, !v6).is_some() => {
+                    return Err(
+                        c.err(tok.pos, format!("`{w}` is an {other_family} type name; use it with `{other_keyword}`"))
+                    );
+                }
+                None => {
+                    let known: Vec<&str> = names::icmp_type_names(v6).collect();
+                    return Err(c.unexpected_kw(tok, &expected, &known));
+                }
+            },
+        },
         None => return Err(c.unexpected(tok, &expected)),
     };
     let mut code = None;
@@ -640,13 +540,7 @@ fn icmp(c: &mut Cursor<'_>, kind: IcmpKind) -> Result<IcmpMatch, RulesError> {
         c.next();
         let tok = c.next();
         let what = format!("{family} code");
-        let n = bounded(
-            c,
-            tok,
-            255,
-            &what,
-            &format!("an {family} code 0-255 after `code`"),
-        )?;
+        let n = bounded(c, tok, 255, &what, &format!("an {family} code 0-255 after `code`"))?;
         code = Some(u8::try_from(n).unwrap_or(u8::MAX));
     }
     Ok(IcmpMatch { icmp_type, code })
@@ -663,10 +557,7 @@ fn rate(c: &mut Cursor<'_>) -> Result<(), RulesError> {
     match names::number(count) {
         Some(n) if (1..=MAX).contains(&n) => {}
         Some(_) => {
-            return Err(c.err(
-                tok.pos,
-                format!("rate {count}/s out of range 1-{MAX} per second"),
-            ));
+            return Err(c.err(tok.pos, format!("rate {count}/s out of range 1-{MAX} per second")));
         }
         None => return Err(c.unexpected(tok, expected)),
     }

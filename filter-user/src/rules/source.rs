@@ -79,10 +79,7 @@ fn check(meta: &std::fs::Metadata, limit: u64) -> Result<(), ReadError> {
         return Err(ReadError::NotRegular(what));
     }
     if meta.len() > limit {
-        return Err(ReadError::TooBig {
-            size: meta.len(),
-            limit,
-        });
+        return Err(ReadError::TooBig { size: meta.len(), limit });
     }
     Ok(())
 }
@@ -96,10 +93,7 @@ pub(super) fn read(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
 /// Opens for reading with `O_NONBLOCK` (a FIFO without a writer opens at once instead
 /// of waiting for one) and `O_NOCTTY`. Reads from a regular file ignore `O_NONBLOCK`.
 fn open_without_blocking(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
+    OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path)
 }
 
 /// The part of [`read`] after the first check: what it opens may no longer be what was
@@ -156,9 +150,8 @@ pub(super) fn saturate(n: usize) -> u32 {
 /// `None` for every other character.
 pub(super) fn control_name(ch: char) -> Option<String> {
     const C0: [&str; 32] = [
-        "NUL", "SOH", "STX", "ETX", "EOT", "ENQ", "ACK", "BEL", "BS", "HT", "LF", "VT", "FF", "CR",
-        "SO", "SI", "DLE", "DC1", "DC2", "DC3", "DC4", "NAK", "SYN", "ETB", "CAN", "EM", "SUB",
-        "ESC", "FS", "GS", "RS", "US",
+        "NUL", "SOH", "STX", "ETX", "EOT", "ENQ", "ACK", "BEL", "BS", "HT", "LF", "VT", "FF", "CR", "SO", "SI", "DLE",
+        "DC1", "DC2", "DC3", "DC4", "NAK", "SYN", "ETB", "CAN", "EM", "SUB", "ESC", "FS", "GS", "RS", "US",
     ];
     let code = u32::from(ch);
     match ch {
@@ -210,22 +203,13 @@ mod tests {
         let file = dir.join("f");
         std::fs::write(&file, b"12345").unwrap();
         assert_eq!(read(&file, 5).unwrap(), b"12345");
-        assert_eq!(
-            read(&file, 4).unwrap_err().to_string(),
-            "it is 5 bytes; the limit is 4 bytes"
-        );
-        assert_eq!(
-            read(&dir, 5).unwrap_err().to_string(),
-            "it is a directory, not a regular file"
-        );
+        assert_eq!(read(&file, 4).unwrap_err().to_string(), "it is 5 bytes; the limit is 4 bytes");
+        assert_eq!(read(&dir, 5).unwrap_err().to_string(), "it is a directory, not a regular file");
         assert_eq!(
             read(Path::new("/dev/zero"), 5).unwrap_err().to_string(),
             "it is a character device, not a regular file"
         );
-        assert_eq!(
-            read(&dir.join("missing"), 5).unwrap_err().to_string(),
-            "No such file or directory"
-        );
+        assert_eq!(read(&dir.join("missing"), 5).unwrap_err().to_string(), "No such file or directory");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -257,10 +241,7 @@ mod tests {
             let (done, fifo) = (done.clone(), fifo.clone());
             std::thread::spawn(move || {
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    let _ = OpenOptions::new()
-                        .write(true)
-                        .custom_flags(libc::O_NONBLOCK)
-                        .open(&fifo);
+                    let _ = OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&fifo);
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
             })
@@ -268,10 +249,7 @@ mod tests {
         let result = read_checked_again(&fifo, 100);
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         helper.join().unwrap();
-        assert_eq!(
-            result.unwrap_err().to_string(),
-            "it is a named pipe (FIFO), not a regular file"
-        );
+        assert_eq!(result.unwrap_err().to_string(), "it is a named pipe (FIFO), not a regular file");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -57,21 +57,14 @@ pub(super) fn dedup_keep_order(entries: &mut Vec<IpNet>) {
 /// Parses the text of a table file; `file` names it in errors, which carry the table
 /// file's own line and column. More than `max_entries` distinct entries is
 /// [`TableTextError::TooMany`].
-pub(super) fn parse_table_text(
-    text: &str,
-    file: &str,
-    max_entries: usize,
-) -> Result<Vec<IpNet>, TableTextError> {
+pub(super) fn parse_table_text(text: &str, file: &str, max_entries: usize) -> Result<Vec<IpNet>, TableTextError> {
     let mut entries = Vec::new();
     // Duplicates are removed whenever the list reaches this length; each removal is
     // preceded by at least `max_entries` new lines, so the cost stays O(n log n).
     let mut dedup_at = max_entries.saturating_mul(2).max(1);
     for (index, raw) in text.split('\n').enumerate() {
         if let Some((col, name)) = find_control(raw) {
-            let pos = Pos {
-                line: saturate(index + 1),
-                col,
-            };
+            let pos = Pos { line: saturate(index + 1), col };
             return Err(TableTextError::Line(RulesError::at(
                 file,
                 pos,
@@ -91,10 +84,7 @@ pub(super) fn parse_table_text(
             let offset = s.as_ptr() as usize - raw.as_ptr() as usize;
             saturate(raw[..offset].chars().count() + 1)
         };
-        let at = |s: &str| Pos {
-            line: saturate(index + 1),
-            col: column_of(s),
-        };
+        let at = |s: &str| Pos { line: saturate(index + 1), col: column_of(s) };
         if let Some(space) = entry.find(|c: char| c.is_ascii_whitespace()) {
             let extra = entry[space..].trim_ascii_start();
             let extra_word = extra.split_ascii_whitespace().next().unwrap_or(extra);
@@ -108,8 +98,7 @@ pub(super) fn parse_table_text(
                 ),
             )));
         }
-        let net = addr::parse_net_brief(entry)
-            .map_err(|m| TableTextError::Line(RulesError::at(file, at(entry), m)))?;
+        let net = addr::parse_net_brief(entry).map_err(|m| TableTextError::Line(RulesError::at(file, at(entry), m)))?;
         entries.push(net);
         if entries.len() >= dedup_at {
             dedup_keep_order(&mut entries);
@@ -136,14 +125,7 @@ mod tests {
 
     #[test]
     fn dedup_keeps_first_occurrences_in_order() {
-        let mut v = nets(&[
-            "10.0.0.0/8",
-            "::/0",
-            "10.0.0.0/8",
-            "1.2.3.4/32",
-            "::/0",
-            "10.0.0.0/8",
-        ]);
+        let mut v = nets(&["10.0.0.0/8", "::/0", "10.0.0.0/8", "1.2.3.4/32", "::/0", "10.0.0.0/8"]);
         dedup_keep_order(&mut v);
         assert_eq!(v, nets(&["10.0.0.0/8", "::/0", "1.2.3.4/32"]));
         let mut v = nets(&["10.0.0.0/8"]);
@@ -153,8 +135,7 @@ mod tests {
 
     #[test]
     fn comments_blanks_duplicates() {
-        let text =
-            "# bogons\n10.0.0.0/8\r\n\n  192.0.2.1   # a host\n2001:db8::/32\n10.0.0.0/8\n\t\n";
+        let text = "# bogons\n10.0.0.0/8\r\n\n  192.0.2.1   # a host\n2001:db8::/32\n10.0.0.0/8\n\t\n";
         assert_eq!(
             parse_table_text(text, "b.txt", 10).unwrap(),
             nets(&["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"])
@@ -177,17 +158,11 @@ mod tests {
         let twice = format!("{text}{text}{text}");
         assert_eq!(parse_table_text(&twice, "b.txt", 10).unwrap().len(), 10);
         let more = format!("{text}10.0.0.10\n{text}");
-        assert!(matches!(
-            parse_table_text(&more, "b.txt", 10),
-            Err(TableTextError::TooMany)
-        ));
+        assert!(matches!(parse_table_text(&more, "b.txt", 10), Err(TableTextError::TooMany)));
         // Refused before the end of a file that is far too big: the bad line after
         // 20 distinct entries is never reached.
         let many: String = (0..30u8).map(|i| format!("10.0.1.{i}\n")).collect();
-        assert!(matches!(
-            parse_table_text(&format!("{many}bad\n"), "b.txt", 10),
-            Err(TableTextError::TooMany)
-        ));
+        assert!(matches!(parse_table_text(&format!("{many}bad\n"), "b.txt", 10), Err(TableTextError::TooMany)));
     }
 
     #[test]

@@ -36,8 +36,7 @@ pub(super) fn check_rule(rule: &Rule, meta: &RuleMeta) -> Option<(Pos, String)> 
     }
     let protocols = rule.protocols.as_deref();
 
-    let all_have_ports =
-        protocols.is_some_and(|list| list.iter().all(|p| matches!(*p, TCP | UDP | SCTP)));
+    let all_have_ports = protocols.is_some_and(|list| list.iter().all(|p| matches!(*p, TCP | UDP | SCTP)));
     if !all_have_ports {
         for &pos in &meta.ports {
             problems.push((pos, "port needs `proto tcp`, `udp` or `sctp`".to_owned()));
@@ -70,15 +69,8 @@ pub(super) fn check_rule(rule: &Rule, meta: &RuleMeta) -> Option<(Pos, String)> 
                 } else {
                     (net.to_string(), "prefix")
                 };
-                let keyword = if family == Family::Inet {
-                    "inet"
-                } else {
-                    "inet6"
-                };
-                problems.push((
-                    *pos,
-                    format!("{shown} is an {name} {what} but the rule says `{keyword}`"),
-                ));
+                let keyword = if family == Family::Inet { "inet" } else { "inet6" };
+                problems.push((*pos, format!("{shown} is an {name} {what} but the rule says `{keyword}`")));
             }
         }
     }
@@ -89,10 +81,7 @@ pub(super) fn check_rule(rule: &Rule, meta: &RuleMeta) -> Option<(Pos, String)> 
 /// of the leftmost such feature. Accepting them silently would make the filter do less
 /// than the ruleset says. To lift a feature once it is implemented, delete its line.
 pub(super) fn reject_unsupported(used: &Unsupported) -> Option<(Pos, String)> {
-    let not_yet = [
-        (used.log, "`log` is not supported yet"),
-        (used.rate, "`rate` is not supported yet"),
-    ];
+    let not_yet = [(used.log, "`log` is not supported yet"), (used.rate, "`rate` is not supported yet")];
     not_yet
         .into_iter()
         .filter_map(|(pos, message)| pos.map(|p| (p, message.to_owned())))

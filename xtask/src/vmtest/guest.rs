@@ -79,10 +79,7 @@ const HUNG: Duration = Duration::from_secs(90);
 /// A timestamped line about what a check is doing, to see where time goes (or stops).
 fn progress(what: &str) {
     let up = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
-    println!(
-        "vmtest:   [{}] {what}",
-        up.split_whitespace().next().unwrap_or("?")
-    );
+    println!("vmtest:   [{}] {what}", up.split_whitespace().next().unwrap_or("?"));
 }
 
 fn watchdog(label: String, release: String, suite: Arc<std::sync::Mutex<(u32, u32)>>) {
@@ -94,14 +91,8 @@ fn watchdog(label: String, release: String, suite: Arc<std::sync::Mutex<(u32, u3
                 && since.elapsed() > HUNG
             {
                 let (passed, failed) = *suite.lock().unwrap_or_else(|e| e.into_inner());
-                println!(
-                    "vmtest: FAIL {name}: still running after {} s (hung)",
-                    HUNG.as_secs()
-                );
-                println!(
-                    "vmtest: RESULT {label} ({release}): {passed} passed, {} failed",
-                    failed + 1
-                );
+                println!("vmtest: FAIL {name}: still running after {} s (hung)", HUNG.as_secs());
+                println!("vmtest: RESULT {label} ({release}): {passed} passed, {} failed", failed + 1);
                 std::process::exit(1);
             }
         }
@@ -109,13 +100,8 @@ fn watchdog(label: String, release: String, suite: Arc<std::sync::Mutex<(u32, u3
 }
 
 pub fn run(args: &GuestArgs) -> Result<()> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let mut suite = Suite {
-        counts: Arc::new(std::sync::Mutex::new((0, 0))),
-    };
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let mut suite = Suite { counts: Arc::new(std::sync::Mutex::new((0, 0))) };
     watchdog(args.kernel.clone(), release.clone(), suite.counts.clone());
     println!(
         "vmtest: guest up: kernel {release}, {} CPUs",
@@ -125,10 +111,7 @@ pub fn run(args: &GuestArgs) -> Result<()> {
         suite.fail("suite setup", &e);
     }
     let (passed, failed) = *suite.counts.lock().unwrap_or_else(|e| e.into_inner());
-    println!(
-        "vmtest: RESULT {} ({release}): {passed} passed, {failed} failed",
-        args.kernel
-    );
+    println!("vmtest: RESULT {} ({release}): {passed} passed, {failed} failed", args.kernel);
     Ok(())
 }
 
@@ -140,8 +123,7 @@ struct Suite {
 impl Suite {
     /// Runs one check and reports it; returns whether it passed.
     fn check(&mut self, name: &str, f: impl FnOnce() -> Result<()>) -> bool {
-        *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((name.to_string(), Instant::now()));
+        *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some((name.to_string(), Instant::now()));
         let result = f();
         *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = None;
         match result {
@@ -158,10 +140,7 @@ impl Suite {
     }
 
     fn fail(&mut self, name: &str, e: &anyhow::Error) {
-        println!(
-            "vmtest: FAIL {name}: {}",
-            format!("{e:#}").replace('\n', " | ")
-        );
+        println!("vmtest: FAIL {name}: {}", format!("{e:#}").replace('\n', " | "));
         self.counts.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
     }
 }
@@ -180,120 +159,62 @@ fn checks(s: &mut Suite, args: &GuestArgs) -> Result<()> {
     let (a, b) = (nics[0].clone(), nics[1].clone());
     println!(
         "vmtest: igb NICs: {a} (filter) and {b} (peer); {}",
-        cmd_out("ethtool", &["-i", &a])?
-            .lines()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(", ")
+        cmd_out("ethtool", &["-i", &a])?.lines().take(2).collect::<Vec<_>>().join(", ")
     );
     let bed = bed(a, b, args)?;
     let a = bed.a.as_str();
 
     s.check("traffic flows before load (ping v4 and v6)", || {
-        ensure!(
-            bed.ns.ping_replies(A_V4.into(), 2) == 2,
-            "ping 10.98.0.1 from the peer"
-        );
-        ensure!(
-            bed.ns.ping_replies(A_V6.into(), 2) == 2,
-            "ping fd98::1 from the peer"
-        );
+        ensure!(bed.ns.ping_replies(A_V4.into(), 2) == 2, "ping 10.98.0.1 from the peer");
+        ensure!(bed.ns.ping_replies(A_V6.into(), 2) == 2, "ping fd98::1 from the peer");
         Ok(())
     });
 
-    s.check(
-        "load refused on igb with MTU 9000, naming the igb XDP frame limit",
-        || {
-            ip(&["link", "set", a, "mtu", "9000"])?;
-            let out = bed
-                .xdpwall
-                .output(["load", a, &bed.rules_file("rules.conf")])?;
-            ip(&["link", "set", a, "mtu", "1500"])?;
-            wait_carrier(a)?;
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            ensure!(
-                !out.status.success(),
-                "load succeeded at MTU 9000: {}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-            ensure!(
-                stderr.contains("igb") && stderr.contains("3046"),
-                "message does not name the igb limit: {stderr}"
-            );
-            ensure!(
-                !xdp_attached(a)?,
-                "XDP stayed attached after the refused load"
-            );
-            let k = cmd_out("ethtool", &["-k", a])?;
-            ensure!(
-                k.lines().any(|l| l.trim() == "rx-vlan-offload: on"),
-                "the refused load changed VLAN offload"
-            );
-            println!("vmtest:   xdpwall said: {}", stderr.trim());
-            Ok(())
-        },
-    );
+    s.check("load refused on igb with MTU 9000, naming the igb XDP frame limit", || {
+        ip(&["link", "set", a, "mtu", "9000"])?;
+        let out = bed.xdpwall.output(["load", a, &bed.rules_file("rules.conf")])?;
+        ip(&["link", "set", a, "mtu", "1500"])?;
+        wait_carrier(a)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(!out.status.success(), "load succeeded at MTU 9000: {}", String::from_utf8_lossy(&out.stdout));
+        ensure!(stderr.contains("igb") && stderr.contains("3046"), "message does not name the igb limit: {stderr}");
+        ensure!(!xdp_attached(a)?, "XDP stayed attached after the refused load");
+        let k = cmd_out("ethtool", &["-k", a])?;
+        ensure!(k.lines().any(|l| l.trim() == "rx-vlan-offload: on"), "the refused load changed VLAN offload");
+        println!("vmtest:   xdpwall said: {}", stderr.trim());
+        Ok(())
+    });
 
     let mut load_output = String::new();
-    let loaded = s.check(
-        "load attaches native XDP on igb (ip link shows xdp, not xdpgeneric)",
-        || {
-            let before = carrier_changes(a)?;
-            let out = bed
-                .xdpwall
-                .run(["load", a, &bed.rules_file("rules.conf")])?;
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            for line in text.lines().filter(|l| !l.starts_with("+ ")) {
-                println!("vmtest:   load: {line}");
-            }
-            load_output = text.clone();
-            wait_carrier(a)?;
-            println!(
-                "vmtest:   carrier changes during attach: {}",
-                carrier_changes(a)? - before
-            );
-            let link = cmd_out("ip", &["link", "show", a])?;
-            ensure!(
-                link.contains(" xdp ") || link.contains(" xdp\n"),
-                "no native xdp in `ip link show {a}`: {link}"
-            );
-            ensure!(!link.contains("xdpgeneric"), "generic XDP: {link}");
-            ensure!(
-                text.contains(&format!("attached to {a} (native XDP)")),
-                "load did not report native XDP: {text}"
-            );
-            let status = bed.status()?;
-            ensure!(
-                status["interfaces"][0]["mode"] == "native",
-                "status mode: {}",
-                status["interfaces"][0]
-            );
-            ensure!(
-                status["interfaces"][0]["attached"] == true,
-                "status says not attached"
-            );
-            Ok(())
-        },
-    );
+    let loaded = s.check("load attaches native XDP on igb (ip link shows xdp, not xdpgeneric)", || {
+        let before = carrier_changes(a)?;
+        let out = bed.xdpwall.run(["load", a, &bed.rules_file("rules.conf")])?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        for line in text.lines().filter(|l| !l.starts_with("+ ")) {
+            println!("vmtest:   load: {line}");
+        }
+        load_output = text.clone();
+        wait_carrier(a)?;
+        println!("vmtest:   carrier changes during attach: {}", carrier_changes(a)? - before);
+        let link = cmd_out("ip", &["link", "show", a])?;
+        ensure!(link.contains(" xdp ") || link.contains(" xdp\n"), "no native xdp in `ip link show {a}`: {link}");
+        ensure!(!link.contains("xdpgeneric"), "generic XDP: {link}");
+        ensure!(text.contains(&format!("attached to {a} (native XDP)")), "load did not report native XDP: {text}");
+        let status = bed.status()?;
+        ensure!(status["interfaces"][0]["mode"] == "native", "status mode: {}", status["interfaces"][0]);
+        ensure!(status["interfaces"][0]["attached"] == true, "status says not attached");
+        Ok(())
+    });
     if !loaded {
         bail!("xdpwall did not load; the traffic checks cannot run");
     }
 
-    s.check(
-        "load turned rx-vlan-offload off for the vlan rules, and said so",
-        || {
-            ensure!(
-                load_output.contains("turned off VLAN stripping"),
-                "no note about VLAN stripping in the load output"
-            );
-            let k = cmd_out("ethtool", &["-k", a])?;
-            ensure!(
-                k.lines().any(|l| l.trim() == "rx-vlan-offload: off"),
-                "ethtool -k {a}: {k}"
-            );
-            Ok(())
-        },
-    );
+    s.check("load turned rx-vlan-offload off for the vlan rules, and said so", || {
+        ensure!(load_output.contains("turned off VLAN stripping"), "no note about VLAN stripping in the load output");
+        let k = cmd_out("ethtool", &["-k", a])?;
+        ensure!(k.lines().any(|l| l.trim() == "rx-vlan-offload: off"), "ethtool -k {a}: {k}");
+        Ok(())
+    });
 
     let tcx = kernel_at_least(6, 6);
     s.check(
@@ -311,118 +232,62 @@ fn checks(s: &mut Suite, args: &GuestArgs) -> Result<()> {
 
     s.check("ICMP echo blocked by rule, counted exactly", || {
         let before = bed.rule("icmp-block")?;
-        ensure!(
-            bed.ns.ping_replies(A_V4.into(), 3) == 0,
-            "a ping got through"
-        );
+        ensure!(bed.ns.ping_replies(A_V4.into(), 3) == 0, "a ping got through");
         bed.expect_rule("icmp-block", before + 3)
     });
     s.check("ICMPv6 echo passed by rule, counted exactly", || {
         let before = bed.rule("icmp6-pass")?;
-        ensure!(
-            bed.ns.ping_replies(A_V6.into(), 3) == 3,
-            "not every ping6 was answered"
-        );
+        ensure!(bed.ns.ping_replies(A_V6.into(), 3) == 3, "not every ping6 was answered");
         bed.expect_rule("icmp6-pass", before + 3)
     });
-    s.check("UDP passed by rule, counted exactly", || {
-        bed.udp_check(A_V4.into(), 7101, "udp-pass", 20, true)
-    });
-    s.check("UDP blocked by rule, counted exactly", || {
-        bed.udp_check(A_V4.into(), 7102, "udp-block", 20, false)
-    });
-    s.check("UDP over IPv6 passed by rule, counted exactly", || {
-        bed.udp_check(A_V6.into(), 7101, "udp-pass", 20, true)
-    });
+    s.check("UDP passed by rule, counted exactly", || bed.udp_check(A_V4.into(), 7101, "udp-pass", 20, true));
+    s.check("UDP blocked by rule, counted exactly", || bed.udp_check(A_V4.into(), 7102, "udp-block", 20, false));
+    s.check("UDP over IPv6 passed by rule, counted exactly", || bed.udp_check(A_V6.into(), 7101, "udp-pass", 20, true));
     s.check("UDP over IPv6 blocked by rule, counted exactly", || {
         bed.udp_check(A_V6.into(), 7103, "udp6-block", 20, false)
     });
-    s.check("TCP passed by rule, counted exactly", || {
-        bed.tcp_check(A_V4.into(), 7001, "tcp-pass", true)
+    s.check("TCP passed by rule, counted exactly", || bed.tcp_check(A_V4.into(), 7001, "tcp-pass", true));
+    s.check("TCP blocked by rule, counted exactly", || bed.tcp_check(A_V4.into(), 7002, "tcp-block", false));
+    s.check("TCP over IPv6 passed by rule, counted exactly", || bed.tcp_check(A_V6.into(), 7003, "tcp6-pass", true));
+    s.check("VLAN 100 UDP passed by a vlan rule, counted exactly", || {
+        bed.udp_check(A_VLAN.into(), 7201, "vlan-pass", 20, true)
     });
-    s.check("TCP blocked by rule, counted exactly", || {
-        bed.tcp_check(A_V4.into(), 7002, "tcp-block", false)
+    s.check("VLAN 100 UDP blocked by a vlan rule, counted exactly", || {
+        bed.udp_check(A_VLAN.into(), 7202, "vlan-block", 20, false)
     });
-    s.check("TCP over IPv6 passed by rule, counted exactly", || {
-        bed.tcp_check(A_V6.into(), 7003, "tcp6-pass", true)
+    s.check("outbound UDP blocked by an out rule (TC egress), counted exactly", || bed.out_block_check());
+    s.check("keep state across both RX queues: replies pass only by state", || bed.state_check());
+    s.check("apply under traffic: no carrier loss, nothing allowed lost, counters carried", || {
+        bed.apply_under_traffic()
     });
-    s.check(
-        "VLAN 100 UDP passed by a vlan rule, counted exactly",
-        || bed.udp_check(A_VLAN.into(), 7201, "vlan-pass", 20, true),
-    );
-    s.check(
-        "VLAN 100 UDP blocked by a vlan rule, counted exactly",
-        || bed.udp_check(A_VLAN.into(), 7202, "vlan-block", 20, false),
-    );
-    s.check(
-        "outbound UDP blocked by an out rule (TC egress), counted exactly",
-        || bed.out_block_check(),
-    );
-    s.check(
-        "keep state across both RX queues: replies pass only by state",
-        || bed.state_check(),
-    );
-    s.check(
-        "apply under traffic: no carrier loss, nothing allowed lost, counters carried",
-        || bed.apply_under_traffic(),
-    );
 
-    s.check(
-        "MTU raise while loaded is refused by igb and explained by status",
-        || {
-            let refused = Command::new("ip")
-                .args(["link", "set", a, "mtu", "9000"])
-                .output()?;
-            ensure!(
-                !refused.status.success(),
-                "igb accepted MTU 9000 with XDP attached"
-            );
-            let status = String::from_utf8_lossy(&bed.xdpwall.run(["status"])?.stdout).into_owned();
-            let explained = status
-                .lines()
-                .find(|l| l.contains("MTU"))
-                .unwrap_or_default()
-                .to_string();
-            ensure!(
-                explained.contains("1510"),
-                "status does not explain the MTU limit: {status}"
-            );
-            println!("vmtest:   status: {}", explained.trim());
-            ip(&["link", "set", a, "mtu", "1510"])
-                .context("igb refused MTU 1510 with XDP attached")?;
-            let over = Command::new("ip")
-                .args(["link", "set", a, "mtu", "1511"])
-                .output()?;
-            ip(&["link", "set", a, "mtu", "1500"])?;
-            wait_carrier(a)?;
-            ensure!(
-                !over.status.success(),
-                "igb accepted MTU 1511 with XDP attached"
-            );
-            Ok(())
-        },
-    );
+    s.check("MTU raise while loaded is refused by igb and explained by status", || {
+        let refused = Command::new("ip").args(["link", "set", a, "mtu", "9000"]).output()?;
+        ensure!(!refused.status.success(), "igb accepted MTU 9000 with XDP attached");
+        let status = String::from_utf8_lossy(&bed.xdpwall.run(["status"])?.stdout).into_owned();
+        let explained = status.lines().find(|l| l.contains("MTU")).unwrap_or_default().to_string();
+        ensure!(explained.contains("1510"), "status does not explain the MTU limit: {status}");
+        println!("vmtest:   status: {}", explained.trim());
+        ip(&["link", "set", a, "mtu", "1510"]).context("igb refused MTU 1510 with XDP attached")?;
+        let over = Command::new("ip").args(["link", "set", a, "mtu", "1511"]).output()?;
+        ip(&["link", "set", a, "mtu", "1500"])?;
+        wait_carrier(a)?;
+        ensure!(!over.status.success(), "igb accepted MTU 1511 with XDP attached");
+        Ok(())
+    });
 
     s.check("unload detaches both hooks and restores traffic", || {
         bed.xdpwall.run(["unload"])?;
         wait_carrier(a)?;
         ensure!(!xdp_attached(a)?, "`ip link show {a}` still shows XDP");
         let net = cmd_out("bpftool", &["net", "show", "dev", a])?;
-        ensure!(
-            !net.contains("xdpwall"),
-            "bpftool net still shows a program: {net}"
-        );
+        ensure!(!net.contains("xdpwall"), "bpftool net still shows a program: {net}");
         let tc = cmd_out("tc", &["filter", "show", "dev", a, "egress"])?;
         ensure!(!tc.contains("xdpwall"), "a TC egress filter stayed: {tc}");
         let links: Value = serde_json::from_str(&cmd_out("bpftool", &["-j", "link", "show"])?)?;
-        let tcx_links = links
-            .as_array()
-            .map_or(0, |l| l.iter().filter(|l| l["type"] == 11).count());
+        let tcx_links = links.as_array().map_or(0, |l| l.iter().filter(|l| l["type"] == 11).count());
         ensure!(tcx_links == 0, "{tcx_links} tcx links stayed");
-        ensure!(
-            bed.ns.ping_replies(A_V4.into(), 2) == 2,
-            "the blocked ping still does not pass"
-        );
+        ensure!(bed.ns.ping_replies(A_V4.into(), 2) == 2, "the blocked ping still does not pass");
         Ok(())
     });
     Ok(())
@@ -435,14 +300,8 @@ fn igb_nics() -> Result<Vec<String>> {
         let entry = entry?;
         let dev = entry.path().join("device");
         let driver = std::fs::read_link(dev.join("driver")).ok();
-        if driver
-            .as_deref()
-            .and_then(Path::file_name)
-            .is_some_and(|d| d == "igb")
-        {
-            let slot = std::fs::read_link(&dev)?
-                .file_name()
-                .map(|s| s.to_string_lossy().into_owned());
+        if driver.as_deref().and_then(Path::file_name).is_some_and(|d| d == "igb") {
+            let slot = std::fs::read_link(&dev)?.file_name().map(|s| s.to_string_lossy().into_owned());
             nics.push((slot, entry.file_name().to_string_lossy().into_owned()));
         }
     }
@@ -457,66 +316,16 @@ fn bed(a: String, b: String, args: &GuestArgs) -> Result<Bed> {
     let b_vlan = format!("{b}.{VLAN}");
     ip(&["link", "set", &b, "netns", &nsn])?;
     ip(&["addr", "add", &format!("{A_V4}/24"), "dev", &a])?;
-    ip(&[
-        "-6",
-        "addr",
-        "add",
-        &format!("{A_V6}/64"),
-        "dev",
-        &a,
-        "nodad",
-    ])?;
+    ip(&["-6", "addr", "add", &format!("{A_V6}/64"), "dev", &a, "nodad"])?;
     ip(&["link", "set", &a, "up"])?;
-    ip(&[
-        "link",
-        "add",
-        "link",
-        &a,
-        "name",
-        &a_vlan,
-        "type",
-        "vlan",
-        "id",
-        &VLAN.to_string(),
-    ])?;
+    ip(&["link", "add", "link", &a, "name", &a_vlan, "type", "vlan", "id", &VLAN.to_string()])?;
     ip(&["addr", "add", &format!("{A_VLAN}/24"), "dev", &a_vlan])?;
     ip(&["link", "set", &a_vlan, "up"])?;
     ip(&["-n", &nsn, "addr", "add", &format!("{B_V4}/24"), "dev", &b])?;
-    ip(&[
-        "-n",
-        &nsn,
-        "-6",
-        "addr",
-        "add",
-        &format!("{B_V6}/64"),
-        "dev",
-        &b,
-        "nodad",
-    ])?;
+    ip(&["-n", &nsn, "-6", "addr", "add", &format!("{B_V6}/64"), "dev", &b, "nodad"])?;
     ip(&["-n", &nsn, "link", "set", &b, "up"])?;
-    ip(&[
-        "-n",
-        &nsn,
-        "link",
-        "add",
-        "link",
-        &b,
-        "name",
-        &b_vlan,
-        "type",
-        "vlan",
-        "id",
-        &VLAN.to_string(),
-    ])?;
-    ip(&[
-        "-n",
-        &nsn,
-        "addr",
-        "add",
-        &format!("{B_VLAN}/24"),
-        "dev",
-        &b_vlan,
-    ])?;
+    ip(&["-n", &nsn, "link", "add", "link", &b, "name", &b_vlan, "type", "vlan", "id", &VLAN.to_string()])?;
+    ip(&["-n", &nsn, "addr", "add", &format!("{B_VLAN}/24"), "dev", &b_vlan])?;
     ip(&["-n", &nsn, "link", "set", &b_vlan, "up"])?;
     wait_carrier(&a)?;
     wait_peer_carrier(&nsn, &b)?;
@@ -525,17 +334,8 @@ fn bed(a: String, b: String, args: &GuestArgs) -> Result<Bed> {
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("rules.conf"), RULES)?;
     std::fs::write(dir.join("rules-changed.conf"), rules_changed())?;
-    let xdpwall = Xdpwall::with_dirs(
-        &args.xdpwall,
-        "/sys/fs/bpf/xdpwall-vmtest",
-        "/run/xdpwall-vmtest",
-    );
-    Ok(Bed {
-        a,
-        ns,
-        xdpwall,
-        dir,
-    })
+    let xdpwall = Xdpwall::with_dirs(&args.xdpwall, "/sys/fs/bpf/xdpwall-vmtest", "/run/xdpwall-vmtest");
+    Ok(Bed { a, ns, xdpwall, dir })
 }
 
 impl Bed {
@@ -565,32 +365,16 @@ impl Bed {
     fn egress_hook(&self, tcx: bool) -> Result<(String, u64)> {
         if tcx {
             let pin = self.xdpwall.pin_dir().join("links/egress").join(&self.a);
-            let out = cmd_out(
-                "bpftool",
-                &["-j", "link", "show", "pinned", &pin.display().to_string()],
-            )?;
+            let out = cmd_out("bpftool", &["-j", "link", "show", "pinned", &pin.display().to_string()])?;
             let link: Value = serde_json::from_str(&out).context("parsing bpftool link show")?;
-            ensure!(
-                link["type"] == 11,
-                "pinned egress link is not a tcx link: {out}"
-            );
+            ensure!(link["type"] == 11, "pinned egress link is not a tcx link: {out}");
             let prog = link["prog_id"].as_u64().context("no prog_id")?;
             return Ok((format!("tcx link {}", link["id"]), prog));
         }
         let out = cmd_out("tc", &["filter", "show", "dev", &self.a, "egress"])?;
-        let ours: Vec<&str> = out
-            .lines()
-            .filter(|l| l.contains("handle 0x7877"))
-            .collect();
-        ensure!(
-            ours.len() == 1,
-            "expected one xdpwall filter in {}'s clsact egress: {out}",
-            self.a
-        );
-        ensure!(
-            out.matches("direct-action").count() == 1,
-            "more than one bpf filter on egress: {out}"
-        );
+        let ours: Vec<&str> = out.lines().filter(|l| l.contains("handle 0x7877")).collect();
+        ensure!(ours.len() == 1, "expected one xdpwall filter in {}'s clsact egress: {out}", self.a);
+        ensure!(out.matches("direct-action").count() == 1, "more than one bpf filter on egress: {out}");
         let words: Vec<&str> = ours[0].split_whitespace().collect();
         let prog = words
             .iter()
@@ -601,9 +385,7 @@ impl Bed {
     }
 
     fn state_matches(&self) -> Result<u64> {
-        self.status()?["state_matches"]["packets"]
-            .as_u64()
-            .context("status has no state_matches")
+        self.status()?["state_matches"]["packets"].as_u64().context("status has no state_matches")
     }
 
     /// Counters are read from per-CPU maps after the packets went through; the peer's
@@ -627,21 +409,15 @@ impl Bed {
     /// arrive, and the rule's counter to move by exactly `n`.
     fn udp_check(&self, dst: IpAddr, port: u16, label: &str, n: u64, pass: bool) -> Result<()> {
         let before = self.rule(label)?;
-        let server = UdpSocket::bind(SocketAddr::new(dst, port))
-            .with_context(|| format!("binding {dst}:{port}"))?;
+        let server = UdpSocket::bind(SocketAddr::new(dst, port)).with_context(|| format!("binding {dst}:{port}"))?;
         server.set_read_timeout(Some(QUIET))?;
-        let client = self
-            .ns
-            .run(|| UdpSocket::bind(SocketAddr::new(unspecified(dst), 0)))?;
+        let client = self.ns.run(|| UdpSocket::bind(SocketAddr::new(unspecified(dst), 0)))?;
         for i in 0..n {
             client.send_to(&i.to_be_bytes(), (dst, port))?;
         }
         let got = drain(&server)?;
         let want = if pass { n } else { 0 };
-        ensure!(
-            got == want,
-            "{got} of {n} datagrams to {dst}:{port} arrived, expected {want}"
-        );
+        ensure!(got == want, "{got} of {n} datagrams to {dst}:{port} arrived, expected {want}");
         self.expect_rule(label, before + n)
     }
 
@@ -654,13 +430,8 @@ impl Bed {
         let listener = TcpListener::bind(SocketAddr::new(dst, port))?;
         let target = SocketAddr::new(dst, port);
         progress(&format!("connecting to {target}"));
-        let connected = self
-            .ns
-            .run(|| TcpStream::connect_timeout(&target, Duration::from_secs(2)));
-        progress(&format!(
-            "connect to {target}: {:?}",
-            connected.as_ref().map(|_| ())
-        ));
+        let connected = self.ns.run(|| TcpStream::connect_timeout(&target, Duration::from_secs(2)));
+        progress(&format!("connect to {target}: {:?}", connected.as_ref().map(|_| ())));
         match (connected, pass) {
             (Ok(mut conn), true) => {
                 let server = std::thread::spawn(move || -> Result<usize> {
@@ -677,15 +448,9 @@ impl Bed {
             (Err(e), true) => bail!("connect to {target}: {e}"),
             (Ok(_), false) => bail!("connected to {target} through a block rule"),
             (Err(e), false) => {
-                ensure!(
-                    e.kind() == ErrorKind::TimedOut,
-                    "connect to {target} failed with {e}, not a timeout"
-                );
+                ensure!(e.kind() == ErrorKind::TimedOut, "connect to {target} failed with {e}, not a timeout");
                 listener.set_nonblocking(true)?;
-                ensure!(
-                    listener.accept().is_err(),
-                    "a connection reached the listener"
-                );
+                ensure!(listener.accept().is_err(), "a connection reached the listener");
             }
         }
         // Counted once the peer's side has gone quiet.
@@ -698,9 +463,7 @@ impl Bed {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!(
-                    "rule {label:?} counted {counted} packets; the peer sent {sent} TCP segments"
-                );
+                bail!("rule {label:?} counted {counted} packets; the peer sent {sent} TCP segments");
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -709,9 +472,7 @@ impl Bed {
     /// `block out proto udp to port 7401`: datagrams A sends to the peer never arrive.
     fn out_block_check(&self) -> Result<()> {
         let before = self.rule("out-block")?;
-        let server = self
-            .ns
-            .run(|| UdpSocket::bind(SocketAddr::new(B_V4.into(), 7401)))?;
+        let server = self.ns.run(|| UdpSocket::bind(SocketAddr::new(B_V4.into(), 7401)))?;
         server.set_read_timeout(Some(QUIET))?;
         let client = UdpSocket::bind("0.0.0.0:0")?;
         let n = 10;
@@ -734,20 +495,13 @@ impl Bed {
     fn state_check(&self) -> Result<()> {
         let conns: u64 = 32;
         let q_before = rx_queue_packets(&self.a)?;
-        ensure!(
-            q_before.len() >= 2,
-            "{} has {} RX queues",
-            self.a,
-            q_before.len()
-        );
+        ensure!(q_before.len() >= 2, "{} has {} RX queues", self.a, q_before.len());
         let blocked_before = self.rule("tcp-from-7301")?;
         let opened_before = self.rule("out-tcp-state")?;
         let state_before = self.state_matches()?;
         let peer_before = self.ns.run(tcp_segments_sent)?;
         let a_before = tcp_segments_sent()?;
-        let listener = self
-            .ns
-            .run(|| TcpListener::bind(SocketAddr::new(B_V4.into(), 7301)))?;
+        let listener = self.ns.run(|| TcpListener::bind(SocketAddr::new(B_V4.into(), 7301)))?;
         let server = std::thread::spawn(move || -> Result<usize> {
             let mut total = 0;
             for _ in 0..conns {
@@ -760,20 +514,13 @@ impl Bed {
             Ok(total)
         });
         for i in 0..conns {
-            let mut c = TcpStream::connect_timeout(
-                &SocketAddr::new(B_V4.into(), 7301),
-                Duration::from_secs(3),
-            )
-            .with_context(|| format!("connection {i} to the peer"))?;
+            let mut c = TcpStream::connect_timeout(&SocketAddr::new(B_V4.into(), 7301), Duration::from_secs(3))
+                .with_context(|| format!("connection {i} to the peer"))?;
             c.write_all(&[i as u8; 100])?;
             c.shutdown(std::net::Shutdown::Write)?;
             let mut echo = Vec::new();
             c.read_to_end(&mut echo)?;
-            ensure!(
-                echo.len() == 100,
-                "connection {i}: {} of 100 bytes echoed",
-                echo.len()
-            );
+            ensure!(echo.len() == 100, "connection {i}: {} of 100 bytes echoed", echo.len());
         }
         let total = server.join().expect("server thread")?;
         ensure!(total == 100 * conns as usize, "the peer got {total} bytes");
@@ -798,17 +545,11 @@ impl Bed {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        ensure!(
-            self.rule("tcp-from-7301")? == blocked_before,
-            "replies hit the block rule: state was not found"
-        );
+        ensure!(self.rule("tcp-from-7301")? == blocked_before, "replies hit the block rule: state was not found");
         let q_after = rx_queue_packets(&self.a)?;
         let per_queue: Vec<u64> = q_after.iter().zip(&q_before).map(|(a, b)| a - b).collect();
         println!("vmtest:   RX packets per queue during the check: {per_queue:?}");
-        ensure!(
-            per_queue.iter().filter(|&&n| n > 0).count() >= 2,
-            "replies arrived on one queue only: {per_queue:?}"
-        );
+        ensure!(per_queue.iter().filter(|&&n| n > 0).count() >= 2, "replies arrived on one queue only: {per_queue:?}");
         Ok(())
     }
 
@@ -844,10 +585,7 @@ impl Bed {
                 Ok(o) => applied.push(format!(
                     "apply {}: {}",
                     i + 1,
-                    String::from_utf8_lossy(&o.stdout)
-                        .lines()
-                        .last()
-                        .unwrap_or("")
+                    String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("")
                 )),
                 Err(e) => {
                     stop.store(true, Ordering::Relaxed);
@@ -863,10 +601,7 @@ impl Bed {
             println!("vmtest:   {line}");
         }
         ensure!(sent > 0, "nothing was sent");
-        ensure!(
-            got == sent,
-            "{got} of {sent} datagrams arrived across 2 applies"
-        );
+        ensure!(got == sent, "{got} of {sent} datagrams arrived across 2 applies");
         self.expect_rule("udp-pass", before + sent)?;
         let carrier_after = carrier_changes(a)?;
         ensure!(
@@ -876,13 +611,8 @@ impl Bed {
         );
         ensure!(xdp_attached(a)?, "XDP is no longer attached");
         let (kind, egress_after) = self.egress_hook(tcx)?;
-        ensure!(
-            egress_after != egress_before,
-            "the egress program was not replaced ({kind}, program {egress_after})"
-        );
-        println!(
-            "vmtest:   {sent} datagrams sent and received during 2 applies, carrier changes 0"
-        );
+        ensure!(egress_after != egress_before, "the egress program was not replaced ({kind}, program {egress_after})");
+        println!("vmtest:   {sent} datagrams sent and received during 2 applies, carrier changes 0");
         Ok(())
     }
 }
@@ -921,20 +651,10 @@ fn unspecified(addr: IpAddr) -> IpAddr {
 fn tcp_segments_sent() -> Result<u64> {
     let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp")?;
     let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
-    let (names, values) = (
-        tcp.next().context("no Tcp: header")?,
-        tcp.next().context("no Tcp: values")?,
-    );
+    let (names, values) = (tcp.next().context("no Tcp: header")?, tcp.next().context("no Tcp: values")?);
     let field = |want: &str| -> Result<u64> {
-        let i = names
-            .split_whitespace()
-            .position(|n| n == want)
-            .with_context(|| format!("no {want}"))?;
-        Ok(values
-            .split_whitespace()
-            .nth(i)
-            .context("short Tcp: line")?
-            .parse()?)
+        let i = names.split_whitespace().position(|n| n == want).with_context(|| format!("no {want}"))?;
+        Ok(values.split_whitespace().nth(i).context("short Tcp: line")?.parse()?)
     };
     Ok(field("OutSegs")? + field("RetransSegs")?)
 }
@@ -946,11 +666,7 @@ fn rx_queue_packets(iface: &str) -> Result<Vec<u64>> {
         .lines()
         .filter_map(|l| {
             let (name, value) = l.trim().split_once(':')?;
-            let q = name
-                .strip_prefix("rx_queue_")?
-                .strip_suffix("_packets")?
-                .parse()
-                .ok()?;
+            let q = name.strip_prefix("rx_queue_")?.strip_suffix("_packets")?.parse().ok()?;
             Some((q, value.trim().parse().ok()?))
         })
         .collect();
@@ -961,19 +677,13 @@ fn rx_queue_packets(iface: &str) -> Result<Vec<u64>> {
 /// Whether the running kernel is at least `major.minor` (osrelease "6.1.0-57-amd64").
 fn kernel_at_least(major: u32, minor: u32) -> bool {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release
-        .trim()
-        .split(['.', '-'])
-        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
 }
 
 fn carrier_changes(iface: &str) -> Result<u64> {
     let path = format!("/sys/class/net/{iface}/carrier_changes");
-    Ok(std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {path}"))?
-        .trim()
-        .parse()?)
+    Ok(std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?.trim().parse()?)
 }
 
 /// igb drops the link when XDP is attached or detached, or the MTU changes; carrier is
@@ -1013,16 +723,9 @@ fn ip(args: &[&str]) -> Result<()> {
 }
 
 fn cmd_out(prog: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(prog)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {prog}"))?;
+    let out = Command::new(prog).args(args).output().with_context(|| format!("running {prog}"))?;
     if !out.status.success() {
-        bail!(
-            "`{prog} {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("`{prog} {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
