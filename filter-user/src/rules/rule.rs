@@ -15,7 +15,7 @@ use super::ast::{Action, AddrItem, AddrMatch, Direction, Endpoint, Family, IcmpM
 use super::error::{RulesError, clip};
 use super::lexer::{Kind, Token, unquote};
 use super::names;
-use super::parser::Cursor;
+use super::cursor::{Cursor, suggest};
 use super::validate::Unsupported;
 
 /// Where the parser is in the fixed-order part of a rule: a part may only appear while
@@ -378,7 +378,7 @@ fn port(c: &Cursor<'_>, s: &str, pos: Pos) -> Result<u16, RulesError> {
     names::service_port(s).ok_or_else(|| {
         let mut e = c.err(pos, format!("expected a port number 0-65535 or a service name like `ssh`, found `{s}`"));
         let known: Vec<&str> = names::service_names().collect();
-        if let Some(guess) = super::parser::suggest(s, &known) {
+        if let Some(guess) = suggest(s, &known) {
             e.message.push_str(&format!(" (did you mean `{guess}`?)"));
         }
         e

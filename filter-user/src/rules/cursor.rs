@@ -1,0 +1,184 @@
+//! The cursor over one statement's tokens, with the error helpers every part of the
+//! parser shares, and the "did you mean" of unknown words.
+
+use super::ast::Pos;
+use super::error::{RulesError, brief, clip};
+use super::lexer::{Kind, Token};
+
+/// A cursor over the tokens of one statement (always ending with [`Kind::End`]).
+pub(super) struct Cursor<'a> {
+    src: &'a str,
+    file: &'a str,
+    toks: Vec<Token>,
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor at the first token of `toks`, which must end with a `Kind::End` token.
+    pub fn new(src: &'a str, file: &'a str, toks: Vec<Token>) -> Self {
+        Cursor { src, file, toks, i: 0 }
+    }
+
+    /// The next token, not consumed.
+    pub fn peek(&self) -> Token {
+        self.toks[self.i]
+    }
+
+    /// The next token, consumed; at the end, keeps returning the `End` token.
+    pub fn next(&mut self) -> Token {
+        let tok = self.toks[self.i];
+        if tok.kind != Kind::End {
+            self.i += 1;
+        }
+        tok
+    }
+
+    /// The source text of a token.
+    pub fn text(&self, tok: Token) -> &'a str {
+        &self.src[tok.start..tok.end]
+    }
+
+    /// The text of a word token; `None` for other tokens.
+    pub fn word(&self, tok: Token) -> Option<&'a str> {
+        (tok.kind == Kind::Word).then(|| self.text(tok))
+    }
+
+    /// Whether `tok` is the word `w`.
+    pub fn is_word(&self, tok: Token, w: &str) -> bool {
+        self.word(tok) == Some(w)
+    }
+
+    /// The statement's source text: tokens as written, with a single space wherever
+    /// the source had whitespace, a comment or a line continuation between them.
+    /// Strings keep their inner spacing: they are shown as the operator wrote them.
+    pub fn statement_text(&self) -> String {
+        let mut text = String::new();
+        let mut prev_end = None;
+        for tok in self.toks.iter().filter(|t| t.kind != Kind::End) {
+            if prev_end.is_some_and(|end| end != tok.start) {
+                text.push(' ');
+            }
+            text.push_str(self.text(*tok));
+            prev_end = Some(tok.end);
+        }
+        text
+    }
+
+    /// An error at `pos` in this file.
+    pub fn err(&self, pos: Pos, message: impl Into<String>) -> RulesError {
+        RulesError::at(self.file, pos, message)
+    }
+
+    /// How a token is named in "found ..." messages.
+    pub fn found(&self, tok: Token) -> String {
+        match tok.kind {
+            Kind::End => "end of line".to_owned(),
+            _ => format!("`{}`", clip(self.text(tok))),
+        }
+    }
+
+    /// Like [`Cursor::found`], quoting at most a brief excerpt.
+    pub fn found_brief(&self, tok: Token) -> String {
+        match tok.kind {
+            Kind::End => "end of line".to_owned(),
+            _ => format!("`{}`", brief(self.text(tok))),
+        }
+    }
+
+    /// "expected X, found Y" at `tok`.
+    pub fn unexpected(&self, tok: Token, expected: &str) -> RulesError {
+        self.err(tok.pos, format!("expected {expected}, found {}", self.found(tok)))
+    }
+
+    /// Like [`Cursor::unexpected`], adding "did you mean" when `tok` is a word close
+    /// to one of `keywords` (typos such as `frmo` are the commonest mistake).
+    pub fn unexpected_kw(&self, tok: Token, expected: &str, keywords: &[&str]) -> RulesError {
+        let mut e = self.unexpected(tok, expected);
+        if let Some(guess) = self.word(tok).and_then(|w| suggest(w, keywords)) {
+            e.message.push_str(&format!(" (did you mean `{guess}`?)"));
+        }
+        e
+    }
+
+    /// Consumes the end of the statement, or fails with "expected {expected}".
+    pub fn expect_end(&mut self, expected: &str) -> Result<(), RulesError> {
+        let tok = self.next();
+        if tok.kind == Kind::End { Ok(()) } else { Err(self.unexpected(tok, expected)) }
+    }
+}
+
+/// Longest word "did you mean" looks at, in characters: more than the longest keyword
+/// (`tcp.established`, 15) plus the two edits allowed. A longer word is no typo of a
+/// keyword, and is not worth any work.
+const MAX_SUGGEST_LEN: usize = 24;
+
+/// The keyword closest to `word`, if it is close enough to be a likely typo: at most
+/// one edit for short words, two for longer ones (a swap of neighbours counts as one).
+pub(super) fn suggest<'k>(word: &str, keywords: &[&'k str]) -> Option<&'k str> {
+    if word.len() > 4 * MAX_SUGGEST_LEN || word.chars().count() > MAX_SUGGEST_LEN {
+        return None;
+    }
+    let limit = if word.chars().count() <= 3 { 1 } else { 2 };
+    keywords
+        .iter()
+        .filter_map(|k| edit_distance_within(word, k, limit).map(|d| (d, *k)))
+        .filter(|&(d, k)| d > 0 && k.len() > 1)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, k)| k)
+}
+
+/// Optimal string alignment distance (Levenshtein plus adjacent transpositions) when it
+/// is at most `limit`, else `None`. Keeps three rows, not a matrix, and stops as soon as
+/// every entry of a row exceeds `limit` (the distance can only grow from there).
+fn edit_distance_within(a: &str, b: &str, limit: usize) -> Option<usize> {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    if a.len().abs_diff(b.len()) > limit {
+        return None;
+    }
+    // prev2, prev, cur: rows i-2, i-1, i; row[j] = distance between a[..i] and b[..j].
+    let mut prev2: Vec<usize> = vec![0; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur: Vec<usize> = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        cur[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(prev2[j - 2] + 1);
+            }
+            cur[j] = best;
+        }
+        if cur.iter().all(|&d| d > limit) {
+            return None;
+        }
+        std::mem::swap(&mut prev2, &mut prev);
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    Some(prev[b.len()]).filter(|&d| d <= limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(edit_distance_within("frmo", "from", 2), Some(1));
+        assert_eq!(edit_distance_within("kitten", "sitting", 3), Some(3));
+        assert_eq!(edit_distance_within("kitten", "sitting", 2), None);
+        assert_eq!(edit_distance_within("ab", "abcd", 1), None);
+        assert_eq!(edit_distance_within("ca", "abc", 3), Some(3));
+        assert_eq!(edit_distance_within("", "to", 2), Some(2));
+        assert_eq!(suggest("frmo", &["from", "to"]), Some("from"));
+        assert_eq!(suggest("pas", &["pass", "block"]), Some("pass"));
+        assert_eq!(suggest("xyz", &["from", "to"]), None);
+        assert_eq!(suggest("from", &["from"]), None);
+        // Long words get no suggestion and no work: not even the distance to a
+        // keyword they start with.
+        assert_eq!(suggest("tcp.establishedxx", &["tcp.established"]), Some("tcp.established"));
+        assert_eq!(suggest(&"x".repeat(25), &[&"x".repeat(24)]), None);
+        assert_eq!(suggest(&"x".repeat(10_000_000), &["pass"]), None);
+    }
+}
