@@ -402,8 +402,19 @@ pub struct Long24 {
     pub class: u32,
     /// Bit `len - V4_HASHED_MIN_LEN` set when a /len prefix lies in this /24.
     pub lengths: u32,
+    /// The class of every covered address when the longer prefixes here all have the
+    /// same class (a blocklist's hosts do), so no hash lookup is needed; else
+    /// [`Long24::MIXED`].
+    pub covered_class: u32,
+    /// Explicit padding.
+    pub _pad: u32,
     /// Bit `host` (of word `host / 64`) set when a longer prefix covers `x.y.z.host`.
     pub covered: [u64; 4],
+}
+
+impl Long24 {
+    /// `covered_class` of a /24 whose longer prefixes differ in class.
+    pub const MIXED: u32 = u32::MAX;
 }
 
 /// Key of a `*_PREFIXES` hash: a prefix, its host bits cleared.

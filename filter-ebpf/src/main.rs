@@ -312,6 +312,9 @@ impl AddrMaps {
         if long.covered[(host >> 6) as usize & 3] & (1 << (host & 63)) == 0 {
             return Some(long.class);
         }
+        if long.covered_class != Long24::MIXED {
+            return Some(long.covered_class);
+        }
         let lengths = long.lengths;
         let mut key = PrefixKey { addr: [0; 16], len: 0, family: FAMILY_V4 as u8, _pad: [0; 2] };
         // Longest first: the first hit is the longest match.

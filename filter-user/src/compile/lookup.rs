@@ -101,11 +101,14 @@ impl AddrLookup {
             if *entry & dir::LONGER == 0 {
                 let index = self.long24.len() as u32;
                 assert!(index <= MAX_ADDR_CLASS, "too many /24s with longer prefixes");
-                self.long24.push(Long24 { class: *entry, lengths: 0, covered: [0; 4] });
+                self.long24.push(Long24 { class: *entry, lengths: 0, covered_class: class, _pad: 0, covered: [0; 4] });
                 *entry = dir::LONGER | index;
             }
             let long = &mut self.long24[(*entry & !dir::LONGER) as usize];
             long.lengths |= 1 << (len32 - V4_HASHED_MIN_LEN);
+            if long.covered_class != class {
+                long.covered_class = Long24::MIXED;
+            }
             let first = ip & 0xff;
             for host in first..first + (1 << (32 - len32)) {
                 long.covered[(host / 64) as usize] |= 1 << (host % 64);
@@ -181,6 +184,9 @@ impl AddrLookup {
         let host = ip & 0xff;
         if long.covered[(host / 64) as usize] & (1 << (host % 64)) == 0 {
             return long.class;
+        }
+        if long.covered_class != Long24::MIXED {
+            return long.covered_class;
         }
         for len in (V4_HASHED_MIN_LEN..=32).rev() {
             if long.lengths & (1 << (len - V4_HASHED_MIN_LEN)) == 0 {
@@ -337,7 +343,16 @@ mod tests {
         let l = AddrLookup::build(entries, vec![(0, 0, 0)]);
         assert_eq!(l.dir4.len(), (dir::TOP_ENTRIES + dir::GROUP_ENTRIES) as usize, "one group, for 10.1/16");
         assert_eq!(l.prefixes.len(), 1);
-        assert_eq!(l.long24, [Long24 { class: 2, lengths: 1 << (32 - V4_HASHED_MIN_LEN), covered: [1 << 3, 0, 0, 0] }]);
+        assert_eq!(
+            l.long24,
+            [Long24 {
+                class: 2,
+                lengths: 1 << (32 - V4_HASHED_MIN_LEN),
+                covered_class: 3,
+                _pad: 0,
+                covered: [1 << 3, 0, 0, 0]
+            }]
+        );
         let class = |s: &str| l.class_of(s.parse().unwrap()).unwrap();
         assert_eq!(class("10.1.2.3"), 3);
         assert_eq!(class("10.1.2.4"), 2, "inside the flagged /24 but not the host");

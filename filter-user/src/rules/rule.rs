@@ -12,10 +12,10 @@ use ipnet::IpNet;
 
 use super::addr;
 use super::ast::{Action, AddrItem, AddrMatch, Direction, Endpoint, Family, IcmpMatch, PortRange, Pos, Rule, TcpFlags};
+use super::cursor::{Cursor, suggest};
 use super::error::{RulesError, clip};
 use super::lexer::{Kind, Token, unquote};
 use super::names;
-use super::cursor::{Cursor, suggest};
 use super::validate::Unsupported;
 
 /// Where the parser is in the fixed-order part of a rule: a part may only appear while
