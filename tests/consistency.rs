@@ -6,39 +6,19 @@
 use std::{
     net::{SocketAddr, UdpSocket},
     os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
-    path::{Path, PathBuf},
+    path::Path,
     time::Duration,
 };
 
 use serde_json::Value;
 use xdpwall_tests::{
+    TempDir,
     cli::Xdpwall,
     netns::{Netns, VethPair},
 };
 
 const CLOSED: &str = "set default pass\nblock in proto udp to port 7000 label \"closed\"\n";
 const OPEN: &str = "set default pass\npass in proto udp to port 7000 label \"open\"\n";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("xdpwall-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-    fn write(&self, name: &str, text: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `status --json` and its exit code.
 fn status(fw: &Xdpwall) -> (Value, Option<i32>, String) {
@@ -78,7 +58,8 @@ fn an_apply_killed_or_failing_at_any_step_leaves_one_ruleset_enforcing_and_a_tru
     let (a, b) = (VethPair::new(&ns).unwrap(), VethPair::new(&ns).unwrap());
     let fw = Xdpwall::isolated();
     let dir = TempDir::new("crash");
-    let (closed, open) = (dir.write("closed.conf", CLOSED), dir.write("open.conf", OPEN));
+    let (closed, open) =
+        (dir.write("closed.conf", CLOSED).display().to_string(), dir.write("open.conf", OPEN).display().to_string());
     fw.run(["load", &a.host, &b.host, &closed]).expect("load");
     // Counting passes every point once and leaves `open` applied.
     let points = fault_points(&fw, &open);
@@ -140,7 +121,7 @@ fn a_lost_state_file_is_explained_adopted_or_force_unloaded() {
     let veth = VethPair::new(&ns).unwrap();
     let fw = Xdpwall::isolated();
     let dir = TempDir::new("adopt");
-    let closed = dir.write("closed.conf", CLOSED);
+    let closed = dir.write("closed.conf", CLOSED).display().to_string();
     fw.run(["load", &veth.host, &closed]).expect("load");
     let state = fw.run_dir().join("state.json");
 
@@ -185,7 +166,7 @@ fn a_recreated_interface_is_reported_then_attached_again() {
     let veth = VethPair::new(&ns).unwrap();
     let fw = Xdpwall::isolated();
     let dir = TempDir::new("recreate");
-    let closed = dir.write("closed.conf", CLOSED);
+    let closed = dir.write("closed.conf", CLOSED).display().to_string();
     fw.run(["load", &veth.host, &closed]).expect("load");
     assert_eq!(probe(&ns, &[&veth]), [false]);
 
@@ -220,7 +201,7 @@ fn lost_counters_and_pins_of_another_layout_are_explained() {
     let veth = VethPair::new(&ns).unwrap();
     let fw = Xdpwall::isolated();
     let dir = TempDir::new("abi");
-    let closed = dir.write("closed.conf", CLOSED);
+    let closed = dir.write("closed.conf", CLOSED).display().to_string();
     fw.run(["load", &veth.host, &closed]).expect("load");
     assert_eq!(probe(&ns, &[&veth]), [false]);
 
@@ -253,7 +234,7 @@ fn the_state_belongs_to_root_alone() {
     let veth = VethPair::new(&ns).unwrap();
     let fw = Xdpwall::isolated();
     let dir = TempDir::new("owner");
-    let closed = dir.write("closed.conf", CLOSED);
+    let closed = dir.write("closed.conf", CLOSED).display().to_string();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
 
     // A pin directory another user made first is refused, and nothing is attached.
@@ -302,7 +283,7 @@ fn a_failed_load_leaves_nothing_and_load_racing_unload_never_tangles() {
     let veth = VethPair::new(&ns).unwrap();
     let fw = Xdpwall::isolated();
     let dir = TempDir::new("race");
-    let closed = dir.write("closed.conf", CLOSED);
+    let closed = dir.write("closed.conf", CLOSED).display().to_string();
     let out = fw.output(["load", "xw-no-such-if", &closed]).unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(!fw.pin_dir().exists(), "a failed load pins nothing and makes no directory");

@@ -14,6 +14,32 @@ pub mod cli;
 pub mod netns;
 pub mod packet;
 
+/// A directory under the system's temporary directory, named after the test and this
+/// process, removed with everything in it on drop (also when the test panics).
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// Makes `<tmp>/xdpwall-<name>-<pid>`.
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("xdpwall-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("the temporary directory is writable");
+        TempDir(dir)
+    }
+
+    /// Writes `text` to the file `name` in the directory and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> std::path::PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("the temporary directory is writable");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Whether this process runs as root (euid 0), which namespaces, veth and XDP need.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -4,7 +4,7 @@
 use std::{
     fmt::Write as _,
     net::{IpAddr, SocketAddr, UdpSocket},
-    path::{Path, PathBuf},
+    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -14,30 +14,10 @@ use std::{
 
 use serde_json::Value;
 use xdpwall_tests::{
+    TempDir,
     cli::Xdpwall,
     netns::{Netns, VethPair},
 };
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("xdpwall-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `n` addresses from 11.0.0.0 on, every third one, one per line.
 fn big_table(n: u32, salt: u32) -> String {

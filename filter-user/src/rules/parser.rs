@@ -11,7 +11,7 @@ use super::addr;
 use super::ast::{Action, Options, Pos, Ruleset, Table};
 use super::cursor::{Cursor, suggest};
 use super::error::{RulesError, clip, clip_path};
-use super::lexer::{Kind, Lexer, Token, unquote};
+use super::lexer::{Kind, Lexer, unquote};
 use super::rule;
 use super::source::{self, MAX_TABLE_FILE_BYTES, ReadError};
 use super::tables::{self, TableTextError};
