@@ -369,7 +369,9 @@ pub const FAMILY_V6: u32 = 1;
 ///   cache-missing hash lookup.
 /// - IPv6: the most populated lengths (at most [`V6_HASHED_LENGTHS`], load-time
 ///   `*_V6_LENGTHS`: one per byte from the lowest, longest first, 0 ending the list)
-///   are exact keys in the same hash, looked up longest first; the rest, always with `::/0`, sit in a
+///   are exact keys in the same hash, looked up longest first, each behind a Bloom
+///   filter (`*_BLOOM6`, cache-resident) that turns most misses away before the hash;
+///   the rest, always with `::/0`, sit in a
 ///   small LPM trie (`*_TRIE6`) whose answer carries its prefix length, so that only
 ///   longer hashed lengths are looked up after it.
 pub mod dir {
@@ -703,12 +705,16 @@ pub mod names {
         SRC_PREFIXES,
         /// Map: the source's IPv6 trie.
         SRC_TRIE6,
+        /// Map: a Bloom filter of the source's hashed IPv6 prefixes.
+        SRC_BLOOM6,
         /// Map: the destination's IPv4 direct array.
         DST_DIR4,
         /// Map: the destination's hashed prefixes.
         DST_PREFIXES,
         /// Map: the destination's IPv6 trie.
         DST_TRIE6,
+        /// Map: a Bloom filter of the destination's hashed IPv6 prefixes.
+        DST_BLOOM6,
         /// Map: the last decision (tests).
         TRACE_LAST,
         /// Global: bit per used field.

@@ -48,7 +48,7 @@ use aya_ebpf::{
     Global,
     bindings::{BPF_F_MMAPABLE, TC_ACT_OK, TC_ACT_SHOT, xdp_action},
     macros::{classifier, map, xdp},
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    maps::{Array, BloomFilter, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::{TcContext, XdpContext},
 };
 use filter_common::{
@@ -131,10 +131,12 @@ shared_map! { SRC_DIR4: Array<[u32; 2]> = Array::with_max_entries(1, BPF_F_MMAPA
 shared_map! { SRC_LONG24: Array<Long24> = Array::with_max_entries(1, BPF_F_MMAPABLE); }
 shared_map! { SRC_PREFIXES: HashMap<PrefixKey, u32> = HashMap::with_max_entries(1, 0); }
 shared_map! { SRC_TRIE6: LpmTrie<[u8; 16], PrefixClass> = LpmTrie::with_max_entries(1, 0); }
+shared_map! { SRC_BLOOM6: BloomFilter<PrefixKey> = BloomFilter::with_max_entries(1, 0); }
 shared_map! { DST_DIR4: Array<[u32; 2]> = Array::with_max_entries(1, BPF_F_MMAPABLE); }
 shared_map! { DST_LONG24: Array<Long24> = Array::with_max_entries(1, BPF_F_MMAPABLE); }
 shared_map! { DST_PREFIXES: HashMap<PrefixKey, u32> = HashMap::with_max_entries(1, 0); }
 shared_map! { DST_TRIE6: LpmTrie<[u8; 16], PrefixClass> = LpmTrie::with_max_entries(1, 0); }
+shared_map! { DST_BLOOM6: BloomFilter<PrefixKey> = BloomFilter::with_max_entries(1, 0); }
 shared_map! { SPORT_CLASS: Array<u32> = Array::with_max_entries(1, 0); }
 shared_map! { DPORT_CLASS: Array<u32> = Array::with_max_entries(1, 0); }
 shared_map! { TCP_FLAGS_CLASS: Array<u32> = Array::with_max_entries(1, 0); }
@@ -265,6 +267,7 @@ struct AddrMaps {
     long24: &'static Array<Long24>,
     prefixes: &'static HashMap<PrefixKey, u32>,
     trie6: &'static LpmTrie<[u8; 16], PrefixClass>,
+    bloom6: &'static BloomFilter<PrefixKey>,
     v6_lengths: &'static Global<u64>,
 }
 
@@ -280,6 +283,7 @@ impl AddrMaps {
                 long24: &SRC_LONG24,
                 prefixes: &SRC_PREFIXES,
                 trie6: &SRC_TRIE6,
+                bloom6: &SRC_BLOOM6,
                 v6_lengths: &SRC_V6_LENGTHS,
             }
         } else {
@@ -288,6 +292,7 @@ impl AddrMaps {
                 long24: &DST_LONG24,
                 prefixes: &DST_PREFIXES,
                 trie6: &DST_TRIE6,
+                bloom6: &DST_BLOOM6,
                 v6_lengths: &DST_V6_LENGTHS,
             }
         }
@@ -373,6 +378,11 @@ impl AddrMaps {
             key.addr[..8].copy_from_slice(&h.to_be_bytes());
             key.addr[8..].copy_from_slice(&l.to_be_bytes());
             key.len = len as u8;
+            // Most random sources are in no hashed prefix: the Bloom filter (a bitmap
+            // that stays in cache) says so without the hash's cache misses.
+            if self.bloom6.contains(&key).is_err() {
+                continue;
+            }
             if let Some(class) = self.prefix_class(&key) {
                 return Some(class);
             }

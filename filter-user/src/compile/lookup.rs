@@ -152,6 +152,11 @@ impl AddrLookup {
         }
     }
 
+    /// IPv6 prefixes in the hash (and so in the Bloom filter in front of it).
+    pub fn v6_hashed_prefixes(&self) -> usize {
+        self.prefixes.keys().filter(|k| u32::from(k.family) == FAMILY_V6).count()
+    }
+
     /// Hashed IPv6 lengths, longest first.
     pub fn v6_hashed_lengths(&self) -> impl Iterator<Item = u8> {
         self.config.v6_lengths.to_le_bytes().into_iter().take_while(|&l| l != 0)
@@ -233,8 +238,11 @@ impl AddrLookup {
         // and up to one intermediate node per entry.
         let hash = self.prefixes.len() as u64 * (48 + 24 + 8) + (self.prefixes.len() as u64).next_power_of_two() * 16;
         let trie = self.trie6.len() as u64 * 2 * 64;
+        // The kernel sizes a Bloom filter at n * 5 hashes / ln 2 bits, a power of two.
+        let bloom =
+            ((self.v6_hashed_prefixes().max(1) as f64 * 5.0 / std::f64::consts::LN_2) as u64).next_power_of_two() / 8;
         let long24 = (self.long24.len() * std::mem::size_of::<Long24>()) as u64;
-        self.dir4.len() as u64 * 4 + long24 + hash + trie
+        self.dir4.len() as u64 * 4 + long24 + hash + trie + bloom
     }
 }
 

@@ -138,7 +138,8 @@ impl LoadedProgram {
                 .map_max_entries(a.dir4, at_least_one(a.lookup.dir4.len() / dir::PER_ELEMENT as usize))
                 .map_max_entries(a.long24, at_least_one(a.lookup.long24.len()))
                 .map_max_entries(a.prefixes, at_least_one(a.lookup.prefixes.len()))
-                .map_max_entries(a.trie6, at_least_one(a.lookup.trie6.len()));
+                .map_max_entries(a.trie6, at_least_one(a.lookup.trie6.len()))
+                .map_max_entries(a.bloom6, at_least_one(a.lookup.v6_hashed_prefixes()));
         }
         for (name, class) in &defaults {
             loader.override_global(name, class, true);
@@ -210,6 +211,12 @@ impl LoadedProgram {
             let mut map: HashMap<_, PrefixKey, u32> = self.map_typed(a.prefixes)?;
             for (key, class) in &a.lookup.prefixes {
                 map.insert(key, class, 0).map_err(|e| Error::Map(a.prefixes, e))?;
+            }
+        }
+        {
+            let mut bloom: aya::maps::BloomFilter<_, PrefixKey> = self.map_typed(a.bloom6)?;
+            for key in a.lookup.prefixes.keys().filter(|k| u32::from(k.family) == filter_common::FAMILY_V6) {
+                bloom.insert(key, 0).map_err(|e| Error::Map(a.bloom6, e))?;
             }
         }
         let mut trie: LpmTrie<_, [u8; 16], PrefixClass> = self.map_typed(a.trie6)?;
@@ -316,6 +323,7 @@ struct AddrField<'a> {
     long24: &'static str,
     prefixes: &'static str,
     trie6: &'static str,
+    bloom6: &'static str,
     lookup: &'a AddrLookup,
 }
 
@@ -327,6 +335,7 @@ fn addr_fields(c: &Compiled) -> [AddrField<'_>; 2] {
             dir4: names::SRC_DIR4,
             prefixes: names::SRC_PREFIXES,
             trie6: names::SRC_TRIE6,
+            bloom6: names::SRC_BLOOM6,
             lookup: &c.src,
         },
         AddrField {
@@ -335,6 +344,7 @@ fn addr_fields(c: &Compiled) -> [AddrField<'_>; 2] {
             dir4: names::DST_DIR4,
             prefixes: names::DST_PREFIXES,
             trie6: names::DST_TRIE6,
+            bloom6: names::DST_BLOOM6,
             lookup: &c.dst,
         },
     ]
