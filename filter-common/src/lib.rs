@@ -45,6 +45,77 @@ pub struct RuleAction {
 
 /// `RuleAction::flags`: a pass by this rule creates a flow entry (`keep state`).
 pub const RULE_KEEP_STATE: u32 = 1;
+/// `RuleAction::flags`: the rule has a rate limit (`rate N/s`, `max-pkt-rate`): its
+/// [`RateLimit`] is entry `rule` of `RATE_LIMITS`. While over its rate the rule does not
+/// match, and the packet goes on to the next candidate rule.
+pub const RULE_RATE: u32 = 2;
+/// `RuleAction::flags`: with [`RULE_RATE`], one limiter per source (`per-source`), kept
+/// in `SOURCE_RATES`.
+pub const RULE_RATE_PER_SOURCE: u32 = 4;
+
+/// Most rules with a rate limit in one ruleset: each can send a packet on to the next
+/// candidate once, which bounds the classifier's loop (and the verifier's walk of it).
+pub const MAX_RATE_RULES: u32 = 64;
+
+/// A rule's rate limiter (an element of `RATE_LIMITS`, indexed by rule): GCRA, the
+/// generic cell rate algorithm, on one word. `tat_ns` is the theoretical arrival time
+/// of the next packet; a packet conforms when `max(tat, now) - now <= tolerance_ns`, and
+/// then moves `tat` to `max(tat, now) + interval_ns` with a compare-and-swap, so that
+/// CPUs judging packets of the same rule at once never both spend the same token.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Theoretical arrival time (monotonic ns); 0: the bucket is full. Written by the
+    /// program only (per-rule limiters; per-source ones keep theirs in `SOURCE_RATES`).
+    pub tat_ns: u64,
+    /// Nanoseconds per packet: `1e9 / rate`.
+    pub interval_ns: u64,
+    /// How far ahead of now `tat` may run: `(burst - 1) * interval_ns`.
+    pub tolerance_ns: u64,
+    /// Per-source limiters: the IPv4 prefix length sources are grouped by.
+    pub mask_v4: u8,
+    /// Per-source limiters: the IPv6 prefix length.
+    pub mask_v6: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 6],
+}
+
+/// Key of `SOURCE_RATES`: one limiter per rule and source prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, Hash)]
+pub struct SourceKey {
+    /// The source, masked to the rule's prefix length (IPv4 in the first 4 bytes).
+    pub addr: [u8; 16],
+    /// The rule's index in the ruleset.
+    pub rule: u16,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    /// Explicit padding.
+    pub _pad: u8,
+}
+
+/// Per-rule events besides matches (per CPU in the pinned `RULE_EVENTS`, indexed like
+/// `COUNTERS` by the rule's counter slot, so they carry over an apply too).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct RuleEvents {
+    /// Packets the rule would have matched but for its rate limit.
+    pub over_rate: u64,
+    /// Packets the rule logged.
+    pub logged: u64,
+}
+
+impl core::ops::Add for RuleEvents {
+    type Output = RuleEvents;
+
+    /// Sums two CPUs' events.
+    fn add(self, o: RuleEvents) -> RuleEvents {
+        RuleEvents { over_rate: self.over_rate + o.over_rate, logged: self.logged + o.logged }
+    }
+}
+
+/// Default `set limit src-nodes`: per-source limiters kept (pf's default).
+pub const DEFAULT_SRC_NODES: u32 = 10_000;
 
 /// Key of the connection table: a flow's two endpoints in canonical order (`a` is
 /// the lower of (address, port)), so both directions find the same entry.
@@ -773,6 +844,14 @@ pub mod names {
         TIMEOUT_UDP_MULTIPLE,
         /// Global: `set timeout icmp.first`.
         TIMEOUT_ICMP,
+        /// Map: per-rule rate limiters ([`super::RateLimit`]), by rule index.
+        RATE_LIMITS,
+        /// Map: per-source rate limiters (LRU, `set limit src-nodes`).
+        SOURCE_RATES,
+        /// Pinned map: per-rule events ([`super::RuleEvents`]) by counter slot.
+        RULE_EVENTS,
+        /// Global: rules with a rate limit (bounds the classifier's loop).
+        RATE_RULES,
     }
 }
 
@@ -789,4 +868,7 @@ mod pod {
     unsafe impl aya::Pod for super::PrefixKey {}
     unsafe impl aya::Pod for super::PrefixClass {}
     unsafe impl aya::Pod for super::Long24 {}
+    unsafe impl aya::Pod for super::RateLimit {}
+    unsafe impl aya::Pod for super::SourceKey {}
+    unsafe impl aya::Pod for super::RuleEvents {}
 }

@@ -7,6 +7,9 @@
 //! number of 64-rule words that can still match, never with table sizes.
 #![no_std]
 #![no_main]
+// Atomic compare-and-swap for the rate limiters (the BPF target's atomics have no CAS).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 /// A map the loader finds by its name in `filter_common::names`: the name constant
 /// must exist and equal the identifier, or this fails to compile.
@@ -43,6 +46,7 @@ macro_rules! shared_global {
 mod bench;
 mod ct;
 mod parse;
+mod rate;
 
 use aya_ebpf::{
     Global,
@@ -102,6 +106,11 @@ shared_global! {
     SRC_V6_LENGTHS: u64 = 0;
 }
 shared_global! { DST_V6_LENGTHS: u64 = 0; }
+shared_global! {
+    /// Rules with a rate limit: each may send a packet on to the next candidate once,
+    /// so the classifier's loop runs at most this many extra steps.
+    RATE_RULES: u32 = 0;
+}
 shared_global! {
     /// Non-zero only in tests: record every decision in `TRACE_LAST` (pruned otherwise).
     TRACE: u32 = 0;
@@ -226,7 +235,12 @@ fn judge(fields: &Fields, iface_class: u32, dir: Direction, len: u64) -> (bool, 
         return (true, slot::STATE);
     }
     if dir == Direction::In || HAS_OUT_RULES.load() != 0 {
-        if let Some(rule) = first_match(fields, iface_class, dir)
+        let matched = if RATE_RULES.load() == 0 {
+            first_match(fields, iface_class, dir)
+        } else {
+            first_match_rated(fields, iface_class, dir)
+        };
+        if let Some(rule) = matched
             && let Some(rule) = RULES.get(rule)
         {
             let pass = rule.action == ACTION_PASS;
@@ -453,6 +467,78 @@ fn first_match(p: &Fields, iface_class: u32, dir: Direction) -> Option<u32> {
         candidates &= candidates - 1;
     }
     None
+}
+
+/// [`first_match`] for rulesets with rate limits: a rule over its rate does not match,
+/// and the next candidate decides. The address classes are looked up first, in a frame
+/// of their own: the word loop's extra state would otherwise push the deepest chain of
+/// calls (through the IPv6 address lookup) past the verifier's 512 bytes of stack.
+#[inline(never)]
+fn first_match_rated(p: &Fields, iface_class: u32, dir: Direction) -> Option<u32> {
+    let src = if used(field::SRC_ADDR) { addr_class::<true>(p)? } else { 0 };
+    let dst = if used(field::DST_ADDR) { addr_class::<false>(p)? } else { 0 };
+    rated_word_loop(p, iface_class, dir, (src as u64) << 32 | dst as u64)
+}
+
+/// The word loop of [`first_match_rated`]; `addr_classes`: source class << 32 |
+/// destination class (unused fields: anything).
+#[inline(never)]
+fn rated_word_loop(p: &Fields, iface_class: u32, dir: Direction, addr_classes: u64) -> Option<u32> {
+    let b_dir = bitmap_of(field::DIRECTION, || {
+        Some(if dir == Direction::In { DIR_IN_CLASS.load() } else { DIR_OUT_CLASS.load() })
+    })
+    .ok()?;
+    let b_iface = bitmap_of(field::IFACE, || Some(iface_class)).ok()?;
+    let b_proto = bitmap_of(field::PROTO, || keyed(&PROTO_CLASS, p.proto_key, &PROTO_DEFAULT)).ok()?;
+    let b_src = bitmap_of(field::SRC_ADDR, || Some((addr_classes >> 32) as u32)).ok()?;
+    let b_dst = bitmap_of(field::DST_ADDR, || Some(addr_classes as u32)).ok()?;
+    let b_sport = bitmap_of(field::SRC_PORT, || keyed(&SPORT_CLASS, p.sport_key, &SPORT_DEFAULT)).ok()?;
+    let b_dport = bitmap_of(field::DST_PORT, || keyed(&DPORT_CLASS, p.dport_key, &DPORT_DEFAULT)).ok()?;
+    let b_flags = bitmap_of(field::TCP_FLAGS, || keyed(&TCP_FLAGS_CLASS, p.tcp_flags_key, &TCP_FLAGS_DEFAULT)).ok()?;
+    let b_icmp = bitmap_of(field::ICMP, || keyed(&ICMP_CLASS, p.icmp_key, &ICMP_DEFAULT)).ok()?;
+    let b_vlan = bitmap_of(field::VLAN, || keyed(&VLAN_CLASS, p.vlan_key, &VLAN_DEFAULT)).ok()?;
+
+    let fields = [b_dir, b_iface, b_proto, b_src, b_dst, b_sport, b_dport, b_flags, b_icmp, b_vlan];
+    let words = RULE_WORDS.load();
+    let mut candidates = if words >= 64 { u64::MAX } else { (1u64 << words) - 1 };
+    candidates &= and_fields(&fields, |b| b.summary);
+    // Rules of the current word that were over their rate.
+    let mut skipped = 0u64;
+    // One step per candidate word plus one per rule over its rate (at most `RATE_RULES`).
+    for _ in 0..BITMAP_WORDS as u32 + RATE_RULES.load() {
+        if candidates == 0 {
+            break;
+        }
+        let w = core::hint::black_box(candidates.trailing_zeros() as usize) & (BITMAP_WORDS - 1);
+        let acc = and_fields(&fields, |b| b.words[w]) & !skipped;
+        if acc != 0 {
+            let rule = w as u32 * 64 + acc.trailing_zeros();
+            let (hi, lo) = addr_halves(p.src, p.family);
+            if rate::xdpwall_rate_admit(rule, p.family, hi, lo) != 0 {
+                return Some(rule);
+            }
+            skipped |= acc & acc.wrapping_neg();
+            continue;
+        }
+        candidates &= candidates - 1;
+        skipped = 0;
+    }
+    None
+}
+
+/// An address in the packet as two big-endian halves (IPv4 in the top 32 bits of the
+/// first): scalars, which a global function takes.
+#[inline(always)]
+fn addr_halves(addr: *const u8, family: u32) -> (u64, u64) {
+    if family == FAMILY_V4 {
+        return ((u32::from_be_bytes(Fields::v4(addr)) as u64) << 32, 0);
+    }
+    // SAFETY: the parse checked that 16 address bytes lie inside the frame.
+    let a = unsafe { core::ptr::read_unaligned(addr as *const [u8; 16]) };
+    (
+        u64::from_be_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]),
+        u64::from_be_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]),
+    )
 }
 
 /// The AND of `part` over the fields in use, written out field by field rather than as

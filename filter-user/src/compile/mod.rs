@@ -73,6 +73,9 @@ pub struct RuleInfo {
     /// `keep state`.
     #[serde(default)]
     pub keep_state: bool,
+    /// `rate ...` / `max-pkt-rate ...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<crate::rules::Rate>,
 }
 
 /// The classifier's tables for one ruleset.
@@ -133,6 +136,16 @@ impl Compiled {
             field::VLAN => &self.vlan,
             _ => panic!("field {f} is not array-keyed"),
         }
+    }
+
+    /// Rules with a rate limit.
+    pub fn rate_rules(&self) -> u32 {
+        self.rules.iter().filter(|r| r.rate.is_some()).count() as u32
+    }
+
+    /// Whether some rule limits its rate per source (the per-source table is needed).
+    pub fn per_source_rates(&self) -> bool {
+        self.rules.iter().any(|r| r.rate.is_some_and(|rate| rate.per_source.is_some()))
     }
 
     /// 64-rule words in use (the classifier visits only those that can match).
@@ -331,7 +344,14 @@ fn rule_infos(rules: &[Rule]) -> Vec<RuleInfo> {
             let n = seen.entry(base.clone()).or_insert(0);
             *n += 1;
             let key = if *n == 1 { base } else { format!("{base}#{n}") };
-            RuleInfo { text: r.text.clone(), label: r.label.clone(), action: r.action, key, keep_state: r.keep_state }
+            RuleInfo {
+                text: r.text.clone(),
+                label: r.label.clone(),
+                action: r.action,
+                key,
+                keep_state: r.keep_state,
+                rate: r.rate,
+            }
         })
         .collect()
 }

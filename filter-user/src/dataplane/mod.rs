@@ -32,7 +32,9 @@ use serde::Serialize;
 
 pub use flows::{FlowEntry, FlowFilter, FlowTable, flush as flush_states, list as list_states};
 pub use plan::Diff;
-pub use program::{Decision, IfaceBinding, LoadedProgram, RULE_SLOTS, ebpf_object, read_counters, unanswered_limit};
+pub use program::{
+    Decision, IfaceBinding, LoadedProgram, RULE_SLOTS, ebpf_object, read_counters, read_rule_events, unanswered_limit,
+};
 pub use state::{IfaceState, RuleState, State};
 pub use status::{IfaceStatus, NamedCounter, RuleStatus, Status, status};
 pub use transaction::apply;

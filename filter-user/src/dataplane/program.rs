@@ -10,8 +10,9 @@ use aya::{
     programs::{SchedClassifier, Xdp},
 };
 use filter_common::{
-    ACTION_DROP, ACTION_PASS, COUNTER_SLOTS, Counter, IfaceCounters, IfaceEntry, PrefixClass, PrefixKey,
-    RULE_KEEP_STATE, RuleAction, RuleBitmap, dir, field, names,
+    ACTION_DROP, ACTION_PASS, COUNTER_SLOTS, Counter, DEFAULT_SRC_NODES, IfaceCounters, IfaceEntry, PrefixClass,
+    PrefixKey, RULE_KEEP_STATE, RULE_RATE, RULE_RATE_PER_SOURCE, RateLimit, RuleAction, RuleBitmap, RuleEvents, dir,
+    field, names,
 };
 
 use super::Error;
@@ -109,6 +110,11 @@ impl LoadedProgram {
         let stateful = compiled.stateful as u32;
         let has_out_rules = compiled.has_out_rules as u32;
         let (dir_in, dir_out) = compiled.dir_classes;
+        let rate_rules = compiled.rate_rules();
+        // Limiters exist only when some rule has a rate (one-entry maps otherwise).
+        let rate_limits = if rate_rules == 0 { 1 } else { compiled.rules.len() as u32 };
+        let source_rates =
+            if compiled.per_source_rates() { compiled.options.src_nodes.unwrap_or(DEFAULT_SRC_NODES) } else { 1 };
         let timeouts: Vec<(&str, u32)> =
             filter_common::timeout::ALL.iter().map(|t| (t.global, compiled.options.timeout(t.name))).collect();
         let state_limit = compiled.options.state_limit.unwrap_or(DEFAULT_STATE_LIMIT);
@@ -128,6 +134,9 @@ impl LoadedProgram {
             .override_global(names::HAS_OUT_RULES, &has_out_rules, true)
             .override_global(names::DIR_IN_CLASS, &dir_in, true)
             .override_global(names::DIR_OUT_CLASS, &dir_out, true)
+            .override_global(names::RATE_RULES, &rate_rules, true)
+            .map_max_entries(names::RATE_LIMITS, rate_limits)
+            .map_max_entries(names::SOURCE_RATES, source_rates)
             // Taken only when the pinned tables are created (the first load).
             .map_max_entries(STATES, state_limit)
             .map_max_entries(STATES_NEW, unanswered_limit(state_limit))
@@ -164,9 +173,31 @@ impl LoadedProgram {
         {
             let mut rules: Array<_, RuleAction> = self.map_typed(names::RULES)?;
             for (i, (rule, &counter)) in c.rules.iter().zip(counter_slots).enumerate() {
-                let flags = if rule.keep_state { RULE_KEEP_STATE } else { 0 };
+                let mut flags = if rule.keep_state { RULE_KEEP_STATE } else { 0 };
+                if let Some(rate) = rule.rate {
+                    flags |= RULE_RATE;
+                    if rate.per_source.is_some() {
+                        flags |= RULE_RATE_PER_SOURCE;
+                    }
+                }
                 let v = RuleAction { action: action_code(rule.action), counter, flags, _pad: 0 };
                 rules.set(i as u32, v, 0).map_err(|e| Error::Map(names::RULES, e))?;
+            }
+        }
+        if c.rate_rules() > 0 {
+            let mut limits: Array<_, RateLimit> = self.map_typed(names::RATE_LIMITS)?;
+            for (i, rule) in c.rules.iter().enumerate() {
+                let Some(rate) = rule.rate else { continue };
+                let mask = rate.per_source.unwrap_or_default();
+                let v = RateLimit {
+                    tat_ns: 0,
+                    interval_ns: rate.interval_ns(),
+                    tolerance_ns: rate.tolerance_ns(),
+                    mask_v4: mask.v4,
+                    mask_v6: mask.v6,
+                    _pad: [0; 6],
+                };
+                limits.set(i as u32, v, 0).map_err(|e| Error::Map(names::RATE_LIMITS, e))?;
             }
         }
         {
@@ -415,6 +446,12 @@ pub fn open_pinned(pin_dir: &Path, name: &'static str) -> Result<aya::maps::Map,
 /// Sums the per-CPU values of every slot of the pinned `COUNTERS` map.
 pub fn read_counters(pin_dir: &Path) -> Result<Vec<Counter>, Error> {
     read_summed(pin_dir, COUNTERS)
+}
+
+/// Sums the per-CPU values of every slot of the pinned `RULE_EVENTS` map (packets over
+/// rate, packets logged, by counter slot).
+pub fn read_rule_events(pin_dir: &Path) -> Result<Vec<RuleEvents>, Error> {
+    read_summed(pin_dir, names::RULE_EVENTS)
 }
 
 /// Sums the per-CPU values of every slot of the pinned `IFACE_COUNTERS` map.

@@ -17,7 +17,7 @@
 
 use std::time::Instant;
 
-use filter_common::{ABI_VERSION, Counter, IfaceCounters};
+use filter_common::{ABI_VERSION, Counter, IfaceCounters, RuleEvents};
 
 use super::{
     ApplyReport, Error, Mode, Paths, fault,
@@ -92,6 +92,7 @@ pub fn apply(
             .map_err(links::on_untested_kernel)?;
         write_pinned_abi(paths)?;
         program::zero_slots::<Counter>(&paths.pin_dir, program::COUNTERS, &plan.fresh_counters)?;
+        program::zero_slots::<RuleEvents>(&paths.pin_dir, filter_common::names::RULE_EVENTS, &plan.fresh_counters)?;
         let new_stats: Vec<u32> = plan.attach.iter().map(|i| i.stats_slot).collect();
         program::zero_slots::<IfaceCounters>(&paths.pin_dir, program::IFACE_COUNTERS, &new_stats)?;
         Ok(program)

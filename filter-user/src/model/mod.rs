@@ -14,6 +14,9 @@
 //! - A condition on something the packet does not have (ports, TCP flags or ICMP type
 //!   of a later fragment or of another protocol; the VLAN of an untagged frame; the
 //!   interface when the filter does not know the receiving one) does not hold.
+//! - A rule with a rate limit (`rate`, `max-pkt-rate`) whose bucket is empty does not
+//!   match, and the next rule that matches decides ([`decide_with_buckets`]); the model
+//!   knows only the two deterministic states of a bucket, full and empty.
 //! - With `keep state` ([`state::Tracker`]): a packet its flow's state explains passes
 //!   as [`ModelDecision::State`] before any rule; a `pass ... keep state` rule that
 //!   decides an opening packet (TCP SYN, UDP, ICMP echo request) opens a flow.
@@ -64,6 +67,26 @@ pub fn decide(rs: &Ruleset, frame: &[u8], iface: Option<&str>) -> ModelDecision 
 /// Which rule (or the default) decides an IP packet with these fields.
 pub fn decide_fields(rs: &Ruleset, p: &Fields, iface: Option<&str>) -> ModelDecision {
     rs.rules.iter().position(|rule| matches(rs, rule, p, iface)).map_or(ModelDecision::Default, ModelDecision::Rule)
+}
+
+/// Like [`decide`], with the rate-limited rules for which `empty(i)` is true over their
+/// rate (their bucket empty: they do not match); every other bucket is full.
+pub fn decide_with_buckets(
+    rs: &Ruleset,
+    frame: &[u8],
+    iface: Option<&str>,
+    empty: &dyn Fn(usize) -> bool,
+) -> ModelDecision {
+    match packet::dissect(frame) {
+        Dissected::NonIp => ModelDecision::NonIp,
+        Dissected::Malformed(reason) => ModelDecision::Malformed(reason),
+        Dissected::Ip(fields) => rs
+            .rules
+            .iter()
+            .enumerate()
+            .position(|(i, rule)| !(rule.rate.is_some() && empty(i)) && matches(rs, rule, &fields, iface))
+            .map_or(ModelDecision::Default, ModelDecision::Rule),
+    }
 }
 
 /// What happens to a frame so decided: non-IP frames pass, malformed ones are dropped.

@@ -28,6 +28,9 @@ pub struct Options {
     pub state_limit: Option<u32>,
     /// `set timeout NAME SECONDS`, by name (`tcp.established`, ...; see `filter_common::timeout`).
     pub timeouts: BTreeMap<String, u32>,
+    /// `set limit src-nodes N`: per-source limiters kept (least recently used forgotten).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_nodes: Option<u32>,
 }
 
 /// Default `set limit states`.
@@ -123,6 +126,51 @@ pub struct Rule {
     pub log: bool,
     /// `label "..."`.
     pub label: Option<String>,
+    /// `rate N/s [burst M] [per-source ...]` or pf's `max-pkt-rate N/S`: while over it,
+    /// the rule does not match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+}
+
+/// A rule's rate limit: `packets` per `seconds`, at most `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rate {
+    /// Packets per period.
+    pub packets: u32,
+    /// The period in seconds (1 for `rate N/s`).
+    pub seconds: u32,
+    /// Packets that may pass at once after a quiet period (default: `packets`).
+    pub burst: u32,
+    /// `per-source`: one limiter per source prefix instead of one for the rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_source: Option<SourceMask>,
+}
+
+/// How `per-source` groups sources: by these prefix lengths (`mask /A [/B]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceMask {
+    /// IPv4 prefix length, 1-32 (default 32: each address).
+    pub v4: u8,
+    /// IPv6 prefix length, 1-128 (default 64: each subnet, as hosts pick addresses in it).
+    pub v6: u8,
+}
+
+impl Default for SourceMask {
+    fn default() -> Self {
+        SourceMask { v4: 32, v6: 64 }
+    }
+}
+
+impl Rate {
+    /// Nanoseconds between packets at the rate (at least 1).
+    pub fn interval_ns(&self) -> u64 {
+        (u64::from(self.seconds) * 1_000_000_000 / u64::from(self.packets.max(1))).max(1)
+    }
+
+    /// How far ahead of now a limiter may run: `burst - 1` intervals.
+    pub fn tolerance_ns(&self) -> u64 {
+        u64::from(self.burst.saturating_sub(1)) * self.interval_ns()
+    }
 }
 
 /// Source or destination of a rule.

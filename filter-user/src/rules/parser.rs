@@ -17,7 +17,7 @@ use super::source::{self, MAX_TABLE_FILE_BYTES, ReadError};
 use super::tables::{self, TableTextError};
 use super::validate;
 use crate::compile::MAX_TABLE_ENTRIES;
-use filter_common::MAX_RULES;
+use filter_common::{MAX_RATE_RULES, MAX_RULES};
 
 /// Parses a whole ruleset (see the module documentation of `rules` for the language).
 pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, RulesError> {
@@ -30,6 +30,7 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
     let mut rules = Vec::new();
     let mut options = Options::default();
     let mut labels: HashMap<String, Pos> = HashMap::new();
+    let mut rate_rules = 0u32;
 
     while let Some(toks) = lexer.next_statement()? {
         let mut c = Cursor::new(src, file, toks);
@@ -62,6 +63,18 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
                     }
                     labels.insert(label.clone(), pos);
                 }
+                if let Some(pos) = meta.rate {
+                    rate_rules += 1;
+                    if rate_rules > MAX_RATE_RULES {
+                        return Err(c.err(
+                            pos,
+                            format!(
+                                "this is rule {rate_rules} with a rate limit; a ruleset holds at most \
+                                 {MAX_RATE_RULES}"
+                            ),
+                        ));
+                    }
+                }
                 references.extend(meta.table_refs);
                 rules.push(rule);
             }
@@ -81,6 +94,7 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
                     default = Some((action, pos));
                 }
                 Setting::StateLimit(n) => options.state_limit = Some(n),
+                Setting::SrcNodes(n) => options.src_nodes = Some(n),
                 Setting::Timeout(name, secs) => {
                     options.timeouts.insert(name, secs);
                 }
@@ -114,6 +128,8 @@ enum Setting {
     Default(Action, Pos),
     /// `set limit states N`.
     StateLimit(u32),
+    /// `set limit src-nodes N`.
+    SrcNodes(u32),
     /// `set timeout NAME SECONDS`.
     Timeout(String, u32),
 }
@@ -126,8 +142,17 @@ fn parse_set(c: &mut Cursor<'_>) -> Result<Setting, RulesError> {
         Some("default") => {}
         Some("limit") => {
             let kind = c.next();
+            if c.is_word(kind, "src-nodes") {
+                let n = count(c, "a number of sources after `set limit src-nodes`", 1, 10_000_000)?;
+                c.expect_end("end of line after `set limit src-nodes N`")?;
+                return Ok(Setting::SrcNodes(n));
+            }
             if !c.is_word(kind, "states") {
-                return Err(c.unexpected_kw(kind, "`states` after `set limit`", &["states"]));
+                return Err(c.unexpected_kw(
+                    kind,
+                    "`states` or `src-nodes` after `set limit`",
+                    &["states", "src-nodes"],
+                ));
             }
             let n = count(c, "a number of states after `set limit states`", 1, 10_000_000)?;
             c.expect_end("end of line after `set limit states N`")?;

@@ -11,7 +11,10 @@
 use ipnet::IpNet;
 
 use super::addr;
-use super::ast::{Action, AddrItem, AddrMatch, Direction, Endpoint, Family, IcmpMatch, PortRange, Pos, Rule, TcpFlags};
+use super::ast::{
+    Action, AddrItem, AddrMatch, Direction, Endpoint, Family, IcmpMatch, PortRange, Pos, Rate, Rule, SourceMask,
+    TcpFlags,
+};
 use super::cursor::{Cursor, suggest};
 use super::error::{RulesError, clip};
 use super::lexer::{Kind, Token, unquote};
@@ -44,7 +47,7 @@ const PARTS: &[(Stage, &[&str])] = &[
 ];
 
 /// Option keywords.
-const OPTIONS: &[&str] = &["flags", "icmp-type", "icmp6-type", "vlan", "keep", "log", "label", "rate"];
+const OPTIONS: &[&str] = &["flags", "icmp-type", "icmp6-type", "vlan", "keep", "log", "label", "rate", "max-pkt-rate"];
 
 /// Words that cannot be an interface name, so that `on from ...` gets a clear error.
 const NOT_INTERFACES: &[&str] =
@@ -82,6 +85,8 @@ pub(super) struct RuleMeta {
     pub table_refs: Vec<(Pos, String)>,
     /// The label's string.
     pub label: Option<Pos>,
+    /// The `rate` or `max-pkt-rate` keyword.
+    pub rate: Option<Pos>,
     /// Features that are parsed but not enforced yet.
     pub unsupported: Unsupported,
     /// Options given so far, to refuse repeats.
@@ -117,6 +122,7 @@ pub(super) fn parse_rule(c: &mut Cursor<'_>) -> Result<(Rule, RuleMeta), RulesEr
         keep_state: false,
         log: false,
         label: None,
+        rate: None,
     };
     let mut meta = RuleMeta::default();
     let mut stage = Stage::Dir;
@@ -398,6 +404,9 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
     if meta.seen.contains(&name) {
         return Err(c.err(kw.pos, format!("`{name}` is given twice in this rule")));
     }
+    if matches!(name, "rate" | "max-pkt-rate") && rule.rate.is_some() {
+        return Err(c.err(kw.pos, "only one `rate` or `max-pkt-rate` is allowed in a rule"));
+    }
     meta.seen.push(name);
     match name {
         "flags" => {
@@ -449,11 +458,13 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
             rule.label = Some(label);
             meta.label = Some(tok.pos);
         }
+        "max-pkt-rate" => {
+            rule.rate = Some(max_pkt_rate(c)?);
+            meta.rate = Some(kw.pos);
+        }
         _ => {
-            // "rate": the AST has no field for it yet; it is parsed fully so that
-            // syntax errors show now, then refused as unsupported.
-            rate(c)?;
-            meta.unsupported.rate = Some(kw.pos);
+            rule.rate = Some(rate(c)?);
+            meta.rate = Some(kw.pos);
         }
     }
     Ok(())
@@ -546,28 +557,42 @@ fn icmp(c: &mut Cursor<'_>, kind: IcmpKind) -> Result<IcmpMatch, RulesError> {
     Ok(IcmpMatch { icmp_type, code })
 }
 
-/// `N/s [burst M] [per-source]` after `rate` (the latter two in either order).
-fn rate(c: &mut Cursor<'_>) -> Result<(), RulesError> {
-    const MAX: u64 = u32::MAX as u64;
+/// Most packets per second a rate may allow (one per nanosecond).
+const MAX_RATE: u64 = 1_000_000_000;
+/// Longest period of `max-pkt-rate N/S`, in seconds (a day).
+const MAX_RATE_PERIOD: u64 = 86_400;
+
+/// `N/s [burst M] [per-source [mask /A [/B]]]` after `rate` (or `/m`, `/h`, `/d`) (burst and per-source in
+/// either order).
+fn rate(c: &mut Cursor<'_>) -> Result<Rate, RulesError> {
     let tok = c.next();
     let expected = "a rate like `10/s` after `rate`";
     let Some((count, unit)) = c.word(tok).and_then(|w| w.split_once('/')) else {
         return Err(c.unexpected(tok, expected));
     };
-    match names::number(count) {
-        Some(n) if (1..=MAX).contains(&n) => {}
+    let packets = match names::number(count) {
+        Some(n) if (1..=MAX_RATE).contains(&n) => n as u32,
         Some(_) => {
-            return Err(c.err(tok.pos, format!("rate {count}/s out of range 1-{MAX} per second")));
+            return Err(c.err(tok.pos, format!("rate {count}/s out of range 1-{MAX_RATE} per second")));
         }
         None => return Err(c.unexpected(tok, expected)),
-    }
-    if unit != "s" {
-        return Err(c.err(
-            shift(tok.pos, count.chars().count() + 1),
-            format!("unknown rate unit `{unit}`; rates are per second, like `10/s`"),
-        ));
-    }
-    let (mut burst, mut per_source) = (false, false);
+    };
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(c.err(
+                shift(tok.pos, count.chars().count() + 1),
+                format!(
+                    "unknown rate unit `{unit}`; rates are per second, minute, hour or day: `10/s`, `/m`, `/h`, `/d`"
+                ),
+            ));
+        }
+    };
+    let mut rate = Rate { packets, seconds, burst: packets, per_source: None };
+    let mut burst = false;
     loop {
         let next = c.peek();
         if !burst && c.is_word(next, "burst") {
@@ -575,19 +600,71 @@ fn rate(c: &mut Cursor<'_>) -> Result<(), RulesError> {
             burst = true;
             let tok = c.next();
             let expected = "a burst size (packets) after `burst`";
-            match c.word(tok).and_then(names::number) {
-                Some(n) if (1..=MAX).contains(&n) => {}
+            rate.burst = match c.word(tok).and_then(names::number) {
+                Some(n) if (1..=MAX_RATE).contains(&n) => n as u32,
                 Some(_) => {
                     let w = c.text(tok);
-                    return Err(c.err(tok.pos, format!("burst {w} out of range 1-{MAX}")));
+                    return Err(c.err(tok.pos, format!("burst {w} out of range 1-{MAX_RATE}")));
                 }
                 None => return Err(c.unexpected(tok, expected)),
-            }
-        } else if !per_source && c.is_word(next, "per-source") {
+            };
+        } else if rate.per_source.is_none() && c.is_word(next, "per-source") {
             c.next();
-            per_source = true;
+            rate.per_source = Some(source_mask(c)?);
         } else {
-            return Ok(());
+            return Ok(rate);
         }
+    }
+}
+
+/// pf's `max-pkt-rate N/S`: N packets per S seconds, N at once.
+fn max_pkt_rate(c: &mut Cursor<'_>) -> Result<Rate, RulesError> {
+    let tok = c.next();
+    let expected = "a rate like `100/10` (packets/seconds) after `max-pkt-rate`";
+    let Some((count, period)) = c.word(tok).and_then(|w| w.split_once('/')) else {
+        return Err(c.unexpected(tok, expected));
+    };
+    let (Some(n), Some(secs)) = (names::number(count), names::number(period)) else {
+        return Err(c.unexpected(tok, expected));
+    };
+    if !(1..=MAX_RATE).contains(&n) {
+        return Err(c.err(tok.pos, format!("packets {count} out of range 1-{MAX_RATE}")));
+    }
+    if !(1..=MAX_RATE_PERIOD).contains(&secs) {
+        return Err(c.err(
+            shift(tok.pos, count.chars().count() + 1),
+            format!("seconds {period} out of range 1-{MAX_RATE_PERIOD}"),
+        ));
+    }
+    Ok(Rate { packets: n as u32, seconds: secs as u32, burst: n as u32, per_source: None })
+}
+
+/// `[mask /A [/B]]` after `per-source`: IPv4 and IPv6 prefix lengths sources are
+/// grouped by.
+fn source_mask(c: &mut Cursor<'_>) -> Result<SourceMask, RulesError> {
+    let mut mask = SourceMask::default();
+    if !c.is_word(c.peek(), "mask") {
+        return Ok(mask);
+    }
+    c.next();
+    let tok = c.next();
+    mask.v4 = prefix_len(c, tok, 32, "an IPv4 prefix length like `/24` after `mask`")?;
+    let next = c.peek();
+    if c.word(next).is_some_and(|w| w.starts_with('/')) {
+        c.next();
+        mask.v6 = prefix_len(c, next, 128, "an IPv6 prefix length like `/48`")?;
+    }
+    Ok(mask)
+}
+
+/// `/N` with N in 1..=max.
+fn prefix_len(c: &Cursor<'_>, tok: Token, max: u64, expected: &str) -> Result<u8, RulesError> {
+    let Some(digits) = c.word(tok).and_then(|w| w.strip_prefix('/')) else {
+        return Err(c.unexpected(tok, expected));
+    };
+    match names::number(digits) {
+        Some(n) if (1..=max).contains(&n) => Ok(n as u8),
+        Some(_) => Err(c.err(tok.pos, format!("prefix length /{digits} out of range 1-{max}"))),
+        None => Err(c.unexpected(tok, expected)),
     }
 }

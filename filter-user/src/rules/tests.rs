@@ -64,6 +64,7 @@ fn base(text: &str) -> Rule {
         keep_state: false,
         log: false,
         label: None,
+        rate: None,
     }
 }
 
@@ -729,11 +730,6 @@ fn option_errors() {
 fn unsupported_features_are_refused_at_their_keyword() {
     assert_eq!(err("block in from any log"), "t.conf:1:19: `log` is not supported yet");
     assert_eq!(err("block in log quick all"), "t.conf:1:10: `log` is not supported yet");
-    assert_eq!(
-        err("pass proto icmp icmp-type echo-request rate 10/s burst 20 per-source"),
-        "t.conf:1:40: `rate` is not supported yet"
-    );
-    assert_eq!(err("pass rate 1/s per-source burst 3"), "t.conf:1:6: `rate` is not supported yet");
     // The leftmost unsupported feature is named.
     assert_eq!(err("pass out proto tcp log rate 1/s"), "t.conf:1:20: `log` is not supported yet");
     // Syntax and validation errors come before "not supported".
@@ -745,13 +741,54 @@ fn unsupported_features_are_refused_at_their_keyword() {
 #[test]
 fn rate_syntax_errors() {
     assert_eq!(err("pass rate 10"), "t.conf:1:11: expected a rate like `10/s` after `rate`, found `10`");
-    assert_eq!(err("pass rate 10/m"), "t.conf:1:14: unknown rate unit `m`; rates are per second, like `10/s`");
-    assert_eq!(err("pass rate 0/s"), "t.conf:1:11: rate 0/s out of range 1-4294967295 per second");
+    assert_eq!(
+        err("pass rate 10/w"),
+        "t.conf:1:14: unknown rate unit `w`; rates are per second, minute, hour or day: `10/s`, `/m`, `/h`, `/d`"
+    );
+    assert_eq!(err("pass rate 0/s"), "t.conf:1:11: rate 0/s out of range 1-1000000000 per second");
     assert_eq!(
         err("pass rate 5/s burst"),
         "t.conf:1:20: expected a burst size (packets) after `burst`, found end of line"
     );
     assert_eq!(err("pass rate 5/s burst 2 burst 3"), "t.conf:1:23: expected an option or end of rule, found `burst`");
+    assert_eq!(
+        err("pass rate 5/s max-pkt-rate 5/1"),
+        "t.conf:1:15: only one `rate` or `max-pkt-rate` is allowed in a rule"
+    );
+    assert_eq!(
+        err("pass max-pkt-rate 5"),
+        "t.conf:1:19: expected a rate like `100/10` (packets/seconds) after `max-pkt-rate`, found `5`"
+    );
+    assert_eq!(err("pass max-pkt-rate 5/0"), "t.conf:1:21: seconds 0 out of range 1-86400");
+    assert_eq!(
+        err("pass rate 5/s per-source mask 24"),
+        "t.conf:1:31: expected an IPv4 prefix length like `/24` after `mask`, found `24`"
+    );
+    assert_eq!(err("pass rate 5/s per-source mask /33"), "t.conf:1:31: prefix length /33 out of range 1-32");
+    assert_eq!(err("pass rate 5/s per-source mask /24 /129"), "t.conf:1:35: prefix length /129 out of range 1-128");
+    let many: String =
+        (0..=filter_common::MAX_RATE_RULES).map(|i| format!("pass proto udp to port {i} rate 1/s\n")).collect();
+    assert_eq!(err(&many), "t.conf:65:27: this is rule 65 with a rate limit; a ruleset holds at most 64");
+}
+
+#[test]
+fn rates_parse_into_the_rule() {
+    use crate::rules::{Rate, SourceMask};
+    let r = rule("pass in quick proto icmp rate 10/s");
+    assert_eq!(r.rate, Some(Rate { packets: 10, seconds: 1, burst: 10, per_source: None }));
+    assert_eq!(r.rate.unwrap().interval_ns(), 100_000_000);
+    assert_eq!(r.rate.unwrap().tolerance_ns(), 900_000_000);
+    let r = rule("pass in quick proto udp rate 5/m per-source burst 2");
+    assert_eq!(
+        r.rate,
+        Some(Rate { packets: 5, seconds: 60, burst: 2, per_source: Some(SourceMask { v4: 32, v6: 64 }) })
+    );
+    let r = rule("pass in quick proto udp rate 100/s burst 20 per-source mask /24 /48");
+    assert_eq!(r.rate.unwrap().per_source, Some(SourceMask { v4: 24, v6: 48 }));
+    let r = rule("pass in quick proto udp max-pkt-rate 100/10");
+    assert_eq!(r.rate, Some(Rate { packets: 100, seconds: 10, burst: 100, per_source: None }));
+    let rs = crate::rules::parse_str("set limit src-nodes 500\npass in quick all\n", "t.conf", Path::new(".")).unwrap();
+    assert_eq!(rs.options.src_nodes, Some(500));
 }
 
 #[test]
@@ -822,7 +859,10 @@ fn state_rules_and_settings() {
         "t.conf:1:20: `keep state` needs `pass`: a blocked packet opens no flow"
     );
     assert_eq!(err("set limit states 0"), "t.conf:1:18: 0 out of range 1-10000000");
-    assert_eq!(err("set limit flows 10"), "t.conf:1:11: expected `states` after `set limit`, found `flows`");
+    assert_eq!(
+        err("set limit flows 10"),
+        "t.conf:1:11: expected `states` or `src-nodes` after `set limit`, found `flows`"
+    );
     assert_eq!(
         err("set timeout tcp.establisehd 10"),
         "t.conf:1:13: expected a timeout name (tcp.first, tcp.opening, tcp.established, tcp.closing, tcp.finwait, tcp.closed, udp.first, udp.multiple, icmp.first) after `set timeout`, found `tcp.establisehd` (did you mean `tcp.established`?)"

@@ -14,8 +14,6 @@ pub(super) struct Unsupported {
     pub keep_state: Option<Pos>,
     /// The `log` keyword.
     pub log: Option<Pos>,
-    /// The `rate` keyword.
-    pub rate: Option<Pos>,
 }
 
 /// Sort key for positions: the error reported is the first one in the rule.
@@ -81,7 +79,7 @@ pub(super) fn check_rule(rule: &Rule, meta: &RuleMeta) -> Option<(Pos, String)> 
 /// of the leftmost such feature. Accepting them silently would make the filter do less
 /// than the ruleset says. To lift a feature once it is implemented, delete its line.
 pub(super) fn reject_unsupported(used: &Unsupported) -> Option<(Pos, String)> {
-    let not_yet = [(used.log, "`log` is not supported yet"), (used.rate, "`rate` is not supported yet")];
+    let not_yet = [(used.log, "`log` is not supported yet")];
     not_yet
         .into_iter()
         .filter_map(|(pos, message)| pos.map(|p| (p, message.to_owned())))

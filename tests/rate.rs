@@ -1,0 +1,222 @@
+//! Rate limits through the real XDP program (BPF_PROG_TEST_RUN): a rule over its rate
+//! does not match and the next candidate decides; per-source limiters are kept apart;
+//! and two CPUs hammering one limiter at once never pass more than the rate allows.
+
+use std::{net::Ipv4Addr, path::PathBuf, time::Instant};
+
+use aya::{TestRun as _, TestRunOptions};
+use filter_common::{Counter, RuleEvents, slot};
+use filter_user::{
+    compile,
+    dataplane::{LoadedProgram, read_counters, read_rule_events},
+    rules,
+};
+use xdpwall_tests::packet::PacketBuilder;
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+
+/// A ruleset loaded (not attached), with its counters pinned in a directory of its own;
+/// rule `i` counts in slot `RESERVED + i`.
+struct Loaded {
+    program: LoadedProgram,
+    pin_dir: PathBuf,
+}
+
+impl Loaded {
+    fn new(src: &str) -> Loaded {
+        let rs = rules::parse_str(src, "rate-test.conf", std::path::Path::new(".")).expect("ruleset parses");
+        let compiled = compile::compile(&rs).expect("ruleset compiles");
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/xdpwall-rate-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&pin_dir).expect("bpffs is mounted (cargo xtask setup)");
+        let slots: Vec<u32> = (0..compiled.rules.len() as u32).map(|i| slot::RESERVED + i).collect();
+        let program = LoadedProgram::load(&compiled, &slots, &[], &pin_dir).expect("program loads and verifies");
+        Loaded { program, pin_dir }
+    }
+
+    fn run(&mut self, frame: &[u8]) -> u32 {
+        self.program.test_run(frame, None).expect("test run")
+    }
+
+    fn counter(&self, rule: u32) -> Counter {
+        read_counters(&self.pin_dir).expect("counters")[(slot::RESERVED + rule) as usize]
+    }
+
+    fn events(&self, rule: u32) -> RuleEvents {
+        read_rule_events(&self.pin_dir).expect("rule events")[(slot::RESERVED + rule) as usize]
+    }
+
+    fn default_block(&self) -> u64 {
+        read_counters(&self.pin_dir).expect("counters")[slot::DEFAULT_BLOCK as usize].packets
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
+    }
+}
+
+fn udp(src: &str, dport: u16) -> Vec<u8> {
+    let src: Ipv4Addr = src.parse().unwrap();
+    PacketBuilder::eth().ipv4(src, Ipv4Addr::new(198, 51, 100, 1)).udp(4000, dport).payload(b"rate").build().bytes
+}
+
+fn udp6(src: &str, dport: u16) -> Vec<u8> {
+    PacketBuilder::eth()
+        .ipv6(src.parse().unwrap(), "2001:db8:e::1".parse().unwrap())
+        .udp(4000, dport)
+        .payload(b"rate")
+        .build()
+        .bytes
+}
+
+/// A full bucket lets `burst` packets match; an empty one sends the packet on to the
+/// next rule that matches (here a `block`), else to the default; each such packet is
+/// counted as over the rule's rate. Periods of a day keep the bucket empty for the
+/// whole test, so nothing here depends on timing.
+#[test]
+fn a_rule_over_its_rate_hands_the_packet_on() {
+    let mut f = Loaded::new(
+        "set default block\n\
+         pass in quick proto udp to port 7000 max-pkt-rate 3/86400\n\
+         block in quick proto udp to port 7000\n\
+         pass in quick proto udp to port 7001 rate 2/d burst 4\n\
+         block in quick from { 2001:db8:ffff::/48, 203.0.113.0/24 } to 2001:db8:fffe::/48\n",
+    );
+    let to_7000 = udp("192.0.2.1", 7000);
+    let verdicts: Vec<u32> = (0..5).map(|_| f.run(&to_7000)).collect();
+    assert_eq!(verdicts, [XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP], "3 pass, then the block rule");
+    assert_eq!(f.counter(0).packets, 3, "rule 0 matched its burst");
+    assert_eq!(f.counter(1).packets, 2, "rule 1 took the packets over rule 0's rate");
+    assert_eq!(f.events(0).over_rate, 2, "rule 0 counts the packets over its rate");
+    assert_eq!(f.events(1).over_rate, 0);
+
+    // No later rule matches: the default decides.
+    let to_7001 = udp("192.0.2.1", 7001);
+    let verdicts: Vec<u32> = (0..6).map(|_| f.run(&to_7001)).collect();
+    assert_eq!(verdicts, [XDP_PASS, XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP], "burst 4, then the default");
+    assert_eq!((f.counter(2).packets, f.events(2).over_rate, f.default_block()), (4, 2, 2));
+}
+
+/// Each source prefix has its own limiter: one source's flood leaves another's bucket
+/// full; sources inside one `mask` prefix share one.
+#[test]
+fn per_source_limiters_are_kept_apart() {
+    let mut f = Loaded::new(
+        "set default block\n\
+         pass in quick proto udp to port 7000 rate 2/h per-source\n\
+         pass in quick proto udp to port 7001 rate 2/h per-source mask /24 /48\n",
+    );
+    for src in ["192.0.2.1", "192.0.2.2"] {
+        let v: Vec<u32> = (0..3).map(|_| f.run(&udp(src, 7000))).collect();
+        assert_eq!(v, [XDP_PASS, XDP_PASS, XDP_DROP], "{src}: its own bucket of 2");
+    }
+    let v: Vec<u32> = (0..3).map(|_| f.run(&udp6("2001:db8:1:1::1", 7000))).collect();
+    assert_eq!(v, [XDP_PASS, XDP_PASS, XDP_DROP], "an IPv6 /64");
+    // The same /64 (default IPv6 mask), another host: the same bucket, already empty.
+    assert_eq!(f.run(&udp6("2001:db8:1:1::2", 7000)), XDP_DROP, "same /64, same bucket");
+    assert_eq!(f.run(&udp6("2001:db8:1:2::1", 7000)), XDP_PASS, "another /64, its own bucket");
+    assert_eq!(f.events(0).over_rate, 4);
+
+    // mask /24 /48: the /24 and the /48 are one source each.
+    let v: Vec<u32> = ["10.1.1.1", "10.1.1.2", "10.1.1.3", "10.1.2.1"].iter().map(|s| f.run(&udp(s, 7001))).collect();
+    assert_eq!(v, [XDP_PASS, XDP_PASS, XDP_DROP, XDP_PASS], "one bucket per /24");
+    let v: Vec<u32> = ["2001:db8:5:1::1", "2001:db8:5:2::1", "2001:db8:5:3::1", "2001:db8:6::1"]
+        .iter()
+        .map(|s| f.run(&udp6(s, 7001)))
+        .collect();
+    assert_eq!(v, [XDP_PASS, XDP_PASS, XDP_DROP, XDP_PASS], "one bucket per /48");
+}
+
+/// Pins the calling thread to one CPU.
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; the calls only read it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0, "pin to CPU {cpu}");
+    }
+}
+
+/// Two threads pinned to CPUs 0 and 1 run the same program (one limiter) at once as
+/// fast as they can, from the same start: the packets the rule passes never exceed what
+/// GCRA allows over the elapsed time (burst + rate x time). The bucket holds 200000
+/// packets and refills at 200000 a day (one every 0.432 s), so the two CPUs race for
+/// the same tokens the whole time they are spent: a limiter kept per CPU would pass
+/// twice the burst, and one updated without compare-and-swap loses updates and passes
+/// more. The bound uses the time measured around the runs, so a slow machine only
+/// loosens it (by one packet per 0.432 s).
+#[test]
+fn two_cpus_share_one_limiter() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("skipped: needs two CPUs");
+        return;
+    }
+    const BURST: u64 = 200_000;
+    const INTERVAL_SECS: f64 = 86_400.0 / BURST as f64;
+    let mut f = Loaded::new(&format!("set default block\npass in quick proto udp to port 7000 rate {BURST}/d\n"));
+    let prog = &*f.program.program_mut().expect("the XDP program");
+    let frame = udp("192.0.2.1", 7000);
+    const ROUNDS: u32 = 16;
+    const REPEAT: u32 = 10_000;
+    let start_line = std::sync::Barrier::new(2);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for cpu in 0..2 {
+            let (frame, start_line) = (&frame, &start_line);
+            s.spawn(move || {
+                pin_to_cpu(cpu);
+                start_line.wait();
+                for _ in 0..ROUNDS {
+                    let mut opts = TestRunOptions::new();
+                    opts.data_in = Some(frame);
+                    opts.repeat = REPEAT;
+                    prog.test_run(opts).expect("test run");
+                }
+            });
+        }
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let sent = 2 * u64::from(ROUNDS) * u64::from(REPEAT);
+    let passed = f.counter(0).packets;
+    let over = f.events(0).over_rate;
+    let allowed = BURST + (elapsed / INTERVAL_SECS).ceil() as u64 + 1;
+    eprintln!(
+        "sent {sent} in {elapsed:.3} s from 2 CPUs: {passed} passed (allowed at most {allowed}), {over} over rate"
+    );
+    assert_eq!(passed + over, sent, "every packet either matched or was over the rate");
+    assert_eq!(f.default_block(), over, "the packets over the rate went to the default");
+    assert!(passed >= BURST, "the full bucket's burst passes ({passed})");
+    assert!(passed <= allowed, "passed {passed} > burst + rate x {elapsed:.3} s = {allowed}");
+}
+
+/// The verifier accepts the most rate limits a ruleset may have, per rule and per
+/// source, beside every address structure (IPv4 and IPv6, hashed and trie) and port
+/// rules, and the last of them still works: a packet over the first rules' rates
+/// reaches it.
+#[test]
+fn the_most_rate_limits_a_ruleset_may_have_load() {
+    let mut src = String::from("set default block\ntable <six> { 2001:db8:1::/48, 2001:db8:2::1, 2001:db8:3::/64 }\n");
+    src.push_str("block in quick from <six> to { 203.0.113.0/25, 203.0.113.200 }\n");
+    for i in 0..filter_common::MAX_RATE_RULES {
+        let per_source = if i % 2 == 0 { "per-source" } else { "" };
+        src.push_str(&format!("pass in quick proto udp to port 7000 max-pkt-rate 1/86400 {per_source}\n"));
+        // 1/86400 is a bucket of 1 for a day; as `rate`: a day's packet.
+        let _ = i;
+    }
+    let src = src.replace("max-pkt-rate 1/86400 per-source", "rate 1/d per-source");
+    let started = Instant::now();
+    let mut f = Loaded::new(&src);
+    eprintln!("loaded (verified) in {:.2} s", started.elapsed().as_secs_f64());
+    let frame = udp("192.0.2.1", 7000);
+    let verdicts: Vec<u32> = (0..=filter_common::MAX_RATE_RULES).map(|_| f.run(&frame)).collect();
+    assert!(verdicts[..filter_common::MAX_RATE_RULES as usize].iter().all(|&v| v == XDP_PASS), "one packet per rule");
+    assert_eq!(verdicts[filter_common::MAX_RATE_RULES as usize], XDP_DROP, "then the default");
+    let last = filter_common::MAX_RATE_RULES;
+    assert_eq!((f.counter(last).packets, f.events(last).over_rate), (1, 1), "the last rule took the 64th packet");
+    assert_eq!((f.counter(1).packets, f.events(1).over_rate), (1, 64), "the first took one, then was over");
+}
