@@ -119,29 +119,34 @@ pub fn status(st: &Status) -> String {
         st.generation,
         action(st.default_action)
     );
-    let mut rules = Table::new(&[
-        ("#", Align::Right),
-        ("action", Align::Left),
-        ("packets", Align::Right),
-        ("bytes", Align::Right),
-        ("rule", Align::Left),
-    ]);
-    for r in &st.rules {
-        rules.row(vec![
-            r.number.to_string(),
-            action(r.action).into(),
-            r.packets.to_string(),
-            r.bytes.to_string(),
-            r.text.clone(),
-        ]);
+    // The "over rate" column only when some rule has a rate limit.
+    let rated = st.rules.iter().any(|r| r.over_rate.is_some());
+    let mut columns =
+        vec![("#", Align::Right), ("action", Align::Left), ("packets", Align::Right), ("bytes", Align::Right)];
+    if rated {
+        columns.push(("over rate", Align::Right));
     }
-    rules.row(vec![
+    columns.push(("rule", Align::Left));
+    let mut rules = Table::new(&columns);
+    for r in &st.rules {
+        let mut row = vec![r.number.to_string(), action(r.action).into(), r.packets.to_string(), r.bytes.to_string()];
+        if rated {
+            row.push(r.over_rate.map_or_else(|| "-".into(), |n| n.to_string()));
+        }
+        row.push(r.text.clone());
+        rules.row(row);
+    }
+    let mut row = vec![
         "-".into(),
         action(st.default_action).into(),
         st.default.packets.to_string(),
         st.default.bytes.to_string(),
-        "(default policy)".into(),
-    ]);
+    ];
+    if rated {
+        row.push("-".into());
+    }
+    row.push("(default policy)".into());
+    rules.row(row);
     let _ = write!(s, "\n{}", rules.render());
     let mut ifaces = Table::new(&[
         ("interface", Align::Left),

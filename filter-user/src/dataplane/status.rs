@@ -30,6 +30,10 @@ pub struct RuleStatus {
     pub packets: u64,
     /// Bytes of those packets.
     pub bytes: u64,
+    /// Rules with a rate limit: packets the rule would have matched but for its rate
+    /// (they went on to the later rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_rate: Option<u64>,
 }
 
 /// One interface's totals.
@@ -123,6 +127,9 @@ pub fn status(paths: &Paths) -> Result<Status, Error> {
     ];
     let counters = program::read_counters(&paths.pin_dir)?;
     let ifc = program::read_iface_counters(&paths.pin_dir)?;
+    // Pinned by the first load of a build that has it: a filter loaded by an older
+    // build has none until its next apply.
+    let events = program::read_rule_events(&paths.pin_dir).unwrap_or_default();
     let at = |slot: u32| counters.get(slot as usize).copied().unwrap_or_default();
     let named =
         |name: &str, slot: u32| NamedCounter { name: name.into(), packets: at(slot).packets, bytes: at(slot).bytes };
@@ -165,6 +172,10 @@ pub fn status(paths: &Paths) -> Result<Status, Error> {
                 action: r.info.action,
                 packets: at(r.counter).packets,
                 bytes: at(r.counter).bytes,
+                over_rate: r
+                    .info
+                    .rate
+                    .map(|_| events.get(r.counter as usize).map_or(0, |e: &filter_common::RuleEvents| e.over_rate)),
             })
             .collect(),
         default_action: state.default_action,
