@@ -8,7 +8,7 @@ use aya::{TestRun as _, TestRunOptions};
 use filter_common::{Counter, RuleEvents, slot};
 use filter_user::{
     compile,
-    dataplane::{LoadedProgram, read_counters, read_rule_events},
+    dataplane::{LoadedProgram, read_counters, read_log_counters, read_rule_events},
     rules,
 };
 use xdpwall_tests::packet::PacketBuilder;
@@ -219,4 +219,24 @@ fn the_most_rate_limits_a_ruleset_may_have_load() {
     let last = filter_common::MAX_RATE_RULES;
     assert_eq!((f.counter(last).packets, f.events(last).over_rate), (1, 1), "the last rule took the 64th packet");
     assert_eq!((f.counter(1).packets, f.events(1).over_rate), (1, 64), "the first took one, then was over");
+}
+
+/// `set log-rate`: a flood of logged packets (BPF_PROG_TEST_RUN, both CPUs' worth in
+/// one run) writes at most `burst + rate x time` records; every other packet is counted
+/// as suppressed (or lost, when the ring is full), none vanishes from the counters.
+#[test]
+fn the_log_limit_holds_under_a_flood() {
+    let mut f = Loaded::new("set default block log\nset log-rate 50/s\nblock in quick proto udp to port 7000 log\n");
+    let started = Instant::now();
+    let (_, _) = f.program.test_run_repeat(&udp("192.0.2.1", 7000), None, 200_000).expect("flood");
+    f.program.test_run_repeat(&udp("192.0.2.1", 7999), None, 1000).expect("flood the default");
+    let elapsed = started.elapsed().as_secs_f64();
+    let log = read_log_counters(&f.pin_dir).expect("log counters");
+    let allowed = 50 + (50.0 * elapsed).ceil() as u64 + 1;
+    eprintln!("201000 logged packets in {elapsed:.3} s: {log:?}, at most {allowed} written");
+    assert_eq!(log.written + log.suppressed + log.lost, 201_000, "every logged packet is counted once");
+    assert!(log.written >= 50, "the burst is written");
+    assert!(log.written <= allowed, "written {} > 50 + 50/s x {elapsed:.3} s", log.written);
+    let by_rule = f.events(0).logged;
+    assert!(by_rule >= 50 && by_rule <= log.written, "the rule counts its records: {by_rule} of {}", log.written);
 }

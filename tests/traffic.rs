@@ -384,3 +384,59 @@ fn each_source_gets_its_own_rate_on_real_traffic() {
         );
     }
 }
+
+/// `log` over a veth: 100 blocked datagrams come back from `xdpwall log --pcap`, and
+/// tcpdump reads the file (pflog link type) with the rule, the action and the right
+/// addresses for each; `status` counts the records.
+#[test]
+fn blocked_packets_come_back_from_the_log_as_pcap() {
+    let bed = Bed::new("log");
+    let rules = bed.ruleset(
+        "rules.conf",
+        "set default block log\npass in quick proto icmp\nblock in quick proto udp to port 6200 log label \"logged\"\n",
+    );
+    bed.fw.run(["load", &bed.veth.host, rules.to_str().unwrap(), "--mode", "native"]).expect("load");
+    let to = SocketAddr::new(bed.veth.host_v4.into(), 6200);
+    let sender = bed.ns.run(|| {
+        let s = UdpSocket::bind(SocketAddr::new(bed.veth.peer_v4.into(), 0)).unwrap();
+        for i in 0..100u32 {
+            s.send_to(&i.to_be_bytes(), to).unwrap();
+            // Under the default log rate (1000/s), so every one is written.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        s.local_addr().unwrap()
+    });
+    let pcap = bed.dir.join("log.pcap");
+    let out = bed.fw.run(["log", "--pcap", pcap.to_str().unwrap()]).expect("xdpwall log --pcap");
+    // The 100 and whatever else the default policy blocked and logged meanwhile (IPv6
+    // neighbour and router solicitations of the new interface).
+    assert!(String::from_utf8_lossy(&out.stderr).contains("packets written"), "{out:?}");
+
+    let dump = std::process::Command::new("tcpdump").args(["-r", pcap.to_str().unwrap(), "-n", "-e"]).output();
+    let dump = dump.expect("tcpdump runs (cargo xtask setup installs it)");
+    assert!(dump.status.success(), "tcpdump reads the file: {}", String::from_utf8_lossy(&dump.stderr));
+    let text = String::from_utf8(dump.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    eprintln!(
+        "tcpdump -r {} -n -e (first 3 of {}):\n{}",
+        pcap.display(),
+        lines.len(),
+        lines[..3.min(lines.len())].join("\n")
+    );
+    assert_eq!(lines.len(), 100, "one line per logged packet:\n{text}");
+    let flow = format!("{}.{} > {}.6200", bed.veth.peer_v4, sender.port(), bed.veth.host_v4);
+    for l in &lines {
+        assert!(
+            l.contains("rule 2") && l.contains("block in on") && l.contains(&bed.veth.host),
+            "rule, action, interface: {l}"
+        );
+        assert!(l.contains(&flow) && l.contains("UDP"), "addresses {flow}: {l}");
+    }
+
+    let st = bed.status();
+    assert_eq!(st["rules"][1]["logged"].as_u64(), Some(100), "{st:#}");
+    assert!(st["log"]["written"].as_u64().unwrap() >= 100, "{st:#}");
+    // The log was read: nothing is left.
+    let again = bed.fw.run(["log", "--json"]).expect("xdpwall log --json");
+    assert!(String::from_utf8_lossy(&again.stdout).lines().all(|l| !l.contains("\"rule\":2")), "{again:?}");
+}

@@ -53,6 +53,71 @@ pub const RULE_RATE: u32 = 2;
 /// in `SOURCE_RATES`.
 pub const RULE_RATE_PER_SOURCE: u32 = 4;
 
+/// `RuleAction::flags`: packets this rule decides are logged (`log`).
+pub const RULE_LOG: u32 = 8;
+
+/// Bytes of each logged packet kept, from the Ethernet header on.
+pub const LOG_CAPTURE: usize = 128;
+/// Size of the pinned log ring buffer (`LOG_RING`), a power of two of pages: about
+/// 6000 records before a reader that does not keep up loses some.
+pub const LOG_RING_BYTES: u32 = 1 << 20;
+/// Default `set log-rate`: records per second (and at once) when the ruleset sets none.
+/// A flood of logged packets becomes at most this many records, never a host DoS.
+pub const DEFAULT_LOG_RATE: u32 = 1000;
+
+/// `LogRecord::rule` of a packet the default policy decided (`set default block log`).
+pub const LOG_RULE_DEFAULT: u32 = 0;
+
+/// One logged packet, as it sits in `LOG_RING`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct LogRecord {
+    /// When (monotonic clock, ns: CLOCK_MONOTONIC).
+    pub time_ns: u64,
+    /// Receiving (in) or sending (out) interface.
+    pub ifindex: u32,
+    /// The deciding rule's number, from 1 in ruleset order; [`LOG_RULE_DEFAULT`] for
+    /// the default policy.
+    pub rule: u32,
+    /// The frame's length on the wire.
+    pub packet_len: u32,
+    /// Bytes of the frame in `data` (at most [`LOG_CAPTURE`]).
+    pub captured: u32,
+    /// [`ACTION_PASS`] or [`ACTION_DROP`].
+    pub action: u8,
+    /// 0: in (XDP), 1: out (TC egress).
+    pub direction: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 6],
+    /// The first `captured` bytes of the frame.
+    pub data: [u8; LOG_CAPTURE],
+}
+
+/// The log's counters (per CPU in the pinned `LOG_COUNTERS`).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct LogCounters {
+    /// Records written to the ring buffer.
+    pub written: u64,
+    /// Packets not logged because the log was over `set log-rate`.
+    pub suppressed: u64,
+    /// Records lost because the ring buffer was full (nobody reading, or too slowly).
+    pub lost: u64,
+}
+
+impl core::ops::Add for LogCounters {
+    type Output = LogCounters;
+
+    /// Sums two CPUs' counters.
+    fn add(self, o: LogCounters) -> LogCounters {
+        LogCounters {
+            written: self.written + o.written,
+            suppressed: self.suppressed + o.suppressed,
+            lost: self.lost + o.lost,
+        }
+    }
+}
+
 /// Most rules with a rate limit in one ruleset: each can send a packet on to the next
 /// candidate once, which bounds the classifier's loop (and the verifier's walk of it).
 pub const MAX_RATE_RULES: u32 = 64;
@@ -852,6 +917,16 @@ pub mod names {
         RULE_EVENTS,
         /// Global: rules with a rate limit (bounds the classifier's loop).
         RATE_RULES,
+        /// Pinned map: the packet log (ring buffer of [`super::LogRecord`]).
+        LOG_RING,
+        /// Map: the log's rate limiter (one [`super::RateLimit`]).
+        LOG_LIMIT,
+        /// Pinned map: the log's counters ([`super::LogCounters`]).
+        LOG_COUNTERS,
+        /// Global: some rule logs, or the default policy does.
+        LOGGING,
+        /// Global: `set default block log`.
+        DEFAULT_LOG,
     }
 }
 
@@ -871,4 +946,6 @@ mod pod {
     unsafe impl aya::Pod for super::RateLimit {}
     unsafe impl aya::Pod for super::SourceKey {}
     unsafe impl aya::Pod for super::RuleEvents {}
+    unsafe impl aya::Pod for super::LogRecord {}
+    unsafe impl aya::Pod for super::LogCounters {}
 }

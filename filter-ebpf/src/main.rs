@@ -45,6 +45,7 @@ macro_rules! shared_global {
 
 mod bench;
 mod ct;
+mod log;
 mod parse;
 mod rate;
 
@@ -56,9 +57,9 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use filter_common::{
-    ACTION_PASS, BITMAP_WORDS, COUNTER_SLOTS, Counter, FAMILY_V4, FAMILY_V6, IfaceCounters, IfaceEntry, Long24,
-    MAX_IFACES, MAX_RULES, PROTO_KEYS, PrefixClass, PrefixKey, RULE_KEEP_STATE, RuleAction, RuleBitmap,
-    V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir, field, slot,
+    ACTION_DROP, ACTION_PASS, BITMAP_WORDS, COUNTER_SLOTS, Counter, FAMILY_V4, FAMILY_V6, IfaceCounters, IfaceEntry,
+    LOG_RULE_DEFAULT, Long24, MAX_IFACES, MAX_RULES, PROTO_KEYS, PrefixClass, PrefixKey, RULE_KEEP_STATE, RULE_LOG,
+    RuleAction, RuleBitmap, V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir, field, slot,
 };
 use parse::{Fields, Outcome};
 
@@ -110,6 +111,14 @@ shared_global! {
     /// Rules with a rate limit: each may send a packet on to the next candidate once,
     /// so the classifier's loop runs at most this many extra steps.
     RATE_RULES: u32 = 0;
+}
+shared_global! {
+    /// Non-zero when some rule logs or the default policy does: the log code runs.
+    LOGGING: u32 = 0;
+}
+shared_global! {
+    /// Non-zero for `set default block log`.
+    DEFAULT_LOG: u32 = 0;
 }
 shared_global! {
     /// Non-zero only in tests: record every decision in `TRACE_LAST` (pruned otherwise).
@@ -187,11 +196,16 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
     let iface = iface_of(ifindex);
     let len = (end - start) as u64;
 
-    let (pass, counter_slot) = match parse::parse::<true>(start, end) {
+    let (pass, counter_slot, logged) = match parse::parse::<true>(start, end) {
         Outcome::Ip(fields) => judge(&fields, iface.class, Direction::In, len),
-        Outcome::NonIp => (true, slot::NON_IP),
-        Outcome::Malformed(reason) => (false, reason.slot()),
+        Outcome::NonIp => (true, slot::NON_IP, None),
+        Outcome::Malformed(reason) => (false, reason.slot(), None),
     };
+    if LOGGING.load() != 0
+        && let Some(rule) = logged
+    {
+        log_packet(log::Frame::Xdp(ctx.ctx), rule, counter_slot, pass, ifindex, len, Direction::In);
+    }
 
     count(counter_slot, len);
     if TRACE.load() != 0 {
@@ -220,19 +234,25 @@ pub fn xdpwall_egress(ctx: TcContext) -> i32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let iface = iface_of(ifindex);
     let len = (end - start) as u64;
-    let (pass, counter_slot) = judge(&fields, iface.class, Direction::Out, len);
+    let (pass, counter_slot, logged) = judge(&fields, iface.class, Direction::Out, len);
     count(counter_slot, len);
+    if LOGGING.load() != 0
+        && let Some(rule) = logged
+    {
+        log_packet(log::Frame::Skb(ctx.skb.skb), rule, counter_slot, pass, ifindex, len, Direction::Out);
+    }
     if pass { TC_ACT_OK } else { TC_ACT_SHOT }
 }
 
 /// The decision for an IP packet: the flow's state if it has a live one, else the
 /// first matching rule (opening a flow for `keep state`), else the default policy
-/// (inbound) or pass (outbound).
+/// (inbound) or pass (outbound). Returns whether it passes, the counter slot, and the
+/// number to log the packet under when it is to be logged (`LogRecord::rule`).
 #[inline(always)]
-fn judge(fields: &Fields, iface_class: u32, dir: Direction, len: u64) -> (bool, u32) {
+fn judge(fields: &Fields, iface_class: u32, dir: Direction, len: u64) -> (bool, u32, Option<u32>) {
     let stateful = STATEFUL.load() != 0;
     if stateful && ct::track(fields, len) {
-        return (true, slot::STATE);
+        return (true, slot::STATE, None);
     }
     if dir == Direction::In || HAS_OUT_RULES.load() != 0 {
         let matched = if RATE_RULES.load() == 0 {
@@ -240,21 +260,36 @@ fn judge(fields: &Fields, iface_class: u32, dir: Direction, len: u64) -> (bool, 
         } else {
             first_match_rated(fields, iface_class, dir)
         };
-        if let Some(rule) = matched
-            && let Some(rule) = RULES.get(rule)
+        if let Some(index) = matched
+            && let Some(rule) = RULES.get(index)
         {
             let pass = rule.action == ACTION_PASS;
             if stateful && pass && rule.flags & RULE_KEEP_STATE != 0 {
                 ct::open(fields, len, rule.counter);
             }
-            return (pass, rule.counter);
+            let logged = (LOGGING.load() != 0 && rule.flags & RULE_LOG != 0).then_some(index + 1);
+            return (pass, rule.counter, logged);
         }
     }
     match dir {
-        Direction::Out => (true, slot::OUT_UNMATCHED),
-        Direction::In if DEFAULT_ACTION.load() == ACTION_PASS => (true, slot::DEFAULT_PASS),
-        Direction::In => (false, slot::DEFAULT_BLOCK),
+        Direction::Out => (true, slot::OUT_UNMATCHED, None),
+        Direction::In if DEFAULT_ACTION.load() == ACTION_PASS => (true, slot::DEFAULT_PASS, None),
+        Direction::In => (false, slot::DEFAULT_BLOCK, (DEFAULT_LOG.load() != 0).then_some(LOG_RULE_DEFAULT)),
     }
+}
+
+/// Logs a packet decided by rule number `rule` (or the default policy).
+#[inline(always)]
+fn log_packet(frame: log::Frame, rule: u32, counter_slot: u32, pass: bool, ifindex: u32, len: u64, dir: Direction) {
+    let entry = log::Entry {
+        rule,
+        counter: if rule == LOG_RULE_DEFAULT { u32::MAX } else { counter_slot },
+        action: if pass { ACTION_PASS } else { ACTION_DROP },
+        ifindex,
+        len: len as u32,
+        direction: (dir == Direction::Out) as u8,
+    };
+    log::record(frame, &entry);
 }
 
 #[inline(always)]

@@ -35,6 +35,15 @@ shared_map! {
     RULE_EVENTS: PerCpuArray<RuleEvents> = PerCpuArray::pinned(COUNTER_SLOTS, 0);
 }
 
+/// Counts a record the log wrote for the rule with this counter slot.
+#[inline(always)]
+pub fn count_logged(counter: u32) {
+    if let Some(e) = RULE_EVENTS.get_ptr_mut(counter) {
+        // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
+        unsafe { (*e).logged += 1 };
+    }
+}
+
 /// Compare-and-swap attempts before a packet counts as over the rate: each failure
 /// means another CPU just spent a token of the same limiter, so giving up errs on the
 /// side of the limit.
@@ -80,7 +89,7 @@ pub extern "C" fn xdpwall_rate_admit(rule: u32, family: u32, hi: u64, lo: u64) -
 /// GCRA: the packet conforms when the limiter's theoretical arrival time is at most
 /// `tolerance` ahead of now; then it moves one interval on.
 #[inline(always)]
-fn conforms(tat: *mut u64, interval: u64, tolerance: u64, now: u64) -> bool {
+pub fn conforms(tat: *mut u64, interval: u64, tolerance: u64, now: u64) -> bool {
     // SAFETY (both): `tat` points into a map value that lives as long as the program
     // runs and is aligned to 8 bytes, so a plain 8-byte load reads it whole (LLVM's
     // BPF backend selects no atomic load for the generic CPU). The BPF target has no

@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use crate::{output, run};
 
 /// Debian packages the tests, the demo and the benchmarks call (xdp-tools: xdp-filter, the
-/// benchmark's peer for plain blocklists).
-const PACKAGES: &[&str] = &["iproute2", "ethtool", "iputils-ping", "nftables", "bpftool", "xdp-tools"];
+/// benchmark's peer for plain blocklists; tcpdump: reads the pflog pcap of `xdpwall log`).
+const PACKAGES: &[&str] = &["iproute2", "ethtool", "iputils-ping", "nftables", "bpftool", "xdp-tools", "tcpdump"];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPFFS: &str = "/sys/fs/bpf";
 

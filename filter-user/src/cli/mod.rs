@@ -1,6 +1,7 @@
 //! The `xdpwall` command line: each command is its own process; state that must
 //! outlive it is pinned (see `dataplane`).
 
+mod log;
 mod output;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -88,6 +89,20 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// Logged packets (`log` rules, `set default block log`): text lines, JSON lines or
+    /// a pcap file (pflog link type: tcpdump shows rule and action). Reading consumes
+    /// the records.
+    Log {
+        /// Keep reading as packets are logged, until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// One JSON object per line.
+        #[arg(long, conflicts_with = "pcap")]
+        json: bool,
+        /// Write a pcap file instead (created or truncated).
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<PathBuf>,
     },
     /// Flush tracked flows: `xdpwall flush states`.
     Flush {
@@ -192,6 +207,17 @@ fn execute(command: Command, paths: &Paths) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&flows)?);
             } else {
                 print!("{}", output::flows(&flows));
+            }
+        }
+        Command::Log { follow, json, pcap } => {
+            let sink = match (&pcap, json) {
+                (Some(path), _) => log::Sink::pcap(path)?,
+                (None, true) => log::Sink::Json,
+                (None, false) => log::Sink::Text,
+            };
+            let n = log::run(paths, sink, follow)?;
+            if let Some(path) = pcap {
+                eprintln!("{n} packets written to {}", path.display());
             }
         }
         Command::Flush { what: FlushWhat::States } => {

@@ -188,6 +188,18 @@ pub fn status(st: &Status) -> String {
         st.state_matches.packets
     );
     let _ = writeln!(s, "outbound: {} packets no `out` rule matched (passed)", st.out_unmatched.packets);
+    let logged: Vec<String> =
+        st.rules.iter().filter_map(|r| r.logged.map(|n| format!("rule {} {n}", r.number))).collect();
+    if !logged.is_empty() || st.log.written + st.log.suppressed + st.log.lost > 0 {
+        let _ = writeln!(
+            s,
+            "log: {} records written{}, {} suppressed by the log rate, {} lost (ring full)",
+            st.log.written,
+            if logged.is_empty() { String::new() } else { format!(" ({})", logged.join(", ")) },
+            st.log.suppressed,
+            st.log.lost
+        );
+    }
     let _ = writeln!(s, "not judged: non-IP frames passed {} packets, {} bytes", st.non_ip.packets, st.non_ip.bytes);
     let malformed: Vec<String> =
         st.malformed.iter().filter(|m| m.packets > 0).map(|m| format!("{} {}", m.name, m.packets)).collect();

@@ -76,6 +76,9 @@ pub struct RuleInfo {
     /// `rate ...` / `max-pkt-rate ...`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<crate::rules::Rate>,
+    /// `log`.
+    #[serde(default)]
+    pub log: bool,
 }
 
 /// The classifier's tables for one ruleset.
@@ -136,6 +139,11 @@ impl Compiled {
             field::VLAN => &self.vlan,
             _ => panic!("field {f} is not array-keyed"),
         }
+    }
+
+    /// Whether some rule, or the default policy, logs packets.
+    pub fn logging(&self) -> bool {
+        self.options.default_log || self.rules.iter().any(|r| r.log)
     }
 
     /// Rules with a rate limit.
@@ -351,6 +359,7 @@ fn rule_infos(rules: &[Rule]) -> Vec<RuleInfo> {
                 key,
                 keep_state: r.keep_state,
                 rate: r.rate,
+                log: r.log,
             }
         })
         .collect()

@@ -15,6 +15,7 @@
 mod fault;
 mod flows;
 mod links;
+mod log;
 mod nic;
 mod plan;
 mod privilege;
@@ -31,12 +32,14 @@ use std::{
 use serde::Serialize;
 
 pub use flows::{FlowEntry, FlowFilter, FlowTable, flush as flush_states, list as list_states};
+pub use log::{LogEntry, LogReader};
 pub use plan::Diff;
 pub use program::{
-    Decision, IfaceBinding, LoadedProgram, RULE_SLOTS, ebpf_object, read_counters, read_rule_events, unanswered_limit,
+    Decision, IfaceBinding, LoadedProgram, RULE_SLOTS, ebpf_object, read_counters, read_log_counters, read_rule_events,
+    unanswered_limit,
 };
 pub use state::{IfaceState, RuleState, State};
-pub use status::{IfaceStatus, NamedCounter, RuleStatus, Status, status};
+pub use status::{IfaceStatus, LogStatus, NamedCounter, RuleStatus, Status, status};
 pub use transaction::apply;
 
 use crate::compile::Compiled;

@@ -10,9 +10,9 @@ use aya::{
     programs::{SchedClassifier, Xdp},
 };
 use filter_common::{
-    ACTION_DROP, ACTION_PASS, COUNTER_SLOTS, Counter, DEFAULT_SRC_NODES, IfaceCounters, IfaceEntry, PrefixClass,
-    PrefixKey, RULE_KEEP_STATE, RULE_RATE, RULE_RATE_PER_SOURCE, RateLimit, RuleAction, RuleBitmap, RuleEvents, dir,
-    field, names,
+    ACTION_DROP, ACTION_PASS, COUNTER_SLOTS, Counter, DEFAULT_LOG_RATE, DEFAULT_SRC_NODES, IfaceCounters, IfaceEntry,
+    LogCounters, PrefixClass, PrefixKey, RULE_KEEP_STATE, RULE_LOG, RULE_RATE, RULE_RATE_PER_SOURCE, RateLimit,
+    RuleAction, RuleBitmap, RuleEvents, dir, field, names,
 };
 
 use super::Error;
@@ -111,6 +111,8 @@ impl LoadedProgram {
         let has_out_rules = compiled.has_out_rules as u32;
         let (dir_in, dir_out) = compiled.dir_classes;
         let rate_rules = compiled.rate_rules();
+        let logging = compiled.logging() as u32;
+        let default_log = compiled.options.default_log as u32;
         // Limiters exist only when some rule has a rate (one-entry maps otherwise).
         let rate_limits = if rate_rules == 0 { 1 } else { compiled.rules.len() as u32 };
         let source_rates =
@@ -135,6 +137,8 @@ impl LoadedProgram {
             .override_global(names::DIR_IN_CLASS, &dir_in, true)
             .override_global(names::DIR_OUT_CLASS, &dir_out, true)
             .override_global(names::RATE_RULES, &rate_rules, true)
+            .override_global(names::LOGGING, &logging, true)
+            .override_global(names::DEFAULT_LOG, &default_log, true)
             .map_max_entries(names::RATE_LIMITS, rate_limits)
             .map_max_entries(names::SOURCE_RATES, source_rates)
             // Taken only when the pinned tables are created (the first load).
@@ -174,6 +178,9 @@ impl LoadedProgram {
             let mut rules: Array<_, RuleAction> = self.map_typed(names::RULES)?;
             for (i, (rule, &counter)) in c.rules.iter().zip(counter_slots).enumerate() {
                 let mut flags = if rule.keep_state { RULE_KEEP_STATE } else { 0 };
+                if rule.log {
+                    flags |= RULE_LOG;
+                }
                 if let Some(rate) = rule.rate {
                     flags |= RULE_RATE;
                     if rate.per_source.is_some() {
@@ -183,6 +190,20 @@ impl LoadedProgram {
                 let v = RuleAction { action: action_code(rule.action), counter, flags, _pad: 0 };
                 rules.set(i as u32, v, 0).map_err(|e| Error::Map(names::RULES, e))?;
             }
+        }
+        if c.logging() {
+            let per_second = c.options.log_rate.unwrap_or(DEFAULT_LOG_RATE);
+            let rate = crate::rules::Rate { packets: per_second, seconds: 1, burst: per_second, per_source: None };
+            let v = RateLimit {
+                tat_ns: 0,
+                interval_ns: rate.interval_ns(),
+                tolerance_ns: rate.tolerance_ns(),
+                mask_v4: 0,
+                mask_v6: 0,
+                _pad: [0; 6],
+            };
+            let mut limit: Array<_, RateLimit> = self.map_typed(names::LOG_LIMIT)?;
+            limit.set(0, v, 0).map_err(|e| Error::Map(names::LOG_LIMIT, e))?;
         }
         if c.rate_rules() > 0 {
             let mut limits: Array<_, RateLimit> = self.map_typed(names::RATE_LIMITS)?;
@@ -452,6 +473,11 @@ pub fn read_counters(pin_dir: &Path) -> Result<Vec<Counter>, Error> {
 /// rate, packets logged, by counter slot).
 pub fn read_rule_events(pin_dir: &Path) -> Result<Vec<RuleEvents>, Error> {
     read_summed(pin_dir, names::RULE_EVENTS)
+}
+
+/// The log's counters (written, suppressed, lost), its CPUs' values summed.
+pub fn read_log_counters(pin_dir: &Path) -> Result<LogCounters, Error> {
+    Ok(read_summed::<LogCounters>(pin_dir, names::LOG_COUNTERS)?.first().copied().unwrap_or_default())
 }
 
 /// Sums the per-CPU values of every slot of the pinned `IFACE_COUNTERS` map.

@@ -34,6 +34,20 @@ pub struct RuleStatus {
     /// (they went on to the later rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub over_rate: Option<u64>,
+    /// Rules with `log`: records of their packets written to the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged: Option<u64>,
+}
+
+/// The packet log's counters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LogStatus {
+    /// Records written to the ring buffer.
+    pub written: u64,
+    /// Packets not logged: the log was over `set log-rate`.
+    pub suppressed: u64,
+    /// Records lost: the ring buffer was full (no reader, or a slow one).
+    pub lost: u64,
 }
 
 /// One interface's totals.
@@ -103,6 +117,9 @@ pub struct Status {
     pub out_unmatched: NamedCounter,
     /// The flow table.
     pub flow_table: FlowTable,
+    /// The packet log.
+    #[serde(default)]
+    pub log: LogStatus,
 }
 
 /// Reads the state and counters, after finishing or rolling back an interrupted apply,
@@ -176,6 +193,7 @@ pub fn status(paths: &Paths) -> Result<Status, Error> {
                     .info
                     .rate
                     .map(|_| events.get(r.counter as usize).map_or(0, |e: &filter_common::RuleEvents| e.over_rate)),
+                logged: r.info.log.then(|| events.get(r.counter as usize).map_or(0, |e| e.logged)),
             })
             .collect(),
         default_action: state.default_action,
@@ -186,6 +204,9 @@ pub fn status(paths: &Paths) -> Result<Status, Error> {
         flow_table: flows::summary(paths)?,
         malformed: Malformed::ALL.iter().map(|m| named(m.name(), m.slot())).collect(),
         interfaces,
+        log: program::read_log_counters(&paths.pin_dir)
+            .map(|c| LogStatus { written: c.written, suppressed: c.suppressed, lost: c.lost })
+            .unwrap_or_default(),
     })
 }
 

@@ -31,6 +31,12 @@ pub struct Options {
     /// `set limit src-nodes N`: per-source limiters kept (least recently used forgotten).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src_nodes: Option<u32>,
+    /// `set default ... log`: packets the default policy decides are logged.
+    #[serde(default)]
+    pub default_log: bool,
+    /// `set log-rate N/s`: most log records a second (and at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_rate: Option<u32>,
 }
 
 /// Default `set limit states`.

@@ -47,9 +47,6 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
                 if let Some((pos, message)) = validate::check_rule(&rule, &meta) {
                     return Err(c.err(pos, message));
                 }
-                if let Some((pos, message)) = validate::reject_unsupported(&meta.unsupported) {
-                    return Err(c.err(pos, message));
-                }
                 if let (Some(label), Some(pos)) = (&rule.label, meta.label) {
                     if let Some(earlier) = labels.get(label) {
                         return Err(c.err(
@@ -87,7 +84,8 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
                 tables.insert(name, table);
             }
             Some("set") => match parse_set(&mut c)? {
-                Setting::Default(action, pos) => {
+                Setting::Default(action, log, pos) => {
+                    options.default_log = log;
                     if let Some((_, first)) = default {
                         return Err(c.err(pos, format!("`set default` is already given on line {}", first.line)));
                     }
@@ -95,6 +93,7 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
                 }
                 Setting::StateLimit(n) => options.state_limit = Some(n),
                 Setting::SrcNodes(n) => options.src_nodes = Some(n),
+                Setting::LogRate(n) => options.log_rate = Some(n),
                 Setting::Timeout(name, secs) => {
                     options.timeouts.insert(name, secs);
                 }
@@ -124,8 +123,10 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
 
 /// One `set` statement.
 enum Setting {
-    /// `set default pass|block`, with the position of `set`.
-    Default(Action, Pos),
+    /// `set default pass|block [log]`, with the position of `set`.
+    Default(Action, bool, Pos),
+    /// `set log-rate N/s`.
+    LogRate(u32),
     /// `set limit states N`.
     StateLimit(u32),
     /// `set limit src-nodes N`.
@@ -140,6 +141,18 @@ fn parse_set(c: &mut Cursor<'_>) -> Result<Setting, RulesError> {
     let what = c.next();
     match c.word(what) {
         Some("default") => {}
+        Some("log-rate") => {
+            let tok = c.next();
+            let expected = "a rate like `100/s` after `set log-rate`";
+            let Some(n) = c.word(tok).and_then(|w| w.strip_suffix("/s")).and_then(|n| n.parse::<u64>().ok()) else {
+                return Err(c.unexpected(tok, expected));
+            };
+            if !(1..=1_000_000).contains(&n) {
+                return Err(c.err(tok.pos, format!("log rate {n}/s out of range 1-1000000 per second")));
+            }
+            c.expect_end("end of line after `set log-rate N/s`")?;
+            return Ok(Setting::LogRate(n as u32));
+        }
         Some("limit") => {
             let kind = c.next();
             if c.is_word(kind, "src-nodes") {
@@ -178,8 +191,8 @@ fn parse_set(c: &mut Cursor<'_>) -> Result<Setting, RulesError> {
         _ => {
             return Err(c.unexpected_kw(
                 what,
-                "`default`, `limit` or `timeout` after `set`",
-                &["default", "limit", "timeout"],
+                "`default`, `limit`, `timeout` or `log-rate` after `set`",
+                &["default", "limit", "timeout", "log-rate"],
             ));
         }
     }
@@ -191,8 +204,12 @@ fn parse_set(c: &mut Cursor<'_>) -> Result<Setting, RulesError> {
             return Err(c.unexpected_kw(value, "`pass` or `block` after `set default`", &["pass", "block"]));
         }
     };
-    c.expect_end("end of line after `set default`")?;
-    Ok(Setting::Default(action, set.pos))
+    let log = c.is_word(c.peek(), "log");
+    if log {
+        c.next();
+    }
+    c.expect_end("`log` or end of line after `set default pass|block`")?;
+    Ok(Setting::Default(action, log, set.pos))
 }
 
 /// A whole number in `min..=max` at the cursor.

@@ -441,7 +441,6 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
         }
         "log" => {
             rule.log = true;
-            meta.unsupported.log = Some(kw.pos);
         }
         "label" => {
             let tok = c.next();

@@ -116,11 +116,19 @@ fn set_default() {
     assert_eq!(err("set default block\n\nset default pass"), "t.conf:3:1: `set default` is already given on line 1");
     assert_eq!(
         err("set defualt block"),
-        "t.conf:1:5: expected `default`, `limit` or `timeout` after `set`, found `defualt` (did you mean `default`?)"
+        "t.conf:1:5: expected `default`, `limit`, `timeout` or `log-rate` after `set`, found `defualt` (did you mean `default`?)"
     );
     assert_eq!(err("set default"), "t.conf:1:12: expected `pass` or `block` after `set default`, found end of line");
     assert_eq!(err("set default drop"), "t.conf:1:13: expected `pass` or `block` after `set default`, found `drop`");
-    assert_eq!(err("set default block pass"), "t.conf:1:19: expected end of line after `set default`, found `pass`");
+    assert_eq!(
+        err("set default block pass"),
+        "t.conf:1:19: expected `log` or end of line after `set default pass|block`, found `pass`"
+    );
+    let rs = parse("set default block log\nset log-rate 20/s\nblock in log quick all\n").unwrap();
+    assert!(rs.options.default_log && rs.rules[0].log);
+    assert_eq!(rs.options.log_rate, Some(20));
+    assert_eq!(err("set log-rate 20"), "t.conf:1:14: expected a rate like `100/s` after `set log-rate`, found `20`");
+    assert_eq!(err("set log-rate 0/s"), "t.conf:1:14: log rate 0/s out of range 1-1000000 per second");
 }
 
 #[test]
@@ -727,12 +735,11 @@ fn option_errors() {
 }
 
 #[test]
-fn unsupported_features_are_refused_at_their_keyword() {
-    assert_eq!(err("block in from any log"), "t.conf:1:19: `log` is not supported yet");
-    assert_eq!(err("block in log quick all"), "t.conf:1:10: `log` is not supported yet");
-    // The leftmost unsupported feature is named.
-    assert_eq!(err("pass out proto tcp log rate 1/s"), "t.conf:1:20: `log` is not supported yet");
-    // Syntax and validation errors come before "not supported".
+fn log_and_option_checks() {
+    // `log` is accepted after the direction (pf) and among the options.
+    assert!(rule("block in from any log").log);
+    assert!(rule("block in log quick all").log);
+    // Syntax and validation errors.
     assert_eq!(err("pass keep state vlan 9999"), "t.conf:1:22: vlan 9999 out of range 0-4095");
     assert_eq!(err("pass keep state flags S/SA"), "t.conf:1:17: `flags` needs `proto tcp`");
     assert_eq!(err("pass log log"), "t.conf:1:10: `log` is given twice in this rule");
@@ -869,7 +876,7 @@ fn state_rules_and_settings() {
     );
     assert_eq!(
         err("set tiemout udp.first 1"),
-        "t.conf:1:5: expected `default`, `limit` or `timeout` after `set`, found `tiemout` (did you mean `timeout`?)"
+        "t.conf:1:5: expected `default`, `limit`, `timeout` or `log-rate` after `set`, found `tiemout` (did you mean `timeout`?)"
     );
 }
 

@@ -1,19 +1,16 @@
-//! Checks that need the whole rule (protocol-dependent fields, address families), and
-//! the one place that refuses features the data plane cannot enforce yet.
+//! Checks that need the whole rule (protocol-dependent fields, address families).
 
 use super::ast::{Action, Family, Pos, Rule};
 use super::names::{ICMP, ICMP6, SCTP, TCP, UDP};
 use super::rule::{IcmpKind, RuleMeta};
 
-/// Positions of features that need a check or are not enforced yet (`None`: not used).
+/// Positions of features that need a check of the whole rule (`None`: not used).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Unsupported {
     /// The `out` keyword.
     pub out: Option<Pos>,
     /// The `keep` of `keep state`.
     pub keep_state: Option<Pos>,
-    /// The `log` keyword.
-    pub log: Option<Pos>,
 }
 
 /// Sort key for positions: the error reported is the first one in the rule.
@@ -73,15 +70,4 @@ pub(super) fn check_rule(rule: &Rule, meta: &RuleMeta) -> Option<(Pos, String)> 
         }
     }
     problems.into_iter().min_by_key(|(pos, _)| order(pos))
-}
-
-/// Refuses rules that use a feature the data plane cannot enforce yet, at the keyword
-/// of the leftmost such feature. Accepting them silently would make the filter do less
-/// than the ruleset says. To lift a feature once it is implemented, delete its line.
-pub(super) fn reject_unsupported(used: &Unsupported) -> Option<(Pos, String)> {
-    let not_yet = [(used.log, "`log` is not supported yet")];
-    not_yet
-        .into_iter()
-        .filter_map(|(pos, message)| pos.map(|p| (p, message.to_owned())))
-        .min_by_key(|(pos, _)| order(pos))
 }
