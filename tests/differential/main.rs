@@ -36,18 +36,18 @@ use std::{
     fmt::{self, Write as _},
     io::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    path::{Path, PathBuf},
-    sync::atomic::{AtomicU32, AtomicU64, Ordering},
+    path::Path,
+    sync::atomic::{AtomicU64, Ordering},
     time::Instant,
 };
 
 use filter_common::{
-    Malformed, slot,
+    Malformed, names, slot,
     wire::{ETH_P_IP, ETH_P_IPV6},
 };
 use filter_user::{
     compile,
-    dataplane::{Decision, IfaceBinding, LoadedProgram},
+    dataplane::Decision,
     model::{
         self, ModelDecision,
         packet::{Dissected, dissect},
@@ -62,11 +62,10 @@ use proptest::{
     sample::{Index, select},
     test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner},
 };
+use xdpwall_tests::bpf::{Bed, LO};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
-/// ifindex of the loopback device, on which test runs are received.
-const LO: u32 = 1;
 /// Rulesets per default run.
 const RULESETS: u32 = 200;
 /// Packets per ruleset.

@@ -44,7 +44,7 @@ pub(crate) fn agree_sequence(src: &str, frames: &[Vec<u8>], want: &[ModelDecisio
     for (i, (frame, want)) in frames.iter().zip(want).enumerate() {
         let d = tracker.decide(&rs, frame, Some("lo"));
         assert_eq!(d, *want, "the model's answer to packet {i}");
-        let got = loaded.program.test_run_traced(frame, Some(LO)).expect("test run");
+        let got = loaded.bed.program.test_run_traced(frame, Some(LO)).expect("test run");
         assert_eq!(got, expected(&rs, &d), "packet {i}: kernel {}, model {d:?}", describe(&got));
     }
 }

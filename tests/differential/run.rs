@@ -3,54 +3,32 @@
 // The case types, generators and imports of the sibling modules, gathered in main.rs.
 use crate::*;
 
-/// A ruleset loaded into the kernel with tracing, counting into its own pin dir.
+/// A ruleset loaded into the kernel with tracing, counting into its own pin dir;
+/// `key` says which ruleset (a case's packets reuse the program of the previous case
+/// when the key is the same).
 pub(crate) struct Loaded {
     pub(crate) key: String,
-    pub(crate) program: LoadedProgram,
-    pub(crate) pin_dir: PathBuf,
+    pub(crate) bed: Bed,
 }
 
 impl Loaded {
     pub(crate) fn new(rs: &Ruleset, key: String, lo_name: Option<&str>) -> Result<Loaded, String> {
         let compiled = compile::compile(rs).map_err(|e| format!("compile: {e}"))?;
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/xdpwall-diff-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&pin_dir)
-            .map_err(|e| format!("{}: {e} (is bpffs mounted? cargo xtask setup)", pin_dir.display()))?;
-        let slots: Vec<u32> = (0..compiled.rules.len() as u32).map(|i| slot::RESERVED + i).collect();
-        let bindings: Vec<IfaceBinding> =
-            lo_name.map(|name| IfaceBinding { name: name.into(), ifindex: LO, stats_slot: 0 }).into_iter().collect();
-        let loaded = Loaded {
-            key,
-            program: match LoadedProgram::load_traced(&compiled, &slots, &bindings, &pin_dir) {
-                Ok(p) => p,
-                Err(e) => {
-                    remove_pins(&pin_dir);
-                    return Err(format!("load: {e:?}"));
-                }
-            },
-            pin_dir,
-        };
-        Ok(loaded)
+        let bed = Bed::load(&compiled, lo_name, true, "diff").map_err(|e| format!("{e:#}"))?;
+        Ok(Loaded { key, bed })
     }
 }
 
 /// The kernel's flow tables against the model's flows: the same flows, opened by the
 /// same endpoint, in the same state, each in the table its state puts it in (answered
 /// flows in `STATES`, the others in `STATES_NEW`), none in both.
-pub(crate) fn flow_tables_agree(pin_dir: &Path, tracker: &Tracker) -> Result<(), String> {
+pub(crate) fn flow_tables_agree(bed: &Bed, tracker: &Tracker) -> Result<(), String> {
     use std::collections::HashMap;
 
     use filter_user::model::state::{Endpoint, FlowKey, FlowState, TcpState};
     let mut kernel = HashMap::new();
-    for (answered, name) in [(true, "STATES"), (false, "STATES_NEW")] {
-        let data = aya::maps::MapData::from_pin(pin_dir.join(name)).map_err(|e| format!("{name}: {e}"))?;
-        let map = aya::maps::Map::from_map_data(data).map_err(|e| format!("{name}: {e}"))?;
-        let map: aya::maps::HashMap<_, filter_common::FlowKey, filter_common::FlowState> =
-            aya::maps::HashMap::try_from(map).map_err(|e| format!("{name}: {e}"))?;
-        for item in map.iter() {
-            let (k, st) = item.map_err(|e| format!("{name}: {e}"))?;
+    for (answered, name) in [(true, names::STATES), (false, names::STATES_NEW)] {
+        for (k, st) in bed.flows(name).map_err(|e| format!("{name}: {e:#}"))? {
             let addr = |a: [u8; 16]| {
                 if u32::from(k.family) == filter_common::FAMILY_V4 {
                     IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
@@ -92,17 +70,6 @@ pub(crate) fn flow_tables_agree(pin_dir: &Path, tracker: &Tracker) -> Result<(),
     match kernel.keys().next() {
         Some(key) => Err(format!("the kernel tracks {key:?}, the model does not")),
         None => Ok(()),
-    }
-}
-
-/// Removes a pin dir and every map pinned in it (counters, connection table, ...).
-pub(crate) fn remove_pins(dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-impl Drop for Loaded {
-    fn drop(&mut self) {
-        remove_pins(&self.pin_dir);
     }
 }
 
@@ -227,7 +194,7 @@ pub(crate) fn check_frame(
 ) -> Result<ModelDecision, String> {
     let d = model::decide(rs, frame, lo_name);
     let want = expected(rs, &d);
-    let got = loaded.program.test_run_traced(frame, Some(LO)).map_err(|e| format!("test run: {e:?}"))?;
+    let got = loaded.bed.program.test_run_traced(frame, Some(LO)).map_err(|e| format!("test run: {e:?}"))?;
     if got != want {
         return Err(format!(
             "kernel and model disagree\n\

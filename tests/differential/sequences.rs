@@ -795,6 +795,7 @@ pub(crate) fn kernel_agrees_with_model_on_sequences() {
             }
             let want = expected(&rs, &d);
             let got = loaded
+                .bed
                 .program
                 .test_run_traced(&frame, Some(LO))
                 .map_err(|e| TestCaseError::fail(format!("test run: {e:?}")))?;
@@ -823,7 +824,7 @@ pub(crate) fn kernel_agrees_with_model_on_sequences() {
             .fetch_add(1, Ordering::Relaxed);
         }
         stats.run_us.fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
-        flow_tables_agree(&loaded.pin_dir, &tracker).map_err(|e| {
+        flow_tables_agree(&loaded.bed, &tracker).map_err(|e| {
             TestCaseError::fail(format!(
                 "kernel and model disagree on the flows after the sequence: {e}\n\
                  --- ruleset (lo known as {lo_name:?}) ---\n{text}\
