@@ -821,18 +821,6 @@ fn a_spoofed_flood_cannot_evict_answered_flows() {
     h.check("the flood's oldest flow was evicted: back to its rule", &oldest, Rule(1, XDP_PASS));
 }
 
-/// A small deterministic generator (xorshift64*) for the address test's prefixes.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 /// Every structure of the address lookups (IPv4 direct array with groups and flagged
 /// /24s, hashed longer IPv4 prefixes, hashed IPv6 lengths, the IPv6 trie) against the
 /// reference model: a rule per prefix length from 32 to 1 and from 128 to 1 on a
@@ -844,7 +832,7 @@ impl Rng {
 fn address_lookups_agree_with_the_model_at_every_prefix_length() {
     use std::fmt::Write as _;
 
-    let mut rng = Rng(0x5eed_cafe_f00d_0001);
+    let mut rng = fastrand::Rng::with_seed(0x5eed_cafe_f00d_0001);
     let base4: u32 = 0xcb00_714d; // 203.0.113.77
     let base6: u128 = 0x2001_0db8_aaaa_0000_0000_0000_0000_0077;
     let net4 = |a: u32, len: u32| if len == 0 { 0 } else { a & (u32::MAX << (32 - len)) };
@@ -867,7 +855,7 @@ fn address_lookups_agree_with_the_model_at_every_prefix_length() {
     // Enough hosts and prefixes at some lengths for them to be hashed (IPv6 needs 64
     // per length), inside the chains' prefixes; some listed twice.
     for i in 0..300u32 {
-        let h = (base4 & 0xffff_0000) | (rng.next() as u32 & 0xffff);
+        let h = (base4 & 0xffff_0000) | (rng.u64(..) as u32 & 0xffff);
         hosts.push(format!("{}", Ipv4Addr::from(h)));
         probes4.extend([h, h.wrapping_add(1)]);
         if i % 10 == 0 {
@@ -875,20 +863,20 @@ fn address_lookups_agree_with_the_model_at_every_prefix_length() {
         }
     }
     for _ in 0..80 {
-        let n = net4((base4 & 0xfff0_0000) | (rng.next() as u32 & 0x000f_ff00), 24);
+        let n = net4((base4 & 0xfff0_0000) | (rng.u64(..) as u32 & 0x000f_ff00), 24);
         hosts.push(format!("{}/24", Ipv4Addr::from(n)));
         probes4.extend([n, n | 0xff, n.wrapping_sub(1)]);
     }
     for (len, count) in [(128u32, 100), (64, 80), (48, 70)] {
         for _ in 0..count {
-            let a = net6(base6 ^ ((u128::from(rng.next()) << 64 | u128::from(rng.next())) >> (len - 24)), len);
+            let a = net6(base6 ^ ((u128::from(rng.u64(..)) << 64 | u128::from(rng.u64(..))) >> (len - 24)), len);
             hosts.push(format!("{}/{len}", Ipv6Addr::from(a)));
             probes6.extend([a, a.wrapping_add(1), a.wrapping_sub(1)]);
         }
     }
     for _ in 0..200 {
-        probes4.push((base4 & 0xff00_0000) | (rng.next() as u32 & 0x00ff_ffff));
-        probes6.push(base6 ^ (u128::from(rng.next()) >> (rng.next() % 64)));
+        probes4.push((base4 & 0xff00_0000) | (rng.u64(..) as u32 & 0x00ff_ffff));
+        probes6.push(base6 ^ (u128::from(rng.u64(..)) >> (rng.u64(..) % 64)));
     }
 
     let mut src = String::from("set default block\n");

@@ -208,17 +208,16 @@ pub(crate) fn packet(pool: &Pool) -> impl Strategy<Value = PacketSpec> + use<> {
         )
 }
 
-/// A small deterministic generator for the choices of an aimed packet.
-pub(crate) struct Bits(pub(crate) u64);
+/// A small deterministic generator for the choices of an aimed packet, seeded by the
+/// case (so a failing case replays and shrinks).
+pub(crate) struct Bits(fastrand::Rng);
 
 impl Bits {
+    pub(crate) fn new(seed: u64) -> Bits {
+        Bits(fastrand::Rng::with_seed(seed))
+    }
     pub(crate) fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.u64(..)
     }
     pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
@@ -371,7 +370,7 @@ pub(crate) fn build(spec: &PacketSpec, rs: &Ruleset) -> Vec<u8> {
         && !rs.rules.is_empty()
     {
         let rule = &rs.rules[index.index(rs.rules.len())];
-        aim(&mut p, rule, rs, &mut Bits(bits));
+        aim(&mut p, rule, rs, &mut Bits::new(bits));
     }
     let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01];
     for t in &p.tags {
@@ -422,7 +421,7 @@ pub(crate) fn build(spec: &PacketSpec, rs: &Ruleset) -> Vec<u8> {
         f.extend_from_slice(&p.payload);
         if let Kind::Raw(_) = p.kind {
             // More random-looking bytes, enough to reach headers' ends.
-            let mut b = Bits(p.src6 as u64 ^ p.dst4 as u64);
+            let mut b = Bits::new(p.src6 as u64 ^ p.dst4 as u64);
             let n = b.below(80);
             f.extend((0..n).map(|_| b.next() as u8));
         }

@@ -678,7 +678,7 @@ impl SeqCase {
             }
             round += 1;
         }
-        let mut bits = Bits(self.shuffle);
+        let mut bits = Bits::new(self.shuffle);
         let mut out = Vec::with_capacity(total);
         while !queues.is_empty() {
             // Mostly the same flow again for a few packets, else another.
