@@ -3,7 +3,7 @@
 
 use std::{net::IpAddr, path::Path};
 
-use serde_json::Value;
+use filter_user::dataplane::Status;
 use xdpwall_tests::{
     TempDir,
     cli::Xdpwall,
@@ -46,16 +46,16 @@ const BAD: &[(&str, &str, &str, &str)] = &[
     ("port without proto", "pass in to port 22\n", "", "RULES:1:12: port needs `proto tcp`, `udp` or `sctp`"),
 ];
 
-fn status(fw: &Xdpwall) -> Value {
-    serde_json::from_slice(&fw.run(["status", "--json"]).expect("status").stdout).unwrap()
+fn status(fw: &Xdpwall) -> Status {
+    fw.status().expect("status")
 }
 
-fn rule_texts(st: &Value) -> Vec<String> {
-    st["rules"].as_array().unwrap().iter().map(|r| r["text"].as_str().unwrap().to_string()).collect()
+fn rule_texts(st: &Status) -> Vec<String> {
+    st.rules.iter().map(|r| r.text.clone()).collect()
 }
 
-fn ping_count(st: &Value) -> u64 {
-    st["rules"][0]["packets"].as_u64().unwrap()
+fn ping_count(st: &Status) -> u64 {
+    st.rules[0].packets
 }
 
 fn has_xdp(iface: &str) -> bool {
@@ -96,10 +96,10 @@ fn bad_rulesets_name_line_and_column_and_change_nothing() {
         assert!(!has_xdp(&spare.host), "{name}: a failed load attaches nothing");
 
         let after = status(&fw);
-        assert_eq!(after["generation"], before["generation"], "{name}: no new generation");
+        assert_eq!(after.generation, before.generation, "{name}: no new generation");
         assert_eq!(rule_texts(&after), rule_texts(&before), "{name}: rules unchanged");
         assert_eq!(ping_count(&after), 2, "{name}: counters untouched");
-        assert_eq!(after["interfaces"].as_array().unwrap().len(), 1, "{name}: interfaces unchanged");
+        assert_eq!(after.interfaces.len(), 1, "{name}: interfaces unchanged");
     }
 
     // The old ruleset still enforces exactly as before.
@@ -114,14 +114,14 @@ fn bad_rulesets_name_line_and_column_and_change_nothing() {
         String::from_utf8_lossy(&out.stderr),
         format!("xdpwall: {} is already loaded; use `xdpwall apply` to change its rules\n", veth.host)
     );
-    assert_eq!(status(&fw)["generation"], before["generation"]);
+    assert_eq!(status(&fw).generation, before.generation);
 
     // A good apply after all that works and keeps the counter of the unchanged rule.
     let dry = fw.run(["apply", good.to_str().unwrap(), "--dry-run"]).unwrap();
     assert!(String::from_utf8_lossy(&dry.stdout).contains("0 added, 0 removed, 3 unchanged"), "{dry:?}");
     fw.run(["apply", good.to_str().unwrap()]).unwrap();
     let st = status(&fw);
-    assert_eq!(st["generation"], 2);
+    assert_eq!(st.generation, 2);
     assert_eq!(ping_count(&st), 4);
 }
 

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
+use filter_user::dataplane::Status;
 use xdpwall_tests::{
     TempDir,
     cli::Xdpwall,
@@ -42,12 +42,12 @@ fn big_ruleset(table: &Path, stream_port: u16, variant: u32) -> String {
     s
 }
 
-fn status(fw: &Xdpwall) -> Value {
-    serde_json::from_slice(&fw.run(["status", "--json"]).expect("status").stdout).unwrap()
+fn status(fw: &Xdpwall) -> Status {
+    fw.status().expect("status")
 }
 
-fn by_label(st: &Value, label: &str) -> u64 {
-    st["rules"].as_array().unwrap().iter().find(|r| r["label"] == label).unwrap()["packets"].as_u64().unwrap()
+fn by_label(st: &Status, label: &str) -> u64 {
+    st.rule(label).expect("a rule with the label").packets
 }
 
 #[test]
@@ -120,8 +120,8 @@ fn four_thousand_rules_and_a_million_entries_apply_under_traffic() {
     // Table lookups are checked packet by packet in the kernel and differential tests;
     // here: both applies landed and the blocklist rule is first.
     let st = status(&fw);
-    assert_eq!(st["generation"], 3);
-    assert_eq!(st["rules"][0]["label"], "blocklist");
+    assert_eq!(st.generation, 3);
+    assert_eq!(st.rules[0].label.as_deref(), Some("blocklist"));
 }
 
 /// A million-entry table per family, shaped like blocklists: mostly hosts, every 16th
@@ -278,9 +278,9 @@ fn a_failed_apply_rolls_back_every_interface() {
     ns.run(|| UdpSocket::bind("0.0.0.0:0").unwrap().send_to(b"x", to).unwrap());
     assert!(sock.recv(&mut [0u8; 4]).is_err(), "port 7000 is still closed on {}", first.host);
     let st = status(&fw);
-    assert_eq!(st["generation"], 1, "no new generation");
+    assert_eq!(st.generation, 1, "no new generation");
     assert_eq!(by_label(&st, "closed"), 1, "the old rule judged the datagram");
-    assert!(st["interfaces"].as_array().unwrap().iter().all(|i| i["attached"] == true), "{st}");
+    assert!(st.interfaces.iter().all(|i| i.attached), "{st:?}");
 
     // A vanished interface is found before anything changes.
     let second_host = second.host.clone();
@@ -289,17 +289,12 @@ fn a_failed_apply_rolls_back_every_interface() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err, format!("xdpwall: {second_host} no longer exists; `xdpwall unload {second_host}` forgets it\n"));
-    assert_eq!(status_of(&fw).1, 1, "status says an interface filters nothing");
+    let (_, out) = fw.status_report().expect("status runs");
+    assert_eq!(out.status.code(), Some(1), "status says an interface filters nothing");
 
     // Unloading the vanished interface lets the next apply through.
     fw.run(["unload", &second_host]).expect("unload the vanished interface");
     fw.run(["apply", new.to_str().unwrap()]).expect("apply");
     ns.run(|| UdpSocket::bind("0.0.0.0:0").unwrap().send_to(b"x", to).unwrap());
     assert!(sock.recv(&mut [0u8; 4]).is_ok(), "port 7000 is open now");
-}
-
-/// `status --json` and its exit code, whatever it is.
-fn status_of(fw: &Xdpwall) -> (Value, i32) {
-    let out = fw.output(["status", "--json"]).expect("status");
-    (serde_json::from_slice(&out.stdout).unwrap_or(Value::Null), out.status.code().unwrap_or(-1))
 }
