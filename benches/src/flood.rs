@@ -44,7 +44,7 @@ pub const FLOOD_V6_BITS: u32 = 96;
 pub const FLOOD_PORT: u16 = 6000;
 
 /// The address family of a flood.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Family {
     /// IPv4 sources from 1.0.0.0/8.
     V4,
