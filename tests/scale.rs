@@ -5,10 +5,6 @@ use std::{
     fmt::Write as _,
     net::{IpAddr, SocketAddr, UdpSocket},
     path::Path,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
     time::{Duration, Instant},
 };
 
@@ -16,7 +12,7 @@ use filter_user::dataplane::Status;
 use xdpwall_tests::{
     TempDir,
     cli::Xdpwall,
-    netns::{Netns, VethPair},
+    netns::{Netns, VethPair, udp_stream_during},
 };
 
 /// `n` addresses from 11.0.0.0 on, every third one, one per line.
@@ -69,34 +65,8 @@ fn four_thousand_rules_and_a_million_entries_apply_under_traffic() {
     eprintln!("load of 4096 rules + 1M table: {:?}", t.elapsed());
 
     let to = SocketAddr::new(veth.host_v4.into(), 6000);
-    let receiver = UdpSocket::bind(to).unwrap();
-    xdpwall_tests::big_receive_buffer(&receiver);
-    receiver.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
     let stream_before = by_label(&status(&fw), "stream");
-    std::thread::scope(|s| {
-        let (stop2, sent2, ns) = (stop.clone(), sent.clone(), &ns);
-        s.spawn(move || {
-            ns.run(|| {
-                let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
-                while !stop2.load(Ordering::Relaxed) {
-                    for _ in 0..10 {
-                        sock.send_to(b"x", to).unwrap();
-                        sent2.fetch_add(1, Ordering::Relaxed);
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            })
-        });
-        let receiving = s.spawn(|| {
-            let mut buf = [0u8; 8];
-            let mut got = 0u64;
-            while receiver.recv(&mut buf).is_ok() {
-                got += 1;
-            }
-            got
-        });
+    let ((), count) = udp_stream_during(&ns, to, 10, Duration::from_millis(1), || {
         for file in [&b, &a] {
             let t = Instant::now();
             let out = fw.run(["apply", file.to_str().unwrap()]).expect("apply at scale");
@@ -108,15 +78,11 @@ fn four_thousand_rules_and_a_million_entries_apply_under_traffic() {
             );
             assert!(out.contains("9 added, 9 removed, 4087 unchanged"), "{out}");
         }
-        std::thread::sleep(Duration::from_millis(200));
-        stop.store(true, Ordering::Relaxed);
-        let got = receiving.join().unwrap();
-        let sent = sent.load(Ordering::Relaxed);
-        assert!(sent > 100, "traffic flowed during the applies ({sent})");
-        assert_eq!(got, sent, "no datagram lost across two applies at scale");
-        let st = status(&fw);
-        assert_eq!(by_label(&st, "stream") - stream_before, sent, "the unchanged rule counted every datagram");
     });
+    assert!(count.sent > 100, "traffic flowed during the applies ({})", count.sent);
+    assert_eq!(count.received, count.sent, "no datagram lost across two applies at scale");
+    let st = status(&fw);
+    assert_eq!(by_label(&st, "stream") - stream_before, count.sent, "the unchanged rule counted every datagram");
     // Table lookups are checked packet by packet in the kernel and differential tests;
     // here: both applies landed and the blocklist rule is first.
     let st = status(&fw);
