@@ -245,22 +245,27 @@ pub(crate) fn scale() -> u32 {
     std::env::var("XDPWALL_DIFF_SCALE").ok().and_then(|s| s.parse().ok()).filter(|n| *n > 0).unwrap_or(1)
 }
 
-#[test]
-pub(crate) fn kernel_agrees_with_model() {
-    let scale = scale();
-    let mut config = Config {
-        cases: RULESETS * scale,
+/// The properties' runner settings: `cases` rulesets, failures saved in (and replayed
+/// from) `differential.proptest-regressions`, shrinking bounded.
+pub(crate) fn config(cases: u32, max_shrink_iters: u32) -> Config {
+    Config {
+        cases,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/differential.proptest-regressions"
         )))),
-        // Each shrink step may load a program: bound the effort.
-        max_shrink_iters: 2000,
+        max_shrink_iters,
         max_shrink_time: 180_000,
+        source_file: Some(file!()),
         ..Config::default()
-    };
-    config.source_file = Some(file!());
-    let mut runner = TestRunner::new(config);
+    }
+}
+
+#[test]
+pub(crate) fn kernel_agrees_with_model() {
+    let scale = scale();
+    // Each shrink step may load a program: bound the effort.
+    let mut runner = TestRunner::new(config(RULESETS * scale, 2000));
     let stats = Stats::default();
     // The last program loaded, reused while shrinking only changes the packets.
     let cache: RefCell<Option<Loaded>> = RefCell::new(None);

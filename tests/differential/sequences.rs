@@ -752,19 +752,8 @@ pub(crate) struct SeqStats {
 #[test]
 pub(crate) fn kernel_agrees_with_model_on_sequences() {
     let scale = scale();
-    let mut config = Config {
-        cases: SEQ_RULESETS * scale,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/differential.proptest-regressions"
-        )))),
-        // Every shrink step loads a program: bound the effort.
-        max_shrink_iters: 1000,
-        max_shrink_time: 180_000,
-        ..Config::default()
-    };
-    config.source_file = Some(file!());
-    let mut runner = TestRunner::new(config);
+    // Every shrink step loads a program: bound the effort.
+    let mut runner = TestRunner::new(config(SEQ_RULESETS * scale, 1000));
     let stats = SeqStats::default();
     let started = Instant::now();
 
