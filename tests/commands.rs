@@ -12,9 +12,9 @@ use xdpwall_tests::{
 
 const GOOD: &str = "set default block\n\
                     table <lab> { 10.201.0.0/16, fd00:201::/32 }\n\
-                    pass in proto icmp icmp-type echoreq label \"ping\"\n\
-                    pass in proto icmp6\n\
-                    pass in proto tcp from <lab> to port 22\n";
+                    pass in quick proto icmp icmp-type echoreq label \"ping\" no state\n\
+                    pass in quick proto icmp6 no state\n\
+                    pass in quick proto tcp from <lab> to port 22 no state\n";
 
 /// (name, ruleset text, table file text, expected "line:col: message" in the ruleset or table file)
 const BAD: &[(&str, &str, &str, &str)] = &[

@@ -18,8 +18,8 @@ use xdpwall_tests::{
     netns::{Netns, VethPair},
 };
 
-const CLOSED: &str = "set default pass\nblock in proto udp to port 7000 label \"closed\"\n";
-const OPEN: &str = "set default pass\npass in proto udp to port 7000 label \"open\"\n";
+const CLOSED: &str = "set default pass\nblock in quick proto udp to port 7000 label \"closed\"\n";
+const OPEN: &str = "set default pass\npass in quick proto udp to port 7000 label \"open\" no state\n";
 
 /// `status --json` (when it printed a report), its exit code and stderr.
 fn status(fw: &Xdpwall) -> (Option<Status>, Option<i32>, String) {

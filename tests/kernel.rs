@@ -135,23 +135,23 @@ fn bytes(b: PacketBuilder) -> Vec<u8> {
 const EVERY_FIELD: &str = r#"
 set default block
 table <nets> { 10.9.0.0/16, 2001:db8:9::/48 }
-pass  in on lo proto udp to port 1001
-pass  in inet proto udp to port 1002
-pass  in inet6 proto udp to port 1002
-pass  in proto sctp
-pass  in from 10.1.0.0/16
-pass  in from 2001:db8:1::/48
-pass  in to 10.2.2.2
-block in from !<nets> to 10.3.0.0/16
-pass  in from <nets> to 10.3.0.0/16
-pass  in proto tcp from port 5000:5010
-pass  in proto tcp to port { 22, 80 }
-pass  in proto tcp to port 8000 flags S/SA
-pass  in proto icmp icmp-type echoreq
-pass  in proto icmp6 icmp6-type echoreq
-pass  in proto icmp icmp-type unreach code 3
-pass  in vlan 100
-block in to 2001:db8:d::/48
+pass  in quick on lo proto udp to port 1001 no state
+pass  in quick inet proto udp to port 1002 no state
+pass  in quick inet6 proto udp to port 1002 no state
+pass  in quick proto sctp no state
+pass  in quick from 10.1.0.0/16 no state
+pass  in quick from 2001:db8:1::/48 no state
+pass  in quick to 10.2.2.2 no state
+block in quick from !<nets> to 10.3.0.0/16
+pass  in quick from <nets> to 10.3.0.0/16 no state
+pass  in quick proto tcp from port 5000:5010 no state
+pass  in quick proto tcp to port { 22, 80 } no state
+pass  in quick proto tcp to port 8000 flags S/SA no state
+pass  in quick proto icmp icmp-type echoreq no state
+pass  in quick proto icmp6 icmp6-type echoreq no state
+pass  in quick proto icmp icmp-type unreach code 3 no state
+pass  in quick vlan 100 no state
+block in quick to 2001:db8:d::/48
 "#;
 
 #[test]
@@ -288,10 +288,10 @@ fn ipv6_extension_header_chains() {
 fn default_pass_and_rule_order() {
     use Expect::*;
     let mut h = Harness::new(
-        "block in proto udp to port 53\n\
-         pass  in proto udp to port 53:54\n\
-         block in from 10.0.0.0/8\n\
-         pass  in from 10.1.0.0/16\n",
+        "block in quick proto udp to port 53\n\
+         pass  in quick proto udp to port 53:54 no state\n\
+         block in quick from 10.0.0.0/8\n\
+         pass  in quick from 10.1.0.0/16 no state\n",
     );
     h.check("first match wins over a later pass", &bytes(ip4().udp(1, 53)), Rule(0, XDP_DROP));
     h.check("second rule", &bytes(ip4().udp(1, 54)), Rule(1, XDP_PASS));
@@ -422,9 +422,9 @@ fn packet_sanity() {
     // pf's classic: SYNs to 22 are blocked, other TCP passes.
     let mut h = Harness::new(
         "set default block
-         block in proto tcp to port 22 flags S/SA
-         pass  in proto tcp
-         pass  in proto udp
+         block in quick proto tcp to port 22 flags S/SA
+         pass  in quick proto tcp no state
+         pass  in quick proto udp no state
 ",
     );
     let (syn, ack) = (packet::TCP_SYN, packet::TCP_ACK);
@@ -575,7 +575,7 @@ fn packet_sanity() {
 
 #[test]
 fn interface_field_uses_the_receiving_interface() {
-    let src = "set default pass\nblock in on lo proto udp\nblock in on wan0 proto tcp\n";
+    let src = "set default pass\nblock in quick on lo proto udp\nblock in quick on wan0 proto tcp\n";
     let udp = bytes(ip4().udp(1, 2));
     let tcp = bytes(ip4().tcp(1, 2, packet::TCP_SYN));
     let mut h = Harness::new(src);
@@ -594,10 +594,10 @@ fn interface_field_uses_the_receiving_interface() {
 const STATEFUL: &str = r#"
 set default block
 set timeout udp.first 1
-pass in proto tcp to port 80 keep state
-pass in proto udp to port 53 keep state
-pass in proto icmp icmp-type echoreq keep state
-pass in proto icmp6 icmp6-type echoreq keep state
+pass in quick proto tcp to port 80 flags any keep state
+pass in quick proto udp to port 53 keep state
+pass in quick proto icmp icmp-type echoreq keep state
+pass in quick proto icmp6 icmp6-type echoreq keep state
 "#;
 
 const CLIENT: &str = "192.0.2.10";
@@ -680,7 +680,7 @@ fn udp_and_icmp_echo_pseudo_state() {
 
 #[test]
 fn a_full_flow_table_evicts_the_least_recently_used() {
-    let mut h = Harness::new("set default block\nset limit states 64\npass in proto udp to port 53 keep state\n");
+    let mut h = Harness::new("set default block\nset limit states 64\npass in quick proto udp to port 53 keep state\n");
     let query = |sport: u16| bytes(PacketBuilder::eth().ipv4(v4(CLIENT), v4(SERVER)).udp(sport, 53));
     let answer = |dport: u16| bytes(PacketBuilder::eth().ipv4(v4(SERVER), v4(CLIENT)).udp(53, dport));
     for sport in 10000..10300 {
@@ -752,9 +752,9 @@ fn a_spoofed_flood_cannot_evict_answered_flows() {
     let mut h = Harness::new(
         "set default block
          set limit states 1000
-         pass in  proto tcp to port 22 keep state
-         pass in  proto udp to port 53 keep state
-         pass out proto udp keep state
+         pass in  quick proto tcp to port 22 flags any keep state
+         pass in  quick proto udp to port 53 keep state
+         pass out quick proto udp keep state
 ",
     );
     let host = "198.51.100.20";
@@ -881,16 +881,16 @@ fn address_lookups_agree_with_the_model_at_every_prefix_length() {
 
     let mut src = String::from("set default block\n");
     let _ = writeln!(src, "table <hosts> {{ {} }}", hosts.join(", "));
-    src.push_str("block in proto udp from <hosts> to port 1\n");
+    src.push_str("block in quick proto udp from <hosts> to port 1\n");
     for (i, net) in chain.iter().enumerate() {
         let action = if i % 2 == 0 { "pass " } else { "block" };
-        let _ = writeln!(src, "{action} in proto udp from {net} to port 1");
+        let _ = writeln!(src, "{action} in quick proto udp from {net} to port 1 no state");
     }
     src.push_str(
-        "pass  in proto udp from !<hosts> to <hosts> port 2\n\
-         block in proto udp to !<hosts> port 2\n\
-         pass  in proto udp from 0.0.0.0/0 to port 3\n\
-         block in proto udp from ::/0 to port 3\n",
+        "pass  in quick proto udp from !<hosts> to <hosts> port 2 no state\n\
+         block in quick proto udp to !<hosts> port 2\n\
+         pass  in quick proto udp from 0.0.0.0/0 to port 3 no state\n\
+         block in quick proto udp from ::/0 to port 3\n",
     );
     let rs = rules::parse_str(&src, "addresses.conf", std::path::Path::new(".")).expect("ruleset parses");
     let compiled = compile::compile(&rs).expect("ruleset compiles");

@@ -28,13 +28,14 @@ fn big_table(n: u32, salt: u32) -> String {
 /// 4095 distinct rules plus one on the table; `variant` changes a few of them.
 fn big_ruleset(table: &Path, stream_port: u16, variant: u32) -> String {
     let mut s = format!("set default block\ntable <big> file \"{}\"\n", table.display());
-    s.push_str("block in from <big> label \"blocklist\"\n");
+    s.push_str("block in quick from <big> label \"blocklist\"\n");
     for i in 0..4093u32 {
         let port = 1000 + i + if i % 500 == 0 { variant } else { 0 };
-        let _ = writeln!(s, "pass in proto udp from 10.{}.{}.0/24 to port {port}", 100 + i / 256, i % 256);
+        let _ =
+            writeln!(s, "pass in quick proto udp from 10.{}.{}.0/24 to port {port} no state", 100 + i / 256, i % 256);
     }
-    s.push_str("pass in proto icmp6 label \"icmp6\"\n");
-    let _ = writeln!(s, "pass in proto udp to port {stream_port} label \"stream\"");
+    s.push_str("pass in quick proto icmp6 label \"icmp6\" no state\n");
+    let _ = writeln!(s, "pass in quick proto udp to port {stream_port} label \"stream\" no state");
     s
 }
 
@@ -144,11 +145,11 @@ fn a_million_ipv4_and_a_million_ipv6_entries_judge_real_traffic() {
 table <v4> file \"{}\"
 table <v6> file \"{}\"
 \
-             block in proto udp from <v4> label \"v4 listed\"
+             block in quick proto udp from <v4> label \"v4 listed\"
 \
-             block in proto udp from <v6> label \"v6 listed\"
+             block in quick proto udp from <v6> label \"v6 listed\"
 \
-             pass in proto udp to port 7100 label \"unlisted\"
+             pass in quick proto udp to port 7100 label \"unlisted\" no state
 ",
             f4.display(),
             f6.display()
@@ -227,8 +228,8 @@ fn a_failed_apply_rolls_back_every_interface() {
     let second = VethPair::new(&ns).unwrap();
     let fw = Xdpwall::isolated();
     let dir = TempDir::new("rollback");
-    let old = dir.write("old.conf", "set default pass\nblock in proto udp to port 7000 label \"closed\"\n");
-    let new = dir.write("new.conf", "set default pass\npass in proto udp to port 7000 label \"open\"\n");
+    let old = dir.write("old.conf", "set default pass\nblock in quick proto udp to port 7000 label \"closed\"\n");
+    let new = dir.write("new.conf", "set default pass\npass in quick proto udp to port 7000 label \"open\" no state\n");
     fw.run(["load", &first.host, &second.host, old.to_str().unwrap()]).expect("load");
     let to = SocketAddr::new(first.host_v4.into(), 7000);
     let sock = UdpSocket::bind(to).unwrap();

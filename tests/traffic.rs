@@ -93,11 +93,11 @@ fn drain(sock: &UdpSocket) -> u64 {
 
 const RULES: &str = r#"
 set default block
-pass  in proto icmp icmp-type echo-request label "ping4"
-pass  in proto icmp6 label "icmp6"
-pass  in proto tcp to port 8080 label "web"
-pass  in proto udp to port 5353 label "udp-allowed"
-block in proto udp to port 5354 label "udp-blocked"
+pass  in quick proto icmp icmp-type echo-request label "ping4" no state
+pass  in quick proto icmp6 label "icmp6" no state
+pass  in quick proto tcp to port 8080 label "web" no state
+pass  in quick proto udp to port 5353 label "udp-allowed" no state
+block in quick proto udp to port 5354 label "udp-blocked"
 "#;
 
 #[test]
@@ -169,17 +169,17 @@ fn apply_under_traffic_loses_no_allowed_packet() {
     let a = bed.ruleset(
         "a.conf",
         "set default block\n\
-         pass in proto icmp6 label \"icmp6\"\n\
-         pass in proto icmp label \"ping\"\n\
-         pass in proto udp to port 6000 label \"stream-a\"\n",
+         pass in quick proto icmp6 label \"icmp6\" no state\n\
+         pass in quick proto icmp label \"ping\" no state\n\
+         pass in quick proto udp to port 6000 label \"stream-a\" no state\n",
     );
     let b = bed.ruleset(
         "b.conf",
         "set default block\n\
-         block in proto udp to port 6001 label \"other\"\n\
-         pass in proto udp from 10.0.0.0/8 to port 5990:6010 label \"stream-b\"\n\
-         pass in proto icmp label \"ping\"\n\
-         pass in proto icmp6 label \"icmp6\"\n",
+         block in quick proto udp to port 6001 label \"other\"\n\
+         pass in quick proto udp from 10.0.0.0/8 to port 5990:6010 label \"stream-b\" no state\n\
+         pass in quick proto icmp label \"ping\" no state\n\
+         pass in quick proto icmp6 label \"icmp6\" no state\n",
     );
     bed.fw.run(["load", &bed.veth.host, a.to_str().unwrap()]).expect("load");
     assert_eq!(bed.ns.ping_replies(bed.veth.host_v4.into(), 2), 2);

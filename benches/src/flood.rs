@@ -306,11 +306,11 @@ impl Flood {
             s.push_str("table <big> file \"big.txt\"\n");
             for i in 0..self.rules - 2 {
                 let p = if proto(i, self.rules) == 6 { "tcp" } else { "udp" };
-                let _ = writeln!(s, "pass in proto {p} from {}/28 to port {}", source(i), port(i));
+                let _ = writeln!(s, "pass in quick proto {p} from {}/28 to port {} no state", source(i), port(i));
             }
-            s.push_str("block in proto udp from <big>\n");
+            s.push_str("block in quick proto udp from <big>\n");
         }
-        let _ = writeln!(s, "block in proto udp to port {FLOOD_PORT}");
+        let _ = writeln!(s, "block in quick proto udp to port {FLOOD_PORT}");
         s
     }
 
@@ -371,16 +371,16 @@ mod tests {
     #[test]
     fn rulesets_and_nft() {
         let one = Flood::one_rule(Family::V4);
-        assert_eq!(one.xdpwall_text().lines().skip(1).collect::<Vec<_>>(), ["block in proto udp to port 6000"]);
+        assert_eq!(one.xdpwall_text().lines().skip(1).collect::<Vec<_>>(), ["block in quick proto udp to port 6000"]);
         let t = Flood::table(Blocklist::new(Family::V4, 3), 4);
         assert_eq!(
             t.xdpwall_text().lines().skip(1).collect::<Vec<_>>(),
             [
                 "table <big> file \"big.txt\"",
-                "pass in proto udp from 10.202.0.0/28 to port 5000",
-                "pass in proto tcp from 10.202.0.16/28 to port 5001",
-                "block in proto udp from <big>",
-                "block in proto udp to port 6000",
+                "pass in quick proto udp from 10.202.0.0/28 to port 5000 no state",
+                "pass in quick proto tcp from 10.202.0.16/28 to port 5001 no state",
+                "block in quick proto udp from <big>",
+                "block in quick proto udp to port 6000",
             ]
         );
         assert_eq!((t.table_rule(), t.catch_all()), (Some(3), 4));
