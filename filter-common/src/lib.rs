@@ -39,8 +39,9 @@ pub struct RuleAction {
     pub counter: u32,
     /// [`RULE_KEEP_STATE`], ...
     pub flags: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// The rule's number in the file, from 1 (the classifier's bits are in pf's
+    /// deciding order, not the file's): what the packet log records.
+    pub number: u32,
 }
 
 /// `RuleAction::flags`: a pass by this rule creates a flow entry (`keep state`).
@@ -120,7 +121,7 @@ impl core::ops::Add for LogCounters {
 
 /// Most rules with a rate limit in one ruleset: each can send a packet on to the next
 /// candidate once, which bounds the classifier's loop (and the verifier's walk of it).
-pub const MAX_RATE_RULES: u32 = 64;
+pub const MAX_RATE_RULES: u32 = 32;
 
 /// A rule's rate limiter (an element of `RATE_LIMITS`, indexed by rule): GCRA, the
 /// generic cell rate algorithm, on one word. `tat_ns` is the theoretical arrival time

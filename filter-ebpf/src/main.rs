@@ -260,14 +260,14 @@ fn judge(fields: &Fields, iface_class: u32, dir: Direction, len: u64) -> (bool, 
         } else {
             first_match_rated(fields, iface_class, dir)
         };
-        if let Some(index) = matched
-            && let Some(rule) = RULES.get(index)
+        if let Some(bit) = matched
+            && let Some(rule) = RULES.get(bit)
         {
             let pass = rule.action == ACTION_PASS;
             if stateful && pass && rule.flags & RULE_KEEP_STATE != 0 {
                 ct::open(fields, len, rule.counter);
             }
-            let logged = (LOGGING.load() != 0 && rule.flags & RULE_LOG != 0).then_some(index + 1);
+            let logged = (LOGGING.load() != 0 && rule.flags & RULE_LOG != 0).then_some(rule.number);
             return (pass, rule.counter, logged);
         }
     }
@@ -549,8 +549,9 @@ fn rated_word_loop(p: &Fields, iface_class: u32, dir: Direction, addr_classes: u
         if acc != 0 {
             let rule = w as u32 * 64 + acc.trailing_zeros();
             let (hi, lo) = addr_halves(p.src, p.family);
-            if rate::xdpwall_rate_admit(rule, p.family, hi, lo) != 0 {
-                return Some(rule);
+            let admitted = rate::xdpwall_rate_admit(rule, p.family, hi, lo);
+            if admitted != rate::OVER_RATE {
+                return Some(admitted & (MAX_RULES as u32 - 1));
             }
             skipped |= acc & acc.wrapping_neg();
             continue;

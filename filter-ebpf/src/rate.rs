@@ -49,9 +49,11 @@ pub fn count_logged(counter: u32) {
 /// side of the limit.
 const CAS_TRIES: u32 = 4;
 
-/// Whether rule `rule` may match a packet from `src` (`[hi, lo]`: the address's two
+/// Rule `rule` when it may match a packet from `src`, [`OVER_RATE`] when not (`[hi, lo]`: the address's two
 /// halves, IPv4 in the top 32 bits of `hi`) now; when it may not, the packet is counted
-/// as over the rule's rate.
+/// as over the rule's rate. (The rule comes back, rather than a yes or no, as a value
+/// the verifier cannot know: the paths through the classifier's loop then return the
+/// same state, and what follows the match is verified once instead of once per path.)
 ///
 /// A global function (exported, C calling convention, scalar arguments): the verifier
 /// checks it once on its own instead of once per call, and the classifier calls it in a
@@ -59,13 +61,13 @@ const CAS_TRIES: u32 = 4;
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn xdpwall_rate_admit(rule: u32, family: u32, hi: u64, lo: u64) -> u32 {
-    let Some(action) = RULES.get(rule) else { return 1 };
+    let Some(action) = RULES.get(rule) else { return rule };
     if action.flags & RULE_RATE == 0 {
-        return 1;
+        return rule;
     }
     let counter = action.counter;
     let per_source = action.flags & RULE_RATE_PER_SOURCE != 0;
-    let Some(limit) = RATE_LIMITS.get_ptr_mut(rule) else { return 1 };
+    let Some(limit) = RATE_LIMITS.get_ptr_mut(rule) else { return rule };
     // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: a map value pointer, valid while the program runs; the config fields are
@@ -83,8 +85,11 @@ pub extern "C" fn xdpwall_rate_admit(rule: u32, family: u32, hi: u64, lo: u64) -
         // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
         unsafe { (*e).over_rate += 1 };
     }
-    ok as u32
+    if ok { rule } else { OVER_RATE }
 }
+
+/// What [`xdpwall_rate_admit`] returns for a rule over its rate.
+pub const OVER_RATE: u32 = u32::MAX;
 
 /// GCRA: the packet conforms when the limiter's theoretical arrival time is at most
 /// `tolerance` ahead of now; then it moves one interval on.

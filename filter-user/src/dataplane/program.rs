@@ -176,7 +176,10 @@ impl LoadedProgram {
     fn fill(&mut self, c: &Compiled, counter_slots: &[u32], ifaces: &[IfaceBinding]) -> Result<(), Error> {
         {
             let mut rules: Array<_, RuleAction> = self.map_typed(names::RULES)?;
-            for (i, (rule, &counter)) in c.rules.iter().zip(counter_slots).enumerate() {
+            // Bit `bit` of the classifier is rule `order[bit]` (pf's deciding order);
+            // its counter is that rule's, so counters keep the file's order.
+            for (bit, &file_index) in c.order.iter().enumerate() {
+                let (rule, counter) = (&c.rules[file_index as usize], counter_slots[file_index as usize]);
                 let mut flags = if rule.keep_state { RULE_KEEP_STATE } else { 0 };
                 if rule.log {
                     flags |= RULE_LOG;
@@ -187,8 +190,8 @@ impl LoadedProgram {
                         flags |= RULE_RATE_PER_SOURCE;
                     }
                 }
-                let v = RuleAction { action: action_code(rule.action), counter, flags, _pad: 0 };
-                rules.set(i as u32, v, 0).map_err(|e| Error::Map(names::RULES, e))?;
+                let v = RuleAction { action: action_code(rule.action), counter, flags, number: file_index + 1 };
+                rules.set(bit as u32, v, 0).map_err(|e| Error::Map(names::RULES, e))?;
             }
         }
         if c.logging() {
@@ -207,8 +210,9 @@ impl LoadedProgram {
         }
         if c.rate_rules() > 0 {
             let mut limits: Array<_, RateLimit> = self.map_typed(names::RATE_LIMITS)?;
-            for (i, rule) in c.rules.iter().enumerate() {
-                let Some(rate) = rule.rate else { continue };
+            // By classifier bit, like `RULES`.
+            for (bit, &file_index) in c.order.iter().enumerate() {
+                let Some(rate) = c.rules[file_index as usize].rate else { continue };
                 let mask = rate.per_source.unwrap_or_default();
                 let v = RateLimit {
                     tat_ns: 0,
@@ -218,7 +222,7 @@ impl LoadedProgram {
                     mask_v6: mask.v6,
                     _pad: [0; 6],
                 };
-                limits.set(i as u32, v, 0).map_err(|e| Error::Map(names::RATE_LIMITS, e))?;
+                limits.set(bit as u32, v, 0).map_err(|e| Error::Map(names::RATE_LIMITS, e))?;
             }
         }
         {
