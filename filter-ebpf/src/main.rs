@@ -504,34 +504,81 @@ fn first_match(p: &Fields, iface_class: u32, dir: Direction) -> Option<u32> {
     None
 }
 
-/// [`first_match`] for rulesets with rate limits: a rule over its rate does not match,
-/// and the next candidate decides. The address classes are looked up first, in a frame
-/// of their own: the word loop's extra state would otherwise push the deepest chain of
-/// calls (through the IPv6 address lookup) past the verifier's 512 bytes of stack.
-#[inline(never)]
-fn first_match_rated(p: &Fields, iface_class: u32, dir: Direction) -> Option<u32> {
-    let src = if used(field::SRC_ADDR) { addr_class::<true>(p)? } else { 0 };
-    let dst = if used(field::DST_ADDR) { addr_class::<false>(p)? } else { 0 };
-    rated_word_loop(p, iface_class, dir, (src as u64) << 32 | dst as u64)
+/// What the rated classifier needs of a packet: each used field's class (by field
+/// number) and the source address for per-source limiters. Plain memory, so that a
+/// global function can take a pointer to it.
+#[repr(C)]
+pub struct RatedKeys {
+    classes: [u32; field::COUNT as usize],
+    family: u32,
+    _pad: u32,
+    src_hi: u64,
+    src_lo: u64,
 }
 
-/// The word loop of [`first_match_rated`]; `addr_classes`: source class << 32 |
-/// destination class (unused fields: anything).
+/// [`xdpwall_rated_match`]'s answer when no rule matches.
+const NO_MATCH: u32 = u32::MAX;
+
+/// [`first_match`] for rulesets with rate limits: a rule over its rate does not match,
+/// and the next candidate decides. The fields' classes are looked up here (the address
+/// lookups in frames of their own), the word loop runs in a global function.
 #[inline(never)]
-fn rated_word_loop(p: &Fields, iface_class: u32, dir: Direction, addr_classes: u64) -> Option<u32> {
-    let b_dir = bitmap_of(field::DIRECTION, || {
-        Some(if dir == Direction::In { DIR_IN_CLASS.load() } else { DIR_OUT_CLASS.load() })
-    })
-    .ok()?;
-    let b_iface = bitmap_of(field::IFACE, || Some(iface_class)).ok()?;
-    let b_proto = bitmap_of(field::PROTO, || keyed(&PROTO_CLASS, p.proto_key, &PROTO_DEFAULT)).ok()?;
-    let b_src = bitmap_of(field::SRC_ADDR, || Some((addr_classes >> 32) as u32)).ok()?;
-    let b_dst = bitmap_of(field::DST_ADDR, || Some(addr_classes as u32)).ok()?;
-    let b_sport = bitmap_of(field::SRC_PORT, || keyed(&SPORT_CLASS, p.sport_key, &SPORT_DEFAULT)).ok()?;
-    let b_dport = bitmap_of(field::DST_PORT, || keyed(&DPORT_CLASS, p.dport_key, &DPORT_DEFAULT)).ok()?;
-    let b_flags = bitmap_of(field::TCP_FLAGS, || keyed(&TCP_FLAGS_CLASS, p.tcp_flags_key, &TCP_FLAGS_DEFAULT)).ok()?;
-    let b_icmp = bitmap_of(field::ICMP, || keyed(&ICMP_CLASS, p.icmp_key, &ICMP_DEFAULT)).ok()?;
-    let b_vlan = bitmap_of(field::VLAN, || keyed(&VLAN_CLASS, p.vlan_key, &VLAN_DEFAULT)).ok()?;
+fn first_match_rated(p: &Fields, iface_class: u32, dir: Direction) -> Option<u32> {
+    let (src_hi, src_lo) = addr_halves(p.src, p.family);
+    let mut k = RatedKeys { classes: [0; field::COUNT as usize], family: p.family, _pad: 0, src_hi, src_lo };
+    k.classes[field::DIRECTION as usize] =
+        if dir == Direction::In { DIR_IN_CLASS.load() } else { DIR_OUT_CLASS.load() };
+    k.classes[field::IFACE as usize] = iface_class;
+    if used(field::PROTO) {
+        k.classes[field::PROTO as usize] = keyed(&PROTO_CLASS, p.proto_key, &PROTO_DEFAULT)?;
+    }
+    if used(field::SRC_ADDR) {
+        k.classes[field::SRC_ADDR as usize] = addr_class::<true>(p)?;
+    }
+    if used(field::DST_ADDR) {
+        k.classes[field::DST_ADDR as usize] = addr_class::<false>(p)?;
+    }
+    if used(field::SRC_PORT) {
+        k.classes[field::SRC_PORT as usize] = keyed(&SPORT_CLASS, p.sport_key, &SPORT_DEFAULT)?;
+    }
+    if used(field::DST_PORT) {
+        k.classes[field::DST_PORT as usize] = keyed(&DPORT_CLASS, p.dport_key, &DPORT_DEFAULT)?;
+    }
+    if used(field::TCP_FLAGS) {
+        k.classes[field::TCP_FLAGS as usize] = keyed(&TCP_FLAGS_CLASS, p.tcp_flags_key, &TCP_FLAGS_DEFAULT)?;
+    }
+    if used(field::ICMP) {
+        k.classes[field::ICMP as usize] = keyed(&ICMP_CLASS, p.icmp_key, &ICMP_DEFAULT)?;
+    }
+    if used(field::VLAN) {
+        k.classes[field::VLAN as usize] = keyed(&VLAN_CLASS, p.vlan_key, &VLAN_DEFAULT)?;
+    }
+    let rule = xdpwall_rated_match(&k);
+    // Masked: the verifier knows nothing of a global function's answer.
+    (rule != NO_MATCH).then_some(rule & (MAX_RULES as u32 - 1))
+}
+
+/// The rated classifier's word loop: the first candidate rule not over its rate, or
+/// [`NO_MATCH`]. A global function (exported, C calling convention): the verifier
+/// checks it once, on its own, whatever the paths that lead to it; as a static
+/// function it was walked once per distinct state of the parse, and a ruleset with
+/// many fields and rate limits ran past the verifier's million instructions.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn xdpwall_rated_match(k: *const RatedKeys) -> u32 {
+    // SAFETY: the caller passes its keys; the verifier checks the pointer's memory.
+    let Some(k) = (unsafe { k.as_ref() }) else { return NO_MATCH };
+    let class = |f: u32| Some(k.classes[f as usize]);
+    let Ok(b_dir) = bitmap_of(field::DIRECTION, || class(field::DIRECTION)) else { return NO_MATCH };
+    let Ok(b_iface) = bitmap_of(field::IFACE, || class(field::IFACE)) else { return NO_MATCH };
+    let Ok(b_proto) = bitmap_of(field::PROTO, || class(field::PROTO)) else { return NO_MATCH };
+    let Ok(b_src) = bitmap_of(field::SRC_ADDR, || class(field::SRC_ADDR)) else { return NO_MATCH };
+    let Ok(b_dst) = bitmap_of(field::DST_ADDR, || class(field::DST_ADDR)) else { return NO_MATCH };
+    let Ok(b_sport) = bitmap_of(field::SRC_PORT, || class(field::SRC_PORT)) else { return NO_MATCH };
+    let Ok(b_dport) = bitmap_of(field::DST_PORT, || class(field::DST_PORT)) else { return NO_MATCH };
+    let Ok(b_flags) = bitmap_of(field::TCP_FLAGS, || class(field::TCP_FLAGS)) else { return NO_MATCH };
+    let Ok(b_icmp) = bitmap_of(field::ICMP, || class(field::ICMP)) else { return NO_MATCH };
+    let Ok(b_vlan) = bitmap_of(field::VLAN, || class(field::VLAN)) else { return NO_MATCH };
 
     let fields = [b_dir, b_iface, b_proto, b_src, b_dst, b_sport, b_dport, b_flags, b_icmp, b_vlan];
     let words = RULE_WORDS.load();
@@ -548,10 +595,9 @@ fn rated_word_loop(p: &Fields, iface_class: u32, dir: Direction, addr_classes: u
         let acc = and_fields(&fields, |b| b.words[w]) & !skipped;
         if acc != 0 {
             let rule = w as u32 * 64 + acc.trailing_zeros();
-            let (hi, lo) = addr_halves(p.src, p.family);
-            let admitted = rate::xdpwall_rate_admit(rule, p.family, hi, lo);
+            let admitted = rate::xdpwall_rate_admit(rule, k.family, k.src_hi, k.src_lo);
             if admitted != rate::OVER_RATE {
-                return Some(admitted & (MAX_RULES as u32 - 1));
+                return admitted;
             }
             skipped |= acc & acc.wrapping_neg();
             continue;
@@ -559,7 +605,7 @@ fn rated_word_loop(p: &Fields, iface_class: u32, dir: Direction, addr_classes: u
         candidates &= candidates - 1;
         skipped = 0;
     }
-    None
+    NO_MATCH
 }
 
 /// An address in the packet as two big-endian halves (IPv4 in the top 32 bits of the

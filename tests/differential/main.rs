@@ -18,7 +18,8 @@
 //! stderr. Failures shrink and are saved in `differential.proptest-regressions` (beside this directory)
 //! (replayed first on every run); concrete ones found so far are the `regression_*`
 //! tests at the end. `keep state` on `in` rules is left to the second property,
-//! `kernel_agrees_with_model_on_sequences`; `rate` and `log` are not supported yet.
+//! `kernel_agrees_with_model_on_sequences`; rate limits to the third,
+//! `kernel_agrees_with_model_on_buckets` (`rates.rs`: full and empty buckets).
 //!
 //! The second property checks connection tracking: rulesets with `keep state` on some
 //! pass rules, and per ruleset a dozen flows (TCP, UDP, ICMP/ICMPv6 echo between a few
@@ -79,6 +80,7 @@ const TABLES: usize = 3;
 
 mod packets;
 mod pool;
+mod rates;
 mod regressions;
 mod render;
 mod rulesets;
