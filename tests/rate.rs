@@ -251,3 +251,30 @@ fn the_log_limit_holds_under_a_flood() {
     let by_rule = f.events(0).logged;
     assert!(by_rule >= 50 && by_rule <= log.written, "the rule counts its records: {by_rule} of {}", log.written);
 }
+
+/// `overload <t> for N`: a source over its per-source rate is put into the dynamic
+/// table by the data plane; `block in quick from <t>` then blocks it (before its rate
+/// rule), another source is untouched, and after N seconds (and a refilled bucket) the
+/// source is let back.
+#[test]
+fn overload_puts_the_flooding_source_into_the_table_until_it_expires() {
+    let mut f = Loaded::new(
+        "set default block\n\
+         table <flooders> persist\n\
+         block in quick from <flooders>\n\
+         pass in quick proto udp to port 7000 no state rate 2/s per-source overload <flooders> for 1\n",
+    );
+    let a = udp("192.0.2.1", 7000);
+    let v: Vec<u32> = (0..6).map(|_| f.run(&a)).collect();
+    assert_eq!(v, [XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP, XDP_DROP, XDP_DROP], "a: burst 2, then over and blocked");
+    assert_eq!(f.events(1).over_rate, 1, "a was over its rate once: then it was in the table");
+    assert_eq!(f.counter(0).packets, 3, "the table's block rule took a's packets after the overload");
+    // Another source: its own bucket, not in the table.
+    let b = udp("192.0.2.2", 7000);
+    assert_eq!([f.run(&b), f.run(&b)], [XDP_PASS, XDP_PASS], "b is untouched");
+    assert_eq!(f.counter(0).packets, 3);
+    // The entry expires after 1 s; by then a's bucket is full again.
+    std::thread::sleep(std::time::Duration::from_millis(1600));
+    assert_eq!(f.run(&a), XDP_PASS, "a is let back after the expiry");
+    assert_eq!(f.counter(0).packets, 3, "no longer blocked by the table");
+}

@@ -388,3 +388,54 @@ fn blocked_packets_come_back_from_the_log_as_pcap() {
     let again = bed.fw.run(["log", "--json"]).expect("xdpwall log --json");
     assert!(String::from_utf8_lossy(&again.stdout).lines().all(|l| !l.contains("\"rule\":2")), "{again:?}");
 }
+
+/// `overload` over a veth, and `xdpwall table`: a flooding source lands in the dynamic
+/// table and is blocked (ping too), stays there across an apply (the table is pinned),
+/// and the CLI shows, deletes, adds and flushes entries.
+#[test]
+fn dynamic_tables_survive_applies_and_the_cli_manages_them() {
+    let bed = Bed::new("dyn");
+    let text = "set default block\n\
+                table <flooders> persist\n\
+                block in quick from <flooders> label \"flooders\"\n\
+                pass in quick proto icmp no state\n\
+                pass in quick proto udp to port 6300 no state rate 10/s burst 5 per-source overload <flooders>\n";
+    let rules = bed.ruleset("rules.conf", text);
+    bed.fw.run(["load", &bed.veth.host, rules.to_str().unwrap(), "--mode", "native"]).expect("load");
+    let peer: IpAddr = bed.veth.peer_v4.into();
+    let v4: IpAddr = bed.veth.host_v4.into();
+    assert_eq!(bed.ns.ping_replies(v4, 1), 1, "ping passes before the flood");
+    bed.send_udp(SocketAddr::new(v4, 6300), 50);
+    let show = |bed: &Bed| {
+        let out = bed.fw.run(["table", "flooders", "show", "--json"]).expect("table show");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    let listed = |v: &serde_json::Value, a: &str| v.as_array().unwrap().iter().any(|s| s["addr"] == a);
+    assert!(listed(&show(&bed), &peer.to_string()), "the flooding source is in <flooders>: {}", show(&bed));
+    assert_eq!(bed.ns.ping_replies(v4, 1), 0, "and blocked, ping too");
+    assert!(bed.rule_packets("flooders") >= 1);
+
+    // An apply keeps the table's sources.
+    let changed = bed.ruleset("changed.conf", &format!("{text}pass in quick proto tcp to port 22\n"));
+    bed.fw.run(["apply", changed.to_str().unwrap()]).expect("apply");
+    assert!(listed(&show(&bed), &peer.to_string()), "still there after an apply: {}", show(&bed));
+    assert_eq!(bed.ns.ping_replies(v4, 1), 0, "and still blocked");
+
+    // The CLI: delete lets the source back; add with an expiry; flush.
+    let out = bed.fw.run(["table", "flooders", "delete", &peer.to_string()]).expect("delete");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deleted"), "{out:?}");
+    assert_eq!(bed.ns.ping_replies(v4, 1), 1, "ping passes once deleted");
+    bed.fw.run(["table", "flooders", "add", "192.0.2.77", "--for", "100"]).expect("add");
+    let v = show(&bed);
+    let entry = v.as_array().unwrap().iter().find(|s| s["addr"] == "192.0.2.77").expect("added").clone();
+    let left = entry["expires_in_secs"].as_f64().unwrap();
+    assert!(left > 90.0 && left <= 100.0, "expires in about 100 s: {entry}");
+    let out = bed.fw.run(["table", "flooders", "flush"]).expect("flush");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("flushed 1"), "{out:?}");
+    assert!(show(&bed).as_array().unwrap().is_empty());
+    let missing = bed.fw.output(["table", "nosuch", "show"]).expect("runs");
+    assert!(
+        !missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("<flooders>"),
+        "{missing:?}"
+    );
+}

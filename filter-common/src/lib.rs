@@ -119,6 +119,38 @@ impl core::ops::Add for LogCounters {
     }
 }
 
+/// `RuleAction::flags`: the rule's source is a dynamic table (`from <t>` of a `table <t>
+/// persist`), checked against `DYN_SOURCES` (slot `RateLimit::dyn_from`) by the rated
+/// classifier; a source not in it makes the rule not match.
+pub const RULE_DYN_FROM: u32 = 16;
+/// `RuleAction::flags`: with [`RULE_DYN_FROM`], `from !<t>`: a source in it does not match.
+pub const RULE_DYN_NEGATED: u32 = 32;
+
+/// Most dynamic tables (`table <t> persist`): one expiry each in a [`DynEntry`].
+pub const MAX_DYN_TABLES: usize = 8;
+/// Sources the pinned `DYN_SOURCES` holds (all dynamic tables together); the least
+/// recently used is forgotten first.
+pub const DYN_SOURCES_ENTRIES: u32 = 65_536;
+
+/// Value of `DYN_SOURCES` (key: a [`SourceKey`] with `rule` 0, the whole address): when
+/// the source leaves each dynamic table (monotonic ns), 0 when it is not in it,
+/// `u64::MAX` for good.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct DynEntry {
+    /// By table slot.
+    pub expires_ns: [u64; MAX_DYN_TABLES],
+}
+
+/// An element of the pinned `DYN_NAMES`: which dynamic table a slot holds (its name,
+/// NUL-padded; all zero: free). Kept by the loader so that slots outlive applies.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DynName {
+    /// The table's name.
+    pub name: [u8; 64],
+}
+
 /// Most rules with a rate limit in one ruleset: each can send a packet on to the next
 /// candidate once, which bounds the classifier's loop (and the verifier's walk of it).
 pub const MAX_RATE_RULES: u32 = 32;
@@ -142,8 +174,13 @@ pub struct RateLimit {
     pub mask_v4: u8,
     /// Per-source limiters: the IPv6 prefix length.
     pub mask_v6: u8,
-    /// Explicit padding.
-    pub _pad: [u8; 6],
+    /// With [`RULE_DYN_FROM`]: the dynamic table (slot) the rule's source must be in.
+    pub dyn_from: u8,
+    /// `overload <table>`: the slot + 1 of the dynamic table a source over its
+    /// per-source rate is put into; 0: none.
+    pub overload: u8,
+    /// `overload <table> for N`: seconds the source stays; 0: until removed.
+    pub overload_secs: u32,
 }
 
 /// Key of `SOURCE_RATES`: one limiter per rule and source prefix.
@@ -928,6 +965,12 @@ pub mod names {
         LOGGING,
         /// Global: `set default block log`.
         DEFAULT_LOG,
+        /// Pinned map: sources in dynamic tables ([`super::DynEntry`]).
+        DYN_SOURCES,
+        /// Pinned map: the dynamic tables' names by slot ([`super::DynName`]).
+        DYN_NAMES,
+        /// Map: per-CPU scratch for a new `DYN_SOURCES` entry.
+        DYN_SCRATCH,
     }
 }
 
@@ -949,4 +992,6 @@ mod pod {
     unsafe impl aya::Pod for super::RuleEvents {}
     unsafe impl aya::Pod for super::LogRecord {}
     unsafe impl aya::Pod for super::LogCounters {}
+    unsafe impl aya::Pod for super::DynEntry {}
+    unsafe impl aya::Pod for super::DynName {}
 }

@@ -14,7 +14,10 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray},
 };
-use filter_common::{COUNTER_SLOTS, FAMILY_V4, RULE_RATE, RULE_RATE_PER_SOURCE, RateLimit, RuleEvents, SourceKey};
+use filter_common::{
+    COUNTER_SLOTS, DYN_SOURCES_ENTRIES, DynEntry, DynName, FAMILY_V4, MAX_DYN_TABLES, RULE_DYN_FROM, RULE_DYN_NEGATED,
+    RULE_RATE, RULE_RATE_PER_SOURCE, RateLimit, RuleEvents, SourceKey,
+};
 
 use crate::RULES;
 
@@ -30,9 +33,67 @@ shared_map! {
     SOURCE_RATES: LruHashMap<SourceKey, u64> = LruHashMap::with_max_entries(1, 0);
 }
 shared_map! {
+    /// Sources in dynamic tables (`table <t> persist`), put there by `overload` or by
+    /// `xdpwall table NAME add`. Pinned: they outlive applies.
+    DYN_SOURCES: LruHashMap<SourceKey, DynEntry> = LruHashMap::pinned(DYN_SOURCES_ENTRIES, 0);
+}
+shared_map! {
+    /// Scratch space for a new `DYN_SOURCES` entry (too big for the stack).
+    DYN_SCRATCH: PerCpuArray<DynEntry> = PerCpuArray::with_max_entries(1, 0);
+}
+shared_map! {
+    /// Which dynamic table each slot holds (the loader's and the CLI's; the program
+    /// never reads it). Pinned.
+    DYN_NAMES: Array<DynName> = Array::pinned(MAX_DYN_TABLES as u32, 0);
+}
+shared_map! {
     /// Per-rule events by counter slot (packets over rate, packets logged). Pinned, so
     /// they carry over an apply like the counters.
     RULE_EVENTS: PerCpuArray<RuleEvents> = PerCpuArray::pinned(COUNTER_SLOTS, 0);
+}
+
+/// The `DYN_SOURCES` key of a source: the whole address.
+#[inline(always)]
+fn dyn_key(family: u32, hi: u64, lo: u64) -> SourceKey {
+    let mut key = SourceKey { addr: [0; 16], rule: 0, family: family as u8, _pad: 0 };
+    let mut i = 0;
+    while i < 8 {
+        key.addr[i] = (hi >> (56 - 8 * i)) as u8;
+        key.addr[8 + i] = (lo >> (56 - 8 * i)) as u8;
+        i += 1;
+    }
+    key
+}
+
+/// Whether the source is in dynamic table `slot` now.
+#[inline(always)]
+fn in_dyn_table(family: u32, hi: u64, lo: u64, slot: usize, now: u64) -> bool {
+    let key = dyn_key(family, hi, lo);
+    // SAFETY: plain data, read at once.
+    match unsafe { DYN_SOURCES.get(&key) } {
+        Some(e) => e.expires_ns[slot & (MAX_DYN_TABLES - 1)] > now,
+        None => false,
+    }
+}
+
+/// Puts the source into dynamic table `slot` until `until` (`overload`).
+#[inline(always)]
+fn put_in_dyn_table(family: u32, hi: u64, lo: u64, slot: usize, until: u64) {
+    let key = dyn_key(family, hi, lo);
+    if let Some(e) = DYN_SOURCES.get_ptr_mut(&key) {
+        // SAFETY: a map value pointer; a racing writer can only set another deadline.
+        unsafe { (*e).expires_ns[slot & (MAX_DYN_TABLES - 1)] = until };
+        return;
+    }
+    // The new entry is built in a per-CPU scratch value, not on the stack: this frame
+    // is the last of the deepest chain of calls (512 bytes for all of them).
+    let Some(e) = DYN_SCRATCH.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's scratch value, used only here while the program runs.
+    unsafe {
+        (*e).expires_ns = [0; MAX_DYN_TABLES];
+        (*e).expires_ns[slot & (MAX_DYN_TABLES - 1)] = until;
+        let _ = DYN_SOURCES.insert(&key, &*e, 0);
+    }
 }
 
 /// Counts a record the log wrote for the rule with this counter slot.
@@ -62,14 +123,25 @@ const CAS_TRIES: u32 = 4;
 #[inline(never)]
 pub extern "C" fn xdpwall_rate_admit(rule: u32, family: u32, hi: u64, lo: u64) -> u32 {
     let Some(action) = RULES.get(rule) else { return rule };
-    if action.flags & RULE_RATE == 0 {
+    if action.flags & (RULE_RATE | RULE_DYN_FROM) == 0 {
         return rule;
     }
     let counter = action.counter;
-    let per_source = action.flags & RULE_RATE_PER_SOURCE != 0;
+    let flags = action.flags;
+    let per_source = flags & RULE_RATE_PER_SOURCE != 0;
     let Some(limit) = RATE_LIMITS.get_ptr_mut(rule) else { return rule };
     // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
+    if flags & RULE_DYN_FROM != 0 {
+        // SAFETY: a map value pointer, valid while the program runs.
+        let slot = unsafe { (*limit).dyn_from } as usize;
+        if in_dyn_table(family, hi, lo, slot, now) == (flags & RULE_DYN_NEGATED != 0) {
+            return OVER_RATE;
+        }
+    }
+    if flags & RULE_RATE == 0 {
+        return rule;
+    }
     // SAFETY: a map value pointer, valid while the program runs; the config fields are
     // written only by the loader before the program is attached.
     let (interval, tolerance) = unsafe { ((*limit).interval_ns, (*limit).tolerance_ns) };
@@ -84,6 +156,12 @@ pub extern "C" fn xdpwall_rate_admit(rule: u32, family: u32, hi: u64, lo: u64) -
     if !ok && let Some(e) = RULE_EVENTS.get_ptr_mut(counter) {
         // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
         unsafe { (*e).over_rate += 1 };
+    }
+    // SAFETY: as above.
+    let (overload, secs) = unsafe { ((*limit).overload, (*limit).overload_secs) };
+    if !ok && per_source && overload != 0 {
+        let until = if secs == 0 { u64::MAX } else { now + secs as u64 * 1_000_000_000 };
+        put_in_dyn_table(family, hi, lo, (overload - 1) as usize, until);
     }
     if ok { rule } else { OVER_RATE }
 }

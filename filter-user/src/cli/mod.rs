@@ -104,6 +104,15 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         pcap: Option<PathBuf>,
     },
+    /// A dynamic table (`table <NAME> persist`): `show`, `add ADDR [--for SECS]`,
+    /// `delete ADDR`, `flush`.
+    Table {
+        /// The table's name (without the angle brackets).
+        name: String,
+        /// What to do.
+        #[command(subcommand)]
+        op: TableOp,
+    },
     /// Flush tracked flows: `xdpwall flush states`.
     Flush {
         /// What to flush.
@@ -131,6 +140,32 @@ impl From<ModeArg> for Mode {
             ModeArg::Auto => Mode::Auto,
         }
     }
+}
+
+/// `xdpwall table NAME ...`.
+#[derive(Subcommand)]
+enum TableOp {
+    /// List the sources in the table and when each leaves it.
+    Show {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put an address into the table.
+    Add {
+        /// The address.
+        addr: std::net::IpAddr,
+        /// Seconds it stays (default: until removed).
+        #[arg(long = "for", value_name = "SECS")]
+        secs: Option<u32>,
+    },
+    /// Take an address out of the table.
+    Delete {
+        /// The address.
+        addr: std::net::IpAddr,
+    },
+    /// Empty the table.
+    Flush,
 }
 
 /// What `flush` empties.
@@ -218,6 +253,37 @@ fn execute(command: Command, paths: &Paths) -> anyhow::Result<ExitCode> {
             let n = log::run(paths, sink, follow)?;
             if let Some(path) = pcap {
                 eprintln!("{n} packets written to {}", path.display());
+            }
+        }
+        Command::Table { name, op } => {
+            let mut table = dataplane::DynTable::open(paths, &name)?;
+            match op {
+                TableOp::Show { json } => {
+                    let sources = table.list();
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&sources)?);
+                    } else {
+                        for s in &sources {
+                            match s.expires_in_secs {
+                                Some(secs) => println!("{}\t{secs:.0} s", s.addr),
+                                None => println!("{}", s.addr),
+                            }
+                        }
+                        eprintln!("<{name}>: {} sources", sources.len());
+                    }
+                }
+                TableOp::Add { addr, secs } => {
+                    table.add(addr, secs)?;
+                    println!("{addr} added to <{name}>");
+                }
+                TableOp::Delete { addr } => {
+                    if table.delete(addr)? {
+                        println!("{addr} deleted from <{name}>");
+                    } else {
+                        println!("{addr} was not in <{name}>");
+                    }
+                }
+                TableOp::Flush => println!("flushed {} sources from <{name}>", table.flush()?),
             }
         }
         Command::Flush { what: FlushWhat::States } => {

@@ -85,6 +85,12 @@ pub struct RuleInfo {
     /// `log`.
     #[serde(default)]
     pub log: bool,
+    /// `from <t>` / `from !<t>` of a dynamic table: its name and whether negated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dyn_from: Option<(String, bool)>,
+    /// `overload <t> [for N]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overload: Option<crate::rules::Overload>,
 }
 
 /// The classifier's tables for one ruleset.
@@ -128,6 +134,8 @@ pub struct Compiled {
     pub stateful: bool,
     /// Flow table size and timeouts.
     pub options: crate::rules::Options,
+    /// `table <t> persist`, by name.
+    pub dyn_table_names: Vec<String>,
 }
 
 impl Compiled {
@@ -154,9 +162,15 @@ impl Compiled {
         self.options.default_log || self.rules.iter().any(|r| r.log)
     }
 
-    /// Rules with a rate limit.
+    /// Rules the rated classifier may hand a packet on from: those with a rate limit
+    /// or a dynamic table as their source.
     pub fn rate_rules(&self) -> u32 {
-        self.rules.iter().filter(|r| r.rate.is_some()).count() as u32
+        self.rules.iter().filter(|r| r.rate.is_some() || r.dyn_from.is_some()).count() as u32
+    }
+
+    /// The dynamic tables the ruleset declares (`table <t> persist`).
+    pub fn dyn_tables(&self) -> Vec<String> {
+        self.dyn_table_names.clone()
     }
 
     /// Whether some rule limits its rate per source (the per-source table is needed).
@@ -244,7 +258,13 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
         used_fields |= 1 << field::IFACE;
     }
 
-    let src = addr::AddrField::new(rules.iter().map(|r| &r.from.addr), &rs.tables);
+    // A dynamic table as the whole source is checked by the data plane against its own
+    // map (the rated classifier): for the address lookups the rule takes any source.
+    static ANY: crate::rules::AddrMatch = crate::rules::AddrMatch::Any;
+    let src = addr::AddrField::new(
+        rules.iter().map(|r| if dyn_from(r, &rs.tables).is_some() { &ANY } else { &r.from.addr }),
+        &rs.tables,
+    );
     let dst = addr::AddrField::new(rules.iter().map(|r| &r.to.addr), &rs.tables);
     let (mut src_lookup, mut dst_lookup) = Default::default();
     if src.used() {
@@ -258,7 +278,7 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
 
     let compiled = Compiled {
         default_action: rs.default_action,
-        rules: rule_infos(&rs.rules),
+        rules: rule_infos(&rs.rules, &rs.tables),
         order: order.iter().map(|&i| i as u32).collect(),
         used_fields,
         bitmaps: classes.into_bitmaps(),
@@ -276,6 +296,7 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
         has_out_rules,
         stateful: rules.iter().any(|r| r.keep_state),
         options: rs.options.clone(),
+        dyn_table_names: rs.tables.iter().filter(|(_, t)| t.dynamic).map(|(n, _)| n.clone()).collect(),
     };
     let bytes = compiled.map_memory();
     if bytes > MAX_MAP_MEMORY {
@@ -373,7 +394,20 @@ fn interfaces(rules: &[Rule], classes: &mut Classes) -> (Vec<(String, u32)>, u32
     (ifaces, classes.intern(&any))
 }
 
-fn rule_infos(rules: &[Rule]) -> Vec<RuleInfo> {
+/// The dynamic table a rule's whole `from` is (`from <t>`, `from !<t>`), if it is one.
+pub fn dyn_from(r: &Rule, tables: &std::collections::BTreeMap<String, crate::rules::Table>) -> Option<(String, bool)> {
+    match &r.from.addr {
+        crate::rules::AddrMatch::List { negated, items } => match items.as_slice() {
+            [crate::rules::AddrItem::Table(t)] if tables.get(t).is_some_and(|t| t.dynamic) => {
+                Some((t.clone(), *negated))
+            }
+            _ => None,
+        },
+        crate::rules::AddrMatch::Any => None,
+    }
+}
+
+fn rule_infos(rules: &[Rule], tables: &std::collections::BTreeMap<String, crate::rules::Table>) -> Vec<RuleInfo> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     rules
         .iter()
@@ -390,6 +424,8 @@ fn rule_infos(rules: &[Rule]) -> Vec<RuleInfo> {
                 keep_state: r.keep_state,
                 rate: r.rate,
                 log: r.log,
+                dyn_from: dyn_from(r, tables),
+                overload: r.overload.clone(),
             }
         })
         .collect()

@@ -12,6 +12,7 @@
 //!   `program`: one generation in the kernel; `state`: the state file and journal;
 //!   `privilege`: root-only files and the lock; `status`, `flows`: reading back.
 
+mod dyn_tables;
 mod fault;
 mod flows;
 mod links;
@@ -31,6 +32,7 @@ use std::{
 
 use serde::Serialize;
 
+pub use dyn_tables::{DynSource, DynTable};
 pub use flows::{FlowEntry, FlowFilter, FlowTable, flush as flush_states, list as list_states};
 pub use log::{LogEntry, LogReader};
 pub use plan::Diff;

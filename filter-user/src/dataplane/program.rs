@@ -10,9 +10,10 @@ use aya::{
     programs::{SchedClassifier, Xdp},
 };
 use filter_common::{
-    ACTION_DROP, ACTION_PASS, COUNTER_SLOTS, Counter, DEFAULT_LOG_RATE, DEFAULT_SRC_NODES, IfaceCounters, IfaceEntry,
-    LogCounters, PrefixClass, PrefixKey, RULE_KEEP_STATE, RULE_LOG, RULE_RATE, RULE_RATE_PER_SOURCE, RateLimit,
-    RuleAction, RuleBitmap, RuleEvents, dir, field, names,
+    ACTION_DROP, ACTION_PASS, COUNTER_SLOTS, Counter, DEFAULT_LOG_RATE, DEFAULT_SRC_NODES, DynEntry, DynName,
+    IfaceCounters, IfaceEntry, LogCounters, MAX_DYN_TABLES, PrefixClass, PrefixKey, RULE_DYN_FROM, RULE_DYN_NEGATED,
+    RULE_KEEP_STATE, RULE_LOG, RULE_RATE, RULE_RATE_PER_SOURCE, RateLimit, RuleAction, RuleBitmap, RuleEvents,
+    SourceKey, dir, field, names,
 };
 
 use super::Error;
@@ -184,6 +185,9 @@ impl LoadedProgram {
                 if rule.log {
                     flags |= RULE_LOG;
                 }
+                if let Some((_, negated)) = rule.dyn_from {
+                    flags |= RULE_DYN_FROM | if negated { RULE_DYN_NEGATED } else { 0 };
+                }
                 if let Some(rate) = rule.rate {
                     flags |= RULE_RATE;
                     if rate.per_source.is_some() {
@@ -203,16 +207,25 @@ impl LoadedProgram {
                 tolerance_ns: rate.tolerance_ns(),
                 mask_v4: 0,
                 mask_v6: 0,
-                _pad: [0; 6],
+                dyn_from: 0,
+                overload: 0,
+                overload_secs: 0,
             };
             let mut limit: Array<_, RateLimit> = self.map_typed(names::LOG_LIMIT)?;
             limit.set(0, v, 0).map_err(|e| Error::Map(names::LOG_LIMIT, e))?;
         }
         if c.rate_rules() > 0 {
+            let slots = self.dyn_slots(c)?;
+            let slot_of = |name: &str| slots.iter().find(|(n, _)| n == name).map_or(0, |(_, s)| *s);
             let mut limits: Array<_, RateLimit> = self.map_typed(names::RATE_LIMITS)?;
             // By classifier bit, like `RULES`.
             for (bit, &file_index) in c.order.iter().enumerate() {
-                let Some(rate) = c.rules[file_index as usize].rate else { continue };
+                let rule = &c.rules[file_index as usize];
+                if rule.rate.is_none() && rule.dyn_from.is_none() {
+                    continue;
+                }
+                let rate =
+                    rule.rate.unwrap_or(crate::rules::Rate { packets: 1, seconds: 1, burst: 1, per_source: None });
                 let mask = rate.per_source.unwrap_or_default();
                 let v = RateLimit {
                     tat_ns: 0,
@@ -220,7 +233,9 @@ impl LoadedProgram {
                     tolerance_ns: rate.tolerance_ns(),
                     mask_v4: mask.v4,
                     mask_v6: mask.v6,
-                    _pad: [0; 6],
+                    dyn_from: rule.dyn_from.as_ref().map_or(0, |(t, _)| slot_of(t)),
+                    overload: rule.overload.as_ref().map_or(0, |o| slot_of(&o.table) + 1),
+                    overload_secs: rule.overload.as_ref().map_or(0, |o| o.secs),
                 };
                 limits.set(bit as u32, v, 0).map_err(|e| Error::Map(names::RATE_LIMITS, e))?;
             }
@@ -251,6 +266,58 @@ impl LoadedProgram {
             self.fill_addr(&a)?;
         }
         Ok(())
+    }
+
+    /// The slot of each dynamic table of the ruleset in the pinned `DYN_NAMES`: a table
+    /// keeps its slot across applies (its sources stay in `DYN_SOURCES`); a new one takes
+    /// a free slot, else the slot of a table the ruleset no longer has, whose sources
+    /// are cleared from it first.
+    fn dyn_slots(&mut self, c: &Compiled) -> Result<Vec<(String, u8)>, Error> {
+        let wanted = c.dyn_tables();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut table: Vec<String> = {
+            let names_map: Array<_, DynName> = self.map_typed(names::DYN_NAMES)?;
+            (0..MAX_DYN_TABLES as u32)
+                .map(|i| names_map.get(&i, 0).map(|n| dyn_name_text(&n)).unwrap_or_default())
+                .collect()
+        };
+        let mut reused = Vec::new();
+        for name in &wanted {
+            if table.contains(name) {
+                continue;
+            }
+            let slot = match table.iter().position(String::is_empty) {
+                Some(free) => free,
+                None => {
+                    let stale = table
+                        .iter()
+                        .position(|n| !wanted.contains(n))
+                        .ok_or_else(|| Error::Io("dynamic tables".into(), std::io::Error::other("no free slot")))?;
+                    reused.push(stale);
+                    stale
+                }
+            };
+            table[slot].clone_from(name);
+        }
+        if !reused.is_empty() {
+            let mut sources: HashMap<_, SourceKey, DynEntry> = self.map_typed(names::DYN_SOURCES)?;
+            let keys: Vec<SourceKey> = sources.keys().filter_map(Result::ok).collect();
+            for k in keys {
+                if let Ok(mut e) = sources.get(&k, 0) {
+                    for &slot in &reused {
+                        e.expires_ns[slot] = 0;
+                    }
+                    let _ = sources.insert(k, e, 0);
+                }
+            }
+        }
+        let mut names_map: Array<_, DynName> = self.map_typed(names::DYN_NAMES)?;
+        for (i, name) in table.iter().enumerate() {
+            names_map.set(i as u32, dyn_name(name), 0).map_err(|e| Error::Map(names::DYN_NAMES, e))?;
+        }
+        Ok(wanted.iter().filter_map(|n| table.iter().position(|t| t == n).map(|s| (n.clone(), s as u8))).collect())
     }
 
     /// Fills one address field's lookup: the direct array through a shared mapping (it
@@ -460,6 +527,21 @@ impl LoadedProgram {
         let v = last.get(&0, 0).map_err(|e| Error::Map(names::TRACE_LAST, e))?;
         Ok(Decision { action, slot: v >> 1 })
     }
+}
+
+/// A `DYN_NAMES` element's name.
+pub fn dyn_name_text(n: &DynName) -> String {
+    let end = n.name.iter().position(|&b| b == 0).unwrap_or(n.name.len());
+    String::from_utf8_lossy(&n.name[..end]).into_owned()
+}
+
+/// A `DYN_NAMES` element holding `name` (table names are at most 63 bytes).
+pub fn dyn_name(name: &str) -> DynName {
+    let mut n = DynName { name: [0; 64] };
+    let b = name.as_bytes();
+    let len = b.len().min(63);
+    n.name[..len].copy_from_slice(&b[..len]);
+    n
 }
 
 /// Opens a pinned map.

@@ -60,6 +60,10 @@ pub struct Table {
     pub entries: Vec<IpNet>,
     /// Where the entries came from: `None` for an inline `{ ... }` list.
     pub file: Option<String>,
+    /// `table <t> persist`: a dynamic table, empty in the ruleset, filled by the data
+    /// plane (`overload <t>`) and `xdpwall table`, kept across applies.
+    #[serde(default)]
+    pub dynamic: bool,
 }
 
 /// What a rule (or the default policy) does.
@@ -155,6 +159,19 @@ pub struct Rule {
     /// the rule does not match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<Rate>,
+    /// `overload <table> [for N]`: a source over the rule's per-source rate goes into
+    /// the dynamic table (for N seconds; 0: until removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overload: Option<Overload>,
+}
+
+/// `overload <table> [for N]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overload {
+    /// The dynamic table.
+    pub table: String,
+    /// Seconds a source stays; 0: until removed.
+    pub secs: u32,
 }
 
 /// A rule's rate limit: `packets` per `seconds`, at most `burst` at once.

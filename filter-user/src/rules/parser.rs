@@ -118,7 +118,43 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
             return Err(RulesError::at(file, pos, format!("unknown table <{name}>")));
         }
     }
+    check_dynamic_tables(&tables, &rules).map_err(|(pos, message)| RulesError::at(file, pos, message))?;
     Ok(Ruleset { default_action: default.map_or(Action::Pass, |(action, _)| action), tables, rules, options })
+}
+
+/// Dynamic tables (`persist`) are matched by the data plane outside the classifier's
+/// address lookups: as a rule's whole `from` only (`from <t>`, `from !<t>`), at most
+/// [`filter_common::MAX_DYN_TABLES`] of them; `overload` names one.
+fn check_dynamic_tables(tables: &BTreeMap<String, Table>, rules: &[super::ast::Rule]) -> Result<(), (Pos, String)> {
+    use super::ast::{AddrItem, AddrMatch};
+    let dynamic = |name: &str| tables.get(name).is_some_and(|t| t.dynamic);
+    let count = tables.values().filter(|t| t.dynamic).count();
+    if count > filter_common::MAX_DYN_TABLES {
+        let pos = rules.first().map_or_else(Pos::default, |r| r.pos);
+        return Err((pos, format!("{count} tables are `persist`; at most {} are", filter_common::MAX_DYN_TABLES)));
+    }
+    for r in rules {
+        let uses = |m: &AddrMatch| match m {
+            AddrMatch::Any => (false, 0),
+            AddrMatch::List { items, .. } => {
+                (items.iter().any(|i| matches!(i, AddrItem::Table(t) if dynamic(t))), items.len())
+            }
+        };
+        if uses(&r.to.addr).0 {
+            return Err((r.pos, "a `persist` table can only be a rule's `from` (the data plane keeps sources)".into()));
+        }
+        if let (true, n) = uses(&r.from.addr)
+            && n > 1
+        {
+            return Err((r.pos, "a `persist` table must be the rule's whole `from`, not part of a list".into()));
+        }
+        if let Some(o) = &r.overload
+            && !dynamic(&o.table)
+        {
+            return Err((r.pos, format!("`overload <{}>` needs `table <{}> persist`", o.table, o.table)));
+        }
+    }
+    Ok(())
 }
 
 /// One `set` statement.
@@ -262,8 +298,9 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
                     ),
                 ));
             }
-            Table { entries, file: None }
+            Table { entries, file: None, dynamic: false }
         }
+        Kind::Word if c.text(tok) == "persist" => Table { entries: Vec::new(), file: None, dynamic: true },
         Kind::Word if c.text(tok) == "file" => {
             let path_tok = c.next();
             if path_tok.kind != Kind::Str {
@@ -292,9 +329,11 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
                     ));
                 }
             };
-            Table { entries, file: Some(shown) }
+            Table { entries, file: Some(shown), dynamic: false }
         }
-        _ => return Err(c.unexpected_kw(tok, "`{` or `file` after the table name", &["file"])),
+        _ => {
+            return Err(c.unexpected_kw(tok, "`{`, `file` or `persist` after the table name", &["file", "persist"]));
+        }
     };
     c.expect_end("end of line after the table")?;
     Ok((name, name_tok.pos, table))

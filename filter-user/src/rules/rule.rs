@@ -60,6 +60,10 @@ const OPTIONS: &[&str] = &[
     "label",
     "rate",
     "max-pkt-rate",
+    "overload",
+    "max-src-conn-rate",
+    "max-src-states",
+    "max-src-conn",
 ];
 
 /// pf's `flags S/SA`, implied on TCP by every rule that keeps state without flags.
@@ -158,6 +162,7 @@ pub(super) fn parse_rule(c: &mut Cursor<'_>) -> Result<(Rule, RuleMeta), RulesEr
         log: false,
         label: None,
         rate: None,
+        overload: None,
     };
     let mut meta = RuleMeta::default();
     let mut stage = Stage::Dir;
@@ -534,6 +539,31 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
             }
             rule.label = Some(label);
             meta.label = Some(tok.pos);
+        }
+        "overload" => {
+            let tok = c.next();
+            if tok.kind != Kind::Table {
+                return Err(c.unexpected(tok, "a table like `<flooders>` after `overload`"));
+            }
+            let text = c.text(tok);
+            let table = text[1..text.len() - 1].to_owned();
+            meta.table_refs.push((tok.pos, table.clone()));
+            let mut secs = 0;
+            if c.is_word(c.peek(), "for") {
+                c.next();
+                let t = c.next();
+                secs = bounded(c, t, 365 * 86_400, "seconds", "seconds after `overload <table> for`")? as u32;
+                if secs == 0 {
+                    return Err(c.err(t.pos, "seconds 0 out of range 1-31536000"));
+                }
+            }
+            if rule.rate.is_none_or(|r| r.per_source.is_none()) {
+                return Err(c.err(kw.pos, "`overload` needs a per-source rate before it (`rate N/s per-source`)"));
+            }
+            rule.overload = Some(super::ast::Overload { table, secs });
+        }
+        "max-src-conn-rate" | "max-src-states" | "max-src-conn" => {
+            return Err(c.err(kw.pos, format!("`{name}` is not supported yet")));
         }
         "max-pkt-rate" => {
             rule.rate = Some(max_pkt_rate(c)?);

@@ -69,6 +69,7 @@ fn base(text: &str) -> Rule {
         log: false,
         label: None,
         rate: None,
+        overload: None,
     }
 }
 
@@ -370,9 +371,12 @@ fn design_example_ruleset() {
     let mut tables = std::collections::BTreeMap::new();
     tables.insert(
         "bogons".to_owned(),
-        Table { entries: nets(&["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10"]), file: Some(bogons_path) },
+        Table { entries: nets(&["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10"]), file: Some(bogons_path), dynamic: false },
     );
-    tables.insert("admins".to_owned(), Table { entries: nets(&["192.0.2.10/32", "2001:db8::/64"]), file: None });
+    tables.insert(
+        "admins".to_owned(),
+        Table { entries: nets(&["192.0.2.10/32", "2001:db8::/64"]), file: None, dynamic: false },
+    );
     let expected = Ruleset {
         default_action: Action::Block,
         options: Default::default(),
@@ -451,8 +455,11 @@ fn inline_tables() {
     let rs =
         parse("table <a> { 192.0.2.10, 2001:db8::/64 192.0.2.10,\n   # comment\n  10.0.0.0/8 }\ntable <empty> { }\n")
             .unwrap();
-    assert_eq!(rs.tables["a"], Table { entries: nets(&["192.0.2.10/32", "2001:db8::/64", "10.0.0.0/8"]), file: None });
-    assert_eq!(rs.tables["empty"], Table { entries: vec![], file: None });
+    assert_eq!(
+        rs.tables["a"],
+        Table { entries: nets(&["192.0.2.10/32", "2001:db8::/64", "10.0.0.0/8"]), file: None, dynamic: false }
+    );
+    assert_eq!(rs.tables["empty"], Table { entries: vec![], file: None, dynamic: false });
 }
 
 #[test]
@@ -470,10 +477,13 @@ fn table_errors() {
     assert_eq!(err("table <a> { foo }"), "t.conf:1:13: expected an address, prefix or `}`, found `foo`");
     assert_eq!(err("table <a> { 1.2.3.4,, }"), "t.conf:1:21: expected an address, prefix or `}`, found `,`");
     assert_eq!(err("table a { }"), "t.conf:1:7: expected a table name like `<name>` after `table`, found `a`");
-    assert_eq!(err("table <a>"), "t.conf:1:10: expected `{` or `file` after the table name, found end of line");
+    assert_eq!(
+        err("table <a>"),
+        "t.conf:1:10: expected `{`, `file` or `persist` after the table name, found end of line"
+    );
     assert_eq!(
         err("table <a> fiel \"x\""),
-        "t.conf:1:11: expected `{` or `file` after the table name, found `fiel` (did you mean `file`?)"
+        "t.conf:1:11: expected `{`, `file` or `persist` after the table name, found `fiel` (did you mean `file`?)"
     );
     assert_eq!(err("table <a> file x"), "t.conf:1:16: expected a quoted path after `file`, found `x`");
     assert_eq!(err("table <a> file \"\""), "t.conf:1:16: the table file path is empty");
@@ -494,9 +504,13 @@ fn table_files() {
         Table {
             entries: nets(&["10.0.0.0/8", "2001:db8::1/128"]),
             file: Some(dir.0.join("rel.txt").display().to_string()),
+            dynamic: false,
         }
     );
-    assert_eq!(rs.tables["abs"], Table { entries: nets(&["192.0.2.0/24"]), file: Some(abs.display().to_string()) });
+    assert_eq!(
+        rs.tables["abs"],
+        Table { entries: nets(&["192.0.2.0/24"]), file: Some(abs.display().to_string()), dynamic: false }
+    );
 }
 
 #[test]
@@ -812,6 +826,34 @@ fn rate_syntax_errors() {
     let many: String =
         (0..=filter_common::MAX_RATE_RULES).map(|i| format!("pass proto udp to port {i} rate 1/s\n")).collect();
     assert_eq!(err(&many), "t.conf:33:27: this is rule 33 with a rate limit; a ruleset holds at most 32");
+}
+
+#[test]
+fn dynamic_tables_and_overload() {
+    let rs = parse(
+        "table <f> persist\nblock in quick from <f>\npass in quick proto udp rate 5/s per-source overload <f> for 60\n",
+    )
+    .unwrap();
+    assert!(rs.tables["f"].dynamic && rs.tables["f"].entries.is_empty());
+    assert_eq!(rs.rules[1].overload, Some(crate::rules::Overload { table: "f".into(), secs: 60 }));
+    assert_eq!(
+        err("table <f> persist\npass in quick proto udp rate 5/s overload <f>"),
+        "t.conf:2:34: `overload` needs a per-source rate before it (`rate N/s per-source`)"
+    );
+    assert_eq!(
+        err("table <s> { 10.0.0.1 }\npass in quick proto udp rate 5/s per-source overload <s>"),
+        "t.conf:2:1: `overload <s>` needs `table <s> persist`"
+    );
+    assert_eq!(
+        err("table <f> persist\npass in quick to <f>"),
+        "t.conf:2:1: a `persist` table can only be a rule's `from` (the data plane keeps sources)"
+    );
+    assert_eq!(
+        err("table <f> persist\npass in quick from { <f>, 10.0.0.1 }"),
+        "t.conf:2:1: a `persist` table must be the rule's whole `from`, not part of a list"
+    );
+    assert_eq!(err("pass in quick max-src-conn-rate 10/5"), "t.conf:1:15: `max-src-conn-rate` is not supported yet");
+    assert_eq!(err("pass in quick max-src-states 10"), "t.conf:1:15: `max-src-states` is not supported yet");
 }
 
 #[test]
