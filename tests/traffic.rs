@@ -414,6 +414,9 @@ fn dynamic_tables_survive_applies_and_the_cli_manages_them() {
     assert!(listed(&show(&bed), &peer.to_string()), "the flooding source is in <flooders>: {}", show(&bed));
     assert_eq!(bed.ns.ping_replies(v4, 1), 0, "and blocked, ping too");
     assert!(bed.rule_packets("flooders") >= 1);
+    let st = bed.status();
+    assert_eq!(st.dyn_tables.len(), 1, "{st:#?}");
+    assert_eq!((st.dyn_tables[0].name.as_str(), st.dyn_tables[0].sources), ("flooders", 1), "status shows the fill");
 
     // An apply keeps the table's sources.
     let changed = bed.ruleset("changed.conf", &format!("{text}pass in quick proto tcp to port 22\n"));

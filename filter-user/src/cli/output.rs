@@ -188,6 +188,10 @@ pub fn status(st: &Status) -> String {
         st.state_matches.packets
     );
     let _ = writeln!(s, "outbound: {} packets no `out` rule matched (passed)", st.out_unmatched.packets);
+    if !st.dyn_tables.is_empty() {
+        let tables: Vec<String> = st.dyn_tables.iter().map(|t| format!("<{}> {}", t.name, t.sources)).collect();
+        let _ = writeln!(s, "dynamic tables: {} (sources; {} at most in all)", tables.join(", "), st.dyn_capacity);
+    }
     let logged: Vec<String> =
         st.rules.iter().filter_map(|r| r.logged.map(|n| format!("rule {} {n}", r.number))).collect();
     if !logged.is_empty() || st.log.written + st.log.suppressed + st.log.lost > 0 {

@@ -124,3 +124,42 @@ impl DynTable {
         Ok(addrs.len())
     }
 }
+
+/// A dynamic table's fill, for `status`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct DynTableStatus {
+    /// The table's name.
+    pub name: String,
+    /// Sources in it now.
+    pub sources: usize,
+}
+
+/// Every dynamic table's fill (empty when none is pinned); `capacity`: sources the
+/// pinned map holds for all of them together.
+pub fn fill(paths: &Paths) -> (Vec<DynTableStatus>, u32) {
+    let Ok(names_map) = program::open_pinned(&paths.pin_dir, names::DYN_NAMES) else { return (Vec::new(), 0) };
+    let Ok(names_map) = Array::<MapData, DynName>::try_from(names_map) else { return (Vec::new(), 0) };
+    let known: Vec<String> = (0..MAX_DYN_TABLES as u32)
+        .map(|i| names_map.get(&i, 0).map(|n| program::dyn_name_text(&n)).unwrap_or_default())
+        .collect();
+    let mut counts = [0usize; MAX_DYN_TABLES];
+    if let Ok(map) = program::open_pinned(&paths.pin_dir, names::DYN_SOURCES)
+        && let Ok(sources) = HashMap::<MapData, SourceKey, DynEntry>::try_from(map)
+    {
+        let now = monotonic_ns();
+        for (_, e) in sources.iter().filter_map(Result::ok) {
+            for (slot, &t) in e.expires_ns.iter().enumerate() {
+                if t > now {
+                    counts[slot] += 1;
+                }
+            }
+        }
+    }
+    let tables = known
+        .into_iter()
+        .zip(counts)
+        .filter(|(n, _)| !n.is_empty())
+        .map(|(name, sources)| DynTableStatus { name, sources })
+        .collect();
+    (tables, filter_common::DYN_SOURCES_ENTRIES)
+}

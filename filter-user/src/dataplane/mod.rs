@@ -32,7 +32,7 @@ use std::{
 
 use serde::Serialize;
 
-pub use dyn_tables::{DynSource, DynTable};
+pub use dyn_tables::{DynSource, DynTable, DynTableStatus};
 pub use flows::{FlowEntry, FlowFilter, FlowTable, flush as flush_states, list as list_states};
 pub use log::{LogEntry, LogReader};
 pub use plan::Diff;

@@ -120,6 +120,12 @@ pub struct Status {
     /// The packet log.
     #[serde(default)]
     pub log: LogStatus,
+    /// Dynamic tables (`table <t> persist`) and the sources in each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dyn_tables: Vec<super::DynTableStatus>,
+    /// Sources the dynamic tables hold together.
+    #[serde(default)]
+    pub dyn_capacity: u32,
 }
 
 impl Status {
@@ -181,6 +187,7 @@ pub fn status(paths: &Paths) -> Result<Status, Error> {
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
+    let (dyn_tables, dyn_capacity) = super::dyn_tables::fill(paths);
     Ok(Status {
         notes,
         ruleset_file: state.ruleset_file.clone(),
@@ -211,6 +218,8 @@ pub fn status(paths: &Paths) -> Result<Status, Error> {
         flow_table: flows::summary(paths)?,
         malformed: Malformed::ALL.iter().map(|m| named(m.name(), m.slot())).collect(),
         interfaces,
+        dyn_tables,
+        dyn_capacity,
         log: program::read_log_counters(&paths.pin_dir)
             .map(|c| LogStatus { written: c.written, suppressed: c.suppressed, lost: c.lost })
             .unwrap_or_default(),
