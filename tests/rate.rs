@@ -2,7 +2,7 @@
 //! does not match and the next candidate decides; per-source limiters are kept apart;
 //! and two CPUs hammering one limiter at once never pass more than the rate allows.
 
-use std::{net::Ipv4Addr, path::PathBuf, time::Instant};
+use std::{net::Ipv4Addr, time::Instant};
 
 use aya::{TestRun as _, TestRunOptions};
 use filter_common::{Counter, RuleEvents, slot};
@@ -11,51 +11,46 @@ use filter_user::{
     dataplane::{LoadedProgram, read_counters, read_log_counters, read_rule_events},
     rules,
 };
-use xdpwall_tests::packet::PacketBuilder;
+use xdpwall_tests::{bpf::Bed, packet::PacketBuilder};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 
-/// A ruleset loaded (not attached), with its counters pinned in a directory of its own;
-/// rule `i` counts in slot `RESERVED + i`.
+/// A ruleset loaded (not attached) on the shared test bed (`xdpwall_tests::bpf::Bed`),
+/// with what these tests read of it; rule `i` counts in slot `RESERVED + i`.
 struct Loaded {
-    program: LoadedProgram,
-    pin_dir: PathBuf,
+    bed: Bed,
 }
 
 impl Loaded {
     fn new(src: &str) -> Loaded {
         let rs = rules::parse_str(src, "rate-test.conf", std::path::Path::new(".")).expect("ruleset parses");
         let compiled = compile::compile(&rs).expect("ruleset compiles");
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/xdpwall-rate-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&pin_dir).expect("bpffs is mounted (cargo xtask setup)");
-        let slots: Vec<u32> = (0..compiled.rules.len() as u32).map(|i| slot::RESERVED + i).collect();
-        let program = LoadedProgram::load(&compiled, &slots, &[], &pin_dir).expect("program loads and verifies");
-        Loaded { program, pin_dir }
+        Loaded { bed: Bed::load(&compiled, None, false, "rate").expect("program loads and verifies") }
+    }
+
+    fn program(&mut self) -> &mut LoadedProgram {
+        &mut self.bed.program
+    }
+
+    fn pin_dir(&self) -> &std::path::Path {
+        self.bed.pin_dir()
     }
 
     fn run(&mut self, frame: &[u8]) -> u32 {
-        self.program.test_run(frame, None).expect("test run")
+        self.program().test_run(frame, None).expect("test run")
     }
 
     fn counter(&self, rule: u32) -> Counter {
-        read_counters(&self.pin_dir).expect("counters")[(slot::RESERVED + rule) as usize]
+        read_counters(self.pin_dir()).expect("counters")[(slot::RESERVED + rule) as usize]
     }
 
     fn events(&self, rule: u32) -> RuleEvents {
-        read_rule_events(&self.pin_dir).expect("rule events")[(slot::RESERVED + rule) as usize]
+        read_rule_events(self.pin_dir()).expect("rule events")[(slot::RESERVED + rule) as usize]
     }
 
     fn default_block(&self) -> u64 {
-        read_counters(&self.pin_dir).expect("counters")[slot::DEFAULT_BLOCK as usize].packets
-    }
-}
-
-impl Drop for Loaded {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.pin_dir);
+        read_counters(self.pin_dir()).expect("counters")[slot::DEFAULT_BLOCK as usize].packets
     }
 }
 
@@ -165,7 +160,7 @@ fn two_cpus_share_one_limiter() {
     const INTERVAL_SECS: f64 = 86_400.0 / BURST as f64;
     let mut f =
         Loaded::new(&format!("set default block\npass in quick proto udp to port 7000 no state rate {BURST}/d\n"));
-    let prog = &*f.program.program_mut().expect("the XDP program");
+    let prog = &*f.program().program_mut().expect("the XDP program");
     let frame = udp("192.0.2.1", 7000);
     const ROUNDS: u32 = 16;
     const REPEAT: u32 = 10_000;
@@ -239,10 +234,10 @@ fn the_most_rate_limits_a_ruleset_may_have_load() {
 fn the_log_limit_holds_under_a_flood() {
     let mut f = Loaded::new("set default block log\nset log-rate 50/s\nblock in quick proto udp to port 7000 log\n");
     let started = Instant::now();
-    let (_, _) = f.program.test_run_repeat(&udp("192.0.2.1", 7000), None, 200_000).expect("flood");
-    f.program.test_run_repeat(&udp("192.0.2.1", 7999), None, 1000).expect("flood the default");
+    f.program().test_run_repeat(&udp("192.0.2.1", 7000), None, 200_000).expect("flood");
+    f.program().test_run_repeat(&udp("192.0.2.1", 7999), None, 1000).expect("flood the default");
     let elapsed = started.elapsed().as_secs_f64();
-    let log = read_log_counters(&f.pin_dir).expect("log counters");
+    let log = read_log_counters(f.pin_dir()).expect("log counters");
     let allowed = 50 + (50.0 * elapsed).ceil() as u64 + 1;
     eprintln!("201000 logged packets in {elapsed:.3} s: {log:?}, at most {allowed} written");
     assert_eq!(log.written + log.suppressed + log.lost, 201_000, "every logged packet is counted once");
