@@ -387,6 +387,37 @@ fn blocked_packets_come_back_from_the_log_as_pcap() {
     // The log was read: nothing is left.
     let again = bed.fw.run(["log", "--json"]).expect("xdpwall log --json");
     assert!(String::from_utf8_lossy(&again.stdout).lines().all(|l| !l.contains("\"rule\":2")), "{again:?}");
+
+    // `--follow --json` prints records as they come, one JSON object a line.
+    let mut follower = bed
+        .fw
+        .command(["log", "--follow", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("xdpwall log --follow");
+    std::thread::sleep(Duration::from_millis(300));
+    bed.send_udp(to, 5);
+    std::thread::sleep(Duration::from_millis(1200));
+    follower.kill().expect("stop the follower");
+    let out = follower.wait_with_output().expect("follower output");
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON object a line"))
+        .filter(|r: &serde_json::Value| r["rule"] == 2)
+        .collect();
+    assert_eq!(records.len(), 5, "{records:?}");
+    let r = &records[0];
+    assert_eq!(
+        (r["action"].as_str(), r["direction"].as_str(), r["dst_port"].as_u64()),
+        (Some("block"), Some("in"), Some(6200)),
+        "{r}"
+    );
+    assert_eq!(
+        (r["src"].as_str(), r["interface"].as_str()),
+        (Some(bed.veth.peer_v4.to_string().as_str()), Some(bed.veth.host.as_str())),
+        "{r}"
+    );
+    assert_eq!(r["label"], "logged", "{r}");
 }
 
 /// `overload` over a veth, and `xdpwall table`: a flooding source lands in the dynamic
