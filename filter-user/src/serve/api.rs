@@ -275,6 +275,8 @@ async fn put_ruleset(
         .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
     let daemon = st.daemon.clone();
     let who = peer.who();
+    let metrics = st.daemon.metrics.clone();
+    let dry_run = q.dry_run;
     let answer = blocking(move || {
         let table_dir = daemon.config.read().expect("not poisoned").table_dir.clone();
         let ruleset = input::parse(&body, json_form, &table_dir)?;
@@ -323,14 +325,16 @@ async fn put_ruleset(
                 })
             }
             Err(e) => {
-                daemon.metrics.applied("error", None);
                 tracing::warn!(who, "apply refused: {e}");
                 Err(e.into())
             }
         }
     })
-    .await?;
-    Ok(Json(answer))
+    .await;
+    if answer.is_err() && !dry_run {
+        metrics.applied("error", None);
+    }
+    Ok(Json(answer?))
 }
 
 async fn confirm(
@@ -351,8 +355,19 @@ async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-async fn metrics(State(st): State<Listener>) -> Result<Response, ApiError> {
+/// OpenMetrics for clients that accept it (Prometheus asks for it), else the classic
+/// text format.
+async fn metrics(State(st): State<Listener>, headers: HeaderMap) -> Result<Response, ApiError> {
     let daemon = st.daemon.clone();
     let text = blocking(move || Ok(metrics::render(&dataplane::status(&daemon.paths)?, &daemon.metrics))).await?;
-    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    Ok(if openmetrics {
+        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::to_classic(&text))
+            .into_response()
+    })
 }

@@ -11,7 +11,6 @@ use prometheus_client::{
         family::Family,
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
-        info::Info,
     },
     registry::Registry,
 };
@@ -73,13 +72,48 @@ fn gauges(reg: &mut Registry, name: &str, help: &str, values: impl IntoIterator<
     reg.register(name, help, family);
 }
 
+/// The classic Prometheus text format (0.0.4) of an OpenMetrics exposition, for
+/// clients that do not ask for OpenMetrics (curl, promtool, older servers): a counter
+/// family is named after its `_total` samples, and there is no `# EOF`.
+pub fn to_classic(openmetrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for l in openmetrics.lines() {
+        if let Some(name) = l.strip_prefix("# TYPE ").and_then(|t| t.strip_suffix(" counter")) {
+            counters.insert(name.to_string());
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for l in openmetrics.lines() {
+        if l == "# EOF" || l.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = l
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| l.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        match meta {
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let name = if counters.contains(name) { format!("{name}_total") } else { name.to_string() };
+                out.push_str(&format!("{kind}{name} {tail}"));
+            }
+            None => out.push_str(l),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// The exposition for `status` (OpenMetrics text, `# EOF` last).
 pub fn render(status: &Status, daemon: &DaemonMetrics) -> String {
     let mut reg = Registry::default();
-    reg.register(
-        "xdpwall_build",
-        "Build of the running daemon",
-        Info::new(vec![("version", env!("CARGO_PKG_VERSION").to_string())]),
+    // A gauge rather than OpenMetrics' `info` type, which Prometheus' classic text
+    // parser (promtool, older servers) does not know.
+    gauges(
+        &mut reg,
+        "xdpwall_build_info",
+        "Build of the running daemon (always 1)",
+        [(vec![("version", env!("CARGO_PKG_VERSION").to_string())], 1)],
     );
     let rule_labels = |r: &crate::dataplane::RuleStatus| -> Labels {
         vec![
@@ -180,4 +214,18 @@ pub fn render(status: &Status, daemon: &DaemonMetrics) -> String {
     let mut out = String::new();
     encode(&mut out, &reg).expect("writing to a String cannot fail");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counter_families_after_their_samples() {
+        let om = "# HELP a_packets Packets.\n# TYPE a_packets counter\na_packets_total{x=\"1\"} 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n# EOF\n";
+        assert_eq!(
+            to_classic(om),
+            "# HELP a_packets_total Packets.\n# TYPE a_packets_total counter\na_packets_total{x=\"1\"} 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n"
+        );
+    }
 }

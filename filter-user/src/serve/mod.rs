@@ -76,6 +76,7 @@ pub fn run(paths: Paths, config_path: &Path) -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     privilege::require_privileges()?;
     let config = Config::read(config_path, &paths.run_dir)?;
