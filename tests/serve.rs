@@ -465,3 +465,144 @@ fn the_daemon_refuses_to_start_off_loopback_without_a_private_token() {
     assert!(start(&base).contains("readable by no one else (chmod 600)"));
     assert!(!bed.fw.run_dir().join("state.json").exists(), "nothing was loaded");
 }
+
+const NEW_RULES: &str = "pass in quick proto udp to port 5555 label \"udp-open\"\n";
+
+#[test]
+fn commit_confirm_rolls_back_without_confirmation_also_across_a_restart_and_keeps_with_it() {
+    let bed = Bed::new("svcfm", "");
+    let mut daemon = bed.serve();
+    let original = bed.rule_texts();
+
+    // Not confirmed: rolled back at the deadline; traffic follows the old rules again.
+    let (code, body) = bed.put("?confirm=2", "text/plain", NEW_RULES);
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert!(body["confirm_deadline"].as_u64().is_some(), "{body}");
+    assert_eq!(bed.rule_texts().len(), 1);
+    assert!(bed.get("/v1/ruleset")["pending_confirm"]["who"].as_str().unwrap().starts_with("tcp 127.0.0.1:"));
+    let (code, body) = bed.put("", "text/plain", NEW_RULES);
+    assert_eq!(code, StatusCode::CONFLICT, "another change waits: {body}");
+    wait_until("the roll-back", 15, || bed.rule_texts() == original);
+    assert!(bed.get("/v1/ruleset")["pending_confirm"].is_null());
+    bed.send_udp(UDP_BLOCKED, 20);
+    assert_eq!(bed.rule_packets("udp-block"), 20);
+    assert_eq!(sample(&bed.metrics(), "xdpwall_applies_total{result=\"rollback\"}"), 1.0);
+
+    // Confirmed: kept.
+    let (code, _) = bed.put("?confirm=2", "text/plain", NEW_RULES);
+    assert_eq!(code, StatusCode::OK);
+    let r = bed.http.post(bed.url("/v1/ruleset/confirm")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(bed.rule_texts(), ["pass in quick proto udp to port 5555 label \"udp-open\""]);
+    assert_eq!(bed.http.post(bed.url("/v1/ruleset/confirm")).send().unwrap().status(), StatusCode::NOT_FOUND);
+
+    // The pending roll-back survives the daemon's kill -9: the next daemon does it.
+    let (code, _) = bed.put("?confirm=3", "text/plain", RULES);
+    assert_eq!(code, StatusCode::OK);
+    daemon.kill9();
+    let _daemon = bed.serve();
+    wait_until("the roll-back after a restart", 20, || bed.rule_texts().len() == 1);
+}
+
+#[test]
+fn cli_commit_confirm_and_anti_lockout_for_the_ssh_session() {
+    let bed = Bed::new("svcli", "");
+    let fw = &bed.fw;
+    let rules = bed.config.with_file_name("xdpwall.conf");
+    fw.run(["load", &bed.veth.host, rules.to_str().unwrap()]).unwrap();
+    let new = bed.config.with_file_name("new.conf");
+    std::fs::write(&new, NEW_RULES).unwrap();
+    let rule_count = || {
+        let st: Value = serde_json::from_slice(&fw.run(["status", "--json"]).unwrap().stdout).unwrap();
+        st["rules"].as_array().unwrap().len()
+    };
+
+    // The command returns; a detached timer rolls back unless `xdpwall confirm` runs.
+    let out = fw.run(["apply", new.to_str().unwrap(), "--confirm", "2"]).unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rolls back in 2 s unless `xdpwall confirm`"));
+    assert_eq!(rule_count(), 1);
+    wait_until("the CLI's roll-back", 15, || rule_count() == 2);
+    fw.run(["apply", new.to_str().unwrap(), "--confirm", "2"]).unwrap();
+    let out = fw.run(["confirm"]).unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("confirmed the change by cli"));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(rule_count(), 1);
+    assert!(!fw.output(["confirm"]).unwrap().status.success(), "nothing left to confirm");
+
+    // Anti-lockout for the SSH session this runs in (SSH_CONNECTION).
+    let [host, peer] = [bed.veth.host_ips()[0], bed.veth.peer_ips()[0]];
+    let ssh = bed.config.with_file_name("ssh.conf");
+    std::fs::write(&ssh, "block in quick proto tcp to port 22 label \"no-ssh\"\n").unwrap();
+    let apply = |extra: &[&str]| {
+        let mut cmd = fw.command(["apply", ssh.to_str().unwrap()]);
+        cmd.args(extra).env("SSH_CONNECTION", format!("{peer} 40022 {host} 22")).output().unwrap()
+    };
+    let out = apply(&[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("would block this connection from {peer}:40022 to {host}:22 on {}", bed.veth.host)),
+        "{err}"
+    );
+    assert_eq!(rule_count(), 1, "nothing changed");
+    let out = apply(&["--force"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(rule_count(), 1);
+}
+
+#[test]
+fn the_filter_outlives_the_daemon_which_adopts_it_and_re_applies_on_sighup() {
+    let bed = Bed::new("svlife", "");
+    let mut daemon = bed.serve();
+    bed.send_udp(UDP_BLOCKED, 100);
+    assert_eq!(bed.rule_packets("udp-block"), 100);
+
+    // kill -9: the pins keep enforcing; the CLI works without the daemon.
+    daemon.kill9();
+    bed.send_udp(UDP_BLOCKED, 50);
+    let st: Value = serde_json::from_slice(&bed.fw.run(["status", "--json"]).unwrap().stdout).unwrap();
+    assert_eq!(st["rules"][0]["packets"], 150);
+    assert_eq!(st["interfaces"][0]["dropped_packets"], 150);
+
+    // A new daemon adopts it: same generation, counters continue.
+    let mut daemon = bed.serve();
+    assert_eq!(bed.get("/v1/status")["generation"], 1);
+    bed.send_udp(UDP_BLOCKED, 10);
+    assert_eq!(bed.rule_packets("udp-block"), 160);
+
+    // `status --watch` shows per-rule and per-interface rates while traffic flows.
+    let mut watch = bed.fw.command(["status", "--watch"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    for _ in 0..25 {
+        bed.send_udp(UDP_BLOCKED, 100);
+    }
+    let _ = watch.kill();
+    let screen = String::from_utf8_lossy(&watch.wait_with_output().unwrap().stdout).into_owned();
+    let shows_rate = screen.lines().any(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        w.len() > 3 && w[0] == "1" && w[1] != "0" && l.ends_with("label \"udp-block\"")
+    });
+    assert!(shows_rate, "{screen}");
+    assert!(screen.contains("dropped/s") && screen.contains(&bed.veth.host), "{screen}");
+
+    // SIGHUP re-applies the configuration's ruleset, atomically; a broken one changes nothing.
+    let rules = bed.config.with_file_name("xdpwall.conf");
+    std::fs::write(&rules, format!("{RULES}block in quick proto udp to port 5557 label \"added\"\n")).unwrap();
+    daemon.signal(libc::SIGHUP);
+    wait_until("the SIGHUP apply", 30, || bed.rule_texts().len() == 3);
+    assert_eq!(bed.rule_packets("udp-block"), 2660, "kept rules keep counting");
+    std::fs::write(&rules, "block in quick proto udpp\n").unwrap();
+    daemon.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(bed.rule_texts().len(), 3);
+    assert_eq!(bed.get("/v1/status")["generation"], 2);
+
+    // SIGTERM: the daemon exits, the filter keeps enforcing.
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait(), "exit status 0 on SIGTERM");
+    assert!(!bed.fw.run_dir().join("api.sock").exists());
+    bed.send_udp(UDP_BLOCKED, 10);
+    let st: Value = serde_json::from_slice(&bed.fw.run(["status", "--json"]).unwrap().stdout).unwrap();
+    assert_eq!(st["rules"][0]["packets"], 2670);
+    assert_eq!(st["interfaces"][0]["attached"], true);
+}
