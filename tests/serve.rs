@@ -45,7 +45,8 @@ struct Bed {
     ns: Netns,
     veth: VethPair,
     fw: Xdpwall,
-    dir: TempDir,
+    /// Holds the configuration, ruleset and token; removed on drop.
+    _dir: TempDir,
     config: PathBuf,
     port: u16,
     http: Client,
@@ -73,7 +74,7 @@ impl Bed {
             ),
         );
         let http = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        Bed { ns, veth, fw, dir, config, port, http }
+        Bed { ns, veth, fw, _dir: dir, config, port, http }
     }
 
     fn url(&self, path: &str) -> String {

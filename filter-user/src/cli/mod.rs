@@ -17,7 +17,7 @@ use crate::{
 
 /// xdpwall: an XDP firewall with pf-like rules.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "xdpwall", version, about)]
 struct Cli {
     /// bpffs directory for pinned links and maps.
     #[arg(long, env = "XDPWALL_PIN_DIR", default_value = "/sys/fs/bpf/xdpwall", global = true)]
