@@ -79,7 +79,15 @@ pub fn rollback_if_due(paths: &Paths, now: u64) -> Result<Option<(Pending, Apply
     let previous = &pending.previous;
     let source = previous.source.clone().unwrap_or_else(|| "ruleset".into());
     let compiled = compile(&previous.ruleset, &source)?;
-    let report = dataplane::apply(paths, &compiled, previous.source.clone(), &[], Mode::Auto)?;
+    let report = match dataplane::apply(paths, &compiled, previous.source.clone(), &[], Mode::Auto) {
+        Ok(report) => report,
+        // Unloaded meanwhile: there is nothing left to roll back.
+        Err(dataplane::Error::NotLoaded(_)) => {
+            remove(paths)?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
     super::record::write(paths, previous.source.clone(), &previous.ruleset)?;
     remove(paths)?;
     Ok(Some((pending, report)))
