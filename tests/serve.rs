@@ -31,7 +31,7 @@ const TOKEN: &str = "test-token-0123456789abcdef";
 
 const RULES: &str = "\
 block in quick proto udp to port 5555 label \"udp-block\"
-pass in quick proto udp to port 5556 label \"udp-pass\"
+pass in quick proto udp to port 5556 no state label \"udp-pass\"
 ";
 
 /// A free TCP port on `ip` (bound, then let go).
@@ -269,7 +269,7 @@ fn the_api_serves_counters_and_metrics_of_real_traffic_and_applies_rulesets() {
         bed.rule_texts(),
         [
             "block in quick proto udp to port 5555 label \"udp-block\"",
-            "pass in quick proto udp to port 5556 label \"udp-pass\""
+            "pass in quick proto udp to port 5556 no state label \"udp-pass\""
         ]
     );
 
@@ -345,7 +345,7 @@ fn the_api_serves_counters_and_metrics_of_real_traffic_and_applies_rulesets() {
     assert_eq!(record["generation"], 2);
     let mut json = record["ruleset"].clone();
     json["rules"][1]["action"] = "pass".into();
-    json["rules"][1]["text"] = "pass in quick proto udp to port 5556 label \"udp-pass-now-blocked\"".into();
+    json["rules"][1]["text"] = "pass in quick proto udp to port 5556 no state label \"udp-pass-now-blocked\"".into();
     let (code, body) = bed.put("", "application/json", serde_json::to_vec(&json).unwrap());
     assert_eq!(code, StatusCode::OK, "{body}");
     bed.send_udp(UDP_PASSED, 10);
@@ -421,7 +421,7 @@ fn off_loopback_the_api_needs_the_token_and_refuses_to_lock_its_client_out() {
 
     // Anti-lockout: a ruleset that blocks this API connection is refused, also when
     // only new connections would be blocked; a dry run says so.
-    let lockout = format!("pass in quick proto udp to port 5556\nblock in quick proto tcp to port {port}\n");
+    let lockout = format!("pass in quick proto udp to port 5556 no state\nblock in quick proto tcp to port {port}\n");
     let (code, body) = remote("PUT", "/v1/ruleset?dry_run=true", Some(TOKEN), &lockout);
     assert_eq!(code, StatusCode::OK);
     assert!(
@@ -467,7 +467,7 @@ fn the_daemon_refuses_to_start_off_loopback_without_a_private_token() {
     assert!(!bed.fw.run_dir().join("state.json").exists(), "nothing was loaded");
 }
 
-const NEW_RULES: &str = "pass in quick proto udp to port 5555 label \"udp-open\"\n";
+const NEW_RULES: &str = "pass in quick proto udp to port 5555 no state label \"udp-open\"\n";
 
 #[test]
 fn commit_confirm_rolls_back_without_confirmation_also_across_a_restart_and_keeps_with_it() {
@@ -495,7 +495,7 @@ fn commit_confirm_rolls_back_without_confirmation_also_across_a_restart_and_keep
     let r = bed.http.post(bed.url("/v1/ruleset/confirm")).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(bed.rule_texts(), ["pass in quick proto udp to port 5555 label \"udp-open\""]);
+    assert_eq!(bed.rule_texts(), ["pass in quick proto udp to port 5555 no state label \"udp-open\""]);
     assert_eq!(bed.http.post(bed.url("/v1/ruleset/confirm")).send().unwrap().status(), StatusCode::NOT_FOUND);
 
     // The pending roll-back survives the daemon's kill -9: the next daemon does it.
@@ -547,6 +547,11 @@ fn cli_commit_confirm_and_anti_lockout_for_the_ssh_session() {
         "{err}"
     );
     assert_eq!(rule_count(), 1, "nothing changed");
+    // Blocking only the replies locks out as surely.
+    std::fs::write(&ssh, "block out quick proto tcp from port 22 label \"no-ssh-replies\"\n").unwrap();
+    let out = apply(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("would block the replies of this connection"), "{err}");
     let out = apply(&["--force"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(rule_count(), 1);

@@ -8,8 +8,8 @@
 //! table holds this connection as answered. A connection on an interface xdpwall does
 //! not filter (loopback, say) is never at risk.
 //!
-//! Only inbound rules are judged: outbound packets no `out` rule matches pass, and the
-//! model does not evaluate `out` rules.
+//! The replies matter too: an ACK from the local end to the peer, judged by the rules
+//! for packets leaving (where no rule matching passes), may likewise pass on state.
 
 use std::{
     ffi::CStr,
@@ -24,7 +24,7 @@ use crate::{
         self, ModelDecision,
         packet::{Fields, Transport},
     },
-    rules::{Action, Ruleset},
+    rules::{Action, Direction, Ruleset},
 };
 
 /// A TCP connection to keep open, seen from this host.
@@ -65,18 +65,25 @@ pub(super) fn check(paths: &Paths, ruleset: &Ruleset, conn: &Connection) -> Resu
     if !state.interfaces.iter().any(|i| i.name == iface) {
         return Ok(None);
     }
-    let packet = |flags: u8| Fields {
-        vlan: None,
-        src: conn.peer.ip(),
-        dst: conn.local.ip(),
-        protocol: wire::IPPROTO_TCP,
-        transport: Transport::Ports { src: conn.peer.port(), dst: conn.local.port(), tcp_flags: Some(flags) },
+    let packet = |flags: u8, way: Direction| {
+        let (from, to) = if way == Direction::In { (conn.peer, conn.local) } else { (conn.local, conn.peer) };
+        Fields {
+            vlan: None,
+            src: from.ip(),
+            dst: to.ip(),
+            protocol: wire::IPPROTO_TCP,
+            transport: Transport::Ports { src: from.port(), dst: to.port(), tcp_flags: Some(flags) },
+        }
     };
     let stateful = ruleset.rules.iter().any(|r| r.keep_state);
-    let cases = [("this connection", wire::TCP_ACK), ("a new connection", wire::TCP_SYN)];
-    for (what, flags) in cases {
-        let decision = model::decide_fields(ruleset, &packet(flags), Some(&iface));
-        if model::action(ruleset, &decision) == Action::Pass {
+    let cases = [
+        ("this connection", wire::TCP_ACK, Direction::In),
+        ("the replies of this connection", wire::TCP_ACK, Direction::Out),
+        ("a new connection", wire::TCP_SYN, Direction::In),
+    ];
+    for (what, flags, way) in cases {
+        let decision = model::decide_fields_going(ruleset, &packet(flags, way), Some(&iface), way);
+        if model::action_going(ruleset, &decision, way) == Action::Pass {
             continue;
         }
         if flags == wire::TCP_ACK && stateful && tracked(paths, conn)? {
