@@ -524,6 +524,15 @@ fn cli_commit_confirm_and_anti_lockout_for_the_ssh_session() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("rolls back in 2 s unless `xdpwall confirm`"));
     assert_eq!(rule_count(), 1);
     wait_until("the CLI's roll-back", 15, || rule_count() == 2);
+    // With its timer killed, the next command rolls back an overdue change.
+    fw.run(["apply", new.to_str().unwrap(), "--confirm", "2"]).unwrap();
+    let timer = timer_pid(fw.run_dir()).expect("apply --confirm left its timer running");
+    // SAFETY: a signal to the timer process this test's command started.
+    assert_eq!(unsafe { libc::kill(timer, libc::SIGKILL) }, 0);
+    std::thread::sleep(Duration::from_secs(3));
+    let out = fw.run(["status"]).unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rolled back the change by cli"), "{out:?}");
+    assert_eq!(rule_count(), 2);
     fw.run(["apply", new.to_str().unwrap(), "--confirm", "2"]).unwrap();
     let out = fw.run(["confirm"]).unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("confirmed the change by cli"));
@@ -555,6 +564,18 @@ fn cli_commit_confirm_and_anti_lockout_for_the_ssh_session() {
     let out = apply(&["--force"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(rule_count(), 1);
+}
+
+/// The pid of the `xdpwall rollback-timer` process working on `run_dir`.
+fn timer_pid(run_dir: &std::path::Path) -> Option<i32> {
+    let run_dir = run_dir.to_str().unwrap();
+    std::fs::read_dir("/proc").ok()?.filter_map(Result::ok).find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let ours = args.contains(&run_dir.as_bytes()) && args.contains(&b"rollback-timer".as_slice());
+        ours.then_some(pid)
+    })
 }
 
 #[test]

@@ -202,6 +202,24 @@ fn change(
     Ok(applied)
 }
 
+/// A commit-confirm change whose deadline passed while neither the daemon nor the
+/// timer `apply --confirm` left behind ran (killed, say) is rolled back now, and one
+/// still waiting is mentioned.
+fn overdue_rollback(paths: &Paths) -> anyhow::Result<()> {
+    let Ok(Some(pending)) = control::pending(paths) else { return Ok(()) };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    if pending.deadline > now {
+        eprintln!(
+            "note: a change by {} waits for confirmation: it rolls back in {} s unless `xdpwall confirm` runs",
+            pending.who,
+            pending.deadline - now
+        );
+    } else if let Some((p, _)) = control::rollback_if_due(paths, now)? {
+        eprintln!("note: rolled back the change by {}: it was not confirmed in time", p.who);
+    }
+    Ok(())
+}
+
 /// Leaves a process behind that rolls back at the deadline unless confirmed: it has
 /// a session of its own, so it outlives this command and the SSH session it ran in.
 fn spawn_rollback_timer(paths: &Paths) -> anyhow::Result<()> {
@@ -230,6 +248,9 @@ fn spawn_rollback_timer(paths: &Paths) -> anyhow::Result<()> {
 /// Runs one command; its exit status is not success when it found something wrong
 /// that is not an error of the command itself (an interface that filters nothing).
 fn execute(command: Command, paths: &Paths) -> anyhow::Result<ExitCode> {
+    if matches!(command, Command::Load { .. } | Command::Apply { .. } | Command::Status { .. }) {
+        overdue_rollback(paths)?;
+    }
     match command {
         Command::Check { rules, allow_empty } => {
             let (ruleset, compiled) = parse_and_compile(&rules, allow_empty)?;

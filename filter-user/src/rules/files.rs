@@ -2,6 +2,8 @@
 //! relative to its own directory, anywhere; a ruleset sent over the API is confined to
 //! one directory: a relative path without `..` that, once symbolic links are resolved,
 //! is still inside it, so a remote client cannot make the daemon read other files.
+//! Every file a ruleset names (an `include`, when the language has one) must be
+//! resolved through [`TableFiles::resolve`].
 
 use std::path::{Component, Path, PathBuf};
 
