@@ -53,10 +53,12 @@ struct Bed {
 }
 
 impl Bed {
-    /// `listen`: extra listen addresses beside the unix socket and 127.0.0.1.
-    fn new(name: &str, extra: &str) -> Bed {
+    /// `extra`: more listen addresses (TOML, each after a comma) beside the unix socket
+    /// and 127.0.0.1, given the pair.
+    fn new(name: &str, extra: impl FnOnce(&VethPair) -> String) -> Bed {
         let ns = Netns::new(name).expect("netns");
         let veth = VethPair::new(&ns).expect("veth pair");
+        let extra = extra(&veth);
         let fw = Xdpwall::isolated();
         let dir = TempDir::new(&format!("{name}-{}", veth.subnet));
         let rules = dir.write("xdpwall.conf", RULES);
@@ -258,7 +260,7 @@ fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
 
 #[test]
 fn the_api_serves_counters_and_metrics_of_real_traffic_and_applies_rulesets() {
-    let bed = Bed::new("svapi", "");
+    let bed = Bed::new("svapi", |_| String::new());
     let mut daemon = bed.serve();
     let host = &bed.veth.host;
 
@@ -387,8 +389,12 @@ fn the_api_serves_counters_and_metrics_of_real_traffic_and_applies_rulesets() {
 
 #[test]
 fn off_loopback_the_api_needs_the_token_and_refuses_to_lock_its_client_out() {
-    let port = free_port("0.0.0.0".parse().unwrap());
-    let bed = Bed::new("svtok", &format!(", \"0.0.0.0:{port}\""));
+    let mut port = 0;
+    let bed = Bed::new("svtok", |v| {
+        // The host end's own address: the only way in is through the filter.
+        port = free_port(v.host_ips()[0]);
+        format!(", \"{}:{port}\"", v.host_ips()[0])
+    });
     let _daemon = bed.serve();
     // The client in the peer namespace reaches the daemon through the filtered veth.
     let api = SocketAddr::new(bed.veth.host_ips()[0], port);
@@ -450,7 +456,7 @@ fn off_loopback_the_api_needs_the_token_and_refuses_to_lock_its_client_out() {
 
 #[test]
 fn the_daemon_refuses_to_start_off_loopback_without_a_private_token() {
-    let bed = Bed::new("svnotok", ", \"0.0.0.0:1\"");
+    let bed = Bed::new("svnotok", |v| format!(", \"{}:1\"", v.host_ips()[0]));
     let start = |config: &str| {
         let path = bed.config.with_file_name("bad.toml");
         std::fs::write(&path, config).unwrap();
@@ -471,7 +477,7 @@ const NEW_RULES: &str = "pass in quick proto udp to port 5555 no state label \"u
 
 #[test]
 fn commit_confirm_rolls_back_without_confirmation_also_across_a_restart_and_keeps_with_it() {
-    let bed = Bed::new("svcfm", "");
+    let bed = Bed::new("svcfm", |_| String::new());
     let mut daemon = bed.serve();
     let original = bed.rule_texts();
 
@@ -508,7 +514,7 @@ fn commit_confirm_rolls_back_without_confirmation_also_across_a_restart_and_keep
 
 #[test]
 fn cli_commit_confirm_and_anti_lockout_for_the_ssh_session() {
-    let bed = Bed::new("svcli", "");
+    let bed = Bed::new("svcli", |_| String::new());
     let fw = &bed.fw;
     let rules = bed.config.with_file_name("xdpwall.conf");
     fw.run(["load", &bed.veth.host, rules.to_str().unwrap()]).unwrap();
@@ -580,7 +586,7 @@ fn timer_pid(run_dir: &std::path::Path) -> Option<i32> {
 
 #[test]
 fn the_filter_outlives_the_daemon_which_adopts_it_and_re_applies_on_sighup() {
-    let bed = Bed::new("svlife", "");
+    let bed = Bed::new("svlife", |_| String::new());
     let mut daemon = bed.serve();
     bed.send_udp(UDP_BLOCKED, 100);
     assert_eq!(bed.rule_packets("udp-block"), 100);
