@@ -290,7 +290,10 @@ fn the_api_serves_counters_and_metrics_of_real_traffic_and_applies_rulesets() {
     assert!(m.contains("xdpwall_build_info{version=\""), "{m}");
     eprintln!(
         "/metrics excerpt:\n{}",
-        m.lines().filter(|l| l.starts_with("xdpwall_rule_")).collect::<Vec<_>>().join("\n")
+        m.lines()
+            .filter(|l| l.starts_with("xdpwall_") && !l.contains("malformed") && !l.contains("_bucket"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 
     // The unix socket serves the same API (curl is a real HTTP client too).
