@@ -13,7 +13,8 @@ use crate::{output, run};
 /// Debian packages the tests, the demo and the benchmarks call (xdp-tools: xdp-filter, the
 /// benchmark's peer for plain blocklists; prometheus: `promtool check metrics` for the
 /// daemon's /metrics; systemd: `systemd-analyze verify` for the unit; curl: the API over
-/// its unix socket).
+/// its unix socket; dpkg-dev: dpkg-shlibdeps, which cargo-deb asks for the package's
+/// dependencies).
 const PACKAGES: &[&str] =
     &["iproute2", "ethtool", "iputils-ping", "nftables", "bpftool", "xdp-tools", "prometheus", "systemd", "curl"];
 /// cargo-deb builds the Debian package (`cargo xtask deb`); pinned so the package's
