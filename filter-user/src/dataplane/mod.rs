@@ -19,7 +19,7 @@ mod links;
 mod log;
 mod nic;
 mod plan;
-mod privilege;
+pub(crate) mod privilege;
 mod program;
 mod state;
 mod status;
@@ -135,7 +135,8 @@ pub struct Paths {
 }
 
 impl Paths {
-    fn state_file(&self) -> PathBuf {
+    /// The state file: which interfaces and rules are loaded (see [`State`]).
+    pub fn state_file(&self) -> PathBuf {
         self.run_dir.join("state.json")
     }
 

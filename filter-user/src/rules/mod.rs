@@ -30,6 +30,7 @@ pub mod ast;
 mod addr;
 mod cursor;
 mod error;
+mod files;
 mod lexer;
 mod names;
 mod parser;
@@ -45,6 +46,7 @@ use std::path::Path;
 
 pub use ast::*;
 pub use error::RulesError;
+pub use files::TableFiles;
 pub use lexer::{MAX_STRING, MAX_TABLE_NAME, MAX_WORD};
 pub use rule::MAX_LABEL;
 pub use source::{MAX_RULESET_BYTES, MAX_TABLE_FILE_BYTES};
@@ -90,4 +92,10 @@ pub fn require_rules(rs: &Ruleset, file_name: &str) -> Result<(), RulesError> {
 /// relative path are resolved against `base_dir`.
 pub fn parse_str(src: &str, file_name: &str, base_dir: &Path) -> Result<Ruleset, RulesError> {
     parser::parse(src, file_name, base_dir)
+}
+
+/// Parses ruleset text whose table files must lie inside `table_dir` (a ruleset from
+/// the API: see [`TableFiles`]).
+pub fn parse_str_confined(src: &str, file_name: &str, table_dir: &Path) -> Result<Ruleset, RulesError> {
+    parser::parse_with(src, file_name, TableFiles { base_dir: table_dir, confined: true })
 }

@@ -11,6 +11,7 @@ use super::addr;
 use super::ast::{Action, Options, Pos, Ruleset, Table};
 use super::cursor::{Cursor, suggest};
 use super::error::{RulesError, clip, clip_path};
+use super::files::TableFiles;
 use super::lexer::{Kind, Lexer, unquote};
 use super::rule;
 use super::source::{self, MAX_TABLE_FILE_BYTES, ReadError};
@@ -21,6 +22,11 @@ use filter_common::{MAX_RATE_RULES, MAX_RULES};
 
 /// Parses a whole ruleset (see the module documentation of `rules` for the language).
 pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, RulesError> {
+    parse_with(src, file, TableFiles { base_dir, confined: false })
+}
+
+/// [`parse`] with table files resolved by `files` (confined to a directory for the API).
+pub(super) fn parse_with(src: &str, file: &str, files: TableFiles<'_>) -> Result<Ruleset, RulesError> {
     let mut lexer = Lexer::new(src, file);
     let mut default: Option<(Action, Pos)> = None;
     let mut tables: BTreeMap<String, Table> = BTreeMap::new();
@@ -76,7 +82,7 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
                 rules.push(rule);
             }
             Some("table") => {
-                let (name, pos, table) = parse_table(&mut c, base_dir)?;
+                let (name, pos, table) = parse_table(&mut c, files)?;
                 if let Some(first) = defined_at.get(&name) {
                     return Err(c.err(pos, format!("table <{name}> is already defined on line {}", first.line)));
                 }
@@ -260,7 +266,7 @@ fn count(c: &mut Cursor<'_>, expected: &str, min: u64, max: u64) -> Result<u32, 
 
 /// `table <name> { entries }` or `table <name> file "PATH"`; returns the name, the
 /// position of `<name>` and the table.
-fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Table), RulesError> {
+fn parse_table(c: &mut Cursor<'_>, files: TableFiles<'_>) -> Result<(String, Pos, Table), RulesError> {
     c.next();
     let name_tok = c.next();
     if name_tok.kind != Kind::Table {
@@ -310,7 +316,7 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
             if written.is_empty() {
                 return Err(c.err(path_tok.pos, "the table file path is empty"));
             }
-            let path = base_dir.join(&written);
+            let path = files.resolve(&written).map_err(|m| c.err(path_tok.pos, m))?;
             let shown = path.display().to_string();
             let bytes = source::read(&path, MAX_TABLE_FILE_BYTES).map_err(|reason: ReadError| {
                 c.err(path_tok.pos, format!("cannot read table file `{}`: {reason}", clip_path(&shown)))
