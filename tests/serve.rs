@@ -533,6 +533,8 @@ fn cli_commit_confirm_and_anti_lockout_for_the_ssh_session() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("rolls back in 2 s unless `xdpwall confirm`"));
     assert_eq!(rule_count(), 1);
     wait_until("the CLI's roll-back", 15, || rule_count() == 2);
+    // The timer exits after its roll-back; the next one must not be mistaken for it.
+    wait_until("the first timer's exit", 10, || timer_pid(fw.run_dir()).is_none());
     // With its timer killed, the next command rolls back an overdue change.
     fw.run(["apply", new.to_str().unwrap(), "--confirm", "2"]).unwrap();
     let timer = timer_pid(fw.run_dir()).expect("apply --confirm left its timer running");
