@@ -523,10 +523,7 @@ fn cli_commit_confirm_and_anti_lockout_for_the_ssh_session() {
     fw.run(["load", &bed.veth.host, rules.to_str().unwrap()]).unwrap();
     let new = bed.config.with_file_name("new.conf");
     std::fs::write(&new, NEW_RULES).unwrap();
-    let rule_count = || {
-        let st: Value = serde_json::from_slice(&fw.run(["status", "--json"]).unwrap().stdout).unwrap();
-        st["rules"].as_array().unwrap().len()
-    };
+    let rule_count = || fw.status().unwrap().rules.len();
 
     // The command returns; a detached timer rolls back unless `xdpwall confirm` runs.
     let out = fw.run(["apply", new.to_str().unwrap(), "--confirm", "2"]).unwrap();
@@ -599,9 +596,9 @@ fn the_filter_outlives_the_daemon_which_adopts_it_and_re_applies_on_sighup() {
     // kill -9: the pins keep enforcing; the CLI works without the daemon.
     daemon.kill9();
     bed.send_udp(UDP_BLOCKED, 50);
-    let st: Value = serde_json::from_slice(&bed.fw.run(["status", "--json"]).unwrap().stdout).unwrap();
-    assert_eq!(st["rules"][0]["packets"], 150);
-    assert_eq!(st["interfaces"][0]["dropped_packets"], 150);
+    let st = bed.fw.status().unwrap();
+    assert_eq!(st.rules[0].packets, 150);
+    assert_eq!(st.interfaces[0].dropped_packets, 150);
 
     // A new daemon adopts it: same generation, counters continue.
     let mut daemon = bed.serve();
@@ -640,7 +637,7 @@ fn the_filter_outlives_the_daemon_which_adopts_it_and_re_applies_on_sighup() {
     assert!(daemon.wait(), "exit status 0 on SIGTERM");
     assert!(!bed.fw.run_dir().join("api.sock").exists());
     bed.send_udp(UDP_BLOCKED, 10);
-    let st: Value = serde_json::from_slice(&bed.fw.run(["status", "--json"]).unwrap().stdout).unwrap();
-    assert_eq!(st["rules"][0]["packets"], 2670);
-    assert_eq!(st["interfaces"][0]["attached"], true);
+    let st = bed.fw.status().unwrap();
+    assert_eq!(st.rules[0].packets, 2670);
+    assert!(st.interfaces[0].attached);
 }
