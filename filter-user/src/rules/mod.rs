@@ -31,9 +31,12 @@ mod addr;
 mod cursor;
 mod error;
 mod lexer;
+mod macros;
 mod names;
 mod parser;
 mod rule;
+mod scope;
+pub mod shadow;
 mod source;
 mod tables;
 mod validate;
@@ -46,6 +49,8 @@ use std::path::Path;
 pub use ast::*;
 pub use error::RulesError;
 pub use lexer::{MAX_STRING, MAX_TABLE_NAME, MAX_WORD};
+pub use macros::MAX_MACRO_VALUE;
+pub use parser::{MAX_INCLUDE_DEPTH, ParseOptions, Parsed};
 pub use rule::MAX_LABEL;
 pub use source::{MAX_RULESET_BYTES, MAX_TABLE_FILE_BYTES};
 
@@ -57,6 +62,17 @@ pub fn parse_file(path: &Path) -> Result<Ruleset, RulesError> {
         .map_err(|reason| RulesError::whole_file(&name, format!("cannot read ruleset: {reason}")))?;
     let base_dir = path.parent().unwrap_or(Path::new(""));
     parse_bytes(&bytes, &name, base_dir)
+}
+
+/// Like [`parse_file`], with options; also returns the warnings (constructs accepted
+/// that do less than in pf) and, with `skip_unsupported`, the statements skipped.
+pub fn parse_file_with(path: &Path, options: ParseOptions) -> Result<Parsed, RulesError> {
+    let name = path.display().to_string();
+    let bytes = source::read(path, MAX_RULESET_BYTES)
+        .map_err(|reason| RulesError::whole_file(&name, format!("cannot read ruleset: {reason}")))?;
+    let base_dir = path.parent().unwrap_or(Path::new(""));
+    let src = source::utf8(&bytes, &name)?;
+    parser::parse_with(src, &name, base_dir, options)
 }
 
 /// Parses the bytes of a ruleset file: [`parse_str`] after checking that they are
