@@ -17,6 +17,7 @@ use filter_user::{
     rules::{self, Action, Direction},
 };
 use xdpwall_tests::{
+    TempDir,
     cli::Xdpwall,
     netns::{Netns, VethPair},
     packet::PacketBuilder,
@@ -283,4 +284,49 @@ fn router_keeps_neighbour_discovery_over_a_veth() {
     // both ways; IPv4 (ARP aside) does not.
     assert_eq!(ns.ping_replies(veth.host_v6.into(), 2), 2, "ICMPv6 passes both ways");
     assert_eq!(ns.ping_replies(veth.host_v4.into(), 1), 0, "ICMP is blocked");
+}
+
+// ---- `check` on a pf.conf ----
+
+#[test]
+fn check_lists_skipped_statements_warnings_and_shadowed_rules() {
+    let dir = TempDir::new("pfi-check");
+    let conf = dir.write(
+        "pf.conf",
+        "ext_if = \"eth0\"\n\
+         set loginterface $ext_if\n\
+         scrub in all\n\
+         nat on $ext_if from 10.0.0.0/8 to any -> 192.0.2.1\n\
+         include \"extra.conf\"\n\
+         block in proto tcp from any to any port ssh\n\
+         pass in all no state\n\
+         pass out on $ext_if proto tcp all modulate state\n",
+    );
+    let conf = conf.to_str().unwrap();
+    let extra = dir.write("extra.conf", "pass in proto udp to port ntp no state\n");
+    let fw = Xdpwall::isolated();
+    let refused = fw.output(["check", conf]).unwrap();
+    assert!(!refused.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim(),
+        format!(
+            "xdpwall: {conf}:3:1: `scrub` is not supported: xdpwall does not rewrite packets: it drops malformed ones and lets the kernel reassemble fragments"
+        )
+    );
+    let out = fw.run(["check", "--skip-unsupported", conf]).expect("the rest checks");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let notes: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("skipped")).collect();
+    assert_eq!(
+        notes,
+        [
+            "skipped 2 unsupported statements (the rest is checked):".to_owned(),
+            format!("  {conf}:3: `scrub` is not supported: xdpwall does not rewrite packets: it drops malformed ones and lets the kernel reassemble fragments"),
+            format!("  {conf}:4: `nat` is not supported: xdpwall filters; address translation stays in nftables or pf"),
+            format!("warning: {conf}:2:5: `set loginterface` is accepted and does nothing here: xdpwall counts packets per interface for every interface it filters (see `status`)"),
+            format!("warning: {conf}:8:35: `modulate state` is kept as `keep state`: xdpwall does not modulate TCP sequence numbers"),
+            format!("warning: rule 1 ({}:1) never decides a packet: rule 3 (line 7) wins over it and matches every packet it matches", extra.display()),
+            "warning: rule 2 (line 6) never decides a packet: rule 3 (line 7) wins over it and matches every packet it matches".to_owned(),
+        ]
+    );
+    assert!(stdout.contains("   4  pass out on eth0 proto tcp all modulate state"), "{stdout}");
 }

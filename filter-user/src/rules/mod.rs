@@ -10,9 +10,12 @@
 //! ```
 //!
 //! One statement per line; `#` comments; a `\` at the end of a line continues the
-//! statement; `{ ... }` lists may span lines. Rules are evaluated in order and the first
-//! match wins. Tables may be defined anywhere in the file. Every error carries the
-//! file, line and column of the offending token (for table files: the table file's).
+//! statement; `{ ... }` lists may span lines. Rules are evaluated as pf evaluates
+//! them: the first matching `quick` rule decides, else the last matching rule; a rule
+//! without `in`/`out` applies both ways; `pass` keeps state with `flags S/SA` on TCP
+//! unless `no state`. pf's macros and `include` are read as pf reads them. Tables may
+//! be defined anywhere in the file. Every error carries the file, line and column of
+//! the offending token (for table and included files: that file's).
 //!
 //! Input is bounded: ruleset and table files must be regular files of at most
 //! [`MAX_RULESET_BYTES`] and [`MAX_TABLE_FILE_BYTES`]; words, strings, table names and
@@ -23,7 +26,9 @@
 //! Modules: `lexer` (tokens and statements), `parser` (statements, tables, ruleset),
 //! `rule` (the rule grammar), `validate` (whole-rule checks and the features not
 //! supported yet), `addr` (addresses and prefixes), `names` (ports, protocols, ICMP
-//! types), `tables` (table files), `source` (file reading), `error`.
+//! types), `tables` (table files), `source` (file reading), `error`, `macros` (pf's
+//! macros), `scope` (pf constructs out of scope, refused by name), `shadow` (rules that
+//! never decide a packet).
 
 pub mod ast;
 
