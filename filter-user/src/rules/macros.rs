@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use super::ast::Pos;
-use super::error::{RulesError, clip};
+use super::error::{RulesError, brief, clip};
 use super::lexer::{Kind, Lexer, Token, unquote};
 
 /// Longest macro value, in bytes: room for a long list of addresses, small enough that
@@ -21,6 +21,10 @@ pub const MAX_MACRO_VALUE: usize = 64 * 1024;
 /// Most macros in one ruleset.
 const MAX_MACROS: usize = 10_000;
 
+/// Most bytes all expansions of a ruleset may produce together (twice the largest
+/// ruleset file): a file of a few `$big` words repeated cannot make gigabytes of rules.
+pub const MAX_EXPANDED_TOTAL: usize = 2 * super::source::MAX_RULESET_BYTES as usize;
+
 fn ident_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
@@ -29,6 +33,8 @@ fn ident_byte(b: u8) -> bool {
 #[derive(Debug, Default)]
 pub(super) struct Macros {
     values: HashMap<String, String>,
+    /// Bytes expanded so far, against [`MAX_EXPANDED_TOTAL`].
+    expanded: usize,
 }
 
 impl Macros {
@@ -54,7 +60,7 @@ impl Macros {
             return Err(RulesError::at(
                 file,
                 first.pos,
-                format!("bad macro name `{}`: a macro name is letters, digits and `_`", clip(name)),
+                format!("bad macro name `{}`: a macro name is letters, digits and `_`", brief(name)),
             ));
         }
         let mut value = String::new();
@@ -123,7 +129,7 @@ impl Macros {
     /// none. Returns the tokens and the text that tokens at offsets from `src_len` on
     /// point into.
     pub fn expand<'t>(
-        &self,
+        &mut self,
         toks: &[Token],
         text: impl Fn(Token) -> &'t str,
         src_len: usize,
@@ -151,6 +157,24 @@ impl Macros {
             }
             extra.push_str(&expanded);
             extra.push(' ');
+            self.expanded += expanded.len() + 1;
+            if self.expanded > MAX_EXPANDED_TOTAL {
+                return Err(RulesError::at(
+                    file,
+                    tok.pos,
+                    format!("macros expand to more than {MAX_EXPANDED_TOTAL} bytes in this ruleset"),
+                ));
+            }
+            if out.len() > super::lexer::MAX_TOKENS {
+                return Err(RulesError::at(
+                    file,
+                    tok.pos,
+                    format!(
+                        "with its macros expanded, this statement has more than {} words and signs",
+                        super::lexer::MAX_TOKENS
+                    ),
+                ));
+            }
         }
         // The End token sits just after the last real token, wherever that is.
         let last_end = out.iter().rev().find(|t| t.kind != Kind::End).map_or(0, |t| t.end);

@@ -104,10 +104,15 @@ impl State {
             if self.macros.define(&toks, |t| &src[t.start..t.end], file)? {
                 continue;
             }
-            let (toks, extra) = match self.macros.expand(&toks, |t| &src[t.start..t.end], src.len(), file)? {
-                Some((toks, extra)) => (toks, extra),
-                None => (toks, String::new()),
-            };
+            // Only statements that begin with a keyword are expanded: a file that is not
+            // a ruleset fails at its first word, quoted briefly, not inside an expansion.
+            let keyword = matches!(
+                toks.first().filter(|t| t.kind == Kind::Word).map(|t| &src[t.start..t.end]),
+                Some("pass" | "block" | "table" | "set" | "include")
+            );
+            let expanded =
+                if keyword { self.macros.expand(&toks, |t| &src[t.start..t.end], src.len(), file)? } else { None };
+            let (toks, extra) = expanded.unwrap_or((toks, String::new()));
             let mut c = Cursor::with_expansions(src, &extra, file, toks);
             self.statement(&mut c, file, base_dir, depth)?;
         }

@@ -1049,6 +1049,18 @@ fn macros_expand_in_words_lists_and_other_macros() {
         src.push_str(&format!("m{i} = $m{} $m{}\n", i - 1, i - 1));
     }
     assert!(err(&src).ends_with(&format!("is longer than {MAX_MACRO_VALUE} bytes")), "{}", err(&src));
+    // A few bytes of `$big` words (each 16 strings of 4000 bytes) cannot expand to
+    // gigabytes.
+    let src = format!(
+        "a0 = \"\\\"{}\\\"\"\na1 = $a0 $a0\na2 = $a1 $a1\na3 = $a2 $a2\nbig = $a3 $a3\npass in all label {}\n",
+        "x".repeat(4000),
+        "$big ".repeat(600)
+    );
+    let e = err(&src);
+    assert!(
+        e.starts_with("t.conf:6:") && e.ends_with(": macros expand to more than 33554432 bytes in this ruleset"),
+        "{e}"
+    );
 }
 
 #[test]
