@@ -64,7 +64,7 @@ pub enum Action {
 }
 
 /// Which packets a rule sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Arriving on an interface (XDP).
@@ -72,6 +72,7 @@ pub enum Direction {
     /// Sent by the host (TC egress).
     Out,
     /// Both ways: a rule written without `in` or `out` (as in pf).
+    #[default]
     Both,
 }
 
@@ -101,7 +102,9 @@ pub struct Pos {
     pub col: u32,
 }
 
-/// One ordered rule.
+/// One ordered rule, as resolved: pf's defaults that the text leaves implicit (state
+/// on `pass`, `flags S/SA` on stateful TCP) are written out in `keep_state` and
+/// `tcp_flags`, so the JSON form says exactly what the rule does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     /// Where the rule starts in its file.
@@ -113,7 +116,8 @@ pub struct Rule {
     pub text: String,
     /// pass or block.
     pub action: Action,
-    /// in, out, or both when neither is written.
+    /// in, out, or both when neither is written (also when JSON leaves it out).
+    #[serde(default)]
     pub direction: Direction,
     /// `quick`: when this rule matches, it decides at once; otherwise the last matching
     /// rule decides (pf's evaluation).
