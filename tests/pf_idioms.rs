@@ -12,18 +12,16 @@ use std::{
 use filter_common::slot;
 use filter_user::{
     compile,
-    dataplane::{IfaceBinding, LoadedProgram, read_counters},
     model::{ModelDecision, action_going, state::Tracker},
     rules::{self, Action, Direction},
 };
 use xdpwall_tests::{
     TempDir,
+    bpf::{Bed, LO},
     cli::Xdpwall,
     netns::{Netns, VethPair},
     packet::PacketBuilder,
 };
-
-const LO: u32 = 1;
 
 /// What decides a packet, as a corpus file writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,26 +176,18 @@ fn every_idiom_decides_as_pf_in_the_kernel_and_the_model() {
         let file = path.display().to_string();
         let rs = rules::parse_file(&path).unwrap_or_else(|e| panic!("{e}"));
         let compiled = compile::compile(&rs).expect("compiles");
-        let pin_dir = PathBuf::from(format!(
-            "/sys/fs/bpf/xdpwall-pfi-{}-{}",
-            std::process::id(),
-            path.file_stem().unwrap().to_string_lossy()
-        ));
-        std::fs::create_dir_all(&pin_dir).expect("bpffs is mounted (cargo xtask setup)");
-        let _cleanup = RemoveDir(pin_dir.clone());
-        let slots: Vec<u32> = (0..rs.rules.len() as u32).map(|i| slot::RESERVED + i).collect();
-        let lo = [IfaceBinding { name: "lo".into(), ifindex: LO, stats_slot: 0 }];
-        let mut program = LoadedProgram::load(&compiled, &slots, &lo, &pin_dir).expect("program loads and verifies");
+        let mut bed = Bed::load(&compiled, Some("lo"), false, "pfi").expect("program loads and verifies");
+        let slots = slot::RESERVED + rs.rules.len() as u32;
         let mut model = Tracker::new();
 
         for case in cases {
             let at = format!("{file}:{}: {}", case.line, case.text);
-            let before = read_counters(&pin_dir).expect("counters");
+            let before = bed.counters(slots).expect("counters");
             let passed = match case.way {
-                Direction::Out => program.test_run_egress(&case.frame).expect("egress test run") == 0,
-                _ => program.test_run(&case.frame, Some(LO)).expect("test run") == 2,
+                Direction::Out => bed.program.test_run_egress(&case.frame).expect("egress test run") == 0,
+                _ => bed.program.test_run(&case.frame, Some(LO)).expect("test run") == 2,
             };
-            let after = read_counters(&pin_dir).expect("counters");
+            let after = bed.counters(slots).expect("counters");
             let moved: Vec<usize> = (0..after.len()).filter(|&s| after[s].packets != before[s].packets).collect();
             let want_slot = slot_of(case.by, case.way, rs.default_action) as usize;
             assert_eq!(passed, case.pass, "{at}: kernel verdict");
@@ -212,14 +202,6 @@ fn every_idiom_decides_as_pf_in_the_kernel_and_the_model() {
             assert_eq!(decision, want, "{at}: model");
             assert_eq!(action_going(&rs, &decision, case.way) == Action::Pass, case.pass, "{at}: model verdict");
         }
-    }
-}
-
-struct RemoveDir(PathBuf);
-
-impl Drop for RemoveDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -96,7 +96,7 @@ pub(crate) struct Stats {
 }
 
 /// What the deciding rules used, to show that the generator reaches every field.
-pub(crate) const FEATURES: [&str; 12] = [
+pub(crate) const FEATURES: [&str; 14] = [
     "on",
     "inet/inet6",
     "proto",
@@ -109,6 +109,8 @@ pub(crate) const FEATURES: [&str; 12] = [
     "icmp-type",
     "vlan",
     "rule >= 64",
+    "quick",
+    "no direction",
 ];
 
 pub(crate) fn features(rule: &Rule, index: usize) -> [bool; FEATURES.len()] {
@@ -131,6 +133,8 @@ pub(crate) fn features(rule: &Rule, index: usize) -> [bool; FEATURES.len()] {
         rule.icmp.is_some(),
         rule.vlan.is_some(),
         index >= 64,
+        rule.quick,
+        rule.direction == rules::Direction::Both,
     ]
 }
 
