@@ -76,6 +76,12 @@ const ICMP_TYPES: &[(&str, u8)] = &[
     ("paramprob", 12),
     ("timereq", 13),
     ("timerep", 14),
+    ("althost", 6),
+    ("inforeq", 15),
+    ("inforep", 16),
+    ("maskreq", 17),
+    ("maskrep", 18),
+    ("trace", 30),
 ];
 
 /// ICMPv6 type names.
@@ -93,6 +99,14 @@ const ICMP6_TYPES: &[(&str, u8)] = &[
     ("neighbrsol", 135),
     ("neighbradv", 136),
     ("redir", 137),
+    // Multicast listener discovery, under both of pfctl's names.
+    ("listqry", 130),
+    ("groupqry", 130),
+    ("listenrep", 131),
+    ("grouprep", 131),
+    ("listendone", 132),
+    ("groupterm", 132),
+    ("routrrenum", 138),
 ];
 
 fn lookup<T: Copy>(table: &[(&str, T)], name: &str) -> Option<T> {

@@ -280,6 +280,10 @@ const PF_IGNORED_SETTINGS: &[(&str, &str)] = &[
     ("hostid", "xdpwall has no pfsync"),
     ("fingerprints", "xdpwall has no OS fingerprints"),
     ("state-policy", "xdpwall's flows are floating: not bound to an interface"),
+    (
+        "reassemble",
+        "xdpwall judges fragments as they come (a later fragment carries no ports) and drops overlapping ones",
+    ),
 ];
 
 /// `set default pass|block`, `set limit states N`, `set limit { states N, ... }`,
