@@ -215,7 +215,7 @@ pub fn status(st: &Status) -> String {
         100.0 * t.unanswered as f64 / t.unanswered_limit.max(1) as f64,
         st.state_matches.packets
     );
-    let _ = writeln!(s, "outbound: {} packets no `out` rule matched (passed)", st.out_unmatched.packets);
+    let _ = writeln!(s, "outbound: {} packets no rule matched (passed)", st.out_unmatched.packets);
     let _ = writeln!(s, "not judged: non-IP frames passed {} packets, {} bytes", st.non_ip.packets, st.non_ip.bytes);
     let malformed: Vec<String> =
         st.malformed.iter().filter(|m| m.packets > 0).map(|m| format!("{} {}", m.name, m.packets)).collect();
