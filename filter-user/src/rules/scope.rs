@@ -16,6 +16,8 @@ const QUEUEING: &str = "xdpwall does not shape traffic; queueing stays in tc or 
 const ANCHORS: &str = "xdpwall reads one ruleset (split it with `include`); anchors stay in pf";
 const TAGS: &str = "xdpwall has no packet tags";
 const SOCKETS: &str = "xdpwall sees packets at the driver, before any socket or OS fingerprint";
+const ROUTES: &str = "xdpwall does not look up routes; the kernel's reverse path filter (rp_filter) checks \
+                      sources against them";
 const SYNPROXY: &str = "xdpwall does not complete TCP handshakes for a server; `keep state` tracks them";
 
 /// Statements refused by their first word.
@@ -56,6 +58,12 @@ const OPTIONS: &[(&str, &str)] = &[
     ("group", SOCKETS),
     ("os", SOCKETS),
     ("synproxy", SYNPROXY),
+    ("urpf-failed", ROUTES),
+    ("no-route", ROUTES),
+    ("route", ROUTES),
+    ("received-on", "xdpwall judges a packet on the interface it arrives or leaves on"),
+    ("probability", "xdpwall's rules decide the same way for every packet"),
+    ("once", "xdpwall's rules stay until the next apply"),
 ];
 
 /// The first out-of-scope construct of the statement, with the message that refuses it.

@@ -1187,6 +1187,11 @@ fn out_of_scope_constructs_are_refused_by_name_or_skipped() {
     ] {
         assert_eq!(err(src), format!("t.conf:1:{col}: {what}"), "{src}");
     }
+    assert_eq!(
+        err("block in quick from urpf-failed"),
+        "t.conf:1:21: `urpf-failed` is not supported: xdpwall does not look up routes; the kernel's reverse path \
+         filter (rp_filter) checks sources against them"
+    );
     let p = parsed_with("nat on em0 from any to any -> 192.0.2.1\nscrub in all\npass in all\n", true).unwrap();
     let skipped: Vec<(u32, &str)> = p.skipped.iter().map(|e| (e.line, &e.message[..5])).collect();
     assert_eq!(skipped, [(1, "`nat`"), (2, "`scru")]);
