@@ -12,7 +12,9 @@
 //! addresses, ports, flags, ... at and just past their edges). Packets are mangled now
 //! and then: VLAN tags (up to 3), IPv4 options and fragments, IPv6 extension chains
 //! (up to 11 headers, fragments first and later), bad versions and header lengths,
-//! random cuts, random bytes.
+//! random cuts, random bytes. The IP packets of rulesets without state also leave
+//! through the TC egress program, as the host's own: `out` and direction-less rules
+//! judge them there, and what none decides passes (the model's `decide_going`).
 //!
 //! Default run: 200 rulesets, 500 packets each; `XDPWALL_DIFF_SCALE=N` multiplies the
 //! rulesets. The totals, and which rule features decided packets, are printed to
