@@ -4,6 +4,8 @@
 
 pub mod cli;
 pub mod compile;
+pub mod control;
 pub mod dataplane;
 pub mod model;
 pub mod rules;
+pub mod serve;

@@ -35,6 +35,7 @@ pub mod ast;
 mod addr;
 mod cursor;
 mod error;
+mod files;
 mod lexer;
 mod macros;
 mod names;
@@ -53,6 +54,7 @@ use std::path::Path;
 
 pub use ast::*;
 pub use error::RulesError;
+pub use files::TableFiles;
 pub use lexer::{MAX_STRING, MAX_TABLE_NAME, MAX_WORD};
 pub use macros::MAX_MACRO_VALUE;
 pub use parser::{MAX_INCLUDE_DEPTH, ParseOptions, Parsed};
@@ -77,7 +79,7 @@ pub fn parse_file_with(path: &Path, options: ParseOptions) -> Result<Parsed, Rul
         .map_err(|reason| RulesError::whole_file(&name, format!("cannot read ruleset: {reason}")))?;
     let base_dir = path.parent().unwrap_or(Path::new(""));
     let src = source::utf8(&bytes, &name)?;
-    parser::parse_with(src, &name, base_dir, options)
+    parser::parse_full(src, &name, TableFiles { base_dir, confined: false }, options)
 }
 
 /// Parses the bytes of a ruleset file: [`parse_str`] after checking that they are
@@ -111,4 +113,10 @@ pub fn require_rules(rs: &Ruleset, file_name: &str) -> Result<(), RulesError> {
 /// relative path are resolved against `base_dir`.
 pub fn parse_str(src: &str, file_name: &str, base_dir: &Path) -> Result<Ruleset, RulesError> {
     parser::parse(src, file_name, base_dir)
+}
+
+/// Parses ruleset text whose table files must lie inside `table_dir` (a ruleset from
+/// the API: see [`TableFiles`]).
+pub fn parse_str_confined(src: &str, file_name: &str, table_dir: &Path) -> Result<Ruleset, RulesError> {
+    parser::parse_with(src, file_name, TableFiles { base_dir: table_dir, confined: true })
 }

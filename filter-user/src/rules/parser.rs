@@ -11,6 +11,7 @@ use super::addr;
 use super::ast::{Action, Options, Pos, Rule, Ruleset, Table};
 use super::cursor::{Cursor, suggest};
 use super::error::{RulesError, clip, clip_path};
+use super::files::TableFiles;
 use super::lexer::{Kind, Lexer, unquote};
 use super::macros::Macros;
 use super::rule;
@@ -47,13 +48,23 @@ pub const MAX_INCLUDE_DEPTH: usize = 8;
 
 /// Parses a whole ruleset (see the module documentation of `rules` for the language).
 pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, RulesError> {
-    parse_with(src, file, base_dir, ParseOptions::default()).map(|p| p.ruleset)
+    parse_with(src, file, TableFiles { base_dir, confined: false })
 }
 
-/// Like [`parse`], with options, returning warnings and skipped statements too.
-pub(super) fn parse_with(src: &str, file: &str, base_dir: &Path, options: ParseOptions) -> Result<Parsed, RulesError> {
+/// [`parse`] with table files resolved by `files` (confined to a directory for the API).
+pub(super) fn parse_with(src: &str, file: &str, files: TableFiles<'_>) -> Result<Ruleset, RulesError> {
+    parse_full(src, file, files, ParseOptions::default()).map(|p| p.ruleset)
+}
+
+/// Like [`parse_with`], with options, returning warnings and skipped statements too.
+pub(super) fn parse_full(
+    src: &str,
+    file: &str,
+    files: TableFiles<'_>,
+    options: ParseOptions,
+) -> Result<Parsed, RulesError> {
     let mut st = State { options, ..State::default() };
-    st.file(src, file, base_dir, 0)?;
+    st.file(src, file, files, 0)?;
     for (file, pos, name) in &st.references {
         if !st.tables.contains_key(name) {
             return Err(RulesError::at(file, *pos, format!("unknown table <{name}>")));
@@ -89,7 +100,7 @@ struct State {
 
 impl State {
     /// Reads the statements of one file (`depth`: how many includes deep).
-    fn file(&mut self, src: &str, file: &str, base_dir: &Path, depth: usize) -> Result<(), RulesError> {
+    fn file(&mut self, src: &str, file: &str, files: TableFiles<'_>, depth: usize) -> Result<(), RulesError> {
         let mut lexer = Lexer::new(src, file);
         while let Some(toks) = lexer.next_statement()? {
             let raw = Cursor::new(src, file, toks);
@@ -114,12 +125,18 @@ impl State {
                 if keyword { self.macros.expand(&toks, |t| &src[t.start..t.end], src.len(), file)? } else { None };
             let (toks, extra) = expanded.unwrap_or((toks, String::new()));
             let mut c = Cursor::with_expansions(src, &extra, file, toks);
-            self.statement(&mut c, file, base_dir, depth)?;
+            self.statement(&mut c, file, files, depth)?;
         }
         Ok(())
     }
 
-    fn statement(&mut self, c: &mut Cursor<'_>, file: &str, base_dir: &Path, depth: usize) -> Result<(), RulesError> {
+    fn statement(
+        &mut self,
+        c: &mut Cursor<'_>,
+        file: &str,
+        files: TableFiles<'_>,
+        depth: usize,
+    ) -> Result<(), RulesError> {
         let first = c.peek();
         match c.word(first) {
             Some("pass" | "block") => {
@@ -157,7 +174,7 @@ impl State {
                 self.rules.push(rule);
             }
             Some("table") => {
-                let (name, pos, table) = parse_table(c, base_dir)?;
+                let (name, pos, table) = parse_table(c, files)?;
                 if let Some(first) = self.defined_at.get(&name) {
                     return Err(c.err(pos, format!("table <{name}> is already defined on line {}", first.line)));
                 }
@@ -183,7 +200,7 @@ impl State {
                     }
                 }
             },
-            Some("include") => self.include(c, base_dir, depth)?,
+            Some("include") => self.include(c, files, depth)?,
             _ => {
                 // Where a file that is not a ruleset fails: quote only a brief excerpt.
                 let mut e = c.err(
@@ -202,8 +219,9 @@ impl State {
 
     /// `include "FILE"`: the file's statements, read as if they stood here (macros and
     /// tables defined before it are known in it, and the ones it defines after it). A
-    /// relative path is relative to the including file's directory.
-    fn include(&mut self, c: &mut Cursor<'_>, base_dir: &Path, depth: usize) -> Result<(), RulesError> {
+    /// relative path is relative to the including file's directory (for a ruleset
+    /// confined to a directory, the API's, to that directory, and inside it).
+    fn include(&mut self, c: &mut Cursor<'_>, files: TableFiles<'_>, depth: usize) -> Result<(), RulesError> {
         let kw = c.next();
         let path_tok = c.next();
         if path_tok.kind != Kind::Str {
@@ -217,7 +235,7 @@ impl State {
         if depth + 1 > MAX_INCLUDE_DEPTH {
             return Err(c.err(kw.pos, format!("includes nest more than {MAX_INCLUDE_DEPTH} deep")));
         }
-        let path = base_dir.join(&written);
+        let path = files.resolve(&written).map_err(|m| c.err(path_tok.pos, m))?;
         let shown = path.display().to_string();
         let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
         if self.open_files.contains(&canonical) {
@@ -229,7 +247,8 @@ impl State {
         let text = source::utf8(&bytes, &shown)?;
         self.open_files.push(canonical);
         let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
-        let result = self.file(text, &shown, &dir, depth + 1);
+        let nested = if files.confined { files } else { TableFiles { base_dir: &dir, confined: false } };
+        let result = self.file(text, &shown, nested, depth + 1);
         self.open_files.pop();
         result
     }
@@ -394,7 +413,7 @@ fn count(c: &mut Cursor<'_>, expected: &str, min: u64, max: u64) -> Result<u32, 
 
 /// `table <name> { entries }` or `table <name> file "PATH"`; returns the name, the
 /// position of `<name>` and the table.
-fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Table), RulesError> {
+fn parse_table(c: &mut Cursor<'_>, files: TableFiles<'_>) -> Result<(String, Pos, Table), RulesError> {
     c.next();
     let name_tok = c.next();
     if name_tok.kind != Kind::Table {
@@ -454,7 +473,7 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
             if written.is_empty() {
                 return Err(c.err(path_tok.pos, "the table file path is empty"));
             }
-            let path = base_dir.join(&written);
+            let path = files.resolve(&written).map_err(|m| c.err(path_tok.pos, m))?;
             let shown = path.display().to_string();
             let bytes = source::read(&path, MAX_TABLE_FILE_BYTES).map_err(|reason: ReadError| {
                 c.err(path_tok.pos, format!("cannot read table file `{}`: {reason}", clip_path(&shown)))

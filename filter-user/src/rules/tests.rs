@@ -1021,7 +1021,8 @@ fn oversized_and_special_files_are_refused() {
 // ---------------------------------------------------------------- pf.conf subset
 
 fn parsed_with(src: &str, skip_unsupported: bool) -> Result<Parsed, RulesError> {
-    parser::parse_with(src, "t.conf", Path::new("/nonexistent-base"), ParseOptions { skip_unsupported })
+    let files = TableFiles { base_dir: Path::new("/nonexistent-base"), confined: false };
+    parser::parse_full(src, "t.conf", files, ParseOptions { skip_unsupported })
 }
 
 #[test]
@@ -1255,4 +1256,14 @@ fn shadowed_rules_are_found_conservatively() {
     assert_eq!(sh("block in from 10.0.0.1\npass from 10.0.0.0/8 no state\n"), [Shadowed { rule: 0, by: 1 }]);
     assert_eq!(sh("block in from !10.0.0.0/8\npass in from !10.0.0.0/16 no state\n"), [Shadowed { rule: 0, by: 1 }]);
     assert_eq!(sh("block in from !10.0.0.0/16\npass in from !10.0.0.0/8 no state\n"), []);
+}
+
+#[test]
+fn includes_of_a_confined_ruleset_stay_in_its_directory() {
+    let dir = TempDir::new("include-confined");
+    dir.write("ok.conf", "pass in proto udp no state\n");
+    let rs = parse_str_confined("include \"ok.conf\"\n", "api", &dir.0).unwrap();
+    assert_eq!(rs.rules.len(), 1);
+    let e = parse_str_confined("include \"../etc/passwd\"\n", "api", &dir.0).unwrap_err().to_string();
+    assert!(e.starts_with("api:1:9: table files must be inside the table directory"), "{e}");
 }
