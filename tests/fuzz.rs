@@ -66,10 +66,47 @@ const SEEDS: &[&str] = &[
      pass in proto tcp \\\n   from 198.51.100.0/24 flags any\n\
      block all\n",
     include_str!("../filter-user/examples/demo.conf"),
+    "# pf.conf: macros, pf's order and state, port comparisons, lists\u{c}\n\
+     m = \"tcp\"\n\
+     svc = \"{ ssh, 80 }\"\n\
+     ifs = \"{\" eth0 eth1 \"}\"\n\
+     set loginterface eth0\n\
+     set limit { states 1000, frags 10 }\n\
+     set timeout { tcp.first 60, interval 10 }\n\
+     table <t> persist const { 10.0.0.0/8 }\n\
+     table <empty> persist\n\
+     block in all\n\
+     pass out all\n\
+     pass in on ! $ifs proto $m to port $svc modulate state\n\
+     pass proto udp to port { = 53, > 1023, 6000 >< 6010, != 7 } no state\n\
+     pass in on $ifs inet proto icmp icmp-type { echoreq, unreach code 1 }\n\
+     pass in proto tcp to port 1000 <> 2000 flags any\n\
+     block in quick from <t>\n",
 ];
 
 /// Pieces of the language, and of what it must refuse.
 const PIECES: &[&str] = &[
+    "$m",
+    "$",
+    "m = \"tcp\"\n",
+    "l = \"{ 22 80 }\"\n",
+    "=",
+    "no",
+    "modulate",
+    "synproxy",
+    "persist",
+    "const",
+    "!=",
+    "><",
+    "<>",
+    ">=",
+    "<=",
+    "\u{c}",
+    "include",
+    "nat",
+    "->",
+    "nat-to",
+    "loginterface",
     "pass",
     "block",
     "in",

@@ -343,7 +343,7 @@ fn a_file_that_is_not_a_ruleset_is_not_echoed() {
     assert_eq!(
         err,
         format!(
-            "xdpwall: {}:1:1: expected `pass`, `block`, `table` or `set`, found `root:$6$s3cr3t-h…`\n",
+            "xdpwall: {}:1:1: expected `pass`, `block`, `table`, `set` or `include`, found `root:$6$s3cr3t-h…`\n",
             shadow.display()
         )
     );

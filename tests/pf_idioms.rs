@@ -12,17 +12,16 @@ use std::{
 use filter_common::slot;
 use filter_user::{
     compile,
-    dataplane::{IfaceBinding, LoadedProgram, read_counters},
     model::{ModelDecision, action_going, state::Tracker},
     rules::{self, Action, Direction},
 };
 use xdpwall_tests::{
+    TempDir,
+    bpf::{Bed, LO},
     cli::Xdpwall,
     netns::{Netns, VethPair},
     packet::PacketBuilder,
 };
-
-const LO: u32 = 1;
 
 /// What decides a packet, as a corpus file writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,26 +176,18 @@ fn every_idiom_decides_as_pf_in_the_kernel_and_the_model() {
         let file = path.display().to_string();
         let rs = rules::parse_file(&path).unwrap_or_else(|e| panic!("{e}"));
         let compiled = compile::compile(&rs).expect("compiles");
-        let pin_dir = PathBuf::from(format!(
-            "/sys/fs/bpf/xdpwall-pfi-{}-{}",
-            std::process::id(),
-            path.file_stem().unwrap().to_string_lossy()
-        ));
-        std::fs::create_dir_all(&pin_dir).expect("bpffs is mounted (cargo xtask setup)");
-        let _cleanup = RemoveDir(pin_dir.clone());
-        let slots: Vec<u32> = (0..rs.rules.len() as u32).map(|i| slot::RESERVED + i).collect();
-        let lo = [IfaceBinding { name: "lo".into(), ifindex: LO, stats_slot: 0 }];
-        let mut program = LoadedProgram::load(&compiled, &slots, &lo, &pin_dir).expect("program loads and verifies");
+        let mut bed = Bed::load(&compiled, Some("lo"), false, "pfi").expect("program loads and verifies");
+        let slots = slot::RESERVED + rs.rules.len() as u32;
         let mut model = Tracker::new();
 
         for case in cases {
             let at = format!("{file}:{}: {}", case.line, case.text);
-            let before = read_counters(&pin_dir).expect("counters");
+            let before = bed.counters(slots).expect("counters");
             let passed = match case.way {
-                Direction::Out => program.test_run_egress(&case.frame).expect("egress test run") == 0,
-                _ => program.test_run(&case.frame, Some(LO)).expect("test run") == 2,
+                Direction::Out => bed.program.test_run_egress(&case.frame).expect("egress test run") == 0,
+                _ => bed.program.test_run(&case.frame, Some(LO)).expect("test run") == 2,
             };
-            let after = read_counters(&pin_dir).expect("counters");
+            let after = bed.counters(slots).expect("counters");
             let moved: Vec<usize> = (0..after.len()).filter(|&s| after[s].packets != before[s].packets).collect();
             let want_slot = slot_of(case.by, case.way, rs.default_action) as usize;
             assert_eq!(passed, case.pass, "{at}: kernel verdict");
@@ -211,14 +202,6 @@ fn every_idiom_decides_as_pf_in_the_kernel_and_the_model() {
             assert_eq!(decision, want, "{at}: model");
             assert_eq!(action_going(&rs, &decision, case.way) == Action::Pass, case.pass, "{at}: model verdict");
         }
-    }
-}
-
-struct RemoveDir(PathBuf);
-
-impl Drop for RemoveDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -283,4 +266,49 @@ fn router_keeps_neighbour_discovery_over_a_veth() {
     // both ways; IPv4 (ARP aside) does not.
     assert_eq!(ns.ping_replies(veth.host_v6.into(), 2), 2, "ICMPv6 passes both ways");
     assert_eq!(ns.ping_replies(veth.host_v4.into(), 1), 0, "ICMP is blocked");
+}
+
+// ---- `check` on a pf.conf ----
+
+#[test]
+fn check_lists_skipped_statements_warnings_and_shadowed_rules() {
+    let dir = TempDir::new("pfi-check");
+    let conf = dir.write(
+        "pf.conf",
+        "ext_if = \"eth0\"\n\
+         set loginterface $ext_if\n\
+         scrub in all\n\
+         nat on $ext_if from 10.0.0.0/8 to any -> 192.0.2.1\n\
+         include \"extra.conf\"\n\
+         block in proto tcp from any to any port ssh\n\
+         pass in all no state\n\
+         pass out on $ext_if proto tcp all modulate state\n",
+    );
+    let conf = conf.to_str().unwrap();
+    let extra = dir.write("extra.conf", "pass in proto udp to port ntp no state\n");
+    let fw = Xdpwall::isolated();
+    let refused = fw.output(["check", conf]).unwrap();
+    assert!(!refused.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim(),
+        format!(
+            "xdpwall: {conf}:3:1: `scrub` is not supported: xdpwall does not rewrite packets: it drops malformed ones and lets the kernel reassemble fragments"
+        )
+    );
+    let out = fw.run(["check", "--skip-unsupported", conf]).expect("the rest checks");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let notes: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("skipped")).collect();
+    assert_eq!(
+        notes,
+        [
+            "skipped 2 unsupported statements (the rest is checked):".to_owned(),
+            format!("  {conf}:3: `scrub` is not supported: xdpwall does not rewrite packets: it drops malformed ones and lets the kernel reassemble fragments"),
+            format!("  {conf}:4: `nat` is not supported: xdpwall filters; address translation stays in nftables or pf"),
+            format!("warning: {conf}:2:5: `set loginterface` is accepted and does nothing here: xdpwall counts packets per interface for every interface it filters (see `status`)"),
+            format!("warning: {conf}:8:35: `modulate state` is kept as `keep state`: xdpwall does not modulate TCP sequence numbers"),
+            format!("warning: rule 1 ({}:1) never decides a packet: rule 3 (line 7) wins over it and matches every packet it matches", extra.display()),
+            "warning: rule 2 (line 6) never decides a packet: rule 3 (line 7) wins over it and matches every packet it matches".to_owned(),
+        ]
+    );
+    assert!(stdout.contains("   4  pass out on eth0 proto tcp all modulate state"), "{stdout}");
 }

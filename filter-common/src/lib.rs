@@ -371,7 +371,7 @@ pub mod slot {
     pub const NON_IP: u32 = 2;
     /// Packets passed on the fast path because they belong to a tracked flow.
     pub const STATE: u32 = 3;
-    /// Outgoing packets no `out` rule matched: passed (the default policy governs
+    /// Outgoing packets no rule matched (`out` or without direction): passed (the default policy governs
     /// inbound traffic only, so a host never cuts off its own replies).
     pub const OUT_UNMATCHED: u32 = 4;
     /// First of the malformed-packet reasons; see [`super::Malformed`].

@@ -3,7 +3,8 @@
 //! must pick the same rule (or default, non-IP, malformed reason) and the same action.
 //!
 //! Each case is a pool of values (nested prefixes of both families, ports, VLAN ids,
-//! ICMP types, protocols), a ruleset drawn from the pool (every match field, negated
+//! ICMP types, protocols), a ruleset drawn from the pool (`quick` and non-`quick` rules
+//! in pf's order, `in` and direction-less rules, `no state`, every match field, negated
 //! lists, tables with nested entries, `on` the loopback's name or another, `out` rules
 //! that received packets must skip, default pass or block, sometimes more than 64
 //! rules), rendered as pf text and parsed (so the parser is exercised too), and
@@ -11,18 +12,23 @@
 //! addresses, ports, flags, ... at and just past their edges). Packets are mangled now
 //! and then: VLAN tags (up to 3), IPv4 options and fragments, IPv6 extension chains
 //! (up to 11 headers, fragments first and later), bad versions and header lengths,
-//! random cuts, random bytes.
+//! random cuts, random bytes. The IP packets of rulesets without state also leave
+//! through the TC egress program, as the host's own: `out` and direction-less rules
+//! judge them there, and what none decides passes (the model's `decide_going`).
 //!
 //! Default run: 200 rulesets, 500 packets each; `XDPWALL_DIFF_SCALE=N` multiplies the
 //! rulesets. The totals, and which rule features decided packets, are printed to
 //! stderr. Failures shrink and are saved in `differential.proptest-regressions` (beside this directory)
 //! (replayed first on every run); concrete ones found so far are the `regression_*`
-//! tests at the end. `keep state` on `in` rules is left to the second property,
+//! tests at the end. This property is stateless: its pass rules say `no state`;
+//! state (`keep state`, and pf's default state with `flags S/SA` on TCP) on `in` and
+//! direction-less rules is left to the second property,
 //! `kernel_agrees_with_model_on_sequences`; rate limits to the third,
 //! `kernel_agrees_with_model_on_buckets` (`rates.rs`: full and empty buckets).
 //!
-//! The second property checks connection tracking: rulesets with `keep state` on some
-//! pass rules, and per ruleset a dozen flows (TCP, UDP, ICMP/ICMPv6 echo between a few
+//! The second property checks connection tracking: rulesets whose pass rules keep
+//! state (written, or pf's default) or say `no state`, `quick` or not, `in`, `out` or
+//! both ways, and per ruleset a dozen flows (TCP, UDP, ICMP/ICMPv6 echo between a few
 //! hosts) each emitting a scripted sequence in both directions (handshakes, data, FINs,
 //! RSTs, reconnections, retransmissions, stray ACKs, unsolicited SYN-ACKs, SYNs on
 //! established flows, wrong ports and identifiers, ...) with random mutations,

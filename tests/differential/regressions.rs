@@ -31,7 +31,7 @@ pub(crate) fn regression_later_fragment_stays_later_after_another_fragment_heade
         .tcp(40000, 80, TCP_SYN)
         .build()
         .bytes;
-    agree("set default block\npass in proto tcp to port 80\n", &frame, ModelDecision::Default);
+    agree("set default block\npass in proto tcp to port 80 no state\n", &frame, ModelDecision::Default);
 }
 
 /// Runs `frames` in order through a fresh program and a fresh [`Tracker`] for `src`

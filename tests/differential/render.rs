@@ -108,6 +108,8 @@ pub(crate) fn render_rule(r: &RuleSpec, i: usize) -> String {
         Action::Pass => "pass",
         Action::Block => "block",
     });
+    // No direction is pf's "both ways": for the received packets checked here, the
+    // same as `in`. `quick` decides at once; without it the last matching rule does.
     if r.out {
         s.push_str(" out");
     } else if r.spell & 1 == 0 {
@@ -174,8 +176,10 @@ pub(crate) fn render_rule(r: &RuleSpec, i: usize) -> String {
     if let Some(v) = r.vlan {
         write!(s, " vlan {v}").unwrap();
     }
-    if r.out && r.action == Action::Pass && r.spell.is_multiple_of(3) {
-        s.push_str(" keep state");
+    // This property is stateless (the model's `decide`): every other pass rule says
+    // `no state`, which pf's `pass` would not be without (it keeps state by default).
+    if r.action == Action::Pass {
+        s.push_str(if r.out && r.spell.is_multiple_of(3) { " keep state" } else { " no state" });
     }
     if r.label {
         write!(s, " label \"rule {i}\"").unwrap();

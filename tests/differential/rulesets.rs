@@ -17,7 +17,9 @@ pub(crate) struct RulesetSpec {
 #[derive(Debug, Clone)]
 pub(crate) struct RuleSpec {
     pub(crate) action: Action,
-    /// `in`, `quick`, names instead of numbers, `all`: spelling only.
+    /// Bits: 1 no direction (both ways) instead of `in`, 2 `quick` (pf's order: the
+    /// first matching quick rule decides, else the last matching rule), 4 names instead
+    /// of numbers, 128 `all`, and more spelling (see `render_rule`).
     pub(crate) spell: u8,
     pub(crate) iface: Option<&'static str>,
     pub(crate) family: Option<Family>,

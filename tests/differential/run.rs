@@ -88,15 +88,19 @@ pub(crate) struct Stats {
     pub(crate) run_us: AtomicU64,
     /// Packets decided by a rule using each feature (see [`FEATURES`]).
     pub(crate) features: [AtomicU64; FEATURES.len()],
-    /// Packets that an earlier `out` rule would have matched, were it an `in` rule.
+    /// Packets that an `out` rule would have matched, were it an `in` rule.
     pub(crate) out_skipped: AtomicU64,
+    /// IP packets also sent the other way (TC egress, as the host's own), and how many
+    /// of those were blocked there.
+    pub(crate) egress: AtomicU64,
+    pub(crate) egress_blocked: AtomicU64,
     /// Malformed packets by reason (`Malformed::ALL` order), to show the generator
     /// reaches every reason.
     pub(crate) reasons: [AtomicU64; Malformed::ALL.len()],
 }
 
 /// What the deciding rules used, to show that the generator reaches every field.
-pub(crate) const FEATURES: [&str; 12] = [
+pub(crate) const FEATURES: [&str; 14] = [
     "on",
     "inet/inet6",
     "proto",
@@ -109,6 +113,8 @@ pub(crate) const FEATURES: [&str; 12] = [
     "icmp-type",
     "vlan",
     "rule >= 64",
+    "quick",
+    "no direction",
 ];
 
 pub(crate) fn features(rule: &Rule, index: usize) -> [bool; FEATURES.len()] {
@@ -131,6 +137,8 @@ pub(crate) fn features(rule: &Rule, index: usize) -> [bool; FEATURES.len()] {
         rule.icmp.is_some(),
         rule.vlan.is_some(),
         index >= 64,
+        rule.quick,
+        rule.direction == rules::Direction::Both,
     ]
 }
 
@@ -182,6 +190,36 @@ pub(crate) fn describe(d: &Decision) -> String {
         _ => "?",
     };
     format!("{action}, counted as {}", slot_name(d.slot))
+}
+
+/// Runs `frame` through the TC egress program, as a packet the host sends, and through
+/// the model going `out` (rules `out` and without direction; pass when none decides);
+/// `Err` describes a disagreement. Only for IP packets of stateless rulesets: egress
+/// leaves what it cannot parse alone, and would open flows the stateless model does
+/// not know. Returns whether the packet was blocked.
+pub(crate) fn check_egress(
+    loaded: &mut Loaded,
+    rs: &Ruleset,
+    text: &str,
+    lo_name: Option<&str>,
+    frame: &[u8],
+) -> Result<bool, String> {
+    let d = model::decide_going(rs, frame, lo_name, Direction::Out);
+    let want_pass = model::action_going(rs, &d, Direction::Out) == Action::Pass;
+    let action = loaded.bed.program.test_run_egress(frame).map_err(|e| format!("egress test run: {e:?}"))?;
+    if (action == 0) != want_pass {
+        return Err(format!(
+            "kernel (TC egress) and model disagree\n\
+             --- ruleset (lo known as {lo_name:?}) ---\n{text}\
+             --- frame ({} bytes), leaving ---\n{}\n\
+             model:  {d:?}: {}\n\
+             kernel: TC action {action}",
+            frame.len(),
+            hex(frame),
+            if want_pass { "pass" } else { "drop" },
+        ));
+    }
+    Ok(!want_pass)
 }
 
 /// Runs `frame` through the kernel and the model; `Err` describes a disagreement.
@@ -298,19 +336,21 @@ pub(crate) fn kernel_agrees_with_model() {
                 (i, r)
             })
             .collect();
+        let stateful = rs.rules.iter().any(|r| r.keep_state);
         for p in &case.packets {
             let frame = build(p, &rs);
             let t = Instant::now();
             let d = check_frame(loaded, &rs, &text, lo_name, &frame).map_err(TestCaseError::fail)?;
             stats.run_us.fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
             stats.packets.fetch_add(1, Ordering::Relaxed);
-            if let (Dissected::Ip(f), false) = (dissect(&frame), turned.is_empty()) {
-                let before = match d {
-                    ModelDecision::Rule(i) => i,
-                    _ => usize::MAX,
-                };
-                if turned.iter().any(|(j, r)| *j < before && model::matches(&rs, r, &f, lo_name)) {
+            if let Dissected::Ip(f) = dissect(&frame) {
+                if turned.iter().any(|(_, r)| model::matches(&rs, r, &f, lo_name)) {
                     stats.out_skipped.fetch_add(1, Ordering::Relaxed);
+                }
+                if !stateful {
+                    let blocked = check_egress(loaded, &rs, &text, lo_name, &frame).map_err(TestCaseError::fail)?;
+                    stats.egress.fetch_add(1, Ordering::Relaxed);
+                    stats.egress_blocked.fetch_add(u64::from(blocked), Ordering::Relaxed);
                 }
             }
             if let ModelDecision::Rule(i) = d {
@@ -349,7 +389,8 @@ pub(crate) fn kernel_agrees_with_model() {
          ({:.1} s loading programs, {:.1} s running packets)\n\
          differential: decided by a rule {:.1}%, default {:.1}%, non-IP {:.1}%, malformed {:.1}% ({})\n\
          differential: packets decided by rules using: {}\n\
-         differential: packets an earlier `out` rule would have matched: {}",
+         differential: packets an `out` rule would have matched: {}; sent the other way (TC egress): {}, \
+         blocked there {}",
         started.elapsed().as_secs_f64(),
         stats.load_us.load(Ordering::Relaxed) as f64 / 1e6,
         stats.run_us.load(Ordering::Relaxed) as f64 / 1e6,
@@ -365,6 +406,8 @@ pub(crate) fn kernel_agrees_with_model() {
             .join(", "),
         features.join(", "),
         stats.out_skipped.load(Ordering::Relaxed),
+        stats.egress.load(Ordering::Relaxed),
+        stats.egress_blocked.load(Ordering::Relaxed),
     );
     if let Err(e) = result {
         panic!("{e}");

@@ -50,7 +50,14 @@ pub(crate) enum SeqPort {
 #[derive(Debug, Clone)]
 pub(crate) struct SeqRule {
     pub(crate) action: Action,
+    /// `keep state` written; otherwise `no state` when `no_state`, else nothing (pf's
+    /// default: a pass keeps state, with `flags S/SA` on TCP).
     pub(crate) keep: bool,
+    pub(crate) no_state: bool,
+    /// `quick`.
+    pub(crate) quick: bool,
+    /// No direction (both ways) instead of `in`.
+    pub(crate) both: bool,
     pub(crate) out: bool,
     pub(crate) iface: Option<&'static str>,
     pub(crate) family: Option<Family>,
@@ -111,12 +118,22 @@ pub(crate) fn seq_rule() -> impl Strategy<Value = SeqRule> {
             prop::option::weighted(0.05, prop_oneof![Just(0u16), Just(7)]),
         ),
         prop::option::weighted(0.7, (any::<Index>(), any::<u8>())),
+        (prop::bool::weighted(0.4), prop::bool::weighted(0.3), prop::bool::weighted(0.3)),
     )
         .prop_map(
-            |((action, keep, out, iface, family, proto), (from, to, from_port, to_port), (flags, icmp, vlan), aim)| {
+            |(
+                (action, keep, out, iface, family, proto),
+                (from, to, from_port, to_port),
+                (flags, icmp, vlan),
+                aim,
+                (no_state, quick, both),
+            )| {
                 SeqRule {
                     action,
                     keep,
+                    no_state,
+                    quick,
+                    both,
                     out,
                     iface,
                     family,
@@ -207,7 +224,14 @@ pub(crate) fn render_seq_rule(r: &SeqRule, pool: &SeqPool, flows: &[FlowSpec]) -
         Action::Pass => "pass",
         Action::Block => "block",
     });
-    s.push_str(if r.out { " out" } else { " in" });
+    s.push_str(match (r.out, r.both) {
+        (true, _) => " out",
+        (false, true) => "",
+        (false, false) => " in",
+    });
+    if r.quick {
+        s.push_str(" quick");
+    }
     if let Some(name) = r.iface {
         write!(s, " on {name}").unwrap();
     }
@@ -264,6 +288,8 @@ pub(crate) fn render_seq_rule(r: &SeqRule, pool: &SeqPool, flows: &[FlowSpec]) -
     }
     if r.keep && r.action == Action::Pass {
         s.push_str(" keep state");
+    } else if r.no_state && r.action == Action::Pass {
+        s.push_str(" no state");
     }
     s
 }
@@ -767,7 +793,7 @@ pub(crate) fn kernel_agrees_with_model_on_sequences() {
         stats.load_us.fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
         stats.rulesets.fetch_add(1, Ordering::Relaxed);
         stats.kept_rules.fetch_add(
-            rs.rules.iter().filter(|r| r.keep_state && r.direction == Direction::In).count() as u64,
+            rs.rules.iter().filter(|r| r.keep_state && r.direction.covers(Direction::In)).count() as u64,
             Ordering::Relaxed,
         );
         let mut tracker = Tracker::new();
@@ -830,7 +856,7 @@ pub(crate) fn kernel_agrees_with_model_on_sequences() {
     let pct = |a: &AtomicU64| 100.0 * n(a) as f64 / packets.max(1) as f64;
     let _ = writeln!(
         std::io::stderr(),
-        "differential sequences: {rulesets} rulesets ({} `keep state` rules), {packets} packets \
+        "differential sequences: {rulesets} rulesets ({} rules keeping state), {packets} packets \
          checked in {:.1} s ({:.1} s loading programs, {:.1} s running packets)\n\
          differential sequences: passed by state {} ({:.1}%), decided by a rule {:.1}%, \
          default {:.1}%; flows opened {}",

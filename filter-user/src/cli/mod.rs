@@ -39,6 +39,10 @@ enum Command {
         /// Accept a ruleset without rules (only the default policy applies).
         #[arg(long)]
         allow_empty: bool,
+        /// List the statements xdpwall leaves to other tools (NAT, routing options,
+        /// scrub, queues, anchors, ...) and check the rest, instead of refusing the file.
+        #[arg(long)]
+        skip_unsupported: bool,
     },
     /// Attach to interfaces, apply a ruleset and pin everything.
     Load {
@@ -213,7 +217,11 @@ pub fn run() -> ExitCode {
 /// Parses and compiles the ruleset at `path`; a ruleset without rules is refused
 /// unless `allow_empty`. Errors of the ruleset as a whole (the compiler's) name the file.
 fn parse_and_compile(path: &std::path::Path, allow_empty: bool) -> anyhow::Result<(Ruleset, Compiled)> {
-    let ruleset = rules::parse_file(path)?;
+    compile_parsed(path, rules::parse_file(path)?, allow_empty)
+}
+
+/// The second half of [`parse_and_compile`], for a ruleset already parsed.
+fn compile_parsed(path: &std::path::Path, ruleset: Ruleset, allow_empty: bool) -> anyhow::Result<(Ruleset, Compiled)> {
     if !allow_empty {
         rules::require_rules(&ruleset, &path.display().to_string())?;
     }
@@ -302,9 +310,11 @@ fn execute(command: Command, paths: &Paths) -> anyhow::Result<ExitCode> {
         overdue_rollback(paths)?;
     }
     match command {
-        Command::Check { rules, allow_empty } => {
-            let (ruleset, compiled) = parse_and_compile(&rules, allow_empty)?;
+        Command::Check { rules, allow_empty, skip_unsupported } => {
+            let parsed = rules::parse_file_with(&rules, rules::ParseOptions { skip_unsupported })?;
+            let (ruleset, compiled) = compile_parsed(&rules, parsed.ruleset.clone(), allow_empty)?;
             print!("{}", output::summary(&rules, &ruleset, &compiled));
+            print!("{}", output::check_notes(&ruleset, &parsed, &rules::shadow::shadowed(&ruleset)));
         }
         Command::Load { mut args, mode, allow_empty } => {
             let rules = PathBuf::from(args.pop().expect("clap requires two or more"));

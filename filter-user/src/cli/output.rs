@@ -59,6 +59,39 @@ pub fn summary(path: &Path, rs: &Ruleset, c: &Compiled) -> String {
     s
 }
 
+/// What `check` says beyond the summary: the statements skipped (`--skip-unsupported`),
+/// the warnings (accepted constructs that do less than in pf), and the shadowed rules.
+pub fn check_notes(rs: &Ruleset, parsed: &crate::rules::Parsed, shadowed: &[crate::rules::shadow::Shadowed]) -> String {
+    let mut s = String::new();
+    if !parsed.skipped.is_empty() {
+        let _ = writeln!(s, "skipped {} unsupported statements (the rest is checked):", parsed.skipped.len());
+        for e in &parsed.skipped {
+            let _ = writeln!(s, "  {}:{}: {}", e.file, e.line, e.message);
+        }
+    }
+    for w in &parsed.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    let place = |i: usize| {
+        let r = &rs.rules[i];
+        match &r.file {
+            Some(f) => format!("{f}:{}", r.pos.line),
+            None => format!("line {}", r.pos.line),
+        }
+    };
+    for sh in shadowed {
+        let _ = writeln!(
+            s,
+            "warning: rule {} ({}) never decides a packet: rule {} ({}) wins over it and matches every packet it matches",
+            sh.rule + 1,
+            place(sh.rule),
+            sh.by + 1,
+            place(sh.by)
+        );
+    }
+    s
+}
+
 /// The rule diff of an apply.
 /// What an address field's lookup holds: how many prefixes, in which structure.
 fn lookup_summary(l: &AddrLookup) -> String {
@@ -187,7 +220,7 @@ pub fn status(st: &Status) -> String {
         100.0 * t.unanswered as f64 / t.unanswered_limit.max(1) as f64,
         st.state_matches.packets
     );
-    let _ = writeln!(s, "outbound: {} packets no `out` rule matched (passed)", st.out_unmatched.packets);
+    let _ = writeln!(s, "outbound: {} packets no rule matched (passed)", st.out_unmatched.packets);
     if !st.dyn_tables.is_empty() {
         let tables: Vec<String> = st.dyn_tables.iter().map(|t| format!("<{}> {}", t.name, t.sources)).collect();
         let _ = writeln!(s, "dynamic tables: {} (sources; {} at most in all)", tables.join(", "), st.dyn_capacity);

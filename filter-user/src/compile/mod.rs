@@ -231,12 +231,16 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
         rules
             .iter()
             .map(|r| {
-                r.icmp.map(|m| {
-                    let t = (m.icmp_type as u32) << 8;
-                    match m.code {
-                        Some(c) => vec![(t | c as u32, t | c as u32)],
-                        None => vec![(t, t | 0xff)],
-                    }
+                r.icmp.is_some().then(|| {
+                    r.icmp_types()
+                        .map(|m| {
+                            let t = (m.icmp_type as u32) << 8;
+                            match m.code {
+                                Some(c) => (t | c as u32, t | c as u32),
+                                None => (t, t | 0xff),
+                            }
+                        })
+                        .collect()
                 })
             })
             .collect(),
@@ -365,33 +369,26 @@ fn directions(rules: &[Rule], classes: &mut Classes) -> (u32, u32) {
     (classes.intern(&inbound), classes.intern(&outbound))
 }
 
-/// Interface classes: one per interface named by some rule, plus the class of all others.
+/// Interface classes: one per interface named by some rule (the rules that hold on
+/// it), plus the class of every other interface.
 fn interfaces(rules: &[Rule], classes: &mut Classes) -> (Vec<(String, u32)>, u32) {
-    let mut any = RuleBitmap::EMPTY;
-    let mut named: Vec<(String, RuleBitmap)> = Vec::new();
-    for (i, r) in rules.iter().enumerate() {
-        match &r.interface {
-            None => any.set(i),
-            Some(name) => match named.iter_mut().find(|(n, _)| n == name) {
-                Some((_, b)) => b.set(i),
-                None => {
-                    let mut b = RuleBitmap::EMPTY;
-                    b.set(i);
-                    named.push((name.clone(), b));
-                }
-            },
+    let mut names: Vec<&str> = Vec::new();
+    for name in rules.iter().flat_map(Rule::interfaces) {
+        if !names.contains(&name) {
+            names.push(name);
         }
     }
-    let ifaces = named
-        .into_iter()
-        .map(|(name, mut b)| {
-            for (w, a) in b.words.iter_mut().zip(any.words) {
-                *w |= a;
+    let class_of = |name: Option<&str>, classes: &mut Classes| {
+        let mut b = RuleBitmap::EMPTY;
+        for (i, r) in rules.iter().enumerate() {
+            if r.holds_on(name) {
+                b.set(i);
             }
-            (name, classes.intern(&b))
-        })
-        .collect();
-    (ifaces, classes.intern(&any))
+        }
+        classes.intern(&b)
+    };
+    let ifaces = names.iter().map(|&name| (name.to_owned(), class_of(Some(name), classes))).collect();
+    (ifaces, class_of(None, classes))
 }
 
 /// The dynamic table a rule's whole `from` is (`from <t>`, `from !<t>`), if it is one.

@@ -113,7 +113,7 @@ pub struct Status {
     pub interfaces: Vec<IfaceStatus>,
     /// Packets passed on the fast path of tracked flows.
     pub state_matches: NamedCounter,
-    /// Outgoing packets no `out` rule matched (passed).
+    /// Outgoing packets no rule (`out` or without direction) matched (passed).
     pub out_unmatched: NamedCounter,
     /// The flow table.
     pub flow_table: FlowTable,

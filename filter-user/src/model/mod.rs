@@ -151,9 +151,7 @@ pub fn action(rs: &Ruleset, d: &ModelDecision) -> Action {
 
 /// Whether every condition of `rule` but its direction holds for the packet.
 pub fn matches(rs: &Ruleset, rule: &Rule, p: &Fields, iface: Option<&str>) -> bool {
-    if let Some(name) = &rule.interface
-        && iface != Some(name.as_str())
-    {
+    if !rule.holds_on(iface) {
         return false;
     }
     if let Some(family) = rule.family {
@@ -190,10 +188,11 @@ pub fn matches(rs: &Ruleset, rule: &Rule, p: &Fields, iface: Option<&str>) -> bo
             return false;
         }
     }
-    if let Some(m) = rule.icmp {
-        match icmp {
-            Some((t, c)) if t == m.icmp_type && m.code.is_none_or(|want| want == c) => {}
-            _ => return false,
+    if rule.icmp.is_some() {
+        let any = icmp
+            .is_some_and(|(t, c)| rule.icmp_types().any(|m| t == m.icmp_type && m.code.is_none_or(|want| want == c)));
+        if !any {
+            return false;
         }
     }
     if let Some(id) = rule.vlan

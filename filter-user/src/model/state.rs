@@ -6,7 +6,8 @@
 //!   IP protocol and its family; ICMP/ICMPv6 echo uses the identifier as the port of
 //!   both ends. Not by interface, VLAN or direction: a reply matches whichever way it
 //!   comes in.
-//! - A `pass ... keep state` rule that decides a packet opens a flow when the packet is
+//! - A `pass` rule that keeps state (`keep state`, or pf's default for `pass`) and
+//!   decides a packet opens a flow when the packet is
 //!   a TCP SYN without ACK and RST, any UDP packet (with ports: not a later fragment),
 //!   or an ICMP/ICMPv6 echo request; its sender is the flow's opener. A flow opened
 //!   where one exists replaces it (a new connection on the same endpoints). Other
@@ -269,9 +270,10 @@ impl Flow {
 }
 
 /// The flow table of the reference model: the rules of a [`Ruleset`] plus the flows its
-/// `keep state` rules opened, judging a sequence of frames in order. Every frame
-/// arrives through XDP (`in`): the model of a router, where both directions of a flow
-/// enter through the filter. Timeouts and the table limit are not modelled (see the
+/// stateful pass rules opened, judging a sequence of frames in order. [`Tracker::decide`]
+/// takes every frame as arriving through XDP (`in`): the model of a router, where both
+/// directions of a flow enter through the filter; [`Tracker::decide_going`] takes the
+/// way (TC egress for `out`), with one flow table for both. Timeouts and the table limit are not modelled (see the
 /// module documentation): flows never expire and are never evicted.
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {

@@ -77,7 +77,7 @@ pub enum Action {
 }
 
 /// Which packets a rule sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Arriving on an interface (XDP).
@@ -85,6 +85,7 @@ pub enum Direction {
     /// Sent by the host (TC egress).
     Out,
     /// Both ways: a rule written without `in` or `out` (as in pf).
+    #[default]
     Both,
 }
 
@@ -114,23 +115,35 @@ pub struct Pos {
     pub col: u32,
 }
 
-/// One ordered rule.
+/// One ordered rule, as resolved: pf's defaults that the text leaves implicit (state
+/// on `pass`, `flags S/SA` on stateful TCP) are written out in `keep_state` and
+/// `tcp_flags`, so the JSON form says exactly what the rule does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     /// Where the rule starts in its file.
     pub pos: Pos,
+    /// The file it is in when that is an included file (`include "FILE"`), as named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// The rule as written, whitespace collapsed to single spaces (shown by status).
     pub text: String,
     /// pass or block.
     pub action: Action,
-    /// in, out, or both when neither is written.
+    /// in, out, or both when neither is written (also when JSON leaves it out).
+    #[serde(default)]
     pub direction: Direction,
     /// `quick`: when this rule matches, it decides at once; otherwise the last matching
     /// rule decides (pf's evaluation).
     #[serde(default)]
     pub quick: bool,
-    /// `on IFACE`.
+    /// `on IFACE`, or the first of `on { A B }`.
     pub interface: Option<String>,
+    /// The other interfaces of `on { A B ... }`: the rule holds on any of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces_also: Vec<String>,
+    /// `on ! IFACE` / `on ! { A B }`: the rule holds on every interface but these.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interface_negated: bool,
     /// `inet` / `inet6`.
     pub family: Option<Family>,
     /// `proto N` or `proto { tcp udp }`: IP protocol numbers; `None` is any.
@@ -144,8 +157,12 @@ pub struct Rule {
     /// fragment, only when the rule also names other protocols or none). A `pass` rule
     /// that keeps state gets pf's `flags S/SA` when it names none and not `flags any`.
     pub tcp_flags: Option<TcpFlags>,
-    /// `icmp-type T [code C]` (ICMP or ICMPv6 numbering, by the rule's proto).
+    /// `icmp-type T [code C]` (ICMP or ICMPv6 numbering, by the rule's proto), or the
+    /// first of `icmp-type { T1 T2 ... }`.
     pub icmp: Option<IcmpMatch>,
+    /// The other types of `icmp-type { T1 T2 ... }`: the rule holds for any of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub icmp_also: Vec<IcmpMatch>,
     /// `vlan N`.
     pub vlan: Option<u16>,
     /// Keeps state: `keep state` or `modulate state`, and every `pass` rule without
@@ -276,4 +293,26 @@ pub struct IcmpMatch {
     pub icmp_type: u8,
     /// Code; `None` is any code.
     pub code: Option<u8>,
+}
+
+impl Rule {
+    /// The interfaces `on` names (none: the rule holds on every interface).
+    pub fn interfaces(&self) -> impl Iterator<Item = &str> {
+        self.interface.iter().chain(&self.interfaces_also).map(String::as_str)
+    }
+
+    /// Whether the rule holds on the interface the filter knows as `name` (`None`: an
+    /// interface the filter has no entry for).
+    pub fn holds_on(&self, name: Option<&str>) -> bool {
+        if self.interface.is_none() {
+            return true;
+        }
+        let listed = name.is_some_and(|n| self.interfaces().any(|i| i == n));
+        listed != self.interface_negated
+    }
+
+    /// The ICMP types and codes the rule names.
+    pub fn icmp_types(&self) -> impl Iterator<Item = &IcmpMatch> {
+        self.icmp.iter().chain(&self.icmp_also)
+    }
 }

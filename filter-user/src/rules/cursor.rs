@@ -8,6 +8,8 @@ use super::lexer::{Kind, Token};
 /// A cursor over the tokens of one statement (always ending with [`Kind::End`]).
 pub(super) struct Cursor<'a> {
     src: &'a str,
+    /// Text that tokens from macro expansions point into: offsets from `src.len()` on.
+    extra: &'a str,
     file: &'a str,
     toks: Vec<Token>,
     i: usize,
@@ -16,7 +18,23 @@ pub(super) struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     /// A cursor at the first token of `toks`, which must end with a `Kind::End` token.
     pub fn new(src: &'a str, file: &'a str, toks: Vec<Token>) -> Self {
-        Cursor { src, file, toks, i: 0 }
+        Cursor { src, extra: "", file, toks, i: 0 }
+    }
+
+    /// Like [`Cursor::new`], for a statement with macros expanded: tokens whose offsets
+    /// are at or past `src.len()` are in `extra` (see `macros`).
+    pub fn with_expansions(src: &'a str, extra: &'a str, file: &'a str, toks: Vec<Token>) -> Self {
+        Cursor { src, extra, file, toks, i: 0 }
+    }
+
+    /// Every token of the statement (the last one is [`Kind::End`]).
+    pub fn tokens(&self) -> &[Token] {
+        &self.toks
+    }
+
+    /// The statement's tokens, giving up the cursor.
+    pub fn into_tokens(self) -> Vec<Token> {
+        self.toks
     }
 
     /// The next token, not consumed.
@@ -35,7 +53,12 @@ impl<'a> Cursor<'a> {
 
     /// The source text of a token.
     pub fn text(&self, tok: Token) -> &'a str {
-        &self.src[tok.start..tok.end]
+        let n = self.src.len();
+        if tok.start >= n && !self.extra.is_empty() {
+            &self.extra[tok.start - n..tok.end - n]
+        } else {
+            &self.src[tok.start..tok.end]
+        }
     }
 
     /// The text of a word token; `None` for other tokens.

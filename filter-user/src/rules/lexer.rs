@@ -46,6 +46,9 @@ pub(super) enum Kind {
     Comma,
     /// `!`
     Bang,
+    /// A comparison of pf's port syntax: `<`, `<=`, `>`, `>=`, `<>`, `><`, `!=` (a `<`
+    /// right before a name character starts a table name instead).
+    Op,
     /// End of the statement; positioned just after its last token, so "found end of
     /// line" errors point where something is missing.
     End,
@@ -66,7 +69,7 @@ pub(super) struct Token {
 
 /// Bytes that end a word.
 fn ends_word(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'{' | b'}' | b',' | b'!' | b'"' | b'<' | b'>' | b'#' | b'\\')
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x0c | b'{' | b'}' | b',' | b'!' | b'"' | b'<' | b'>' | b'#' | b'\\')
 }
 
 /// Whether `rest` holds nothing but whitespace and comments up to the end of the file.
@@ -75,7 +78,7 @@ fn only_blanks_and_comments(rest: &[u8]) -> bool {
     let mut i = 0;
     while let Some(&b) = rest.get(i) {
         match b {
-            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+            b' ' | b'\t' | b'\r' | b'\n' | 0x0c => i += 1,
             b'#' => {
                 i += rest[i..].iter().position(|&b| b == b'\n').unwrap_or(rest.len() - i);
             }
@@ -197,7 +200,7 @@ impl<'a> Lexer<'a> {
             let start = self.i;
             let pos = self.pos();
             let kind = match b {
-                b' ' | b'\t' | b'\r' => {
+                b' ' | b'\t' | b'\r' | 0x0c => {
                     self.bump();
                     continue;
                 }
@@ -237,6 +240,11 @@ impl<'a> Lexer<'a> {
                     self.bump();
                     Kind::Comma
                 }
+                b'!' if self.bytes.get(self.i + 1) == Some(&b'=') => {
+                    self.bump();
+                    self.bump();
+                    Kind::Op
+                }
                 b'!' => {
                     self.bump();
                     Kind::Bang
@@ -245,12 +253,16 @@ impl<'a> Lexer<'a> {
                     self.string(pos)?;
                     Kind::Str
                 }
-                b'<' => {
+                b'<' if self.bytes.get(self.i + 1).is_some_and(|&b| table_name_byte(b)) => {
                     self.table(pos)?;
                     Kind::Table
                 }
-                b'>' => {
-                    return Err(self.err(pos, "unexpected `>`; table names are written `<name>`"));
+                b'<' | b'>' => {
+                    self.bump();
+                    if matches!(self.peek(), Some(b'=' | b'<' | b'>')) && self.bytes[self.i - 1] != self.bytes[self.i] {
+                        self.bump();
+                    }
+                    Kind::Op
                 }
                 _ => {
                     while self.peek().is_some_and(|b| !ends_word(b)) {
@@ -298,7 +310,7 @@ impl<'a> Lexer<'a> {
     fn continuation(&mut self) -> Result<(), RulesError> {
         let pos = self.pos();
         let rest = &self.bytes[self.i + 1..];
-        let blanks = rest.iter().take_while(|&&b| matches!(b, b' ' | b'\t' | b'\r')).count();
+        let blanks = rest.iter().take_while(|&&b| matches!(b, b' ' | b'\t' | b'\r' | 0x0c)).count();
         match rest.get(blanks) {
             None => Err(self.dangling(pos)),
             Some(b'\n') if only_blanks_and_comments(&rest[blanks..]) => Err(self.dangling(pos)),
@@ -471,8 +483,25 @@ mod tests {
             lex("from <ab").unwrap_err(),
             "t.conf:1:9: expected a letter, digit, `_`, `-`, `.` or `>` in the table name, found end of line"
         );
-        assert_eq!(lex("from <>").unwrap_err(), "t.conf:1:6: empty table name `<>`");
-        assert_eq!(lex("a > b").unwrap_err(), "t.conf:1:3: unexpected `>`; table names are written `<name>`");
+        // pf's port comparisons are operators; a `<` before a name character is a table.
+        let ops = lex("port <> != < <= > >= >< <t>\u{c}x").unwrap();
+        let kinds: Vec<(Kind, &str)> = ops[0].iter().filter(|t| t.0 != Kind::End).map(|t| (t.0, t.1)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (Kind::Word, "port"),
+                (Kind::Op, "<>"),
+                (Kind::Op, "!="),
+                (Kind::Op, "<"),
+                (Kind::Op, "<="),
+                (Kind::Op, ">"),
+                (Kind::Op, ">="),
+                (Kind::Op, "><"),
+                (Kind::Table, "<t>"),
+                (Kind::Word, "x"),
+            ],
+            "a form feed is whitespace"
+        );
         assert_eq!(lex("table <t> {\n1.2.3.4\n").unwrap_err(), "t.conf:1:11: this `{` is never closed; expected `}`");
     }
 

@@ -10,9 +10,12 @@
 //! ```
 //!
 //! One statement per line; `#` comments; a `\` at the end of a line continues the
-//! statement; `{ ... }` lists may span lines. Rules are evaluated in order and the first
-//! match wins. Tables may be defined anywhere in the file. Every error carries the
-//! file, line and column of the offending token (for table files: the table file's).
+//! statement; `{ ... }` lists may span lines. Rules are evaluated as pf evaluates
+//! them: the first matching `quick` rule decides, else the last matching rule; a rule
+//! without `in`/`out` applies both ways; `pass` keeps state with `flags S/SA` on TCP
+//! unless `no state`. pf's macros and `include` are read as pf reads them. Tables may
+//! be defined anywhere in the file. Every error carries the file, line and column of
+//! the offending token (for table and included files: that file's).
 //!
 //! Input is bounded: ruleset and table files must be regular files of at most
 //! [`MAX_RULESET_BYTES`] and [`MAX_TABLE_FILE_BYTES`]; words, strings, table names and
@@ -23,7 +26,9 @@
 //! Modules: `lexer` (tokens and statements), `parser` (statements, tables, ruleset),
 //! `rule` (the rule grammar), `validate` (whole-rule checks and the features not
 //! supported yet), `addr` (addresses and prefixes), `names` (ports, protocols, ICMP
-//! types), `tables` (table files), `source` (file reading), `error`.
+//! types), `tables` (table files), `source` (file reading), `error`, `macros` (pf's
+//! macros), `scope` (pf constructs out of scope, refused by name), `shadow` (rules that
+//! never decide a packet).
 
 pub mod ast;
 
@@ -32,9 +37,12 @@ mod cursor;
 mod error;
 mod files;
 mod lexer;
+mod macros;
 mod names;
 mod parser;
 mod rule;
+mod scope;
+pub mod shadow;
 mod source;
 mod tables;
 mod validate;
@@ -48,6 +56,8 @@ pub use ast::*;
 pub use error::RulesError;
 pub use files::TableFiles;
 pub use lexer::{MAX_STRING, MAX_TABLE_NAME, MAX_WORD};
+pub use macros::MAX_MACRO_VALUE;
+pub use parser::{MAX_INCLUDE_DEPTH, ParseOptions, Parsed};
 pub use rule::MAX_LABEL;
 pub use source::{MAX_RULESET_BYTES, MAX_TABLE_FILE_BYTES};
 
@@ -59,6 +69,17 @@ pub fn parse_file(path: &Path) -> Result<Ruleset, RulesError> {
         .map_err(|reason| RulesError::whole_file(&name, format!("cannot read ruleset: {reason}")))?;
     let base_dir = path.parent().unwrap_or(Path::new(""));
     parse_bytes(&bytes, &name, base_dir)
+}
+
+/// Like [`parse_file`], with options; also returns the warnings (constructs accepted
+/// that do less than in pf) and, with `skip_unsupported`, the statements skipped.
+pub fn parse_file_with(path: &Path, options: ParseOptions) -> Result<Parsed, RulesError> {
+    let name = path.display().to_string();
+    let bytes = source::read(path, MAX_RULESET_BYTES)
+        .map_err(|reason| RulesError::whole_file(&name, format!("cannot read ruleset: {reason}")))?;
+    let base_dir = path.parent().unwrap_or(Path::new(""));
+    let src = source::utf8(&bytes, &name)?;
+    parser::parse_full(src, &name, TableFiles { base_dir, confined: false }, options)
 }
 
 /// Parses the bytes of a ruleset file: [`parse_str`] after checking that they are

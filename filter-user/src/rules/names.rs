@@ -32,6 +32,30 @@ const SERVICES: &[(&str, u16)] = &[
     ("https", 443),
     ("syslog", 514),
     ("submission", 587),
+    // Further names of /etc/services that pf.conf files use.
+    ("ftp-data", 20),
+    ("www", 80),
+    ("tftp", 69),
+    ("finger", 79),
+    ("kerberos", 88),
+    ("auth", 113),
+    ("nntp", 119),
+    ("netbios-ns", 137),
+    ("netbios-dgm", 138),
+    ("netbios-ssn", 139),
+    ("microsoft-ds", 445),
+    ("isakmp", 500),
+    ("ipsec-nat-t", 4500),
+    ("imaps", 993),
+    ("pop3s", 995),
+    ("openvpn", 1194),
+    ("rsync", 873),
+    ("ldaps", 636),
+    ("sip", 5060),
+    ("rdp", 3389),
+    ("mysql", 3306),
+    ("postgresql", 5432),
+    ("http-alt", 8080),
 ];
 
 const PROTOCOLS: &[(&str, u8)] =
@@ -52,6 +76,12 @@ const ICMP_TYPES: &[(&str, u8)] = &[
     ("paramprob", 12),
     ("timereq", 13),
     ("timerep", 14),
+    ("althost", 6),
+    ("inforeq", 15),
+    ("inforep", 16),
+    ("maskreq", 17),
+    ("maskrep", 18),
+    ("trace", 30),
 ];
 
 /// ICMPv6 type names.
@@ -69,6 +99,14 @@ const ICMP6_TYPES: &[(&str, u8)] = &[
     ("neighbrsol", 135),
     ("neighbradv", 136),
     ("redir", 137),
+    // Multicast listener discovery, under both of pfctl's names.
+    ("listqry", 130),
+    ("groupqry", 130),
+    ("listenrep", 131),
+    ("grouprep", 131),
+    ("listendone", 132),
+    ("groupterm", 132),
+    ("routrrenum", 138),
 ];
 
 fn lookup<T: Copy>(table: &[(&str, T)], name: &str) -> Option<T> {

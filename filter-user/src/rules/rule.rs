@@ -146,17 +146,21 @@ pub(super) fn parse_rule(c: &mut Cursor<'_>) -> Result<(Rule, RuleMeta), RulesEr
     };
     let mut rule = Rule {
         pos: first.pos,
+        file: None,
         text: c.statement_text(),
         action,
         direction: Direction::Both,
         quick: false,
         interface: None,
+        interfaces_also: Vec::new(),
+        interface_negated: false,
         family: None,
         protocols: None,
         from: Endpoint::default(),
         to: Endpoint::default(),
         tcp_flags: None,
         icmp: None,
+        icmp_also: Vec::new(),
         vlan: None,
         keep_state: false,
         log: false,
@@ -196,7 +200,21 @@ pub(super) fn parse_rule(c: &mut Cursor<'_>) -> Result<(Rule, RuleMeta), RulesEr
             }
             Some("on") if stage <= Stage::On => {
                 c.next();
-                rule.interface = Some(interface(c)?);
+                if c.peek().kind == Kind::Bang {
+                    c.next();
+                    rule.interface_negated = true;
+                }
+                if c.peek().kind == Kind::LBrace {
+                    c.next();
+                    let mut names = list(c, "an interface name", |c, tok, expected| match c.word(tok) {
+                        Some(_) => interface_name(c, tok),
+                        None => Err(c.unexpected(tok, expected)),
+                    })?;
+                    rule.interface = Some(names.remove(0));
+                    rule.interfaces_also = names;
+                } else {
+                    rule.interface = Some(interface(c)?);
+                }
                 stage = Stage::Family;
             }
             Some(w @ ("inet" | "inet6")) if stage <= Stage::Family => {
@@ -267,6 +285,11 @@ fn apply_pf_defaults(rule: &mut Rule, meta: &RuleMeta) {
 /// `on IFACE`: the interface name.
 fn interface(c: &mut Cursor<'_>) -> Result<String, RulesError> {
     let tok = c.next();
+    interface_name(c, tok)
+}
+
+/// The interface name at `tok`.
+fn interface_name(c: &Cursor<'_>, tok: Token) -> Result<String, RulesError> {
     match c.word(tok) {
         Some(w) if !NOT_INTERFACES.contains(&w) && !OPTIONS.contains(&w) => {
             if w.len() > MAX_IFACE_LEN {
@@ -405,16 +428,74 @@ fn addr_item(
     }
 }
 
-/// After `port`: `P`, `P:Q` or `{ ... }`.
+/// After `port`: one port item or `{ item, ... }`; an item is `P`, `P:Q`, pf's
+/// comparisons `= P`, `!= P`, `< P`, `<= P`, `> P`, `>= P`, or its ranges `P >< Q`
+/// (between, exclusive) and `P <> Q` (outside, exclusive).
 fn ports(c: &mut Cursor<'_>) -> Result<Vec<PortRange>, RulesError> {
     let tok = c.next();
     match tok.kind {
-        Kind::Word => Ok(vec![port_range(c, tok)?]),
-        Kind::LBrace => list(c, "a port or port range", |c, tok, expected| {
-            if tok.kind == Kind::Word { port_range(c, tok) } else { Err(c.unexpected(tok, expected)) }
-        }),
+        Kind::Word | Kind::Op => port_item(c, tok),
+        Kind::LBrace => Ok(list(c, "a port or port range", |c, tok, expected| {
+            if matches!(tok.kind, Kind::Word | Kind::Op) { port_item(c, tok) } else { Err(c.unexpected(tok, expected)) }
+        })?
+        .into_iter()
+        .flatten()
+        .collect()),
         _ => Err(c.unexpected(tok, "a port, a port range like `8000:8080` or `{` after `port`")),
     }
+}
+
+/// One port item starting at `tok` (see [`ports`]) as inclusive ranges.
+fn port_item(c: &mut Cursor<'_>, tok: Token) -> Result<Vec<PortRange>, RulesError> {
+    const MAX: u16 = u16::MAX;
+    let op = c.text(tok);
+    let ranges: Vec<(u32, u32)> = if tok.kind == Kind::Op || op == "=" {
+        if matches!(op, "><" | "<>") {
+            return Err(c.err(tok.pos, format!("`{op}` goes between two ports, like `1000 {op} 2000`")));
+        }
+        let port_tok = c.next();
+        let Some(w) = c.word(port_tok) else {
+            return Err(c.unexpected(port_tok, &format!("a port after `{op}`")));
+        };
+        let p = u32::from(port(c, w, port_tok.pos)?);
+        match op {
+            "=" => vec![(p, p)],
+            "!=" => vec![(0, p.wrapping_sub(1)), (p + 1, MAX.into())],
+            "<" => vec![(0, p.wrapping_sub(1))],
+            "<=" => vec![(0, p)],
+            ">" => vec![(p + 1, MAX.into())],
+            _ => vec![(p, MAX.into())],
+        }
+    } else if c.peek().kind == Kind::Op && matches!(c.text(c.peek()), "><" | "<>") {
+        let lo = u32::from(port(c, op, tok.pos)?);
+        let op_tok = c.next();
+        let op = c.text(op_tok);
+        let hi_tok = c.next();
+        let Some(w) = c.word(hi_tok) else {
+            return Err(c.unexpected(hi_tok, &format!("a port after `{op}`")));
+        };
+        let hi = u32::from(port(c, w, hi_tok.pos)?);
+        if lo > hi {
+            return Err(c.err(tok.pos, format!("bad port range `{lo} {op} {hi}`: {lo} is greater than {hi}")));
+        }
+        if op == "><" {
+            vec![(lo + 1, hi.wrapping_sub(1))]
+        } else {
+            vec![(0, lo.wrapping_sub(1)), (hi + 1, MAX.into())]
+        }
+    } else {
+        return Ok(vec![port_range(c, tok)?]);
+    };
+    // An empty side (`< 0`, `> 65535`, `5 >< 6`) is dropped; nothing left is an error.
+    let kept: Vec<PortRange> = ranges
+        .into_iter()
+        .filter(|&(lo, hi)| lo <= hi && hi <= u32::from(MAX))
+        .map(|(lo, hi)| PortRange { lo: lo as u16, hi: hi as u16 })
+        .collect();
+    if kept.is_empty() {
+        return Err(c.err(tok.pos, "this port condition matches no port"));
+    }
+    Ok(kept)
 }
 
 fn port_range(c: &mut Cursor<'_>, tok: Token) -> Result<PortRange, RulesError> {
@@ -481,7 +562,26 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
         }
         "icmp-type" | "icmp6-type" => {
             let kind = if name == "icmp6-type" { IcmpKind::V6 } else { IcmpKind::V4 };
-            rule.icmp = Some(icmp(c, kind)?);
+            if c.peek().kind == Kind::LBrace {
+                c.next();
+                let mut types = Vec::new();
+                loop {
+                    match c.peek().kind {
+                        Kind::RBrace if !types.is_empty() => {
+                            c.next();
+                            break;
+                        }
+                        Kind::Comma if !types.is_empty() => {
+                            c.next();
+                        }
+                        _ => types.push(icmp(c, kind)?),
+                    }
+                }
+                rule.icmp = Some(types.remove(0));
+                rule.icmp_also = types;
+            } else {
+                rule.icmp = Some(icmp(c, kind)?);
+            }
             meta.icmp = Some((kw.pos, kind));
         }
         "vlan" => {

@@ -166,7 +166,8 @@ pub(super) fn control_name(ch: char) -> Option<String> {
 /// Whether a byte starts a character [`control_name`] refuses (a C1 control is encoded
 /// as 0xC2 0x80..=0x9F; `next` is the byte after `b`).
 pub(super) fn is_control_start(b: u8, next: Option<u8>) -> bool {
-    (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+    // Form feeds are whitespace: pf.conf files use them to separate sections.
+    (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c))
         || b == 0x7f
         || (b == 0xc2 && next.is_some_and(|n| (0x80..=0x9f).contains(&n)))
 }

@@ -53,17 +53,21 @@ const S_SA: TcpFlags = TcpFlags { set: 0x02, mask: 0x12 };
 fn base(text: &str) -> Rule {
     Rule {
         pos: pos(1, 1),
+        file: None,
         text: text.to_owned(),
         action: Action::Pass,
         direction: Direction::In,
         quick: false,
         interface: None,
+        interfaces_also: Vec::new(),
+        interface_negated: false,
         family: None,
         protocols: None,
         from: Endpoint::default(),
         to: Endpoint::default(),
         tcp_flags: None,
         icmp: None,
+        icmp_also: Vec::new(),
         vlan: None,
         keep_state: false,
         log: false,
@@ -121,7 +125,7 @@ fn set_default() {
     assert_eq!(err("set default block\n\nset default pass"), "t.conf:3:1: `set default` is already given on line 1");
     assert_eq!(
         err("set defualt block"),
-        "t.conf:1:5: expected `default`, `limit`, `timeout` or `log-rate` after `set`, found `defualt` (did you mean `default`?)"
+        "t.conf:1:5: expected `default`, `limit`, `timeout`, `log-rate` or a pf setting after `set`, found `defualt` (did you mean `default`?)"
     );
     assert_eq!(err("set default"), "t.conf:1:12: expected `pass` or `block` after `set default`, found end of line");
     assert_eq!(err("set default drop"), "t.conf:1:13: expected `pass` or `block` after `set default`, found `drop`");
@@ -138,12 +142,12 @@ fn set_default() {
 
 #[test]
 fn unknown_statement() {
-    assert_eq!(err("\n  frob all"), "t.conf:2:3: expected `pass`, `block`, `table` or `set`, found `frob`");
+    assert_eq!(err("\n  frob all"), "t.conf:2:3: expected `pass`, `block`, `table`, `set` or `include`, found `frob`");
     assert_eq!(
         err("pas all"),
-        "t.conf:1:1: expected `pass`, `block`, `table` or `set`, found `pas` (did you mean `pass`?)"
+        "t.conf:1:1: expected `pass`, `block`, `table`, `set` or `include`, found `pas` (did you mean `pass`?)"
     );
-    assert_eq!(err("{ pass }"), "t.conf:1:1: expected `pass`, `block`, `table` or `set`, found `{`");
+    assert_eq!(err("{ pass }"), "t.conf:1:1: expected `pass`, `block`, `table`, `set` or `include`, found `{`");
 }
 
 // ---------------------------------------------------------------- rules
@@ -479,11 +483,11 @@ fn table_errors() {
     assert_eq!(err("table a { }"), "t.conf:1:7: expected a table name like `<name>` after `table`, found `a`");
     assert_eq!(
         err("table <a>"),
-        "t.conf:1:10: expected `{`, `file` or `persist` after the table name, found end of line"
+        "t.conf:1:10: expected `{`, `file`, `persist`, `const` or `counters` after the table name, found end of line"
     );
     assert_eq!(
         err("table <a> fiel \"x\""),
-        "t.conf:1:11: expected `{`, `file` or `persist` after the table name, found `fiel` (did you mean `file`?)"
+        "t.conf:1:11: expected `{`, `file`, `persist`, `const` or `counters` after the table name, found `fiel` (did you mean `file`?)"
     );
     assert_eq!(err("table <a> file x"), "t.conf:1:16: expected a quoted path after `file`, found `x`");
     assert_eq!(err("table <a> file \"\""), "t.conf:1:16: the table file path is empty");
@@ -954,7 +958,7 @@ fn state_rules_and_settings() {
     );
     assert_eq!(
         err("set tiemout udp.first 1"),
-        "t.conf:1:5: expected `default`, `limit`, `timeout` or `log-rate` after `set`, found `tiemout` (did you mean `timeout`?)"
+        "t.conf:1:5: expected `default`, `limit`, `timeout`, `log-rate` or a pf setting after `set`, found `tiemout` (did you mean `timeout`?)"
     );
 }
 
@@ -1020,16 +1024,16 @@ fn control_bytes_are_named_not_suggested() {
 fn a_file_that_is_not_a_ruleset_is_quoted_briefly() {
     assert_eq!(
         err("root:x:0:0:topsecret-topsecret:/root:/bin/bash\nmore"),
-        "t.conf:1:1: expected `pass`, `block`, `table` or `set`, found `root:x:0:0:topse…`"
+        "t.conf:1:1: expected `pass`, `block`, `table`, `set` or `include`, found `root:x:0:0:topse…`"
     );
     assert_eq!(
         err("\"a quoted secret that goes on\""),
-        "t.conf:1:1: expected `pass`, `block`, `table` or `set`, found `\"a quoted secret…`"
+        "t.conf:1:1: expected `pass`, `block`, `table`, `set` or `include`, found `\"a quoted secret…`"
     );
     // A typo is still recognised.
     assert_eq!(
         err("# x\npas in all"),
-        "t.conf:2:1: expected `pass`, `block`, `table` or `set`, found `pas` (did you mean `pass`?)"
+        "t.conf:2:1: expected `pass`, `block`, `table`, `set` or `include`, found `pas` (did you mean `pass`?)"
     );
 }
 
@@ -1098,4 +1102,254 @@ fn oversized_and_special_files_are_refused() {
         parse_file(&dir.0).unwrap_err().to_string(),
         format!("{}: cannot read ruleset: it is a directory, not a regular file", dir.0.display())
     );
+}
+
+// ---------------------------------------------------------------- pf.conf subset
+
+fn parsed_with(src: &str, skip_unsupported: bool) -> Result<Parsed, RulesError> {
+    let files = TableFiles { base_dir: Path::new("/nonexistent-base"), confined: false };
+    parser::parse_full(src, "t.conf", files, ParseOptions { skip_unsupported })
+}
+
+#[test]
+fn macros_expand_in_words_lists_and_other_macros() {
+    let rs = parse(
+        "ext_if = \"eth0\"\nint_if=\"eth1\"\nall = \"{\" $ext_if $int_if \"}\"\n\
+         svc = \"{ ssh, 80 }\"\nhost = \"192.0.2.7\"\n\
+         pass in on $all proto tcp to $host port $svc\n",
+    )
+    .unwrap();
+    let r = &rs.rules[0];
+    assert_eq!(r.interfaces().collect::<Vec<_>>(), ["eth0", "eth1"]);
+    assert_eq!(r.to.ports, ports(&[(22, 22), (80, 80)]));
+    assert_eq!(r.to.addr, addrs(false, vec![AddrItem::Net(net("192.0.2.7/32"))]));
+    assert_eq!(r.text, "pass in on { eth0 eth1 } proto tcp to 192.0.2.7 port { ssh, 80 }");
+    assert_eq!(
+        err("pass in on $nope\n"),
+        "t.conf:1:12: macro `$nope` is not defined (define it before its use: `nope = \"...\"`)"
+    );
+    assert_eq!(err("p = \"70000\"\npass in proto tcp to port $p\n"), "t.conf:2:27: port 70000 out of range 0-65535");
+    assert_eq!(err("1x = \"a\"\n"), "t.conf:1:1: bad macro name `1x`: a macro name is letters, digits and `_`");
+    // Doubling definitions stop at the value limit instead of taking memory.
+    let mut src = String::from("m0 = \"0123456789abcdef\"\n");
+    for i in 1..20 {
+        src.push_str(&format!("m{i} = $m{} $m{}\n", i - 1, i - 1));
+    }
+    assert!(err(&src).ends_with(&format!("is longer than {MAX_MACRO_VALUE} bytes")), "{}", err(&src));
+    // A few bytes of `$big` words (each 16 strings of 4000 bytes) cannot expand to
+    // gigabytes.
+    let src = format!(
+        "a0 = \"\\\"{}\\\"\"\na1 = $a0 $a0\na2 = $a1 $a1\na3 = $a2 $a2\nbig = $a3 $a3\npass in all label {}\n",
+        "x".repeat(4000),
+        "$big ".repeat(600)
+    );
+    let e = err(&src);
+    assert!(
+        e.starts_with("t.conf:6:") && e.ends_with(": macros expand to more than 33554432 bytes in this ruleset"),
+        "{e}"
+    );
+}
+
+#[test]
+fn pf_port_operators() {
+    let p = |op: &str| rule(&format!("pass in proto tcp to port {op} no state")).to.ports.unwrap();
+    let r = |lo, hi| PortRange { lo, hi };
+    assert_eq!(p("= ssh"), [r(22, 22)]);
+    assert_eq!(p("!= 22"), [r(0, 21), r(23, 65535)]);
+    assert_eq!(p("< 1024"), [r(0, 1023)]);
+    assert_eq!(p("<= 1024"), [r(0, 1024)]);
+    assert_eq!(p("> 1023"), [r(1024, 65535)]);
+    assert_eq!(p(">= 1024"), [r(1024, 65535)]);
+    assert_eq!(p("6000 >< 6010"), [r(6001, 6009)]);
+    assert_eq!(p("6000 <> 6010"), [r(0, 5999), r(6011, 65535)]);
+    assert_eq!(p("{ = 53, > 65000, 80:81 }"), [r(53, 53), r(65001, 65535), r(80, 81)]);
+    assert_eq!(p("!= 0"), [r(1, 65535)]);
+    assert_eq!(err("pass in proto tcp to port < 0"), "t.conf:1:27: this port condition matches no port");
+    assert_eq!(err("pass in proto tcp to port 5 >< 6"), "t.conf:1:27: this port condition matches no port");
+    assert_eq!(err("pass in proto tcp to port 9 >< 6"), "t.conf:1:27: bad port range `9 >< 6`: 9 is greater than 6");
+    assert_eq!(err("pass in proto tcp to port ><"), "t.conf:1:27: `><` goes between two ports, like `1000 >< 2000`");
+}
+
+#[test]
+fn interface_lists_negation_and_icmp_type_lists() {
+    let r = rule("pass in on ! { eth0 eth1 } inet proto icmp icmp-type { echoreq, unreach code 3 }");
+    assert!(r.interface_negated);
+    assert_eq!(r.interfaces().collect::<Vec<_>>(), ["eth0", "eth1"]);
+    assert!(!r.holds_on(Some("eth0")) && r.holds_on(Some("eth2")) && r.holds_on(None));
+    let types: Vec<IcmpMatch> = r.icmp_types().copied().collect();
+    assert_eq!(types, [IcmpMatch { icmp_type: 8, code: None }, IcmpMatch { icmp_type: 3, code: Some(3) }]);
+    let r = rule("pass on ! lo0 inet6 proto icmp6 icmp6-type { neighbrsol neighbradv }");
+    assert!(r.holds_on(Some("eth0")) && !r.holds_on(Some("lo0")));
+    // JSON keeps the list.
+    let back: Rule = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+    assert_eq!(back, r);
+    assert_eq!(err("pass in on { } all"), "t.conf:1:14: expected an interface name, found `}`");
+}
+
+#[test]
+fn pf_tables_settings_and_form_feeds() {
+    let rs = parse(
+        "\u{c}table <bruteforce> persist\ntable <nets> const counters { 10.0.0.0/8 }\n\
+         set limit { states 20000, frags 5000 }\nset timeout { tcp.established 3600, udp.first 30 }\n\
+         block in quick from <bruteforce>\u{c}\npass in from <nets>\n",
+    )
+    .unwrap();
+    assert!(rs.tables["bruteforce"].entries.is_empty());
+    assert_eq!(rs.tables["nets"].entries, nets(&["10.0.0.0/8"]));
+    assert_eq!(rs.options.state_limit, Some(20000));
+    assert_eq!(rs.options.timeout("tcp.established"), 3600);
+    assert_eq!(rs.options.timeout("udp.first"), 30);
+    let p = parsed_with(
+        "set loginterface em0\nset timeout interval 10\nset limit frags 100\nset state-policy if-bound\n\
+         pass in proto tcp modulate state\n",
+        false,
+    )
+    .unwrap();
+    let warnings: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 5, "{warnings:#?}");
+    assert!(warnings[0].starts_with("t.conf:1:5: `set loginterface` is accepted and does nothing here"));
+    assert_eq!(
+        warnings[4],
+        "t.conf:5:19: `modulate state` is kept as `keep state`: xdpwall does not modulate TCP sequence numbers"
+    );
+    assert_eq!(
+        err("set timeout bogus 1"),
+        "t.conf:1:13: expected a timeout name (tcp.first, tcp.opening, tcp.established, tcp.closing, tcp.finwait, tcp.closed, udp.first, udp.multiple, icmp.first) after `set timeout`, found `bogus`"
+    );
+}
+
+#[test]
+fn out_of_scope_constructs_are_refused_by_name_or_skipped() {
+    for (src, col, what) in [
+        (
+            "nat on em0 from 10.0.0.0/8 to any -> (em0)",
+            1,
+            "`nat` is not supported: xdpwall filters; address translation stays in nftables or pf",
+        ),
+        (
+            "rdr pass on em1 proto tcp to port 21 -> 127.0.0.1 port 8021",
+            1,
+            "`rdr` is not supported: xdpwall filters; address translation stays in nftables or pf",
+        ),
+        (
+            "pass out on em0 from 10.0.0.0/8 nat-to 192.0.2.1",
+            33,
+            "`nat-to` is not supported: xdpwall filters; address translation stays in nftables or pf",
+        ),
+        (
+            "pass in on em0 from any to any port 80 -> 10.0.0.2",
+            40,
+            "`->` (address translation) is not supported: xdpwall filters; address translation stays in nftables or pf",
+        ),
+        (
+            "pass in route-to (em1 192.0.2.1) all",
+            9,
+            "`route-to` is not supported: xdpwall filters; policy routing stays in the kernel's routing (`ip rule`) or pf",
+        ),
+        (
+            "scrub in all",
+            1,
+            "`scrub` is not supported: xdpwall does not rewrite packets: it drops malformed ones and lets the kernel reassemble fragments",
+        ),
+        (
+            "altq on em0 cbq bandwidth 10Mb queue { std }",
+            1,
+            "`altq` is not supported: xdpwall does not shape traffic; queueing stays in tc or pf",
+        ),
+        (
+            "anchor \"ftp-proxy/*\"",
+            1,
+            "`anchor` is not supported: xdpwall reads one ruleset (split it with `include`); anchors stay in pf",
+        ),
+        (
+            "load anchor spam from \"/etc/pf-spam.conf\"",
+            1,
+            "`load anchor` is not supported: xdpwall reads one ruleset (split it with `include`); anchors stay in pf",
+        ),
+        (
+            "pass in proto tcp to port 80 synproxy state",
+            30,
+            "`synproxy state` is not supported: xdpwall does not complete TCP handshakes for a server; `keep state` tracks them",
+        ),
+    ] {
+        assert_eq!(err(src), format!("t.conf:1:{col}: {what}"), "{src}");
+    }
+    assert_eq!(
+        err("block in quick from urpf-failed"),
+        "t.conf:1:21: `urpf-failed` is not supported: xdpwall does not look up routes; the kernel's reverse path \
+         filter (rp_filter) checks sources against them"
+    );
+    let p = parsed_with("nat on em0 from any to any -> 192.0.2.1\nscrub in all\npass in all\n", true).unwrap();
+    let skipped: Vec<(u32, &str)> = p.skipped.iter().map(|e| (e.line, &e.message[..5])).collect();
+    assert_eq!(skipped, [(1, "`nat`"), (2, "`scru")]);
+    assert_eq!(p.ruleset.rules.len(), 1);
+}
+
+#[test]
+fn includes_read_relative_files_and_name_them_in_errors() {
+    let dir = TempDir::new("include");
+    dir.write("main.conf", "m = \"udp\"\ninclude \"sub/a.conf\"\npass in proto tcp\n");
+    std::fs::create_dir_all(dir.0.join("sub")).unwrap();
+    dir.write("sub/a.conf", "pass in proto $m\ninclude \"b.conf\"\n");
+    dir.write("sub/b.conf", "table <t> { 10.0.0.0/8 }\nblock in from <t>\n");
+    let rs = parse_file(&dir.0.join("main.conf")).unwrap();
+    assert_eq!(rs.rules.len(), 3);
+    assert_eq!(rs.rules[0].protocols, Some(vec![17]), "macros of the including file are known");
+    assert_eq!(rs.rules[1].file.as_deref(), Some(dir.0.join("sub/b.conf").to_str().unwrap()));
+    assert_eq!(rs.rules[2].file, None);
+    dir.write("sub/b.conf", "pass in proto tcp to port 70000\n");
+    let e = parse_file(&dir.0.join("main.conf")).unwrap_err();
+    assert_eq!(e.to_string(), format!("{}:1:27: port 70000 out of range 0-65535", dir.0.join("sub/b.conf").display()));
+    dir.write("sub/b.conf", "include \"a.conf\"\n");
+    let e = parse_file(&dir.0.join("main.conf")).unwrap_err().to_string();
+    assert!(e.ends_with("a.conf` includes itself (through this include)"), "{e}");
+    dir.write("sub/b.conf", "include \"missing.conf\"\n");
+    let e = parse_file(&dir.0.join("main.conf")).unwrap_err().to_string();
+    assert!(e.contains("b.conf:1:9: cannot read included file"), "{e}");
+}
+
+#[test]
+fn shadowed_rules_are_found_conservatively() {
+    use shadow::{Shadowed, shadowed};
+    let sh = |src: &str| shadowed(&parse(src).unwrap());
+    // pf.conf(5): the block never decides, the pass after it matches everything...
+    assert_eq!(
+        sh("block in proto tcp from any to any port ssh\npass in all no state\n"),
+        [Shadowed { rule: 0, by: 1 }]
+    );
+    // ... unless the pass keeps state: its implicit flags S/SA leave the block the
+    // segments that open no connection.
+    assert_eq!(sh("block in proto tcp from any to any port ssh\npass in all\n"), []);
+    // With quick it decides, and nothing is shadowed.
+    assert_eq!(sh("block in quick proto tcp from any to any port ssh\npass in all\n"), []);
+    // An earlier quick rule covering a later one (its implicit flags do not apply to UDP).
+    assert_eq!(
+        sh("pass in quick from 10.0.0.0/8\npass in quick proto udp from 10.1.0.0/16 port 1:2\n"),
+        [Shadowed { rule: 1, by: 0 }]
+    );
+    assert_eq!(
+        sh("pass in quick proto udp from 10.0.0.0/8\nblock in quick proto udp from 10.1.0.0/16 to port 53\n"),
+        [Shadowed { rule: 1, by: 0 }]
+    );
+    // Not covered: another direction, a narrower later rule, flags, ports, tables.
+    assert_eq!(sh("block out all\npass in all\n"), []);
+    assert_eq!(sh("block in all\npass in proto tcp\n"), []);
+    assert_eq!(sh("block in proto tcp all\npass in proto tcp all\n"), [], "flags S/SA: a mid-stream segment");
+    assert_eq!(sh("block in proto tcp all\npass in proto tcp all flags any\n"), [Shadowed { rule: 0, by: 1 }]);
+    assert_eq!(sh("block in proto tcp to port 1:100\npass in proto tcp to port 1:99 no state\n"), []);
+    assert_eq!(sh("table <a> { 10.0.0.0/8 }\nblock in from <a>\npass in from 10.0.0.0/8\n"), []);
+    // A rule without direction covers both; a negated list covers a narrower negation.
+    assert_eq!(sh("block in from 10.0.0.1\npass from 10.0.0.0/8 no state\n"), [Shadowed { rule: 0, by: 1 }]);
+    assert_eq!(sh("block in from !10.0.0.0/8\npass in from !10.0.0.0/16 no state\n"), [Shadowed { rule: 0, by: 1 }]);
+    assert_eq!(sh("block in from !10.0.0.0/16\npass in from !10.0.0.0/8 no state\n"), []);
+}
+
+#[test]
+fn includes_of_a_confined_ruleset_stay_in_its_directory() {
+    let dir = TempDir::new("include-confined");
+    dir.write("ok.conf", "pass in proto udp no state\n");
+    let rs = parse_str_confined("include \"ok.conf\"\n", "api", &dir.0).unwrap();
+    assert_eq!(rs.rules.len(), 1);
+    let e = parse_str_confined("include \"../etc/passwd\"\n", "api", &dir.0).unwrap_err().to_string();
+    assert!(e.starts_with("api:1:9: table files must be inside the table directory"), "{e}");
 }
