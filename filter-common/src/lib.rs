@@ -45,6 +45,36 @@ pub struct RuleAction {
 
 /// `RuleAction::flags`: a pass by this rule creates a flow entry (`keep state`).
 pub const RULE_KEEP_STATE: u32 = 1;
+/// `RuleAction::flags` of a `block` rule: a TCP segment it blocks is answered with an
+/// RST (`block return`, `block return-rst`).
+pub const RULE_RETURN_RST: u32 = 1 << 4;
+/// `RuleAction::flags` of a `block` rule: a packet it blocks is answered with an ICMP
+/// or ICMPv6 destination unreachable (`block return`, `return-icmp`, `return-icmp6`;
+/// TCP too unless [`RULE_RETURN_RST`] is set), with the codes at
+/// [`RULE_ICMP_CODE_SHIFT`] and [`RULE_ICMP6_CODE_SHIFT`].
+pub const RULE_RETURN_ICMP: u32 = 1 << 5;
+/// `RuleAction::flags` bits 16-23: the ICMP (IPv4) destination-unreachable code.
+pub const RULE_ICMP_CODE_SHIFT: u32 = 16;
+/// `RuleAction::flags` bits 24-31: the ICMPv6 destination-unreachable code.
+pub const RULE_ICMP6_CODE_SHIFT: u32 = 24;
+
+/// Answers to blocked packets (`block return`), sent from the data plane with XDP_TX.
+pub mod answer {
+    /// Answers each CPU may send per second: a spoofed flood of blocked packets makes
+    /// the box reflect at most this many per CPU (Linux sends 1000 ICMP errors a
+    /// second per host by default). The rest are dropped and counted as suppressed.
+    pub const RATE_PER_CPU: u64 = 500;
+    /// Answers a CPU may send at once after being idle.
+    pub const BURST: u64 = 50;
+    /// Most bytes of the blocked IPv6 packet an ICMPv6 error quotes: what fits in the
+    /// IPv6 minimum MTU (1280) after the IPv6 and ICMPv6 headers (RFC 4443 2.4 (c)).
+    pub const ICMP6_QUOTE_MAX: usize = 1280 - 40 - 8;
+    /// Bytes of the blocked IPv4 packet's payload an ICMP error quotes after its IP
+    /// header (RFC 792; what the BSDs, and so pf, send by default).
+    pub const ICMP_QUOTE_PAYLOAD: usize = 8;
+    /// TTL / hop limit of answers (the BSDs' and Linux's default).
+    pub const TTL: u8 = 64;
+}
 
 /// Key of the connection table: a flow's two endpoints in canonical order (`a` is
 /// the lower of (address, port)), so both directions find the same entry.
@@ -202,6 +232,11 @@ pub mod slot {
     pub const OUT_UNMATCHED: u32 = 4;
     /// First of the malformed-packet reasons; see [`super::Malformed`].
     pub const MALFORMED_BASE: u32 = 5;
+    /// Blocked packets answered (`block return`: an RST or an ICMP error sent back).
+    pub const ANSWERS_SENT: u32 = 30;
+    /// Blocked packets a `block return` rule would have answered, dropped without an
+    /// answer because the answers' rate limit was reached.
+    pub const ANSWERS_SUPPRESSED: u32 = 31;
     /// Number of reserved slots; the first rule slot. Room for 27 malformed reasons
     /// (raised from 16 with ABI 3, when the reasons outgrew it).
     pub const RESERVED: u32 = 32;
@@ -328,7 +363,8 @@ impl Malformed {
 }
 
 // Every reason has its counter slot below the first rule's.
-const _: () = assert!(slot::MALFORMED_BASE + Malformed::ALL.len() as u32 <= slot::RESERVED);
+const _: () = assert!(slot::MALFORMED_BASE + Malformed::ALL.len() as u32 <= slot::ANSWERS_SENT);
+const _: () = assert!(slot::ANSWERS_SUPPRESSED < slot::RESERVED);
 
 /// IPv6 extension headers walked before a packet counts as malformed.
 pub const MAX_IPV6_EXT: u32 = 8;
@@ -636,6 +672,15 @@ pub mod wire {
     pub const TCP_ECE: u8 = 0x40;
     /// TCP CWR flag.
     pub const TCP_CWR: u8 = 0x80;
+
+    /// ICMP type: destination unreachable.
+    pub const ICMP_UNREACH: u8 = 3;
+    /// ICMP destination-unreachable code: port unreachable (pf's `return` default).
+    pub const ICMP_UNREACH_PORT: u8 = 3;
+    /// ICMPv6 type: destination unreachable.
+    pub const ICMP6_DST_UNREACH: u8 = 1;
+    /// ICMPv6 destination-unreachable code: port unreachable (pf's `return` default).
+    pub const ICMP6_DST_UNREACH_NOPORT: u8 = 4;
 }
 
 /// Names of the programs, maps and load-time globals in the eBPF object. The kernel side
@@ -773,6 +818,8 @@ pub mod names {
         TIMEOUT_UDP_MULTIPLE,
         /// Global: `set timeout icmp.first`.
         TIMEOUT_ICMP,
+        /// Map: per CPU, when the next answer to a blocked packet may be sent.
+        ANSWER_BUCKET,
     }
 }
 

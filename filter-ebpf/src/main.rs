@@ -40,6 +40,7 @@ macro_rules! shared_global {
     };
 }
 
+mod answer;
 mod bench;
 mod ct;
 mod parse;
@@ -178,27 +179,44 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
     let iface = iface_of(ifindex);
     let len = (end - start) as u64;
 
+    let mut answered = answer::Answer::None;
     let (pass, counter_slot) = match parse::parse::<true>(start, end) {
-        Outcome::Ip(fields) => judge(&fields, iface.class, Direction::In, len),
+        Outcome::Ip(fields) => {
+            let (pass, counter_slot, returns) = judge(&fields, iface.class, Direction::In, len);
+            if !pass && returns != 0 {
+                answered = answer::answer(&ctx, answer::Blocked::of(&fields), returns);
+            }
+            (pass, counter_slot)
+        }
         Outcome::NonIp => (true, slot::NON_IP),
         Outcome::Malformed(reason) => (false, reason.slot()),
     };
 
     count(counter_slot, len);
+    match answered {
+        answer::Answer::Sent => count(slot::ANSWERS_SENT, len),
+        answer::Answer::Suppressed => count(slot::ANSWERS_SUPPRESSED, len),
+        answer::Answer::None => {}
+    }
     if TRACE.load() != 0 {
         let _ = TRACE_LAST.set(0, counter_slot << 1 | !pass as u32, 0);
     }
     if iface.stats_slot != NO_STATS {
         count_iface(iface.stats_slot, pass, len);
     }
-    if pass { xdp_action::XDP_PASS } else { xdp_action::XDP_DROP }
+    match (pass, answered) {
+        (true, _) => xdp_action::XDP_PASS,
+        (false, answer::Answer::Sent) => xdp_action::XDP_TX,
+        (false, _) => xdp_action::XDP_DROP,
+    }
 }
 
 shared_program!(xdpwall_egress, PROGRAM_EGRESS);
 
 /// Packets the host sends or forwards: judged by `out` rules, and seen by connection
 /// tracking so replies to the host's own flows find their state. Nothing else is
-/// judged here: non-IP and unparsable packets leave untouched.
+/// judged here: non-IP and unparsable packets leave untouched. A `block return` rule
+/// drops here without an answer: the host's own stack answers its own sockets.
 
 #[classifier]
 pub fn xdpwall_egress(ctx: TcContext) -> i32 {
@@ -211,19 +229,20 @@ pub fn xdpwall_egress(ctx: TcContext) -> i32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let iface = iface_of(ifindex);
     let len = (end - start) as u64;
-    let (pass, counter_slot) = judge(&fields, iface.class, Direction::Out, len);
+    let (pass, counter_slot, _) = judge(&fields, iface.class, Direction::Out, len);
     count(counter_slot, len);
     if pass { TC_ACT_OK } else { TC_ACT_SHOT }
 }
 
 /// The decision for an IP packet: the flow's state if it has a live one, else the
 /// first matching rule (opening a flow for `keep state`), else the default policy
-/// (inbound) or pass (outbound).
+/// (inbound) or pass (outbound). Also the deciding rule's `RULE_RETURN_*` flags and
+/// ICMP codes (0: no answer).
 #[inline(always)]
-fn judge(fields: &Fields, iface_class: u32, dir: Direction, len: u64) -> (bool, u32) {
+fn judge(fields: &Fields, iface_class: u32, dir: Direction, len: u64) -> (bool, u32, u32) {
     let stateful = STATEFUL.load() != 0;
     if stateful && ct::track(fields, len) {
-        return (true, slot::STATE);
+        return (true, slot::STATE, 0);
     }
     if dir == Direction::In || HAS_OUT_RULES.load() != 0 {
         if let Some(rule) = first_match(fields, iface_class, dir)
@@ -233,13 +252,14 @@ fn judge(fields: &Fields, iface_class: u32, dir: Direction, len: u64) -> (bool, 
             if stateful && pass && rule.flags & RULE_KEEP_STATE != 0 {
                 ct::open(fields, len, rule.counter);
             }
-            return (pass, rule.counter);
+            let returns = if pass { 0 } else { rule.flags & !RULE_KEEP_STATE };
+            return (pass, rule.counter, returns);
         }
     }
     match dir {
-        Direction::Out => (true, slot::OUT_UNMATCHED),
-        Direction::In if DEFAULT_ACTION.load() == ACTION_PASS => (true, slot::DEFAULT_PASS),
-        Direction::In => (false, slot::DEFAULT_BLOCK),
+        Direction::Out => (true, slot::OUT_UNMATCHED, 0),
+        Direction::In if DEFAULT_ACTION.load() == ACTION_PASS => (true, slot::DEFAULT_PASS, 0),
+        Direction::In => (false, slot::DEFAULT_BLOCK, 0),
     }
 }
 

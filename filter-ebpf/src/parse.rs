@@ -30,6 +30,11 @@ pub struct Fields {
     /// ICMP/ICMPv6 echo identifier (bytes 4-5), when `icmp_key` is set.
     pub icmp_id: u16,
     pub vlan_key: u32,
+    /// Offset of the IP header in the frame (after Ethernet and VLAN tags).
+    pub l3_off: u32,
+    /// Offset of the upper-layer header, or 0 when this packet has none (a later
+    /// fragment): what an answer to a blocked packet is built from.
+    pub l4_off: u32,
 }
 
 pub enum Outcome {
@@ -127,6 +132,7 @@ pub fn parse<const LENGTHS: bool>(start: usize, end: usize) -> Outcome {
         return Outcome::Malformed(Malformed::VlanTooMany);
     }
 
+    let l3_off = cur.off as u32;
     // `has_l4`: the upper-layer header is in this packet (not a later fragment);
     // `partial`: this is a first fragment, more follow.
     let (family, src, dst, proto, has_l4, partial) = match ethertype {
@@ -191,6 +197,8 @@ pub fn parse<const LENGTHS: bool>(start: usize, end: usize) -> Outcome {
         icmp_key: ICMP_NONE,
         icmp_id: 0,
         vlan_key,
+        l3_off,
+        l4_off: if has_l4 { cur.off as u32 } else { 0 },
     };
     // Only the first fragment carries the L4 header.
     if !has_l4 {

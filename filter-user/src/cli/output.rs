@@ -183,6 +183,11 @@ pub fn status(st: &Status) -> String {
         st.state_matches.packets
     );
     let _ = writeln!(s, "outbound: {} packets no `out` rule matched (passed)", st.out_unmatched.packets);
+    let _ = writeln!(
+        s,
+        "block return: {} answers sent, {} suppressed by the rate limit (dropped unanswered)",
+        st.answers_sent.packets, st.answers_suppressed.packets
+    );
     let _ = writeln!(s, "not judged: non-IP frames passed {} packets, {} bytes", st.non_ip.packets, st.non_ip.bytes);
     let malformed: Vec<String> =
         st.malformed.iter().filter(|m| m.packets > 0).map(|m| format!("{} {}", m.name, m.packets)).collect();

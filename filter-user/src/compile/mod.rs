@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use filter_common::{ICMP_NONE, MAX_RULES, PORT_NONE, PROTO_KEYS, RuleBitmap, TCP_FLAGS_NONE, VLAN_NONE, field};
 use serde::{Deserialize, Serialize};
 
-use crate::rules::{Action, Direction, Family, PortRange, Rule, Ruleset};
+use crate::rules::{Action, BlockMode, BlockPolicy, Direction, Family, PortRange, Rule, Ruleset};
 use classes::Classes;
 use keyed::KeyRanges;
 pub use keyed::KeyedTable;
@@ -73,6 +73,9 @@ pub struct RuleInfo {
     /// `keep state`.
     #[serde(default)]
     pub keep_state: bool,
+    /// How a `block` rule refuses, `set block-policy` applied (`Drop` for `pass` rules).
+    #[serde(default)]
+    pub block_mode: BlockMode,
 }
 
 /// The classifier's tables for one ruleset.
@@ -230,7 +233,7 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
 
     let compiled = Compiled {
         default_action: rs.default_action,
-        rules: rule_infos(rules),
+        rules: rule_infos(rules, rs.options.block_policy),
         used_fields,
         bitmaps: classes.into_bitmaps(),
         ifaces,
@@ -322,7 +325,7 @@ fn interfaces(rules: &[Rule], classes: &mut Classes) -> (Vec<(String, u32)>, u32
     (ifaces, classes.intern(&any))
 }
 
-fn rule_infos(rules: &[Rule]) -> Vec<RuleInfo> {
+fn rule_infos(rules: &[Rule], block_policy: BlockPolicy) -> Vec<RuleInfo> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     rules
         .iter()
@@ -331,7 +334,18 @@ fn rule_infos(rules: &[Rule]) -> Vec<RuleInfo> {
             let n = seen.entry(base.clone()).or_insert(0);
             *n += 1;
             let key = if *n == 1 { base } else { format!("{base}#{n}") };
-            RuleInfo { text: r.text.clone(), label: r.label.clone(), action: r.action, key, keep_state: r.keep_state }
+            let block_mode = match r.action {
+                Action::Block => r.block_mode.under(block_policy),
+                Action::Pass => BlockMode::Drop,
+            };
+            RuleInfo {
+                text: r.text.clone(),
+                label: r.label.clone(),
+                action: r.action,
+                key,
+                keep_state: r.keep_state,
+                block_mode,
+            }
         })
         .collect()
 }

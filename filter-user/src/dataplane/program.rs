@@ -11,13 +11,14 @@ use aya::{
 };
 use filter_common::{
     ACTION_DROP, ACTION_PASS, COUNTER_SLOTS, Counter, IfaceCounters, IfaceEntry, PrefixClass, PrefixKey,
-    RULE_KEEP_STATE, RuleAction, RuleBitmap, dir, field, names,
+    RULE_ICMP_CODE_SHIFT, RULE_ICMP6_CODE_SHIFT, RULE_KEEP_STATE, RULE_RETURN_ICMP, RULE_RETURN_RST, RuleAction,
+    RuleBitmap, dir, field, names,
 };
 
 use super::Error;
 use crate::{
     compile::{AddrLookup, Compiled, KeyedTable},
-    rules::{Action, DEFAULT_STATE_LIMIT},
+    rules::{Action, BlockMode, DEFAULT_STATE_LIMIT},
 };
 
 /// The eBPF object built by build.rs.
@@ -62,6 +63,20 @@ pub struct Programs<'a> {
 /// A loaded (not necessarily attached) generation of the filter.
 pub struct LoadedProgram {
     ebpf: Ebpf,
+}
+
+/// The `RULE_RETURN_*` flags and ICMP codes of a rule's refusal.
+fn answer_flags(mode: BlockMode) -> u32 {
+    use filter_common::wire::{ICMP_UNREACH_PORT, ICMP6_DST_UNREACH_NOPORT};
+    let icmp = |icmp: u8, icmp6: u8| {
+        RULE_RETURN_ICMP | u32::from(icmp) << RULE_ICMP_CODE_SHIFT | u32::from(icmp6) << RULE_ICMP6_CODE_SHIFT
+    };
+    match mode {
+        BlockMode::Policy | BlockMode::Drop => 0,
+        BlockMode::Return => RULE_RETURN_RST | icmp(ICMP_UNREACH_PORT, ICMP6_DST_UNREACH_NOPORT),
+        BlockMode::ReturnRst => RULE_RETURN_RST,
+        BlockMode::ReturnIcmp { icmp: code, icmp6: code6 } => icmp(code, code6),
+    }
 }
 
 fn action_code(a: Action) -> u32 {
@@ -164,7 +179,7 @@ impl LoadedProgram {
         {
             let mut rules: Array<_, RuleAction> = self.map_typed(names::RULES)?;
             for (i, (rule, &counter)) in c.rules.iter().zip(counter_slots).enumerate() {
-                let flags = if rule.keep_state { RULE_KEEP_STATE } else { 0 };
+                let flags = if rule.keep_state { RULE_KEEP_STATE } else { 0 } | answer_flags(rule.block_mode);
                 let v = RuleAction { action: action_code(rule.action), counter, flags, _pad: 0 };
                 rules.set(i as u32, v, 0).map_err(|e| Error::Map(names::RULES, e))?;
             }
@@ -305,6 +320,24 @@ impl LoadedProgram {
 }
 
 impl LoadedProgram {
+    /// Runs one frame through the XDP program received on `ifindex`, and returns the XDP
+    /// action with the frame as the program left it (an answer it sent with XDP_TX).
+    pub fn test_run_frame(&mut self, frame: &[u8], ifindex: u32) -> Result<(u32, Vec<u8>), Error> {
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        // Room for an answer that grows the frame (an ICMP error quoting it).
+        let mut out = vec![0u8; frame.len() + 256];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.ctx_in = Some(&ctx);
+        opts.data_out = Some(&mut out);
+        let prog = self.program_mut()?;
+        let r = prog.test_run(opts).map_err(|e| Error::Program("test run", e))?;
+        out.truncate(r.data_size_out as usize);
+        Ok((r.return_value, out))
+    }
+
     /// Runs one frame through the TC egress program with BPF_PROG_TEST_RUN, as if the
     /// host sent it on the loopback device; returns the TC action (0 OK, 2 SHOT).
     pub fn test_run_egress(&mut self, frame: &[u8]) -> Result<i32, Error> {

@@ -28,6 +28,44 @@ pub struct Options {
     pub state_limit: Option<u32>,
     /// `set timeout NAME SECONDS`, by name (`tcp.established`, ...; see `filter_common::timeout`).
     pub timeouts: BTreeMap<String, u32>,
+    /// `set block-policy drop|return`: what a plain `block` does.
+    #[serde(default)]
+    pub block_policy: BlockPolicy,
+}
+
+/// `set block-policy`: how a `block` rule without `drop` or `return` refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockPolicy {
+    /// Drop silently (pf's default).
+    #[default]
+    Drop,
+    /// As `block return`.
+    Return,
+}
+
+/// How a `block` rule refuses a packet (pf's `block drop|return|return-rst|return-icmp`).
+/// Answers are sent from the data plane to inbound packets only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlockMode {
+    /// Plain `block`: as `set block-policy` says (on `pass` rules: unused).
+    #[default]
+    Policy,
+    /// `block drop`: no answer.
+    Drop,
+    /// `block return`: an RST to TCP, an ICMP/ICMPv6 port unreachable to the rest.
+    Return,
+    /// `block return-rst`: an RST to TCP; other packets are dropped.
+    ReturnRst,
+    /// `block return-icmp`, `return-icmp6`, `return-icmp(CODE[, CODE6])`: an ICMP or
+    /// ICMPv6 destination unreachable with these codes, to TCP too.
+    ReturnIcmp {
+        /// The ICMP destination-unreachable code for IPv4 packets.
+        icmp: u8,
+        /// The ICMPv6 destination-unreachable code for IPv6 packets.
+        icmp6: u8,
+    },
 }
 
 /// Default `set limit states`.
@@ -123,6 +161,9 @@ pub struct Rule {
     pub log: bool,
     /// `label "..."`.
     pub label: Option<String>,
+    /// `block drop|return|...`: how a `block` rule refuses.
+    #[serde(default)]
+    pub block_mode: BlockMode,
 }
 
 /// Source or destination of a rule.

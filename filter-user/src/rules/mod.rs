@@ -28,6 +28,7 @@
 pub mod ast;
 
 mod addr;
+mod block;
 mod cursor;
 mod error;
 mod lexer;

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::addr;
-use super::ast::{Action, Options, Pos, Ruleset, Table};
+use super::ast::{Action, BlockPolicy, Options, Pos, Ruleset, Table};
+use super::block;
 use super::cursor::{Cursor, suggest};
 use super::error::{RulesError, clip, clip_path};
 use super::lexer::{Kind, Lexer, unquote};
@@ -84,6 +85,7 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
                 Setting::Timeout(name, secs) => {
                     options.timeouts.insert(name, secs);
                 }
+                Setting::BlockPolicy(policy) => options.block_policy = policy,
             },
             _ => {
                 // Where a file that is not a ruleset fails: quote only a brief excerpt.
@@ -116,6 +118,8 @@ enum Setting {
     StateLimit(u32),
     /// `set timeout NAME SECONDS`.
     Timeout(String, u32),
+    /// `set block-policy drop|return`.
+    BlockPolicy(BlockPolicy),
 }
 
 /// `set default pass|block`, `set limit states N`, `set timeout NAME SECONDS`.
@@ -150,11 +154,12 @@ fn parse_set(c: &mut Cursor<'_>) -> Result<Setting, RulesError> {
             c.expect_end("end of line after `set timeout NAME SECONDS`")?;
             return Ok(Setting::Timeout(name, secs));
         }
+        Some("block-policy") => return Ok(Setting::BlockPolicy(block::parse_policy(c)?)),
         _ => {
             return Err(c.unexpected_kw(
                 what,
-                "`default`, `limit` or `timeout` after `set`",
-                &["default", "limit", "timeout"],
+                "`default`, `limit`, `timeout` or `block-policy` after `set`",
+                &["default", "limit", "timeout", "block-policy"],
             ));
         }
     }

@@ -11,7 +11,10 @@
 use ipnet::IpNet;
 
 use super::addr;
-use super::ast::{Action, AddrItem, AddrMatch, Direction, Endpoint, Family, IcmpMatch, PortRange, Pos, Rule, TcpFlags};
+use super::ast::{
+    Action, AddrItem, AddrMatch, BlockMode, Direction, Endpoint, Family, IcmpMatch, PortRange, Pos, Rule, TcpFlags,
+};
+use super::block;
 use super::cursor::{Cursor, suggest};
 use super::error::{RulesError, clip};
 use super::lexer::{Kind, Token, unquote};
@@ -117,7 +120,13 @@ pub(super) fn parse_rule(c: &mut Cursor<'_>) -> Result<(Rule, RuleMeta), RulesEr
         keep_state: false,
         log: false,
         label: None,
+        block_mode: BlockMode::Policy,
     };
+    if action == Action::Block
+        && let Some(mode) = block::parse_mode(c)?
+    {
+        rule.block_mode = mode;
+    }
     let mut meta = RuleMeta::default();
     let mut stage = Stage::Dir;
     // True right after `from ADDR` / `to ADDR` without a port: `port` may follow.
