@@ -5,5 +5,6 @@
 pub mod cli;
 pub mod compile;
 pub mod dataplane;
+pub mod host;
 pub mod model;
 pub mod rules;

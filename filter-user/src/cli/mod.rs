@@ -138,16 +138,26 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// Parses and compiles the ruleset at `path`; a ruleset without rules is refused
-/// unless `allow_empty`. Errors of the ruleset as a whole (the compiler's) name the file.
-fn parse_and_compile(path: &std::path::Path, allow_empty: bool) -> anyhow::Result<(Ruleset, Compiled)> {
+/// Parses the ruleset at `path`, resolves its interface addresses against this host
+/// (warnings go to stderr, naming the file) and compiles it; a ruleset without rules is
+/// refused unless `allow_empty`. Errors of the ruleset as a whole (the compiler's) name
+/// the file.
+fn parse_and_compile(
+    path: &std::path::Path,
+    allow_empty: bool,
+) -> anyhow::Result<(Ruleset, Compiled, Vec<rules::Resolved>)> {
     let ruleset = rules::parse_file(path)?;
     if !allow_empty {
         rules::require_rules(&ruleset, &path.display().to_string())?;
     }
+    let (ruleset, resolved) = crate::host::resolve(&ruleset)
+        .map_err(|e| anyhow::anyhow!("cannot read this host's interface addresses: {e}"))?;
+    for warning in resolved.iter().flat_map(|r| &r.warnings) {
+        eprintln!("xdpwall: {}: warning: {warning}", path.display());
+    }
     let compiled = compile::compile(&ruleset)
         .map_err(|e| rules::RulesError::whole_file(&path.display().to_string(), e.to_string()))?;
-    Ok((ruleset, compiled))
+    Ok((ruleset, compiled, resolved))
 }
 
 /// Runs one command; its exit status is not success when it found something wrong
@@ -155,17 +165,18 @@ fn parse_and_compile(path: &std::path::Path, allow_empty: bool) -> anyhow::Resul
 fn execute(command: Command, paths: &Paths) -> anyhow::Result<ExitCode> {
     match command {
         Command::Check { rules, allow_empty } => {
-            let (ruleset, compiled) = parse_and_compile(&rules, allow_empty)?;
+            let (ruleset, compiled, resolved) = parse_and_compile(&rules, allow_empty)?;
             print!("{}", output::summary(&rules, &ruleset, &compiled));
+            print!("{}", output::interface_addresses(&resolved));
         }
         Command::Load { mut args, mode, allow_empty } => {
             let rules = PathBuf::from(args.pop().expect("clap requires two or more"));
-            let (_, compiled) = parse_and_compile(&rules, allow_empty)?;
+            let (_, compiled, _) = parse_and_compile(&rules, allow_empty)?;
             let report = dataplane::apply(paths, &compiled, Some(rules.display().to_string()), &args, mode.into())?;
             print!("{}", output::apply_report(&report));
         }
         Command::Apply { rules, dry_run, allow_empty } => {
-            let (_, compiled) = parse_and_compile(&rules, allow_empty)?;
+            let (_, compiled, _) = parse_and_compile(&rules, allow_empty)?;
             if dry_run {
                 let diff = dataplane::diff(paths, &compiled)?;
                 print!("{}", output::diff(&diff));

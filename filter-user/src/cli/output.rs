@@ -59,6 +59,21 @@ pub fn summary(path: &Path, rs: &Ruleset, c: &Compiled) -> String {
     s
 }
 
+/// `xdpwall check`: what the ruleset's interface addresses are on this host.
+pub fn interface_addresses(resolved: &[crate::rules::Resolved]) -> String {
+    let mut s = String::new();
+    if resolved.is_empty() {
+        return s;
+    }
+    let _ = writeln!(s, "interface addresses, as on this host now (resolved again at every load and apply):");
+    for r in resolved {
+        let addrs: Vec<String> = r.addresses.iter().map(ToString::to_string).collect();
+        let shown = if addrs.is_empty() { "nothing".to_string() } else { addrs.join(", ") };
+        let _ = writeln!(s, "  <{}>: {shown}", r.table);
+    }
+    s
+}
+
 /// The rule diff of an apply.
 /// What an address field's lookup holds: how many prefixes, in which structure.
 fn lookup_summary(l: &AddrLookup) -> String {

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use super::interfaces::{IfaceAddr, IfaceAddrKind};
+
 /// A whole ruleset: policy, named tables and ordered rules (first match wins).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ruleset {
@@ -31,6 +33,14 @@ pub struct Options {
     /// `set block-policy drop|return`: what a plain `block` does.
     #[serde(default)]
     pub block_policy: BlockPolicy,
+    /// Tables filled with interface addresses when the ruleset is resolved against the
+    /// host (`rules::resolve_interfaces`): a rule's `(em0)`, `em0:network`, `self` (a
+    /// table named as written) or an inline table's interface entries.
+    #[serde(default)]
+    pub interface_tables: BTreeMap<String, Vec<IfaceAddr>>,
+    /// `set skip on IF`: interfaces left unfiltered (everything passes, no state).
+    #[serde(default)]
+    pub skip: Vec<String>,
 }
 
 /// `set block-policy`: how a `block` rule without `drop` or `return` refuses.
@@ -141,6 +151,9 @@ pub struct Rule {
     pub direction: Direction,
     /// `on IFACE`.
     pub interface: Option<String>,
+    /// `on ! IFACE`: every interface but `interface`.
+    #[serde(default)]
+    pub interface_negated: bool,
     /// `inet` / `inet6`.
     pub family: Option<Family>,
     /// `proto N` or `proto { tcp udp }`: IP protocol numbers; `None` is any.

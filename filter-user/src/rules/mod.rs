@@ -31,6 +31,7 @@ mod addr;
 mod block;
 mod cursor;
 mod error;
+mod interfaces;
 mod lexer;
 mod names;
 mod parser;
@@ -46,6 +47,9 @@ use std::path::Path;
 
 pub use ast::*;
 pub use error::RulesError;
+pub use interfaces::{
+    HostAddr, HostAddrs, HostIface, Resolved, resolve as resolve_interfaces, written as interface_written,
+};
 pub use lexer::{MAX_STRING, MAX_TABLE_NAME, MAX_WORD};
 pub use rule::MAX_LABEL;
 pub use source::{MAX_RULESET_BYTES, MAX_TABLE_FILE_BYTES};

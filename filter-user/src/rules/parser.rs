@@ -12,6 +12,7 @@ use super::ast::{Action, BlockPolicy, Options, Pos, Ruleset, Table};
 use super::block;
 use super::cursor::{Cursor, suggest};
 use super::error::{RulesError, clip, clip_path};
+use super::interfaces::{self, IfaceAddr};
 use super::lexer::{Kind, Lexer, unquote};
 use super::rule;
 use super::source::{self, MAX_TABLE_FILE_BYTES, ReadError};
@@ -31,6 +32,8 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
     let mut rules = Vec::new();
     let mut options = Options::default();
     let mut labels: HashMap<String, Pos> = HashMap::new();
+    // Interface addresses in rules: each a table of its own, added at the end.
+    let mut iface_refs: Vec<(Pos, IfaceAddr)> = Vec::new();
 
     while let Some(toks) = lexer.next_statement()? {
         let mut c = Cursor::new(src, file, toks);
@@ -64,10 +67,14 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
                     labels.insert(label.clone(), pos);
                 }
                 references.extend(meta.table_refs);
+                iface_refs.extend(meta.iface_refs);
                 rules.push(rule);
             }
             Some("table") => {
-                let (name, pos, table) = parse_table(&mut c, base_dir)?;
+                let (name, pos, table, ifaces) = parse_table(&mut c, base_dir)?;
+                if !ifaces.is_empty() {
+                    options.interface_tables.insert(name.clone(), ifaces);
+                }
                 if let Some(first) = defined_at.get(&name) {
                     return Err(c.err(pos, format!("table <{name}> is already defined on line {}", first.line)));
                 }
@@ -102,6 +109,14 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
         }
     }
 
+    for (pos, r) in iface_refs {
+        let (name, table) = interfaces::reference_table(&r);
+        if defined_at.contains_key(&name) {
+            return Err(RulesError::at(file, pos, format!("`{name}` names a table of its own; rename table <{name}>")));
+        }
+        options.interface_tables.insert(name.clone(), vec![r]);
+        tables.insert(name, table);
+    }
     for (pos, name) in references {
         if !tables.contains_key(&name) {
             return Err(RulesError::at(file, pos, format!("unknown table <{name}>")));
@@ -187,7 +202,7 @@ fn count(c: &mut Cursor<'_>, expected: &str, min: u64, max: u64) -> Result<u32, 
 
 /// `table <name> { entries }` or `table <name> file "PATH"`; returns the name, the
 /// position of `<name>` and the table.
-fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Table), RulesError> {
+fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Table, Vec<IfaceAddr>), RulesError> {
     c.next();
     let name_tok = c.next();
     if name_tok.kind != Kind::Table {
@@ -197,6 +212,7 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
     let name = text[1..text.len() - 1].to_owned();
 
     let tok = c.next();
+    let mut ifaces = Vec::new();
     let table = match tok.kind {
         Kind::LBrace => {
             let mut entries = Vec::new();
@@ -204,6 +220,12 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
                 let item = c.next();
                 match item.kind {
                     Kind::RBrace => break,
+                    Kind::Word
+                        if !interfaces::is_bare(c.text(item))
+                            && let Some(r) = interfaces::parse_word(c.text(item)) =>
+                    {
+                        ifaces.push(r.map_err(|m| c.err(item.pos, m))?);
+                    }
                     Kind::Word if addr::looks_like_address(c.text(item)) => {
                         let net = addr::parse_net(c.text(item)).map_err(|m| c.err(item.pos, m))?;
                         entries.push(net);
@@ -260,5 +282,5 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
         _ => return Err(c.unexpected_kw(tok, "`{` or `file` after the table name", &["file"])),
     };
     c.expect_end("end of line after the table")?;
-    Ok((name, name_tok.pos, table))
+    Ok((name, name_tok.pos, table, ifaces))
 }

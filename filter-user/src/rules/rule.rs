@@ -17,6 +17,7 @@ use super::ast::{
 use super::block;
 use super::cursor::{Cursor, suggest};
 use super::error::{RulesError, clip};
+use super::interfaces::{self, IfaceAddr};
 use super::lexer::{Kind, Token, unquote};
 use super::names;
 use super::validate::Unsupported;
@@ -83,6 +84,9 @@ pub(super) struct RuleMeta {
     pub addrs: Vec<(Pos, IpNet)>,
     /// Every `<table>` reference.
     pub table_refs: Vec<(Pos, String)>,
+    /// Every interface address (`(em0)`, `em0:network`, `self`): each stands for a
+    /// table of its own (see `interfaces`).
+    pub iface_refs: Vec<(Pos, IfaceAddr)>,
     /// The label's string.
     pub label: Option<Pos>,
     /// Features that are parsed but not enforced yet.
@@ -110,6 +114,7 @@ pub(super) fn parse_rule(c: &mut Cursor<'_>) -> Result<(Rule, RuleMeta), RulesEr
         action,
         direction: Direction::In,
         interface: None,
+        interface_negated: false,
         family: None,
         protocols: None,
         from: Endpoint::default(),
@@ -332,7 +337,18 @@ fn addr_item(
     expected: &str,
     in_list: bool,
 ) -> Result<AddrItem, RulesError> {
+    let text = c.text(tok);
+    // A plain name close to a keyword (`ayn`) is a typo, not an interface.
+    let keyword = NOT_INTERFACES.contains(&text)
+        || OPTIONS.contains(&text)
+        || interfaces::is_bare(text) && suggest(text, &["any", "port", "all", "from", "to"]).is_some();
     match tok.kind {
+        Kind::Word if !keyword && let Some(r) = interfaces::parse_word(text) => {
+            let r = r.map_err(|m| c.err(tok.pos, m))?;
+            let name = interfaces::written(&r);
+            meta.iface_refs.push((tok.pos, r));
+            Ok(AddrItem::Table(name))
+        }
         Kind::Word if addr::looks_like_address(c.text(tok)) => {
             let net = addr::parse_net(c.text(tok)).map_err(|m| c.err(tok.pos, m))?;
             meta.addrs.push((tok.pos, net));

@@ -54,6 +54,7 @@ fn base(text: &str) -> Rule {
         action: Action::Pass,
         direction: Direction::In,
         interface: None,
+        interface_negated: false,
         family: None,
         protocols: None,
         from: Endpoint::default(),
