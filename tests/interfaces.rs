@@ -101,3 +101,27 @@ fn interface_addresses_resolve_at_load_and_follow_at_apply() {
     assert_eq!(bed.delivered(Some(new_peer.into()), to(7101), 5), 5, "after apply: so does HOST:network");
     assert_eq!(bed.delivered(Some(new_peer.into()), to(7102), 5), 0, "and self");
 }
+
+#[test]
+fn set_skip_leaves_the_interface_unfiltered_and_stateless() {
+    let bed = Bed::new("skip");
+    let rules = "set skip on HOST\n\
+                 pass in quick proto udp to port 7200 keep state\n\
+                 block drop in quick proto udp\n";
+    bed.run(&["load", "--mode", "native", &bed.veth.host], rules);
+    for host in bed.veth.host_ips() {
+        assert_eq!(bed.delivered(None, SocketAddr::new(host, 7201), 5), 5, "{host}: skipped, so not blocked");
+        assert_eq!(bed.delivered(None, SocketAddr::new(host, 7200), 5), 5, "{host}: passed");
+    }
+    let status: serde_json::Value = serde_json::from_slice(&bed.fw.run(["status", "--json"]).unwrap().stdout).unwrap();
+    assert!(status["skipped"]["packets"].as_u64().unwrap() >= 20, "counted as skipped: {status:#}");
+    let rule_packets: u64 = status["rules"].as_array().unwrap().iter().map(|r| r["packets"].as_u64().unwrap()).sum();
+    assert_eq!(rule_packets, 0, "no rule judged anything: {status:#}");
+    let states = bed.fw.run(["states", "--json"]).unwrap();
+    let flows: serde_json::Value = serde_json::from_slice(&states.stdout).unwrap();
+    assert_eq!(flows.as_array().map(Vec::len), Some(0), "no state created: {flows:#}");
+
+    // The same ruleset without `set skip` blocks (the test above can fail).
+    bed.run(&["apply"], &rules.replace("set skip on HOST\n", ""));
+    assert_eq!(bed.delivered(None, SocketAddr::new(bed.veth.host_v4.into(), 7201), 5), 0, "filtered again");
+}

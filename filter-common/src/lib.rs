@@ -214,6 +214,10 @@ pub struct IfaceEntry {
     pub stats_slot: u32,
 }
 
+/// `IfaceEntry::class` of an interface named by `set skip on`: the programs pass
+/// everything on it at once, judge nothing and create no state.
+pub const IFACE_SKIPPED: u32 = u32::MAX;
+
 /// Most interfaces one loader manages.
 pub const MAX_IFACES: u32 = 64;
 
@@ -232,6 +236,8 @@ pub mod slot {
     pub const OUT_UNMATCHED: u32 = 4;
     /// First of the malformed-packet reasons; see [`super::Malformed`].
     pub const MALFORMED_BASE: u32 = 5;
+    /// Packets on an interface named by `set skip on`: passed unjudged.
+    pub const SKIPPED: u32 = 29;
     /// Blocked packets answered (`block return`: an RST or an ICMP error sent back).
     pub const ANSWERS_SENT: u32 = 30;
     /// Blocked packets a `block return` rule would have answered, dropped without an
@@ -363,7 +369,7 @@ impl Malformed {
 }
 
 // Every reason has its counter slot below the first rule's.
-const _: () = assert!(slot::MALFORMED_BASE + Malformed::ALL.len() as u32 <= slot::ANSWERS_SENT);
+const _: () = assert!(slot::MALFORMED_BASE + Malformed::ALL.len() as u32 <= slot::SKIPPED);
 const _: () = assert!(slot::ANSWERS_SUPPRESSED < slot::RESERVED);
 
 /// IPv6 extension headers walked before a packet counts as malformed.

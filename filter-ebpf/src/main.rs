@@ -53,8 +53,8 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use filter_common::{
-    ACTION_PASS, BITMAP_WORDS, COUNTER_SLOTS, Counter, FAMILY_V4, FAMILY_V6, IfaceCounters, IfaceEntry, Long24,
-    MAX_IFACES, MAX_RULES, PROTO_KEYS, PrefixClass, PrefixKey, RULE_KEEP_STATE, RuleAction, RuleBitmap,
+    ACTION_PASS, BITMAP_WORDS, COUNTER_SLOTS, Counter, FAMILY_V4, FAMILY_V6, IFACE_SKIPPED, IfaceCounters, IfaceEntry,
+    Long24, MAX_IFACES, MAX_RULES, PROTO_KEYS, PrefixClass, PrefixKey, RULE_KEEP_STATE, RuleAction, RuleBitmap,
     V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir, field, slot,
 };
 use parse::{Fields, Outcome};
@@ -178,6 +178,11 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
     let iface = iface_of(ifindex);
     let len = (end - start) as u64;
+    if iface.class == IFACE_SKIPPED {
+        count(slot::SKIPPED, len);
+        count_iface(iface.stats_slot, true, len);
+        return xdp_action::XDP_PASS;
+    }
 
     let mut answered = answer::Answer::None;
     let (pass, counter_slot) = match parse::parse::<true>(start, end) {
@@ -224,10 +229,13 @@ pub fn xdpwall_egress(ctx: TcContext) -> i32 {
         return TC_ACT_OK;
     }
     let (start, end) = (ctx.data(), ctx.data_end());
-    let Outcome::Ip(fields) = parse::parse::<false>(start, end) else { return TC_ACT_OK };
     // SAFETY: `skb` points at the kernel's __sk_buff for the duration of the call.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let iface = iface_of(ifindex);
+    if iface.class == IFACE_SKIPPED {
+        return TC_ACT_OK;
+    }
+    let Outcome::Ip(fields) = parse::parse::<false>(start, end) else { return TC_ACT_OK };
     let len = (end - start) as u64;
     let (pass, counter_slot, _) = judge(&fields, iface.class, Direction::Out, len);
     count(counter_slot, len);

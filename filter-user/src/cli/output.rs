@@ -204,6 +204,11 @@ pub fn status(st: &Status) -> String {
         st.answers_sent.packets, st.answers_suppressed.packets
     );
     let _ = writeln!(s, "not judged: non-IP frames passed {} packets, {} bytes", st.non_ip.packets, st.non_ip.bytes);
+    let _ = writeln!(
+        s,
+        "not judged: `set skip` interfaces passed {} packets, {} bytes",
+        st.skipped.packets, st.skipped.bytes
+    );
     let malformed: Vec<String> =
         st.malformed.iter().filter(|m| m.packets > 0).map(|m| format!("{} {}", m.name, m.packets)).collect();
     let total: u64 = st.malformed.iter().map(|m| m.packets).sum();

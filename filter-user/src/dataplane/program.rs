@@ -193,8 +193,11 @@ impl LoadedProgram {
         {
             let mut map: HashMap<_, u32, IfaceEntry> = self.map_typed(names::IFACES)?;
             for i in ifaces {
-                let class =
-                    c.ifaces.iter().find(|(name, _)| *name == i.name).map_or(c.iface_miss_class, |(_, class)| *class);
+                let class = if c.options.skip.contains(&i.name) {
+                    filter_common::IFACE_SKIPPED
+                } else {
+                    c.ifaces.iter().find(|(name, _)| *name == i.name).map_or(c.iface_miss_class, |(_, class)| *class)
+                };
                 let entry = IfaceEntry { class, stats_slot: i.stats_slot };
                 map.insert(i.ifindex, entry, 0).map_err(|e| Error::Map(names::IFACES, e))?;
             }

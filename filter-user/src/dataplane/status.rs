@@ -97,6 +97,8 @@ pub struct Status {
     pub state_matches: NamedCounter,
     /// Outgoing packets no `out` rule matched (passed).
     pub out_unmatched: NamedCounter,
+    /// Packets on interfaces named by `set skip on`, passed unjudged.
+    pub skipped: NamedCounter,
     /// Blocked packets answered by a `block return` rule (an RST or ICMP error sent).
     pub answers_sent: NamedCounter,
     /// Blocked packets left unanswered because answers hit their rate limit.
@@ -176,6 +178,7 @@ pub fn status(paths: &Paths) -> Result<Status, Error> {
         non_ip: named("non-ip", slot::NON_IP),
         state_matches: named("state", slot::STATE),
         out_unmatched: named("out-unmatched", slot::OUT_UNMATCHED),
+        skipped: named("skipped", slot::SKIPPED),
         answers_sent: named("answers-sent", slot::ANSWERS_SENT),
         answers_suppressed: named("answers-suppressed", slot::ANSWERS_SUPPRESSED),
         flow_table: flows::summary(paths)?,

@@ -27,6 +27,9 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::ast::{Ruleset, Table};
+use super::cursor::Cursor;
+use super::error::RulesError;
+use super::lexer::Kind;
 
 /// Longest Linux interface name (IFNAMSIZ - 1).
 pub const MAX_IFACE_NAME: usize = 15;
@@ -123,6 +126,42 @@ pub(super) fn parse_word(word: &str) -> Option<Result<IfaceAddr, String>> {
 /// and in tables not at all (write `(em0)` there).
 pub(super) fn is_bare(word: &str) -> bool {
     !word.starts_with('(') && !word.contains(':') && word != SELF
+}
+
+/// `on IF` or `on { IF ... }` after `set skip`: the interfaces left unfiltered.
+pub(super) fn parse_skip(c: &mut Cursor<'_>) -> Result<Vec<String>, RulesError> {
+    let on = c.next();
+    if !c.is_word(on, "on") {
+        return Err(c.unexpected_kw(on, "`on` after `set skip`", &["on"]));
+    }
+    let expected = "an interface name like `lo`";
+    let name = |c: &mut Cursor<'_>| {
+        let tok = c.next();
+        match c.word(tok) {
+            Some(w) if is_iface_name(w) => Ok(w.to_owned()),
+            _ => Err(c.unexpected(tok, expected)),
+        }
+    };
+    let mut names = Vec::new();
+    if c.peek().kind == Kind::LBrace {
+        c.next();
+        loop {
+            match c.peek().kind {
+                Kind::RBrace if !names.is_empty() => {
+                    c.next();
+                    break;
+                }
+                Kind::Comma if !names.is_empty() => {
+                    c.next();
+                }
+                _ => names.push(name(c)?),
+            }
+        }
+    } else {
+        names.push(name(c)?);
+    }
+    c.expect_end("end of line after `set skip on IF`")?;
+    Ok(names)
 }
 
 /// One interface of the host, as [`resolve`] needs it.
@@ -374,6 +413,16 @@ mod tests {
         let (again, _) = resolve(&rs, &moved);
         assert_eq!(again.tables["em1"].entries, [net("203.0.113.5/32")]);
         assert_eq!(again.tables["mine"].entries, [net("10.0.0.0/8"), net("203.0.113.5/32")]);
+    }
+
+    #[test]
+    fn set_skip_collects_interfaces() {
+        let rs = parse_str("set skip on lo\nset skip on { em0, em1 lo }\npass in\n", "t.conf", ".".as_ref()).unwrap();
+        assert_eq!(rs.options.skip, ["lo", "em0", "em1"]);
+        let err = |src: &str| parse_str(src, "t.conf", ".".as_ref()).unwrap_err().to_string();
+        assert_eq!(err("set skip lo\n"), "t.conf:1:10: expected `on` after `set skip`, found `lo`");
+        assert_eq!(err("set skip on { }\n"), "t.conf:1:15: expected an interface name like `lo`, found `}`");
+        assert_eq!(err("set skip on 1.2.3.4\n"), "t.conf:1:13: expected an interface name like `lo`, found `1.2.3.4`");
     }
 
     #[test]

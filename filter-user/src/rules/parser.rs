@@ -93,6 +93,13 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
                     options.timeouts.insert(name, secs);
                 }
                 Setting::BlockPolicy(policy) => options.block_policy = policy,
+                Setting::Skip(names) => {
+                    for name in names {
+                        if !options.skip.contains(&name) {
+                            options.skip.push(name);
+                        }
+                    }
+                }
             },
             _ => {
                 // Where a file that is not a ruleset fails: quote only a brief excerpt.
@@ -135,6 +142,8 @@ enum Setting {
     Timeout(String, u32),
     /// `set block-policy drop|return`.
     BlockPolicy(BlockPolicy),
+    /// `set skip on IF` or `set skip on { IF ... }`.
+    Skip(Vec<String>),
 }
 
 /// `set default pass|block`, `set limit states N`, `set timeout NAME SECONDS`.
@@ -170,11 +179,12 @@ fn parse_set(c: &mut Cursor<'_>) -> Result<Setting, RulesError> {
             return Ok(Setting::Timeout(name, secs));
         }
         Some("block-policy") => return Ok(Setting::BlockPolicy(block::parse_policy(c)?)),
+        Some("skip") => return Ok(Setting::Skip(interfaces::parse_skip(c)?)),
         _ => {
             return Err(c.unexpected_kw(
                 what,
-                "`default`, `limit`, `timeout` or `block-policy` after `set`",
-                &["default", "limit", "timeout", "block-policy"],
+                "`default`, `limit`, `timeout`, `block-policy` or `skip` after `set`",
+                &["default", "limit", "timeout", "block-policy", "skip"],
             ));
         }
     }

@@ -117,7 +117,7 @@ fn set_default() {
     assert_eq!(err("set default block\n\nset default pass"), "t.conf:3:1: `set default` is already given on line 1");
     assert_eq!(
         err("set defualt block"),
-        "t.conf:1:5: expected `default`, `limit`, `timeout` or `block-policy` after `set`, found `defualt` (did you mean `default`?)"
+        "t.conf:1:5: expected `default`, `limit`, `timeout`, `block-policy` or `skip` after `set`, found `defualt` (did you mean `default`?)"
     );
     assert_eq!(err("set default"), "t.conf:1:12: expected `pass` or `block` after `set default`, found end of line");
     assert_eq!(err("set default drop"), "t.conf:1:13: expected `pass` or `block` after `set default`, found `drop`");
@@ -831,7 +831,7 @@ fn state_rules_and_settings() {
     );
     assert_eq!(
         err("set tiemout udp.first 1"),
-        "t.conf:1:5: expected `default`, `limit`, `timeout` or `block-policy` after `set`, found `tiemout` (did you mean `timeout`?)"
+        "t.conf:1:5: expected `default`, `limit`, `timeout`, `block-policy` or `skip` after `set`, found `tiemout` (did you mean `timeout`?)"
     );
 }
 
