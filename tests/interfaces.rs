@@ -125,3 +125,53 @@ fn set_skip_leaves_the_interface_unfiltered_and_stateless() {
     bed.run(&["apply"], &rules.replace("set skip on HOST\n", ""));
     assert_eq!(bed.delivered(None, SocketAddr::new(bed.veth.host_v4.into(), 7201), 5), 0, "filtered again");
 }
+
+#[test]
+fn antispoof_drops_what_pf_drops() {
+    // Two pairs: `a` is the interface antispoof protects, `b` another one.
+    let a = Bed::new("spoofa");
+    let ns_b = Netns::new("spoofb").expect("netns");
+    let b = VethPair::new(&ns_b).expect("veth pair");
+    let path = a.dir.write("rules.conf", &format!("antispoof quick for {} inet\n", a.veth.host));
+    a.fw.run(["load", "--mode", "native", &a.veth.host, &b.host, path.to_str().unwrap()]).expect("load");
+    let check = a.fw.run(["check", path.to_str().unwrap()]).expect("check");
+    let listing = String::from_utf8_lossy(&check.stdout);
+    let (ha, net_a) = (a.veth.host_v4, Ipv4Addr::from(u32::from(a.veth.host_v4) & !0xff));
+    for line in [
+        format!("1  block drop in quick on ! {} inet from {}:network", a.veth.host, a.veth.host),
+        format!("2  block drop in quick inet from {}", a.veth.host),
+        format!("<{}:network>: {net_a}/24", a.veth.host),
+    ] {
+        assert!(listing.contains(&line), "check shows the expansion `{line}`: {listing}");
+    }
+    // Sources on b's peer: one in a's network, and a's own address.
+    let (in_net_a, addr_a) = (Ipv4Addr::from(u32::from(net_a) | 50), ha);
+    for src in [in_net_a, addr_a] {
+        ip(&["-n", ns_b.name(), "addr", "add", &format!("{src}/32"), "dev", &b.peer]);
+    }
+    let from_b = |src: Option<Ipv4Addr>, port: u16| {
+        let to = SocketAddr::new(b.host_v4.into(), port);
+        let sock = UdpSocket::bind(to).expect("bind on the host");
+        sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        ns_b.run(|| {
+            let s = UdpSocket::bind(SocketAddr::new(src.map_or(Ipv4Addr::UNSPECIFIED, |s| s).into(), 0)).unwrap();
+            for i in 0..5u32 {
+                s.send_to(&i.to_be_bytes(), to).unwrap();
+            }
+        });
+        let mut got = 0;
+        while sock.recv(&mut [0u8; 16]).is_ok() {
+            got += 1;
+        }
+        got
+    };
+    assert_eq!(from_b(None, 7300), 5, "b's own network arrives on b");
+    assert_eq!(from_b(Some(in_net_a), 7301), 0, "a's network arriving on b is spoofed");
+    assert_eq!(from_b(Some(addr_a), 7302), 0, "a's own address arriving on b is spoofed");
+    assert_eq!(a.delivered(None, SocketAddr::new(ha.into(), 7303), 5), 5, "a's network arriving on a passes");
+    let status: serde_json::Value = serde_json::from_slice(&a.fw.run(["status", "--json"]).unwrap().stdout).unwrap();
+    let packets: Vec<u64> =
+        status["rules"].as_array().unwrap().iter().map(|r| r["packets"].as_u64().unwrap()).collect();
+    // Rule 1 (quick) takes both spoofed sources on b (a's address is in a's network too).
+    assert_eq!(packets, [10, 0], "{status:#}");
+}

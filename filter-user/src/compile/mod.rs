@@ -297,20 +297,28 @@ fn directions(rules: &[Rule], classes: &mut Classes) -> (u32, u32) {
 }
 
 /// Interface classes: one per interface named by some rule, plus the class of all others.
+/// A rule `on ! IF` is in every class but IF's.
 fn interfaces(rules: &[Rule], classes: &mut Classes) -> (Vec<(String, u32)>, u32) {
     let mut any = RuleBitmap::EMPTY;
     let mut named: Vec<(String, RuleBitmap)> = Vec::new();
+    let mut negated: Vec<(usize, &str)> = Vec::new();
     for (i, r) in rules.iter().enumerate() {
-        match &r.interface {
-            None => any.set(i),
-            Some(name) => match named.iter_mut().find(|(n, _)| n == name) {
-                Some((_, b)) => b.set(i),
-                None => {
-                    let mut b = RuleBitmap::EMPTY;
-                    b.set(i);
-                    named.push((name.clone(), b));
-                }
-            },
+        let Some(name) = &r.interface else {
+            any.set(i);
+            continue;
+        };
+        let at = match named.iter().position(|(n, _)| n == name) {
+            Some(at) => at,
+            None => {
+                named.push((name.clone(), RuleBitmap::EMPTY));
+                named.len() - 1
+            }
+        };
+        if r.interface_negated {
+            any.set(i);
+            negated.push((i, name));
+        } else {
+            named[at].1.set(i);
         }
     }
     let ifaces = named
@@ -318,6 +326,9 @@ fn interfaces(rules: &[Rule], classes: &mut Classes) -> (Vec<(String, u32)>, u32
         .map(|(name, mut b)| {
             for (w, a) in b.words.iter_mut().zip(any.words) {
                 *w |= a;
+            }
+            for &(i, _) in negated.iter().filter(|(_, n)| *n == name) {
+                b.clear(i);
             }
             (name, classes.intern(&b))
         })

@@ -83,7 +83,7 @@ pub fn matches(rs: &Ruleset, rule: &Rule, p: &Fields, iface: Option<&str>) -> bo
         return false;
     }
     if let Some(name) = &rule.interface
-        && iface != Some(name.as_str())
+        && (iface == Some(name.as_str())) == rule.interface_negated
     {
         return false;
     }

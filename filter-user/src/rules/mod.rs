@@ -28,6 +28,7 @@
 pub mod ast;
 
 mod addr;
+mod antispoof;
 mod block;
 mod cursor;
 mod error;

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::addr;
+use super::antispoof;
 use super::ast::{Action, BlockPolicy, Options, Pos, Ruleset, Table};
 use super::block;
 use super::cursor::{Cursor, suggest};
@@ -69,6 +70,18 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
                 references.extend(meta.table_refs);
                 iface_refs.extend(meta.iface_refs);
                 rules.push(rule);
+            }
+            Some("antispoof") => {
+                for (rule, meta) in antispoof::parse(&mut c, file)? {
+                    if rules.len() == MAX_RULES {
+                        return Err(c.err(
+                            first.pos,
+                            format!("this makes rule {}; a ruleset holds at most {MAX_RULES} rules", MAX_RULES + 1),
+                        ));
+                    }
+                    iface_refs.extend(meta.iface_refs);
+                    rules.push(rule);
+                }
             }
             Some("table") => {
                 let (name, pos, table, ifaces) = parse_table(&mut c, base_dir)?;

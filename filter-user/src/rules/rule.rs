@@ -163,6 +163,10 @@ pub(super) fn parse_rule(c: &mut Cursor<'_>) -> Result<(Rule, RuleMeta), RulesEr
             }
             Some("on") if stage <= Stage::On => {
                 c.next();
+                if c.peek().kind == Kind::Bang {
+                    c.next();
+                    rule.interface_negated = true;
+                }
                 rule.interface = Some(interface(c)?);
                 stage = Stage::Family;
             }
