@@ -268,6 +268,9 @@ fn return_icmp_codes_and_block_policy() {
         let (action, a) = fw.run(&frame);
         assert_eq!((action, icmp_code(&a, v4)), (XDP_TX, want), "return-icmp to TCP");
     }
+    // An RST is never answered, not even with an ICMP error.
+    let rst = PacketBuilder::eth().ipv4(CLIENT4, SERVER4).tcp(1000, 80, packet::TCP_RST).build().bytes;
+    fw.expect_drop("return-icmp to an RST", &rst);
     // return-rst leaves UDP unanswered; drop never answers; plain block follows the policy.
     fw.expect_drop("return-rst to UDP", &udp4(82));
     fw.expect_drop("block drop", &udp4(83));

@@ -114,7 +114,7 @@ pub fn answer(ctx: &XdpContext, f: Blocked, flags: u32) -> Answer {
     if f.l4() == 0 || !may_answer(ctx, f) {
         return Answer::None;
     }
-    if rst && f.tcp_flags() & TCP_RST != 0 {
+    if tcp && f.tcp_flags() & TCP_RST != 0 {
         return Answer::None;
     }
     if !conforms() {
