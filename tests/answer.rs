@@ -6,19 +6,14 @@
 use std::{
     io::ErrorKind,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
-use filter_common::{Counter, answer, slot};
-use filter_user::{
-    compile,
-    dataplane::{IfaceBinding, LoadedProgram},
-    rules,
-};
-use serde_json::Value;
+use filter_common::{answer, slot};
+use filter_user::{compile, rules};
 use xdpwall_tests::{
     TempDir,
+    bpf::{self, LO},
     cli::Xdpwall,
     netns::{Netns, VethPair},
     packet::{self, PacketBuilder, checksum},
@@ -26,45 +21,35 @@ use xdpwall_tests::{
 
 const XDP_DROP: u32 = 1;
 const XDP_TX: u32 = 3;
-const LO: u32 = 1;
 
 const CLIENT4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const SERVER4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 10);
 const SERVER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
 
-/// A ruleset loaded into the kernel (not attached), counting into its own pin dir.
-struct Loaded {
-    program: LoadedProgram,
-    pin_dir: PathBuf,
-}
+/// A ruleset's program loaded on the shared test bed (test runs arrive on `lo`).
+struct Loaded(bpf::Bed);
 
 impl Loaded {
     fn new(src: &str) -> Loaded {
         let rs = rules::parse_str(src, "answer-test.conf", std::path::Path::new(".")).expect("ruleset parses");
         let compiled = compile::compile(&rs).expect("ruleset compiles");
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/xdpwall-ans-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&pin_dir).expect("bpffs is mounted (cargo xtask setup)");
-        let slots: Vec<u32> = (0..compiled.rules.len() as u32).map(|i| slot::RESERVED + i).collect();
-        let lo = [IfaceBinding { name: "lo".into(), ifindex: LO, stats_slot: 0 }];
-        let program = LoadedProgram::load(&compiled, &slots, &lo, &pin_dir).expect("program loads and verifies");
-        Loaded { program, pin_dir }
+        Loaded(bpf::Bed::load(&compiled, Some("lo"), false, "answer").expect("program loads and verifies"))
     }
 
     fn counter(&self, s: u32) -> u64 {
-        let map = aya::maps::MapData::from_pin(self.pin_dir.join("COUNTERS")).expect("COUNTERS pinned");
-        let map: aya::maps::PerCpuArray<_, Counter> =
-            aya::maps::PerCpuArray::try_from(aya::maps::Map::from_map_data(map).unwrap()).unwrap();
-        map.get(&s, 0).expect("slot readable").iter().map(|c| c.packets).sum()
+        self.0.counters(s + 1).expect("counters readable")[s as usize].packets
+    }
+
+    fn test_run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.0.program.test_run_frame(frame, LO).expect("test run")
     }
 
     /// Runs `frame` received on `lo`: the action and the frame as the program left it;
     /// checks that the answer counters moved as the action says.
     fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
         let sent = self.counter(slot::ANSWERS_SENT);
-        let (action, out) = self.program.test_run_frame(frame, LO).expect("test run");
+        let (action, out) = self.test_run(frame);
         let sent_now = self.counter(slot::ANSWERS_SENT);
         assert_eq!(sent_now - sent, u64::from(action == XDP_TX), "answers-sent counts every XDP_TX");
         (action, out)
@@ -74,12 +59,6 @@ impl Loaded {
     fn expect_drop(&mut self, name: &str, frame: &[u8]) {
         let (action, _) = self.run(frame);
         assert_eq!(action, XDP_DROP, "{name}: dropped without an answer");
-    }
-}
-
-impl Drop for Loaded {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.pin_dir);
     }
 }
 
@@ -317,7 +296,7 @@ fn a_flood_is_answered_at_the_rate_limit_only() {
     let runs = 2000u64;
     let start = Instant::now();
     for _ in 0..runs {
-        fw.program.test_run_frame(&frame, LO).expect("test run");
+        fw.test_run(&frame);
     }
     let (sent, suppressed) = (fw.counter(slot::ANSWERS_SENT), fw.counter(slot::ANSWERS_SUPPRESSED));
     assert_eq!(sent + suppressed, runs, "every blocked packet is answered or counted as suppressed");
@@ -350,11 +329,6 @@ impl Bed {
         let path = dir.write("rules.conf", rules);
         fw.run(["load", &veth.host, path.to_str().unwrap(), "--mode", "generic"]).expect("load");
         Bed { ns, veth, fw, _dir: dir }
-    }
-
-    fn status(&self) -> Value {
-        let out = self.fw.run(["status", "--json"]).expect("status");
-        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
     }
 }
 
@@ -389,7 +363,7 @@ fn connect_and_udp_to_a_blocked_port_are_refused_at_once() {
         assert_eq!(udp, Err(ErrorKind::ConnectionRefused), "{host}: the ICMP error reaches the UDP socket");
         drop((listener, server));
     }
-    let st = bed.status();
-    assert!(st["answers_sent"]["packets"].as_u64().unwrap() >= 4, "answers counted: {st:#}");
-    assert_eq!(st["answers_suppressed"]["packets"], 0, "none suppressed: {st:#}");
+    let st = bed.fw.status().expect("status");
+    assert!(st.answers_sent.packets >= 4, "answers counted: {:?}", st.answers_sent);
+    assert_eq!(st.answers_suppressed.packets, 0, "none suppressed");
 }

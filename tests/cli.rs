@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use anyhow::{Context, Result, bail};
+use filter_user::dataplane::{FlowEntry, Status};
 
 use crate::netns::owner_is_gone;
 
@@ -77,6 +78,30 @@ impl Xdpwall {
             bail!("`xdpwall {shown}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
         }
         Ok(out)
+    }
+}
+
+impl Xdpwall {
+    /// `xdpwall status --json`, read through the structs the CLI writes it from; fails
+    /// when status fails (exit 1 included: an interface filters nothing).
+    pub fn status(&self) -> Result<Status> {
+        let out = self.run(["status", "--json"])?;
+        serde_json::from_slice(&out.stdout).context("status --json is not a status report")
+    }
+
+    /// `xdpwall status --json` whatever its exit: the report, if it printed one, and the
+    /// output (exit code, stderr).
+    pub fn status_report(&self) -> Result<(Option<Status>, Output)> {
+        let out = self.output(["status", "--json"])?;
+        Ok((serde_json::from_slice(&out.stdout).ok(), out))
+    }
+
+    /// `xdpwall states --json FILTERS...`: the tracked flows, oldest first.
+    pub fn states<S: AsRef<OsStr>>(&self, filters: impl IntoIterator<Item = S>) -> Result<Vec<FlowEntry>> {
+        let mut args: Vec<std::ffi::OsString> = vec!["states".into(), "--json".into()];
+        args.extend(filters.into_iter().map(|f| f.as_ref().to_owned()));
+        let out = self.run(&args)?;
+        serde_json::from_slice(&out.stdout).context("states --json is not a list of flows")
     }
 }
 

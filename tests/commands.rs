@@ -3,17 +3,18 @@
 
 use std::{net::IpAddr, path::Path};
 
-use serde_json::Value;
+use filter_user::dataplane::Status;
 use xdpwall_tests::{
+    TempDir,
     cli::Xdpwall,
     netns::{Netns, VethPair},
 };
 
 const GOOD: &str = "set default block\n\
                     table <lab> { 10.201.0.0/16, fd00:201::/32 }\n\
-                    pass in proto icmp icmp-type echoreq label \"ping\"\n\
-                    pass in proto icmp6\n\
-                    pass in proto tcp from <lab> to port 22\n";
+                    pass in quick proto icmp icmp-type echoreq label \"ping\" no state\n\
+                    pass in quick proto icmp6 no state\n\
+                    pass in quick proto tcp from <lab> to port 22 no state\n";
 
 /// (name, ruleset text, table file text, expected "line:col: message" in the ruleset or table file)
 const BAD: &[(&str, &str, &str, &str)] = &[
@@ -45,16 +46,16 @@ const BAD: &[(&str, &str, &str, &str)] = &[
     ("port without proto", "pass in to port 22\n", "", "RULES:1:12: port needs `proto tcp`, `udp` or `sctp`"),
 ];
 
-fn status(fw: &Xdpwall) -> Value {
-    serde_json::from_slice(&fw.run(["status", "--json"]).expect("status").stdout).unwrap()
+fn status(fw: &Xdpwall) -> Status {
+    fw.status().expect("status")
 }
 
-fn rule_texts(st: &Value) -> Vec<String> {
-    st["rules"].as_array().unwrap().iter().map(|r| r["text"].as_str().unwrap().to_string()).collect()
+fn rule_texts(st: &Status) -> Vec<String> {
+    st.rules.iter().map(|r| r.text.clone()).collect()
 }
 
-fn ping_count(st: &Value) -> u64 {
-    st["rules"][0]["packets"].as_u64().unwrap()
+fn ping_count(st: &Status) -> u64 {
+    st.rules[0].packets
 }
 
 fn has_xdp(iface: &str) -> bool {
@@ -68,9 +69,8 @@ fn bad_rulesets_name_line_and_column_and_change_nothing() {
     let veth = VethPair::new(&ns).unwrap();
     let spare = VethPair::new(&ns).unwrap();
     let fw = Xdpwall::isolated();
-    let dir = tempdir("cli");
-    let good = dir.join("good.conf");
-    std::fs::write(&good, GOOD).unwrap();
+    let dir = TempDir::new("cli");
+    let good = dir.write("good.conf", GOOD);
     fw.run(["load", &veth.host, good.to_str().unwrap()]).expect("load");
     let host: IpAddr = veth.host_v4.into();
     assert_eq!(ns.ping_replies(host, 2), 2);
@@ -78,10 +78,9 @@ fn bad_rulesets_name_line_and_column_and_change_nothing() {
     assert_eq!(ping_count(&before), 2);
 
     for (name, rules, table, expected) in BAD {
-        let rules_path = dir.join(format!("{}.conf", name.replace(' ', "-")));
-        let table_path = dir.join(format!("{}.txt", name.replace(' ', "-")));
-        std::fs::write(&table_path, table).unwrap();
-        std::fs::write(&rules_path, rules.replace("TABLE", table_path.to_str().unwrap())).unwrap();
+        let table_path = dir.write(&format!("{}.txt", name.replace(' ', "-")), table);
+        let rules_path = dir
+            .write(&format!("{}.conf", name.replace(' ', "-")), &rules.replace("TABLE", table_path.to_str().unwrap()));
         let expected = format!(
             "xdpwall: {}\n",
             expected.replace("RULES", rules_path.to_str().unwrap()).replace("TABLE", table_path.to_str().unwrap())
@@ -97,10 +96,10 @@ fn bad_rulesets_name_line_and_column_and_change_nothing() {
         assert!(!has_xdp(&spare.host), "{name}: a failed load attaches nothing");
 
         let after = status(&fw);
-        assert_eq!(after["generation"], before["generation"], "{name}: no new generation");
+        assert_eq!(after.generation, before.generation, "{name}: no new generation");
         assert_eq!(rule_texts(&after), rule_texts(&before), "{name}: rules unchanged");
         assert_eq!(ping_count(&after), 2, "{name}: counters untouched");
-        assert_eq!(after["interfaces"].as_array().unwrap().len(), 1, "{name}: interfaces unchanged");
+        assert_eq!(after.interfaces.len(), 1, "{name}: interfaces unchanged");
     }
 
     // The old ruleset still enforces exactly as before.
@@ -115,25 +114,23 @@ fn bad_rulesets_name_line_and_column_and_change_nothing() {
         String::from_utf8_lossy(&out.stderr),
         format!("xdpwall: {} is already loaded; use `xdpwall apply` to change its rules\n", veth.host)
     );
-    assert_eq!(status(&fw)["generation"], before["generation"]);
+    assert_eq!(status(&fw).generation, before.generation);
 
     // A good apply after all that works and keeps the counter of the unchanged rule.
     let dry = fw.run(["apply", good.to_str().unwrap(), "--dry-run"]).unwrap();
     assert!(String::from_utf8_lossy(&dry.stdout).contains("0 added, 0 removed, 3 unchanged"), "{dry:?}");
     fw.run(["apply", good.to_str().unwrap()]).unwrap();
     let st = status(&fw);
-    assert_eq!(st["generation"], 2);
+    assert_eq!(st.generation, 2);
     assert_eq!(ping_count(&st), 4);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn commands_without_a_loaded_filter_explain_themselves() {
     let fw = Xdpwall::isolated();
     // A real ruleset: /dev/null (a device, and empty) is refused before the state is read.
-    let dir = tempdir("notloaded");
-    let good = dir.join("good.conf");
-    std::fs::write(&good, GOOD).unwrap();
+    let dir = TempDir::new("notloaded");
+    let good = dir.write("good.conf", GOOD);
     for args in [vec!["status"], vec!["unload"], vec!["apply", good.to_str().unwrap()]] {
         let out = fw.output(&args).unwrap();
         assert_eq!(out.status.code(), Some(1), "{args:?}");
@@ -144,13 +141,6 @@ fn commands_without_a_loaded_filter_explain_themselves() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("xdpwall: /nonexistent/x.conf"), "{out:?}");
     assert!(!Path::new(fw.pin_dir()).join("COUNTERS").exists());
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("xdpwall-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 #[test]
@@ -158,9 +148,8 @@ fn vlan_rules_turn_vlan_stripping_off_and_say_so() {
     let ns = Netns::new("vlan").unwrap();
     let veth = VethPair::new(&ns).unwrap();
     let fw = Xdpwall::isolated();
-    let dir = tempdir("vlan");
-    let rules = dir.join("vlan.conf");
-    std::fs::write(&rules, "block in vlan 100\n").unwrap();
+    let dir = TempDir::new("vlan");
+    let rules = dir.write("vlan.conf", "block in vlan 100\n");
     let ethtool = |iface: &str| {
         let out = std::process::Command::new("ethtool").args(["-k", iface]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).lines().find(|l| l.starts_with("rx-vlan-offload:")).unwrap().to_string()
@@ -170,5 +159,4 @@ fn vlan_rules_turn_vlan_stripping_off_and_say_so() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("note: {}: turned off VLAN stripping (rx-vlan-offload", veth.host)), "{stdout}");
     assert_eq!(ethtool(&veth.host), "rx-vlan-offload: off");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

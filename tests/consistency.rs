@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use filter_user::dataplane::Status;
 use serde_json::Value;
 use xdpwall_tests::{
     TempDir,
@@ -17,18 +18,17 @@ use xdpwall_tests::{
     netns::{Netns, VethPair},
 };
 
-const CLOSED: &str = "set default pass\nblock in proto udp to port 7000 label \"closed\"\n";
-const OPEN: &str = "set default pass\npass in proto udp to port 7000 label \"open\"\n";
+const CLOSED: &str = "set default pass\nblock in quick proto udp to port 7000 label \"closed\"\n";
+const OPEN: &str = "set default pass\npass in quick proto udp to port 7000 label \"open\" no state\n";
 
-/// `status --json` and its exit code.
-fn status(fw: &Xdpwall) -> (Value, Option<i32>, String) {
-    let out = fw.output(["status", "--json"]).expect("status runs");
-    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (json, out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+/// `status --json` (when it printed a report), its exit code and stderr.
+fn status(fw: &Xdpwall) -> (Option<Status>, Option<i32>, String) {
+    let (report, out) = fw.status_report().expect("status runs");
+    (report, out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-fn label_packets(st: &Value, label: &str) -> Option<u64> {
-    st["rules"].as_array()?.iter().find(|r| r["label"] == label)?["packets"].as_u64()
+fn label_packets(st: &Option<Status>, label: &str) -> Option<u64> {
+    st.as_ref()?.rule(label).map(|r| r.packets)
 }
 
 /// Sends one datagram to port 7000 of every pair's host end; whether each arrived.
@@ -77,7 +77,7 @@ fn an_apply_killed_or_failing_at_any_step_leaves_one_ruleset_enforcing_and_a_tru
             }
             // The next command recovers: finished when the state was written, else undone.
             let (st, code, err) = status(&fw);
-            assert_eq!(code, Some(0), "after {how} at {point}: status is healthy: {err} {st}");
+            assert_eq!(code, Some(0), "after {how} at {point}: status is healthy: {err} {st:?}");
             let now_open = label_packets(&st, "open").is_some();
             let expect_open = if committed { !enforcing_open } else { enforcing_open };
             assert_eq!(
@@ -86,10 +86,7 @@ fn an_apply_killed_or_failing_at_any_step_leaves_one_ruleset_enforcing_and_a_tru
                 "after {how} at {point}: status describes the ruleset that {}",
                 if expect_open { "opens" } else { "closes" }
             );
-            assert!(
-                st["interfaces"].as_array().unwrap().iter().all(|i| i["attached"] == true),
-                "{how} at {point}: {st}"
-            );
+            assert!(st.as_ref().is_some_and(|st| st.interfaces.iter().all(|i| i.attached)), "{how} at {point}: {st:?}");
             // What is enforced is what status says, on both interfaces.
             let label = if now_open { "open" } else { "closed" };
             let before = label_packets(&st, label).unwrap();
@@ -141,7 +138,7 @@ fn a_lost_state_file_is_explained_adopted_or_force_unloaded() {
     let out = fw.run(["apply", &closed]).expect("apply adopts");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("adopted {} from the pins", veth.host)), "{out:?}");
     let (st, code, _) = status(&fw);
-    assert_eq!(code, Some(0), "{st}");
+    assert_eq!(code, Some(0), "{st:?}");
     assert_eq!(probe(&ns, &[&veth]), [false]);
     assert_eq!(label_packets(&status(&fw).0, "closed"), Some(1), "counting again");
 
@@ -184,8 +181,8 @@ fn a_recreated_interface_is_reported_then_attached_again() {
     assert_eq!(probe(&ns, &[&veth]), [true], "the new device is not filtered");
     let (st, code, _) = status(&fw);
     assert_eq!(code, Some(1), "status fails while an interface filters nothing");
-    let problem = st["interfaces"][0]["problem"].as_str().unwrap_or_default().to_string();
-    assert!(problem.contains("removed") || problem.contains("re-created"), "{st}");
+    let problem = st.as_ref().and_then(|st| st.interfaces[0].problem.clone()).unwrap_or_default();
+    assert!(problem.contains("removed") || problem.contains("re-created"), "{st:?}");
     let text = fw.output(["status"]).unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("NOT FILTERED"), "{text:?}");
 

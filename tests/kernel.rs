@@ -1,22 +1,17 @@
 //! Table-driven BPF_PROG_TEST_RUN tests: real frames through the real XDP program,
 //! checking the verdict and that exactly the expected counter moved.
 
-use std::{
-    net::{Ipv4Addr, Ipv6Addr},
-    path::PathBuf,
-};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use filter_common::{Counter, Malformed, slot};
-use filter_user::{
-    compile,
-    dataplane::{IfaceBinding, LoadedProgram},
-    rules,
+use filter_common::{Counter, Malformed, names, slot};
+use filter_user::{compile, rules};
+use xdpwall_tests::{
+    bpf::{Bed, LO},
+    packet::{self, Ipv6Ext, LayerKind, Packet, PacketBuilder},
 };
-use xdpwall_tests::packet::{self, Ipv6Ext, LayerKind, Packet, PacketBuilder};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
-const LO: u32 = 1;
 
 /// What should decide a packet.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,8 +30,7 @@ enum Expect {
 
 /// A ruleset loaded into the kernel (not attached), counting into its own pin dir.
 struct Harness {
-    program: LoadedProgram,
-    pin_dir: PathBuf,
+    bed: Bed,
     default_slot: u32,
     rule_actions: Vec<u32>,
 }
@@ -52,43 +46,27 @@ impl Harness {
     fn with_lo_named(src: &str, lo_name: Option<&str>) -> Harness {
         let rs = rules::parse_str(src, "kernel-test.conf", std::path::Path::new(".")).expect("ruleset parses");
         let compiled = compile::compile(&rs).expect("ruleset compiles");
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/xdpwall-kt-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&pin_dir).expect("bpffs is mounted (cargo xtask setup)");
-        let slots: Vec<u32> = (0..compiled.rules.len() as u32).map(|i| slot::RESERVED + i).collect();
-        let lo: Vec<IfaceBinding> =
-            lo_name.map(|name| IfaceBinding { name: name.into(), ifindex: LO, stats_slot: 0 }).into_iter().collect();
-        let program = LoadedProgram::load(&compiled, &slots, &lo, &pin_dir).expect("program loads and verifies");
+        let bed = Bed::load(&compiled, lo_name, false, "kt").expect("program loads and verifies");
         let default_slot = match rs.default_action {
             rules::Action::Pass => slot::DEFAULT_PASS,
             rules::Action::Block => slot::DEFAULT_BLOCK,
         };
         let rule_actions =
             rs.rules.iter().map(|r| if r.action == rules::Action::Pass { XDP_PASS } else { XDP_DROP }).collect();
-        Harness { program, pin_dir, default_slot, rule_actions }
-    }
-
-    /// The keys in one of this harness's flow tables (`STATES`: answered flows,
-    /// `STATES_NEW`: the others).
-    fn flow_keys(&self, table: &str) -> Vec<filter_common::FlowKey> {
-        let map = aya::maps::MapData::from_pin(self.pin_dir.join(table)).expect("flow table pinned");
-        let map = aya::maps::Map::from_map_data(map).unwrap();
-        let map: aya::maps::HashMap<_, filter_common::FlowKey, filter_common::FlowState> =
-            aya::maps::HashMap::try_from(map).unwrap();
-        map.keys().map(|k| k.expect("key readable")).collect()
+        Harness { bed, default_slot, rule_actions }
     }
 
     /// Entries in this harness's flow tables: (answered, not answered).
     fn flow_counts(&self) -> (usize, usize) {
-        (self.flow_keys("STATES").len(), self.flow_keys("STATES_NEW").len())
+        let count = |table| self.bed.flows(table).expect("flow table readable").len();
+        (count(names::STATES), count(names::STATES_NEW))
     }
 
     /// Runs `frame` as sent by the host (TC egress on `lo`) and checks that it passes
     /// by the state of its flow: TC_ACT_OK and the state counter moved.
     fn check_egress_state(&mut self, name: &str, frame: &[u8]) {
         let before = self.counters()[slot::STATE as usize].packets;
-        let action = self.program.test_run_egress(frame).expect("egress test run");
+        let action = self.bed.program.test_run_egress(frame).expect("egress test run");
         let after = self.counters()[slot::STATE as usize].packets;
         assert_eq!((action, after - before), (0, 1), "{name}: (TC action, packets passed by state)");
     }
@@ -96,12 +74,7 @@ impl Harness {
     /// The counters the program can touch: the reserved slots and one per rule
     /// (reading all of COUNTERS per packet would dominate the test's run time).
     fn counters(&self) -> Vec<Counter> {
-        let map = aya::maps::MapData::from_pin(self.pin_dir.join("COUNTERS")).expect("COUNTERS pinned");
-        let map: aya::maps::PerCpuArray<_, Counter> =
-            aya::maps::PerCpuArray::try_from(aya::maps::Map::from_map_data(map).unwrap()).unwrap();
-        (0..slot::RESERVED + self.rule_actions.len() as u32)
-            .map(|s| map.get(&s, 0).expect("slot readable").iter().copied().fold(Counter::default(), |a, c| a + c))
-            .collect()
+        self.bed.counters(slot::RESERVED + self.rule_actions.len() as u32).expect("COUNTERS readable")
     }
 
     /// Runs `frame` (received on `lo`) and checks verdict and counters.
@@ -119,7 +92,7 @@ impl Harness {
             assert_eq!(self.rule_actions[i], action, "{name}: test table names the wrong action for rule {i}");
         }
         let before = self.counters();
-        let action = self.program.test_run(frame, Some(LO)).expect("test run");
+        let action = self.bed.program.test_run(frame, Some(LO)).expect("test run");
         let after = self.counters();
         assert_eq!(action, want_action, "{name}: verdict (2 pass, 1 drop), expected {expect:?}");
         for (s, (b, a)) in before.iter().zip(&after).enumerate() {
@@ -130,12 +103,6 @@ impl Harness {
                 assert_eq!((dp, db), (0, 0), "{name}: slot {s} moved, expected only {expect:?} (slot {want_slot})");
             }
         }
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.pin_dir);
     }
 }
 
@@ -168,23 +135,23 @@ fn bytes(b: PacketBuilder) -> Vec<u8> {
 const EVERY_FIELD: &str = r#"
 set default block
 table <nets> { 10.9.0.0/16, 2001:db8:9::/48 }
-pass  in on lo proto udp to port 1001
-pass  in inet proto udp to port 1002
-pass  in inet6 proto udp to port 1002
-pass  in proto sctp
-pass  in from 10.1.0.0/16
-pass  in from 2001:db8:1::/48
-pass  in to 10.2.2.2
-block in from !<nets> to 10.3.0.0/16
-pass  in from <nets> to 10.3.0.0/16
-pass  in proto tcp from port 5000:5010
-pass  in proto tcp to port { 22, 80 }
-pass  in proto tcp to port 8000 flags S/SA
-pass  in proto icmp icmp-type echoreq
-pass  in proto icmp6 icmp6-type echoreq
-pass  in proto icmp icmp-type unreach code 3
-pass  in vlan 100
-block in to 2001:db8:d::/48
+pass  in quick on lo proto udp to port 1001 no state
+pass  in quick inet proto udp to port 1002 no state
+pass  in quick inet6 proto udp to port 1002 no state
+pass  in quick proto sctp no state
+pass  in quick from 10.1.0.0/16 no state
+pass  in quick from 2001:db8:1::/48 no state
+pass  in quick to 10.2.2.2 no state
+block in quick from !<nets> to 10.3.0.0/16
+pass  in quick from <nets> to 10.3.0.0/16 no state
+pass  in quick proto tcp from port 5000:5010 no state
+pass  in quick proto tcp to port { 22, 80 } no state
+pass  in quick proto tcp to port 8000 flags S/SA no state
+pass  in quick proto icmp icmp-type echoreq no state
+pass  in quick proto icmp6 icmp6-type echoreq no state
+pass  in quick proto icmp icmp-type unreach code 3 no state
+pass  in quick vlan 100 no state
+block in quick to 2001:db8:d::/48
 "#;
 
 #[test]
@@ -321,10 +288,10 @@ fn ipv6_extension_header_chains() {
 fn default_pass_and_rule_order() {
     use Expect::*;
     let mut h = Harness::new(
-        "block in proto udp to port 53\n\
-         pass  in proto udp to port 53:54\n\
-         block in from 10.0.0.0/8\n\
-         pass  in from 10.1.0.0/16\n",
+        "block in quick proto udp to port 53\n\
+         pass  in quick proto udp to port 53:54 no state\n\
+         block in quick from 10.0.0.0/8\n\
+         pass  in quick from 10.1.0.0/16 no state\n",
     );
     h.check("first match wins over a later pass", &bytes(ip4().udp(1, 53)), Rule(0, XDP_DROP));
     h.check("second rule", &bytes(ip4().udp(1, 54)), Rule(1, XDP_PASS));
@@ -455,9 +422,9 @@ fn packet_sanity() {
     // pf's classic: SYNs to 22 are blocked, other TCP passes.
     let mut h = Harness::new(
         "set default block
-         block in proto tcp to port 22 flags S/SA
-         pass  in proto tcp
-         pass  in proto udp
+         block in quick proto tcp to port 22 flags S/SA
+         pass  in quick proto tcp no state
+         pass  in quick proto udp no state
 ",
     );
     let (syn, ack) = (packet::TCP_SYN, packet::TCP_ACK);
@@ -608,7 +575,7 @@ fn packet_sanity() {
 
 #[test]
 fn interface_field_uses_the_receiving_interface() {
-    let src = "set default pass\nblock in on lo proto udp\nblock in on wan0 proto tcp\n";
+    let src = "set default pass\nblock in quick on lo proto udp\nblock in quick on wan0 proto tcp\n";
     let udp = bytes(ip4().udp(1, 2));
     let tcp = bytes(ip4().tcp(1, 2, packet::TCP_SYN));
     let mut h = Harness::new(src);
@@ -627,10 +594,10 @@ fn interface_field_uses_the_receiving_interface() {
 const STATEFUL: &str = r#"
 set default block
 set timeout udp.first 1
-pass in proto tcp to port 80 keep state
-pass in proto udp to port 53 keep state
-pass in proto icmp icmp-type echoreq keep state
-pass in proto icmp6 icmp6-type echoreq keep state
+pass in quick proto tcp to port 80 flags any keep state
+pass in quick proto udp to port 53 keep state
+pass in quick proto icmp icmp-type echoreq keep state
+pass in quick proto icmp6 icmp6-type echoreq keep state
 "#;
 
 const CLIENT: &str = "192.0.2.10";
@@ -713,7 +680,7 @@ fn udp_and_icmp_echo_pseudo_state() {
 
 #[test]
 fn a_full_flow_table_evicts_the_least_recently_used() {
-    let mut h = Harness::new("set default block\nset limit states 64\npass in proto udp to port 53 keep state\n");
+    let mut h = Harness::new("set default block\nset limit states 64\npass in quick proto udp to port 53 keep state\n");
     let query = |sport: u16| bytes(PacketBuilder::eth().ipv4(v4(CLIENT), v4(SERVER)).udp(sport, 53));
     let answer = |dport: u16| bytes(PacketBuilder::eth().ipv4(v4(SERVER), v4(CLIENT)).udp(53, dport));
     for sport in 10000..10300 {
@@ -785,9 +752,9 @@ fn a_spoofed_flood_cannot_evict_answered_flows() {
     let mut h = Harness::new(
         "set default block
          set limit states 1000
-         pass in  proto tcp to port 22 keep state
-         pass in  proto udp to port 53 keep state
-         pass out proto udp keep state
+         pass in  quick proto tcp to port 22 flags any keep state
+         pass in  quick proto udp to port 53 keep state
+         pass out quick proto udp keep state
 ",
     );
     let host = "198.51.100.20";
@@ -805,7 +772,7 @@ fn a_spoofed_flood_cannot_evict_answered_flows() {
     h.check_egress_state("host SYN-ACK", &tcp(false, syn | ack));
     h.check("client ACK", &tcp(true, ack), State);
     let before = h.counters()[slot::STATE as usize].packets;
-    assert_eq!(h.program.test_run_egress(&query).expect("egress test run"), 0, "the host's query passes");
+    assert_eq!(h.bed.program.test_run_egress(&query).expect("egress test run"), 0, "the host's query passes");
     assert_eq!(h.counters()[slot::STATE as usize].packets, before, "the query opened its flow by rule");
     h.check("resolver reply", &reply, State);
     assert_eq!(h.flow_counts(), (2, 0), "both flows answered");
@@ -817,9 +784,9 @@ fn a_spoofed_flood_cannot_evict_answered_flows() {
         let spoofed = |b: PacketBuilder| bytes(b);
         let syn_pkt = spoofed(PacketBuilder::eth().ipv4(src, v4(host)).tcp(1024 + i as u16, 22, syn));
         let udp_pkt = spoofed(PacketBuilder::eth().ipv4(src, v4(host)).udp(1024 + i as u16, 53));
-        let first = h.program.test_run(&syn_pkt, Some(LO)).expect("test run");
-        let second = h.program.test_run(&udp_pkt, Some(LO)).expect("test run");
-        let third = h.program.test_run(&syn_pkt, Some(LO)).expect("test run");
+        let first = h.bed.program.test_run(&syn_pkt, Some(LO)).expect("test run");
+        let second = h.bed.program.test_run(&udp_pkt, Some(LO)).expect("test run");
+        let third = h.bed.program.test_run(&syn_pkt, Some(LO)).expect("test run");
         assert_eq!(
             (first, second, third),
             (XDP_PASS, XDP_PASS, XDP_PASS),
@@ -854,18 +821,6 @@ fn a_spoofed_flood_cannot_evict_answered_flows() {
     h.check("the flood's oldest flow was evicted: back to its rule", &oldest, Rule(1, XDP_PASS));
 }
 
-/// A small deterministic generator (xorshift64*) for the address test's prefixes.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 /// Every structure of the address lookups (IPv4 direct array with groups and flagged
 /// /24s, hashed longer IPv4 prefixes, hashed IPv6 lengths, the IPv6 trie) against the
 /// reference model: a rule per prefix length from 32 to 1 and from 128 to 1 on a
@@ -877,7 +832,7 @@ impl Rng {
 fn address_lookups_agree_with_the_model_at_every_prefix_length() {
     use std::fmt::Write as _;
 
-    let mut rng = Rng(0x5eed_cafe_f00d_0001);
+    let mut rng = fastrand::Rng::with_seed(0x5eed_cafe_f00d_0001);
     let base4: u32 = 0xcb00_714d; // 203.0.113.77
     let base6: u128 = 0x2001_0db8_aaaa_0000_0000_0000_0000_0077;
     let net4 = |a: u32, len: u32| if len == 0 { 0 } else { a & (u32::MAX << (32 - len)) };
@@ -900,7 +855,7 @@ fn address_lookups_agree_with_the_model_at_every_prefix_length() {
     // Enough hosts and prefixes at some lengths for them to be hashed (IPv6 needs 64
     // per length), inside the chains' prefixes; some listed twice.
     for i in 0..300u32 {
-        let h = (base4 & 0xffff_0000) | (rng.next() as u32 & 0xffff);
+        let h = (base4 & 0xffff_0000) | (rng.u64(..) as u32 & 0xffff);
         hosts.push(format!("{}", Ipv4Addr::from(h)));
         probes4.extend([h, h.wrapping_add(1)]);
         if i % 10 == 0 {
@@ -908,50 +863,40 @@ fn address_lookups_agree_with_the_model_at_every_prefix_length() {
         }
     }
     for _ in 0..80 {
-        let n = net4((base4 & 0xfff0_0000) | (rng.next() as u32 & 0x000f_ff00), 24);
+        let n = net4((base4 & 0xfff0_0000) | (rng.u64(..) as u32 & 0x000f_ff00), 24);
         hosts.push(format!("{}/24", Ipv4Addr::from(n)));
         probes4.extend([n, n | 0xff, n.wrapping_sub(1)]);
     }
     for (len, count) in [(128u32, 100), (64, 80), (48, 70)] {
         for _ in 0..count {
-            let a = net6(base6 ^ ((u128::from(rng.next()) << 64 | u128::from(rng.next())) >> (len - 24)), len);
+            let a = net6(base6 ^ ((u128::from(rng.u64(..)) << 64 | u128::from(rng.u64(..))) >> (len - 24)), len);
             hosts.push(format!("{}/{len}", Ipv6Addr::from(a)));
             probes6.extend([a, a.wrapping_add(1), a.wrapping_sub(1)]);
         }
     }
     for _ in 0..200 {
-        probes4.push((base4 & 0xff00_0000) | (rng.next() as u32 & 0x00ff_ffff));
-        probes6.push(base6 ^ (u128::from(rng.next()) >> (rng.next() % 64)));
+        probes4.push((base4 & 0xff00_0000) | (rng.u64(..) as u32 & 0x00ff_ffff));
+        probes6.push(base6 ^ (u128::from(rng.u64(..)) >> (rng.u64(..) % 64)));
     }
 
     let mut src = String::from("set default block\n");
     let _ = writeln!(src, "table <hosts> {{ {} }}", hosts.join(", "));
-    src.push_str("block in proto udp from <hosts> to port 1\n");
+    src.push_str("block in quick proto udp from <hosts> to port 1\n");
     for (i, net) in chain.iter().enumerate() {
         let action = if i % 2 == 0 { "pass " } else { "block" };
-        let _ = writeln!(src, "{action} in proto udp from {net} to port 1");
+        let _ = writeln!(src, "{action} in quick proto udp from {net} to port 1 no state");
     }
     src.push_str(
-        "pass  in proto udp from !<hosts> to <hosts> port 2\n\
-         block in proto udp to !<hosts> port 2\n\
-         pass  in proto udp from 0.0.0.0/0 to port 3\n\
-         block in proto udp from ::/0 to port 3\n",
+        "pass  in quick proto udp from !<hosts> to <hosts> port 2 no state\n\
+         block in quick proto udp to !<hosts> port 2\n\
+         pass  in quick proto udp from 0.0.0.0/0 to port 3 no state\n\
+         block in quick proto udp from ::/0 to port 3\n",
     );
     let rs = rules::parse_str(&src, "addresses.conf", std::path::Path::new(".")).expect("ruleset parses");
     let compiled = compile::compile(&rs).expect("ruleset compiles");
     assert!(compiled.src.v6_hashed_lengths().count() >= 3, "IPv6 /128, /64 and /48 are hashed");
     assert!(compiled.src.dir4.len() > filter_common::dir::TOP_ENTRIES as usize, "IPv4 groups exist");
-    let pin_dir = PathBuf::from(format!("/sys/fs/bpf/xdpwall-kt-addr-{}", std::process::id()));
-    std::fs::create_dir_all(&pin_dir).expect("bpffs is mounted (cargo xtask setup)");
-    struct Cleanup(PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(pin_dir.clone());
-    let slots: Vec<u32> = (0..compiled.rules.len() as u32).map(|i| slot::RESERVED + i).collect();
-    let mut program = LoadedProgram::load_traced(&compiled, &slots, &[], &pin_dir).expect("program loads and verifies");
+    let mut bed = Bed::load(&compiled, None, true, "kt-addr").expect("program loads and verifies");
 
     let other4 = Ipv4Addr::new(192, 0, 2, 1);
     let other6: Ipv6Addr = "2001:db8:ffff::1".parse().unwrap();
@@ -985,7 +930,7 @@ fn address_lookups_agree_with_the_model_at_every_prefix_length() {
             }
             other => panic!("{name}: the model says {other:?}"),
         };
-        let got = program.test_run_traced(frame, Some(LO)).expect("test run");
+        let got = bed.program.test_run_traced(frame, Some(LO)).expect("test run");
         assert_eq!((got.slot, got.action), (want_slot, want_action), "{name}: (counter slot, action)");
     }
     // Every rule and the default decided some probe: the test reaches every class.
@@ -1010,7 +955,7 @@ fn flow_path_costs() {
     let mut cost = |name: &str, frame: &[u8], want: Expect| {
         h.check(name, frame, want);
         let mut runs: Vec<u128> = (0..5)
-            .map(|_| h.program.test_run_repeat(frame, Some(LO), repeat).expect("test run").1.as_nanos())
+            .map(|_| h.bed.program.test_run_repeat(frame, Some(LO), repeat).expect("test run").1.as_nanos())
             .collect();
         runs.sort_unstable();
         println!("{name}: {} ns/packet (median of 5 x {repeat} runs)", runs[2]);
@@ -1021,7 +966,7 @@ fn flow_path_costs() {
     let query = |sport: u16| bytes(PacketBuilder::eth().ipv4(v4(CLIENT), v4(SERVER)).udp(sport, 53));
     let mut opens: Vec<u128> = (20000..40000u16)
         .map(|sport| {
-            let (action, took) = h.program.test_run_repeat(&query(sport), Some(LO), 1).expect("test run");
+            let (action, took) = h.bed.program.test_run_repeat(&query(sport), Some(LO), 1).expect("test run");
             assert_eq!(action, XDP_PASS);
             took.as_nanos()
         })

@@ -4,12 +4,15 @@
 //!   test panics, and never collide between tests running in parallel.
 //! - [`packet`]: a builder for test frames (BPF_PROG_TEST_RUN) that records where each header is.
 //! - [`cli`]: runs the `xdpwall` binary against its own pin and run directories.
+//! - [`bpf`]: xdpwall's program loaded for one ruleset, for BPF_PROG_TEST_RUN, with its maps
+//!   pinned in a directory of its own.
 //!
 //! Everything but [`packet`] needs root; `cargo xtask test` runs the suites as root and sets
 //! `XDPWALL_BIN`.
 
 #![warn(missing_docs)]
 
+pub mod bpf;
 pub mod cli;
 pub mod netns;
 pub mod packet;

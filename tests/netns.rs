@@ -370,3 +370,61 @@ mod tests {
         assert!(!owner_is_gone("xw-other"));
     }
 }
+
+/// What [`udp_stream_during`] saw.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamCount {
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Datagrams received.
+    pub received: u64,
+}
+
+/// Runs `during` while a paced stream of one-byte UDP datagrams flows from `ns` to `to`
+/// (an address of this namespace, bound here with a big receive buffer): `burst`
+/// datagrams, then `pause`, again and again. The pace keeps veth's ring and the sender's
+/// socket from overflowing, so any loss is the filter's. The stream starts 100 ms before
+/// `during` and stops 200 ms after it; `received` counts until nothing came for 500 ms.
+pub fn udp_stream_during<R>(
+    ns: &Netns,
+    to: std::net::SocketAddr,
+    burst: u32,
+    pause: std::time::Duration,
+    during: impl FnOnce() -> R,
+) -> (R, StreamCount) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Duration;
+
+    let receiver = std::net::UdpSocket::bind(to).unwrap_or_else(|e| panic!("binding {to}: {e}"));
+    crate::big_receive_buffer(&receiver);
+    receiver.set_read_timeout(Some(Duration::from_millis(500))).expect("a read timeout");
+    let (stop, sent) = (AtomicBool::new(false), AtomicU64::new(0));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.run(|| {
+                let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("a UDP socket in the namespace");
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..burst {
+                        sock.send_to(b"x", to).expect("sending a datagram");
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(pause);
+                }
+            })
+        });
+        let receiving = s.spawn(|| {
+            let mut buf = [0u8; 16];
+            let mut got = 0u64;
+            while receiver.recv(&mut buf).is_ok() {
+                got += 1;
+            }
+            got
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let result = during();
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::Relaxed);
+        let received = receiving.join().expect("the receiving thread");
+        (result, StreamCount { sent: sent.load(Ordering::Relaxed), received })
+    })
+}

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use serde_json::Value;
+use filter_user::dataplane::{FlowEntry, Status};
 use xdpwall_tests::{
     cli::{Xdpwall, bin_from_env},
     netns::{Netns, VethPair},
@@ -129,14 +129,14 @@ impl Routed {
         out
     }
 
-    fn status(&self) -> Value {
+    fn status(&self) -> Status {
         serde_json::from_slice(&self.xdpwall(&["status", "--json"]).stdout).unwrap()
     }
 
-    fn states(&self, args: &[&str]) -> Vec<Value> {
+    fn states(&self, args: &[&str]) -> Vec<FlowEntry> {
         let mut a = vec!["states", "--json"];
         a.extend(args);
-        serde_json::from_slice::<Vec<Value>>(&self.xdpwall(&a).stdout).unwrap()
+        serde_json::from_slice(&self.xdpwall(&a).stdout).unwrap()
     }
 }
 
@@ -204,19 +204,16 @@ fn router_keeps_state_across_interfaces() {
     }
     let flows = net.states(&["--proto", "tcp", "--port", "8080"]);
     assert!(!flows.is_empty(), "the router tracks the connections");
-    assert_eq!(flows[0]["src"], net.client_ip.to_string(), "oriented from the opener: {flows:?}");
-    assert_eq!(flows[0]["rule"], "pass in on r1 proto tcp to port 8080 keep state label \"web out\"");
-    assert!(
-        flows.iter().all(|f| ["ESTABLISHED", "CLOSING", "FIN_WAIT"].contains(&f["state"].as_str().unwrap())),
-        "{flows:?}"
-    );
+    assert_eq!(flows[0].src, net.client_ip, "oriented from the opener: {flows:?}");
+    assert_eq!(flows[0].rule.as_deref(), Some("pass in on r1 proto tcp to port 8080 keep state label \"web out\""));
+    assert!(flows.iter().all(|f| ["ESTABLISHED", "CLOSING", "FIN_WAIT"].contains(&f.state.as_str())), "{flows:?}");
 
     // Unsolicited: the server may not open connections to the client.
     let back = SocketAddr::new(net.client_ip.into(), 8080);
     let _client_server = serve_tcp(&net.client, back);
-    let default_before = net.status()["default"]["packets"].as_u64().unwrap();
+    let default_before = net.status().default.packets;
     assert!(!tcp_exchange(&net.server, back), "server -> client is blocked");
-    assert!(net.status()["default"]["packets"].as_u64().unwrap() > default_before, "its SYN hit the default block");
+    assert!(net.status().default.packets > default_before, "its SYN hit the default block");
 
     // UDP request/response, and a response nobody asked for.
     let dns = SocketAddr::new(net.server_ip.into(), 5353);
@@ -237,8 +234,8 @@ fn router_keeps_state_across_interfaces() {
     assert_eq!(net.client.ping_replies(net.server_ip.into(), 3), 3);
     assert_eq!(net.server.ping_replies(net.client_ip.into(), 1), 0, "the server may not ping in");
     let st = net.status();
-    assert!(st["flow_table"]["flows"].as_u64().unwrap() >= 3, "{st:#}");
-    assert!(st["state_matches"]["packets"].as_u64().unwrap() > 10);
+    assert!(st.flow_table.flows >= 3, "{st:#?}");
+    assert!(st.state_matches.packets > 10);
 
     // Timeouts: after udp.multiple (2 s) the UDP flow is gone and a late answer is blocked.
     std::thread::sleep(Duration::from_millis(2100));
@@ -305,9 +302,9 @@ fn host_connections_are_tracked_by_egress() {
     drop(inbound);
     assert_eq!(ns.ping_replies(veth.host_v4.into(), 1), 0, "inbound ping is blocked");
 
-    let st: Value = serde_json::from_slice(&fw.run(["status", "--json"]).unwrap().stdout).unwrap();
-    let own = st["rules"].as_array().unwrap().iter().find(|r| r["label"] == "own flows").unwrap();
-    assert!(own["packets"].as_u64().unwrap() >= 2, "the out rule opened the flows: {own}");
+    let st = fw.status().unwrap();
+    let own = st.rule("own flows").unwrap();
+    assert!(own.packets >= 2, "the out rule opened the flows: {own:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -368,7 +365,7 @@ fn a_spoofed_flood_keeps_established_and_own_flows() {
     )
     .unwrap();
     fw.run(["load", &veth.host, rules.to_str().unwrap()]).expect("load");
-    let status = || -> Value { serde_json::from_slice(&fw.run(["status", "--json"]).unwrap().stdout).unwrap() };
+    let status = || fw.status().unwrap();
 
     // An inbound connection to the host's service, established and kept open.
     let service = SocketAddr::new(veth.host_v4.into(), 9393);
@@ -398,8 +395,8 @@ fn a_spoofed_flood_keeps_established_and_own_flows() {
     let (_, host_end) = echo.recv_from(&mut buf).unwrap();
     ns.run(|| echo.send_to(b"a1", host_end).unwrap());
     assert!(sock.recv_from(&mut buf).is_ok(), "the answer returns by state");
-    let t = &status()["flow_table"];
-    assert_eq!(t["answered"].as_u64(), Some(2), "both flows answered: {t}");
+    let t = status().flow_table;
+    assert_eq!(t.answered, 2, "both flows answered: {t:?}");
 
     // The flood: a SYN to the service, a datagram to the flooded port, the SYN again.
     let mut packets = Vec::new();
@@ -417,13 +414,11 @@ fn a_spoofed_flood_keeps_established_and_own_flows() {
     // each kind three times as many as the unanswered table holds.
     std::thread::sleep(Duration::from_millis(300));
     let st = status();
-    let by_label = |label: &str| {
-        st["rules"].as_array().unwrap().iter().find(|r| r["label"] == label).unwrap()["packets"].as_u64().unwrap()
-    };
-    assert!(by_label("service") >= 1500 && by_label("flooded") >= 1500, "the flood opened its flows: {st}");
-    let t = &st["flow_table"];
-    assert_eq!(t["answered"].as_u64(), Some(2), "the flood's flows are never answered ones: {t}");
-    assert!(t["unanswered"].as_u64().unwrap() <= t["unanswered_limit"].as_u64().unwrap(), "{t}");
+    let by_label = |label: &str| st.rule(label).unwrap().packets;
+    assert!(by_label("service") >= 1500 && by_label("flooded") >= 1500, "the flood opened its flows: {st:?}");
+    let t = &st.flow_table;
+    assert_eq!(t.answered, 2, "the flood's flows are never answered ones: {t:?}");
+    assert!(t.unanswered <= t.unanswered_limit as usize, "{t:?}");
 
     // The established connection: the client's segment comes in first, and only its
     // flow's state can pass it (the rule wants a SYN).

@@ -5,17 +5,13 @@ use std::{
     io::Write as _,
     net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
     time::Duration,
 };
 
-use serde_json::Value;
+use filter_user::dataplane::Status;
 use xdpwall_tests::{
     cli::Xdpwall,
-    netns::{Netns, VethPair},
+    netns::{Netns, VethPair, udp_stream_during},
 };
 
 /// A test's own netns, veth pair, CLI instance and ruleset files.
@@ -42,22 +38,14 @@ impl Bed {
         p
     }
 
-    fn status(&self) -> Value {
-        let out = self.fw.run(["status", "--json"]).expect("status");
-        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    fn status(&self) -> Status {
+        self.fw.status().expect("status")
     }
 
     /// Packets counted by the rule with this label.
     fn rule_packets(&self, label: &str) -> u64 {
         let st = self.status();
-        st["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["label"] == label)
-            .unwrap_or_else(|| panic!("no rule labelled {label} in {st:#}"))["packets"]
-            .as_u64()
-            .unwrap()
+        st.rule(label).unwrap_or_else(|| panic!("no rule labelled {label} in {st:#?}")).packets
     }
 
     /// Sends `n` UDP datagrams from the netns to `to`.
@@ -105,11 +93,11 @@ fn drain(sock: &UdpSocket) -> u64 {
 
 const RULES: &str = r#"
 set default block
-pass  in proto icmp icmp-type echo-request label "ping4"
-pass  in proto icmp6 label "icmp6"
-pass  in proto tcp to port 8080 label "web"
-pass  in proto udp to port 5353 label "udp-allowed"
-block in proto udp to port 5354 label "udp-blocked"
+pass  in quick proto icmp icmp-type echo-request label "ping4" no state
+pass  in quick proto icmp6 label "icmp6" no state
+pass  in quick proto tcp to port 8080 label "web" no state
+pass  in quick proto udp to port 5353 label "udp-allowed" no state
+block in quick proto udp to port 5354 label "udp-blocked"
 "#;
 
 #[test]
@@ -136,9 +124,9 @@ fn tcp_udp_icmp_and_ipv6_through_the_filter() {
         let mut buf = [0u8; 5];
         std::io::Read::read_exact(&mut conn, &mut buf).unwrap();
         assert_eq!(&buf, b"hello");
-        let before = bed.status()["default"]["packets"].as_u64().unwrap();
+        let before = bed.status().default.packets;
         assert!(!bed.tcp_connects(SocketAddr::new(ip, 8081)), "tcp {ip}:8081 blocked by default");
-        let after = bed.status()["default"]["packets"].as_u64().unwrap();
+        let after = bed.status().default.packets;
         assert!(after > before, "the dropped SYN is counted by the default policy");
         drop(closed);
     }
@@ -158,11 +146,11 @@ fn tcp_udp_icmp_and_ipv6_through_the_filter() {
     }
 
     let st = bed.status();
-    let iface = &st["interfaces"][0];
-    assert_eq!(iface["name"], bed.veth.host.as_str());
-    assert_eq!(iface["mode"], "native");
-    assert!(iface["dropped_packets"].as_u64().unwrap() >= 80, "{iface}");
-    assert!(st["non_ip"]["packets"].as_u64().unwrap() >= 1, "ARP passed unjudged: {st:#}");
+    let iface = &st.interfaces[0];
+    assert_eq!(iface.name, bed.veth.host);
+    assert_eq!(iface.mode, "native");
+    assert!(iface.dropped_packets >= 80, "{iface:?}");
+    assert!(st.non_ip.packets >= 1, "ARP passed unjudged: {st:#?}");
 
     // The filter outlives the tool: nothing of ours runs now, and it still blocks.
     assert!(!bed.tcp_connects(SocketAddr::new(v4, 8081)));
@@ -181,91 +169,50 @@ fn apply_under_traffic_loses_no_allowed_packet() {
     let a = bed.ruleset(
         "a.conf",
         "set default block\n\
-         pass in proto icmp6 label \"icmp6\"\n\
-         pass in proto icmp label \"ping\"\n\
-         pass in proto udp to port 6000 label \"stream-a\"\n",
+         pass in quick proto icmp6 label \"icmp6\" no state\n\
+         pass in quick proto icmp label \"ping\" no state\n\
+         pass in quick proto udp to port 6000 label \"stream-a\" no state\n",
     );
     let b = bed.ruleset(
         "b.conf",
         "set default block\n\
-         block in proto udp to port 6001 label \"other\"\n\
-         pass in proto udp from 10.0.0.0/8 to port 5990:6010 label \"stream-b\"\n\
-         pass in proto icmp label \"ping\"\n\
-         pass in proto icmp6 label \"icmp6\"\n",
+         block in quick proto udp to port 6001 label \"other\"\n\
+         pass in quick proto udp from 10.0.0.0/8 to port 5990:6010 label \"stream-b\" no state\n\
+         pass in quick proto icmp label \"ping\" no state\n\
+         pass in quick proto icmp6 label \"icmp6\" no state\n",
     );
     bed.fw.run(["load", &bed.veth.host, a.to_str().unwrap()]).expect("load");
     assert_eq!(bed.ns.ping_replies(bed.veth.host_v4.into(), 2), 2);
     let ping_before = bed.rule_packets("ping");
-    let default_before = bed.status()["default"]["packets"].as_u64().unwrap();
+    let default_before = bed.status().default.packets;
 
     let to = SocketAddr::new(bed.veth.host_v4.into(), 6000);
-    let receiver = UdpSocket::bind(to).unwrap();
-    // The applies keep both cores busy verifying programs; a big receive buffer makes
-    // sure the socket, not the filter, is never where a datagram is lost.
-    xdpwall_tests::big_receive_buffer(&receiver);
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    std::thread::scope(|s| {
-        let (stop2, sent2) = (stop.clone(), sent.clone());
-        let ns = &bed.ns;
-        s.spawn(move || {
-            ns.run(|| {
-                let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
-                while !stop2.load(Ordering::Relaxed) {
-                    // Paced so that neither veth's ring nor our socket overflows: any
-                    // loss can only come from the filter.
-                    for _ in 0..20 {
-                        sock.send_to(b"x", to).unwrap();
-                        sent2.fetch_add(1, Ordering::Relaxed);
-                    }
-                    std::thread::sleep(Duration::from_micros(500));
-                }
-            })
-        });
-        let receiving = s.spawn(|| {
-            receiver.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-            let mut buf = [0u8; 16];
-            let mut got = 0u64;
-            while receiver.recv(&mut buf).is_ok() {
-                got += 1;
-            }
-            got
-        });
-        std::thread::sleep(Duration::from_millis(100));
+    // The applies keep both cores busy verifying programs; the stream's receiver has a
+    // big buffer, so the socket is never where a datagram is lost.
+    let ((), count) = udp_stream_during(&bed.ns, to, 20, Duration::from_micros(500), || {
         for i in 0..6 {
             let file = if i % 2 == 0 { &b } else { &a };
             bed.fw.run(["apply", file.to_str().unwrap()]).expect("apply");
         }
-        std::thread::sleep(Duration::from_millis(100));
-        stop.store(true, Ordering::Relaxed);
-        let got = receiving.join().unwrap();
-        let sent = sent.load(Ordering::Relaxed);
-        let veth_drops = bed.ns.exec(&["ip", "-s", "link", "show", &bed.veth.peer]);
-        let host_drops =
-            std::process::Command::new("ip").args(["-s", "link", "show", &bed.veth.host]).output().unwrap();
-        assert!(sent > 1000, "the stream ran through the applies ({sent} datagrams)");
-        assert_eq!(
-            got,
-            sent,
-            "every datagram of the stream was delivered across 6 applies\npeer: {}\nhost: {}\nstatus: {:#}",
-            String::from_utf8_lossy(&veth_drops.stdout),
-            String::from_utf8_lossy(&host_drops.stdout),
-            bed.status()
-        );
     });
-    let st = bed.status();
-    let by_label = |l: &str| {
-        st["rules"].as_array().unwrap().iter().find(|r| r["label"] == l).map_or(0, |r| r["packets"].as_u64().unwrap())
-    };
-    assert_eq!(st["generation"], 7);
-    assert_eq!(by_label("ping"), ping_before, "the unchanged rule kept its counter");
+    let veth_drops = bed.ns.exec(&["ip", "-s", "link", "show", &bed.veth.peer]);
+    let host_drops = std::process::Command::new("ip").args(["-s", "link", "show", &bed.veth.host]).output().unwrap();
+    let sent = count.sent;
+    assert!(sent > 1000, "the stream ran through the applies ({sent} datagrams)");
     assert_eq!(
-        st["default"]["packets"].as_u64().unwrap(),
-        default_before,
-        "no packet fell through to the default block during the applies"
+        count.received,
+        sent,
+        "every datagram of the stream was delivered across 6 applies\npeer: {}\nhost: {}\nstatus: {:#?}",
+        String::from_utf8_lossy(&veth_drops.stdout),
+        String::from_utf8_lossy(&host_drops.stdout),
+        bed.status()
     );
+    let st = bed.status();
+    let by_label = |l: &str| st.rule(l).map_or(0, |r| r.packets);
+    assert_eq!(st.generation, 7);
+    assert_eq!(by_label("ping"), ping_before, "the unchanged rule kept its counter");
+    assert_eq!(st.default.packets, default_before, "no packet fell through to the default block during the applies");
     let a_count = by_label("stream-a");
-    let sent = sent.load(Ordering::Relaxed);
     assert!(a_count > 0 && a_count < sent, "stream-a restarted from zero when re-added ({a_count} of {sent})");
-    assert!(st["rules"].as_array().unwrap().iter().all(|r| r["label"] != "stream-b"), "b's rules are gone");
+    assert!(st.rule("stream-b").is_none(), "b's rules are gone");
 }

@@ -94,7 +94,7 @@ fn per_packet(c: &mut Criterion) {
         eprintln!("per_packet: skipped (BPF_PROG_TEST_RUN needs root)");
         return;
     }
-    let pins = PinDir::new("criterion").expect("a bpffs directory (is bpffs mounted?)");
+    let pins = PinDir::new("bench-criterion").expect("a bpffs directory (is bpffs mounted?)");
     let drop = Reference::drop_program(&pins).expect("loading bench_drop");
     let mut scenarios: Vec<(String, Scenario)> =
         [1, 64, 1024, 4096].map(|n| (format!("per_packet/{n} rules"), Scenario::rules(n, Last::Block))).into();

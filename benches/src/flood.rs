@@ -44,7 +44,7 @@ pub const FLOOD_V6_BITS: u32 = 96;
 pub const FLOOD_PORT: u16 = 6000;
 
 /// The address family of a flood.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Family {
     /// IPv4 sources from 1.0.0.0/8.
     V4,
@@ -96,19 +96,6 @@ pub struct Blocklist {
     pub entries: Vec<Prefix>,
 }
 
-/// SplitMix64: a fixed, seedable generator, so every run lists the same prefixes.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 /// A bitmap of `1 << bits` entries.
 struct Bits(Vec<u64>);
 
@@ -133,7 +120,8 @@ impl Bits {
 impl Blocklist {
     /// `n` distinct, disjoint prefixes in the family's flood network.
     pub fn new(family: Family, n: usize) -> Blocklist {
-        let mut rng = Rng(match family {
+        // A fixed seed per family, so every run lists the same prefixes.
+        let mut rng = fastrand::Rng::with_seed(match family {
             Family::V4 => 0x7877_6200_0000_0004,
             Family::V6 => 0x7877_6200_0000_0006,
         });
@@ -146,13 +134,13 @@ impl Blocklist {
                 let (mut s24, mut s32) = (Bits::new(16), Bits::new(24));
                 let shorter = n.div_ceil(256).min(n);
                 while entries.len() < shorter {
-                    let i = (rng.next() & 0xffff) as usize;
+                    let i = (rng.u64(..) & 0xffff) as usize;
                     if s24.insert(i) {
                         entries.push(Prefix { addr: base | (i as u128) << 8, len: 24 });
                     }
                 }
                 while entries.len() < n {
-                    let a = (rng.next() & 0xff_ffff) as usize;
+                    let a = (rng.u64(..) & 0xff_ffff) as usize;
                     if !s24.contains(a >> 8) && s32.insert(a) {
                         entries.push(Prefix { addr: base | a as u128, len: 32 });
                     }
@@ -165,19 +153,19 @@ impl Blocklist {
                 let n48 = n.div_ceil(256).min(n);
                 let n64 = (n.div_ceil(16) - n48.min(n.div_ceil(16))).min(n - n48);
                 while entries.len() < n48 {
-                    let i = (rng.next() & 0xffff) as usize;
+                    let i = (rng.u64(..) & 0xffff) as usize;
                     if s48.insert(i) {
                         entries.push(Prefix { addr: base | (i as u128) << 80, len: 48 });
                     }
                 }
                 while entries.len() < n48 + n64 {
-                    let i = rng.next() & 0xffff_ffff;
+                    let i = rng.u64(..) & 0xffff_ffff;
                     if !s48.contains((i >> 16) as usize) && s64.insert(i) {
                         entries.push(Prefix { addr: base | u128::from(i) << 64, len: 64 });
                     }
                 }
                 while entries.len() < n {
-                    let low = u128::from(rng.next()) | u128::from(rng.next() & 0xffff_ffff) << 64;
+                    let low = u128::from(rng.u64(..)) | u128::from(rng.u64(..) & 0xffff_ffff) << 64;
                     // 2^-32 chance of landing in a listed /64, 6% in a listed /48.
                     if !s48.contains((low >> 80) as usize) && !s64.contains(&((low >> 64) as u64)) {
                         entries.push(Prefix { addr: base | low, len: 128 });
@@ -318,11 +306,11 @@ impl Flood {
             s.push_str("table <big> file \"big.txt\"\n");
             for i in 0..self.rules - 2 {
                 let p = if proto(i, self.rules) == 6 { "tcp" } else { "udp" };
-                let _ = writeln!(s, "pass in proto {p} from {}/28 to port {}", source(i), port(i));
+                let _ = writeln!(s, "pass in quick proto {p} from {}/28 to port {} no state", source(i), port(i));
             }
-            s.push_str("block in proto udp from <big>\n");
+            s.push_str("block in quick proto udp from <big>\n");
         }
-        let _ = writeln!(s, "block in proto udp to port {FLOOD_PORT}");
+        let _ = writeln!(s, "block in quick proto udp to port {FLOOD_PORT}");
         s
     }
 
@@ -383,16 +371,16 @@ mod tests {
     #[test]
     fn rulesets_and_nft() {
         let one = Flood::one_rule(Family::V4);
-        assert_eq!(one.xdpwall_text().lines().skip(1).collect::<Vec<_>>(), ["block in proto udp to port 6000"]);
+        assert_eq!(one.xdpwall_text().lines().skip(1).collect::<Vec<_>>(), ["block in quick proto udp to port 6000"]);
         let t = Flood::table(Blocklist::new(Family::V4, 3), 4);
         assert_eq!(
             t.xdpwall_text().lines().skip(1).collect::<Vec<_>>(),
             [
                 "table <big> file \"big.txt\"",
-                "pass in proto udp from 10.202.0.0/28 to port 5000",
-                "pass in proto tcp from 10.202.0.16/28 to port 5001",
-                "block in proto udp from <big>",
-                "block in proto udp to port 6000",
+                "pass in quick proto udp from 10.202.0.0/28 to port 5000 no state",
+                "pass in quick proto tcp from 10.202.0.16/28 to port 5001 no state",
+                "block in quick proto udp from <big>",
+                "block in quick proto udp to port 6000",
             ]
         );
         assert_eq!((t.table_rule(), t.catch_all()), (Some(3), 4));

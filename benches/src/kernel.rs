@@ -3,7 +3,7 @@
 //! of any of them through BPF_PROG_TEST_RUN with `repeat`, the counters that say how
 //! xdpwall judged the packets, and the kernel's run-time statistics of a program.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -14,31 +14,8 @@ use filter_common::Counter;
 use filter_user::compile::Compiled;
 use filter_user::dataplane::{LoadedProgram, RULE_SLOTS, ebpf_object};
 
-/// A bpffs directory of the benchmark's own for the object's pinned maps, removed on drop.
-#[derive(Debug)]
-pub struct PinDir(PathBuf);
-
-impl PinDir {
-    /// `/sys/fs/bpf/xdpwall-bench-<pid>-<what>`, created empty.
-    pub fn new(what: &str) -> Result<PinDir> {
-        let path = Path::new("/sys/fs/bpf").join(format!("xdpwall-bench-{}-{what}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .with_context(|| format!("creating {} (is bpffs mounted? `cargo xtask setup`)", path.display()))?;
-        Ok(PinDir(path))
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// The scratch bpffs directory of the test bed: `/sys/fs/bpf/xdpwall-bench-<what>-<pid>-<n>`.
+pub use xdpwall_tests::bpf::PinDir;
 
 /// A reference program of the object, loaded (not attached).
 pub struct Reference {
@@ -223,7 +200,7 @@ mod tests {
             eprintln!("skipped: needs root (BPF_PROG_TEST_RUN)");
             return;
         }
-        let pins = PinDir::new("generator-test").unwrap();
+        let pins = PinDir::new("bench-generator-test").unwrap();
         for family in [Family::V4, Family::V6] {
             let generator = Reference::generator(&pins, 1, family.spoof_bits()).unwrap();
             let template = BenchNet::flood_frame(family.template_source(), FLOOD_PORT, 60);

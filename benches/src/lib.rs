@@ -11,7 +11,8 @@
 //!   the senders in a namespace, the XDP live-frames generator, and paired sampling.
 //! - [`receiver`]: what the receiver runs: `bench_drop`, xdpwall (its CLI), nftables,
 //!   xdp-filter (xdp-tools).
-//! - [`report`]: the Markdown report, its targets, and the plot.
+//! - [`report`]: what a run measured (rows, targets; serialised as report.json), rendered
+//!   as Markdown (`report::markdown`) and as an SVG plot (`report::plot`).
 //!
 //! `benches/` holds the criterion benches (compile speed, per-packet cost); the
 //! `xdpwall-bench` binary, run by `cargo xtask bench`, measures everything in one run

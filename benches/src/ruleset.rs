@@ -128,14 +128,20 @@ impl Scenario {
         for i in 0..self.rules {
             let last = i + 1 == self.rules;
             let action = if last && self.last == Last::Block { "block" } else { "pass" };
-            let keep = if last && self.last == Last::KeepState { " keep state" } else { "" };
+            // `quick` and `no state`: the first match decides and nothing is tracked,
+            // as in the nftables form measured beside it (and as before pf's order).
+            let keep = match action {
+                _ if last && self.last == Last::KeepState => " keep state",
+                "pass" => " no state",
+                _ => "",
+            };
             let proto = if proto(i, self.rules) == IPPROTO_TCP { "tcp" } else { "udp" };
             let from = if last && self.table_entries.is_some() {
                 "<blocklist>".to_string()
             } else {
                 format!("{}/28", source(i))
             };
-            let _ = writeln!(s, "{action} in proto {proto} from {from} to port {}{keep}", port(i));
+            let _ = writeln!(s, "{action} in quick proto {proto} from {from} to port {}{keep}", port(i));
         }
         s
     }
@@ -331,22 +337,22 @@ mod tests {
         assert_eq!(
             s.xdpwall_text().lines().skip(1).collect::<Vec<_>>(),
             [
-                "pass in proto udp from 10.202.0.0/28 to port 5000",
-                "pass in proto tcp from 10.202.0.16/28 to port 5001",
-                "block in proto udp from 10.202.0.32/28 to port 5002",
+                "pass in quick proto udp from 10.202.0.0/28 to port 5000 no state",
+                "pass in quick proto tcp from 10.202.0.16/28 to port 5001 no state",
+                "block in quick proto udp from 10.202.0.32/28 to port 5002",
             ]
         );
         assert_eq!(s.hit(), Probe { src: Ipv4Addr::new(10, 202, 0, 33), dport: 5002 });
         assert_eq!(s.miss(), Probe { src: Ipv4Addr::new(10, 202, 0, 33), dport: 5001 });
         let one = Scenario::rules(1, Last::Pass);
-        assert!(one.xdpwall_text().contains("pass in proto udp from 10.202.0.0/28 to port 5000"));
+        assert!(one.xdpwall_text().contains("pass in quick proto udp from 10.202.0.0/28 to port 5000 no state"));
         assert_eq!(one.miss().dport, UNUSED_PORT);
         let kept = Scenario::rules(2, Last::KeepState);
         assert_eq!(
             kept.xdpwall_text().lines().skip(1).collect::<Vec<_>>(),
             [
-                "pass in proto udp from 10.202.0.0/28 to port 5000",
-                "pass in proto udp from 10.202.0.16/28 to port 5001 keep state",
+                "pass in quick proto udp from 10.202.0.0/28 to port 5000 no state",
+                "pass in quick proto udp from 10.202.0.16/28 to port 5001 keep state",
             ]
         );
         assert!(kept.nft_linear("t", "x").is_none() && kept.nft_set("t", "x").is_none());

@@ -364,7 +364,7 @@ fn paired_ratio(samples: &Result<Vec<f64>, String>, base: Option<&Vec<f64>>) -> 
 /// rule, or the same rules without `keep state`) as the median of the per-round ratios.
 /// Every xdpwall run is checked against the counter that should have counted it.
 fn per_packet(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
-    let pins = PinDir::new("test-run")?;
+    let pins = PinDir::new("bench-test-run")?;
     let (repeat, rounds) = (report.repeat, if args.short { 5 } else { 11 });
     let size = usize::from(args.frame_size);
     let drop = Reference::drop_program(&pins)?;
@@ -527,7 +527,7 @@ fn throughput(args: &Args, work: &Path, report: &mut Report) -> Result<()> {
     let timing = Timing { warmup, part: window / samples as u32, samples, napi: args.napi };
     let threads = usize::from(args.threads);
     let net = BenchNet::new(threads)?;
-    let pins = PinDir::new("live")?;
+    let pins = PinDir::new("bench-live")?;
     let _ceiling = Ceiling::attach(&pins, &net.reference.host)?;
     let gen_cpus: Vec<usize> = online_cpus().into_iter().cycle().take(threads).collect();
     let size = usize::from(args.frame_size);

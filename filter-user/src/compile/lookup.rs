@@ -250,22 +250,6 @@ impl AddrLookup {
 mod tests {
     use super::*;
 
-    /// A small deterministic generator (xorshift64*), enough to spread test prefixes.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn u128(&mut self) -> u128 {
-            (u128::from(self.next()) << 64) | u128::from(self.next())
-        }
-    }
-
     fn mask(a: u128, len: u8) -> u128 {
         if len == 0 { 0 } else { a & (u128::MAX << (128 - u32::from(len))) }
     }
@@ -282,8 +266,8 @@ mod tests {
 
     /// Entries around a few base addresses: every length from 0 to `bits` (nested),
     /// siblings, and `bulk` extra prefixes at some lengths so that those get hashed.
-    fn entries(rng: &mut Rng, bits: u8, bulk: &[(u8, usize)]) -> (Vec<LpmEntry>, Vec<u128>) {
-        let bases: Vec<u128> = (0..4).map(|_| rng.u128()).collect();
+    fn entries(rng: &mut fastrand::Rng, bits: u8, bulk: &[(u8, usize)]) -> (Vec<LpmEntry>, Vec<u128>) {
+        let bases: Vec<u128> = (0..4).map(|_| rng.u128(..)).collect();
         let mut seen = HashMap::new();
         let mut push = |a: u128, len: u8, class: u32| {
             seen.entry((mask(a, len), len)).or_insert(class);
@@ -291,22 +275,22 @@ mod tests {
         push(0, 0, 0);
         for &b in &bases {
             for len in 1..=bits {
-                push(b, len, (rng.next() % 7) as u32);
-                push(b ^ (1 << (128 - u32::from(len))), len, (rng.next() % 7) as u32);
+                push(b, len, (rng.u64(..) % 7) as u32);
+                push(b ^ (1 << (128 - u32::from(len))), len, (rng.u64(..) % 7) as u32);
             }
         }
         for &(len, n) in bulk {
             for i in 0..n {
                 // Random bits from 16 above the prefix's last bit down: distinct prefixes
                 // of this length, close to a base (so they nest with its chain).
-                let near = bases[i % bases.len()] ^ (rng.u128() >> u32::from(len.saturating_sub(16)));
-                push(near, len, (rng.next() % 7) as u32);
+                let near = bases[i % bases.len()] ^ (rng.u128(..) >> u32::from(len.saturating_sub(16)));
+                push(near, len, (rng.u64(..) % 7) as u32);
             }
         }
         let mut probes = Vec::new();
         for (&(p, len), _) in seen.iter() {
             let host = if len == 128 { 0 } else { u128::MAX >> len };
-            probes.extend([p, p | host, p.wrapping_sub(1), (p | host).wrapping_add(1), p | (rng.u128() & host)]);
+            probes.extend([p, p | host, p.wrapping_sub(1), (p | host).wrapping_add(1), p | (rng.u128(..) & host)]);
         }
         let entries = seen.into_iter().map(|((a, len), c)| (a, len, c)).collect();
         (entries, probes)
@@ -319,7 +303,7 @@ mod tests {
 
     #[test]
     fn every_length_and_both_families_keep_longest_prefix_match() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
         for round in 0..20 {
             // Bulk lengths: hosts and /24s (IPv4), and more IPv6 lengths than get hashed.
             let (e4, p4) = entries(&mut rng, 32, &[(32, 300), (24, 100), (28, 70)]);

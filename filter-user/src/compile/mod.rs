@@ -4,6 +4,12 @@
 //! Each field maps a packet's key (a port, a prefix, ...) to an equivalence class: the
 //! set of rules the key satisfies, stored once in `bitmaps`. The XDP program ANDs the
 //! classes of all used fields; the lowest set bit is the first matching rule.
+//!
+//! The bits are the rules in deciding order ([`deciding_order`]), not in file order:
+//! the matching `quick` rules first, in file order, then the other rules from the last
+//! to the first, so that the classifier's first match is pf's answer (the first
+//! matching `quick` rule, else the last matching rule). Counters, rule numbers and
+//! `status` keep the file's order: [`Compiled::order`] maps bits back to rules.
 
 mod addr;
 mod classes;
@@ -83,8 +89,10 @@ pub struct RuleInfo {
 pub struct Compiled {
     /// Policy when no rule matches.
     pub default_action: Action,
-    /// Rules in order; index = bit in the bitmaps.
+    /// Rules in file order (rule numbers, counters, status).
     pub rules: Vec<RuleInfo>,
+    /// Bit in the bitmaps -> index in `rules`: the deciding order.
+    pub order: Vec<u32>,
     /// `1 << field::X` for each field some rule constrains.
     pub used_fields: u32,
     /// Class id -> rules; class 0 is the empty set.
@@ -166,7 +174,9 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
         });
     }
     let mut classes = Classes::new();
-    let rules = &rs.rules;
+    let order = deciding_order(&rs.rules);
+    let ordered: Vec<Rule> = order.iter().map(|&i| rs.rules[i].clone()).collect();
+    let rules = &ordered;
     let mut used_fields = 0u32;
     let mut field_of = |f: u32, conds: Vec<Option<Vec<(u32, u32)>>>, domain: u32| -> KeyedTable {
         if conds.iter().all(Option::is_none) {
@@ -181,10 +191,7 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
     let dport = field_of(field::DST_PORT, rules.iter().map(|r| port_keys(&r.to.ports)).collect(), PORT_NONE + 1);
     let tcp_flags = field_of(
         field::TCP_FLAGS,
-        rules
-            .iter()
-            .map(|r| r.tcp_flags.map(|f| (0..256u32).filter(|k| *k as u8 & f.mask == f.set).map(|k| (k, k)).collect()))
-            .collect(),
+        rules.iter().map(|r| r.tcp_flags.map(|f| flag_keys(r, f))).collect(),
         TCP_FLAGS_NONE + 1,
     );
     let icmp = field_of(
@@ -209,7 +216,7 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
         VLAN_NONE + 1,
     );
 
-    let has_out_rules = rules.iter().any(|r| r.direction == Direction::Out);
+    let has_out_rules = rules.iter().any(|r| r.direction.covers(Direction::Out));
     let dir_classes = directions(rules, &mut classes);
     if has_out_rules {
         used_fields |= 1 << field::DIRECTION;
@@ -233,7 +240,8 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
 
     let compiled = Compiled {
         default_action: rs.default_action,
-        rules: rule_infos(rules, rs.options.block_policy),
+        rules: rule_infos(&rs.rules, rs.options.block_policy),
+        order: order.iter().map(|&i| i as u32).collect(),
         used_fields,
         bitmaps: classes.into_bitmaps(),
         ifaces,
@@ -256,6 +264,26 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
         return Err(CompileError::TooMuchMemory { bytes, limit: MAX_MAP_MEMORY });
     }
     Ok(compiled)
+}
+
+/// The order in which the classifier looks at the rules (indices into `rules`), so
+/// that its first match is pf's decision: the `quick` rules in file order (the first
+/// that matches decides at once), then the others from last to first (the last
+/// matching one decides).
+pub fn deciding_order(rules: &[Rule]) -> Vec<usize> {
+    let quick = (0..rules.len()).filter(|&i| rules[i].quick);
+    let last_match = (0..rules.len()).rev().filter(|&i| !rules[i].quick);
+    quick.chain(last_match).collect()
+}
+
+/// TCP flags keys a rule's `flags` accept: the flag bytes that fit, and, when the rule
+/// also matches packets other than TCP, `TCP_FLAGS_NONE` (flags constrain TCP only).
+fn flag_keys(r: &Rule, f: crate::rules::TcpFlags) -> Vec<(u32, u32)> {
+    let mut keys: Vec<(u32, u32)> = (0..256u32).filter(|k| *k as u8 & f.mask == f.set).map(|k| (k, k)).collect();
+    if r.protocols.as_deref() != Some(&[filter_common::wire::IPPROTO_TCP]) {
+        keys.push((TCP_FLAGS_NONE, TCP_FLAGS_NONE));
+    }
+    keys
 }
 
 /// Protocol keys (`family * 256 + proto`) a rule accepts, `None` for all.
@@ -288,9 +316,11 @@ fn port_keys(ports: &Option<Vec<PortRange>>) -> Option<Vec<(u32, u32)>> {
 fn directions(rules: &[Rule], classes: &mut Classes) -> (u32, u32) {
     let (mut inbound, mut outbound) = (RuleBitmap::EMPTY, RuleBitmap::EMPTY);
     for (i, r) in rules.iter().enumerate() {
-        match r.direction {
-            Direction::In => inbound.set(i),
-            Direction::Out => outbound.set(i),
+        if r.direction.covers(Direction::In) {
+            inbound.set(i);
+        }
+        if r.direction.covers(Direction::Out) {
+            outbound.set(i);
         }
     }
     (classes.intern(&inbound), classes.intern(&outbound))

@@ -26,7 +26,8 @@ fn addr_class(lookup: &AddrLookup, a: &str) -> u32 {
     lookup.class_of(a.parse::<IpAddr>().unwrap()).expect("the field is used")
 }
 
-/// The first matching rule, evaluated over the compiled tables like the data plane.
+/// The deciding rule (its index in file order): the classifier's first match, evaluated
+/// over the compiled tables like the data plane, mapped back through `order`.
 fn first_match(c: &Compiled, p: Pkt) -> Option<usize> {
     let v6 = p.src.contains(':');
     let family = if v6 { FAMILY_V6 } else { FAMILY_V4 };
@@ -54,15 +55,15 @@ fn first_match(c: &Compiled, p: Pkt) -> Option<usize> {
     if c.uses(field::DST_PORT) {
         and(field::DST_PORT, c.dport.class_of(p.dport));
     }
-    (0..c.rules.len()).find(|&i| acc[i / 64] & (1 << (i % 64)) != 0)
+    (0..c.rules.len()).find(|&i| acc[i / 64] & (1 << (i % 64)) != 0).map(|bit| c.order[bit] as usize)
 }
 
 #[test]
 fn nested_prefixes_follow_rule_order() {
     let c = compiled(
-        "block in from 10.1.0.0/16\n\
-         pass in from 10.0.0.0/8\n\
-         block in from 10.1.2.0/24\n",
+        "block in quick from 10.1.0.0/16\n\
+         pass in quick from 10.0.0.0/8\n\
+         block in quick from 10.1.2.0/24\n",
     );
     let at = |src| first_match(&c, Pkt { src, ..UDP });
     assert_eq!(at("10.1.2.3"), Some(0), "inside all three: the /16 rule comes first");
@@ -76,9 +77,9 @@ fn nested_prefixes_follow_rule_order() {
 fn table_with_nested_entries_and_negation() {
     let c = compiled(
         "table <t> { 10.0.0.0/8, 10.9.0.0/16, 2001:db8::/32 }\n\
-         block in from !<t>\n\
-         pass in from 10.9.9.9\n\
-         block in from <t>\n",
+         block in quick from !<t>\n\
+         pass in quick from 10.9.9.9\n\
+         block in quick from <t>\n",
     );
     let at = |src| first_match(&c, Pkt { src, ..UDP });
     assert_eq!(at("192.0.2.1"), Some(0));
@@ -124,7 +125,7 @@ fn unused_fields_have_no_tables() {
 
 #[test]
 fn family_restricts_protocol_keys() {
-    let c = compiled("pass in inet6 proto udp\nblock in inet\n");
+    let c = compiled("pass in quick inet6 proto udp\nblock in quick inet\n");
     assert_eq!(first_match(&c, Pkt { src: "2001:db8::1", dst: "2001:db8::2", ..UDP }), Some(0));
     assert_eq!(first_match(&c, UDP), Some(1));
 }
@@ -154,4 +155,54 @@ fn too_many_rules_is_an_error_with_the_figures() {
     rs.rules = vec![rs.rules[0].clone(); MAX_RULES + 1];
     let e = compile(&rs).unwrap_err().to_string();
     assert_eq!(e, format!("the ruleset has {} rules; the limit is {MAX_RULES}", MAX_RULES + 1));
+}
+
+#[test]
+fn last_match_decides_unless_quick() {
+    // pf: the last matching rule decides; a matching `quick` rule decides at once.
+    let c = compiled(
+        "block in all\n\
+         pass in proto udp no state\n\
+         block in proto udp from 10.0.0.0/8\n\
+         pass in quick proto udp from 10.1.0.0/16\n\
+         block in quick proto udp from 10.1.2.0/24\n",
+    );
+    let at = |src| first_match(&c, Pkt { src, ..UDP });
+    assert_eq!(at("192.0.2.1"), Some(1), "the later pass wins over the earlier block");
+    assert_eq!(at("10.9.9.9"), Some(2), "the last matching rule");
+    assert_eq!(at("10.1.2.3"), Some(3), "the first matching quick rule, even before a later quick one");
+    assert_eq!(first_match(&c, Pkt { proto: 6, ..UDP }), Some(0));
+    assert_eq!(c.order, [3, 4, 2, 1, 0], "quick rules in file order, then the others from the last");
+    let texts: Vec<&str> = c.rules.iter().map(|r| r.text.as_str()).collect();
+    assert_eq!(texts[0], "block in all", "rules (and their counters) keep the file's order");
+}
+
+#[test]
+fn rules_without_direction_apply_both_ways() {
+    let c = compiled("block in all\npass proto udp no state\npass out proto tcp\n");
+    assert!(c.has_out_rules && c.uses(field::DIRECTION));
+    let inbound = &c.bitmaps[c.dir_classes.0 as usize];
+    let outbound = &c.bitmaps[c.dir_classes.1 as usize];
+    let bits = |b: &RuleBitmap| (0..3).filter(|&i| b.words[0] & (1 << i) != 0).map(|i| c.order[i]).collect::<Vec<_>>();
+    assert_eq!(bits(inbound), [1, 0]);
+    assert_eq!(bits(outbound), [2, 1]);
+}
+
+#[test]
+fn default_flags_constrain_tcp_only() {
+    // `pass` keeps state with pf's implicit `flags S/SA`: a TCP packet matches only
+    // when it opens a connection; other protocols are not constrained by the flags.
+    let c = compiled("pass in all\n");
+    let f = &c.tcp_flags;
+    let class = |k| c.bitmaps[f.class_of(k) as usize].words[0] & 1 != 0;
+    assert!(class(u32::from(filter_common::wire::TCP_SYN)));
+    assert!(!class(u32::from(filter_common::wire::TCP_SYN | filter_common::wire::TCP_ACK)));
+    assert!(!class(u32::from(filter_common::wire::TCP_ACK)));
+    assert!(class(TCP_FLAGS_NONE), "not TCP: the flags do not apply");
+    let tcp_only = compiled("pass in proto tcp\n");
+    let none = tcp_only.bitmaps[tcp_only.tcp_flags.class_of(TCP_FLAGS_NONE) as usize].words[0];
+    assert_eq!(none & 1, 0, "a TCP rule needs the TCP header to judge flags");
+    assert!(!compiled("pass in all no state\n").uses(field::TCP_FLAGS));
+    assert!(!compiled("pass in all flags any\n").uses(field::TCP_FLAGS));
+    assert!(compiled("pass in all flags any\n").stateful);
 }

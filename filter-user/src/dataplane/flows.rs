@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::{Error, Paths, State, program};
 
 /// One live flow, oriented from the endpoint that opened it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FlowEntry {
     /// tcp, udp, icmp, icmp6.
     pub proto: String,

@@ -178,10 +178,13 @@ impl LoadedProgram {
     fn fill(&mut self, c: &Compiled, counter_slots: &[u32], ifaces: &[IfaceBinding]) -> Result<(), Error> {
         {
             let mut rules: Array<_, RuleAction> = self.map_typed(names::RULES)?;
-            for (i, (rule, &counter)) in c.rules.iter().zip(counter_slots).enumerate() {
+            // Bit `bit` of the classifier is rule `order[bit]` (pf's deciding order);
+            // its counter is that rule's, so counters keep the file's order.
+            for (bit, &file_index) in c.order.iter().enumerate() {
+                let (rule, counter) = (&c.rules[file_index as usize], counter_slots[file_index as usize]);
                 let flags = if rule.keep_state { RULE_KEEP_STATE } else { 0 } | answer_flags(rule.block_mode);
                 let v = RuleAction { action: action_code(rule.action), counter, flags, _pad: 0 };
-                rules.set(i as u32, v, 0).map_err(|e| Error::Map(names::RULES, e))?;
+                rules.set(bit as u32, v, 0).map_err(|e| Error::Map(names::RULES, e))?;
             }
         }
         {

@@ -107,6 +107,13 @@ pub struct Status {
     pub flow_table: FlowTable,
 }
 
+impl Status {
+    /// The rule with this label.
+    pub fn rule(&self, label: &str) -> Option<&RuleStatus> {
+        self.rules.iter().find(|r| r.label.as_deref() == Some(label))
+    }
+}
+
 /// Reads the state and counters, after finishing or rolling back an interrupted apply,
 /// and checks each interface's links against the pins.
 pub fn status(paths: &Paths) -> Result<Status, Error> {

@@ -9,8 +9,13 @@
 //! - A frame that is not IPv4 or IPv6 (after at most two VLAN tags) is
 //!   [`ModelDecision::NonIp`] and passes; a frame whose headers are cut short, invalid,
 //!   or beyond the parser's limits is [`ModelDecision::Malformed`] and is dropped.
-//! - Otherwise the first rule whose every condition holds decides; when none does, the
-//!   default policy decides.
+//! - Otherwise pf's evaluation: the rules are read in file order; a rule whose every
+//!   condition holds and that is `quick` decides at once; else the last rule whose every
+//!   condition holds decides; when none does, the default policy decides a packet
+//!   arriving (`in`) and a packet leaving (`out`) passes.
+//! - A rule without `in` or `out` holds both ways.
+//! - `flags` constrain TCP packets only; a TCP packet without its header (a later
+//!   fragment) holds them only when the rule names other protocols too, or none.
 //! - A condition on something the packet does not have (ports, TCP flags or ICMP type
 //!   of a later fragment or of another protocol; the VLAN of an untagged frame; the
 //!   interface when the filter does not know the receiving one) does not hold.
@@ -30,6 +35,8 @@ use filter_common::Malformed;
 
 use crate::rules::{Action, AddrItem, AddrMatch, Direction, Family, PortRange, Rule, Ruleset, Table};
 use packet::{Dissected, Fields, Transport};
+
+const PROTO_TCP: u8 = 6;
 
 /// What decides a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +70,41 @@ pub fn decide(rs: &Ruleset, frame: &[u8], iface: Option<&str>) -> ModelDecision 
 
 /// Which rule (or the default) decides an IP packet with these fields.
 pub fn decide_fields(rs: &Ruleset, p: &Fields, iface: Option<&str>) -> ModelDecision {
-    rs.rules.iter().position(|rule| matches(rs, rule, p, iface)).map_or(ModelDecision::Default, ModelDecision::Rule)
+    decide_fields_going(rs, p, iface, Direction::In)
+}
+
+/// Which rule (or the default) decides `frame` going `way` (`In`: arriving, `Out`:
+/// sent by the host), statelessly.
+pub fn decide_going(rs: &Ruleset, frame: &[u8], iface: Option<&str>, way: Direction) -> ModelDecision {
+    match packet::dissect(frame) {
+        Dissected::NonIp => ModelDecision::NonIp,
+        Dissected::Malformed(reason) => ModelDecision::Malformed(reason),
+        Dissected::Ip(fields) => decide_fields_going(rs, &fields, iface, way),
+    }
+}
+
+/// pf's evaluation of the rules in file order: the first matching `quick` rule
+/// decides, else the last matching rule, else the default.
+pub fn decide_fields_going(rs: &Ruleset, p: &Fields, iface: Option<&str>, way: Direction) -> ModelDecision {
+    let mut decision = ModelDecision::Default;
+    for (i, rule) in rs.rules.iter().enumerate() {
+        if rule.direction.covers(way) && matches(rs, rule, p, iface) {
+            decision = ModelDecision::Rule(i);
+            if rule.quick {
+                break;
+            }
+        }
+    }
+    decision
+}
+
+/// What happens to a packet going `way` so decided: as [`action`], except that a
+/// packet leaving that no rule decides passes (`set default` is for arriving packets).
+pub fn action_going(rs: &Ruleset, d: &ModelDecision, way: Direction) -> Action {
+    match (d, way) {
+        (ModelDecision::Default, Direction::Out) => Action::Pass,
+        _ => action(rs, d),
+    }
 }
 
 /// What happens to a frame so decided: non-IP frames pass, malformed ones are dropped.
@@ -76,12 +117,8 @@ pub fn action(rs: &Ruleset, d: &ModelDecision) -> Action {
     }
 }
 
-/// Whether every condition of `rule` holds for the packet.
+/// Whether every condition of `rule` but its direction holds for the packet.
 pub fn matches(rs: &Ruleset, rule: &Rule, p: &Fields, iface: Option<&str>) -> bool {
-    // Received packets only: `out` rules are for the host's own (TC egress).
-    if rule.direction != Direction::In {
-        return false;
-    }
     if let Some(name) = &rule.interface
         && (iface == Some(name.as_str())) == rule.interface_negated
     {
@@ -111,9 +148,14 @@ pub fn matches(rs: &Ruleset, rule: &Rule, p: &Fields, iface: Option<&str>) -> bo
         return false;
     }
     if let Some(f) = rule.tcp_flags {
-        match tcp_flags {
-            Some(flags) if flags & f.mask == f.set => {}
-            _ => return false,
+        let holds = match tcp_flags {
+            Some(flags) => flags & f.mask == f.set,
+            // Not TCP, or TCP without its header: flags constrain TCP packets only,
+            // and a rule for TCP alone needs the header to judge them.
+            None => rule.protocols.as_deref() != Some(&[PROTO_TCP]),
+        };
+        if !holds {
+            return false;
         }
     }
     if let Some(m) = rule.icmp {

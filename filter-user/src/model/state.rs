@@ -49,7 +49,7 @@ use std::net::IpAddr;
 
 use super::ModelDecision;
 use super::packet::{self, Dissected, Fields, Transport};
-use crate::rules::{Action, Ruleset};
+use crate::rules::{Action, Direction, Ruleset};
 
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
@@ -297,8 +297,29 @@ impl Tracker {
         }
     }
 
-    /// Which decides an IP packet with these fields; updates the table.
+    /// Which decides an IP packet with these fields arriving; updates the table.
     pub fn decide_fields(&mut self, rs: &Ruleset, p: &Fields, iface: Option<&str>) -> ModelDecision {
+        self.decide_fields_going(rs, p, iface, Direction::In)
+    }
+
+    /// Which decides `frame` going `way` (`In`: arriving through XDP, `Out`: sent by
+    /// the host through TC egress); flows are shared by both ways. Updates the table.
+    pub fn decide_going(&mut self, rs: &Ruleset, frame: &[u8], iface: Option<&str>, way: Direction) -> ModelDecision {
+        match packet::dissect(frame) {
+            Dissected::NonIp => ModelDecision::NonIp,
+            Dissected::Malformed(reason) => ModelDecision::Malformed(reason),
+            Dissected::Ip(fields) => self.decide_fields_going(rs, &fields, iface, way),
+        }
+    }
+
+    /// Which decides an IP packet with these fields going `way`; updates the table.
+    pub fn decide_fields_going(
+        &mut self,
+        rs: &Ruleset,
+        p: &Fields,
+        iface: Option<&str>,
+        way: Direction,
+    ) -> ModelDecision {
         let seen = seen(p);
         if let Some(s) = &seen
             && let Some(flow) = self.flows.get_mut(&s.key)
@@ -308,7 +329,7 @@ impl Tracker {
                 return ModelDecision::State;
             }
         }
-        let d = super::decide_fields(rs, p, iface);
+        let d = super::decide_fields_going(rs, p, iface, way);
         if let (ModelDecision::Rule(i), Some(s)) = (d, seen) {
             let rule = &rs.rules[i];
             if rule.action == Action::Pass

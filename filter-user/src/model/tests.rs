@@ -436,10 +436,10 @@ fn v6_udp(src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
 }
 
 #[test]
-fn first_match_wins_and_default() {
+fn first_matching_quick_rule_wins_and_default() {
     let r = rs("set default block\n\
-                block in proto udp to port 53\n\
-                pass in proto udp to port 50:60\n");
+                block in quick proto udp to port 53\n\
+                pass in quick proto udp to port 50:60\n");
     let d = |p| decide(&r, &v4_udp(SRC4, DST4, 1, p), None);
     assert_eq!(d(53), ModelDecision::Rule(0));
     assert_eq!(d(50), ModelDecision::Rule(1));
@@ -459,10 +459,10 @@ fn first_match_wins_and_default() {
 fn addresses_tables_and_negation() {
     let r = rs("table <t> { 10.0.0.0/8, 10.1.0.0/16, 2001:db8::/32 }\n\
                 table <empty> { }\n\
-                pass in from <empty>\n\
-                pass in from 10.1.2.3 to !<t>\n\
-                pass in from !{ 10.0.0.0/8, 2001:db8:1::/48 } to 198.51.100.0/24\n\
-                block in from <t>\n");
+                pass in quick from <empty>\n\
+                pass in quick from 10.1.2.3 to !<t>\n\
+                pass in quick from !{ 10.0.0.0/8, 2001:db8:1::/48 } to 198.51.100.0/24\n\
+                block in quick from <t>\n");
     let d = |s, dst, port| decide(&r, &v4_udp(s, dst, 1, port), None);
     // A host inside the table's /8: rule 1 wants a destination outside <t>.
     assert_eq!(d([10, 1, 2, 3], DST4, 1), ModelDecision::Rule(1));
@@ -480,20 +480,20 @@ fn addresses_tables_and_negation() {
 
 #[test]
 fn negation_covers_the_other_family() {
-    let r = rs("pass in from !10.0.0.0/8\nblock in from !2001:db8::/32\n");
+    let r = rs("pass in quick from !10.0.0.0/8\nblock in quick from !2001:db8::/32\n");
     assert_eq!(decide(&r, &v6_udp("2001:db8::9", "::1", 1, 1), None), ModelDecision::Rule(0));
     assert_eq!(decide(&r, &v4_udp([10, 0, 0, 1], DST4, 1, 1), None), ModelDecision::Rule(1));
 }
 
 #[test]
 fn ports_flags_icmp_vlan_interface() {
-    let r = rs("pass in on lo proto tcp to port { 22, 80:90 } flags S/SA\n\
-                pass in proto { tcp udp } from port 0:1\n\
-                pass in proto icmp icmp-type echoreq code 0\n\
-                pass in proto icmp icmp-type unreach\n\
-                pass in inet6 proto icmp6 icmp6-type 128\n\
-                pass in vlan 0\n\
-                pass in inet6\n");
+    let r = rs("pass in quick on lo proto tcp to port { 22, 80:90 } flags S/SA no state\n\
+                pass in quick proto { tcp udp } from port 0:1 no state\n\
+                pass in quick proto icmp icmp-type echoreq code 0 no state\n\
+                pass in quick proto icmp icmp-type unreach no state\n\
+                pass in quick inet6 proto icmp6 icmp6-type 128 no state\n\
+                pass in quick vlan 0 no state\n\
+                pass in quick inet6 no state\n");
     let t = |l4: &[u8], iface| decide(&r, &v4_frame(&[], &ipv4(6, 0, &[]), l4), iface);
     assert_eq!(t(&tcp(9, 22, 0x02), Some("lo")), ModelDecision::Rule(0));
     assert_eq!(t(&tcp(9, 90, 0x02 | 0x08), Some("lo")), ModelDecision::Rule(0));
@@ -553,7 +553,7 @@ const RST: u8 = 0x04;
 const PSH_ACK: u8 = 0x18;
 
 const STATEFUL: &str = "set default block\n\
-                        pass in proto tcp to port 80 keep state\n\
+                        pass in proto tcp to port 80 flags any keep state\n\
                         pass in proto udp to port 53 keep state\n\
                         pass in proto icmp icmp-type echoreq keep state\n";
 
@@ -678,7 +678,7 @@ fn udp_and_icmp_echo_flows() {
 #[test]
 fn state_needs_keep_state_and_pass() {
     // Without keep state, and for the stateless model, nothing is remembered.
-    let r = rs("set default block\npass in proto udp to port 53\n");
+    let r = rs("set default block\npass in proto udp to port 53 no state\n");
     let mut t = Tracker::new();
     assert_eq!(t.decide(&r, &v4_udp(CLIENT, SERVER, 5353, 53), None), ModelDecision::Rule(0));
     assert!(t.is_empty());
@@ -698,4 +698,69 @@ fn state_needs_keep_state_and_pass() {
     let r = rs("set default block\npass out proto udp keep state\n");
     assert_eq!(t.decide(&r, &q, None), ModelDecision::Default);
     assert!(t.is_empty());
+}
+
+// ---- pf's evaluation ----
+
+#[test]
+fn last_match_wins_unless_quick() {
+    // The pf FAQ's home firewall: `block in` then a pass for echo requests.
+    let r = rs("block in all\npass in inet proto icmp all icmp-type echoreq\n");
+    let ping = v4_echo(CLIENT, SERVER, 8, 1);
+    assert_eq!(decide(&r, &ping, None), ModelDecision::Rule(1), "the last match decides");
+    assert_eq!(decide(&r, &v4_echo(CLIENT, SERVER, 0, 1), None), ModelDecision::Rule(0));
+    // `pass in ... to 10.0.0.1` then `block`: the later block wins.
+    let r = rs("pass in proto udp to 10.0.0.1\nblock all\n");
+    assert_eq!(decide(&r, &v4_udp(CLIENT, [10, 0, 0, 1], 1, 2), None), ModelDecision::Rule(1));
+    // A quick rule decides at once, whatever matches after it; a later quick rule
+    // does not win over an earlier one, and an earlier non-quick match loses to it.
+    let r = rs("pass in all\nblock in quick proto udp\npass in quick proto udp to port 53\npass in all\n");
+    assert_eq!(decide(&r, &v4_udp(CLIENT, SERVER, 1, 53), None), ModelDecision::Rule(1));
+    assert_eq!(decide(&r, &v4_echo(CLIENT, SERVER, 8, 1), None), ModelDecision::Rule(3));
+}
+
+#[test]
+fn rules_without_direction_apply_both_ways() {
+    use crate::rules::Direction::{In, Out};
+    let r = rs("set default block\nblock all\npass inet6 proto icmp6 all\npass in proto udp\n");
+    let ns = v6_frame(&[&ipv6(58), &icmp(135, 0)]);
+    assert_eq!(decide_going(&r, &ns, None, In), ModelDecision::Rule(1));
+    assert_eq!(decide_going(&r, &ns, None, Out), ModelDecision::Rule(1));
+    let q = v4_udp(CLIENT, SERVER, 1, 53);
+    assert_eq!(decide_going(&r, &q, None, In), ModelDecision::Rule(2));
+    assert_eq!(decide_going(&r, &q, None, Out), ModelDecision::Rule(0), "`in` rules never judge leaving packets");
+    // `set default` is for arriving packets: a leaving one no rule decides passes.
+    let r = rs("set default block\npass in proto udp\n");
+    assert_eq!(decide_going(&r, &q, None, Out), ModelDecision::Default);
+    assert_eq!(action_going(&r, &ModelDecision::Default, Out), Action::Pass);
+    assert_eq!(action_going(&r, &ModelDecision::Default, In), Action::Block);
+}
+
+#[test]
+fn pass_keeps_state_and_opens_tcp_only_on_syn() {
+    use crate::rules::Direction::{In, Out};
+    // `block in` / `pass out`: the replies to the host's own connections pass by state.
+    let r = rs("block in all\npass out all\n");
+    let mut t = Tracker::new();
+    let syn = v4_tcp(CLIENT, SERVER, 40000, 80, SYN);
+    let syn_ack = v4_tcp(SERVER, CLIENT, 80, 40000, SYN_ACK);
+    assert_eq!(t.decide_going(&r, &syn, None, Out), ModelDecision::Rule(1));
+    assert_eq!(t.decide_going(&r, &syn_ack, None, In), ModelDecision::State);
+    assert_eq!(t.decide_going(&r, &v4_tcp(CLIENT, SERVER, 40000, 80, ACK), None, Out), ModelDecision::State);
+    // A mid-stream segment of no tracked flow matches no `flags S/SA` rule.
+    let mut t = Tracker::new();
+    let stray = v4_tcp(CLIENT, SERVER, 40001, 80, ACK);
+    assert_eq!(t.decide_going(&r, &stray, None, Out), ModelDecision::Default);
+    assert!(t.is_empty());
+    // `no state`: stateless, and no implicit flags.
+    let r = rs("block in all\npass out all no state\n");
+    assert_eq!(t.decide_going(&r, &stray, None, Out), ModelDecision::Rule(1));
+    assert_eq!(t.decide_going(&r, &syn, None, Out), ModelDecision::Rule(1));
+    assert!(t.is_empty());
+    assert_eq!(t.decide_going(&r, &syn_ack, None, In), ModelDecision::Rule(0));
+    // UDP has no flags: every datagram may open a flow.
+    let r = rs("block in all\npass out proto udp\n");
+    let mut t = Tracker::new();
+    assert_eq!(t.decide_going(&r, &v4_udp(CLIENT, SERVER, 5353, 53), None, Out), ModelDecision::Rule(1));
+    assert_eq!(t.decide_going(&r, &v4_udp(SERVER, CLIENT, 53, 5353), None, In), ModelDecision::State);
 }

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 pub use super::interfaces::{IfaceAddr, IfaceAddrKind};
 
-/// A whole ruleset: policy, named tables and ordered rules (first match wins).
+/// A whole ruleset: policy, named tables and rules in file order. As in pf, the first
+/// matching `quick` rule decides a packet, else the last matching rule, else the
+/// default policy (inbound) or pass (outbound).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ruleset {
     /// `set default pass|block`; `Pass` when not set.
@@ -117,6 +119,15 @@ pub enum Direction {
     In,
     /// Sent by the host (TC egress).
     Out,
+    /// Both ways: a rule written without `in` or `out` (as in pf).
+    Both,
+}
+
+impl Direction {
+    /// Whether a rule with this direction sees packets going `way` (`In` or `Out`).
+    pub fn covers(self, way: Direction) -> bool {
+        self == Direction::Both || self == way
+    }
 }
 
 /// Address family restriction.
@@ -147,8 +158,12 @@ pub struct Rule {
     pub text: String,
     /// pass or block.
     pub action: Action,
-    /// in or out.
+    /// in, out, or both when neither is written.
     pub direction: Direction,
+    /// `quick`: when this rule matches, it decides at once; otherwise the last matching
+    /// rule decides (pf's evaluation).
+    #[serde(default)]
+    pub quick: bool,
     /// `on IFACE`.
     pub interface: Option<String>,
     /// `on ! IFACE`: every interface but `interface`.
@@ -162,13 +177,17 @@ pub struct Rule {
     pub from: Endpoint,
     /// `to ...`.
     pub to: Endpoint,
-    /// `flags S/SA`.
+    /// `flags S/SA`: the flags a TCP packet must have to match; packets of other
+    /// protocols are not constrained by it (a TCP packet without a TCP header, a later
+    /// fragment, only when the rule also names other protocols or none). A `pass` rule
+    /// that keeps state gets pf's `flags S/SA` when it names none and not `flags any`.
     pub tcp_flags: Option<TcpFlags>,
     /// `icmp-type T [code C]` (ICMP or ICMPv6 numbering, by the rule's proto).
     pub icmp: Option<IcmpMatch>,
     /// `vlan N`.
     pub vlan: Option<u16>,
-    /// `keep state`.
+    /// Keeps state: `keep state` or `modulate state`, and every `pass` rule without
+    /// `no state` (pf's default).
     pub keep_state: bool,
     /// `log`.
     pub log: bool,

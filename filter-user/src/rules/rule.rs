@@ -48,7 +48,12 @@ const PARTS: &[(Stage, &[&str])] = &[
 ];
 
 /// Option keywords.
-const OPTIONS: &[&str] = &["flags", "icmp-type", "icmp6-type", "vlan", "keep", "log", "label", "rate"];
+const OPTIONS: &[&str] =
+    &["flags", "icmp-type", "icmp6-type", "vlan", "keep", "modulate", "no", "synproxy", "log", "label", "rate"];
+
+/// pf's `flags S/SA`, implied on TCP by every rule that keeps state without flags.
+const PF_DEFAULT_FLAGS: TcpFlags = TcpFlags { set: filter_common::wire::TCP_SYN, mask: TCP_SYN_ACK };
+const TCP_SYN_ACK: u8 = filter_common::wire::TCP_SYN | filter_common::wire::TCP_ACK;
 
 /// Words that cannot be an interface name, so that `on from ...` gets a clear error.
 const NOT_INTERFACES: &[&str] =
@@ -78,6 +83,12 @@ pub(super) struct RuleMeta {
     pub ports: Vec<Pos>,
     /// The `flags` keyword, unless the value was `any`.
     pub flags: Option<Pos>,
+    /// `flags any`: no flags, not even pf's default `S/SA`.
+    pub flags_any: bool,
+    /// The state option as written (`keep`, `modulate`, `no`), with its position.
+    pub state: Option<(Pos, StateOption)>,
+    /// Things to tell the operator about an accepted rule (`check` prints them).
+    pub warnings: Vec<(Pos, String)>,
     /// The `icmp-type` or `icmp6-type` keyword.
     pub icmp: Option<(Pos, IcmpKind)>,
     /// Every address or prefix, for the family check.
@@ -93,6 +104,17 @@ pub(super) struct RuleMeta {
     pub unsupported: Unsupported,
     /// Options given so far, to refuse repeats.
     seen: Vec<&'static str>,
+}
+
+/// The state option of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StateOption {
+    /// `keep state`
+    Keep,
+    /// `modulate state`: kept as `keep state` (sequence numbers are not modulated).
+    Modulate,
+    /// `no state`
+    No,
 }
 
 /// Column `n` characters to the right of `pos` (for errors inside a word).
@@ -112,7 +134,8 @@ pub(super) fn parse_rule(c: &mut Cursor<'_>) -> Result<(Rule, RuleMeta), RulesEr
         pos: first.pos,
         text: c.statement_text(),
         action,
-        direction: Direction::In,
+        direction: Direction::Both,
+        quick: false,
         interface: None,
         interface_negated: false,
         family: None,
@@ -146,6 +169,7 @@ pub(super) fn parse_rule(c: &mut Cursor<'_>) -> Result<(Rule, RuleMeta), RulesEr
         match c.word(tok) {
             Some(w @ ("in" | "out")) if stage <= Stage::Dir => {
                 c.next();
+                rule.direction = Direction::In;
                 if w == "out" {
                     rule.direction = Direction::Out;
                     meta.unsupported.out = Some(tok.pos);
@@ -157,8 +181,8 @@ pub(super) fn parse_rule(c: &mut Cursor<'_>) -> Result<(Rule, RuleMeta), RulesEr
                 stage = Stage::Quick;
             }
             Some("quick") if stage <= Stage::Quick => {
-                // Accepted for pf compatibility; the first match always wins anyway.
                 c.next();
+                rule.quick = true;
                 stage = Stage::On;
             }
             Some("on") if stage <= Stage::On => {
@@ -215,7 +239,24 @@ pub(super) fn parse_rule(c: &mut Cursor<'_>) -> Result<(Rule, RuleMeta), RulesEr
             }
         }
     }
+    apply_pf_defaults(&mut rule, &meta);
     Ok((rule, meta))
+}
+
+/// pf's defaults: a `pass` rule keeps state unless it says `no state`, and a rule that
+/// keeps state matches TCP only on a connection's first packet (`flags S/SA`) unless
+/// it names its flags or says `flags any`; later packets pass by the state it opens.
+fn apply_pf_defaults(rule: &mut Rule, meta: &RuleMeta) {
+    let state = meta.state.map(|(_, s)| s);
+    rule.keep_state = match state {
+        Some(StateOption::Keep | StateOption::Modulate) => true,
+        Some(StateOption::No) => false,
+        None => rule.action == Action::Pass,
+    };
+    let may_be_tcp = rule.protocols.as_ref().is_none_or(|p| p.contains(&names::TCP));
+    if rule.keep_state && rule.tcp_flags.is_none() && !meta.flags_any && may_be_tcp {
+        rule.tcp_flags = Some(PF_DEFAULT_FLAGS);
+    }
 }
 
 /// `on IFACE`: the interface name.
@@ -433,7 +474,7 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
             let tok = c.next();
             const EXPECTED: &str = "flags like `S/SA`, `/SA` or `any` after `flags`";
             match c.word(tok) {
-                Some("any") => {}
+                Some("any") => meta.flags_any = true,
                 Some(w) => {
                     rule.tcp_flags = Some(tcp_flags(c, tok, w, EXPECTED)?);
                     meta.flags = Some(kw.pos);
@@ -451,13 +492,38 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
             let id = bounded(c, tok, 4095, "vlan", "a VLAN id 0-4095 after `vlan`")?;
             rule.vlan = Some(u16::try_from(id).unwrap_or(u16::MAX));
         }
-        "keep" => {
+        "keep" | "modulate" | "no" | "synproxy" => {
             let tok = c.next();
             if !c.is_word(tok, "state") {
-                return Err(c.unexpected_kw(tok, "`state` after `keep`", &["state"]));
+                return Err(c.unexpected_kw(tok, &format!("`state` after `{name}`"), &["state"]));
             }
-            rule.keep_state = true;
-            meta.unsupported.keep_state = Some(kw.pos);
+            if name == "synproxy" {
+                return Err(c.err(
+                    kw.pos,
+                    "`synproxy state` is not supported: xdpwall does not complete TCP handshakes on \
+                     behalf of a server; use `keep state` (with a `rate` once supported) instead",
+                ));
+            }
+            if meta.state.is_some() {
+                return Err(c.err(kw.pos, "a rule has one state option (`keep`, `modulate` or `no state`)"));
+            }
+            let option = match name {
+                "keep" => StateOption::Keep,
+                "modulate" => {
+                    meta.warnings.push((
+                        kw.pos,
+                        "`modulate state` is kept as `keep state`: xdpwall does not modulate TCP \
+                         sequence numbers"
+                            .to_owned(),
+                    ));
+                    StateOption::Modulate
+                }
+                _ => StateOption::No,
+            };
+            meta.state = Some((kw.pos, option));
+            if option != StateOption::No {
+                meta.unsupported.keep_state = Some(kw.pos);
+            }
         }
         "log" => {
             rule.log = true;

@@ -46,13 +46,17 @@ fn pos(line: u32, col: u32) -> Pos {
     Pos { line, col }
 }
 
-/// A rule with every field at its default, for comparisons with struct update syntax.
+/// pf's implicit `flags S/SA`.
+const S_SA: TcpFlags = TcpFlags { set: 0x02, mask: 0x12 };
+
+/// An inbound stateless rule, for comparisons with struct update syntax.
 fn base(text: &str) -> Rule {
     Rule {
         pos: pos(1, 1),
         text: text.to_owned(),
         action: Action::Pass,
         direction: Direction::In,
+        quick: false,
         interface: None,
         interface_negated: false,
         family: None,
@@ -138,9 +142,32 @@ fn unknown_statement() {
 
 #[test]
 fn minimal_rules() {
-    assert_eq!(rule("pass"), base("pass"));
-    assert_eq!(rule("pass all"), base("pass all"));
-    assert_eq!(rule("block in quick all"), Rule { action: Action::Block, ..base("block in quick all") });
+    // pf's defaults: both directions, and `pass` keeps state with `flags S/SA` on TCP.
+    let pf_pass = |text| Rule { direction: Direction::Both, keep_state: true, tcp_flags: Some(S_SA), ..base(text) };
+    assert_eq!(rule("pass"), pf_pass("pass"));
+    assert_eq!(rule("pass all"), pf_pass("pass all"));
+    assert_eq!(rule("block in quick all"), Rule { action: Action::Block, quick: true, ..base("block in quick all") });
+    assert_eq!(rule("block all"), Rule { action: Action::Block, direction: Direction::Both, ..base("block all") });
+    assert_eq!(rule("pass in all no state"), base("pass in all no state"));
+    assert_eq!(rule("pass out all no state").direction, Direction::Out);
+    assert_eq!(
+        rule("pass in all flags any"),
+        Rule { keep_state: true, ..base("pass in all flags any") },
+        "`flags any` drops the default flags, not the state"
+    );
+    assert_eq!(rule("pass in proto udp").tcp_flags, None, "no TCP, no flags");
+    assert_eq!(rule("pass in proto tcp keep state").tcp_flags, Some(S_SA));
+    assert_eq!(rule("pass in proto tcp flags /SA keep state").tcp_flags, Some(TcpFlags { set: 0, mask: 0x12 }));
+    assert!(rule("pass in proto tcp modulate state").keep_state);
+    assert_eq!(
+        err("pass in proto tcp keep state no state"),
+        "t.conf:1:30: a rule has one state option (`keep`, `modulate` or `no state`)"
+    );
+    assert!(err("pass in proto tcp synproxy state").starts_with("t.conf:1:19: `synproxy state` is not supported"));
+    assert_eq!(
+        err("pass in no stat"),
+        "t.conf:1:12: expected `state` after `no`, found `stat` (did you mean `state`?)"
+    );
 }
 
 #[test]
@@ -151,6 +178,9 @@ fn header_parts() {
             interface: Some("eth0.100".into()),
             family: Some(Family::Inet6),
             protocols: Some(vec![6, 17, 132]),
+            quick: true,
+            keep_state: true,
+            tcp_flags: Some(S_SA),
             ..base("pass in quick on eth0.100 inet6 proto { tcp, udp tcp 132 } all")
         }
     );
@@ -347,6 +377,8 @@ fn design_example_ruleset() {
                 protocols: Some(vec![6]),
                 from: Endpoint { addr: addrs(false, vec![AddrItem::Table("admins".into())]), ports: None },
                 to: Endpoint { addr: AddrMatch::Any, ports: ports(&[(22, 22)]) },
+                keep_state: true,
+                tcp_flags: Some(S_SA),
                 ..base("pass in on eth0 proto tcp from <admins> to port 22")
             },
             Rule {
@@ -359,12 +391,15 @@ fn design_example_ruleset() {
                 pos: pos(8, 1),
                 protocols: Some(vec![6]),
                 to: Endpoint { addr: AddrMatch::Any, ports: ports(&[(80, 80), (443, 443), (8000, 8080)]) },
+                keep_state: true,
+                tcp_flags: Some(S_SA),
                 ..base("pass in proto tcp to port { 80, 443, 8000:8080 }")
             },
             Rule {
                 pos: pos(9, 1),
                 protocols: Some(vec![1]),
                 icmp: Some(IcmpMatch { icmp_type: 8, code: None }),
+                keep_state: true,
                 ..base("pass in proto icmp icmp-type echo-request")
             },
             Rule {
@@ -373,6 +408,7 @@ fn design_example_ruleset() {
                 from: Endpoint { addr: AddrMatch::Any, ports: ports(&[(53, 53)]) },
                 to: Endpoint { addr: addrs(false, vec![AddrItem::Net(net("10.0.0.0/8"))]), ports: None },
                 label: Some("dns replies".into()),
+                keep_state: true,
                 ..base("pass in proto udp from any port 53 to 10.0.0.0/8 label \"dns replies\"")
             },
         ],
