@@ -108,6 +108,8 @@ fn set_skip_leaves_the_interface_unfiltered_and_stateless() {
     let rules = "set skip on HOST\n\
                  pass in quick proto udp to port 7200 keep state\n\
                  block drop in quick proto udp\n";
+    let check = String::from_utf8_lossy(&bed.run(&["check"], rules).stdout).into_owned();
+    assert!(check.contains(&format!("skipped (unfiltered where loaded): {}", bed.veth.host)), "{check}");
     bed.run(&["load", "--mode", "native", &bed.veth.host], rules);
     for host in bed.veth.host_ips() {
         assert_eq!(bed.delivered(None, SocketAddr::new(host, 7201), 5), 5, "{host}: skipped, so not blocked");

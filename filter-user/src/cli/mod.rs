@@ -167,6 +167,7 @@ fn execute(command: Command, paths: &Paths) -> anyhow::Result<ExitCode> {
         Command::Check { rules, allow_empty } => {
             let (ruleset, compiled, resolved) = parse_and_compile(&rules, allow_empty)?;
             print!("{}", output::summary(&rules, &ruleset, &compiled));
+            print!("{}", output::pf_settings(&ruleset));
             print!("{}", output::interface_addresses(&resolved));
         }
         Command::Load { mut args, mode, allow_empty } => {

@@ -59,6 +59,19 @@ pub fn summary(path: &Path, rs: &Ruleset, c: &Compiled) -> String {
     s
 }
 
+/// `xdpwall check`: the pf settings that change what rules do (`set block-policy`,
+/// `set skip`), when they are not pf's defaults.
+pub fn pf_settings(rs: &Ruleset) -> String {
+    let mut s = String::new();
+    if rs.options.block_policy == crate::rules::BlockPolicy::Return {
+        let _ = writeln!(s, "block policy: return (a plain `block` answers: RST to TCP, ICMP unreachable to the rest)");
+    }
+    if !rs.options.skip.is_empty() {
+        let _ = writeln!(s, "skipped (unfiltered where loaded): {}", rs.options.skip.join(", "));
+    }
+    s
+}
+
 /// `xdpwall check`: what the ruleset's interface addresses are on this host.
 pub fn interface_addresses(resolved: &[crate::rules::Resolved]) -> String {
     let mut s = String::new();
