@@ -24,6 +24,13 @@ pub fn resolve(rs: &Ruleset) -> std::io::Result<(Ruleset, Vec<Resolved>)> {
     Ok(crate::rules::resolve_interfaces(rs, &read_addresses()?))
 }
 
+/// Whether an interface of this name exists in this network namespace.
+pub fn interface_exists(name: &str) -> bool {
+    let Ok(name) = std::ffi::CString::new(name) else { return false };
+    // SAFETY: a NUL-terminated string that outlives the call.
+    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
+}
+
 /// The interfaces of the network namespace this process runs in, with their addresses.
 pub fn read_addresses() -> std::io::Result<HostAddrs> {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
@@ -103,6 +110,12 @@ fn prefix_len(mask: IpAddr) -> u8 {
 mod tests {
     /// The loopback device is always there with 127.0.0.1/8 (every namespace brings `lo`
     /// up with it in the tests' and the CI's environments).
+    #[test]
+    fn knows_which_interfaces_exist() {
+        assert!(super::interface_exists("lo"));
+        assert!(!super::interface_exists("xw-no-such-if"));
+    }
+
     #[test]
     fn reads_the_loopback_device() {
         let host = super::read_addresses().expect("getifaddrs works");

@@ -155,6 +155,12 @@ fn parse_and_compile(
     for warning in resolved.iter().flat_map(|r| &r.warnings) {
         eprintln!("xdpwall: {}: warning: {warning}", path.display());
     }
+    for name in ruleset.options.skip.iter().filter(|n| !crate::host::interface_exists(n)) {
+        eprintln!(
+            "xdpwall: {}: warning: set skip on {name}: no interface `{name}` on this host (Linux's loopback is `lo`)",
+            path.display()
+        );
+    }
     let compiled = compile::compile(&ruleset)
         .map_err(|e| rules::RulesError::whole_file(&path.display().to_string(), e.to_string()))?;
     Ok((ruleset, compiled, resolved))
