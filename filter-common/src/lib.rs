@@ -720,6 +720,9 @@ pub mod names {
     pub const PROGRAM_XDP: &str = "xdpwall";
     /// Program: packets leaving (TC egress).
     pub const PROGRAM_EGRESS: &str = "xdpwall_egress";
+    /// Program: the answer to a blocked packet (`block return`), tail-called by
+    /// [`PROGRAM_XDP`] through `ANSWER_PROGS`, verified on its own.
+    pub const PROGRAM_ANSWER: &str = "xdpwall_answer";
 
     names! {
         /// Pinned map: per-rule and reserved counters.
@@ -824,8 +827,15 @@ pub mod names {
         TIMEOUT_UDP_MULTIPLE,
         /// Global: `set timeout icmp.first`.
         TIMEOUT_ICMP,
-        /// Map: per CPU, when the next answer to a blocked packet may be sent.
+        /// Pinned map: per CPU, when the next answer to a blocked packet may be sent.
         ANSWER_BUCKET,
+        /// Pinned map: the answer program, at index 0 (a program array).
+        ANSWER_PROGS,
+        /// Pinned map: per CPU, what the answer program is to answer (the blocked
+        /// packet's offsets and kind, the rule's answer flags).
+        ANSWER_ARGS,
+        /// Global: some rule answers what it blocks.
+        HAS_ANSWERS,
     }
 }
 

@@ -23,13 +23,14 @@
 //! blocked packets over the rate are dropped and counted as suppressed.
 
 use aya_ebpf::{
+    bindings::xdp_action,
     helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
-    macros::map,
-    maps::PerCpuArray,
+    macros::{map, xdp},
+    maps::{PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
 use filter_common::{
-    FAMILY_V4, RULE_ICMP_CODE_SHIFT, RULE_ICMP6_CODE_SHIFT, RULE_RETURN_ICMP, RULE_RETURN_RST, answer,
+    FAMILY_V4, RULE_ICMP_CODE_SHIFT, RULE_ICMP6_CODE_SHIFT, RULE_RETURN_ICMP, RULE_RETURN_RST, answer, slot,
     wire::{
         ICMP_UNREACH, ICMP6_DST_UNREACH, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
     },
@@ -43,6 +44,9 @@ use crate::parse::Fields;
 pub struct Blocked(u64);
 
 impl Blocked {
+    /// Nothing to answer.
+    pub const NONE: Blocked = Blocked(0);
+
     /// Packs the fields an answer reads.
     #[inline(always)]
     pub fn of(f: &Fields) -> Blocked {
@@ -76,10 +80,55 @@ impl Blocked {
     }
 }
 
+// All three pinned, shared by every generation: during an apply, the old generation's
+// filter may tail-call the new generation's answer program.
 shared_map! {
     /// Per CPU: the time (ns) from which the next answer conforms to the rate (GCRA's
     /// theoretical arrival time).
-    ANSWER_BUCKET: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+    ANSWER_BUCKET: PerCpuArray<u64> = PerCpuArray::pinned(1, 0);
+}
+shared_map! {
+    /// The answer program at index 0, set by the loader.
+    ANSWER_PROGS: ProgramArray = ProgramArray::pinned(1, 0);
+}
+shared_map! {
+    /// Per CPU: the [`Blocked`] packet and the rule's flags, for the answer program.
+    ANSWER_ARGS: PerCpuArray<[u64; 2]> = PerCpuArray::pinned(1, 0);
+}
+
+/// Hands the blocked packet to the answer program (a tail call: verified on its own, so
+/// the filter's verification does not grow with the answer's every path). Returns only
+/// when the answer program could not be called: the packet is then dropped.
+#[inline(always)]
+pub fn tail_call(ctx: &XdpContext, f: Blocked, flags: u32) {
+    let Some(args) = ANSWER_ARGS.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's slot; the tail call below runs on this CPU before any other
+    // program here can write it.
+    unsafe {
+        *args = [f.0, flags as u64];
+        ANSWER_PROGS.tail_call(ctx, 0);
+    }
+}
+
+shared_program!(xdpwall_answer, PROGRAM_ANSWER);
+
+/// The answer program: answers the packet `ANSWER_ARGS` describes (XDP_TX) or drops it,
+/// and counts which.
+#[xdp]
+pub fn xdpwall_answer(ctx: XdpContext) -> u32 {
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    let Some(&[blocked, flags]) = ANSWER_ARGS.get(0) else { return xdp_action::XDP_DROP };
+    match answer(&ctx, Blocked(blocked), flags as u32) {
+        Answer::Sent => {
+            crate::count(slot::ANSWERS_SENT, len);
+            xdp_action::XDP_TX
+        }
+        Answer::Suppressed => {
+            crate::count(slot::ANSWERS_SUPPRESSED, len);
+            xdp_action::XDP_DROP
+        }
+        Answer::None => xdp_action::XDP_DROP,
+    }
 }
 
 /// What became of a blocked packet that a `block return` rule would answer.
@@ -102,8 +151,8 @@ const TCP_LEN: usize = 20;
 const ICMP_LEN: usize = 8;
 
 /// Answers the blocked packet `f` as the rule's `flags` say (see the module docs).
-#[inline(never)]
-pub fn answer(ctx: &XdpContext, f: Blocked, flags: u32) -> Answer {
+#[inline(always)]
+fn answer(ctx: &XdpContext, f: Blocked, flags: u32) -> Answer {
     let v4 = f.v4();
     let tcp = f.proto() == IPPROTO_TCP;
     let rst = tcp && flags & RULE_RETURN_RST != 0;
@@ -135,7 +184,13 @@ pub fn answer(ctx: &XdpContext, f: Blocked, flags: u32) -> Answer {
 fn may_answer(ctx: &XdpContext, f: Blocked) -> bool {
     let (start, end) = (ctx.data(), ctx.data_end());
     let l3 = f.l3();
-    if l3 > MAX_L2 || start + l3 + IPV6_LEN > end && !f.v4() || start + l3 + IPV4_LEN > end {
+    // The Ethernet header at a constant offset, for the verifier (the IP header's check
+    // below has a variable one).
+    if start + 14 > end || l3 > MAX_L2 {
+        return false;
+    }
+    let ip = at(start, l3);
+    if ip + IPV6_LEN > end && !f.v4() || ip + IPV4_LEN > end {
         return false;
     }
     // SAFETY: the 12 MAC bytes lie inside the frame (before the IP header, checked above).
@@ -143,7 +198,6 @@ fn may_answer(ctx: &XdpContext, f: Blocked) -> bool {
     if (dst_mac0 | src_mac0) & 1 != 0 {
         return false;
     }
-    let ip = start + l3;
     // SAFETY: the IP header lies inside the frame (checked above).
     unsafe {
         if f.v4() {
@@ -252,6 +306,14 @@ unsafe fn sum_at<const N: usize>(p: usize) -> u32 {
     sum
 }
 
+/// `start + off` as a pointer LLVM cannot recompute: the verifier learns a pointer's
+/// bounds from the check made on that very register, and LLVM would otherwise fold
+/// `start + off + N > end` into another sum and use a fresh `start + off` after it.
+#[inline(always)]
+fn at(start: usize, off: usize) -> usize {
+    core::hint::black_box(start + off)
+}
+
 /// Folds a sum of 16-bit words into the Internet checksum (RFC 1071).
 #[inline(always)]
 fn fold(mut sum: u32) -> u16 {
@@ -351,11 +413,12 @@ unsafe fn swap_macs(start: usize) {
 #[inline(always)]
 fn ip_len(start: usize, end: usize, l3: usize, v4: bool) -> Option<usize> {
     let header = if v4 { IPV4_LEN } else { IPV6_LEN };
-    if start + l3 + header > end {
+    let ip = at(start, l3);
+    if ip + header > end {
         return None;
     }
     // SAFETY: the IP header's first 20 bytes lie inside the frame (checked above).
-    let field = unsafe { if v4 { get16(start + l3 + 2) as usize } else { get16(start + l3 + 4) as usize } };
+    let field = unsafe { if v4 { get16(ip + 2) as usize } else { get16(ip + 4) as usize } };
     Some(match (v4, field) {
         (_, 0) => end - start - l3,
         (true, n) => n,
@@ -383,18 +446,14 @@ fn tcp_rst<const V4: bool>(ctx: &XdpContext, f: Blocked) -> Option<()> {
     }
     let ip_hdr = if V4 { IPV4_LEN } else { IPV6_LEN };
     // The answer fits in the segment's own bytes: its IP and TCP headers are at least
-    // as long as the answer's.
-    if start + l4 + TCP_LEN > end
-        || start + l3 + IPV6_LEN + TCP_LEN > end && !V4
-        || start + l3 + IPV4_LEN + TCP_LEN > end
-    {
+    // as long as the answer's. (The Ethernet header's check is for the verifier.)
+    let (ip, t) = (at(start, l3), at(start, l4));
+    if start + 14 > end || t + TCP_LEN > end || ip + ip_hdr + TCP_LEN > end {
         return None;
     }
     let total = ip_len(start, end, l3, V4)?;
-    let ip = start + l3;
     // SAFETY: the TCP header and the IP addresses lie inside the frame (checked above).
     let (sport, dport, seq, ack, off_flags, src, dst) = unsafe {
-        let t = start + l4;
         let (src, dst) = if V4 {
             (get_addr::<true>(ip + 12), get_addr::<true>(ip + 16))
         } else {
@@ -455,19 +514,21 @@ fn icmp4(ctx: &XdpContext, f: Blocked, code: u8) -> Option<()> {
     const GROW: usize = IPV4_LEN + ICMP_LEN;
     let (start, end) = (ctx.data(), ctx.data_end());
     let l3 = f.l3();
-    if l3 > MAX_L2 || start + l3 + IPV4_LEN > end {
+    if l3 > MAX_L2 {
+        return None;
+    }
+    let ip = at(start, l3);
+    if ip + IPV4_LEN > end {
         return None;
     }
     let total = ip_len(start, end, l3, true)?;
     // SAFETY: the IPv4 header's fixed part lies inside the frame (checked above).
-    let (ihl, src, dst) = unsafe {
-        let ip = start + l3;
-        (((get16(ip) >> 8) as usize & 0x0f) * 4, get_addr::<true>(ip + 12), get_addr::<true>(ip + 16))
-    };
+    let (ihl, src, dst) =
+        unsafe { (((get16(ip) >> 8) as usize & 0x0f) * 4, get_addr::<true>(ip + 12), get_addr::<true>(ip + 16)) };
     // The quote: the whole IP header and 8 bytes of payload, all in the packet (not
     // Ethernet padding). Shorter packets are not answered.
     let quote = ihl + answer::ICMP_QUOTE_PAYLOAD;
-    if quote > total || start + l3 + quote > end {
+    if quote > total || ip + quote > end {
         return None;
     }
     // SAFETY: a helper that checks the headroom itself.
@@ -475,15 +536,16 @@ fn icmp4(ctx: &XdpContext, f: Blocked, code: u8) -> Option<()> {
         return None;
     }
     let (start, end) = (ctx.data(), ctx.data_end());
-    if start + GROW + MAX_L2 > end || start + l3 + GROW > end {
+    let ip = at(start, l3);
+    if start + GROW + MAX_L2 > end || ip + GROW > end {
         return None;
     }
     // SAFETY: the frame holds GROW + MAX_L2 bytes, and the new headers end before
     // `l3 + GROW` (both checked above).
     unsafe {
         move_link_header::<GROW>(start);
-        put_ip_header::<true>(start + l3, (GROW + quote) as u16, IPPROTO_ICMP, dst, src);
-        let icmp = start + l3 + IPV4_LEN;
+        put_ip_header::<true>(ip, (GROW + quote) as u16, IPPROTO_ICMP, dst, src);
+        let icmp = ip + IPV4_LEN;
         put8(icmp, ICMP_UNREACH);
         put8(icmp + 1, code);
         put16(icmp + 2, 0);
@@ -503,27 +565,32 @@ fn icmp6(ctx: &XdpContext, f: Blocked, code: u8) -> Option<()> {
     const GROW: usize = IPV6_LEN + ICMP_LEN;
     let (start, end) = (ctx.data(), ctx.data_end());
     let l3 = f.l3();
-    if l3 > MAX_L2 || start + l3 + IPV6_LEN > end {
+    if l3 > MAX_L2 {
+        return None;
+    }
+    let ip = at(start, l3);
+    if ip + IPV6_LEN > end {
         return None;
     }
     let total = ip_len(start, end, l3, false)?;
     let quote = total.min(end - start - l3).min(answer::ICMP6_QUOTE_MAX);
     // SAFETY: the IPv6 header lies inside the frame (checked above).
-    let (src, dst) = unsafe { (get_addr::<false>(start + l3 + 8), get_addr::<false>(start + l3 + 24)) };
+    let (src, dst) = unsafe { (get_addr::<false>(ip + 8), get_addr::<false>(ip + 24)) };
     // SAFETY: a helper that checks the headroom itself.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(GROW as i32)) } != 0 {
         return None;
     }
     let (start, end) = (ctx.data(), ctx.data_end());
-    if start + GROW + MAX_L2 > end || start + l3 + GROW > end {
+    let ip = at(start, l3);
+    if start + GROW + MAX_L2 > end || ip + GROW > end {
         return None;
     }
     let length = (ICMP_LEN + quote) as u16;
     // SAFETY: as in `icmp4`.
     unsafe {
         move_link_header::<GROW>(start);
-        put_ip_header::<false>(start + l3, length, IPPROTO_ICMPV6, dst, src);
-        let icmp = start + l3 + IPV6_LEN;
+        put_ip_header::<false>(ip, length, IPPROTO_ICMPV6, dst, src);
+        let icmp = ip + IPV6_LEN;
         put8(icmp, ICMP6_DST_UNREACH);
         put8(icmp + 1, code);
         put16(icmp + 2, 0);
@@ -537,16 +604,19 @@ fn icmp6(ctx: &XdpContext, f: Blocked, code: u8) -> Option<()> {
     finish_icmp_checksum::<{ (ICMP_LEN + answer::ICMP6_QUOTE_MAX) / 2 + 1 }>(ctx, l3 + IPV6_LEN, pseudo)
 }
 
-/// Writes the checksum of the ICMP message from offset `at` to the frame's end, with
+/// Writes the checksum of the ICMP message from `offset` to the frame's end, with
 /// `pseudo` (the IPv6 pseudo-header's sum, 0 for ICMP) added; at most `WORDS` 16-bit
 /// words are summed.
 #[inline(always)]
-fn finish_icmp_checksum<const WORDS: usize>(ctx: &XdpContext, at: usize, pseudo: u32) -> Option<()> {
+fn finish_icmp_checksum<const WORDS: usize>(ctx: &XdpContext, offset: usize, pseudo: u32) -> Option<()> {
     let (start, end) = (ctx.data(), ctx.data_end());
-    if at > MAX_L2 + IPV6_LEN || start + at + ICMP_LEN > end {
+    if offset > MAX_L2 + IPV6_LEN {
         return None;
     }
-    let msg = start + at;
+    let msg = at(start, offset);
+    if msg + ICMP_LEN > end {
+        return None;
+    }
     let mut sum = pseudo;
     let mut p = msg;
     for _ in 0..WORDS {

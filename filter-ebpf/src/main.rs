@@ -99,6 +99,11 @@ shared_global! {
     HAS_OUT_RULES: u32 = 0;
 }
 shared_global! {
+    /// Non-zero when some rule answers what it blocks (`block return`): without one,
+    /// the verifier prunes the answer path (it is costly to verify).
+    HAS_ANSWERS: u32 = 0;
+}
+shared_global! {
     /// Which IPv6 prefix lengths each address field hashes (see `filter_common::dir`).
     SRC_V6_LENGTHS: u64 = 0;
 }
@@ -184,12 +189,13 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     }
 
-    let mut answered = answer::Answer::None;
+    // A blocked packet its rule answers, and the rule's answer flags (0: none).
+    let mut to_answer = (answer::Blocked::NONE, 0);
     let (pass, counter_slot) = match parse::parse::<true>(start, end) {
         Outcome::Ip(fields) => {
             let (pass, counter_slot, returns) = judge(&fields, iface.class, Direction::In, len);
-            if !pass && returns != 0 {
-                answered = answer::answer(&ctx, answer::Blocked::of(&fields), returns);
+            if HAS_ANSWERS.load() != 0 && !pass && returns != 0 {
+                to_answer = (answer::Blocked::of(&fields), returns);
             }
             (pass, counter_slot)
         }
@@ -198,22 +204,19 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
     };
 
     count(counter_slot, len);
-    match answered {
-        answer::Answer::Sent => count(slot::ANSWERS_SENT, len),
-        answer::Answer::Suppressed => count(slot::ANSWERS_SUPPRESSED, len),
-        answer::Answer::None => {}
-    }
     if TRACE.load() != 0 {
         let _ = TRACE_LAST.set(0, counter_slot << 1 | !pass as u32, 0);
     }
     if iface.stats_slot != NO_STATS {
         count_iface(iface.stats_slot, pass, len);
     }
-    match (pass, answered) {
-        (true, _) => xdp_action::XDP_PASS,
-        (false, answer::Answer::Sent) => xdp_action::XDP_TX,
-        (false, _) => xdp_action::XDP_DROP,
+    if pass {
+        return xdp_action::XDP_PASS;
     }
+    if to_answer.1 != 0 {
+        answer::tail_call(&ctx, to_answer.0, to_answer.1);
+    }
+    xdp_action::XDP_DROP
 }
 
 shared_program!(xdpwall_egress, PROGRAM_EGRESS);
@@ -518,7 +521,7 @@ fn keyed(map: &Array<u32>, key: u32, default: &Global<u32>) -> Option<u32> {
 }
 
 #[inline(always)]
-fn count(slot: u32, len: u64) {
+pub(crate) fn count(slot: u32, len: u64) {
     if let Some(c) = COUNTERS.get_ptr_mut(slot) {
         // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
         unsafe {

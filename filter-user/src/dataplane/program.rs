@@ -6,7 +6,7 @@ use std::path::Path;
 
 use aya::{
     Ebpf, EbpfLoader, TestRun as _, TestRunOptions,
-    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues, ProgramArray, lpm_trie::Key},
     programs::{SchedClassifier, Xdp},
 };
 use filter_common::{
@@ -123,6 +123,7 @@ impl LoadedProgram {
         let iface_miss_class = compiled.iface_miss_class;
         let stateful = compiled.stateful as u32;
         let has_out_rules = compiled.has_out_rules as u32;
+        let has_answers = compiled.rules.iter().any(|r| answer_flags(r.block_mode) != 0) as u32;
         let (dir_in, dir_out) = compiled.dir_classes;
         let timeouts: Vec<(&str, u32)> =
             filter_common::timeout::ALL.iter().map(|t| (t.global, compiled.options.timeout(t.name))).collect();
@@ -141,6 +142,7 @@ impl LoadedProgram {
             .override_global(names::TRACE, &trace, true)
             .override_global(names::STATEFUL, &stateful, true)
             .override_global(names::HAS_OUT_RULES, &has_out_rules, true)
+            .override_global(names::HAS_ANSWERS, &has_answers, true)
             .override_global(names::DIR_IN_CLASS, &dir_in, true)
             .override_global(names::DIR_OUT_CLASS, &dir_out, true)
             // Taken only when the pinned tables are created (the first load).
@@ -172,7 +174,29 @@ impl LoadedProgram {
         let prog: &mut Xdp = p.program_mut()?;
         prog.load().map_err(|e| Error::Program("load (verifier)", e))?;
         p.egress_mut()?.load().map_err(|e| Error::Program("load egress (verifier)", e))?;
+        if has_answers != 0 {
+            p.load_answer()?;
+        }
         Ok(p)
+    }
+
+    /// Loads the answer program (`block return`) and puts it where the filter
+    /// tail-calls it: the pinned `ANSWER_PROGS`, which keeps it loaded.
+    fn load_answer(&mut self) -> Result<(), Error> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(names::PROGRAM_ANSWER)
+            .ok_or(Error::MissingObject(names::PROGRAM_ANSWER))?
+            .try_into()
+            .map_err(|e| Error::Program("find answer", e))?;
+        prog.load().map_err(|e| Error::Program("load answer (verifier)", e))?;
+        let fd = prog
+            .fd()
+            .map_err(|e| Error::Program("answer fd", e))?
+            .try_clone()
+            .map_err(|e| Error::Io("duplicating the answer program's descriptor".into(), e))?;
+        let mut progs: ProgramArray<_> = self.map_typed(names::ANSWER_PROGS)?;
+        progs.set(0, &fd, 0).map_err(|e| Error::Map(names::ANSWER_PROGS, e))
     }
 
     fn fill(&mut self, c: &Compiled, counter_slots: &[u32], ifaces: &[IfaceBinding]) -> Result<(), Error> {
