@@ -100,7 +100,8 @@ fn an_apply_killed_or_failing_at_any_step_leaves_one_ruleset_enforcing_and_a_tru
             let leftovers: Vec<_> = std::fs::read_dir(fw.run_dir())
                 .unwrap()
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n != "lock" && n != "state.json")
+                // The control plane's lock and its record of the ruleset in force stay too.
+                .filter(|n| !["lock", "state.json", "control.lock", "ruleset.json"].contains(&n.as_str()))
                 .collect();
             assert!(leftovers.is_empty(), "after {how} at {point}: {leftovers:?} left behind");
             enforcing_open = now_open;

@@ -71,13 +71,14 @@ impl Netns {
             .unwrap_or_else(|e| panic!("cannot run `ip netns exec {} {}`: {e}", self.name, cmd.join(" ")))
     }
 
-    /// Pings `addr` from the namespace `count` times (1 s timeout each); true when at least
+    /// Pings `addr` from the namespace `count` times (2 s timeout each); true when at least
     /// one reply came back (ping's own exit status). See [`Netns::ping_replies`].
     pub fn ping(&self, addr: IpAddr, count: u32) -> bool {
         self.exec(&ping_args(addr, count).iter().map(String::as_str).collect::<Vec<_>>()).status.success()
     }
 
-    /// Pings `addr` from the namespace `count` times and returns how many replies came back.
+    /// Pings `addr` from the namespace `count` times and returns how many replies came back
+    /// (a reply may take 2 s: the tests run beside compilers and other suites).
     pub fn ping_replies(&self, addr: IpAddr, count: u32) -> u32 {
         let out = self.exec(&ping_args(addr, count).iter().map(String::as_str).collect::<Vec<_>>());
         received(&out.stdout)
@@ -101,7 +102,7 @@ pub fn ping_replies(addr: IpAddr, count: u32) -> u32 {
 
 fn ping_args(addr: IpAddr, count: u32) -> Vec<String> {
     let family = if addr.is_ipv4() { "-4" } else { "-6" };
-    ["ping", family, "-c", &count.to_string(), "-W", "1", "-i", "0.2", &addr.to_string()].map(String::from).to_vec()
+    ["ping", family, "-c", &count.to_string(), "-W", "2", "-i", "0.2", &addr.to_string()].map(String::from).to_vec()
 }
 
 /// "3 packets transmitted, 2 received, 33% packet loss, time 402ms" -> 2.

@@ -44,6 +44,9 @@ enum Task {
     /// Boot Debian's 6.1 and 6.12 kernels in QEMU with two igb NICs and run the guest
     /// suite there against the freshly built `xdpwall` (installs QEMU and the kernels first).
     Vmtest(vmtest::VmtestArgs),
+    /// Build the Debian package (release build, cargo-deb): target/debian/xdpwall_*.deb
+    /// with the binary, the systemd unit and /etc/xdpwall.
+    Deb,
     /// The suite `vmtest` runs inside each guest (not for use on the host).
     #[command(hide = true)]
     VmtestGuest(vmtest::guest::GuestArgs),
@@ -73,6 +76,7 @@ fn run_task(task: Task) -> Result<()> {
         Task::Demo => demo::run(),
         Task::Bench(args) => bench::run_bench(&args),
         Task::Vmtest(args) => vmtest::run_vmtest(&args),
+        Task::Deb => run(cargo().args(["deb", "-p", "filter-user"])),
         Task::VmtestGuest(_) => unreachable!("handled above"),
     }
 }

@@ -11,8 +11,15 @@ use anyhow::{Context, Result, bail};
 use crate::{output, run};
 
 /// Debian packages the tests, the demo and the benchmarks call (xdp-tools: xdp-filter, the
-/// benchmark's peer for plain blocklists).
-const PACKAGES: &[&str] = &["iproute2", "ethtool", "iputils-ping", "nftables", "bpftool", "xdp-tools"];
+/// benchmark's peer for plain blocklists; prometheus: `promtool check metrics` for the
+/// daemon's /metrics; systemd: `systemd-analyze verify` for the unit; curl: the API over
+/// its unix socket; dpkg-dev: dpkg-shlibdeps, which cargo-deb asks for the package's
+/// dependencies).
+const PACKAGES: &[&str] =
+    &["iproute2", "ethtool", "iputils-ping", "nftables", "bpftool", "xdp-tools", "prometheus", "systemd", "curl"];
+/// cargo-deb builds the Debian package (`cargo xtask deb`); pinned so the package's
+/// layout does not change under us.
+pub const CARGO_DEB_VERSION: &str = "3.8.0";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPFFS: &str = "/sys/fs/bpf";
 
@@ -25,7 +32,21 @@ pub fn ensure() -> Result<()> {
     let sysroot = nightly_sysroot()?;
     rust_src(&sysroot)?;
     bpf_linker(&sysroot)?;
+    cargo_deb()?;
     mount_bpffs()
+}
+
+/// cargo-deb at [`CARGO_DEB_VERSION`], for `cargo xtask deb` and the package test.
+fn cargo_deb() -> Result<()> {
+    let installed = Command::new("cargo")
+        .args(["deb", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(CARGO_DEB_VERSION));
+    if installed {
+        return Ok(());
+    }
+    println!("setup: installing cargo-deb {CARGO_DEB_VERSION}");
+    run(Command::new("cargo").args(["install", "cargo-deb", "--locked", "--force", "--version", CARGO_DEB_VERSION]))
 }
 
 fn debian_packages() -> Result<()> {

@@ -2,6 +2,7 @@
 //! outlive it is pinned (see `dataplane`).
 
 mod output;
+mod watch;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -9,13 +10,14 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     compile::{self, Compiled},
+    control,
     dataplane::{self, Mode, Paths},
     rules::{self, Ruleset},
 };
 
 /// xdpwall: an XDP firewall with pf-like rules.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "xdpwall", version, about)]
 struct Cli {
     /// bpffs directory for pinned links and maps.
     #[arg(long, env = "XDPWALL_PIN_DIR", default_value = "/sys/fs/bpf/xdpwall", global = true)]
@@ -59,13 +61,33 @@ enum Command {
         /// Accept a ruleset without rules (only the default policy applies).
         #[arg(long)]
         allow_empty: bool,
+        /// Roll back unless `xdpwall confirm` follows within SECS seconds.
+        #[arg(long, value_name = "SECS")]
+        confirm: Option<u64>,
+        /// Apply even if the ruleset blocks the SSH session this runs in.
+        #[arg(long)]
+        force: bool,
     },
+    /// Keep the change made with `apply --confirm` (or `PUT /v1/ruleset?confirm=`).
+    Confirm,
     /// Per-rule and per-interface counters, drops by reason.
     Status {
         /// Machine-readable output.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// Refresh every second with per-rule and per-interface rates.
+        #[arg(long)]
+        watch: bool,
     },
+    /// The daemon: REST API, Prometheus metrics, commit-confirm (see README).
+    Serve {
+        /// Its configuration.
+        #[arg(long, default_value = crate::serve::DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Waits for a commit-confirm deadline and rolls back (started by `apply --confirm`).
+    #[command(hide = true)]
+    RollbackTimer,
     /// Detach from interfaces (all when none named).
     Unload {
         /// Interfaces.
@@ -141,16 +163,18 @@ pub fn run() -> ExitCode {
 /// Parses the ruleset at `path`, resolves its interface addresses against this host
 /// (warnings go to stderr, naming the file) and compiles it; a ruleset without rules is
 /// refused unless `allow_empty`. Errors of the ruleset as a whole (the compiler's) name
-/// the file.
+/// the file. Returns the ruleset as written (the control plane records it and resolves
+/// it again at every apply), what it compiles to on this host now, and what each
+/// interface reference resolved to.
 fn parse_and_compile(
     path: &std::path::Path,
     allow_empty: bool,
 ) -> anyhow::Result<(Ruleset, Compiled, Vec<rules::Resolved>)> {
-    let ruleset = rules::parse_file(path)?;
+    let written = rules::parse_file(path)?;
     if !allow_empty {
-        rules::require_rules(&ruleset, &path.display().to_string())?;
+        rules::require_rules(&written, &path.display().to_string())?;
     }
-    let (ruleset, resolved) = crate::host::resolve(&ruleset)
+    let (ruleset, resolved) = crate::host::resolve(&written)
         .map_err(|e| anyhow::anyhow!("cannot read this host's interface addresses: {e}"))?;
     for warning in resolved.iter().flat_map(|r| &r.warnings) {
         eprintln!("xdpwall: {}: warning: {warning}", path.display());
@@ -163,12 +187,88 @@ fn parse_and_compile(
     }
     let compiled = compile::compile(&ruleset)
         .map_err(|e| rules::RulesError::whole_file(&path.display().to_string(), e.to_string()))?;
-    Ok((ruleset, compiled, resolved))
+    Ok((written, compiled, resolved))
+}
+
+/// Applies through the control plane (record, commit-confirm, anti-lockout).
+fn change(
+    paths: &Paths,
+    ruleset: &Ruleset,
+    rules: &std::path::Path,
+    add: &[String],
+    mode: Mode,
+    confirm: Option<u64>,
+    force: bool,
+) -> anyhow::Result<control::Applied> {
+    let who = std::env::var("SSH_CONNECTION")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(|ip| format!("cli ssh {ip}")))
+        .unwrap_or_else(|| "cli".into());
+    let applied = control::apply(
+        paths,
+        &control::Change {
+            ruleset,
+            source: Some(rules.display().to_string()),
+            add,
+            mode,
+            confirm: confirm.map(std::time::Duration::from_secs),
+            protect: control::Connection::from_ssh_env(),
+            force,
+            who,
+        },
+    )?;
+    Ok(applied)
+}
+
+/// A commit-confirm change whose deadline passed while neither the daemon nor the
+/// timer `apply --confirm` left behind ran (killed, say) is rolled back now, and one
+/// still waiting is mentioned.
+fn overdue_rollback(paths: &Paths) -> anyhow::Result<()> {
+    let Ok(Some(pending)) = control::pending(paths) else { return Ok(()) };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    if pending.deadline > now {
+        eprintln!(
+            "note: a change by {} waits for confirmation: it rolls back in {} s unless `xdpwall confirm` runs",
+            pending.who,
+            pending.deadline - now
+        );
+    } else if let Some((p, _)) = control::rollback_if_due(paths, now)? {
+        eprintln!("note: rolled back the change by {}: it was not confirmed in time", p.who);
+    }
+    Ok(())
+}
+
+/// Leaves a process behind that rolls back at the deadline unless confirmed: it has
+/// a session of its own, so it outlives this command and the SSH session it ran in.
+fn spawn_rollback_timer(paths: &Paths) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--pin-dir")
+        .arg(&paths.pin_dir)
+        .arg("--run-dir")
+        .arg(&paths.run_dir)
+        .arg("rollback-timer")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: setsid is async-signal-safe and touches nothing of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    cmd.spawn()?;
+    Ok(())
 }
 
 /// Runs one command; its exit status is not success when it found something wrong
 /// that is not an error of the command itself (an interface that filters nothing).
 fn execute(command: Command, paths: &Paths) -> anyhow::Result<ExitCode> {
+    if matches!(command, Command::Load { .. } | Command::Apply { .. } | Command::Status { .. }) {
+        overdue_rollback(paths)?;
+    }
     match command {
         Command::Check { rules, allow_empty } => {
             let (ruleset, compiled, resolved) = parse_and_compile(&rules, allow_empty)?;
@@ -178,22 +278,41 @@ fn execute(command: Command, paths: &Paths) -> anyhow::Result<ExitCode> {
         }
         Command::Load { mut args, mode, allow_empty } => {
             let rules = PathBuf::from(args.pop().expect("clap requires two or more"));
-            let (_, compiled, _) = parse_and_compile(&rules, allow_empty)?;
-            let report = dataplane::apply(paths, &compiled, Some(rules.display().to_string()), &args, mode.into())?;
-            print!("{}", output::apply_report(&report));
+            let (ruleset, _, _) = parse_and_compile(&rules, allow_empty)?;
+            let applied = change(paths, &ruleset, &rules, &args, mode.into(), None, false)?;
+            print!("{}", output::apply_report(&applied.report));
         }
-        Command::Apply { rules, dry_run, allow_empty } => {
-            let (_, compiled, _) = parse_and_compile(&rules, allow_empty)?;
+        Command::Apply { rules, dry_run, allow_empty, confirm, force } => {
+            let (ruleset, compiled, _) = parse_and_compile(&rules, allow_empty)?;
             if dry_run {
                 let diff = dataplane::diff(paths, &compiled)?;
                 print!("{}", output::diff(&diff));
                 println!("dry run: nothing changed");
             } else {
-                let report = dataplane::apply(paths, &compiled, Some(rules.display().to_string()), &[], Mode::Auto)?;
-                print!("{}", output::apply_report(&report));
+                let applied = change(paths, &ruleset, &rules, &[], Mode::Auto, confirm, force)?;
+                print!("{}", output::apply_report(&applied.report));
+                if let Some(secs) = confirm {
+                    spawn_rollback_timer(paths)?;
+                    println!("rolls back in {secs} s unless `xdpwall confirm` runs before");
+                }
             }
         }
-        Command::Status { json } => {
+        Command::Confirm => match control::confirm(paths)? {
+            Some(p) => println!("confirmed the change by {}", p.who),
+            None => anyhow::bail!("no change waits for confirmation"),
+        },
+        Command::RollbackTimer => loop {
+            let Some(pending) = control::pending(paths)? else { break };
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            if pending.deadline > now {
+                std::thread::sleep(std::time::Duration::from_secs((pending.deadline - now).min(1)));
+                continue;
+            }
+            control::rollback_if_due(paths, now)?;
+        },
+        Command::Serve { config } => crate::serve::run(paths.clone(), &config)?,
+        Command::Status { json: _, watch: true } => watch::run(paths)?,
+        Command::Status { json, watch: false } => {
             let status = dataplane::status(paths)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);

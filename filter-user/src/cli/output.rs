@@ -273,29 +273,29 @@ pub fn flows(flows: &[FlowEntry]) -> String {
 }
 
 #[derive(Clone, Copy)]
-enum Align {
+pub(super) enum Align {
     Left,
     Right,
 }
 
 /// Columns as wide as their widest cell (a full IPv6 endpoint takes 47 characters),
 /// two spaces apart; the last column is not padded.
-struct Table {
+pub(super) struct Table {
     columns: Vec<(&'static str, Align)>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    fn new(columns: &[(&'static str, Align)]) -> Table {
+    pub(super) fn new(columns: &[(&'static str, Align)]) -> Table {
         Table { columns: columns.to_vec(), rows: Vec::new() }
     }
 
-    fn row(&mut self, cells: Vec<String>) {
+    pub(super) fn row(&mut self, cells: Vec<String>) {
         debug_assert_eq!(cells.len(), self.columns.len());
         self.rows.push(cells);
     }
 
-    fn render(&self) -> String {
+    pub(super) fn render(&self) -> String {
         let header: Vec<String> = self.columns.iter().map(|(h, _)| h.to_string()).collect();
         let widths: Vec<usize> = (0..self.columns.len())
             .map(|c| std::iter::once(&header).chain(&self.rows).map(|r| r[c].chars().count()).max().unwrap_or(0))

@@ -17,7 +17,7 @@ mod flows;
 mod links;
 mod nic;
 mod plan;
-mod privilege;
+pub(crate) mod privilege;
 mod program;
 mod state;
 mod status;
@@ -128,7 +128,8 @@ pub struct Paths {
 }
 
 impl Paths {
-    fn state_file(&self) -> PathBuf {
+    /// The state file: which interfaces and rules are loaded (see [`State`]).
+    pub fn state_file(&self) -> PathBuf {
         self.run_dir.join("state.json")
     }
 

@@ -75,8 +75,15 @@ pub struct Lock {
 
 /// Takes the lock in `run_dir` (made 0700 first), waiting for another command to end.
 pub fn lock(run_dir: &Path) -> Result<Lock, Error> {
+    lock_named(run_dir, "lock")
+}
+
+/// Takes the lock file `name` in `run_dir` (made 0700 first), waiting for its holder.
+/// The control plane (commit-confirm) serialises its own steps with one of these,
+/// around applies that take the data plane's `lock`.
+pub fn lock_named(run_dir: &Path, name: &str) -> Result<Lock, Error> {
     secure_dir(run_dir)?;
-    let path = run_dir.join("lock");
+    let path = run_dir.join(name);
     let file = open_private(&path, true, true).map_err(|e| Error::Io(format!("opening {}", path.display()), e))?;
     file.lock().map_err(|e| Error::Io(format!("locking {}", path.display()), e))?;
     Ok(Lock { _file: file })

@@ -32,6 +32,7 @@ mod antispoof;
 mod block;
 mod cursor;
 mod error;
+mod files;
 mod interfaces;
 mod lexer;
 mod names;
@@ -48,6 +49,7 @@ use std::path::Path;
 
 pub use ast::*;
 pub use error::RulesError;
+pub use files::TableFiles;
 pub use interfaces::{
     HostAddr, HostAddrs, HostIface, Resolved, resolve as resolve_interfaces, written as interface_written,
 };
@@ -96,4 +98,10 @@ pub fn require_rules(rs: &Ruleset, file_name: &str) -> Result<(), RulesError> {
 /// relative path are resolved against `base_dir`.
 pub fn parse_str(src: &str, file_name: &str, base_dir: &Path) -> Result<Ruleset, RulesError> {
     parser::parse(src, file_name, base_dir)
+}
+
+/// Parses ruleset text whose table files must lie inside `table_dir` (a ruleset from
+/// the API: see [`TableFiles`]).
+pub fn parse_str_confined(src: &str, file_name: &str, table_dir: &Path) -> Result<Ruleset, RulesError> {
+    parser::parse_with(src, file_name, TableFiles { base_dir: table_dir, confined: true })
 }

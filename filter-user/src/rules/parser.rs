@@ -13,6 +13,7 @@ use super::ast::{Action, BlockPolicy, Options, Pos, Ruleset, Table};
 use super::block;
 use super::cursor::{Cursor, suggest};
 use super::error::{RulesError, clip, clip_path};
+use super::files::TableFiles;
 use super::interfaces::{self, IfaceAddr};
 use super::lexer::{Kind, Lexer, unquote};
 use super::rule;
@@ -24,6 +25,11 @@ use filter_common::MAX_RULES;
 
 /// Parses a whole ruleset (see the module documentation of `rules` for the language).
 pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, RulesError> {
+    parse_with(src, file, TableFiles { base_dir, confined: false })
+}
+
+/// [`parse`] with table files resolved by `files` (confined to a directory for the API).
+pub(super) fn parse_with(src: &str, file: &str, files: TableFiles<'_>) -> Result<Ruleset, RulesError> {
     let mut lexer = Lexer::new(src, file);
     let mut default: Option<(Action, Pos)> = None;
     let mut tables: BTreeMap<String, Table> = BTreeMap::new();
@@ -84,7 +90,7 @@ pub(super) fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Ruleset, R
                 }
             }
             Some("table") => {
-                let (name, pos, table, ifaces) = parse_table(&mut c, base_dir)?;
+                let (name, pos, table, ifaces) = parse_table(&mut c, files)?;
                 if !ifaces.is_empty() {
                     options.interface_tables.insert(name.clone(), ifaces);
                 }
@@ -225,7 +231,7 @@ fn count(c: &mut Cursor<'_>, expected: &str, min: u64, max: u64) -> Result<u32, 
 
 /// `table <name> { entries }` or `table <name> file "PATH"`; returns the name, the
 /// position of `<name>` and the table.
-fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Table, Vec<IfaceAddr>), RulesError> {
+fn parse_table(c: &mut Cursor<'_>, files: TableFiles<'_>) -> Result<(String, Pos, Table, Vec<IfaceAddr>), RulesError> {
     c.next();
     let name_tok = c.next();
     if name_tok.kind != Kind::Table {
@@ -281,7 +287,7 @@ fn parse_table(c: &mut Cursor<'_>, base_dir: &Path) -> Result<(String, Pos, Tabl
             if written.is_empty() {
                 return Err(c.err(path_tok.pos, "the table file path is empty"));
             }
-            let path = base_dir.join(&written);
+            let path = files.resolve(&written).map_err(|m| c.err(path_tok.pos, m))?;
             let shown = path.display().to_string();
             let bytes = source::read(&path, MAX_TABLE_FILE_BYTES).map_err(|reason: ReadError| {
                 c.err(path_tok.pos, format!("cannot read table file `{}`: {reason}", clip_path(&shown)))
