@@ -47,16 +47,18 @@ pub struct RuleAction {
 pub const RULE_KEEP_STATE: u32 = 1;
 /// `RuleAction::flags` of a `block` rule: a TCP segment it blocks is answered with an
 /// RST (`block return`, `block return-rst`).
-pub const RULE_RETURN_RST: u32 = 1 << 4;
+pub const RULE_RETURN_RST: u32 = 1 << 6;
 /// `RuleAction::flags` of a `block` rule: a packet it blocks is answered with an ICMP
 /// or ICMPv6 destination unreachable (`block return`, `return-icmp`, `return-icmp6`;
 /// TCP too unless [`RULE_RETURN_RST`] is set), with the codes at
 /// [`RULE_ICMP_CODE_SHIFT`] and [`RULE_ICMP6_CODE_SHIFT`].
-pub const RULE_RETURN_ICMP: u32 = 1 << 5;
+pub const RULE_RETURN_ICMP: u32 = 1 << 7;
 /// `RuleAction::flags` bits 16-23: the ICMP (IPv4) destination-unreachable code.
 pub const RULE_ICMP_CODE_SHIFT: u32 = 16;
 /// `RuleAction::flags` bits 24-31: the ICMPv6 destination-unreachable code.
 pub const RULE_ICMP6_CODE_SHIFT: u32 = 24;
+/// Every `RuleAction::flags` bit an answer reads: the `RULE_RETURN_*` flags and codes.
+pub const RULE_ANSWER_BITS: u32 = RULE_RETURN_RST | RULE_RETURN_ICMP | 0xffff << RULE_ICMP_CODE_SHIFT;
 
 /// Answers to blocked packets (`block return`), sent from the data plane with XDP_TX.
 pub mod answer {

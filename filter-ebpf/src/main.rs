@@ -54,8 +54,8 @@ use aya_ebpf::{
 };
 use filter_common::{
     ACTION_PASS, BITMAP_WORDS, COUNTER_SLOTS, Counter, FAMILY_V4, FAMILY_V6, IFACE_SKIPPED, IfaceCounters, IfaceEntry,
-    Long24, MAX_IFACES, MAX_RULES, PROTO_KEYS, PrefixClass, PrefixKey, RULE_KEEP_STATE, RuleAction, RuleBitmap,
-    V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir, field, slot,
+    Long24, MAX_IFACES, MAX_RULES, PROTO_KEYS, PrefixClass, PrefixKey, RULE_ANSWER_BITS, RULE_KEEP_STATE, RuleAction,
+    RuleBitmap, V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir, field, slot,
 };
 use parse::{Fields, Outcome};
 
@@ -263,7 +263,7 @@ fn judge(fields: &Fields, iface_class: u32, dir: Direction, len: u64) -> (bool, 
             if stateful && pass && rule.flags & RULE_KEEP_STATE != 0 {
                 ct::open(fields, len, rule.counter);
             }
-            let returns = if pass { 0 } else { rule.flags & !RULE_KEEP_STATE };
+            let returns = if pass { 0 } else { rule.flags & RULE_ANSWER_BITS };
             return (pass, rule.counter, returns);
         }
     }
