@@ -233,6 +233,10 @@ fn render(rs: &Ruleset) -> String {
         let _ = writeln!(s, "set timeout {name} {secs}");
     }
     for (name, table) in &rs.tables {
+        if table.dynamic {
+            let _ = writeln!(s, "table <{name}> persist");
+            continue;
+        }
         let entries: Vec<String> = table.entries.iter().map(|e| e.to_string()).collect();
         let _ = writeln!(s, "table <{name}> {{ {} }}", entries.join(", "));
     }

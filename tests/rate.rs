@@ -213,6 +213,10 @@ fn the_most_rate_limits_a_ruleset_may_have_load() {
         let _ = i;
     }
     let src = src.replace("max-pkt-rate 1/86400 per-source", "rate 1/d per-source");
+    // The other per-packet extras on top, so the verifier sees them together: a logged
+    // rule that answers what it blocks (`block return`, a tail call), the default logged.
+    let src = src.replace("set default block\n", "set default block log\n")
+        + "block return in log quick proto tcp to port 9\n";
     let started = Instant::now();
     let mut f = Loaded::new(&src);
     eprintln!("loaded (verified) in {:.2} s", started.elapsed().as_secs_f64());

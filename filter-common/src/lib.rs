@@ -6,7 +6,7 @@
 
 /// Bumped whenever a pinned map's layout changes; recorded in the loader's state so
 /// a newer build never misreads maps pinned by an older one.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Most ordered rules one ruleset may hold (one bit each in a [`RuleBitmap`]).
 pub const MAX_RULES: usize = 4096;
@@ -219,6 +219,38 @@ impl core::ops::Add for RuleEvents {
 
 /// Default `set limit src-nodes`: per-source limiters kept (pf's default).
 pub const DEFAULT_SRC_NODES: u32 = 10_000;
+/// `RuleAction::flags` of a `block` rule: a TCP segment it blocks is answered with an
+/// RST (`block return`, `block return-rst`).
+pub const RULE_RETURN_RST: u32 = 1 << 6;
+/// `RuleAction::flags` of a `block` rule: a packet it blocks is answered with an ICMP
+/// or ICMPv6 destination unreachable (`block return`, `return-icmp`, `return-icmp6`;
+/// TCP too unless [`RULE_RETURN_RST`] is set), with the codes at
+/// [`RULE_ICMP_CODE_SHIFT`] and [`RULE_ICMP6_CODE_SHIFT`].
+pub const RULE_RETURN_ICMP: u32 = 1 << 7;
+/// `RuleAction::flags` bits 16-23: the ICMP (IPv4) destination-unreachable code.
+pub const RULE_ICMP_CODE_SHIFT: u32 = 16;
+/// `RuleAction::flags` bits 24-31: the ICMPv6 destination-unreachable code.
+pub const RULE_ICMP6_CODE_SHIFT: u32 = 24;
+/// Every `RuleAction::flags` bit an answer reads: the `RULE_RETURN_*` flags and codes.
+pub const RULE_ANSWER_BITS: u32 = RULE_RETURN_RST | RULE_RETURN_ICMP | 0xffff << RULE_ICMP_CODE_SHIFT;
+
+/// Answers to blocked packets (`block return`), sent from the data plane with XDP_TX.
+pub mod answer {
+    /// Answers each CPU may send per second: a spoofed flood of blocked packets makes
+    /// the box reflect at most this many per CPU (Linux sends 1000 ICMP errors a
+    /// second per host by default). The rest are dropped and counted as suppressed.
+    pub const RATE_PER_CPU: u64 = 500;
+    /// Answers a CPU may send at once after being idle.
+    pub const BURST: u64 = 50;
+    /// Most bytes of the blocked IPv6 packet an ICMPv6 error quotes: what fits in the
+    /// IPv6 minimum MTU (1280) after the IPv6 and ICMPv6 headers (RFC 4443 2.4 (c)).
+    pub const ICMP6_QUOTE_MAX: usize = 1280 - 40 - 8;
+    /// Bytes of the blocked IPv4 packet's payload an ICMP error quotes after its IP
+    /// header (RFC 792; what the BSDs, and so pf, send by default).
+    pub const ICMP_QUOTE_PAYLOAD: usize = 8;
+    /// TTL / hop limit of answers (the BSDs' and Linux's default).
+    pub const TTL: u8 = 64;
+}
 
 /// Key of the connection table: a flow's two endpoints in canonical order (`a` is
 /// the lower of (address, port)), so both directions find the same entry.
@@ -358,6 +390,10 @@ pub struct IfaceEntry {
     pub stats_slot: u32,
 }
 
+/// `IfaceEntry::class` of an interface named by `set skip on`: the programs pass
+/// everything on it at once, judge nothing and create no state.
+pub const IFACE_SKIPPED: u32 = u32::MAX;
+
 /// Most interfaces one loader manages.
 pub const MAX_IFACES: u32 = 64;
 
@@ -376,6 +412,13 @@ pub mod slot {
     pub const OUT_UNMATCHED: u32 = 4;
     /// First of the malformed-packet reasons; see [`super::Malformed`].
     pub const MALFORMED_BASE: u32 = 5;
+    /// Packets on an interface named by `set skip on`: passed unjudged.
+    pub const SKIPPED: u32 = 29;
+    /// Blocked packets answered (`block return`: an RST or an ICMP error sent back).
+    pub const ANSWERS_SENT: u32 = 30;
+    /// Blocked packets a `block return` rule would have answered, dropped without an
+    /// answer because the answers' rate limit was reached.
+    pub const ANSWERS_SUPPRESSED: u32 = 31;
     /// Number of reserved slots; the first rule slot. Room for 27 malformed reasons
     /// (raised from 16 with ABI 3, when the reasons outgrew it).
     pub const RESERVED: u32 = 32;
@@ -502,7 +545,8 @@ impl Malformed {
 }
 
 // Every reason has its counter slot below the first rule's.
-const _: () = assert!(slot::MALFORMED_BASE + Malformed::ALL.len() as u32 <= slot::RESERVED);
+const _: () = assert!(slot::MALFORMED_BASE + Malformed::ALL.len() as u32 <= slot::SKIPPED);
+const _: () = assert!(slot::ANSWERS_SUPPRESSED < slot::RESERVED);
 
 /// IPv6 extension headers walked before a packet counts as malformed.
 pub const MAX_IPV6_EXT: u32 = 8;
@@ -810,6 +854,15 @@ pub mod wire {
     pub const TCP_ECE: u8 = 0x40;
     /// TCP CWR flag.
     pub const TCP_CWR: u8 = 0x80;
+
+    /// ICMP type: destination unreachable.
+    pub const ICMP_UNREACH: u8 = 3;
+    /// ICMP destination-unreachable code: port unreachable (pf's `return` default).
+    pub const ICMP_UNREACH_PORT: u8 = 3;
+    /// ICMPv6 type: destination unreachable.
+    pub const ICMP6_DST_UNREACH: u8 = 1;
+    /// ICMPv6 destination-unreachable code: port unreachable (pf's `return` default).
+    pub const ICMP6_DST_UNREACH_NOPORT: u8 = 4;
 }
 
 /// Names of the programs, maps and load-time globals in the eBPF object. The kernel side
@@ -843,6 +896,9 @@ pub mod names {
     pub const PROGRAM_XDP: &str = "xdpwall";
     /// Program: packets leaving (TC egress).
     pub const PROGRAM_EGRESS: &str = "xdpwall_egress";
+    /// Program: the answer to a blocked packet (`block return`), tail-called by
+    /// [`PROGRAM_XDP`] through `ANSWER_PROGS`, verified on its own.
+    pub const PROGRAM_ANSWER: &str = "xdpwall_answer";
 
     names! {
         /// Pinned map: per-rule and reserved counters.
@@ -971,6 +1027,15 @@ pub mod names {
         DYN_NAMES,
         /// Map: per-CPU scratch for a new `DYN_SOURCES` entry.
         DYN_SCRATCH,
+        /// Pinned map: per CPU, when the next answer to a blocked packet may be sent.
+        ANSWER_BUCKET,
+        /// Pinned map: the answer program, at index 0 (a program array).
+        ANSWER_PROGS,
+        /// Pinned map: per CPU, what the answer program is to answer (the blocked
+        /// packet's offsets and kind, the rule's answer flags).
+        ANSWER_ARGS,
+        /// Global: some rule answers what it blocks.
+        HAS_ANSWERS,
     }
 }
 

@@ -43,6 +43,7 @@ macro_rules! shared_global {
     };
 }
 
+mod answer;
 mod bench;
 mod ct;
 mod log;
@@ -57,9 +58,9 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use filter_common::{
-    ACTION_DROP, ACTION_PASS, BITMAP_WORDS, COUNTER_SLOTS, Counter, FAMILY_V4, FAMILY_V6, IfaceCounters, IfaceEntry,
-    LOG_RULE_DEFAULT, Long24, MAX_IFACES, MAX_RULES, PROTO_KEYS, PrefixClass, PrefixKey, RULE_KEEP_STATE, RULE_LOG,
-    RuleAction, RuleBitmap, V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir, field, slot,
+    ACTION_DROP, ACTION_PASS, BITMAP_WORDS, COUNTER_SLOTS, Counter, FAMILY_V4, FAMILY_V6, IFACE_SKIPPED, IfaceCounters,
+    IfaceEntry, LOG_RULE_DEFAULT, Long24, MAX_IFACES, MAX_RULES, PROTO_KEYS, PrefixClass, PrefixKey, RULE_ANSWER_BITS,
+    RULE_KEEP_STATE, RULE_LOG, RuleAction, RuleBitmap, V4_HASHED_MIN_LEN, V6_HASHED_LENGTHS, dir, field, slot,
 };
 use parse::{Fields, Outcome};
 
@@ -101,6 +102,11 @@ shared_global! { DIR_OUT_CLASS: u32 = 0; }
 shared_global! {
     /// Non-zero when some rule says `out`: TC egress classifies.
     HAS_OUT_RULES: u32 = 0;
+}
+shared_global! {
+    /// Non-zero when some rule answers what it blocks (`block return`): without one,
+    /// the verifier prunes the answer path (it is costly to verify).
+    HAS_ANSWERS: u32 = 0;
 }
 shared_global! {
     /// Which IPv6 prefix lengths each address field hashes (see `filter_common::dir`).
@@ -195,9 +201,22 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
     let iface = iface_of(ifindex);
     let len = (end - start) as u64;
+    if iface.class == IFACE_SKIPPED {
+        count(slot::SKIPPED, len);
+        count_iface(iface.stats_slot, true, len);
+        return xdp_action::XDP_PASS;
+    }
 
+    // The blocked packet's answer flags (0: its rule does not answer it).
+    let mut answer_flags = 0;
     let (pass, counter_slot, logged) = match parse::parse::<true>(start, end) {
-        Outcome::Ip(fields) => judge(&fields, iface.class, Direction::In, len),
+        Outcome::Ip(fields) => {
+            let v = judge(&fields, iface.class, Direction::In, len);
+            if HAS_ANSWERS.load() != 0 && !v.pass {
+                answer_flags = v.answer;
+            }
+            (v.pass, v.counter_slot, v.logged)
+        }
         Outcome::NonIp => (true, slot::NON_IP, None),
         Outcome::Malformed(reason) => (false, reason.slot(), None),
     };
@@ -214,14 +233,21 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
     if iface.stats_slot != NO_STATS {
         count_iface(iface.stats_slot, pass, len);
     }
-    if pass { xdp_action::XDP_PASS } else { xdp_action::XDP_DROP }
+    if pass {
+        return xdp_action::XDP_PASS;
+    }
+    if answer_flags != 0 {
+        answer::tail_call(&ctx, answer_flags);
+    }
+    xdp_action::XDP_DROP
 }
 
 shared_program!(xdpwall_egress, PROGRAM_EGRESS);
 
 /// Packets the host sends or forwards: judged by `out` rules, and seen by connection
 /// tracking so replies to the host's own flows find their state. Nothing else is
-/// judged here: non-IP and unparsable packets leave untouched.
+/// judged here: non-IP and unparsable packets leave untouched. A `block return` rule
+/// drops here without an answer: the host's own stack answers its own sockets.
 
 #[classifier]
 pub fn xdpwall_egress(ctx: TcContext) -> i32 {
@@ -229,12 +255,15 @@ pub fn xdpwall_egress(ctx: TcContext) -> i32 {
         return TC_ACT_OK;
     }
     let (start, end) = (ctx.data(), ctx.data_end());
-    let Outcome::Ip(fields) = parse::parse::<false>(start, end) else { return TC_ACT_OK };
     // SAFETY: `skb` points at the kernel's __sk_buff for the duration of the call.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let iface = iface_of(ifindex);
+    if iface.class == IFACE_SKIPPED {
+        return TC_ACT_OK;
+    }
+    let Outcome::Ip(fields) = parse::parse::<false>(start, end) else { return TC_ACT_OK };
     let len = (end - start) as u64;
-    let (pass, counter_slot, logged) = judge(&fields, iface.class, Direction::Out, len);
+    let Verdict { pass, counter_slot, logged, .. } = judge(&fields, iface.class, Direction::Out, len);
     count(counter_slot, len);
     if LOGGING.load() != 0
         && let Some(rule) = logged
@@ -244,15 +273,31 @@ pub fn xdpwall_egress(ctx: TcContext) -> i32 {
     if pass { TC_ACT_OK } else { TC_ACT_SHOT }
 }
 
+/// What [`judge`] decided.
+struct Verdict {
+    pass: bool,
+    counter_slot: u32,
+    /// The number to log the packet under when it is to be logged (`LogRecord::rule`).
+    logged: Option<u32>,
+    /// The deciding rule's `RULE_RETURN_*` flags and ICMP codes (0: no answer).
+    answer: u32,
+}
+
+impl Verdict {
+    #[inline(always)]
+    fn passed(counter_slot: u32) -> Verdict {
+        Verdict { pass: true, counter_slot, logged: None, answer: 0 }
+    }
+}
+
 /// The decision for an IP packet: the flow's state if it has a live one, else the
 /// first matching rule (opening a flow for `keep state`), else the default policy
-/// (inbound) or pass (outbound). Returns whether it passes, the counter slot, and the
-/// number to log the packet under when it is to be logged (`LogRecord::rule`).
+/// (inbound) or pass (outbound).
 #[inline(always)]
-fn judge(fields: &Fields, iface_class: u32, dir: Direction, len: u64) -> (bool, u32, Option<u32>) {
+fn judge(fields: &Fields, iface_class: u32, dir: Direction, len: u64) -> Verdict {
     let stateful = STATEFUL.load() != 0;
     if stateful && ct::track(fields, len) {
-        return (true, slot::STATE, None);
+        return Verdict::passed(slot::STATE);
     }
     if dir == Direction::In || HAS_OUT_RULES.load() != 0 {
         let matched = if RATE_RULES.load() == 0 {
@@ -268,13 +313,19 @@ fn judge(fields: &Fields, iface_class: u32, dir: Direction, len: u64) -> (bool, 
                 ct::open(fields, len, rule.counter);
             }
             let logged = (LOGGING.load() != 0 && rule.flags & RULE_LOG != 0).then_some(rule.number);
-            return (pass, rule.counter, logged);
+            let answer = if pass { 0 } else { rule.flags & RULE_ANSWER_BITS };
+            return Verdict { pass, counter_slot: rule.counter, logged, answer };
         }
     }
     match dir {
-        Direction::Out => (true, slot::OUT_UNMATCHED, None),
-        Direction::In if DEFAULT_ACTION.load() == ACTION_PASS => (true, slot::DEFAULT_PASS, None),
-        Direction::In => (false, slot::DEFAULT_BLOCK, (DEFAULT_LOG.load() != 0).then_some(LOG_RULE_DEFAULT)),
+        Direction::Out => Verdict::passed(slot::OUT_UNMATCHED),
+        Direction::In if DEFAULT_ACTION.load() == ACTION_PASS => Verdict::passed(slot::DEFAULT_PASS),
+        Direction::In => Verdict {
+            pass: false,
+            counter_slot: slot::DEFAULT_BLOCK,
+            logged: (DEFAULT_LOG.load() != 0).then_some(LOG_RULE_DEFAULT),
+            answer: 0,
+        },
     }
 }
 
@@ -658,7 +709,7 @@ fn keyed(map: &Array<u32>, key: u32, default: &Global<u32>) -> Option<u32> {
 }
 
 #[inline(always)]
-fn count(slot: u32, len: u64) {
+pub(crate) fn count(slot: u32, len: u64) {
     if let Some(c) = COUNTERS.get_ptr_mut(slot) {
         // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
         unsafe {

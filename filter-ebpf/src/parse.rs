@@ -105,6 +105,22 @@ macro_rules! read_or {
 /// packets whose length fields describe the whole super-packet, so it does not check.
 #[inline(always)]
 pub fn parse<const LENGTHS: bool>(start: usize, end: usize) -> Outcome {
+    parse_at::<LENGTHS>(start, end, &mut Offsets::default())
+}
+
+/// Where the headers of a parsed IP packet start: what an answer to it is built from.
+/// Kept out of [`Fields`], which lives on the stack the classifier's calls share.
+#[derive(Clone, Copy, Default)]
+pub struct Offsets {
+    /// The IP header (after Ethernet and VLAN tags).
+    pub l3: usize,
+    /// The upper-layer header, or 0 when this packet has none (a later fragment).
+    pub l4: usize,
+}
+
+/// [`parse`], also recording where the IP and upper-layer headers start.
+#[inline(always)]
+pub fn parse_at<const LENGTHS: bool>(start: usize, end: usize, offsets: &mut Offsets) -> Outcome {
     let mut cur = Cursor { start, end, off: 0, limit: usize::MAX };
     let eth = read_or!(cur, 14, Malformed::EthTruncated);
     let mut ethertype = be16(eth, 12);
@@ -127,6 +143,7 @@ pub fn parse<const LENGTHS: bool>(start: usize, end: usize) -> Outcome {
         return Outcome::Malformed(Malformed::VlanTooMany);
     }
 
+    offsets.l3 = cur.off;
     // `has_l4`: the upper-layer header is in this packet (not a later fragment);
     // `partial`: this is a first fragment, more follow.
     let (family, src, dst, proto, has_l4, partial) = match ethertype {
@@ -196,6 +213,7 @@ pub fn parse<const LENGTHS: bool>(start: usize, end: usize) -> Outcome {
     if !has_l4 {
         return Outcome::Ip(fields);
     }
+    offsets.l4 = cur.off;
     // An L4 header cut short: in a first fragment, the rest of it is in another
     // fragment, where no rule can see it.
     let short = if partial { Malformed::FragmentTiny } else { Malformed::L4Truncated };

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod compile;
 pub mod control;
 pub mod dataplane;
+pub mod host;
 pub mod model;
 pub mod rules;
 pub mod serve;

@@ -45,7 +45,7 @@ fn with_buckets(text: &str, buckets: &[Bucket]) -> String {
     for line in text.lines() {
         out.push_str(line);
         if line.starts_with("pass") || line.starts_with("block") {
-            if line.starts_with("pass") && !line.contains("keep state") {
+            if line.starts_with("pass") && !line.contains("keep state") && !line.contains("no state") {
                 out.push_str(" no state");
             }
             out.push_str(buckets.get(rule).copied().unwrap_or(Bucket::None).option());

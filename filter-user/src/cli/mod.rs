@@ -214,20 +214,42 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// Parses and compiles the ruleset at `path`; a ruleset without rules is refused
-/// unless `allow_empty`. Errors of the ruleset as a whole (the compiler's) name the file.
-fn parse_and_compile(path: &std::path::Path, allow_empty: bool) -> anyhow::Result<(Ruleset, Compiled)> {
+/// Parses the ruleset at `path`, resolves its interface addresses against this host
+/// (warnings go to stderr, naming the file) and compiles it; a ruleset without rules is
+/// refused unless `allow_empty`. Errors of the ruleset as a whole (the compiler's) name
+/// the file. Returns the ruleset as written (the control plane records it and resolves
+/// it again at every apply), what it compiles to on this host now, and what each
+/// interface reference resolved to.
+fn parse_and_compile(
+    path: &std::path::Path,
+    allow_empty: bool,
+) -> anyhow::Result<(Ruleset, Compiled, Vec<rules::Resolved>)> {
     compile_parsed(path, rules::parse_file(path)?, allow_empty)
 }
 
-/// The second half of [`parse_and_compile`], for a ruleset already parsed.
-fn compile_parsed(path: &std::path::Path, ruleset: Ruleset, allow_empty: bool) -> anyhow::Result<(Ruleset, Compiled)> {
+/// The second half of [`parse_and_compile`], for a ruleset already parsed (as written).
+fn compile_parsed(
+    path: &std::path::Path,
+    written: Ruleset,
+    allow_empty: bool,
+) -> anyhow::Result<(Ruleset, Compiled, Vec<rules::Resolved>)> {
     if !allow_empty {
-        rules::require_rules(&ruleset, &path.display().to_string())?;
+        rules::require_rules(&written, &path.display().to_string())?;
+    }
+    let (ruleset, resolved) = crate::host::resolve(&written)
+        .map_err(|e| anyhow::anyhow!("cannot read this host's interface addresses: {e}"))?;
+    for warning in resolved.iter().flat_map(|r| &r.warnings) {
+        eprintln!("xdpwall: {}: warning: {warning}", path.display());
+    }
+    for name in ruleset.options.skip.iter().filter(|n| !crate::host::interface_exists(n)) {
+        eprintln!(
+            "xdpwall: {}: warning: set skip on {name}: no interface `{name}` on this host (Linux's loopback is `lo`)",
+            path.display()
+        );
     }
     let compiled = compile::compile(&ruleset)
         .map_err(|e| rules::RulesError::whole_file(&path.display().to_string(), e.to_string()))?;
-    Ok((ruleset, compiled))
+    Ok((written, compiled, resolved))
 }
 
 /// Applies through the control plane (record, commit-confirm, anti-lockout).
@@ -312,18 +334,20 @@ fn execute(command: Command, paths: &Paths) -> anyhow::Result<ExitCode> {
     match command {
         Command::Check { rules, allow_empty, skip_unsupported } => {
             let parsed = rules::parse_file_with(&rules, rules::ParseOptions { skip_unsupported })?;
-            let (ruleset, compiled) = compile_parsed(&rules, parsed.ruleset.clone(), allow_empty)?;
+            let (ruleset, compiled, resolved) = compile_parsed(&rules, parsed.ruleset.clone(), allow_empty)?;
             print!("{}", output::summary(&rules, &ruleset, &compiled));
+            print!("{}", output::pf_settings(&ruleset));
+            print!("{}", output::interface_addresses(&resolved));
             print!("{}", output::check_notes(&ruleset, &parsed, &rules::shadow::shadowed(&ruleset)));
         }
         Command::Load { mut args, mode, allow_empty } => {
             let rules = PathBuf::from(args.pop().expect("clap requires two or more"));
-            let (ruleset, _) = parse_and_compile(&rules, allow_empty)?;
+            let (ruleset, _, _) = parse_and_compile(&rules, allow_empty)?;
             let applied = change(paths, &ruleset, &rules, &args, mode.into(), None, false)?;
             print!("{}", output::apply_report(&applied.report));
         }
         Command::Apply { rules, dry_run, allow_empty, confirm, force } => {
-            let (ruleset, compiled) = parse_and_compile(&rules, allow_empty)?;
+            let (ruleset, compiled, _) = parse_and_compile(&rules, allow_empty)?;
             if dry_run {
                 let diff = dataplane::diff(paths, &compiled)?;
                 print!("{}", output::diff(&diff));

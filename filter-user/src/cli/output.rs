@@ -92,7 +92,34 @@ pub fn check_notes(rs: &Ruleset, parsed: &crate::rules::Parsed, shadowed: &[crat
     s
 }
 
-/// The rule diff of an apply.
+/// `xdpwall check`: the pf settings that change what rules do (`set block-policy`,
+/// `set skip`), when they are not pf's defaults.
+pub fn pf_settings(rs: &Ruleset) -> String {
+    let mut s = String::new();
+    if rs.options.block_policy == crate::rules::BlockPolicy::Return {
+        let _ = writeln!(s, "block policy: return (a plain `block` answers: RST to TCP, ICMP unreachable to the rest)");
+    }
+    if !rs.options.skip.is_empty() {
+        let _ = writeln!(s, "skipped (unfiltered where loaded): {}", rs.options.skip.join(", "));
+    }
+    s
+}
+
+/// `xdpwall check`: what the ruleset's interface addresses are on this host.
+pub fn interface_addresses(resolved: &[crate::rules::Resolved]) -> String {
+    let mut s = String::new();
+    if resolved.is_empty() {
+        return s;
+    }
+    let _ = writeln!(s, "interface addresses, as on this host now (resolved again at every load and apply):");
+    for r in resolved {
+        let addrs: Vec<String> = r.addresses.iter().map(ToString::to_string).collect();
+        let shown = if addrs.is_empty() { "nothing".to_string() } else { addrs.join(", ") };
+        let _ = writeln!(s, "  <{}>: {shown}", r.table);
+    }
+    s
+}
+
 /// What an address field's lookup holds: how many prefixes, in which structure.
 fn lookup_summary(l: &AddrLookup) -> String {
     let groups = (l.dir4.len() - filter_common::dir::TOP_ENTRIES as usize) / filter_common::dir::GROUP_ENTRIES as usize;
@@ -237,7 +264,17 @@ pub fn status(st: &Status) -> String {
             st.log.lost
         );
     }
+    let _ = writeln!(
+        s,
+        "block return: {} answers sent, {} suppressed by the rate limit (dropped unanswered)",
+        st.answers_sent.packets, st.answers_suppressed.packets
+    );
     let _ = writeln!(s, "not judged: non-IP frames passed {} packets, {} bytes", st.non_ip.packets, st.non_ip.bytes);
+    let _ = writeln!(
+        s,
+        "not judged: `set skip` interfaces passed {} packets, {} bytes",
+        st.skipped.packets, st.skipped.bytes
+    );
     let malformed: Vec<String> =
         st.malformed.iter().filter(|m| m.packets > 0).map(|m| format!("{} {}", m.name, m.packets)).collect();
     let total: u64 = st.malformed.iter().map(|m| m.packets).sum();

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use filter_common::{ICMP_NONE, MAX_RULES, PORT_NONE, PROTO_KEYS, RuleBitmap, TCP_FLAGS_NONE, VLAN_NONE, field};
 use serde::{Deserialize, Serialize};
 
-use crate::rules::{Action, Direction, Family, PortRange, Rule, Ruleset};
+use crate::rules::{Action, BlockMode, BlockPolicy, Direction, Family, PortRange, Rule, Ruleset};
 use classes::Classes;
 use keyed::KeyRanges;
 pub use keyed::KeyedTable;
@@ -91,6 +91,9 @@ pub struct RuleInfo {
     /// `overload <t> [for N]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overload: Option<crate::rules::Overload>,
+    /// How a `block` rule refuses, `set block-policy` applied (`Drop` for `pass` rules).
+    #[serde(default)]
+    pub block_mode: BlockMode,
 }
 
 /// The classifier's tables for one ruleset.
@@ -282,7 +285,7 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
 
     let compiled = Compiled {
         default_action: rs.default_action,
-        rules: rule_infos(&rs.rules, &rs.tables),
+        rules: rule_infos(&rs.rules, &rs.tables, rs.options.block_policy),
         order: order.iter().map(|&i| i as u32).collect(),
         used_fields,
         bitmaps: classes.into_bitmaps(),
@@ -404,7 +407,11 @@ pub fn dyn_from(r: &Rule, tables: &std::collections::BTreeMap<String, crate::rul
     }
 }
 
-fn rule_infos(rules: &[Rule], tables: &std::collections::BTreeMap<String, crate::rules::Table>) -> Vec<RuleInfo> {
+fn rule_infos(
+    rules: &[Rule],
+    tables: &std::collections::BTreeMap<String, crate::rules::Table>,
+    block_policy: BlockPolicy,
+) -> Vec<RuleInfo> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     rules
         .iter()
@@ -413,6 +420,10 @@ fn rule_infos(rules: &[Rule], tables: &std::collections::BTreeMap<String, crate:
             let n = seen.entry(base.clone()).or_insert(0);
             *n += 1;
             let key = if *n == 1 { base } else { format!("{base}#{n}") };
+            let block_mode = match r.action {
+                Action::Block => r.block_mode.under(block_policy),
+                Action::Pass => BlockMode::Drop,
+            };
             RuleInfo {
                 text: r.text.clone(),
                 label: r.label.clone(),
@@ -423,6 +434,7 @@ fn rule_infos(rules: &[Rule], tables: &std::collections::BTreeMap<String, crate:
                 log: r.log,
                 dyn_from: dyn_from(r, tables),
                 overload: r.overload.clone(),
+                block_mode,
             }
         })
         .collect()

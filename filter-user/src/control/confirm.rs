@@ -78,7 +78,7 @@ pub fn rollback_if_due(paths: &Paths, now: u64) -> Result<Option<(Pending, Apply
     let Some(pending) = read(paths)?.filter(|p| p.deadline <= now) else { return Ok(None) };
     let previous = &pending.previous;
     let source = previous.source.clone().unwrap_or_else(|| "ruleset".into());
-    let compiled = compile(&previous.ruleset, &source)?;
+    let (_, compiled) = compile(&previous.ruleset, &source)?;
     let report = match dataplane::apply(paths, &compiled, previous.source.clone(), &[], Mode::Auto) {
         Ok(report) => report,
         // Unloaded meanwhile: there is nothing left to roll back.

@@ -86,9 +86,18 @@ pub struct Applied {
     pub confirm_deadline: Option<u64>,
 }
 
-/// Compiles `ruleset`; errors of the ruleset as a whole name `source`.
-fn compile(ruleset: &Ruleset, source: &str) -> Result<compile::Compiled, RulesError> {
-    compile::compile(ruleset).map_err(|e| RulesError::whole_file(source, e.to_string()))
+/// Resolves `ruleset`'s interface addresses (`(em0)`, `self`, ...) against this host as it
+/// is now, and compiles the result; errors of the ruleset as a whole name `source`. The
+/// ruleset as written is what gets recorded, so every apply (a roll-back too, or the
+/// same ruleset again after the host's addresses changed) resolves afresh.
+fn compile(ruleset: &Ruleset, source: &str) -> Result<(Ruleset, compile::Compiled), RulesError> {
+    let (resolved, report) = crate::host::resolve(ruleset)
+        .map_err(|e| RulesError::whole_file(source, format!("cannot read this host's interface addresses: {e}")))?;
+    for warning in report.iter().flat_map(|r| &r.warnings) {
+        tracing::warn!(source, "{warning}");
+    }
+    let compiled = compile::compile(&resolved).map_err(|e| RulesError::whole_file(source, e.to_string()))?;
+    Ok((resolved, compiled))
 }
 
 /// The rule diff between the ruleset in force and `ruleset`, and what anti-lockout
@@ -99,10 +108,10 @@ pub fn diff(
     source: &str,
     protect: Option<&Connection>,
 ) -> Result<(Diff, Option<String>), ControlError> {
-    let compiled = compile(ruleset, source)?;
+    let (resolved, compiled) = compile(ruleset, source)?;
     let diff = dataplane::diff(paths, &compiled)?;
     let lockout = match protect {
-        Some(conn) => lockout::check(paths, ruleset, conn)?,
+        Some(conn) => lockout::check(paths, &resolved, conn)?,
         None => None,
     };
     Ok((diff, lockout))
@@ -113,7 +122,7 @@ pub fn diff(
 /// force is written down first, so the roll-back survives this process.
 pub fn apply(paths: &Paths, change: &Change<'_>) -> Result<Applied, ControlError> {
     let source = change.source.clone().unwrap_or_else(|| "ruleset".into());
-    let compiled = compile(change.ruleset, &source)?;
+    let (resolved, compiled) = compile(change.ruleset, &source)?;
     privilege::require_privileges()?;
     let _lock = privilege::lock_named(&paths.run_dir, CONTROL_LOCK)?;
     if let Some(p) = confirm::read(paths)? {
@@ -124,7 +133,7 @@ pub fn apply(paths: &Paths, change: &Change<'_>) -> Result<Applied, ControlError
         )));
     }
     if let Some(conn) = &change.protect
-        && let Some(why) = lockout::check(paths, change.ruleset, conn)?
+        && let Some(why) = lockout::check(paths, &resolved, conn)?
     {
         if !change.force {
             return Err(ControlError::Lockout(format!("{why}; refused (force it to apply anyway)")));

@@ -6,20 +6,20 @@ use std::path::Path;
 
 use aya::{
     Ebpf, EbpfLoader, TestRun as _, TestRunOptions,
-    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues, ProgramArray, lpm_trie::Key},
     programs::{SchedClassifier, Xdp},
 };
 use filter_common::{
     ACTION_DROP, ACTION_PASS, COUNTER_SLOTS, Counter, DEFAULT_LOG_RATE, DEFAULT_SRC_NODES, DynEntry, DynName,
     IfaceCounters, IfaceEntry, LogCounters, MAX_DYN_TABLES, PrefixClass, PrefixKey, RULE_DYN_FROM, RULE_DYN_NEGATED,
-    RULE_KEEP_STATE, RULE_LOG, RULE_RATE, RULE_RATE_PER_SOURCE, RateLimit, RuleAction, RuleBitmap, RuleEvents,
-    SourceKey, dir, field, names,
+    RULE_ICMP_CODE_SHIFT, RULE_ICMP6_CODE_SHIFT, RULE_KEEP_STATE, RULE_LOG, RULE_RATE, RULE_RATE_PER_SOURCE,
+    RULE_RETURN_ICMP, RULE_RETURN_RST, RateLimit, RuleAction, RuleBitmap, RuleEvents, SourceKey, dir, field, names,
 };
 
 use super::Error;
 use crate::{
     compile::{AddrLookup, Compiled, KeyedTable},
-    rules::{Action, DEFAULT_STATE_LIMIT},
+    rules::{Action, BlockMode, DEFAULT_STATE_LIMIT},
 };
 
 /// The eBPF object built by build.rs.
@@ -66,6 +66,20 @@ pub struct LoadedProgram {
     ebpf: Ebpf,
 }
 
+/// The `RULE_RETURN_*` flags and ICMP codes of a rule's refusal.
+fn answer_flags(mode: BlockMode) -> u32 {
+    use filter_common::wire::{ICMP_UNREACH_PORT, ICMP6_DST_UNREACH_NOPORT};
+    let icmp = |icmp: u8, icmp6: u8| {
+        RULE_RETURN_ICMP | u32::from(icmp) << RULE_ICMP_CODE_SHIFT | u32::from(icmp6) << RULE_ICMP6_CODE_SHIFT
+    };
+    match mode {
+        BlockMode::Policy | BlockMode::Drop => 0,
+        BlockMode::Return => RULE_RETURN_RST | icmp(ICMP_UNREACH_PORT, ICMP6_DST_UNREACH_NOPORT),
+        BlockMode::ReturnRst => RULE_RETURN_RST,
+        BlockMode::ReturnIcmp { icmp: code, icmp6: code6 } => icmp(code, code6),
+    }
+}
+
 fn action_code(a: Action) -> u32 {
     match a {
         Action::Pass => ACTION_PASS,
@@ -110,6 +124,7 @@ impl LoadedProgram {
         let iface_miss_class = compiled.iface_miss_class;
         let stateful = compiled.stateful as u32;
         let has_out_rules = compiled.has_out_rules as u32;
+        let has_answers = compiled.rules.iter().any(|r| answer_flags(r.block_mode) != 0) as u32;
         let (dir_in, dir_out) = compiled.dir_classes;
         let rate_rules = compiled.rate_rules();
         let logging = compiled.logging() as u32;
@@ -135,6 +150,7 @@ impl LoadedProgram {
             .override_global(names::TRACE, &trace, true)
             .override_global(names::STATEFUL, &stateful, true)
             .override_global(names::HAS_OUT_RULES, &has_out_rules, true)
+            .override_global(names::HAS_ANSWERS, &has_answers, true)
             .override_global(names::DIR_IN_CLASS, &dir_in, true)
             .override_global(names::DIR_OUT_CLASS, &dir_out, true)
             .override_global(names::RATE_RULES, &rate_rules, true)
@@ -171,7 +187,29 @@ impl LoadedProgram {
         let prog: &mut Xdp = p.program_mut()?;
         prog.load().map_err(|e| Error::Program("load (verifier)", e))?;
         p.egress_mut()?.load().map_err(|e| Error::Program("load egress (verifier)", e))?;
+        if has_answers != 0 {
+            p.load_answer()?;
+        }
         Ok(p)
+    }
+
+    /// Loads the answer program (`block return`) and puts it where the filter
+    /// tail-calls it: the pinned `ANSWER_PROGS`, which keeps it loaded.
+    fn load_answer(&mut self) -> Result<(), Error> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(names::PROGRAM_ANSWER)
+            .ok_or(Error::MissingObject(names::PROGRAM_ANSWER))?
+            .try_into()
+            .map_err(|e| Error::Program("find answer", e))?;
+        prog.load().map_err(|e| Error::Program("load answer (verifier)", e))?;
+        let fd = prog
+            .fd()
+            .map_err(|e| Error::Program("answer fd", e))?
+            .try_clone()
+            .map_err(|e| Error::Io("duplicating the answer program's descriptor".into(), e))?;
+        let mut progs: ProgramArray<_> = self.map_typed(names::ANSWER_PROGS)?;
+        progs.set(0, &fd, 0).map_err(|e| Error::Map(names::ANSWER_PROGS, e))
     }
 
     fn fill(&mut self, c: &Compiled, counter_slots: &[u32], ifaces: &[IfaceBinding]) -> Result<(), Error> {
@@ -181,7 +219,7 @@ impl LoadedProgram {
             // its counter is that rule's, so counters keep the file's order.
             for (bit, &file_index) in c.order.iter().enumerate() {
                 let (rule, counter) = (&c.rules[file_index as usize], counter_slots[file_index as usize]);
-                let mut flags = if rule.keep_state { RULE_KEEP_STATE } else { 0 };
+                let mut flags = if rule.keep_state { RULE_KEEP_STATE } else { 0 } | answer_flags(rule.block_mode);
                 if rule.log {
                     flags |= RULE_LOG;
                 }
@@ -249,8 +287,11 @@ impl LoadedProgram {
         {
             let mut map: HashMap<_, u32, IfaceEntry> = self.map_typed(names::IFACES)?;
             for i in ifaces {
-                let class =
-                    c.ifaces.iter().find(|(name, _)| *name == i.name).map_or(c.iface_miss_class, |(_, class)| *class);
+                let class = if c.options.skip.contains(&i.name) {
+                    filter_common::IFACE_SKIPPED
+                } else {
+                    c.ifaces.iter().find(|(name, _)| *name == i.name).map_or(c.iface_miss_class, |(_, class)| *class)
+                };
                 let entry = IfaceEntry { class, stats_slot: i.stats_slot };
                 map.insert(i.ifindex, entry, 0).map_err(|e| Error::Map(names::IFACES, e))?;
             }
@@ -428,6 +469,24 @@ impl LoadedProgram {
 }
 
 impl LoadedProgram {
+    /// Runs one frame through the XDP program received on `ifindex`, and returns the XDP
+    /// action with the frame as the program left it (an answer it sent with XDP_TX).
+    pub fn test_run_frame(&mut self, frame: &[u8], ifindex: u32) -> Result<(u32, Vec<u8>), Error> {
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        // Room for an answer that grows the frame (an ICMP error quoting it).
+        let mut out = vec![0u8; frame.len() + 256];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.ctx_in = Some(&ctx);
+        opts.data_out = Some(&mut out);
+        let prog = self.program_mut()?;
+        let r = prog.test_run(opts).map_err(|e| Error::Program("test run", e))?;
+        out.truncate(r.data_size_out as usize);
+        Ok((r.return_value, out))
+    }
+
     /// Runs one frame through the TC egress program with BPF_PROG_TEST_RUN, as if the
     /// host sent it on the loopback device; returns the TC action (0 OK, 2 SHOT).
     pub fn test_run_egress(&mut self, frame: &[u8]) -> Result<i32, Error> {

@@ -115,6 +115,12 @@ pub struct Status {
     pub state_matches: NamedCounter,
     /// Outgoing packets no rule (`out` or without direction) matched (passed).
     pub out_unmatched: NamedCounter,
+    /// Packets on interfaces named by `set skip on`, passed unjudged.
+    pub skipped: NamedCounter,
+    /// Blocked packets answered by a `block return` rule (an RST or ICMP error sent).
+    pub answers_sent: NamedCounter,
+    /// Blocked packets left unanswered because answers hit their rate limit.
+    pub answers_suppressed: NamedCounter,
     /// The flow table.
     pub flow_table: FlowTable,
     /// The packet log.
@@ -215,6 +221,9 @@ pub fn status(paths: &Paths) -> Result<Status, Error> {
         non_ip: named("non-ip", slot::NON_IP),
         state_matches: named("state", slot::STATE),
         out_unmatched: named("out-unmatched", slot::OUT_UNMATCHED),
+        skipped: named("skipped", slot::SKIPPED),
+        answers_sent: named("answers-sent", slot::ANSWERS_SENT),
+        answers_suppressed: named("answers-suppressed", slot::ANSWERS_SUPPRESSED),
         flow_table: flows::summary(paths)?,
         malformed: Malformed::ALL.iter().map(|m| named(m.name(), m.slot())).collect(),
         interfaces,

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use super::interfaces::{IfaceAddr, IfaceAddrKind};
+
 /// A whole ruleset: policy, named tables and rules in file order. As in pf, the first
 /// matching `quick` rule decides a packet, else the last matching rule, else the
 /// default policy (inbound) or pass (outbound).
@@ -39,6 +41,52 @@ pub struct Options {
     /// `set log-rate N/s`: most log records a second (and at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_rate: Option<u32>,
+    /// `set block-policy drop|return`: what a plain `block` does.
+    #[serde(default)]
+    pub block_policy: BlockPolicy,
+    /// Tables filled with interface addresses when the ruleset is resolved against the
+    /// host (`rules::resolve_interfaces`): a rule's `(em0)`, `em0:network`, `self` (a
+    /// table named as written) or an inline table's interface entries.
+    #[serde(default)]
+    pub interface_tables: BTreeMap<String, Vec<IfaceAddr>>,
+    /// `set skip on IF`: interfaces left unfiltered (everything passes, no state).
+    #[serde(default)]
+    pub skip: Vec<String>,
+}
+
+/// `set block-policy`: how a `block` rule without `drop` or `return` refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockPolicy {
+    /// Drop silently (pf's default).
+    #[default]
+    Drop,
+    /// As `block return`.
+    Return,
+}
+
+/// How a `block` rule refuses a packet (pf's `block drop|return|return-rst|return-icmp`).
+/// Answers are sent from the data plane to inbound packets only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlockMode {
+    /// Plain `block`: as `set block-policy` says (on `pass` rules: unused).
+    #[default]
+    Policy,
+    /// `block drop`: no answer.
+    Drop,
+    /// `block return`: an RST to TCP, an ICMP/ICMPv6 port unreachable to the rest.
+    Return,
+    /// `block return-rst`: an RST to TCP; other packets are dropped.
+    ReturnRst,
+    /// `block return-icmp`, `return-icmp6`, `return-icmp(CODE[, CODE6])`: an ICMP or
+    /// ICMPv6 destination unreachable with these codes, to TCP too.
+    ReturnIcmp {
+        /// The ICMP destination-unreachable code for IPv4 packets.
+        icmp: u8,
+        /// The ICMPv6 destination-unreachable code for IPv6 packets.
+        icmp6: u8,
+    },
 }
 
 /// Default `set limit states`.
@@ -180,6 +228,9 @@ pub struct Rule {
     /// the dynamic table (for N seconds; 0: until removed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overload: Option<Overload>,
+    /// `block drop|return|...`: how a `block` rule refuses.
+    #[serde(default)]
+    pub block_mode: BlockMode,
 }
 
 /// `overload <table> [for N]`.

@@ -33,9 +33,12 @@
 pub mod ast;
 
 mod addr;
+mod antispoof;
+mod block;
 mod cursor;
 mod error;
 mod files;
+mod interfaces;
 mod lexer;
 mod macros;
 mod names;
@@ -55,6 +58,9 @@ use std::path::Path;
 pub use ast::*;
 pub use error::RulesError;
 pub use files::TableFiles;
+pub use interfaces::{
+    HostAddr, HostAddrs, HostIface, Resolved, resolve as resolve_interfaces, written as interface_written,
+};
 pub use lexer::{MAX_STRING, MAX_TABLE_NAME, MAX_WORD};
 pub use macros::MAX_MACRO_VALUE;
 pub use parser::{MAX_INCLUDE_DEPTH, ParseOptions, Parsed};

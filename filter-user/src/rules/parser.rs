@@ -8,10 +8,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use super::addr;
-use super::ast::{Action, Options, Pos, Rule, Ruleset, Table};
+use super::antispoof;
+use super::ast::{Action, BlockPolicy, Options, Pos, Rule, Ruleset, Table};
+use super::block;
 use super::cursor::{Cursor, suggest};
 use super::error::{RulesError, clip, clip_path};
 use super::files::TableFiles;
+use super::interfaces::{self, IfaceAddr};
 use super::lexer::{Kind, Lexer, unquote};
 use super::macros::Macros;
 use super::rule;
@@ -65,6 +68,18 @@ pub(super) fn parse_full(
 ) -> Result<Parsed, RulesError> {
     let mut st = State { options, ..State::default() };
     st.file(src, file, files, 0)?;
+    for (file, pos, r) in std::mem::take(&mut st.iface_refs) {
+        let (name, table) = interfaces::reference_table(&r);
+        if st.defined_at.contains_key(&name) {
+            return Err(RulesError::at(
+                &file,
+                pos,
+                format!("`{name}` names a table of its own; rename table <{name}>"),
+            ));
+        }
+        st.settings.interface_tables.insert(name.clone(), vec![r]);
+        st.tables.insert(name, table);
+    }
     for (file, pos, name) in &st.references {
         if !st.tables.contains_key(name) {
             return Err(RulesError::at(file, *pos, format!("unknown table <{name}>")));
@@ -99,6 +114,9 @@ struct State {
     open_files: Vec<PathBuf>,
     /// Rules with a rate limit so far.
     rate_rules: u32,
+    /// Interface addresses in rules (`(em0)`, `em0:network`, `self`): each a table of
+    /// its own, added at the end.
+    iface_refs: Vec<(String, Pos, IfaceAddr)>,
 }
 
 impl State {
@@ -122,7 +140,7 @@ impl State {
             // a ruleset fails at its first word, quoted briefly, not inside an expansion.
             let keyword = matches!(
                 toks.first().filter(|t| t.kind == Kind::Word).map(|t| &src[t.start..t.end]),
-                Some("pass" | "block" | "table" | "set" | "include")
+                Some("pass" | "block" | "table" | "set" | "include" | "antispoof")
             );
             let expanded =
                 if keyword { self.macros.expand(&toks, |t| &src[t.start..t.end], src.len(), file)? } else { None };
@@ -180,13 +198,29 @@ impl State {
                 }
                 self.warnings.extend(meta.warnings.iter().map(|(pos, m)| c.err(*pos, m.clone())));
                 self.references.extend(meta.table_refs.iter().map(|(pos, name)| (file.to_owned(), *pos, name.clone())));
+                self.iface_refs.extend(meta.iface_refs.iter().map(|(pos, r)| (file.to_owned(), *pos, r.clone())));
                 if depth > 0 {
                     rule.file = Some(file.to_owned());
                 }
                 self.rules.push(rule);
             }
+            Some("antispoof") => {
+                for (rule, meta) in antispoof::parse(c, file)? {
+                    if self.rules.len() == MAX_RULES {
+                        return Err(c.err(
+                            first.pos,
+                            format!("this makes rule {}; a ruleset holds at most {MAX_RULES} rules", MAX_RULES + 1),
+                        ));
+                    }
+                    self.iface_refs.extend(meta.iface_refs.iter().map(|(pos, r)| (file.to_owned(), *pos, r.clone())));
+                    self.rules.push(rule);
+                }
+            }
             Some("table") => {
-                let (name, pos, table) = parse_table(c, files)?;
+                let (name, pos, table, ifaces) = parse_table(c, files)?;
+                if !ifaces.is_empty() {
+                    self.settings.interface_tables.insert(name.clone(), ifaces);
+                }
                 if let Some(first) = self.defined_at.get(&name) {
                     return Err(c.err(pos, format!("table <{name}> is already defined on line {}", first.line)));
                 }
@@ -202,6 +236,14 @@ impl State {
                     self.default = Some((action, pos));
                 }
                 Setting::LogRate(n) => self.settings.log_rate = Some(n),
+                Setting::BlockPolicy(policy) => self.settings.block_policy = policy,
+                Setting::Skip(names) => {
+                    for name in names {
+                        if !self.settings.skip.contains(&name) {
+                            self.settings.skip.push(name);
+                        }
+                    }
+                }
                 Setting::Several(items) => {
                     for item in items {
                         match item {
@@ -310,6 +352,10 @@ enum Setting {
     Default(Action, bool, Pos),
     /// `set log-rate N/s`.
     LogRate(u32),
+    /// `set block-policy drop|return`.
+    BlockPolicy(BlockPolicy),
+    /// `set skip on IF` or `set skip on { IF ... }`.
+    Skip(Vec<String>),
     /// `set limit ...`, `set timeout ...` (one item or a `{ ... }` list), and the
     /// settings that are accepted but do nothing here.
     Several(Vec<SetItem>),
@@ -402,6 +448,8 @@ fn parse_set(c: &mut Cursor<'_>) -> Result<Setting, RulesError> {
             c.expect_end(&format!("end of line after `set {kind}`"))?;
             return Ok(Setting::Several(items));
         }
+        Some("block-policy") => return Ok(Setting::BlockPolicy(block::parse_policy(c)?)),
+        Some("skip") => return Ok(Setting::Skip(interfaces::parse_skip(c)?)),
         Some(name) if PF_IGNORED_SETTINGS.iter().any(|(n, _)| *n == name) => {
             let why = PF_IGNORED_SETTINGS.iter().find(|(n, _)| *n == name).map_or("", |(_, why)| why);
             // The value is pf's business: one word or string, as pf.conf(5) has it.
@@ -414,11 +462,11 @@ fn parse_set(c: &mut Cursor<'_>) -> Result<Setting, RulesError> {
             return Ok(Setting::Several(vec![SetItem::Ignored(what.pos, message)]));
         }
         _ => {
-            let mut known = vec!["default", "limit", "timeout", "log-rate"];
+            let mut known = vec!["default", "limit", "timeout", "log-rate", "block-policy", "skip"];
             known.extend(PF_IGNORED_SETTINGS.iter().map(|(n, _)| *n));
             return Err(c.unexpected_kw(
                 what,
-                "`default`, `limit`, `timeout`, `log-rate` or a pf setting after `set`",
+                "`default`, `limit`, `timeout`, `log-rate`, `block-policy`, `skip` or a pf setting after `set`",
                 &known,
             ));
         }
@@ -490,7 +538,7 @@ fn count(c: &mut Cursor<'_>, expected: &str, min: u64, max: u64) -> Result<u32, 
 
 /// `table <name> { entries }` or `table <name> file "PATH"`; returns the name, the
 /// position of `<name>` and the table.
-fn parse_table(c: &mut Cursor<'_>, files: TableFiles<'_>) -> Result<(String, Pos, Table), RulesError> {
+fn parse_table(c: &mut Cursor<'_>, files: TableFiles<'_>) -> Result<(String, Pos, Table, Vec<IfaceAddr>), RulesError> {
     c.next();
     let name_tok = c.next();
     if name_tok.kind != Kind::Table {
@@ -513,9 +561,11 @@ fn parse_table(c: &mut Cursor<'_>, files: TableFiles<'_>) -> Result<(String, Pos
         flags += 1;
     }
     if flags > 0 && c.peek().kind == Kind::End {
-        return Ok((name, name_tok.pos, Table { entries: Vec::new(), file: None, dynamic: persist && !constant }));
+        let table = Table { entries: Vec::new(), file: None, dynamic: persist && !constant };
+        return Ok((name, name_tok.pos, table, Vec::new()));
     }
     let tok = c.next();
+    let mut ifaces = Vec::new();
     let table = match tok.kind {
         Kind::LBrace => {
             let mut entries = Vec::new();
@@ -523,6 +573,12 @@ fn parse_table(c: &mut Cursor<'_>, files: TableFiles<'_>) -> Result<(String, Pos
                 let item = c.next();
                 match item.kind {
                     Kind::RBrace => break,
+                    Kind::Word
+                        if !interfaces::is_bare(c.text(item))
+                            && let Some(r) = interfaces::parse_word(c.text(item)) =>
+                    {
+                        ifaces.push(r.map_err(|m| c.err(item.pos, m))?);
+                    }
                     Kind::Word if addr::looks_like_address(c.text(item)) => {
                         let net = addr::parse_net(c.text(item)).map_err(|m| c.err(item.pos, m))?;
                         entries.push(net);
@@ -585,5 +641,5 @@ fn parse_table(c: &mut Cursor<'_>, files: TableFiles<'_>) -> Result<(String, Pos
         }
     };
     c.expect_end("end of line after the table")?;
-    Ok((name, name_tok.pos, table))
+    Ok((name, name_tok.pos, table, ifaces))
 }

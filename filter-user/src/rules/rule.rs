@@ -12,11 +12,13 @@ use ipnet::IpNet;
 
 use super::addr;
 use super::ast::{
-    Action, AddrItem, AddrMatch, Direction, Endpoint, Family, IcmpMatch, PortRange, Pos, Rate, Rule, SourceMask,
-    TcpFlags,
+    Action, AddrItem, AddrMatch, BlockMode, Direction, Endpoint, Family, IcmpMatch, PortRange, Pos, Rate, Rule,
+    SourceMask, TcpFlags,
 };
+use super::block;
 use super::cursor::{Cursor, suggest};
 use super::error::{RulesError, clip};
+use super::interfaces::{self, IfaceAddr};
 use super::lexer::{Kind, Token, unquote};
 use super::names;
 use super::validate::Unsupported;
@@ -110,6 +112,9 @@ pub(super) struct RuleMeta {
     pub addrs: Vec<(Pos, IpNet)>,
     /// Every `<table>` reference.
     pub table_refs: Vec<(Pos, String)>,
+    /// Every interface address (`(em0)`, `em0:network`, `self`): each stands for a
+    /// table of its own (see `interfaces`).
+    pub iface_refs: Vec<(Pos, IfaceAddr)>,
     /// The label's string.
     pub label: Option<Pos>,
     /// The `rate` or `max-pkt-rate` keyword.
@@ -167,7 +172,13 @@ pub(super) fn parse_rule(c: &mut Cursor<'_>) -> Result<(Rule, RuleMeta), RulesEr
         label: None,
         rate: None,
         overload: None,
+        block_mode: BlockMode::Policy,
     };
+    if action == Action::Block
+        && let Some(mode) = block::parse_mode(c)?
+    {
+        rule.block_mode = mode;
+    }
     let mut meta = RuleMeta::default();
     let mut stage = Stage::Dir;
     // True right after `from ADDR` / `to ADDR` without a port: `port` may follow.
@@ -410,7 +421,18 @@ fn addr_item(
     expected: &str,
     in_list: bool,
 ) -> Result<AddrItem, RulesError> {
+    let text = c.text(tok);
+    // A plain name close to a keyword (`ayn`) is a typo, not an interface.
+    let keyword = NOT_INTERFACES.contains(&text)
+        || OPTIONS.contains(&text)
+        || interfaces::is_bare(text) && suggest(text, &["any", "port", "all", "from", "to"]).is_some();
     match tok.kind {
+        Kind::Word if !keyword && let Some(r) = interfaces::parse_word(text) => {
+            let r = r.map_err(|m| c.err(tok.pos, m))?;
+            let name = interfaces::written(&r);
+            meta.iface_refs.push((tok.pos, r));
+            Ok(AddrItem::Table(name))
+        }
         Kind::Word if addr::looks_like_address(c.text(tok)) => {
             let net = addr::parse_net(c.text(tok)).map_err(|m| c.err(tok.pos, m))?;
             meta.addrs.push((tok.pos, net));

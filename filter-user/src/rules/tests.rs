@@ -74,6 +74,7 @@ fn base(text: &str) -> Rule {
         label: None,
         rate: None,
         overload: None,
+        block_mode: BlockMode::Policy,
     }
 }
 
@@ -125,7 +126,7 @@ fn set_default() {
     assert_eq!(err("set default block\n\nset default pass"), "t.conf:3:1: `set default` is already given on line 1");
     assert_eq!(
         err("set defualt block"),
-        "t.conf:1:5: expected `default`, `limit`, `timeout`, `log-rate` or a pf setting after `set`, found `defualt` (did you mean `default`?)"
+        "t.conf:1:5: expected `default`, `limit`, `timeout`, `log-rate`, `block-policy`, `skip` or a pf setting after `set`, found `defualt` (did you mean `default`?)"
     );
     assert_eq!(err("set default"), "t.conf:1:12: expected `pass` or `block` after `set default`, found end of line");
     assert_eq!(err("set default drop"), "t.conf:1:13: expected `pass` or `block` after `set default`, found `drop`");
@@ -958,7 +959,7 @@ fn state_rules_and_settings() {
     );
     assert_eq!(
         err("set tiemout udp.first 1"),
-        "t.conf:1:5: expected `default`, `limit`, `timeout`, `log-rate` or a pf setting after `set`, found `tiemout` (did you mean `timeout`?)"
+        "t.conf:1:5: expected `default`, `limit`, `timeout`, `log-rate`, `block-policy`, `skip` or a pf setting after `set`, found `tiemout` (did you mean `timeout`?)"
     );
 }
 
