@@ -259,6 +259,10 @@ fn interleave(entries: &mut [Prefix], shorter: usize) {
 /// The per-rule rate of the rate-limited flood rows: far below the flood's, so the
 /// limiter's bucket is empty and nearly every packet pays its check and goes on.
 pub const FLOOD_RATE: u32 = 1000;
+/// The per-rule rate of the flood row that stays under its rate: the language's highest,
+/// far above the flood's, so every packet conforms and moves the limiter (its
+/// compare-and-swap).
+pub const FLOOD_RATE_HIGH: u32 = 1_000_000_000;
 /// `set log-rate` of the flood row whose records are written: the language's highest.
 pub const FLOOD_LOG_RATE: u32 = 1_000_000;
 
@@ -270,7 +274,11 @@ pub enum Extra {
     /// first second's burst the bucket is empty, so each packet pays the limiter's clock
     /// read and check and goes on to the catch-all.
     Rate,
-    /// The same with `per-source`: every frame a new source, so each packet looks up,
+    /// `block in quick proto udp to port 6000 rate 1000000000/s` before the catch-all:
+    /// every packet conforms, so each pays the clock read and the compare-and-swap, and
+    /// the rule drops it.
+    RateCas,
+    /// The `rate 1000/s` rule with `per-source`: every frame a new source, so each packet looks up,
     /// misses and inserts into the LRU table of `set limit src-nodes` (default), evicting
     /// the least recently seen; a new source's bucket is full, so the rule drops it.
     PerSource,
@@ -287,6 +295,7 @@ impl Extra {
     pub fn describe(self) -> String {
         match self {
             Extra::Rate => format!("`rate {FLOOD_RATE}/s` rule + catch-all"),
+            Extra::RateCas => format!("`rate {FLOOD_RATE_HIGH}/s` rule (never over) + catch-all"),
             Extra::PerSource => format!("`rate {FLOOD_RATE}/s per-source` rule + catch-all"),
             Extra::Log => "catch-all with `log` (default log-rate)".into(),
             Extra::LogWritten => format!("catch-all with `log`, `set log-rate {FLOOD_LOG_RATE}/s`, a reader"),
@@ -317,7 +326,7 @@ impl Flood {
     /// The catch-all with `extra` (see [`Extra`]): 2 rules for the rate limits, 1 for the log.
     pub fn with(extra: Extra, family: Family) -> Flood {
         let rules = match extra {
-            Extra::Rate | Extra::PerSource => 2,
+            Extra::Rate | Extra::RateCas | Extra::PerSource => 2,
             Extra::Log | Extra::LogWritten => 1,
         };
         Flood { rules, list: None, family, extra: Some(extra) }
@@ -368,6 +377,10 @@ impl Flood {
             }
             Some(Extra::Rate) => {
                 let _ = writeln!(s, "block in quick proto udp to port {FLOOD_PORT} rate {FLOOD_RATE}/s");
+                let _ = writeln!(s, "block in quick proto udp to port {FLOOD_PORT}");
+            }
+            Some(Extra::RateCas) => {
+                let _ = writeln!(s, "block in quick proto udp to port {FLOOD_PORT} rate {FLOOD_RATE_HIGH}/s");
                 let _ = writeln!(s, "block in quick proto udp to port {FLOOD_PORT}");
             }
             Some(Extra::PerSource) => {
@@ -477,6 +490,10 @@ mod tests {
         assert_eq!(
             lines(Extra::Rate),
             ["block in quick proto udp to port 6000 rate 1000/s", "block in quick proto udp to port 6000"]
+        );
+        assert_eq!(
+            lines(Extra::RateCas),
+            ["block in quick proto udp to port 6000 rate 1000000000/s", "block in quick proto udp to port 6000"]
         );
         assert_eq!(
             lines(Extra::PerSource),

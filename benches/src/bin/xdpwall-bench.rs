@@ -668,6 +668,7 @@ fn flood_rows(args: &Args, report: &mut Report, work: &Path, net: &BenchNet, pin
     let scenarios = [
         Flood::one_rule(Family::V4),
         Flood::with(Extra::Rate, Family::V4),
+        Flood::with(Extra::RateCas, Family::V4),
         Flood::with(Extra::PerSource, Family::V4),
         Flood::with(Extra::Log, Family::V4),
         Flood::with(Extra::LogWritten, Family::V4),
@@ -693,7 +694,7 @@ fn flood_rows(args: &Args, report: &mut Report, work: &Path, net: &BenchNet, pin
             }
             // The rule the row is about: the list's, or the rate-limited one (rule 1), whose
             // share of the drops the row reports; the catch-all takes the rest.
-            let limited = matches!(s.extra, Some(Extra::Rate | Extra::PerSource)).then_some(1);
+            let limited = matches!(s.extra, Some(Extra::Rate | Extra::RateCas | Extra::PerSource)).then_some(1);
             let (table, catch_all) = (s.table_rule().or(limited), s.catch_all());
             let mut judged = || {
                 let numbers: Vec<usize> = table.into_iter().chain([catch_all]).collect();

@@ -252,6 +252,7 @@ fn flood_rate_and_log_rows() {
         flood_row(Family::V4, FloodReceiver::Xdpwall, 1, None, 0.8),
         rated(Extra::Rate, 2, 0.6, Some(0.001), None),
         rated(Extra::PerSource, 2, 0.4, Some(0.999), None),
+        rated(Extra::RateCas, 2, 0.5, Some(1.0), None),
         rated(Extra::Log, 1, 0.72, None, Some(log)),
         FloodRow { result: Err("ring".into()), ..rated(Extra::LogWritten, 1, 0.0, None, None) },
     ];
@@ -261,6 +262,9 @@ fn flood_rate_and_log_rows() {
     ));
     assert!(md.contains(
         "| IPv4 | xdpwall | 2 | `rate 1000/s per-source` rule + catch-all | 0.800 [0.000–0.000] | 0.40 | 0.50 | 100.0% | 99.9% / – | 150 | – | – |"
+    ));
+    assert!(md.contains(
+        "| IPv4 | xdpwall | 2 | `rate 1000000000/s` rule (never over) + catch-all | 1.000 [0.000–0.000] | 0.50 | 0.62 | 100.0% | 100.0% / – | 150 | – | – |"
     ));
     assert!(md.contains(
         "| IPv4 | xdpwall | 1 | catch-all with `log` (default log-rate) | 1.440 [0.000–0.000] | 0.72 | 0.90 | 100.0% | – | 150 | – | – |"
@@ -275,7 +279,7 @@ fn flood_rate_and_log_rows() {
     assert_eq!(js["flood"][2]["extra"], "Rate");
     assert_eq!(js["flood"][3]["extra"], "PerSource");
     assert_eq!(js["flood"][3]["result"]["program_ns"], 150.0);
-    assert_eq!(js["flood"][4]["log"]["suppressed"], 9_000_000);
+    assert_eq!(js["flood"][5]["log"]["suppressed"], 9_000_000);
     assert_eq!(js["flood"][1]["extra"], serde_json::Value::Null);
 }
 
