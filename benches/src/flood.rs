@@ -256,6 +256,53 @@ fn interleave(entries: &mut [Prefix], shorter: usize) {
     }
 }
 
+/// The per-rule rate of the rate-limited flood rows: far below the flood's, so the
+/// limiter's bucket is empty and nearly every packet pays its check and goes on.
+pub const FLOOD_RATE: u32 = 1000;
+/// The per-rule rate of the flood row that stays under its rate: the language's highest,
+/// far above the flood's, so every packet conforms and moves the limiter (its
+/// compare-and-swap).
+pub const FLOOD_RATE_HIGH: u32 = 1_000_000_000;
+/// `set log-rate` of the flood row whose records are written: the language's highest.
+pub const FLOOD_LOG_RATE: u32 = 1_000_000;
+
+/// What an xdpwall flood row adds to the plain catch-all (issue #13: the cost of a rate
+/// limit, a per-source limiter and the packet log under the spoofed flood).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Extra {
+    /// `block in quick proto udp to port 6000 rate 1000/s` before the catch-all: past the
+    /// first second's burst the bucket is empty, so each packet pays the limiter's clock
+    /// read and check and goes on to the catch-all.
+    Rate,
+    /// `block in quick proto udp to port 6000 rate 1000000000/s` before the catch-all:
+    /// every packet conforms, so each pays the clock read and the compare-and-swap, and
+    /// the rule drops it.
+    RateCas,
+    /// The `rate 1000/s` rule with `per-source`: every frame a new source, so each packet looks up,
+    /// misses and inserts into the LRU table of `set limit src-nodes` (default), evicting
+    /// the least recently seen; a new source's bucket is full, so the rule drops it.
+    PerSource,
+    /// `block in log quick proto udp to port 6000` under the default `set log-rate`: past
+    /// the first records the log limiter suppresses them.
+    Log,
+    /// The same with `set log-rate 1000000/s`, and `xdpwall log --follow` reading the ring,
+    /// so records are written as long as the ring has room.
+    LogWritten,
+}
+
+impl Extra {
+    /// What the row's ruleset adds, for the report (`rate 1000/s`, `log`).
+    pub fn describe(self) -> String {
+        match self {
+            Extra::Rate => format!("`rate {FLOOD_RATE}/s` rule + catch-all"),
+            Extra::RateCas => format!("`rate {FLOOD_RATE_HIGH}/s` rule (never over) + catch-all"),
+            Extra::PerSource => format!("`rate {FLOOD_RATE}/s per-source` rule + catch-all"),
+            Extra::Log => "catch-all with `log` (default log-rate)".into(),
+            Extra::LogWritten => format!("catch-all with `log`, `set log-rate {FLOOD_LOG_RATE}/s`, a reader"),
+        }
+    }
+}
+
 /// A flood row's xdpwall ruleset.
 #[derive(Debug, Clone)]
 pub struct Flood {
@@ -266,22 +313,36 @@ pub struct Flood {
     pub list: Option<Blocklist>,
     /// The traffic's family.
     pub family: Family,
+    /// What the ruleset adds to the plain catch-all, if anything (no list then).
+    pub extra: Option<Extra>,
 }
 
 impl Flood {
     /// The catch-all alone: `block in proto udp to port 6000`.
     pub fn one_rule(family: Family) -> Flood {
-        Flood { rules: 1, list: None, family }
+        Flood { rules: 1, list: None, family, extra: None }
+    }
+
+    /// The catch-all with `extra` (see [`Extra`]): 2 rules for the rate limits, 1 for the log.
+    pub fn with(extra: Extra, family: Family) -> Flood {
+        let rules = match extra {
+            Extra::Rate | Extra::RateCas | Extra::PerSource => 2,
+            Extra::Log | Extra::LogWritten => 1,
+        };
+        Flood { rules, list: None, family, extra: Some(extra) }
     }
 
     /// `rules` rules (2..=4096) whose last two are the blocklist rule and the catch-all.
     pub fn table(list: Blocklist, rules: usize) -> Flood {
         assert!((2..=MAX_RULES).contains(&rules), "2..={MAX_RULES} rules");
-        Flood { rules, family: list.family, list: Some(list) }
+        Flood { rules, family: list.family, list: Some(list), extra: None }
     }
 
     /// `1 rule`, `1M IPv4 table + catch-all`, `1M IPv4 table + 4096 rules`.
     pub fn name(&self) -> String {
+        if let Some(extra) = self.extra {
+            return extra.describe();
+        }
         match &self.list {
             None => "1 rule".into(),
             Some(l) if self.rules == 2 => format!("{} {} table + catch-all", count(l.entries.len()), l.family.name()),
@@ -310,7 +371,30 @@ impl Flood {
             }
             s.push_str("block in quick proto udp from <big>\n");
         }
-        let _ = writeln!(s, "block in quick proto udp to port {FLOOD_PORT}");
+        match self.extra {
+            None => {
+                let _ = writeln!(s, "block in quick proto udp to port {FLOOD_PORT}");
+            }
+            Some(Extra::Rate) => {
+                let _ = writeln!(s, "block in quick proto udp to port {FLOOD_PORT} rate {FLOOD_RATE}/s");
+                let _ = writeln!(s, "block in quick proto udp to port {FLOOD_PORT}");
+            }
+            Some(Extra::RateCas) => {
+                let _ = writeln!(s, "block in quick proto udp to port {FLOOD_PORT} rate {FLOOD_RATE_HIGH}/s");
+                let _ = writeln!(s, "block in quick proto udp to port {FLOOD_PORT}");
+            }
+            Some(Extra::PerSource) => {
+                let _ = writeln!(s, "block in quick proto udp to port {FLOOD_PORT} rate {FLOOD_RATE}/s per-source");
+                let _ = writeln!(s, "block in quick proto udp to port {FLOOD_PORT}");
+            }
+            Some(Extra::Log) => {
+                let _ = writeln!(s, "block in log quick proto udp to port {FLOOD_PORT}");
+            }
+            Some(Extra::LogWritten) => {
+                let _ = writeln!(s, "set log-rate {FLOOD_LOG_RATE}/s");
+                let _ = writeln!(s, "block in log quick proto udp to port {FLOOD_PORT}");
+            }
+        }
         s
     }
 
@@ -390,5 +474,35 @@ mod tests {
         assert!(nft.contains("ip saddr @big counter name \"hits\" drop"));
         assert!(nft.contains("udp dport 6000 counter name \"rest\" drop"));
         assert_eq!(nft.matches(",\n").count(), 2);
+    }
+
+    #[test]
+    fn rate_and_log_rulesets() {
+        let lines = |e| {
+            let f = Flood::with(e, Family::V4);
+            let text = f.xdpwall_text();
+            // What xdpwall's own parser and compiler take, rule for rule.
+            let ruleset = filter_user::rules::parse_str(&text, "rules.conf", Path::new("/nonexistent")).unwrap();
+            assert_eq!(filter_user::compile::compile(&ruleset).unwrap().rules.len(), f.rules);
+            assert_eq!(text.lines().skip(1).count(), f.rules + usize::from(e == Extra::LogWritten));
+            text.lines().skip(1).map(String::from).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            lines(Extra::Rate),
+            ["block in quick proto udp to port 6000 rate 1000/s", "block in quick proto udp to port 6000"]
+        );
+        assert_eq!(
+            lines(Extra::RateCas),
+            ["block in quick proto udp to port 6000 rate 1000000000/s", "block in quick proto udp to port 6000"]
+        );
+        assert_eq!(
+            lines(Extra::PerSource),
+            ["block in quick proto udp to port 6000 rate 1000/s per-source", "block in quick proto udp to port 6000"]
+        );
+        assert_eq!(lines(Extra::Log), ["block in log quick proto udp to port 6000"]);
+        assert_eq!(lines(Extra::LogWritten), ["set log-rate 1000000/s", "block in log quick proto udp to port 6000"]);
+        let f = Flood::with(Extra::PerSource, Family::V4);
+        assert_eq!((f.table_rule(), f.catch_all()), (None, 2));
+        assert_eq!(f.name(), "`rate 1000/s per-source` rule + catch-all");
     }
 }

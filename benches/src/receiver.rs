@@ -13,6 +13,7 @@ use xdpwall_tests::cli::Xdpwall;
 
 use crate::kernel::{PinDir, Reference, RunTime, XDP_DROP};
 use crate::live::{Counts, run};
+use crate::report::LogCounts;
 
 /// `bench_drop` attached in driver mode; the program owns its link, so dropping this
 /// detaches it.
@@ -93,6 +94,27 @@ impl XdpwallCli {
                     .with_context(|| format!("`xdpwall status --json` has no packet count for rule {number}"))
             })
             .collect()
+    }
+
+    /// The packet log's counters (`log` in `xdpwall status --json`).
+    pub fn log_counts(&self) -> Result<LogCounts> {
+        let out = self.cli.run(["status", "--json"])?;
+        let status: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("parsing `xdpwall status --json`")?;
+        let get = |name: &str| {
+            status["log"][name].as_u64().with_context(|| format!("`xdpwall status --json` has no log.{name}"))
+        };
+        Ok(LogCounts { written: get("written")?, suppressed: get("suppressed")?, lost: get("lost")? })
+    }
+
+    /// `xdpwall log --follow`, its output discarded: a reader that keeps the log's ring
+    /// from filling. The caller kills it.
+    pub fn log_reader(&self) -> Result<std::process::Child> {
+        self.cli
+            .command(["log", "--follow"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("starting `xdpwall log --follow`")
     }
 
     /// Packets passed on the fast path of tracked flows (`state_matches` in

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use filter_common::slot;
-use xdpwall_benches::flood::{Blocklist, FLOOD_PORT, Family, Flood};
+use xdpwall_benches::flood::{Blocklist, Extra, FLOOD_PORT, Family, Flood};
 use xdpwall_benches::kernel::{Filter, PinDir, Reference, XDP_DROP, XDP_PASS};
 use xdpwall_benches::live::{
     BenchNet, Counts, Napi, Probes, RunLock, Sample, Timing, Traffic, catch_signals, check_interrupted, favour,
@@ -23,7 +23,7 @@ use xdpwall_benches::live::{
 };
 use xdpwall_benches::receiver::{Ceiling, NftTable, XdpFilter, XdpwallCli};
 use xdpwall_benches::report::{
-    FLOW_RULES, FloodReceiver, FloodRow, FlowRow, Kind, PerPacketRow, Rate, Report, ThroughputRow, spread,
+    FLOW_RULES, FloodReceiver, FloodRow, FlowRow, Kind, LogCounts, PerPacketRow, Rate, Report, ThroughputRow, spread,
 };
 use xdpwall_benches::ruleset::{Last, MAX_RULES, Scenario, count, source};
 
@@ -635,6 +635,8 @@ fn flood_row(
         list: description,
         expected_hits: expected_hits.or_else(|| list.map(Blocklist::expected_hit_share)),
         load_secs,
+        extra: None,
+        log: None,
         result,
     });
 }
@@ -665,6 +667,11 @@ fn flood_rows(args: &Args, report: &mut Report, work: &Path, net: &BenchNet, pin
     let mut xdpwall = XdpwallCli::new(&args.xdpwall, &net.test.host);
     let scenarios = [
         Flood::one_rule(Family::V4),
+        Flood::with(Extra::Rate, Family::V4),
+        Flood::with(Extra::RateCas, Family::V4),
+        Flood::with(Extra::PerSource, Family::V4),
+        Flood::with(Extra::Log, Family::V4),
+        Flood::with(Extra::LogWritten, Family::V4),
         Flood::table(v4.clone(), 2),
         Flood::table(v4.clone(), MAX_RULES),
         Flood::one_rule(Family::V6),
@@ -676,12 +683,19 @@ fn flood_rows(args: &Args, report: &mut Report, work: &Path, net: &BenchNet, pin
         if i > 0 && scenarios[i - 1].family != s.family {
             xdpwall.unload()?;
         }
+        let mut log_before = None;
         flood_row(report, s.family, FloodReceiver::Xdpwall, s.rules, s.list.as_ref(), None, None, || {
             let rules = s.write(&work.join(format!("flood-{i}")))?;
             let t = Instant::now();
             xdpwall.set_rules(&rules)?;
             let load = t.elapsed().as_secs_f64();
-            let (table, catch_all) = (s.table_rule(), s.catch_all());
+            if s.extra.is_some() {
+                log_before = Some(xdpwall.log_counts()?);
+            }
+            // The rule the row is about: the list's, or the rate-limited one (rule 1), whose
+            // share of the drops the row reports; the catch-all takes the rest.
+            let limited = matches!(s.extra, Some(Extra::Rate | Extra::RateCas | Extra::PerSource)).then_some(1);
+            let (table, catch_all) = (s.table_rule().or(limited), s.catch_all());
             let mut judged = || {
                 let numbers: Vec<usize> = table.into_iter().chain([catch_all]).collect();
                 let counts = xdpwall.rules_packets(&numbers)?;
@@ -689,8 +703,38 @@ fn flood_rows(args: &Args, report: &mut Report, work: &Path, net: &BenchNet, pin
             };
             let run_time = || xdpwall.run_time();
             let probes = Probes { judged: Some(&mut judged), run_time: Some(&run_time), ..Probes::default() };
-            Ok((go(&traffic(s.family), probes)?, s.list.as_ref().map(|_| load)))
+            let mut reader = match s.extra {
+                Some(Extra::LogWritten) => Some(xdpwall.log_reader()?),
+                _ => None,
+            };
+            let sample = go(&traffic(s.family), probes);
+            if let Some(child) = reader.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Ok((sample?, s.list.as_ref().map(|_| load)))
         });
+        if let Some(extra) = s.extra
+            && let Some(row) = report.flood.last_mut()
+        {
+            row.extra = Some(extra);
+            if matches!(extra, Extra::Log | Extra::LogWritten) {
+                match xdpwall.log_counts().and_then(|after| {
+                    let before = log_before.context("no log counters from before the row")?;
+                    Ok(LogCounts {
+                        written: after.written.saturating_sub(before.written),
+                        suppressed: after.suppressed.saturating_sub(before.suppressed),
+                        lost: after.lost.saturating_sub(before.lost),
+                    })
+                }) {
+                    Ok(log) => {
+                        eprintln!("    log: {} written, {} suppressed, {} lost", log.written, log.suppressed, log.lost);
+                        row.log = Some(log);
+                    }
+                    Err(e) => eprintln!("    log counters: {e:#}"),
+                }
+            }
+        }
     }
     xdpwall.unload()?;
 

@@ -29,7 +29,10 @@ impl Report {
              xdpwall's 1-rule row with the same traffic. Load s: time to put the list in \
              place (xdpwall: `load`/`apply`, which compiles; nftables: `nft -f`; xdp-filter: \
              filling its pinned map). xdp-filter holds hosts only, in a hash of fixed size: \
-             its row has the largest list it takes, the first hosts of the IPv4 list.\n\n\
+             its row has the largest list it takes, the first hosts of the IPv4 list. \
+             Rows with a rate limit or `log` (issue #13) replace the list by what the \
+             ruleset adds to the catch-all; their list hits are the share of drops the \
+             limited rule made (the rest went on to the catch-all).\n\n\
              | traffic | receiver | rules | list | Mpps | × XDP_DROP | × 1 rule | counted | list hits measured / expected | ns in XDP program | load s | target |\n\
              |---|---|---|---|---|---|---|---|---|---|---|---|\n",
         );
@@ -49,20 +52,27 @@ impl Report {
                 ),
                 Err(e) => (format!("failed: {e}"), "–".into(), "–".into(), "–".into(), "–".into(), "–".into()),
             };
-            let target = if row.receiver == FloodReceiver::Xdpwall && row.family == Family::V4 {
+            let target = if row.receiver == FloodReceiver::Xdpwall && row.family == Family::V4 && row.extra.is_none() {
                 targets_at(targets, Some(TargetAt::Flood(row.rules, row.entries)))
             } else {
                 "–".into()
             };
             let rules = if row.receiver == FloodReceiver::Ceiling { "–".into() } else { row.rules.to_string() };
             let load = row.load_secs.map_or("–".into(), |t| format!("{t:.1}"));
+            let list = row.extra.map_or_else(|| row.list.clone(), Extra::describe);
             let _ = writeln!(
                 s,
-                "| {} | {} | {rules} | {} | {mpps} | {to_ceiling} | {to_one} | {counted} | {hits} | {ns} | {load} | {target} |",
+                "| {} | {} | {rules} | {list} | {mpps} | {to_ceiling} | {to_one} | {counted} | {hits} | {ns} | {load} | {target} |",
                 row.family.name(),
                 row.receiver.label(),
-                row.list,
             );
+        }
+        let logged: Vec<_> = self.flood.iter().filter_map(|r| Some((r.extra?, r.log?))).collect();
+        if !logged.is_empty() {
+            s.push_str("\nThe log's counters over each logged row (records written / suppressed by the log rate / lost, ring full):\n\n");
+            for (extra, log) in logged {
+                let _ = writeln!(s, "- {}: {} / {} / {}", extra.describe(), log.written, log.suppressed, log.lost);
+            }
         }
     }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Serialize, Serializer};
 
-use crate::flood::Family;
+use crate::flood::{Extra, Family};
 use crate::ruleset::{MAX_RULES, count};
 
 mod markdown;
@@ -365,9 +365,13 @@ impl Report {
         rules: usize,
         entries: Option<usize>,
     ) -> Option<&FloodRow> {
-        self.flood
-            .iter()
-            .find(|r| r.receiver == receiver && r.family == family && r.rules == rules && r.entries == entries)
+        self.flood.iter().find(|r| {
+            r.receiver == receiver
+                && r.family == family
+                && r.rules == rules
+                && r.entries == entries
+                && r.extra.is_none()
+        })
     }
 
     /// The numbers as JSON: every row as measured, the run's ceiling and the targets.
@@ -437,9 +441,24 @@ pub struct FloodRow {
     pub expected_hits: Option<f64>,
     /// Seconds to put the list in place.
     pub load_secs: Option<f64>,
+    /// xdpwall: what the ruleset adds to the plain catch-all (a rate limit, the log).
+    pub extra: Option<Extra>,
+    /// Rows with `log`: the log's counters over the whole row.
+    pub log: Option<LogCounts>,
     /// The rate, or why there is none.
     #[serde(serialize_with = "outcome")]
     pub result: Result<Rate, String>,
+}
+
+/// The packet log's counters (`log` in `xdpwall status --json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LogCounts {
+    /// Records written to the ring.
+    pub written: u64,
+    /// Records suppressed by `set log-rate`.
+    pub suppressed: u64,
+    /// Records lost: the ring was full.
+    pub lost: u64,
 }
 
 /// A measurement in JSON: the value itself, or `{"error": why}`.

@@ -182,6 +182,8 @@ fn flood_row(
         list: entries.map_or("–".into(), count),
         expected_hits: entries.map(|_| 0.12),
         load_secs: entries.map(|_| 2.0),
+        extra: None,
+        log: None,
         result: rate(to_ceiling).map(|r| Rate { hit_share: entries.map(|_| 0.118), program_ns: Some(100.0), ..r }),
     }
 }
@@ -228,6 +230,57 @@ fn flood_rows_and_targets() {
     assert_eq!(js["flood"][3]["expected_hits"], 0.12);
     assert_eq!(js["flood"].as_array().unwrap().last().unwrap()["result"]["error"], "no xdp-filter");
     assert_eq!(js["targets"].as_array().unwrap().len(), r.targets().len());
+}
+
+/// The rate-limit and log rows (issue #13): beside the plain 1-rule row, their ruleset in
+/// the list column, the limited rule's share of the drops, the log's counters; no target.
+#[test]
+fn flood_rate_and_log_rows() {
+    let mut r = report();
+    let rated = |extra, rules, to_ceiling, hits: Option<f64>, log| FloodRow {
+        list: "–".into(),
+        expected_hits: None,
+        load_secs: None,
+        extra: Some(extra),
+        log,
+        result: rate(to_ceiling).map(|r| Rate { hit_share: hits, program_ns: Some(150.0), ..r }),
+        ..flood_row(Family::V4, FloodReceiver::Xdpwall, rules, None, 0.0)
+    };
+    let log = LogCounts { written: 1500, suppressed: 9_000_000, lost: 0 };
+    r.flood = vec![
+        flood_row(Family::V4, FloodReceiver::Ceiling, 0, None, 1.0),
+        flood_row(Family::V4, FloodReceiver::Xdpwall, 1, None, 0.8),
+        rated(Extra::Rate, 2, 0.6, Some(0.001), None),
+        rated(Extra::PerSource, 2, 0.4, Some(0.999), None),
+        rated(Extra::RateCas, 2, 0.5, Some(1.0), None),
+        rated(Extra::Log, 1, 0.72, None, Some(log)),
+        FloodRow { result: Err("ring".into()), ..rated(Extra::LogWritten, 1, 0.0, None, None) },
+    ];
+    let md = r.markdown();
+    assert!(md.contains(
+        "| IPv4 | xdpwall | 2 | `rate 1000/s` rule + catch-all | 1.200 [0.000–0.000] | 0.60 | 0.75 | 100.0% | 0.100% / – | 150 | – | – |"
+    ));
+    assert!(md.contains(
+        "| IPv4 | xdpwall | 2 | `rate 1000/s per-source` rule + catch-all | 0.800 [0.000–0.000] | 0.40 | 0.50 | 100.0% | 99.9% / – | 150 | – | – |"
+    ));
+    assert!(md.contains(
+        "| IPv4 | xdpwall | 2 | `rate 1000000000/s` rule (never over) + catch-all | 1.000 [0.000–0.000] | 0.50 | 0.62 | 100.0% | 100.0% / – | 150 | – | – |"
+    ));
+    assert!(md.contains(
+        "| IPv4 | xdpwall | 1 | catch-all with `log` (default log-rate) | 1.440 [0.000–0.000] | 0.72 | 0.90 | 100.0% | – | 150 | – | – |"
+    ));
+    assert!(
+        md.contains("| IPv4 | xdpwall | 1 | catch-all with `log`, `set log-rate 1000000/s`, a reader | failed: ring |")
+    );
+    assert!(md.contains("- catch-all with `log` (default log-rate): 1500 / 9000000 / 0\n"));
+    // The plain 1-rule row is still the one the ratios use, whatever comes after it.
+    assert!(r.flood_row(FloodReceiver::Xdpwall, Family::V4, 2, None).is_none());
+    let js = r.json();
+    assert_eq!(js["flood"][2]["extra"], "Rate");
+    assert_eq!(js["flood"][3]["extra"], "PerSource");
+    assert_eq!(js["flood"][3]["result"]["program_ns"], 150.0);
+    assert_eq!(js["flood"][5]["log"]["suppressed"], 9_000_000);
+    assert_eq!(js["flood"][1]["extra"], serde_json::Value::Null);
 }
 
 #[test]
