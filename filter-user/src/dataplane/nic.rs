@@ -49,7 +49,7 @@ pub fn keep_vlan_tags(iface: &str) -> Result<Option<String>, Error> {
 /// The ethtool ioctl (SIOCETHTOOL) on one interface: the generic feature interface that
 /// `ethtool -k` / `-K` use (`struct ethtool_gfeatures` in linux/ethtool.h).
 struct Ethtool {
-    socket: std::net::UdpSocket,
+    socket: std::os::fd::OwnedFd,
     ifname: [libc::c_char; libc::IFNAMSIZ],
 }
 
@@ -90,7 +90,16 @@ impl Ethtool {
         for (d, s) in ifname.iter_mut().zip(iface.bytes()) {
             *d = s as libc::c_char;
         }
-        Ok(Ethtool { socket: std::net::UdpSocket::bind("127.0.0.1:0")?, ifname })
+        // Any socket will do for SIOCETHTOOL; unbound, as ethtool's own, so that it works
+        // without an address (a loopback that is down, say).
+        // SAFETY: socket(2) with constant arguments; the result is checked.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor that nothing else owns.
+        let socket = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
+        Ok(Ethtool { socket, ifname })
     }
 
     /// SIOCETHTOOL with `data` (a buffer of u32 words starting with the command).
