@@ -347,6 +347,36 @@ pub struct IcmpMatch {
 }
 
 impl Rule {
+    /// A rule with nothing but its action: both directions, no conditions, no options
+    /// (what `pass` or `block` alone means, before pf's state defaults are applied).
+    pub fn new(pos: Pos, text: String, action: Action) -> Rule {
+        Rule {
+            pos,
+            file: None,
+            text,
+            action,
+            direction: Direction::Both,
+            quick: false,
+            interface: None,
+            interfaces_also: Vec::new(),
+            interface_negated: false,
+            family: None,
+            protocols: None,
+            from: Endpoint::default(),
+            to: Endpoint::default(),
+            tcp_flags: None,
+            icmp: None,
+            icmp_also: Vec::new(),
+            vlan: None,
+            keep_state: false,
+            log: false,
+            label: None,
+            rate: None,
+            overload: None,
+            block_mode: BlockMode::Policy,
+        }
+    }
+
     /// The interfaces `on` names (none: the rule holds on every interface).
     pub fn interfaces(&self) -> impl Iterator<Item = &str> {
         self.interface.iter().chain(&self.interfaces_also).map(String::as_str)

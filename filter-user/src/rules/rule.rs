@@ -12,8 +12,8 @@ use ipnet::IpNet;
 
 use super::addr;
 use super::ast::{
-    Action, AddrItem, AddrMatch, BlockMode, Direction, Endpoint, Family, IcmpMatch, PortRange, Pos, Rate, Rule,
-    SourceMask, TcpFlags,
+    Action, AddrItem, AddrMatch, Direction, Endpoint, Family, IcmpMatch, PortRange, Pos, Rate, Rule, SourceMask,
+    TcpFlags,
 };
 use super::block;
 use super::cursor::{Cursor, suggest};
@@ -149,31 +149,7 @@ pub(super) fn parse_rule(c: &mut Cursor<'_>) -> Result<(Rule, RuleMeta), RulesEr
         Some("block") => Action::Block,
         _ => return Err(c.unexpected(first, "`pass` or `block`")),
     };
-    let mut rule = Rule {
-        pos: first.pos,
-        file: None,
-        text: c.statement_text(),
-        action,
-        direction: Direction::Both,
-        quick: false,
-        interface: None,
-        interfaces_also: Vec::new(),
-        interface_negated: false,
-        family: None,
-        protocols: None,
-        from: Endpoint::default(),
-        to: Endpoint::default(),
-        tcp_flags: None,
-        icmp: None,
-        icmp_also: Vec::new(),
-        vlan: None,
-        keep_state: false,
-        log: false,
-        label: None,
-        rate: None,
-        overload: None,
-        block_mode: BlockMode::Policy,
-    };
+    let mut rule = Rule::new(first.pos, c.statement_text(), action);
     if action == Action::Block
         && let Some(mode) = block::parse_mode(c)?
     {

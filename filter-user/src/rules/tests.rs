@@ -51,31 +51,7 @@ const S_SA: TcpFlags = TcpFlags { set: 0x02, mask: 0x12 };
 
 /// An inbound stateless rule, for comparisons with struct update syntax.
 fn base(text: &str) -> Rule {
-    Rule {
-        pos: pos(1, 1),
-        file: None,
-        text: text.to_owned(),
-        action: Action::Pass,
-        direction: Direction::In,
-        quick: false,
-        interface: None,
-        interfaces_also: Vec::new(),
-        interface_negated: false,
-        family: None,
-        protocols: None,
-        from: Endpoint::default(),
-        to: Endpoint::default(),
-        tcp_flags: None,
-        icmp: None,
-        icmp_also: Vec::new(),
-        vlan: None,
-        keep_state: false,
-        log: false,
-        label: None,
-        rate: None,
-        overload: None,
-        block_mode: BlockMode::Policy,
-    }
+    Rule { direction: Direction::In, ..Rule::new(pos(1, 1), text.to_owned(), Action::Pass) }
 }
 
 /// A scratch directory under the system temp dir, removed on drop.
