@@ -47,27 +47,29 @@ const VLAN: u16 = 100;
 const QUIET: Duration = Duration::from_millis(500);
 
 /// The ruleset the traffic checks run against. Each check has its own rule (and label),
-/// so its counter moves only with the check's own packets.
+/// so its counter moves only with the check's own packets: every rule is `quick` and
+/// the pass rules say `no state` (pf's default would pass a flow's later packets by
+/// state, uncounted by the rule), but for the one the state check is about.
 const RULES: &str = r#"
-pass  in proto tcp to port 7001 label "tcp-pass"
-block in proto tcp to port 7002 label "tcp-block"
-pass  in inet6 proto tcp to port 7003 label "tcp6-pass"
-pass  in proto udp to port 7101 label "udp-pass"
-block in proto udp to port 7102 label "udp-block"
-block in inet6 proto udp to port 7103 label "udp6-block"
-block in inet proto icmp icmp-type echo-request label "icmp-block"
-pass  in inet6 proto icmp6 icmp6-type echo-request label "icmp6-pass"
-pass  in proto udp to port 7201 vlan 100 label "vlan-pass"
-block in proto udp to port 7202 vlan 100 label "vlan-block"
-pass  out proto tcp to port 7301 keep state label "out-tcp-state"
-block in proto tcp from port 7301 label "tcp-from-7301"
-block out proto udp to port 7401 label "out-block"
+pass  in quick proto tcp to port 7001 no state label "tcp-pass"
+block in quick proto tcp to port 7002 label "tcp-block"
+pass  in quick inet6 proto tcp to port 7003 no state label "tcp6-pass"
+pass  in quick proto udp to port 7101 no state label "udp-pass"
+block in quick proto udp to port 7102 label "udp-block"
+block in quick inet6 proto udp to port 7103 label "udp6-block"
+block in quick inet proto icmp icmp-type echo-request label "icmp-block"
+pass  in quick inet6 proto icmp6 icmp6-type echo-request no state label "icmp6-pass"
+pass  in quick proto udp to port 7201 vlan 100 no state label "vlan-pass"
+block in quick proto udp to port 7202 vlan 100 label "vlan-block"
+pass  out quick proto tcp to port 7301 keep state label "out-tcp-state"
+block in quick proto tcp from port 7301 label "tcp-from-7301"
+block out quick proto udp to port 7401 label "out-block"
 "#;
 
 /// What `apply` alternates with [`RULES`] under traffic: one rule more, the rest (and
 /// their labels, so their counters) the same.
 fn rules_changed() -> String {
-    format!("block in proto udp to port 7104 label \"added-by-apply\"\n{RULES}")
+    format!("block in quick proto udp to port 7104 label \"added-by-apply\"\n{RULES}")
 }
 
 /// The check running now and since when, for the watchdog.
