@@ -237,7 +237,16 @@ fn render(rs: &Ruleset) -> String {
             let _ = writeln!(s, "table <{name}> persist");
             continue;
         }
-        let entries: Vec<String> = table.entries.iter().map(|e| e.to_string()).collect();
+        let ifaces = rs.options.interface_tables.get(name).map(Vec::as_slice).unwrap_or_default();
+        // A rule's `(em0)`, `em0:network` or `self` is a table named as written, which
+        // the rule's text brings back.
+        if let [r] = ifaces
+            && rules::interface_written(r) == *name
+        {
+            continue;
+        }
+        let entries: Vec<String> =
+            table.entries.iter().map(|e| e.to_string()).chain(ifaces.iter().map(rules::interface_written)).collect();
         let _ = writeln!(s, "table <{name}> {{ {} }}", entries.join(", "));
     }
     for rule in &rs.rules {
