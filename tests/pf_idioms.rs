@@ -55,17 +55,7 @@ fn ip(s: &str) -> IpAddr {
 
 fn tcp_flags(s: &str) -> u8 {
     s.chars()
-        .map(|c| match c {
-            'F' => 0x01,
-            'S' => 0x02,
-            'R' => 0x04,
-            'P' => 0x08,
-            'A' => 0x10,
-            'U' => 0x20,
-            'E' => 0x40,
-            'W' => 0x80,
-            _ => panic!("bad TCP flag {c}"),
-        })
+        .map(|c| filter_common::wire::tcp_flag(c).unwrap_or_else(|| panic!("bad TCP flag {c}")))
         .fold(0, |a, b| a | b)
 }
 

@@ -855,6 +855,21 @@ pub mod wire {
     /// TCP CWR flag.
     pub const TCP_CWR: u8 = 0x80;
 
+    /// The TCP flag pf's `flags` spells with `letter` (F S R P A U E W), if any.
+    pub const fn tcp_flag(letter: char) -> Option<u8> {
+        Some(match letter {
+            'F' => TCP_FIN,
+            'S' => TCP_SYN,
+            'R' => TCP_RST,
+            'P' => TCP_PSH,
+            'A' => TCP_ACK,
+            'U' => TCP_URG,
+            'E' => TCP_ECE,
+            'W' => TCP_CWR,
+            _ => return None,
+        })
+    }
+
     /// ICMP type: destination unreachable.
     pub const ICMP_UNREACH: u8 = 3;
     /// ICMP destination-unreachable code: port unreachable (pf's `return` default).

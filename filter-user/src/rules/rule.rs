@@ -707,21 +707,9 @@ fn tcp_flags(c: &Cursor<'_>, tok: Token, w: &str, expected: &str) -> Result<TcpF
 fn flag_bits(c: &Cursor<'_>, letters: &str, pos: Pos) -> Result<u8, RulesError> {
     let mut bits = 0u8;
     for (i, ch) in letters.chars().enumerate() {
-        bits |= match ch {
-            'F' => 0x01,
-            'S' => 0x02,
-            'R' => 0x04,
-            'P' => 0x08,
-            'A' => 0x10,
-            'U' => 0x20,
-            'E' => 0x40,
-            'W' => 0x80,
-            _ => {
-                return Err(
-                    c.err(shift(pos, i), format!("unknown TCP flag `{ch}`; the flags are F, S, R, P, A, U, E and W"))
-                );
-            }
-        };
+        bits |= filter_common::wire::tcp_flag(ch).ok_or_else(|| {
+            c.err(shift(pos, i), format!("unknown TCP flag `{ch}`; the flags are F, S, R, P, A, U, E and W"))
+        })?;
     }
     Ok(bits)
 }
