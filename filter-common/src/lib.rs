@@ -6,7 +6,7 @@
 
 /// Bumped whenever a pinned map's layout changes; recorded in the loader's state so
 /// a newer build never misreads maps pinned by an older one.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// Most ordered rules one ruleset may hold (one bit each in a [`RuleBitmap`]).
 pub const MAX_RULES: usize = 4096;
@@ -183,13 +183,16 @@ pub struct RateLimit {
     pub overload_secs: u32,
 }
 
-/// Key of `SOURCE_RATES`: one limiter per rule and source prefix.
+/// Key of `SOURCE_RATES` (one limiter per rule and source prefix), `SOURCE_NODES` and
+/// `FLUSH_MARKS` (per rule and source address) and `DYN_SOURCES` (per address).
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq, Hash)]
 pub struct SourceKey {
     /// The source, masked to the rule's prefix length (IPv4 in the first 4 bytes).
     pub addr: [u8; 16],
-    /// The rule's index in the ruleset.
+    /// `SOURCE_RATES`: the rule's index in the ruleset. `SOURCE_NODES` and
+    /// `FLUSH_MARKS`: the rule's counter slot, which its flows carry across applies
+    /// ([`FLUSH_GLOBAL_RULE`]: every rule). `DYN_SOURCES`: 0.
     pub rule: u16,
     /// [`FAMILY_V4`] or [`FAMILY_V6`].
     pub family: u8,
@@ -206,6 +209,9 @@ pub struct RuleEvents {
     pub over_rate: u64,
     /// Packets the rule logged.
     pub logged: u64,
+    /// Packets the rule passed but a limit per source dropped: a new flow over
+    /// `max-src-states`, a handshake over `max-src-conn` or `max-src-conn-rate`.
+    pub source_limited: u64,
 }
 
 impl core::ops::Add for RuleEvents {
@@ -213,9 +219,74 @@ impl core::ops::Add for RuleEvents {
 
     /// Sums two CPUs' events.
     fn add(self, o: RuleEvents) -> RuleEvents {
-        RuleEvents { over_rate: self.over_rate + o.over_rate, logged: self.logged + o.logged }
+        RuleEvents {
+            over_rate: self.over_rate + o.over_rate,
+            logged: self.logged + o.logged,
+            source_limited: self.source_limited + o.source_limited,
+        }
     }
 }
+
+/// Most flows (`max-src-states`) or connections (`max-src-conn`) a rule may allow one
+/// source: the slots of a [`SourceNode`].
+pub const SOURCE_SLOTS: usize = 256;
+
+/// A rule's limits per source (element of `SOURCE_LIMITS`, indexed by the rule's
+/// counter slot, which the flows it opens carry). A source is the address that opened
+/// the flow. Flows hold slots in the source's [`SourceNode`]; connections are counted
+/// only once their handshake completed with the acknowledgement number of the
+/// responder's SYN-ACK, which a spoofed source never sees.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct SourceLimit {
+    /// Slots of the node in use: `max-src-states`, else `max-src-conn`; 0 when
+    /// neither is set.
+    pub slots: u32,
+    /// `max-src-states N`: a flow takes a slot when it opens; 0: no limit.
+    pub max_states: u32,
+    /// `max-src-conn N`: connections (slots marked [`SLOT_CONNECTED`]); 0: no limit.
+    pub max_conn: u32,
+    /// `overload <t> for N`: seconds the source stays; 0: until removed.
+    pub overload_secs: u32,
+    /// `max-src-conn-rate N/S` as GCRA (see [`RateLimit`]): ns per connection; 0: none.
+    pub conn_interval_ns: u64,
+    /// `max-src-conn-rate`: `(N - 1) * conn_interval_ns`.
+    pub conn_tolerance_ns: u64,
+    /// `overload <t>`: the dynamic table's slot + 1; 0: none.
+    pub overload: u8,
+    /// `overload ... flush [global]`: one of `FLUSH_*`.
+    pub flush: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 6],
+}
+
+/// [`SourceLimit::flush`]: no `flush`.
+pub const FLUSH_NONE: u8 = 0;
+/// [`SourceLimit::flush`]: `flush`: end the source's flows that this rule opened.
+pub const FLUSH_RULE: u8 = 1;
+/// [`SourceLimit::flush`]: `flush global`: end every flow the source opened.
+pub const FLUSH_GLOBAL: u8 = 2;
+/// [`SourceKey::rule`] of a `FLUSH_MARKS` entry made by `flush global`.
+pub const FLUSH_GLOBAL_RULE: u16 = u16::MAX;
+
+/// Value of `SOURCE_NODES`: what one source holds through one rule.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SourceNode {
+    /// When the node was made: flows older than it hold no slot in it (the node was
+    /// forgotten and made again, or the flow came from an earlier ruleset).
+    pub created_ns: u64,
+    /// `max-src-conn-rate`: the GCRA theoretical arrival time.
+    pub conn_tat_ns: u64,
+    /// One per flow the source holds: when the slot frees (monotonic ns, coarse
+    /// clock; even), plus [`SLOT_CONNECTED`] once the flow's handshake completed.
+    /// Free when in the past. A flow keeps its slot's time at or after its own expiry,
+    /// so a slot outlives its flow, never the other way round.
+    pub slots: [u64; SOURCE_SLOTS],
+}
+
+/// [`SourceNode::slots`]: the flow completed its TCP handshake (a connection).
+pub const SLOT_CONNECTED: u64 = 1;
 
 /// Default `set limit src-nodes`: per-source limiters kept (pf's default).
 pub const DEFAULT_SRC_NODES: u32 = 10_000;
@@ -295,6 +366,17 @@ pub struct FlowState {
     pub fins: u8,
     /// Explicit padding.
     pub _pad: u8,
+    /// TCP: the acknowledgement number that completes the handshake (the responder's
+    /// SYN-ACK sequence number + 1): only the real opener has seen it.
+    pub ack_expected: u32,
+    /// `FLUSH_EPOCH` when the flow was last checked against `FLUSH_MARKS`.
+    pub flush_epoch: u32,
+    /// When the flow's slot in its source's node frees (`SourceNode::slots`).
+    pub slot_until_ns: u64,
+    /// The flow's slot in its source's node + 1; 0: none.
+    pub source_slot: u16,
+    /// Explicit padding.
+    pub _pad2: [u8; 6],
 }
 
 /// Flow states and the timeout that applies in each.
@@ -419,7 +501,10 @@ pub mod slot {
     /// Blocked packets a `block return` rule would have answered, dropped without an
     /// answer because the answers' rate limit was reached.
     pub const ANSWERS_SUPPRESSED: u32 = 31;
-    /// Number of reserved slots; the first rule slot. Room for 27 malformed reasons
+    /// Packets a pass rule's limit per source dropped (`max-src-states`,
+    /// `max-src-conn`, `max-src-conn-rate`).
+    pub const SOURCE_LIMIT: u32 = 28;
+    /// Number of reserved slots; the first rule slot. Room for 23 malformed reasons
     /// (raised from 16 with ABI 3, when the reasons outgrew it).
     pub const RESERVED: u32 = 32;
 }
@@ -545,7 +630,7 @@ impl Malformed {
 }
 
 // Every reason has its counter slot below the first rule's.
-const _: () = assert!(slot::MALFORMED_BASE + Malformed::ALL.len() as u32 <= slot::SKIPPED);
+const _: () = assert!(slot::MALFORMED_BASE + Malformed::ALL.len() as u32 <= slot::SOURCE_LIMIT);
 const _: () = assert!(slot::ANSWERS_SUPPRESSED < slot::RESERVED);
 
 /// IPv6 extension headers walked before a packet counts as malformed.
@@ -1051,6 +1136,21 @@ pub mod names {
         ANSWER_ARGS,
         /// Global: some rule answers what it blocks.
         HAS_ANSWERS,
+        /// Map: limits per source ([`super::SourceLimit`]) by counter slot.
+        SOURCE_LIMITS,
+        /// Map: what each source holds per rule ([`super::SourceNode`]; LRU, `set limit
+        /// src-nodes`).
+        SOURCE_NODES,
+        /// Map: sources whose flows `overload ... flush` ended, and when.
+        FLUSH_MARKS,
+        /// Map: flushes so far (one u64): a flow checks the marks when it changed.
+        FLUSH_EPOCH,
+        /// Map: per-CPU scratch for a new `SOURCE_NODES` entry.
+        SOURCE_SCRATCH,
+        /// Global: some rule has a limit per source.
+        SOURCE_LIMITED,
+        /// Global: some rule's overload flushes.
+        HAS_FLUSH,
     }
 }
 
@@ -1074,4 +1174,6 @@ mod pod {
     unsafe impl aya::Pod for super::LogCounters {}
     unsafe impl aya::Pod for super::DynEntry {}
     unsafe impl aya::Pod for super::DynName {}
+    unsafe impl aya::Pod for super::SourceLimit {}
+    unsafe impl aya::Pod for super::SourceNode {}
 }

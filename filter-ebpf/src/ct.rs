@@ -255,6 +255,11 @@ pub fn open(f: &Fields, len: u64, rule_counter: u32) {
         orig: flow.from,
         fins: 0,
         _pad: 0,
+        ack_expected: 0,
+        flush_epoch: 0,
+        slot_until_ns: 0,
+        source_slot: 0,
+        _pad2: [0; 6],
     };
     st.packets[from] = 1;
     st.bytes[from] = len;

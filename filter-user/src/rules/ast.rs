@@ -228,18 +228,87 @@ pub struct Rule {
     /// the dynamic table (for N seconds; 0: until removed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overload: Option<Overload>,
+    /// pf's limits per source on a rule that keeps state: `max-src-states`,
+    /// `max-src-conn`, `max-src-conn-rate`.
+    #[serde(default, skip_serializing_if = "SourceLimits::is_empty")]
+    pub source_limits: SourceLimits,
     /// `block drop|return|...`: how a `block` rule refuses.
     #[serde(default)]
     pub block_mode: BlockMode,
 }
 
-/// `overload <table> [for N]`.
+/// `overload <table> [flush [global]] [for N]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Overload {
     /// The dynamic table.
     pub table: String,
     /// Seconds a source stays; 0: until removed.
     pub secs: u32,
+    /// `flush`: also end the flows the source holds (only after a connection limit,
+    /// which a spoofed source cannot trip).
+    #[serde(default, skip_serializing_if = "Flush::is_none")]
+    pub flush: Flush,
+}
+
+/// Which of an overloaded source's flows `overload ... flush` ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flush {
+    /// No `flush`: the source's flows live on.
+    #[default]
+    None,
+    /// `flush`: the flows the rule opened for the source.
+    Rule,
+    /// `flush global`: every flow the source opened, by any rule.
+    Global,
+}
+
+impl Flush {
+    /// Whether this is [`Flush::None`].
+    pub fn is_none(&self) -> bool {
+        *self == Flush::None
+    }
+}
+
+/// pf's limits per source address on a rule that keeps state. A source is the address
+/// that opened the flow, counted per rule (pf's `source-track rule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SourceLimits {
+    /// `max-src-states N`: flows one source may hold open through the rule; its next
+    /// new flow is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_states: Option<u32>,
+    /// `max-src-conn N`: TCP connections that completed their handshake one source may
+    /// hold through the rule; the handshake of the next one is dropped and the source
+    /// is overloaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_conn: Option<u32>,
+    /// `max-src-conn-rate N/S`: completed TCP handshakes per source; over it, as with
+    /// `max_conn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_conn_rate: Option<ConnRate>,
+}
+
+impl SourceLimits {
+    /// Whether the rule has none of the limits.
+    pub fn is_empty(&self) -> bool {
+        *self == SourceLimits::default()
+    }
+
+    /// Whether a limit judges sources by completed connections (which a spoofed
+    /// source cannot make): `max-src-conn` or `max-src-conn-rate`.
+    pub fn judges_connections(&self) -> bool {
+        self.max_conn.is_some() || self.max_conn_rate.is_some()
+    }
+}
+
+/// `max-src-conn-rate N/S`: `connections` per `seconds`, `connections` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnRate {
+    /// Connections per period.
+    pub connections: u32,
+    /// The period in seconds.
+    pub seconds: u32,
 }
 
 /// A rule's rate limit: `packets` per `seconds`, at most `burst` at once.
@@ -373,6 +442,7 @@ impl Rule {
             label: None,
             rate: None,
             overload: None,
+            source_limits: SourceLimits::default(),
             block_mode: BlockMode::Policy,
         }
     }

@@ -658,7 +658,7 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
             if rule.rate.is_none_or(|r| r.per_source.is_none()) {
                 return Err(c.err(kw.pos, "`overload` needs a per-source rate before it (`rate N/s per-source`)"));
             }
-            rule.overload = Some(super::ast::Overload { table, secs });
+            rule.overload = Some(super::ast::Overload { table, secs, flush: super::ast::Flush::None });
         }
         "max-src-conn-rate" | "max-src-states" | "max-src-conn" => {
             return Err(c.err(kw.pos, format!("`{name}` is not supported yet")));

@@ -816,7 +816,10 @@ fn dynamic_tables_and_overload() {
     )
     .unwrap();
     assert!(rs.tables["f"].dynamic && rs.tables["f"].entries.is_empty());
-    assert_eq!(rs.rules[1].overload, Some(crate::rules::Overload { table: "f".into(), secs: 60 }));
+    assert_eq!(
+        rs.rules[1].overload,
+        Some(crate::rules::Overload { table: "f".into(), secs: 60, flush: crate::rules::Flush::None })
+    );
     assert_eq!(
         err("table <f> persist\npass in quick proto udp rate 5/s overload <f>"),
         "t.conf:2:34: `overload` needs a per-source rate before it (`rate N/s per-source`)"
