@@ -640,6 +640,24 @@ fn tcp_flows_follow_the_handshake() {
     h.check("SYN-ACK from the client side is not either", &tcp_pkt(true, 40004, 80, syn | ack), Rule(0, XDP_PASS));
     h.check("server RST closes", &tcp_pkt(false, 80, 40004, rst), state);
     h.check("after RST the server cannot talk", &tcp_pkt(false, 80, 40004, ack), Default);
+
+    // A handshake completes only with the SYN-ACK's sequence number + 1: a blind
+    // spoofer who sent the SYN never saw it, and one wrong guess closes the flow.
+    let with = |from_client: bool, sport, dport, flags, seq, ack_no| {
+        let (s, d) = if from_client { (CLIENT, SERVER) } else { (SERVER, CLIENT) };
+        bytes(PacketBuilder::eth().ipv4(v4(s), v4(d)).tcp(sport, dport, flags).seq_ack(seq, ack_no))
+    };
+    h.check("third flow SYN", &with(true, 40005, 80, syn, 100, 0), Rule(0, XDP_PASS));
+    h.check("its SYN-ACK", &with(false, 80, 40005, syn | ack, 7_000_000, 101), state);
+    // (This ruleset passes any client segment to port 80 by rule, without state.)
+    let guess = with(true, 40005, 80, ack, 101, 12345);
+    h.check("an ACK with a guessed number is not the handshake", &guess, Rule(0, XDP_PASS));
+    h.check("nor is the right one after that guess", &with(true, 40005, 80, ack, 101, 7_000_001), Rule(0, XDP_PASS));
+    h.check("the guess closed the flow", &with(false, 80, 40005, ack | psh, 7_000_001, 101), Default);
+    h.check("fourth flow SYN", &with(true, 40006, 80, syn, 100, 0), Rule(0, XDP_PASS));
+    h.check("its SYN-ACK", &with(false, 80, 40006, syn | ack, u32::MAX, 101), state);
+    h.check("the number wraps: ACK 0 completes it", &with(true, 40006, 80, ack, 101, 0), state);
+    h.check("established", &with(false, 80, 40006, ack | psh, 0, 101), state);
 }
 
 #[test]

@@ -425,9 +425,11 @@ impl PacketBuilder {
         self.ipv6_ext(Ipv6Ext::DestOpts { extra: 0 })
     }
 
-    /// A TCP header (data offset 5, window 64240, seq 1, ack 0) with these flags.
+    /// A TCP header (data offset 5, window 64240, seq 1, ack 2) with these flags. Both
+    /// sides' defaults make a handshake that completes as connection tracking checks
+    /// it: the opener's ACK acknowledges 2, the SYN-ACK's sequence number 1 plus one.
     pub fn tcp(mut self, sport: u16, dport: u16, flags: u8) -> Self {
-        self.l4 = L4::Tcp { sport, dport, flags, seq: 1, ack: 0 };
+        self.l4 = L4::Tcp { sport, dport, flags, seq: 1, ack: 2 };
         self
     }
 

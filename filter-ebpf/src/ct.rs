@@ -10,11 +10,17 @@
 //! flows. A flow is in exactly one table, and which one follows from its state
 //! ([`answered`]); an RST moves it back (a closed flow needs no protection, and a
 //! blind attacker who completes handshakes for spoofed sources gets them reset).
+//!
+//! A TCP handshake completes only with the acknowledgement number of the responder's
+//! SYN-ACK, which a blind attacker does not see; a wrong one closes the flow, so each
+//! spoofed SYN buys one guess in 2^32. Limits per source judge sources by completed
+//! handshakes (see `source`).
 
 use aya_ebpf::{Global, helpers::bpf_ktime_get_coarse_ns, macros::map, maps::LruHashMap};
 use filter_common::{FAMILY_V4, FlowKey, FlowState, ICMP_NONE, PORT_NONE, flow, timeout};
 
 use crate::parse::Fields;
+use crate::source::{self, REFUSED, SourceArgs};
 
 use filter_common::wire::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
@@ -143,15 +149,25 @@ fn advance(st: &mut FlowState, from: u8, f: &Fields) -> bool {
                         true
                     } else if !by_opener && syn && ack {
                         st.state = flow::TCP_SYN_RECEIVED;
+                        st.ack_expected = f.tcp_handshake.wrapping_add(1);
                         true
                     } else {
                         false
                     }
                 }
                 flow::TCP_SYN_RECEIVED => {
-                    if by_opener && syn && !ack || !by_opener && syn && ack {
+                    if by_opener && syn && !ack {
+                        true
+                    } else if !by_opener && syn && ack {
+                        // A retransmitted SYN-ACK: the opener acknowledges the last one.
+                        st.ack_expected = f.tcp_handshake.wrapping_add(1);
                         true
                     } else if by_opener && ack && !syn {
+                        if f.tcp_handshake != st.ack_expected {
+                            // A guess: the opener never saw the SYN-ACK.
+                            st.state = flow::TCP_CLOSED;
+                            return false;
+                        }
                         st.state = flow::TCP_ESTABLISHED;
                         close_side(st, from, flags);
                         true
@@ -189,17 +205,39 @@ fn answered(state: u8) -> bool {
     matches!(state, flow::TCP_ESTABLISHED | flow::TCP_CLOSING | flow::TCP_FIN_WAIT | flow::UDP_MULTIPLE)
 }
 
-/// The fast path: `true` when the packet belongs to a live flow that accepts it.
+/// What the flow tables make of a packet: [`Tracked::UNKNOWN`], [`Tracked::PASS`], or
+/// the counter slot of the rule whose limit per source refused the handshake it
+/// completed (`max-src-conn`, `max-src-conn-rate`): then it is dropped and the flow
+/// closed. One word, not an enum with data: that is returned through the caller's
+/// stack, and the verifier refuses a function returning a stack pointer.
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Tracked(u32);
+
+impl Tracked {
+    /// No live flow explains the packet: the rules decide.
+    pub const UNKNOWN: Tracked = Tracked(u32::MAX);
+    /// A live flow accepts it (the fast path).
+    pub const PASS: Tracked = Tracked(u32::MAX - 1);
+
+    /// The counter slot of the rule that refused the packet, if one did.
+    #[inline(always)]
+    pub fn refused_by(self) -> Option<u32> {
+        (self != Self::UNKNOWN && self != Self::PASS).then_some(self.0)
+    }
+}
+
+/// The fast path: whether the packet belongs to a live flow that accepts it.
 // Out of line: its locals need not share the caller's 512-byte stack frame.
 #[inline(never)]
-pub fn track(f: &Fields, len: u64) -> bool {
-    let Some(flow) = flow_of(f) else { return false };
+pub fn track(f: &Fields, len: u64) -> Tracked {
+    let Some(flow) = flow_of(f) else { return Tracked::UNKNOWN };
     // Answered flows first: established traffic costs one lookup.
     let (st, in_new) = match STATES.get_ptr_mut(&flow.key) {
         Some(st) => (st, false),
         None => match STATES_NEW.get_ptr_mut(&flow.key) {
             Some(st) => (st, true),
-            None => return false,
+            None => return Tracked::UNKNOWN,
         },
     };
     // SAFETY: a valid map value; concurrent updates from other CPUs only race on
@@ -207,13 +245,40 @@ pub fn track(f: &Fields, len: u64) -> bool {
     let st = unsafe { &mut *st };
     // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    if st.expires_ns <= now || !advance(st, flow.from, f) {
-        return false;
+    if st.expires_ns <= now {
+        return Tracked::UNKNOWN;
+    }
+    if source::flushing() && flushed(&flow.key, st) {
+        let _ = if in_new { STATES_NEW.remove(&flow.key) } else { STATES.remove(&flow.key) };
+        return Tracked::UNKNOWN;
+    }
+    let was = st.state;
+    if !advance(st, flow.from, f) {
+        return Tracked::UNKNOWN;
     }
     let from = (flow.from & 1) as usize;
     st.packets[from] += 1;
     st.bytes[from] += len;
     st.expires_ns = now + timeout_ns(st.state);
+    if source::limited() {
+        let mut a = source_args(&flow.key, st, now);
+        if was == flow::TCP_SYN_RECEIVED && st.state == flow::TCP_ESTABLISHED {
+            let slot = source::xdpwall_source_connected(&a);
+            if slot == REFUSED {
+                st.state = flow::TCP_CLOSED;
+                st.expires_ns = now + timeout_ns(flow::TCP_CLOSED);
+                st.source_slot = 0;
+                return Tracked(st.rule_counter);
+            }
+            // Masked: the verifier knows nothing of a global function's answer.
+            st.source_slot = (slot & 0xffff) as u16;
+            st.slot_until_ns = a.until_ns;
+        } else if st.source_slot != 0 && (st.state != was || st.expires_ns > st.slot_until_ns) {
+            a.slot = st.source_slot as u32;
+            source::refresh(&a);
+            st.slot_until_ns = a.until_ns;
+        }
+    }
     // Answered now (promote), or no longer (an RST: demote). Insert first, then
     // delete: a packet on another CPU meanwhile finds the flow in one table or both,
     // never in neither.
@@ -227,20 +292,60 @@ pub fn track(f: &Fields, len: u64) -> bool {
             let _ = STATES.remove(&flow.key);
         }
     }
-    true
+    Tracked::PASS
+}
+
+/// Until when a flow's slot in its source's node is held: past the flow's expiry by
+/// half a timeout, so that a flow busy for hours moves its slot only now and then.
+#[inline(always)]
+fn slot_until(expires_ns: u64, state: u8) -> u64 {
+    expires_ns + timeout_ns(state) / 2
+}
+
+/// The request about the flow's source (its opener) for `source`.
+#[inline(always)]
+fn source_args(key: &FlowKey, st: &FlowState, now: u64) -> SourceArgs {
+    let (hi, lo) = source::opener(key, st.orig);
+    SourceArgs {
+        hi,
+        lo,
+        created_ns: st.created_ns,
+        until_ns: slot_until(st.expires_ns, st.state),
+        now,
+        counter: st.rule_counter,
+        family: key.family as u32,
+        slot: st.source_slot as u32,
+        _pad: 0,
+    }
+}
+
+/// Whether an `overload ... flush` ended the flow since it last looked.
+#[inline(always)]
+fn flushed(key: &FlowKey, st: &mut FlowState) -> bool {
+    let epoch = source::flush_epoch();
+    if st.flush_epoch == epoch {
+        return false;
+    }
+    let (hi, lo) = source::opener(key, st.orig);
+    if source::flushed(key.family as u32, hi, lo, st.rule_counter, st.created_ns) {
+        return true;
+    }
+    st.flush_epoch = epoch;
+    false
 }
 
 /// Creates the flow's entry after a `keep state` rule passed its first packet: a
 /// TCP SYN (without ACK), any UDP packet, an ICMP echo request. Other packets (a
-/// mid-stream TCP segment) pass by the rule but open no flow.
+/// mid-stream TCP segment) pass by the rule but open no flow. `false` when the
+/// rule's `max-src-states` refuses the flow: the packet is to be dropped.
 #[inline(never)]
-pub fn open(f: &Fields, len: u64, rule_counter: u32) {
-    let Some(flow) = flow_of(f) else { return };
+pub fn open(f: &Fields, len: u64, rule_counter: u32) -> bool {
+    let Some(flow) = flow_of(f) else { return true };
     let state = match f.proto {
         IPPROTO_TCP if f.tcp_flags_key & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN => flow::TCP_SYN_SENT,
         IPPROTO_UDP => flow::UDP_SINGLE,
         IPPROTO_ICMP | IPPROTO_ICMPV6 if f.icmp_key >> 8 == echo_types(f).0 => flow::ICMP_ECHO,
-        _ => return,
+        _ => return true,
     };
     // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
@@ -263,10 +368,23 @@ pub fn open(f: &Fields, len: u64, rule_counter: u32) {
     };
     st.packets[from] = 1;
     st.bytes[from] = len;
+    if source::flushing() {
+        st.flush_epoch = source::flush_epoch();
+    }
+    if source::limited() {
+        let a = source_args(&flow.key, &st, now);
+        let slot = source::xdpwall_source_open(&a);
+        if slot == REFUSED {
+            return false;
+        }
+        st.source_slot = (slot & 0xffff) as u16;
+        st.slot_until_ns = a.until_ns;
+    }
     // The new flow replaces the old one (a reconnect on the same ports), which may be
     // an answered one; a lookup first, since deleting takes the bucket's lock.
     if STATES.get_ptr(&flow.key).is_some() {
         let _ = STATES.remove(&flow.key);
     }
     let _ = STATES_NEW.insert(&flow.key, &st, 0);
+    true
 }

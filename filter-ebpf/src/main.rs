@@ -49,6 +49,7 @@ mod ct;
 mod log;
 mod parse;
 mod rate;
+mod source;
 
 use aya_ebpf::{
     Global,
@@ -217,13 +218,11 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
             }
             (v.pass, v.counter_slot, v.logged)
         }
-        Outcome::NonIp => (true, slot::NON_IP, None),
-        Outcome::Malformed(reason) => (false, reason.slot(), None),
+        Outcome::NonIp => (true, slot::NON_IP, NOT_LOGGED),
+        Outcome::Malformed(reason) => (false, reason.slot(), NOT_LOGGED),
     };
-    if LOGGING.load() != 0
-        && let Some(rule) = logged
-    {
-        log_packet(log::Frame::Xdp(ctx.ctx), rule, counter_slot, pass, ifindex, len, Direction::In);
+    if LOGGING.load() != 0 && logged != NOT_LOGGED {
+        log_packet(log::Frame::Xdp(ctx.ctx), logged, counter_slot, pass, ifindex, len, Direction::In);
     }
 
     count(counter_slot, len);
@@ -265,20 +264,23 @@ pub fn xdpwall_egress(ctx: TcContext) -> i32 {
     let len = (end - start) as u64;
     let Verdict { pass, counter_slot, logged, .. } = judge(&fields, iface.class, Direction::Out, len);
     count(counter_slot, len);
-    if LOGGING.load() != 0
-        && let Some(rule) = logged
-    {
-        log_packet(log::Frame::Skb(ctx.skb.skb), rule, counter_slot, pass, ifindex, len, Direction::Out);
+    if LOGGING.load() != 0 && logged != NOT_LOGGED {
+        log_packet(log::Frame::Skb(ctx.skb.skb), logged, counter_slot, pass, ifindex, len, Direction::Out);
     }
     if pass { TC_ACT_OK } else { TC_ACT_SHOT }
 }
+
+/// [`Verdict::logged`] of a packet not to be logged.
+const NOT_LOGGED: u32 = u32::MAX;
 
 /// What [`judge`] decided.
 struct Verdict {
     pass: bool,
     counter_slot: u32,
-    /// The number to log the packet under when it is to be logged (`LogRecord::rule`).
-    logged: Option<u32>,
+    /// The number to log the packet under (`LogRecord::rule`), or [`NOT_LOGGED`]. A
+    /// plain value, not an `Option`: a `None`'s undefined payload, copied around,
+    /// became a read of a register a call had clobbered, which the verifier rejects.
+    logged: u32,
     /// The deciding rule's `RULE_RETURN_*` flags and ICMP codes (0: no answer).
     answer: u32,
 }
@@ -286,7 +288,15 @@ struct Verdict {
 impl Verdict {
     #[inline(always)]
     fn passed(counter_slot: u32) -> Verdict {
-        Verdict { pass: true, counter_slot, logged: None, answer: 0 }
+        Verdict { pass: true, counter_slot, logged: NOT_LOGGED, answer: 0 }
+    }
+
+    /// A packet the rule with counter slot `rule_counter` passed, dropped by its limit
+    /// per source.
+    #[inline(always)]
+    fn source_limited(rule_counter: u32) -> Verdict {
+        rate::count_source_limited(rule_counter);
+        Verdict { pass: false, counter_slot: slot::SOURCE_LIMIT, logged: NOT_LOGGED, answer: 0 }
     }
 }
 
@@ -296,8 +306,14 @@ impl Verdict {
 #[inline(always)]
 fn judge(fields: &Fields, iface_class: u32, dir: Direction, len: u64) -> Verdict {
     let stateful = STATEFUL.load() != 0;
-    if stateful && ct::track(fields, len) {
-        return Verdict::passed(slot::STATE);
+    if stateful {
+        let tracked = ct::track(fields, len);
+        if tracked == ct::Tracked::PASS {
+            return Verdict::passed(slot::STATE);
+        }
+        if let Some(counter) = tracked.refused_by() {
+            return Verdict::source_limited(counter);
+        }
     }
     if dir == Direction::In || HAS_OUT_RULES.load() != 0 {
         let matched = if RATE_RULES.load() == 0 {
@@ -309,10 +325,10 @@ fn judge(fields: &Fields, iface_class: u32, dir: Direction, len: u64) -> Verdict
             && let Some(rule) = RULES.get(bit)
         {
             let pass = rule.action == ACTION_PASS;
-            if stateful && pass && rule.flags & RULE_KEEP_STATE != 0 {
-                ct::open(fields, len, rule.counter);
+            if stateful && pass && rule.flags & RULE_KEEP_STATE != 0 && !ct::open(fields, len, rule.counter) {
+                return Verdict::source_limited(rule.counter);
             }
-            let logged = (LOGGING.load() != 0 && rule.flags & RULE_LOG != 0).then_some(rule.number);
+            let logged = if LOGGING.load() != 0 && rule.flags & RULE_LOG != 0 { rule.number } else { NOT_LOGGED };
             let answer = if pass { 0 } else { rule.flags & RULE_ANSWER_BITS };
             return Verdict { pass, counter_slot: rule.counter, logged, answer };
         }
@@ -323,7 +339,7 @@ fn judge(fields: &Fields, iface_class: u32, dir: Direction, len: u64) -> Verdict
         Direction::In => Verdict {
             pass: false,
             counter_slot: slot::DEFAULT_BLOCK,
-            logged: (DEFAULT_LOG.load() != 0).then_some(LOG_RULE_DEFAULT),
+            logged: if DEFAULT_LOG.load() != 0 { LOG_RULE_DEFAULT } else { NOT_LOGGED },
             answer: 0,
         },
     }
@@ -525,7 +541,7 @@ fn first_match(p: &Fields, iface_class: u32, dir: Direction) -> Option<u32> {
     })
     .ok()?;
     let b_iface = bitmap_of(field::IFACE, || Some(iface_class)).ok()?;
-    let b_proto = bitmap_of(field::PROTO, || keyed(&PROTO_CLASS, p.proto_key, &PROTO_DEFAULT)).ok()?;
+    let b_proto = bitmap_of(field::PROTO, || keyed(&PROTO_CLASS, p.proto_key(), &PROTO_DEFAULT)).ok()?;
     let b_src = bitmap_of(field::SRC_ADDR, || addr_class::<true>(p)).ok()?;
     let b_dst = bitmap_of(field::DST_ADDR, || addr_class::<false>(p)).ok()?;
     let b_sport = bitmap_of(field::SRC_PORT, || keyed(&SPORT_CLASS, p.sport_key, &SPORT_DEFAULT)).ok()?;
@@ -570,41 +586,51 @@ pub struct RatedKeys {
 /// [`xdpwall_rated_match`]'s answer when no rule matches.
 const NO_MATCH: u32 = u32::MAX;
 
+shared_map! {
+    /// The rated classifier's keys for the packet at hand (per CPU): in a map, not on
+    /// the stack, where the chain of calls down to the rate limiter has no room left.
+    RATED_SCRATCH: PerCpuArray<RatedKeys> = PerCpuArray::with_max_entries(1, 0);
+}
+
 /// [`first_match`] for rulesets with rate limits: a rule over its rate does not match,
 /// and the next candidate decides. The fields' classes are looked up here (the address
 /// lookups in frames of their own), the word loop runs in a global function.
 #[inline(never)]
 fn first_match_rated(p: &Fields, iface_class: u32, dir: Direction) -> Option<u32> {
-    let (src_hi, src_lo) = addr_halves(p.src, p.family);
-    let mut k = RatedKeys { classes: [0; field::COUNT as usize], family: p.family, _pad: 0, src_hi, src_lo };
-    k.classes[field::DIRECTION as usize] =
+    let k = RATED_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's scratch value, used only here while the program runs.
+    let keys = unsafe { &mut *k };
+    (keys.src_hi, keys.src_lo) = addr_halves(p.src, p.family);
+    keys.family = p.family;
+    keys.classes = [0; field::COUNT as usize];
+    keys.classes[field::DIRECTION as usize] =
         if dir == Direction::In { DIR_IN_CLASS.load() } else { DIR_OUT_CLASS.load() };
-    k.classes[field::IFACE as usize] = iface_class;
+    keys.classes[field::IFACE as usize] = iface_class;
     if used(field::PROTO) {
-        k.classes[field::PROTO as usize] = keyed(&PROTO_CLASS, p.proto_key, &PROTO_DEFAULT)?;
+        keys.classes[field::PROTO as usize] = keyed(&PROTO_CLASS, p.proto_key(), &PROTO_DEFAULT)?;
     }
     if used(field::SRC_ADDR) {
-        k.classes[field::SRC_ADDR as usize] = addr_class::<true>(p)?;
+        keys.classes[field::SRC_ADDR as usize] = addr_class::<true>(p)?;
     }
     if used(field::DST_ADDR) {
-        k.classes[field::DST_ADDR as usize] = addr_class::<false>(p)?;
+        keys.classes[field::DST_ADDR as usize] = addr_class::<false>(p)?;
     }
     if used(field::SRC_PORT) {
-        k.classes[field::SRC_PORT as usize] = keyed(&SPORT_CLASS, p.sport_key, &SPORT_DEFAULT)?;
+        keys.classes[field::SRC_PORT as usize] = keyed(&SPORT_CLASS, p.sport_key, &SPORT_DEFAULT)?;
     }
     if used(field::DST_PORT) {
-        k.classes[field::DST_PORT as usize] = keyed(&DPORT_CLASS, p.dport_key, &DPORT_DEFAULT)?;
+        keys.classes[field::DST_PORT as usize] = keyed(&DPORT_CLASS, p.dport_key, &DPORT_DEFAULT)?;
     }
     if used(field::TCP_FLAGS) {
-        k.classes[field::TCP_FLAGS as usize] = keyed(&TCP_FLAGS_CLASS, p.tcp_flags_key, &TCP_FLAGS_DEFAULT)?;
+        keys.classes[field::TCP_FLAGS as usize] = keyed(&TCP_FLAGS_CLASS, p.tcp_flags_key, &TCP_FLAGS_DEFAULT)?;
     }
     if used(field::ICMP) {
-        k.classes[field::ICMP as usize] = keyed(&ICMP_CLASS, p.icmp_key, &ICMP_DEFAULT)?;
+        keys.classes[field::ICMP as usize] = keyed(&ICMP_CLASS, p.icmp_key, &ICMP_DEFAULT)?;
     }
     if used(field::VLAN) {
-        k.classes[field::VLAN as usize] = keyed(&VLAN_CLASS, p.vlan_key, &VLAN_DEFAULT)?;
+        keys.classes[field::VLAN as usize] = keyed(&VLAN_CLASS, p.vlan_key, &VLAN_DEFAULT)?;
     }
-    let rule = xdpwall_rated_match(&k);
+    let rule = xdpwall_rated_match(k);
     // Masked: the verifier knows nothing of a global function's answer.
     (rule != NO_MATCH).then_some(rule & (MAX_RULES as u32 - 1))
 }

@@ -17,7 +17,6 @@ pub struct Fields {
     /// FAMILY_V4 or FAMILY_V6.
     pub family: u32,
     pub proto: u8,
-    pub proto_key: u32,
     /// The addresses in the packet (4 or 16 bytes by `family`). Pointers, not copies:
     /// the packet outlives the program run, and copying 32 unaligned bytes through
     /// every call costs more than the rest of the parse.
@@ -29,6 +28,10 @@ pub struct Fields {
     pub icmp_key: u32,
     /// ICMP/ICMPv6 echo identifier (bytes 4-5), when `icmp_key` is set.
     pub icmp_id: u16,
+    /// TCP: the number connection tracking checks a handshake by: a SYN-ACK's
+    /// sequence number, any other segment's acknowledgement number (one field, not two:
+    /// `Fields` lives on the stack all the classifier's calls share).
+    pub tcp_handshake: u32,
     pub vlan_key: u32,
 }
 
@@ -199,7 +202,6 @@ pub fn parse_at<const LENGTHS: bool>(start: usize, end: usize, offsets: &mut Off
     let mut fields = Fields {
         family,
         proto,
-        proto_key: family * 256 + proto as u32,
         src,
         dst,
         sport_key: PORT_NONE,
@@ -207,6 +209,7 @@ pub fn parse_at<const LENGTHS: bool>(start: usize, end: usize, offsets: &mut Off
         tcp_flags_key: TCP_FLAGS_NONE,
         icmp_key: ICMP_NONE,
         icmp_id: 0,
+        tcp_handshake: 0,
         vlan_key,
     };
     // Only the first fragment carries the L4 header.
@@ -223,6 +226,9 @@ pub fn parse_at<const LENGTHS: bool>(start: usize, end: usize, offsets: &mut Off
             fields.sport_key = be16(tcp, 0) as u32;
             fields.dport_key = be16(tcp, 2) as u32;
             fields.tcp_flags_key = tcp[13] as u32;
+            let syn_ack = filter_common::wire::TCP_SYN | filter_common::wire::TCP_ACK;
+            let at = if tcp[13] & syn_ack == syn_ack { 4 } else { 8 };
+            fields.tcp_handshake = u32::from_be_bytes([tcp[at], tcp[at + 1], tcp[at + 2], tcp[at + 3]]);
             // A first fragment may leave options to the next one; a whole segment
             // must hold its header (the kernel drops it otherwise).
             let data_offset = (tcp[12] >> 4) as usize * 4;
@@ -330,6 +336,13 @@ fn ext_error(cur: &Cursor, partial: bool) -> Malformed {
 }
 
 impl Fields {
+    /// The key of the protocol array: family and protocol (computed, not kept: every
+    /// byte of `Fields` is on the stack all the classifier's calls share).
+    #[inline(always)]
+    pub fn proto_key(&self) -> u32 {
+        self.family * 256 + self.proto as u32
+    }
+
     /// An IPv4 address at `p` (from `src`/`dst`).
     #[inline(always)]
     pub fn v4(p: *const u8) -> [u8; 4] {

@@ -78,7 +78,7 @@ fn in_dyn_table(family: u32, hi: u64, lo: u64, slot: usize, now: u64) -> bool {
 
 /// Puts the source into dynamic table `slot` until `until` (`overload`).
 #[inline(always)]
-fn put_in_dyn_table(family: u32, hi: u64, lo: u64, slot: usize, until: u64) {
+pub(crate) fn put_in_dyn_table(family: u32, hi: u64, lo: u64, slot: usize, until: u64) {
     let key = dyn_key(family, hi, lo);
     if let Some(e) = DYN_SOURCES.get_ptr_mut(&key) {
         // SAFETY: a map value pointer; a racing writer can only set another deadline.
@@ -102,6 +102,16 @@ pub fn count_logged(counter: u32) {
     if let Some(e) = RULE_EVENTS.get_ptr_mut(counter) {
         // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
         unsafe { (*e).logged += 1 };
+    }
+}
+
+/// Counts a packet the rule with this counter slot passed and a limit per source
+/// dropped.
+#[inline(always)]
+pub fn count_source_limited(counter: u32) {
+    if let Some(e) = RULE_EVENTS.get_ptr_mut(counter) {
+        // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
+        unsafe { (*e).source_limited += 1 };
     }
 }
 

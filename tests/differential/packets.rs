@@ -450,8 +450,11 @@ pub(crate) fn l4_bytes(p: &PacketSpec) -> Vec<u8> {
     let ports = [p.sport.to_be_bytes(), p.dport.to_be_bytes()].concat();
     match p.proto {
         6 => {
+            // Sequence number 1, acknowledgement 2: a SYN-ACK's number plus one, so that
+            // handshakes complete in the kernel as in the model, which does not track
+            // numbers (tests/kernel.rs checks a wrong acknowledgement).
             let mut h = ports;
-            h.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, p.tcp_doff << 4, p.tcp_flags, 0xff, 0xff, 0, 0, 0, 0]);
+            h.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 2, p.tcp_doff << 4, p.tcp_flags, 0xff, 0xff, 0, 0, 0, 0]);
             h
         }
         17 => {

@@ -264,6 +264,16 @@ pub fn status(st: &Status) -> String {
             st.log.lost
         );
     }
+    let limited: Vec<String> =
+        st.rules.iter().filter_map(|r| r.source_limited.map(|n| format!("rule {} {n}", r.number))).collect();
+    if !limited.is_empty() {
+        let _ = writeln!(
+            s,
+            "limits per source (max-src-*): dropped {} packets ({})",
+            st.source_limited.packets,
+            limited.join(", ")
+        );
+    }
     let _ = writeln!(
         s,
         "block return: {} answers sent, {} suppressed by the rate limit (dropped unanswered)",

@@ -88,9 +88,12 @@ pub struct RuleInfo {
     /// `from <t>` / `from !<t>` of a dynamic table: its name and whether negated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dyn_from: Option<(String, bool)>,
-    /// `overload <t> [for N]`.
+    /// `overload <t> [flush [global]] [for N]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overload: Option<crate::rules::Overload>,
+    /// `max-src-states`, `max-src-conn`, `max-src-conn-rate`.
+    #[serde(default, skip_serializing_if = "crate::rules::SourceLimits::is_empty")]
+    pub source_limits: crate::rules::SourceLimits,
     /// How a `block` rule refuses, `set block-policy` applied (`Drop` for `pass` rules).
     #[serde(default)]
     pub block_mode: BlockMode,
@@ -179,6 +182,17 @@ impl Compiled {
     /// Whether some rule limits its rate per source (the per-source table is needed).
     pub fn per_source_rates(&self) -> bool {
         self.rules.iter().any(|r| r.rate.is_some_and(|rate| rate.per_source.is_some()))
+    }
+
+    /// Whether some rule has a limit per source (`max-src-states`, `max-src-conn`,
+    /// `max-src-conn-rate`).
+    pub fn source_limited(&self) -> bool {
+        self.rules.iter().any(|r| !r.source_limits.is_empty())
+    }
+
+    /// Whether some rule's `overload` flushes the source's flows.
+    pub fn flushes(&self) -> bool {
+        self.rules.iter().any(|r| r.overload.as_ref().is_some_and(|o| !o.flush.is_none()))
     }
 
     /// 64-rule words in use (the classifier visits only those that can match).
@@ -434,6 +448,7 @@ fn rule_infos(
                 log: r.log,
                 dyn_from: dyn_from(r, tables),
                 overload: r.overload.clone(),
+                source_limits: r.source_limits,
                 block_mode,
             }
         })

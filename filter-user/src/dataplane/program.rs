@@ -11,9 +11,10 @@ use aya::{
 };
 use filter_common::{
     ACTION_DROP, ACTION_PASS, COUNTER_SLOTS, Counter, DEFAULT_LOG_RATE, DEFAULT_SRC_NODES, DynEntry, DynName,
-    IfaceCounters, IfaceEntry, LogCounters, MAX_DYN_TABLES, PrefixClass, PrefixKey, RULE_DYN_FROM, RULE_DYN_NEGATED,
-    RULE_ICMP_CODE_SHIFT, RULE_ICMP6_CODE_SHIFT, RULE_KEEP_STATE, RULE_LOG, RULE_RATE, RULE_RATE_PER_SOURCE,
-    RULE_RETURN_ICMP, RULE_RETURN_RST, RateLimit, RuleAction, RuleBitmap, RuleEvents, SourceKey, dir, field, names,
+    FLUSH_GLOBAL, FLUSH_NONE, FLUSH_RULE, IfaceCounters, IfaceEntry, LogCounters, MAX_DYN_TABLES, PrefixClass,
+    PrefixKey, RULE_DYN_FROM, RULE_DYN_NEGATED, RULE_ICMP_CODE_SHIFT, RULE_ICMP6_CODE_SHIFT, RULE_KEEP_STATE, RULE_LOG,
+    RULE_RATE, RULE_RATE_PER_SOURCE, RULE_RETURN_ICMP, RULE_RETURN_RST, RateLimit, RuleAction, RuleBitmap, RuleEvents,
+    SourceKey, SourceLimit, dir, field, names,
 };
 
 use super::Error;
@@ -133,6 +134,10 @@ impl LoadedProgram {
         let rate_limits = if rate_rules == 0 { 1 } else { compiled.rules.len() as u32 };
         let source_rates =
             if compiled.per_source_rates() { compiled.options.src_nodes.unwrap_or(DEFAULT_SRC_NODES) } else { 1 };
+        // Source nodes and flush marks exist only when some rule needs them.
+        let src_nodes = compiled.options.src_nodes.unwrap_or(DEFAULT_SRC_NODES);
+        let source_limited = compiled.source_limited() as u32;
+        let has_flush = compiled.flushes() as u32;
         let timeouts: Vec<(&str, u32)> =
             filter_common::timeout::ALL.iter().map(|t| (t.global, compiled.options.timeout(t.name))).collect();
         let state_limit = compiled.options.state_limit.unwrap_or(DEFAULT_STATE_LIMIT);
@@ -158,6 +163,11 @@ impl LoadedProgram {
             .override_global(names::DEFAULT_LOG, &default_log, true)
             .map_max_entries(names::RATE_LIMITS, rate_limits)
             .map_max_entries(names::SOURCE_RATES, source_rates)
+            .override_global(names::SOURCE_LIMITED, &source_limited, true)
+            .override_global(names::HAS_FLUSH, &has_flush, true)
+            .map_max_entries(names::SOURCE_LIMITS, if source_limited != 0 { COUNTER_SLOTS } else { 1 })
+            .map_max_entries(names::SOURCE_NODES, if source_limited != 0 { src_nodes } else { 1 })
+            .map_max_entries(names::FLUSH_MARKS, if has_flush != 0 { src_nodes } else { 1 })
             // Taken only when the pinned tables are created (the first load).
             .map_max_entries(STATES, state_limit)
             .map_max_entries(STATES_NEW, unanswered_limit(state_limit))
@@ -252,9 +262,20 @@ impl LoadedProgram {
             let mut limit: Array<_, RateLimit> = self.map_typed(names::LOG_LIMIT)?;
             limit.set(0, v, 0).map_err(|e| Error::Map(names::LOG_LIMIT, e))?;
         }
+        let slots = self.dyn_slots(c)?;
+        let slot_of = |name: &str| slots.iter().find(|(n, _)| n == name).map_or(0, |(_, s)| *s);
+        if c.source_limited() {
+            let mut limits: Array<_, SourceLimit> = self.map_typed(names::SOURCE_LIMITS)?;
+            // By counter slot: flows carry their rule's counter slot across applies.
+            for (rule, &counter) in c.rules.iter().zip(counter_slots) {
+                if rule.source_limits.is_empty() {
+                    continue;
+                }
+                let v = source_limit(rule, slot_of);
+                limits.set(counter, v, 0).map_err(|e| Error::Map(names::SOURCE_LIMITS, e))?;
+            }
+        }
         if c.rate_rules() > 0 {
-            let slots = self.dyn_slots(c)?;
-            let slot_of = |name: &str| slots.iter().find(|(n, _)| n == name).map_or(0, |(_, s)| *s);
             let mut limits: Array<_, RateLimit> = self.map_typed(names::RATE_LIMITS)?;
             // By classifier bit, like `RULES`.
             for (bit, &file_index) in c.order.iter().enumerate() {
@@ -313,6 +334,7 @@ impl LoadedProgram {
     /// keeps its slot across applies (its sources stay in `DYN_SOURCES`); a new one takes
     /// a free slot, else the slot of a table the ruleset no longer has, whose sources
     /// are cleared from it first.
+    /// The dynamic tables' slots, given out on first use (see `DYN_NAMES`).
     fn dyn_slots(&mut self, c: &Compiled) -> Result<Vec<(String, u8)>, Error> {
         let wanted = c.dyn_tables();
         if wanted.is_empty() {
@@ -663,3 +685,31 @@ pub fn zero_slots<T: aya::Pod + Default>(pin_dir: &Path, name: &'static str, slo
 
 /// Slots of `COUNTERS` available to rules.
 pub const RULE_SLOTS: std::ops::Range<u32> = filter_common::slot::RESERVED..COUNTER_SLOTS;
+
+/// A rule's limits per source as the data plane keeps them; `slot_of` gives a dynamic
+/// table's slot.
+fn source_limit(rule: &crate::compile::RuleInfo, slot_of: impl Fn(&str) -> u8) -> SourceLimit {
+    let l = rule.source_limits;
+    let conn_rate = l.max_conn_rate.map(|r| crate::rules::Rate {
+        packets: r.connections,
+        seconds: r.seconds,
+        burst: r.connections,
+        per_source: None,
+    });
+    let overload = rule.overload.as_ref().filter(|_| l.judges_connections());
+    SourceLimit {
+        slots: l.max_states.or(l.max_conn).unwrap_or(0),
+        max_states: l.max_states.unwrap_or(0),
+        max_conn: l.max_conn.unwrap_or(0),
+        overload_secs: overload.map_or(0, |o| o.secs),
+        conn_interval_ns: conn_rate.map_or(0, |r| r.interval_ns()),
+        conn_tolerance_ns: conn_rate.map_or(0, |r| r.tolerance_ns()),
+        overload: overload.map_or(0, |o| slot_of(&o.table) + 1),
+        flush: match overload.map(|o| o.flush) {
+            Some(crate::rules::Flush::Rule) => FLUSH_RULE,
+            Some(crate::rules::Flush::Global) => FLUSH_GLOBAL,
+            _ => FLUSH_NONE,
+        },
+        _pad: [0; 6],
+    }
+}

@@ -37,6 +37,11 @@ pub struct RuleStatus {
     /// Rules with `log`: records of their packets written to the log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logged: Option<u64>,
+    /// Rules with limits per source: packets they passed that a limit dropped (a new
+    /// flow over `max-src-states`, a handshake over `max-src-conn` or
+    /// `max-src-conn-rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_limited: Option<u64>,
 }
 
 /// The packet log's counters.
@@ -121,6 +126,8 @@ pub struct Status {
     pub answers_sent: NamedCounter,
     /// Blocked packets left unanswered because answers hit their rate limit.
     pub answers_suppressed: NamedCounter,
+    /// Packets dropped by limits per source (all rules together).
+    pub source_limited: NamedCounter,
     /// The flow table.
     pub flow_table: FlowTable,
     /// The packet log.
@@ -214,6 +221,8 @@ pub fn status(paths: &Paths) -> Result<Status, Error> {
                     .rate
                     .map(|_| events.get(r.counter as usize).map_or(0, |e: &filter_common::RuleEvents| e.over_rate)),
                 logged: r.info.log.then(|| events.get(r.counter as usize).map_or(0, |e| e.logged)),
+                source_limited: (!r.info.source_limits.is_empty())
+                    .then(|| events.get(r.counter as usize).map_or(0, |e| e.source_limited)),
             })
             .collect(),
         default_action: state.default_action,
@@ -224,6 +233,7 @@ pub fn status(paths: &Paths) -> Result<Status, Error> {
         skipped: named("skipped", slot::SKIPPED),
         answers_sent: named("answers-sent", slot::ANSWERS_SENT),
         answers_suppressed: named("answers-suppressed", slot::ANSWERS_SUPPRESSED),
+        source_limited: named("source-limited", slot::SOURCE_LIMIT),
         flow_table: flows::summary(paths)?,
         malformed: Malformed::ALL.iter().map(|m| named(m.name(), m.slot())).collect(),
         interfaces,

@@ -209,8 +209,47 @@ pub fn render(status: &Status, daemon: &DaemonMetrics) -> String {
         "Wall time of applies through the daemon",
         daemon.apply_seconds.clone(),
     );
-    // Rate-limit and log counters (issue 13) go here, from their status fields, labelled
-    // by rule like xdpwall_rule_packets.
+    // Per-rule events, only for the rules that can have them.
+    let events = |f: fn(&crate::dataplane::RuleStatus) -> Option<u64>| {
+        status.rules.iter().filter_map(|r| f(r).map(|n| (rule_labels(r), n))).collect::<Vec<_>>()
+    };
+    counters(
+        &mut reg,
+        "xdpwall_rule_over_rate_packets",
+        "Packets each rate-limited rule did not match because it was over its rate",
+        events(|r| r.over_rate),
+    );
+    counters(
+        &mut reg,
+        "xdpwall_rule_logged_packets",
+        "Packets each logged rule wrote to the log",
+        events(|r| r.logged),
+    );
+    counters(
+        &mut reg,
+        "xdpwall_rule_source_limited_packets",
+        "Packets each rule passed that its limit per source dropped (max-src-states, max-src-conn, max-src-conn-rate)",
+        events(|r| r.source_limited),
+    );
+    counters(
+        &mut reg,
+        "xdpwall_log_records",
+        "Packet log records: written, suppressed by the log rate, lost to a full ring",
+        [
+            (vec![("result", "written".into())], status.log.written),
+            (vec![("result", "suppressed".into())], status.log.suppressed),
+            (vec![("result", "lost".into())], status.log.lost),
+        ],
+    );
+    counters(
+        &mut reg,
+        "xdpwall_answers",
+        "Blocked packets answered (block return), and left unanswered by the answers' rate limit",
+        [
+            (vec![("result", "sent".into())], status.answers_sent.packets),
+            (vec![("result", "suppressed".into())], status.answers_suppressed.packets),
+        ],
+    );
     let mut out = String::new();
     encode(&mut out, &reg).expect("writing to a String cannot fail");
     out
