@@ -93,3 +93,13 @@ impl Bed {
         Ok(Map::from_map_data(data)?)
     }
 }
+
+/// Pins the calling thread to one CPU (to drive the program from two CPUs at once).
+pub fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; the calls only read it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0, "pin to CPU {cpu}");
+    }
+}

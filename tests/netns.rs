@@ -7,10 +7,12 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::io::{Read as _, Write as _};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Output};
 use std::sync::{Mutex, Once};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -394,7 +396,6 @@ pub fn udp_stream_during<R>(
     during: impl FnOnce() -> R,
 ) -> (R, StreamCount) {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::time::Duration;
 
     let receiver = std::net::UdpSocket::bind(to).unwrap_or_else(|e| panic!("binding {to}: {e}"));
     crate::big_receive_buffer(&receiver);
@@ -427,5 +428,43 @@ pub fn udp_stream_during<R>(
         stop.store(true, Ordering::Relaxed);
         let received = receiving.join().expect("the receiving thread");
         (result, StreamCount { sent: sent.load(Ordering::Relaxed), received })
+    })
+}
+
+/// Whether a TCP connection from `from` to `to` carries one "ping" and its "pong".
+pub fn tcp_exchange(from: &Netns, to: SocketAddr) -> bool {
+    from.run(|| match TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
+        Ok(s) => ping_pong(s),
+        Err(_) => false,
+    })
+}
+
+/// Whether "ping" sent on `s` gets its "pong" back within 2 s.
+pub fn ping_pong(mut s: TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 4];
+    s.write_all(b"ping").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"pong"
+}
+
+/// A TCP server in `ns` answering "pong" to every "ping" of each connection, one
+/// thread per connection, until the connection ends.
+pub fn serve_tcp(ns: &Netns, at: SocketAddr) -> std::thread::JoinHandle<()> {
+    serve_tcp_on(ns.run(|| TcpListener::bind(at).unwrap()))
+}
+
+/// [`serve_tcp`] on a listener of the caller's.
+pub fn serve_tcp_on(listener: TcpListener) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4];
+                while conn.read_exact(&mut buf).is_ok() {
+                    if conn.write_all(b"pong").is_err() {
+                        break;
+                    }
+                }
+            });
+        }
     })
 }

@@ -11,7 +11,10 @@ use filter_user::{
     dataplane::{LoadedProgram, read_counters, read_log_counters, read_rule_events},
     rules,
 };
-use xdpwall_tests::{bpf::Bed, packet::PacketBuilder};
+use xdpwall_tests::{
+    bpf::{Bed, pin_to_cpu},
+    packet::PacketBuilder,
+};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -129,16 +132,6 @@ fn per_source_limiters_are_kept_apart() {
         .map(|s| f.run(&udp6(s, 7001)))
         .collect();
     assert_eq!(v, [XDP_PASS, XDP_PASS, XDP_DROP, XDP_PASS], "one bucket per /48");
-}
-
-/// Pins the calling thread to one CPU.
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is valid; the calls only read it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0, "pin to CPU {cpu}");
-    }
 }
 
 /// Two threads pinned to CPUs 0 and 1 run the same program (one limiter) at once as

@@ -13,7 +13,7 @@ use std::{
 use filter_user::dataplane::{FlowEntry, Status};
 use xdpwall_tests::{
     cli::{Xdpwall, bin_from_env},
-    netns::{Netns, VethPair},
+    netns::{Netns, VethPair, serve_tcp, tcp_exchange},
 };
 
 fn ip(args: &[&str]) {
@@ -152,31 +152,6 @@ impl Drop for Routed {
         ]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn tcp_exchange(from: &Netns, to: SocketAddr) -> bool {
-    from.run(|| match TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
-        Ok(mut s) => {
-            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            let mut buf = [0u8; 4];
-            s.write_all(b"ping").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"pong"
-        }
-        Err(_) => false,
-    })
-}
-
-/// A TCP server in `ns` answering "pong" to each connection's "ping".
-fn serve_tcp(ns: &Netns, at: SocketAddr) -> std::thread::JoinHandle<()> {
-    let listener = ns.run(|| TcpListener::bind(at).unwrap());
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { break };
-            let mut buf = [0u8; 4];
-            if conn.read_exact(&mut buf).is_ok() {
-                let _ = conn.write_all(b"pong");
-            }
-        }
-    })
 }
 
 const ROUTER_RULES: &str = r#"
