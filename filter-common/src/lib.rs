@@ -1147,6 +1147,8 @@ pub mod names {
         FLUSH_EPOCH,
         /// Map: per-CPU scratch for a new `SOURCE_NODES` entry.
         SOURCE_SCRATCH,
+        /// Map: per-CPU scratch for a new flow's entry.
+        FLOW_SCRATCH,
         /// Map: per-CPU scratch for the rated classifier's keys.
         RATED_SCRATCH,
         /// Global: some rule has a limit per source.

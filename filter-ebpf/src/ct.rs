@@ -16,7 +16,12 @@
 //! spoofed SYN buys one guess in 2^32. Limits per source judge sources by completed
 //! handshakes (see `source`).
 
-use aya_ebpf::{Global, helpers::bpf_ktime_get_coarse_ns, macros::map, maps::LruHashMap};
+use aya_ebpf::{
+    Global,
+    helpers::bpf_ktime_get_coarse_ns,
+    macros::map,
+    maps::{LruHashMap, PerCpuArray},
+};
 use filter_common::{FAMILY_V4, FlowKey, FlowState, ICMP_NONE, PORT_NONE, flow, timeout};
 
 use crate::parse::Fields;
@@ -38,6 +43,10 @@ shared_map! {
 shared_map! {
     /// Flows not answered yet. Pinned, sized at load (half of `STATES`).
     STATES_NEW: LruHashMap<FlowKey, FlowState> = LruHashMap::pinned(1, 0);
+}
+shared_map! {
+    /// A new flow's entry, built here before it is inserted (too big for the stack).
+    FLOW_SCRATCH: PerCpuArray<FlowState> = PerCpuArray::with_max_entries(1, 0);
 }
 
 // Timeouts in seconds per state (`set timeout NAME N`), load-time constants.
@@ -282,13 +291,14 @@ pub fn track(f: &Fields, len: u64) -> Tracked {
     // Answered now (promote), or no longer (an RST: demote). Insert first, then
     // delete: a packet on another CPU meanwhile finds the flow in one table or both,
     // never in neither.
+    // (The value is copied from the map it is in: a copy on the stack would take 80 of
+    // the bytes the deepest chain of calls shares.)
     if answered(st.state) == in_new {
-        let copy = *st;
         if in_new {
-            let _ = STATES.insert(&flow.key, &copy, 0);
+            let _ = STATES.insert(&flow.key, st, 0);
             let _ = STATES_NEW.remove(&flow.key);
         } else {
-            let _ = STATES_NEW.insert(&flow.key, &copy, 0);
+            let _ = STATES_NEW.insert(&flow.key, st, 0);
             let _ = STATES.remove(&flow.key);
         }
     }
@@ -349,9 +359,36 @@ pub fn open(f: &Fields, len: u64, rule_counter: u32) -> bool {
     };
     // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let from = (flow.from & 1) as usize;
-    let mut st = FlowState {
-        expires_ns: now + timeout_ns(state),
+    let expires_ns = now + timeout_ns(state);
+    // The source's slot first, the flow's entry after: the two never share the stack
+    // (the deepest chain of calls, through here, has no room for both).
+    let (mut source_slot, mut slot_until_ns) = (0, 0);
+    if source::limited() {
+        let (hi, lo) = source::opener(&flow.key, flow.from);
+        let until_ns = slot_until(expires_ns, state);
+        let a = SourceArgs {
+            hi,
+            lo,
+            created_ns: now,
+            until_ns,
+            now,
+            counter: rule_counter,
+            family: flow.key.family as u32,
+            slot: 0,
+            _pad: 0,
+        };
+        let slot = source::xdpwall_source_open(&a);
+        if slot == REFUSED {
+            return false;
+        }
+        (source_slot, slot_until_ns) = ((slot & 0xffff) as u16, until_ns);
+    }
+    // Built in a per-CPU scratch value, not on the stack (as above).
+    let Some(st) = FLOW_SCRATCH.get_ptr_mut(0) else { return true };
+    // SAFETY: this CPU's scratch value, used only here while the program runs.
+    let st = unsafe { &mut *st };
+    *st = FlowState {
+        expires_ns,
         created_ns: now,
         packets: [0; 2],
         bytes: [0; 2],
@@ -362,29 +399,21 @@ pub fn open(f: &Fields, len: u64, rule_counter: u32) -> bool {
         _pad: 0,
         ack_expected: 0,
         flush_epoch: 0,
-        slot_until_ns: 0,
-        source_slot: 0,
+        slot_until_ns,
+        source_slot,
         _pad2: [0; 6],
     };
+    let from = (flow.from & 1) as usize;
     st.packets[from] = 1;
     st.bytes[from] = len;
     if source::flushing() {
         st.flush_epoch = source::flush_epoch();
-    }
-    if source::limited() {
-        let a = source_args(&flow.key, &st, now);
-        let slot = source::xdpwall_source_open(&a);
-        if slot == REFUSED {
-            return false;
-        }
-        st.source_slot = (slot & 0xffff) as u16;
-        st.slot_until_ns = a.until_ns;
     }
     // The new flow replaces the old one (a reconnect on the same ports), which may be
     // an answered one; a lookup first, since deleting takes the bucket's lock.
     if STATES.get_ptr(&flow.key).is_some() {
         let _ = STATES.remove(&flow.key);
     }
-    let _ = STATES_NEW.insert(&flow.key, &st, 0);
+    let _ = STATES_NEW.insert(&flow.key, st, 0);
     true
 }

@@ -152,10 +152,10 @@ fn own_slot(n: *const SourceNode, a: &SourceArgs) -> Option<usize> {
     (a.slot != 0 && created <= a.created_ns).then_some((a.slot - 1) as usize & (SOURCE_SLOTS - 1))
 }
 
-/// Takes a free slot among the first `slots` of `n` for `value`: its index, or `None`
-/// when all are held.
+/// Takes a free slot among the first `slots` of node `n` for `value`: its index + 1,
+/// or 0 when all are held.
 #[inline(always)]
-fn take(n: *mut SourceNode, slots: u32, value: u64, now: u64) -> Option<usize> {
+fn take(n: *mut SourceNode, slots: u32, value: u64, now: u64) -> u32 {
     for i in 0..SOURCE_SLOTS {
         if i as u32 >= slots {
             break;
@@ -169,10 +169,51 @@ fn take(n: *mut SourceNode, slots: u32, value: u64, now: u64) -> Option<usize> {
         }
         // A failed swap: another CPU took it a moment ago; look on.
         if unsafe { atomic_cxchg::<u64, { Relaxed }, { Relaxed }>(p, seen, value) }.1 {
-            return Some(i);
+            return i as u32 + 1;
         }
     }
-    None
+    0
+}
+
+/// [`take`] for [`xdpwall_source_connected`]. A global function, as is
+/// [`xdpwall_slots_connected`]: each loop is verified once, on its own (Linux 6.1's
+/// verifier, walking one loop's every exit into the next, ran past its million
+/// instructions).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn xdpwall_slot_take(n: *mut SourceNode, slots: u32, value: u64, now: u64) -> u32 {
+    if n.is_null() {
+        return 0;
+    }
+    take(n, slots, value, now)
+}
+
+/// Live slots marked connected among the first `slots` of node `n`, but for slot
+/// `own` + 1 (0: none).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn xdpwall_slots_connected(n: *const SourceNode, slots: u32, own: u32, now: u64) -> u32 {
+    if n.is_null() {
+        return 0;
+    }
+    // Without branches: with one, each iteration's paths reached the next with counts
+    // of their own, and Linux 6.1's verifier walked them all (a million instructions).
+    // `black_box` keeps LLVM from turning the shifts back into comparisons.
+    let mut connected = 0u64;
+    for i in 0..SOURCE_SLOTS {
+        if i as u32 >= slots {
+            break;
+        }
+        // SAFETY: a map value pointer, valid while the program runs.
+        let v = unsafe { core::ptr::read_volatile(&raw const (*n).slots[i]) };
+        // 1 while the slot's time is ahead of now (times are far below 2^63 ns).
+        let live = core::hint::black_box(now.wrapping_sub(v & !SLOT_CONNECTED)) >> 63;
+        // 1 unless this is the caller's own slot.
+        let other = core::hint::black_box((i as u64 + 1) ^ own as u64);
+        let other = (other | other.wrapping_neg()) >> 63;
+        connected += v & SLOT_CONNECTED & live & other;
+    }
+    connected as u32
 }
 
 /// A flow opens through a rule with `max-src-states`: the slot + 1 it takes, 0 when
@@ -189,9 +230,11 @@ pub extern "C" fn xdpwall_source_open(a: *const SourceArgs) -> u32 {
     }
     let slots = limit.slots;
     let Some(n) = node(a) else { return 0 };
+    // Inline here: a call would add a frame to the deepest chain (through `ct::open`).
     match take(n, slots, a.until_ns & !SLOT_CONNECTED, a.now) {
-        Some(i) => i as u32 + 1,
-        None => REFUSED,
+        0 => REFUSED,
+        // Masked: the verifier knows nothing of a global function's answer.
+        slot => slot & 0x1ff,
     }
 }
 
@@ -210,50 +253,34 @@ pub extern "C" fn xdpwall_source_connected(a: *const SourceArgs) -> u32 {
     }
     let Some(n) = node(a) else { return a.slot };
     let own = own_slot(n, a);
-    let mut over = false;
-    let mut slot = own;
-    if limit.max_conn != 0 {
-        let mut connected = 0;
-        for i in 0..SOURCE_SLOTS {
-            if i as u32 >= limit.slots {
-                break;
-            }
-            // SAFETY: a map value pointer, valid while the program runs.
-            let v = unsafe { core::ptr::read_volatile(&raw const (*n).slots[i]) };
-            if v & SLOT_CONNECTED != 0 && v & !SLOT_CONNECTED > a.now && Some(i) != own {
-                connected += 1;
-            }
-        }
-        over = connected >= limit.max_conn;
-        if !over && slot.is_none() {
-            slot = take(n, limit.slots, a.until_ns | SLOT_CONNECTED, a.now);
-            over = slot.is_none();
-        }
-    }
+    let own_id = own.map_or(0, |i| i as u32 + 1);
+    let mut over = limit.max_conn != 0 && xdpwall_slots_connected(n, limit.slots, own_id, a.now) >= limit.max_conn;
     if !over && limit.conn_interval_ns != 0 {
         // SAFETY: a map value pointer; `conn_tat_ns` is only accessed atomically here.
         let tat = unsafe { &raw mut (*n).conn_tat_ns };
         over = !crate::rate::conforms(tat, limit.conn_interval_ns, limit.conn_tolerance_ns, a.now);
     }
-    let held = slot.map(|i| i & (SOURCE_SLOTS - 1));
+    let connected = (a.until_ns & !SLOT_CONNECTED) | SLOT_CONNECTED;
+    let mut slot = own_id;
+    // A flow without a slot of its own (older than the node) takes one last, already
+    // marked: then a refusal has nothing to give back.
+    if !over && limit.max_conn != 0 && own.is_none() {
+        slot = xdpwall_slot_take(n, limit.slots, connected, a.now);
+        over = slot == 0;
+    }
     if over {
-        if let Some(i) = held {
-            // SAFETY: as above; the flow holding it is ending.
+        if let Some(i) = own {
+            // SAFETY: a map value pointer; the slot is this flow's, which is ending.
             unsafe { core::ptr::write_volatile(&raw mut (*n).slots[i], 0) };
         }
         overload(a, limit);
         return REFUSED;
     }
-    match held {
-        Some(i) => {
-            // SAFETY: as above; the slot is this flow's.
-            unsafe {
-                core::ptr::write_volatile(&raw mut (*n).slots[i], (a.until_ns & !SLOT_CONNECTED) | SLOT_CONNECTED)
-            };
-            i as u32 + 1
-        }
-        None => 0,
+    if let Some(i) = own {
+        // SAFETY: as above; the slot is this flow's.
+        unsafe { core::ptr::write_volatile(&raw mut (*n).slots[i], connected) };
     }
+    slot
 }
 
 /// `overload <t> [flush [global]]` for the source in `a`.
@@ -266,7 +293,10 @@ fn overload(a: &SourceArgs, limit: &SourceLimit) {
     }
     if limit.flush != FLUSH_NONE {
         let rule = if limit.flush == FLUSH_GLOBAL { FLUSH_GLOBAL_RULE } else { a.counter as u16 };
-        let _ = FLUSH_MARKS.insert(&node_key(a.family, a.hi, a.lo, rule), &a.now, 0);
+        // A copy on the stack: Linux 6.1 takes no pointer into a global function's
+        // argument memory as a map value.
+        let at = a.now;
+        let _ = FLUSH_MARKS.insert(&node_key(a.family, a.hi, a.lo, rule), &at, 0);
         if let Some(epoch) = FLUSH_EPOCH.get_ptr_mut(0) {
             // SAFETY: a map value pointer; every CPU adds atomically.
             unsafe { atomic_xadd::<u64, u64, { Relaxed }>(epoch, 1) };
