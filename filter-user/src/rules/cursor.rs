@@ -123,6 +123,50 @@ impl<'a> Cursor<'a> {
         e
     }
 
+    /// From the current token on, splits each word's leading `(`s and trailing `)`s off
+    /// into tokens of their own ([`Kind::LParen`], [`Kind::RParen`]), keeping every
+    /// token's position and byte span. The lexer leaves parentheses inside words, where
+    /// interface addresses (`(em0)`) and `return-icmp(port-unr)` need them; the rule
+    /// parser calls this once `keep state` is followed by a `(`-word, where the
+    /// parentheses enclose the state options (`keep state (max-src-conn 10, ...)`).
+    pub fn split_parens(&mut self) {
+        let rest = self.toks.split_off(self.i);
+        for tok in rest {
+            if tok.kind != Kind::Word {
+                self.toks.push(tok);
+                continue;
+            }
+            let text = self.text(tok);
+            let core = text.trim_start_matches('(');
+            let opening = text.len() - core.len();
+            let core = core.trim_end_matches(')');
+            let closing = text.len() - opening - core.len();
+            let at = |offset: usize| Pos {
+                line: tok.pos.line,
+                // Parentheses are one byte and one character each; the word's own
+                // characters are counted as characters.
+                col: tok.pos.col.saturating_add(u32::try_from(offset).unwrap_or(u32::MAX)),
+            };
+            for k in 0..opening {
+                self.toks.push(Token { kind: Kind::LParen, pos: at(k), start: tok.start + k, end: tok.start + k + 1 });
+            }
+            let core_start = tok.start + opening;
+            if !core.is_empty() {
+                self.toks.push(Token {
+                    kind: Kind::Word,
+                    pos: at(opening),
+                    start: core_start,
+                    end: core_start + core.len(),
+                });
+            }
+            let core_chars = core.chars().count();
+            for k in 0..closing {
+                let start = core_start + core.len() + k;
+                self.toks.push(Token { kind: Kind::RParen, pos: at(opening + core_chars + k), start, end: start + 1 });
+            }
+        }
+    }
+
     /// Consumes the end of the statement, or fails with "expected {expected}".
     pub fn expect_end(&mut self, expected: &str) -> Result<(), RulesError> {
         let tok = self.next();

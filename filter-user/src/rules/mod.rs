@@ -28,7 +28,7 @@
 //! supported yet), `addr` (addresses and prefixes), `names` (ports, protocols, ICMP
 //! types), `tables` (table files), `source` (file reading), `error`, `macros` (pf's
 //! macros), `scope` (pf constructs out of scope, refused by name), `shadow` (rules that
-//! never decide a packet).
+//! never decide a packet), `source_limits` (pf's limits per source and state options).
 
 pub mod ast;
 
@@ -47,6 +47,7 @@ mod rule;
 mod scope;
 pub mod shadow;
 mod source;
+mod source_limits;
 mod tables;
 mod validate;
 

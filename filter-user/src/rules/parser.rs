@@ -374,7 +374,7 @@ enum SetItem {
 }
 
 /// pf's timeouts that xdpwall's flow table does not have (pf.conf(5)).
-const PF_ONLY_TIMEOUTS: &[&str] = &[
+pub(super) const PF_ONLY_TIMEOUTS: &[&str] = &[
     "udp.single",
     "icmp.error",
     "other.first",
