@@ -1320,6 +1320,21 @@ fn shadowed_rules_are_found_conservatively() {
     assert_eq!(sh("block in from 10.0.0.1\npass from 10.0.0.0/8 no state\n"), [Shadowed { rule: 0, by: 1 }]);
     assert_eq!(sh("block in from !10.0.0.0/8\npass in from !10.0.0.0/16 no state\n"), [Shadowed { rule: 0, by: 1 }]);
     assert_eq!(sh("block in from !10.0.0.0/16\npass in from !10.0.0.0/8 no state\n"), []);
+    // A rule over its rate does not match: the packet goes on to the rule it covers.
+    assert_eq!(sh("pass in proto icmp\npass in quick proto icmp no state rate 10/s\n"), []);
+    assert_eq!(sh("block in proto icmp\npass in proto icmp no state max-pkt-rate 5/2\n"), []);
+    // It can still be shadowed itself.
+    assert_eq!(
+        sh("pass in proto icmp no state max-pkt-rate 5/2\npass in proto icmp no state\n"),
+        [Shadowed { rule: 0, by: 1 }]
+    );
+    assert_eq!(
+        sh("pass in quick proto icmp no state rate 10/s\npass in quick proto icmp no state\n\
+            pass in proto icmp no state\n"),
+        [Shadowed { rule: 2, by: 1 }]
+    );
+    // A limit per source still decides (its packets over the limit are dropped).
+    assert_eq!(sh("pass in proto udp no state\npass in proto udp max-src-states 5\n"), [Shadowed { rule: 0, by: 1 }]);
 }
 
 #[test]
