@@ -123,6 +123,36 @@ impl<'a> Cursor<'a> {
         e
     }
 
+    /// Reads the items of a `{ item, item ... }` list once its `{` is consumed, up to and
+    /// with the closing `}`: commas and/or whitespace between items, a trailing comma
+    /// allowed, at least one item. `item` reads one item from the cursor (at a token
+    /// that is not `}`, `,`, `{` or the end) and gets the "expected ..." text to use if
+    /// it does not fit; `what` names an item. The one list reader of the language, so
+    /// that every list takes the same commas.
+    pub fn braced_list<T>(
+        &mut self,
+        what: &str,
+        mut item: impl FnMut(&mut Self, &str) -> Result<T, RulesError>,
+    ) -> Result<Vec<T>, RulesError> {
+        let mut items = Vec::new();
+        let more = format!("`}}` or {what}");
+        loop {
+            let tok = self.peek();
+            let expected = if items.is_empty() { what } else { more.as_str() };
+            if tok.kind == Kind::RBrace && !items.is_empty() {
+                self.next();
+                return Ok(items);
+            }
+            if matches!(tok.kind, Kind::RBrace | Kind::Comma | Kind::LBrace | Kind::End) {
+                return Err(self.unexpected(tok, expected));
+            }
+            items.push(item(self, expected)?);
+            if self.peek().kind == Kind::Comma {
+                self.next();
+            }
+        }
+    }
+
     /// From the current token on, splits each word's leading `(`s and trailing `)`s off
     /// into tokens of their own ([`Kind::LParen`], [`Kind::RParen`]), keeping every
     /// token's position and byte span. The lexer leaves parentheses inside words, where

@@ -428,20 +428,9 @@ fn parse_set(c: &mut Cursor<'_>) -> Result<Setting, RulesError> {
         Some(kind @ ("limit" | "timeout")) => {
             let items = if c.peek().kind == Kind::LBrace {
                 c.next();
-                let mut items = Vec::new();
-                loop {
-                    match c.peek().kind {
-                        Kind::RBrace if !items.is_empty() => {
-                            c.next();
-                            break;
-                        }
-                        Kind::Comma if !items.is_empty() => {
-                            c.next();
-                        }
-                        _ => items.push(set_item(c, kind)?),
-                    }
-                }
-                items
+                let what =
+                    if kind == "limit" { "a limit like `states 20000`" } else { "a timeout like `tcp.first 60`" };
+                c.braced_list(what, |c, _| set_item(c, kind))?
             } else {
                 vec![set_item(c, kind)?]
             };

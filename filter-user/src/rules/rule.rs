@@ -314,30 +314,17 @@ fn interface_name(c: &Cursor<'_>, tok: Token) -> Result<String, RulesError> {
     }
 }
 
-/// Parses `{ item, item ... }` once the `{` is consumed: commas and/or whitespace
-/// between items, a trailing comma allowed, at least one item. `item` gets each token
-/// that is not `}` along with the "expected" text to use if it does not fit.
+/// [`Cursor::braced_list`] for items read from their first token, which `item` gets
+/// consumed, along with the "expected" text to use if it does not fit.
 fn list<T>(
     c: &mut Cursor<'_>,
     what: &str,
     mut item: impl FnMut(&mut Cursor<'_>, Token, &str) -> Result<T, RulesError>,
 ) -> Result<Vec<T>, RulesError> {
-    let mut items = Vec::new();
-    let more = format!("`}}` or {what}");
-    loop {
+    c.braced_list(what, |c, expected| {
         let tok = c.next();
-        let expected = if items.is_empty() { what } else { more.as_str() };
-        if tok.kind == Kind::RBrace && !items.is_empty() {
-            return Ok(items);
-        }
-        if matches!(tok.kind, Kind::RBrace | Kind::Comma | Kind::LBrace | Kind::End) {
-            return Err(c.unexpected(tok, expected));
-        }
-        items.push(item(c, tok, expected)?);
-        if c.peek().kind == Kind::Comma {
-            c.next();
-        }
-    }
+        item(c, tok, expected)
+    })
 }
 
 const PROTO_EXPECTED: &str = "a protocol (`tcp`, `udp`, `icmp`, `icmp6`, `sctp` or a number 0-255)";
@@ -582,19 +569,8 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
             let kind = if name == "icmp6-type" { IcmpKind::V6 } else { IcmpKind::V4 };
             if c.peek().kind == Kind::LBrace {
                 c.next();
-                let mut types = Vec::new();
-                loop {
-                    match c.peek().kind {
-                        Kind::RBrace if !types.is_empty() => {
-                            c.next();
-                            break;
-                        }
-                        Kind::Comma if !types.is_empty() => {
-                            c.next();
-                        }
-                        _ => types.push(icmp(c, kind)?),
-                    }
-                }
+                let what = if kind == IcmpKind::V6 { "an ICMPv6 type" } else { "an ICMP type" };
+                let mut types = c.braced_list(what, |c, _| icmp(c, kind))?;
                 rule.icmp = Some(types.remove(0));
                 rule.icmp_also = types;
             } else {

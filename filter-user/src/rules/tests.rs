@@ -1624,3 +1624,36 @@ fn source_limits_round_trip_through_json() {
     // Rules without them say nothing of them: older JSON still reads.
     assert!(value["rules"][3]["source_limits"].is_null() && value["rules"][3]["overload"].get("flush").is_none());
 }
+
+#[test]
+fn lists_take_the_same_commas_everywhere() {
+    // Commas, blanks or both between items, a trailing comma: in every `{ ... }` list.
+    let rs = parse(
+        "set limit { states 20000 frags 5, }\nset timeout { tcp.first 60,udp.first 30 , }\n\
+         set skip on { lo, }\nantispoof for { lo , }\n\
+         pass in proto icmp icmp-type { echoreq unreach code 3, }\n",
+    )
+    .unwrap();
+    assert_eq!(rs.options.state_limit, Some(20000));
+    assert_eq!(rs.options.timeout("udp.first"), 30);
+    assert_eq!(rs.options.skip, ["lo"]);
+    assert_eq!(rs.rules.last().unwrap().icmp_also.len(), 1);
+    // An empty list, a leading or a doubled comma: refused, naming what was expected.
+    for (src, message) in [
+        ("set limit { }", "1:13: expected a limit like `states 20000`, found `}`"),
+        (
+            "set timeout { tcp.first 60,, udp.first 30 }",
+            "1:28: expected `}` or a timeout like `tcp.first 60`, found `,`",
+        ),
+        ("set skip on { , lo }", "1:15: expected an interface name like `lo`, found `,`"),
+        ("antispoof for { lo,, em0 }", "1:20: expected `}` or an interface name like `em0`, found `,`"),
+        ("pass proto icmp icmp-type { }", "1:29: expected an ICMP type, found `}`"),
+        ("pass proto icmp6 icmp6-type { echoreq,, }", "1:39: expected `}` or an ICMPv6 type, found `,`"),
+        (
+            "pass proto { tcp,, udp }",
+            "1:18: expected `}` or a protocol (`tcp`, `udp`, `icmp`, `icmp6`, `sctp` or a number 0-255), found `,`",
+        ),
+    ] {
+        assert_eq!(err(src), format!("t.conf:{message}"), "{src}");
+    }
+}
