@@ -96,6 +96,12 @@ pub fn parse_bytes(bytes: &[u8], file_name: &str, base_dir: &Path) -> Result<Rul
     parser::parse(src, file_name, base_dir)
 }
 
+/// The first problem of a rule's limits per source and `overload` (those the parser
+/// refuses in text), for rules that did not come from text (the API's JSON form).
+pub fn source_limits_problem(rule: &Rule) -> Option<String> {
+    source_limits::problems(rule).into_iter().next().map(|(_, message)| message)
+}
+
 /// Refuses a ruleset without rules (an empty file, or only comments, settings and
 /// tables): it is more often a truncated or wrong file than a policy, and applying it
 /// would pass (or block) everything. Callers skip this when the operator insists.

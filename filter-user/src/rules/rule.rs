@@ -731,7 +731,7 @@ fn icmp(c: &mut Cursor<'_>, kind: IcmpKind) -> Result<IcmpMatch, RulesError> {
 /// Most packets per second a rate may allow (one per nanosecond).
 const MAX_RATE: u64 = 1_000_000_000;
 /// Longest period of `max-pkt-rate N/S`, in seconds (a day).
-const MAX_RATE_PERIOD: u64 = 86_400;
+pub(super) const MAX_RATE_PERIOD: u64 = 86_400;
 
 /// `N/s [burst M] [per-source [mask /A [/B]]]` after `rate` (or `/m`, `/h`, `/d`) (burst and per-source in
 /// either order).

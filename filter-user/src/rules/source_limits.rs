@@ -232,50 +232,96 @@ fn overload(c: &mut Cursor<'_>, meta: &mut RuleMeta) -> Result<Overload, RulesEr
     Ok(Overload { table, secs, flush })
 }
 
-/// The problems of a rule's per-source options that need the whole rule, each at its
-/// keyword: the limits count flows a `pass` rule opens, so the rule must keep state;
-/// the connection limits count TCP handshakes, so it must match TCP; `overload` needs
+/// The keyword a problem of [`problems`] is reported at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Keyword {
+    MaxStates,
+    MaxConn,
+    MaxConnRate,
+    Overload,
+    Flush,
+}
+
+/// The problems of a rule's limits per source, from the rule alone (the text form's
+/// checks and the JSON form's are the same), each with the keyword to report it at:
+/// the limits count flows a `pass` rule opens, so the rule must keep state; the
+/// connection limits count TCP handshakes, so it must match TCP; `overload` needs
 /// something that judges a source; `flush` needs a judgement by connections, which a
-/// spoofed source cannot make.
-pub(super) fn check(rule: &Rule, meta: &SourceLimitsMeta, problems: &mut Vec<(Pos, String)>) {
-    let named = [
-        (meta.max_states, "max-src-states"),
-        (meta.max_conn, "max-src-conn"),
-        (meta.max_conn_rate, "max-src-conn-rate"),
+/// spoofed source cannot make. Values out of range only come from the JSON form (the
+/// parser refuses them where they are written).
+pub(super) fn problems(rule: &Rule) -> Vec<(Keyword, String)> {
+    let mut found = Vec::new();
+    let limits = &rule.source_limits;
+    let counts = [
+        (limits.max_states, Keyword::MaxStates, "max-src-states"),
+        (limits.max_conn, Keyword::MaxConn, "max-src-conn"),
+        (limits.max_conn_rate.map(|r| r.connections), Keyword::MaxConnRate, "max-src-conn-rate"),
     ];
-    for (pos, name) in named {
-        let Some(pos) = pos else { continue };
+    for (value, keyword, name) in counts {
+        let Some(n) = value else { continue };
+        match keyword {
+            Keyword::MaxConnRate => {
+                let seconds = limits.max_conn_rate.map_or(0, |r| r.seconds);
+                if !(1..=MAX_CONN_RATE).contains(&u64::from(n))
+                    || !(1..=rule::MAX_RATE_PERIOD).contains(&u64::from(seconds))
+                {
+                    found.push((
+                        keyword,
+                        format!(
+                            "{name} {n}/{seconds} out of range: 1-{MAX_CONN_RATE} connections per 1-{} seconds",
+                            rule::MAX_RATE_PERIOD
+                        ),
+                    ));
+                }
+            }
+            _ if !(1..=SOURCE_SLOTS as u64).contains(&u64::from(n)) => {
+                found.push((keyword, format!("{name} {n} out of range 1-{SOURCE_SLOTS}: {SLOTS_WHY}")));
+            }
+            _ => {}
+        }
         if rule.action == super::ast::Action::Block {
-            problems.push((pos, format!("`{name}` needs a `pass` rule: a blocked packet opens no flow to count")));
+            found.push((keyword, format!("`{name}` needs a `pass` rule: a blocked packet opens no flow to count")));
         } else if !rule.keep_state {
-            problems.push((pos, format!("`{name}` needs a rule that keeps state: with `no state` it opens no flows")));
-        } else if name != "max-src-states" && rule.protocols.as_ref().is_some_and(|p| !p.contains(&TCP)) {
-            problems.push((
-                pos,
+            found.push((keyword, format!("`{name}` needs a rule that keeps state: with `no state` it opens no flows")));
+        } else if keyword != Keyword::MaxStates && rule.protocols.as_ref().is_some_and(|p| !p.contains(&TCP)) {
+            found.push((
+                keyword,
                 format!("`{name}` counts TCP connections, and this rule matches no TCP (it needs `proto tcp`)"),
             ));
         }
     }
-    let by_connections = rule.source_limits.judges_connections();
-    if let Some(pos) = meta.overload
-        && !by_connections
-        && rule.rate.is_none_or(|r| r.per_source.is_none())
-    {
-        problems.push((
-            pos,
+    let Some(overload) = &rule.overload else { return found };
+    let by_connections = limits.judges_connections();
+    if !by_connections && rule.rate.is_none_or(|r| r.per_source.is_none()) {
+        found.push((
+            Keyword::Overload,
             "`overload` needs what judges a source: `max-src-conn`, `max-src-conn-rate` or a per-source rate \
              (`rate N/s per-source`)"
                 .to_owned(),
         ));
     }
-    if let Some(pos) = meta.flush
-        && !by_connections
-    {
-        problems.push((
-            pos,
+    if overload.flush != Flush::None && !by_connections {
+        found.push((
+            Keyword::Flush,
             "`flush` needs `max-src-conn` or `max-src-conn-rate`: a packet rate can be tripped by spoofed \
              packets, which must not end someone else's flows"
                 .to_owned(),
         ));
+    }
+    found
+}
+
+/// [`problems`] at the keywords as written, for the parser's check of the whole rule.
+pub(super) fn check(rule: &Rule, meta: &SourceLimitsMeta, out: &mut Vec<(Pos, String)>) {
+    for (keyword, message) in problems(rule) {
+        let pos = match keyword {
+            Keyword::MaxStates => meta.max_states,
+            Keyword::MaxConn => meta.max_conn,
+            Keyword::MaxConnRate => meta.max_conn_rate,
+            Keyword::Overload => meta.overload,
+            Keyword::Flush => meta.flush,
+        };
+        // Every keyword the rule's fields come from was written, so it has a place.
+        out.push((pos.unwrap_or(rule.pos), message));
     }
 }
