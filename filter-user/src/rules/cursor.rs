@@ -153,6 +153,19 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Splits the current token, a word, into two words at byte `at` (a character
+    /// boundary inside it): pf's `keep state(max-src-conn 10)` written without a space.
+    pub fn split_word_at(&mut self, at: usize) {
+        let tok = self.toks[self.i];
+        debug_assert!(tok.kind == Kind::Word && at > 0 && tok.start + at < tok.end);
+        let chars = self.text(tok)[..at].chars().count();
+        let col = tok.pos.col.saturating_add(u32::try_from(chars).unwrap_or(u32::MAX));
+        let second =
+            Token { kind: Kind::Word, pos: Pos { line: tok.pos.line, col }, start: tok.start + at, end: tok.end };
+        self.toks[self.i].end = tok.start + at;
+        self.toks.insert(self.i + 1, second);
+    }
+
     /// From the current token on, splits each word's leading `(`s and trailing `)`s off
     /// into tokens of their own ([`Kind::LParen`], [`Kind::RParen`]), keeping every
     /// token's position and byte span. The lexer leaves parentheses inside words, where

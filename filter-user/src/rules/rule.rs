@@ -584,6 +584,9 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
             rule.vlan = Some(u16::try_from(id).unwrap_or(u16::MAX));
         }
         "keep" | "modulate" | "no" | "synproxy" => {
+            if c.word(c.peek()).is_some_and(|w| w.starts_with("state(")) {
+                c.split_word_at("state".len());
+            }
             let tok = c.next();
             if !c.is_word(tok, "state") {
                 return Err(c.unexpected_kw(tok, &format!("`state` after `{name}`"), &["state"]));

@@ -1389,6 +1389,14 @@ fn source_limits_in_pfs_parentheses() {
         Some(256)
     );
     assert_eq!(limited("pass in all keep state (max-src-conn 3)").unwrap().source_limits.max_conn, Some(3));
+    // Without a space before the parenthesis, as pfctl reads it too.
+    let r = limited("pass in proto tcp keep state(max-src-conn 3,floating)").unwrap();
+    assert_eq!(r.source_limits.max_conn, Some(3));
+    assert_eq!(r.text, "pass in proto tcp keep state(max-src-conn 3,floating)");
+    assert_eq!(
+        limited("pass in proto tcp keep state(max-src-conn 300)").unwrap_err(),
+        "t.conf:2:43: max-src-conn 300 out of range 1-256: the data plane keeps a source's flows through a rule in a fixed array of that many slots"
+    );
     // Parentheses stay part of words elsewhere: an interface address before the options.
     let r = limited("pass in proto tcp from (lo) keep state (max-src-conn 2)").unwrap();
     assert_eq!(r.from.addr, addrs(false, vec![AddrItem::Table("(lo)".into())]));
