@@ -272,6 +272,39 @@ fn edit_distance_within(a: &str, b: &str, limit: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::lexer::Lexer;
+
+    #[test]
+    fn parentheses_are_split_off_words_from_the_cursor_on() {
+        let src = "(em0) state (é x, ((y)) (z)é)";
+        let toks = Lexer::new(src, "t.conf").next_statement().unwrap().unwrap();
+        let mut c = Cursor::new(src, "t.conf", toks);
+        c.next();
+        c.split_parens();
+        let got: Vec<(Kind, &str, u32)> = c.tokens().iter().map(|t| (t.kind, c.text(*t), t.pos.col)).collect();
+        assert_eq!(
+            got,
+            [
+                (Kind::Word, "(em0)", 1),
+                (Kind::Word, "state", 7),
+                (Kind::LParen, "(", 13),
+                (Kind::Word, "é", 14),
+                (Kind::Word, "x", 16),
+                (Kind::Comma, ",", 17),
+                (Kind::LParen, "(", 19),
+                (Kind::LParen, "(", 20),
+                (Kind::Word, "y", 21),
+                (Kind::RParen, ")", 22),
+                (Kind::RParen, ")", 23),
+                (Kind::LParen, "(", 25),
+                (Kind::Word, "z)é", 26),
+                (Kind::RParen, ")", 29),
+                (Kind::End, "", 30),
+            ],
+            "columns count characters; a parenthesis inside a word stays there"
+        );
+        assert_eq!(c.statement_text(), src, "the text is as written");
+    }
 
     #[test]
     fn suggestions() {
