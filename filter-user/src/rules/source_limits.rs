@@ -13,7 +13,8 @@
 //! accepted when they say what xdpwall does anyway (`source-track rule`, `floating`),
 //! accepted with a warning when they would need what xdpwall has not (`no-sync`,
 //! `pflow`), and refused by name otherwise. The checks that need the whole rule (state
-//! kept, TCP matched, what `overload` and `flush` depend on) are in [`check`].
+//! kept, TCP matched, what `overload` and `flush` depend on) are in [`problems`], which
+//! the API's JSON form shares.
 
 use filter_common::SOURCE_SLOTS;
 
@@ -129,7 +130,7 @@ fn state_option(c: &mut Cursor<'_>, kw: Token, rule: &mut Rule, meta: &mut RuleM
             "`max-src-nodes` is not supported: `set limit src-nodes` bounds the sources kept for all rules"
         }
         "if-bound" => "`if-bound` is not supported: flows are floating (not bound to an interface)",
-        "sloppy" => "`sloppy` is not supported: flows follow TCP's states one packet at a time",
+        "sloppy" => "`sloppy` is not supported: a flow follows its TCP handshake, so it must see both directions",
         w if is_timeout_name(w) => {
             return Err(c.err(
                 kw.pos,

@@ -1506,7 +1506,7 @@ fn source_limit_refusals() {
             "`max-src-nodes` is not supported: `set limit src-nodes` bounds the sources kept for all rules",
         ),
         ("if-bound", 31, "`if-bound` is not supported: flows are floating (not bound to an interface)"),
-        ("sloppy", 31, "`sloppy` is not supported: flows follow TCP's states one packet at a time"),
+        ("sloppy", 31, "`sloppy` is not supported: a flow follows its TCP handshake, so it must see both directions"),
         (
             "tcp.established 60",
             31,
