@@ -44,6 +44,12 @@ const BAD: &[(&str, &str, &str, &str)] = &[
         "TABLE:3:1: bad address or prefix `10.0.0.300`: `10.0.0.300` is not an IPv4 or IPv6 address",
     ),
     ("port without proto", "pass in to port 22\n", "", "RULES:1:12: port needs `proto tcp`, `udp` or `sctp`"),
+    (
+        "source limit",
+        "table <f> persist\npass in proto tcp to port 22 keep state (max-src-conn 5, \\\n  max-src-conn-rate 0/3)\n",
+        "",
+        "RULES:3:21: connections 0 out of range 1-1000000",
+    ),
 ];
 
 fn status(fw: &Xdpwall) -> Status {

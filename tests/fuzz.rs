@@ -82,6 +82,14 @@ const SEEDS: &[&str] = &[
      pass in on $ifs inet proto icmp icmp-type { echoreq, unreach code 1 }\n\
      pass in proto tcp to port 1000 <> 2000 flags any\n\
      block in quick from <t>\n",
+    "# pf's limits per source, in pf's parentheses and as options\n\
+     table <bruteforce> persist\n\
+     block in quick from <bruteforce>\n\
+     pass in on eth0 proto tcp to port ssh flags S/SA keep state \\\n\
+       (max-src-conn 15, max-src-conn-rate 5/3, overload <bruteforce> flush global)\n\
+     pass in proto tcp to port 80 modulate state (max-src-states 100 source-track rule, floating)\n\
+     pass in proto udp to port 53 max-src-states 100\n\
+     pass in proto tcp to port 25 max-src-conn 10 overload <bruteforce> flush for 3600\n",
 ];
 
 /// Pieces of the language, and of what it must refuse.
@@ -94,6 +102,18 @@ const PIECES: &[&str] = &[
     "no",
     "modulate",
     "synproxy",
+    "max-src-states",
+    "max-src-conn",
+    "max-src-conn-rate",
+    "5/3",
+    "overload",
+    "flush",
+    "global",
+    "(",
+    ")",
+    "(max-src-conn",
+    "15)",
+    "source-track",
     "persist",
     "const",
     "!=",
@@ -468,9 +488,17 @@ fn valid_rule(label: usize) -> impl Strategy<Value = Vec<String>> {
         (proptest::option::of(addr.clone()), proptest::option::of(ports.clone())),
         (proptest::option::of(addr), proptest::option::of(ports)),
         (any::<bool>(), proptest::option::of(0u16..4096), any::<bool>(), any::<bool>()),
+        select(SOURCE_LIMITS),
     )
         .prop_map(
-            move |((pass, dir, quick, iface), proto, (from, sport), (to, dport), (flags, vlan, keep, labelled))| {
+            move |(
+                (pass, dir, quick, iface),
+                proto,
+                (from, sport),
+                (to, dport),
+                (flags, vlan, keep, labelled),
+                (limits, tcp_only),
+            )| {
                 let mut t: Vec<String> = vec![if pass { "pass" } else { "block" }.into()];
                 let push = |t: &mut Vec<String>, s: &str| t.extend(s.split(' ').map(str::to_owned));
                 if !dir.is_empty() {
@@ -508,8 +536,15 @@ fn valid_rule(label: usize) -> impl Strategy<Value = Vec<String>> {
                 if let Some(v) = vlan {
                     push(&mut t, &format!("vlan {v}"));
                 }
-                if keep && pass {
+                // pf's limits per source: on `pass` rules (which keep state here);
+                // the connection limits only on rules that may match TCP.
+                let may_be_tcp = matches!(proto, "" | "tcp" | "{ tcp udp }" | "{ 6, 17 }");
+                let limits = if pass && (may_be_tcp || !tcp_only) { limits } else { "" };
+                if keep && pass && !limits.contains("state") {
                     push(&mut t, "keep state");
+                }
+                if !limits.is_empty() {
+                    push(&mut t, limits);
                 }
                 if labelled {
                     t.push(format!("label \"rule {label}\""));
@@ -518,6 +553,18 @@ fn valid_rule(label: usize) -> impl Strategy<Value = Vec<String>> {
             },
         )
 }
+
+/// pf's limits per source for generated `pass` rules, and whether they need TCP.
+const SOURCE_LIMITS: &[(&str, bool)] = &[
+    ("", false),
+    ("", false),
+    ("", false),
+    ("max-src-states 100", false),
+    ("keep state (max-src-states 1)", false),
+    ("max-src-conn 10 overload <o> flush", true),
+    ("keep state (max-src-conn 15, max-src-conn-rate 5/3, overload <o> flush global)", true),
+    ("modulate state ( max-src-conn-rate 1/86400 source-track rule )", true),
+];
 
 /// A valid ruleset: settings, two inline tables, up to 40 rules, with random spacing,
 /// continuations and comments.
@@ -539,6 +586,7 @@ fn valid_ruleset() -> impl Strategy<Value = Vec<u8>> {
             }
             let _ = writeln!(s, "table <t0> {{ {} }}", t0.join(", "));
             let _ = writeln!(s, "table <t1> {{\n  {}\n}}", t1.join("\n  "));
+            s.push_str("table <o> persist\n");
             let mut gap = gaps.iter().cycle();
             for rule in rules {
                 for (i, tok) in rule.iter().enumerate() {

@@ -305,3 +305,46 @@ fn check_lists_skipped_statements_warnings_and_shadowed_rules() {
     );
     assert!(stdout.contains("   4  pass out on eth0 proto tcp all modulate state"), "{stdout}");
 }
+
+#[test]
+fn check_reads_pfs_state_options() {
+    let dir = TempDir::new("pfi-srclimits");
+    let conf = dir.write(
+        "pf.conf",
+        "table <bruteforce> persist\n\
+         block quick from <bruteforce>\n\
+         pass in on eth0 proto tcp to port ssh flags S/SA keep state \\\n\
+         \t(max-src-conn 15, max-src-conn-rate 5/3, overload <bruteforce> flush global, no-sync, pflow)\n",
+    );
+    let conf = conf.to_str().unwrap();
+    let fw = Xdpwall::isolated();
+    let out = fw.run(["check", conf]).expect("pf's state options are read");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "   2  pass in on eth0 proto tcp to port ssh flags S/SA keep state (max-src-conn 15, max-src-conn-rate 5/3, overload <bruteforce> flush global, no-sync, pflow)"
+        ),
+        "{stdout}"
+    );
+    let warnings: Vec<&str> = stdout.lines().filter(|l| l.starts_with("warning")).collect();
+    assert_eq!(
+        warnings,
+        [
+            format!("warning: {conf}:4:79: `no-sync` is accepted and does nothing here: xdpwall has no pfsync"),
+            format!(
+                "warning: {conf}:4:88: `pflow` is accepted and does nothing here: xdpwall exports no pflow records"
+            ),
+        ]
+    );
+    // A flush after a packet rate, which spoofed packets can trip, is refused.
+    let bad =
+        dir.write("bad.conf", "table <f> persist\npass in proto udp no state rate 5/s per-source overload <f> flush\n");
+    let refused = fw.output(["check", bad.to_str().unwrap()]).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim(),
+        format!(
+            "xdpwall: {}:2:61: `flush` needs `max-src-conn` or `max-src-conn-rate`: a packet rate can be tripped by spoofed packets, which must not end someone else's flows",
+            bad.display()
+        )
+    );
+}

@@ -13,7 +13,7 @@
 use super::ast::{Pos, Rule};
 use super::cursor::Cursor;
 use super::error::RulesError;
-use super::interfaces::is_iface_name;
+use super::interfaces;
 use super::lexer::{Kind, Lexer};
 use super::rule::{self, RuleMeta};
 
@@ -39,32 +39,7 @@ pub(super) fn parse(c: &mut Cursor<'_>, file: &str) -> Result<Vec<(Rule, RuleMet
     if !c.is_word(for_tok, "for") {
         return Err(c.unexpected_kw(for_tok, "`for` after `antispoof`", &["for", "quick"]));
     }
-    let expected = "an interface name like `em0`";
-    let name = |c: &mut Cursor<'_>| {
-        let tok = c.next();
-        match c.word(tok) {
-            Some(w) if is_iface_name(w) => Ok(w.to_owned()),
-            _ => Err(c.unexpected(tok, expected)),
-        }
-    };
-    let mut ifaces = Vec::new();
-    if c.peek().kind == Kind::LBrace {
-        c.next();
-        loop {
-            match c.peek().kind {
-                Kind::RBrace if !ifaces.is_empty() => {
-                    c.next();
-                    break;
-                }
-                Kind::Comma if !ifaces.is_empty() => {
-                    c.next();
-                }
-                _ => ifaces.push(name(c)?),
-            }
-        }
-    } else {
-        ifaces.push(name(c)?);
-    }
+    let ifaces = interfaces::names_or_list(c, "an interface name like `em0`")?;
     let family = match c.word(c.peek()) {
         Some(f @ ("inet" | "inet6")) => {
             c.next();

@@ -123,6 +123,93 @@ impl<'a> Cursor<'a> {
         e
     }
 
+    /// Reads the items of a `{ item, item ... }` list once its `{` is consumed, up to and
+    /// with the closing `}`: commas and/or whitespace between items, a trailing comma
+    /// allowed, at least one item. `item` reads one item from the cursor (at a token
+    /// that is not `}`, `,`, `{` or the end) and gets the "expected ..." text to use if
+    /// it does not fit; `what` names an item. The one list reader of the language, so
+    /// that every list takes the same commas.
+    pub fn braced_list<T>(
+        &mut self,
+        what: &str,
+        mut item: impl FnMut(&mut Self, &str) -> Result<T, RulesError>,
+    ) -> Result<Vec<T>, RulesError> {
+        let mut items = Vec::new();
+        let more = format!("`}}` or {what}");
+        loop {
+            let tok = self.peek();
+            let expected = if items.is_empty() { what } else { more.as_str() };
+            if tok.kind == Kind::RBrace && !items.is_empty() {
+                self.next();
+                return Ok(items);
+            }
+            if matches!(tok.kind, Kind::RBrace | Kind::Comma | Kind::LBrace | Kind::End) {
+                return Err(self.unexpected(tok, expected));
+            }
+            items.push(item(self, expected)?);
+            if self.peek().kind == Kind::Comma {
+                self.next();
+            }
+        }
+    }
+
+    /// Splits the current token, a word, into two words at byte `at` (a character
+    /// boundary inside it): pf's `keep state(max-src-conn 10)` written without a space.
+    pub fn split_word_at(&mut self, at: usize) {
+        let tok = self.toks[self.i];
+        debug_assert!(tok.kind == Kind::Word && at > 0 && tok.start + at < tok.end);
+        let chars = self.text(tok)[..at].chars().count();
+        let col = tok.pos.col.saturating_add(u32::try_from(chars).unwrap_or(u32::MAX));
+        let second =
+            Token { kind: Kind::Word, pos: Pos { line: tok.pos.line, col }, start: tok.start + at, end: tok.end };
+        self.toks[self.i].end = tok.start + at;
+        self.toks.insert(self.i + 1, second);
+    }
+
+    /// From the current token on, splits each word's leading `(`s and trailing `)`s off
+    /// into tokens of their own ([`Kind::LParen`], [`Kind::RParen`]), keeping every
+    /// token's position and byte span. The lexer leaves parentheses inside words, where
+    /// interface addresses (`(em0)`) and `return-icmp(port-unr)` need them; the rule
+    /// parser calls this once `keep state` is followed by a `(`-word, where the
+    /// parentheses enclose the state options (`keep state (max-src-conn 10, ...)`).
+    pub fn split_parens(&mut self) {
+        let rest = self.toks.split_off(self.i);
+        for tok in rest {
+            if tok.kind != Kind::Word {
+                self.toks.push(tok);
+                continue;
+            }
+            let text = self.text(tok);
+            let core = text.trim_start_matches('(');
+            let opening = text.len() - core.len();
+            let core = core.trim_end_matches(')');
+            let closing = text.len() - opening - core.len();
+            let at = |offset: usize| Pos {
+                line: tok.pos.line,
+                // Parentheses are one byte and one character each; the word's own
+                // characters are counted as characters.
+                col: tok.pos.col.saturating_add(u32::try_from(offset).unwrap_or(u32::MAX)),
+            };
+            for k in 0..opening {
+                self.toks.push(Token { kind: Kind::LParen, pos: at(k), start: tok.start + k, end: tok.start + k + 1 });
+            }
+            let core_start = tok.start + opening;
+            if !core.is_empty() {
+                self.toks.push(Token {
+                    kind: Kind::Word,
+                    pos: at(opening),
+                    start: core_start,
+                    end: core_start + core.len(),
+                });
+            }
+            let core_chars = core.chars().count();
+            for k in 0..closing {
+                let start = core_start + core.len() + k;
+                self.toks.push(Token { kind: Kind::RParen, pos: at(opening + core_chars + k), start, end: start + 1 });
+            }
+        }
+    }
+
     /// Consumes the end of the statement, or fails with "expected {expected}".
     pub fn expect_end(&mut self, expected: &str) -> Result<(), RulesError> {
         let tok = self.next();
@@ -185,6 +272,39 @@ fn edit_distance_within(a: &str, b: &str, limit: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::lexer::Lexer;
+
+    #[test]
+    fn parentheses_are_split_off_words_from_the_cursor_on() {
+        let src = "(em0) state (é x, ((y)) (z)é)";
+        let toks = Lexer::new(src, "t.conf").next_statement().unwrap().unwrap();
+        let mut c = Cursor::new(src, "t.conf", toks);
+        c.next();
+        c.split_parens();
+        let got: Vec<(Kind, &str, u32)> = c.tokens().iter().map(|t| (t.kind, c.text(*t), t.pos.col)).collect();
+        assert_eq!(
+            got,
+            [
+                (Kind::Word, "(em0)", 1),
+                (Kind::Word, "state", 7),
+                (Kind::LParen, "(", 13),
+                (Kind::Word, "é", 14),
+                (Kind::Word, "x", 16),
+                (Kind::Comma, ",", 17),
+                (Kind::LParen, "(", 19),
+                (Kind::LParen, "(", 20),
+                (Kind::Word, "y", 21),
+                (Kind::RParen, ")", 22),
+                (Kind::RParen, ")", 23),
+                (Kind::LParen, "(", 25),
+                (Kind::Word, "z)é", 26),
+                (Kind::RParen, ")", 29),
+                (Kind::End, "", 30),
+            ],
+            "columns count characters; a parenthesis inside a word stays there"
+        );
+        assert_eq!(c.statement_text(), src, "the text is as written");
+    }
 
     #[test]
     fn suggestions() {

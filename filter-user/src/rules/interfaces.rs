@@ -134,34 +134,26 @@ pub(super) fn parse_skip(c: &mut Cursor<'_>) -> Result<Vec<String>, RulesError> 
     if !c.is_word(on, "on") {
         return Err(c.unexpected_kw(on, "`on` after `set skip`", &["on"]));
     }
-    let expected = "an interface name like `lo`";
-    let name = |c: &mut Cursor<'_>| {
+    let names = names_or_list(c, "an interface name like `lo`")?;
+    c.expect_end("end of line after `set skip on IF`")?;
+    Ok(names)
+}
+
+/// `IF` or `{ IF ... }` (`set skip on`, `antispoof for`): interface names, at least
+/// one; `expected` names one in errors.
+pub(super) fn names_or_list(c: &mut Cursor<'_>, expected: &str) -> Result<Vec<String>, RulesError> {
+    let name = |c: &mut Cursor<'_>, _: &str| {
         let tok = c.next();
         match c.word(tok) {
             Some(w) if is_iface_name(w) => Ok(w.to_owned()),
             _ => Err(c.unexpected(tok, expected)),
         }
     };
-    let mut names = Vec::new();
     if c.peek().kind == Kind::LBrace {
         c.next();
-        loop {
-            match c.peek().kind {
-                Kind::RBrace if !names.is_empty() => {
-                    c.next();
-                    break;
-                }
-                Kind::Comma if !names.is_empty() => {
-                    c.next();
-                }
-                _ => names.push(name(c)?),
-            }
-        }
-    } else {
-        names.push(name(c)?);
+        return c.braced_list(expected, name);
     }
-    c.expect_end("end of line after `set skip on IF`")?;
-    Ok(names)
+    Ok(vec![name(c, expected)?])
 }
 
 /// One interface of the host, as [`resolve`] needs it.

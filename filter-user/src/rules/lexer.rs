@@ -46,6 +46,13 @@ pub(super) enum Kind {
     Comma,
     /// `!`
     Bang,
+    /// `(` opening a rule's state options, as in `keep state (max-src-conn 10)`. The
+    /// lexer never makes one: `(` and `)` are word characters (interface addresses
+    /// `(em0)`, `return-icmp(port-unr)`); only [`super::cursor::Cursor::split_parens`]
+    /// does, once the parser knows a list of state options starts.
+    LParen,
+    /// `)` closing a rule's state options; made only by `Cursor::split_parens`, as [`Kind::LParen`].
+    RParen,
     /// A comparison of pf's port syntax: `<`, `<=`, `>`, `>=`, `<>`, `><`, `!=` (a `<`
     /// right before a name character starts a table name instead).
     Op,

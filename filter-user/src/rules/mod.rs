@@ -28,7 +28,7 @@
 //! supported yet), `addr` (addresses and prefixes), `names` (ports, protocols, ICMP
 //! types), `tables` (table files), `source` (file reading), `error`, `macros` (pf's
 //! macros), `scope` (pf constructs out of scope, refused by name), `shadow` (rules that
-//! never decide a packet).
+//! never decide a packet), `source_limits` (pf's limits per source and state options).
 
 pub mod ast;
 
@@ -47,6 +47,7 @@ mod rule;
 mod scope;
 pub mod shadow;
 mod source;
+mod source_limits;
 mod tables;
 mod validate;
 
@@ -93,6 +94,12 @@ pub fn parse_file_with(path: &Path, options: ParseOptions) -> Result<Parsed, Rul
 pub fn parse_bytes(bytes: &[u8], file_name: &str, base_dir: &Path) -> Result<Ruleset, RulesError> {
     let src = source::utf8(bytes, file_name)?;
     parser::parse(src, file_name, base_dir)
+}
+
+/// The first problem of a rule's limits per source and `overload` (those the parser
+/// refuses in text), for rules that did not come from text (the API's JSON form).
+pub fn source_limits_problem(rule: &Rule) -> Option<String> {
+    source_limits::problems(rule).into_iter().next().map(|(_, message)| message)
 }
 
 /// Refuses a ruleset without rules (an empty file, or only comments, settings and

@@ -374,7 +374,7 @@ enum SetItem {
 }
 
 /// pf's timeouts that xdpwall's flow table does not have (pf.conf(5)).
-const PF_ONLY_TIMEOUTS: &[&str] = &[
+pub(super) const PF_ONLY_TIMEOUTS: &[&str] = &[
     "udp.single",
     "icmp.error",
     "other.first",
@@ -428,20 +428,9 @@ fn parse_set(c: &mut Cursor<'_>) -> Result<Setting, RulesError> {
         Some(kind @ ("limit" | "timeout")) => {
             let items = if c.peek().kind == Kind::LBrace {
                 c.next();
-                let mut items = Vec::new();
-                loop {
-                    match c.peek().kind {
-                        Kind::RBrace if !items.is_empty() => {
-                            c.next();
-                            break;
-                        }
-                        Kind::Comma if !items.is_empty() => {
-                            c.next();
-                        }
-                        _ => items.push(set_item(c, kind)?),
-                    }
-                }
-                items
+                let what =
+                    if kind == "limit" { "a limit like `states 20000`" } else { "a timeout like `tcp.first 60`" };
+                c.braced_list(what, |c, _| set_item(c, kind))?
             } else {
                 vec![set_item(c, kind)?]
             };

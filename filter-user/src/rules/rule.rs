@@ -21,6 +21,7 @@ use super::error::{RulesError, clip};
 use super::interfaces::{self, IfaceAddr};
 use super::lexer::{Kind, Token, unquote};
 use super::names;
+use super::source_limits::{self, SourceLimitsMeta};
 use super::validate::Unsupported;
 
 /// Where the parser is in the fixed-order part of a rule: a part may only appear while
@@ -121,8 +122,21 @@ pub(super) struct RuleMeta {
     pub rate: Option<Pos>,
     /// Features that are parsed but not enforced yet.
     pub unsupported: Unsupported,
+    /// Where the per-source limits and `overload` were written.
+    pub source_limits: SourceLimitsMeta,
     /// Options given so far, to refuse repeats.
     seen: Vec<&'static str>,
+}
+
+impl RuleMeta {
+    /// Records the option `name` at `kw`, or refuses it when the rule gave it before.
+    pub fn first_time(&mut self, c: &Cursor<'_>, kw: Token, name: &'static str) -> Result<(), RulesError> {
+        if self.seen.contains(&name) {
+            return Err(c.err(kw.pos, format!("`{name}` is given twice in this rule")));
+        }
+        self.seen.push(name);
+        Ok(())
+    }
 }
 
 /// The state option of a rule.
@@ -232,6 +246,15 @@ pub(super) fn parse_rule(c: &mut Cursor<'_>) -> Result<(Rule, RuleMeta), RulesEr
                 option(c, &mut rule, &mut meta)?;
                 stage = Stage::Options;
             }
+            Some(w) if stage == Stage::Options && w.starts_with('(') => {
+                return Err(c.err(
+                    tok.pos,
+                    format!(
+                        "state options in parentheses go right after `keep state` or `modulate state`, found `{}`",
+                        clip(w)
+                    ),
+                ));
+            }
             _ => {
                 let mut keywords: Vec<&str> = Vec::new();
                 if after_addr {
@@ -291,30 +314,17 @@ fn interface_name(c: &Cursor<'_>, tok: Token) -> Result<String, RulesError> {
     }
 }
 
-/// Parses `{ item, item ... }` once the `{` is consumed: commas and/or whitespace
-/// between items, a trailing comma allowed, at least one item. `item` gets each token
-/// that is not `}` along with the "expected" text to use if it does not fit.
+/// [`Cursor::braced_list`] for items read from their first token, which `item` gets
+/// consumed, along with the "expected" text to use if it does not fit.
 fn list<T>(
     c: &mut Cursor<'_>,
     what: &str,
     mut item: impl FnMut(&mut Cursor<'_>, Token, &str) -> Result<T, RulesError>,
 ) -> Result<Vec<T>, RulesError> {
-    let mut items = Vec::new();
-    let more = format!("`}}` or {what}");
-    loop {
+    c.braced_list(what, |c, expected| {
         let tok = c.next();
-        let expected = if items.is_empty() { what } else { more.as_str() };
-        if tok.kind == Kind::RBrace && !items.is_empty() {
-            return Ok(items);
-        }
-        if matches!(tok.kind, Kind::RBrace | Kind::Comma | Kind::LBrace | Kind::End) {
-            return Err(c.unexpected(tok, expected));
-        }
-        items.push(item(c, tok, expected)?);
-        if c.peek().kind == Kind::Comma {
-            c.next();
-        }
-    }
+        item(c, tok, expected)
+    })
 }
 
 const PROTO_EXPECTED: &str = "a protocol (`tcp`, `udp`, `icmp`, `icmp6`, `sctp` or a number 0-255)";
@@ -538,13 +548,10 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
     if matches!(name, "icmp-type" | "icmp6-type") && meta.icmp.is_some() {
         return Err(c.err(kw.pos, "only one `icmp-type` or `icmp6-type` is allowed in a rule"));
     }
-    if meta.seen.contains(&name) {
-        return Err(c.err(kw.pos, format!("`{name}` is given twice in this rule")));
-    }
+    meta.first_time(c, kw, name)?;
     if matches!(name, "rate" | "max-pkt-rate") && rule.rate.is_some() {
         return Err(c.err(kw.pos, "only one `rate` or `max-pkt-rate` is allowed in a rule"));
     }
-    meta.seen.push(name);
     match name {
         "flags" => {
             let tok = c.next();
@@ -562,19 +569,8 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
             let kind = if name == "icmp6-type" { IcmpKind::V6 } else { IcmpKind::V4 };
             if c.peek().kind == Kind::LBrace {
                 c.next();
-                let mut types = Vec::new();
-                loop {
-                    match c.peek().kind {
-                        Kind::RBrace if !types.is_empty() => {
-                            c.next();
-                            break;
-                        }
-                        Kind::Comma if !types.is_empty() => {
-                            c.next();
-                        }
-                        _ => types.push(icmp(c, kind)?),
-                    }
-                }
+                let what = if kind == IcmpKind::V6 { "an ICMPv6 type" } else { "an ICMP type" };
+                let mut types = c.braced_list(what, |c, _| icmp(c, kind))?;
                 rule.icmp = Some(types.remove(0));
                 rule.icmp_also = types;
             } else {
@@ -588,6 +584,9 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
             rule.vlan = Some(u16::try_from(id).unwrap_or(u16::MAX));
         }
         "keep" | "modulate" | "no" | "synproxy" => {
+            if c.word(c.peek()).is_some_and(|w| w.starts_with("state(")) {
+                c.split_word_at("state".len());
+            }
             let tok = c.next();
             if !c.is_word(tok, "state") {
                 return Err(c.unexpected_kw(tok, &format!("`state` after `{name}`"), &["state"]));
@@ -619,6 +618,10 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
             if option != StateOption::No {
                 meta.unsupported.keep_state = Some(kw.pos);
             }
+            // pf's state options: `keep state (max-src-conn 10, ...)`.
+            if c.word(c.peek()).is_some_and(|w| w.starts_with('(')) {
+                source_limits::parenthesized(c, rule, meta)?;
+            }
         }
         "log" => {
             rule.log = true;
@@ -638,30 +641,8 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
             rule.label = Some(label);
             meta.label = Some(tok.pos);
         }
-        "overload" => {
-            let tok = c.next();
-            if tok.kind != Kind::Table {
-                return Err(c.unexpected(tok, "a table like `<flooders>` after `overload`"));
-            }
-            let text = c.text(tok);
-            let table = text[1..text.len() - 1].to_owned();
-            meta.table_refs.push((tok.pos, table.clone()));
-            let mut secs = 0;
-            if c.is_word(c.peek(), "for") {
-                c.next();
-                let t = c.next();
-                secs = bounded(c, t, 365 * 86_400, "seconds", "seconds after `overload <table> for`")? as u32;
-                if secs == 0 {
-                    return Err(c.err(t.pos, "seconds 0 out of range 1-31536000"));
-                }
-            }
-            if rule.rate.is_none_or(|r| r.per_source.is_none()) {
-                return Err(c.err(kw.pos, "`overload` needs a per-source rate before it (`rate N/s per-source`)"));
-            }
-            rule.overload = Some(super::ast::Overload { table, secs, flush: super::ast::Flush::None });
-        }
-        "max-src-conn-rate" | "max-src-states" | "max-src-conn" => {
-            return Err(c.err(kw.pos, format!("`{name}` is not supported yet")));
+        "max-src-states" | "max-src-conn" | "max-src-conn-rate" | "overload" => {
+            source_limits::limit(c, kw, name, rule, meta)?;
         }
         "max-pkt-rate" => {
             rule.rate = Some(max_pkt_rate(c)?);
@@ -676,7 +657,7 @@ fn option(c: &mut Cursor<'_>, rule: &mut Rule, meta: &mut RuleMeta) -> Result<()
 }
 
 /// A decimal number in `0..=max`; `what` names it in the out-of-range message.
-fn bounded(c: &Cursor<'_>, tok: Token, max: u64, what: &str, expected: &str) -> Result<u64, RulesError> {
+pub(super) fn bounded(c: &Cursor<'_>, tok: Token, max: u64, what: &str, expected: &str) -> Result<u64, RulesError> {
     match c.word(tok).map(|w| (w, names::number(w))) {
         Some((_, Some(n))) if n <= max => Ok(n),
         Some((w, Some(_))) => Err(c.err(tok.pos, format!("{what} {w} out of range 0-{max}"))),
@@ -753,7 +734,7 @@ fn icmp(c: &mut Cursor<'_>, kind: IcmpKind) -> Result<IcmpMatch, RulesError> {
 /// Most packets per second a rate may allow (one per nanosecond).
 const MAX_RATE: u64 = 1_000_000_000;
 /// Longest period of `max-pkt-rate N/S`, in seconds (a day).
-const MAX_RATE_PERIOD: u64 = 86_400;
+pub(super) const MAX_RATE_PERIOD: u64 = 86_400;
 
 /// `N/s [burst M] [per-source [mask /A [/B]]]` after `rate` (or `/m`, `/h`, `/d`) (burst and per-source in
 /// either order).
@@ -814,14 +795,27 @@ fn rate(c: &mut Cursor<'_>) -> Result<Rate, RulesError> {
 fn max_pkt_rate(c: &mut Cursor<'_>) -> Result<Rate, RulesError> {
     let tok = c.next();
     let expected = "a rate like `100/10` (packets/seconds) after `max-pkt-rate`";
+    let (n, secs) = count_per_period(c, tok, expected, "packets", MAX_RATE)?;
+    Ok(Rate { packets: n, seconds: secs, burst: n, per_source: None })
+}
+
+/// pf's `N/S` at `tok` (`max-pkt-rate`, `max-src-conn-rate`): N `what` (1 to `max`)
+/// per S seconds (1 to a day).
+pub(super) fn count_per_period(
+    c: &Cursor<'_>,
+    tok: Token,
+    expected: &str,
+    what: &str,
+    max: u64,
+) -> Result<(u32, u32), RulesError> {
     let Some((count, period)) = c.word(tok).and_then(|w| w.split_once('/')) else {
         return Err(c.unexpected(tok, expected));
     };
     let (Some(n), Some(secs)) = (names::number(count), names::number(period)) else {
         return Err(c.unexpected(tok, expected));
     };
-    if !(1..=MAX_RATE).contains(&n) {
-        return Err(c.err(tok.pos, format!("packets {count} out of range 1-{MAX_RATE}")));
+    if !(1..=max).contains(&n) {
+        return Err(c.err(tok.pos, format!("{what} {count} out of range 1-{max}")));
     }
     if !(1..=MAX_RATE_PERIOD).contains(&secs) {
         return Err(c.err(
@@ -829,7 +823,7 @@ fn max_pkt_rate(c: &mut Cursor<'_>) -> Result<Rate, RulesError> {
             format!("seconds {period} out of range 1-{MAX_RATE_PERIOD}"),
         ));
     }
-    Ok(Rate { packets: n as u32, seconds: secs as u32, burst: n as u32, per_source: None })
+    Ok((n as u32, secs as u32))
 }
 
 /// `[mask /A [/B]]` after `per-source`: IPv4 and IPv6 prefix lengths sources are

@@ -31,7 +31,10 @@ pub fn shadowed(rs: &Ruleset) -> Vec<Shadowed> {
         let earlier_quick = (0..j).filter(|&i| rules[i].quick);
         let later: Box<dyn Iterator<Item = usize>> =
             if r.quick { Box::new(std::iter::empty()) } else { Box::new((j + 1..rules.len()).rev()) };
-        if let Some(by) = earlier_quick.chain(later).find(|&i| covers(&rules[i], r)) {
+        // A rule with a rate decides nothing while over its rate (the packet goes on to
+        // the other rules), so it shadows nothing.
+        let decides_always = |i: &usize| rules[*i].rate.is_none();
+        if let Some(by) = earlier_quick.chain(later).filter(decides_always).find(|&i| covers(&rules[i], r)) {
             found.push(Shadowed { rule: j, by });
         }
     }

@@ -822,7 +822,7 @@ fn dynamic_tables_and_overload() {
     );
     assert_eq!(
         err("table <f> persist\npass in quick proto udp rate 5/s overload <f>"),
-        "t.conf:2:34: `overload` needs a per-source rate before it (`rate N/s per-source`)"
+        "t.conf:2:34: `overload` needs what judges a source: `max-src-conn`, `max-src-conn-rate` or a per-source rate (`rate N/s per-source`)"
     );
     assert_eq!(
         err("table <s> { 10.0.0.1 }\npass in quick proto udp rate 5/s per-source overload <s>"),
@@ -836,8 +836,6 @@ fn dynamic_tables_and_overload() {
         err("table <f> persist\npass in quick from { <f>, 10.0.0.1 }"),
         "t.conf:2:1: a `persist` table must be the rule's whole `from`, not part of a list"
     );
-    assert_eq!(err("pass in quick max-src-conn-rate 10/5"), "t.conf:1:15: `max-src-conn-rate` is not supported yet");
-    assert_eq!(err("pass in quick max-src-states 10"), "t.conf:1:15: `max-src-states` is not supported yet");
 }
 
 #[test]
@@ -1322,6 +1320,21 @@ fn shadowed_rules_are_found_conservatively() {
     assert_eq!(sh("block in from 10.0.0.1\npass from 10.0.0.0/8 no state\n"), [Shadowed { rule: 0, by: 1 }]);
     assert_eq!(sh("block in from !10.0.0.0/8\npass in from !10.0.0.0/16 no state\n"), [Shadowed { rule: 0, by: 1 }]);
     assert_eq!(sh("block in from !10.0.0.0/16\npass in from !10.0.0.0/8 no state\n"), []);
+    // A rule over its rate does not match: the packet goes on to the rule it covers.
+    assert_eq!(sh("pass in proto icmp\npass in quick proto icmp no state rate 10/s\n"), []);
+    assert_eq!(sh("block in proto icmp\npass in proto icmp no state max-pkt-rate 5/2\n"), []);
+    // It can still be shadowed itself.
+    assert_eq!(
+        sh("pass in proto icmp no state max-pkt-rate 5/2\npass in proto icmp no state\n"),
+        [Shadowed { rule: 0, by: 1 }]
+    );
+    assert_eq!(
+        sh("pass in quick proto icmp no state rate 10/s\npass in quick proto icmp no state\n\
+            pass in proto icmp no state\n"),
+        [Shadowed { rule: 2, by: 1 }]
+    );
+    // A limit per source still decides (its packets over the limit are dropped).
+    assert_eq!(sh("pass in proto udp no state\npass in proto udp max-src-states 5\n"), [Shadowed { rule: 0, by: 1 }]);
 }
 
 #[test]
@@ -1332,4 +1345,323 @@ fn includes_of_a_confined_ruleset_stay_in_its_directory() {
     assert_eq!(rs.rules.len(), 1);
     let e = parse_str_confined("include \"../etc/passwd\"\n", "api", &dir.0).unwrap_err().to_string();
     assert!(e.starts_with("api:1:9: table files must be inside the table directory"), "{e}");
+}
+
+/// `table <t> persist` and a rule: the rule's problems, as `check` reports them.
+fn limited(rule_text: &str) -> Result<Rule, String> {
+    let mut rs = parse(&format!("table <t> persist\n{rule_text}\n")).map_err(|e| e.to_string())?;
+    Ok(rs.rules.remove(0))
+}
+
+#[test]
+fn source_limits_in_pfs_parentheses() {
+    use crate::rules::{ConnRate, Flush, Overload, SourceLimits};
+    // The OpenBSD FAQ's example.
+    let faq = "pass in on em0 proto tcp to port ssh flags S/SA keep state \
+               (max-src-conn 15, max-src-conn-rate 5/3, overload <t> flush global)";
+    let r = limited(faq).unwrap();
+    assert_eq!(
+        r.source_limits,
+        SourceLimits {
+            max_states: None,
+            max_conn: Some(15),
+            max_conn_rate: Some(ConnRate { connections: 5, seconds: 3 })
+        }
+    );
+    assert_eq!(r.overload, Some(Overload { table: "t".into(), secs: 0, flush: Flush::Global }));
+    assert!(r.keep_state);
+    assert_eq!(r.text, faq, "the rule's text is kept as written, parentheses and all");
+    // Spacing, commas, `modulate state`, `for N`, `flush` for the rule's flows only.
+    let r = limited("pass in proto tcp modulate state ( max-src-states 100 max-src-conn 7,overload <t> flush for 60 )")
+        .unwrap();
+    assert_eq!(r.source_limits.max_states, Some(100));
+    assert_eq!(r.source_limits.max_conn, Some(7));
+    assert_eq!(r.overload, Some(Overload { table: "t".into(), secs: 60, flush: Flush::Rule }));
+    // What pf allows in the parentheses and xdpwall does anyway; options after them.
+    let r =
+        limited("pass in proto tcp keep state (source-track rule, floating, max-src-states 1) label \"x\"").unwrap();
+    assert_eq!(r.source_limits, SourceLimits { max_states: Some(1), ..SourceLimits::default() });
+    assert_eq!(r.label.as_deref(), Some("x"));
+    assert_eq!(limited("pass in proto tcp keep state (source-track)").unwrap().source_limits, SourceLimits::default());
+    // `max-src-states` counts flows of any protocol; a rule of any protocol may count TCP.
+    assert_eq!(
+        limited("pass in proto udp keep state (max-src-states 256)").unwrap().source_limits.max_states,
+        Some(256)
+    );
+    assert_eq!(limited("pass in all keep state (max-src-conn 3)").unwrap().source_limits.max_conn, Some(3));
+    // Without a space before the parenthesis, as pfctl reads it too.
+    let r = limited("pass in proto tcp keep state(max-src-conn 3,floating)").unwrap();
+    assert_eq!(r.source_limits.max_conn, Some(3));
+    assert_eq!(r.text, "pass in proto tcp keep state(max-src-conn 3,floating)");
+    assert_eq!(
+        limited("pass in proto tcp keep state(max-src-conn 300)").unwrap_err(),
+        "t.conf:2:43: max-src-conn 300 out of range 1-256: the data plane keeps a source's flows through a rule in a fixed array of that many slots"
+    );
+    // Parentheses stay part of words elsewhere: an interface address before the options.
+    let r = limited("pass in proto tcp from (lo) keep state (max-src-conn 2)").unwrap();
+    assert_eq!(r.from.addr, addrs(false, vec![AddrItem::Table("(lo)".into())]));
+    assert_eq!(r.source_limits.max_conn, Some(2));
+}
+
+#[test]
+fn source_limits_as_options() {
+    use crate::rules::{ConnRate, Flush};
+    let r = limited("pass in proto udp to port 53 max-src-states 100").unwrap();
+    assert_eq!(r.source_limits.max_states, Some(100));
+    let r = limited("pass in proto tcp to port 22 max-src-conn 10 overload <t> flush").unwrap();
+    assert_eq!(r.source_limits.max_conn, Some(10));
+    assert_eq!(r.overload.as_ref().map(|o| o.flush), Some(Flush::Rule));
+    // Any order: `overload` before what trips it.
+    let r = limited("pass in proto tcp overload <t> flush global for 5 max-src-conn-rate 100/86400").unwrap();
+    assert_eq!(r.source_limits.max_conn_rate, Some(ConnRate { connections: 100, seconds: 86400 }));
+    assert_eq!(r.overload.as_ref().map(|o| (o.flush, o.secs)), Some((Flush::Global, 5)));
+    // Both spellings together.
+    let r = limited("pass in proto tcp max-src-states 9 keep state (max-src-conn 4)").unwrap();
+    assert_eq!((r.source_limits.max_states, r.source_limits.max_conn), (Some(9), Some(4)));
+    // A packet rate still may overload (without `flush`).
+    let r = limited("pass in proto udp no state rate 5/s per-source overload <t>").unwrap();
+    assert_eq!(r.overload.map(|o| o.flush), Some(Flush::None));
+}
+
+#[test]
+fn source_limit_refusals() {
+    let e = |rule: &str| limited(rule).unwrap_err();
+    // Positions inside the parentheses, on the next lines too.
+    assert_eq!(
+        e("pass in proto tcp keep state (max-src-conn 15, max-src-conn-rate 0/3)"),
+        "t.conf:2:66: connections 0 out of range 1-1000000"
+    );
+    assert_eq!(
+        e("pass in proto tcp keep state (max-src-conn 15, \\\n  max-src-conn-rate 5/86401)"),
+        "t.conf:3:23: seconds 86401 out of range 1-86400"
+    );
+    assert_eq!(
+        e("pass in proto tcp keep state (max-src-states 257)"),
+        "t.conf:2:46: max-src-states 257 out of range 1-256: the data plane keeps a source's flows through a rule in a fixed array of that many slots"
+    );
+    assert_eq!(
+        e("pass in proto tcp max-src-conn 0"),
+        "t.conf:2:32: max-src-conn 0 out of range 1-256: the data plane keeps a source's flows through a rule in a fixed array of that many slots"
+    );
+    assert_eq!(
+        e("pass in proto tcp keep state (max-src-conn x)"),
+        "t.conf:2:44: expected a number of connections 1-256 after `max-src-conn`, found `x`"
+    );
+    assert_eq!(
+        e("pass in proto tcp max-src-states"),
+        "t.conf:2:33: expected a number of flows 1-256 after `max-src-states`, found end of line"
+    );
+    assert_eq!(
+        e("pass in proto tcp max-src-conn-rate 5"),
+        "t.conf:2:37: expected a rate like `5/3` (connections/seconds) after `max-src-conn-rate`, found `5`"
+    );
+    // The list itself.
+    assert_eq!(
+        e("pass in proto tcp keep state ( )"),
+        "t.conf:2:32: expected a state option like `max-src-conn 10` after `(`, found `)`"
+    );
+    assert_eq!(
+        e("pass in proto tcp keep state ()"),
+        "t.conf:2:31: expected a state option like `max-src-conn 10` after `(`, found `)`"
+    );
+    assert_eq!(
+        e("pass in proto tcp keep state (max-src-conn 1,)"),
+        "t.conf:2:46: expected a state option after `,`, found `)`"
+    );
+    assert_eq!(
+        e("pass in proto tcp keep state (max-src-conn 1,, floating)"),
+        "t.conf:2:46: expected a state option after `,`, found `,`"
+    );
+    assert_eq!(
+        e("pass in proto tcp keep state (max-src-conn 1"),
+        "t.conf:2:30: this `(` is never closed; expected `)`"
+    );
+    assert_eq!(
+        e("pass in proto tcp keep state (max-src-conn 1))"),
+        "t.conf:2:46: expected an option or end of rule, found `)`"
+    );
+    assert_eq!(
+        e("pass in proto tcp keep state (max-src-conn 1 <t>)"),
+        "t.conf:2:46: expected `,`, `)` or a state option, found `<t>`"
+    );
+    assert_eq!(
+        e("pass in proto tcp keep state (max-src-con 1)"),
+        "t.conf:2:31: expected a state option (`max-src-states`, `max-src-conn`, `max-src-conn-rate`, `overload`, `source-track rule`, `floating`), found `max-src-con` (did you mean `max-src-conn`?)"
+    );
+    assert_eq!(
+        e("pass in proto tcp keep state (label \"x\")"),
+        "t.conf:2:31: expected a state option (`max-src-states`, `max-src-conn`, `max-src-conn-rate`, `overload`, `source-track rule`, `floating`), found `label`"
+    );
+    // pf's state options that xdpwall does not have: one line each.
+    for (option, col, message) in [
+        ("max 100", 31, "`max` is not supported: `set limit states` bounds all flows"),
+        (
+            "source-track global",
+            44,
+            "`source-track global` is not supported: sources are counted per rule (`source-track rule`)",
+        ),
+        (
+            "max-src-nodes 10",
+            31,
+            "`max-src-nodes` is not supported: `set limit src-nodes` bounds the sources kept for all rules",
+        ),
+        ("if-bound", 31, "`if-bound` is not supported: flows are floating (not bound to an interface)"),
+        ("sloppy", 31, "`sloppy` is not supported: a flow follows its TCP handshake, so it must see both directions"),
+        (
+            "tcp.established 60",
+            31,
+            "per-rule timeouts are not supported: timeouts are global, with `set timeout tcp.established SECONDS`",
+        ),
+        (
+            "adaptive.start 6000",
+            31,
+            "per-rule timeouts are not supported: timeouts are global, with `set timeout adaptive.start SECONDS`",
+        ),
+    ] {
+        assert_eq!(
+            e(&format!("pass in proto tcp keep state ({option})")),
+            format!("t.conf:2:{col}: {message}"),
+            "{option}"
+        );
+    }
+    // Whole-rule checks, at the keyword.
+    assert_eq!(
+        e("block in proto tcp max-src-states 5"),
+        "t.conf:2:20: `max-src-states` needs a `pass` rule: a blocked packet opens no flow to count"
+    );
+    assert_eq!(
+        e("pass in proto tcp no state (max-src-conn 5)"),
+        "t.conf:2:29: `max-src-conn` needs a rule that keeps state: with `no state` it opens no flows"
+    );
+    assert_eq!(
+        e("pass in proto tcp no state max-src-states 5"),
+        "t.conf:2:28: `max-src-states` needs a rule that keeps state: with `no state` it opens no flows"
+    );
+    assert_eq!(
+        e("block in proto tcp keep state (max-src-conn 5)"),
+        "t.conf:2:20: `keep state` needs `pass`: a blocked packet opens no flow",
+        "the leftmost problem"
+    );
+    assert_eq!(
+        e("pass in proto udp keep state (max-src-conn-rate 5/3)"),
+        "t.conf:2:31: `max-src-conn-rate` counts TCP connections, and this rule matches no TCP (it needs `proto tcp`)"
+    );
+    assert_eq!(
+        e("pass in proto { udp icmp } max-src-conn 5"),
+        "t.conf:2:28: `max-src-conn` counts TCP connections, and this rule matches no TCP (it needs `proto tcp`)"
+    );
+    assert_eq!(
+        e("pass in proto tcp keep state (max-src-states 5, overload <t>)"),
+        "t.conf:2:49: `overload` needs what judges a source: `max-src-conn`, `max-src-conn-rate` or a per-source rate (`rate N/s per-source`)"
+    );
+    assert_eq!(
+        e("pass in proto udp no state rate 5/s per-source overload <t> flush"),
+        "t.conf:2:61: `flush` needs `max-src-conn` or `max-src-conn-rate`: a packet rate can be tripped by spoofed packets, which must not end someone else's flows"
+    );
+    assert_eq!(
+        e("pass in proto tcp keep state (max-src-conn 5, overload <t> flush global for 0)"),
+        "t.conf:2:77: seconds 0 out of range 1-31536000"
+    );
+    assert_eq!(
+        e("pass in proto tcp keep state (max-src-conn 5, overload t)"),
+        "t.conf:2:56: expected a table like `<flooders>` after `overload`, found `t`"
+    );
+    // Repeats, in either spelling.
+    assert_eq!(
+        e("pass in proto tcp keep state (max-src-conn 5, max-src-conn 6)"),
+        "t.conf:2:47: `max-src-conn` is given twice in this rule"
+    );
+    assert_eq!(
+        e("pass in proto tcp max-src-states 5 keep state (max-src-states 6)"),
+        "t.conf:2:48: `max-src-states` is given twice in this rule"
+    );
+    assert_eq!(
+        e("pass in proto tcp max-src-conn 5 overload <t> (overload <t>)"),
+        "t.conf:2:47: state options in parentheses go right after `keep state` or `modulate state`, found `(overload`"
+    );
+    assert_eq!(
+        e("pass in proto tcp keep state (max-src-conn 5) keep state (max-src-conn 6)"),
+        "t.conf:2:47: `keep` is given twice in this rule"
+    );
+    // The table must be dynamic, as for a packet rate.
+    assert_eq!(
+        err("table <s> { 10.0.0.1 }\npass in proto tcp keep state (max-src-conn 5, overload <s> flush)"),
+        "t.conf:2:1: `overload <s>` needs `table <s> persist`"
+    );
+    assert_eq!(
+        err("pass in proto tcp keep state (max-src-conn 5, overload <nope>)"),
+        "t.conf:1:56: unknown table <nope>"
+    );
+}
+
+#[test]
+fn state_options_without_effect_warn() {
+    let p = parsed_with("table <t> persist\npass in proto tcp keep state (no-sync, pflow, max-src-conn 3)\n", false)
+        .unwrap();
+    let warnings: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "t.conf:2:31: `no-sync` is accepted and does nothing here: xdpwall has no pfsync",
+            "t.conf:2:40: `pflow` is accepted and does nothing here: xdpwall exports no pflow records",
+        ]
+    );
+    assert_eq!(p.ruleset.rules[0].source_limits.max_conn, Some(3));
+}
+
+#[test]
+fn source_limits_round_trip_through_json() {
+    let rs = parse(
+        "table <t> persist\n\
+         pass in proto tcp keep state (max-src-conn 15, max-src-conn-rate 5/3, overload <t> flush global for 9)\n\
+         pass in proto udp max-src-states 100\n\
+         pass in proto tcp max-src-conn 1 overload <t> flush\n\
+         pass in proto udp no state rate 1/s per-source overload <t>\n",
+    )
+    .unwrap();
+    let json = serde_json::to_string(&rs).unwrap();
+    let back: Ruleset = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, rs);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        value["rules"][0]["source_limits"],
+        serde_json::json!({ "max_conn": 15, "max_conn_rate": { "connections": 5, "seconds": 3 } })
+    );
+    assert_eq!(value["rules"][0]["overload"], serde_json::json!({ "table": "t", "secs": 9, "flush": "global" }));
+    assert_eq!(value["rules"][2]["overload"]["flush"], "rule");
+    // Rules without them say nothing of them: older JSON still reads.
+    assert!(value["rules"][3]["source_limits"].is_null() && value["rules"][3]["overload"].get("flush").is_none());
+}
+
+#[test]
+fn lists_take_the_same_commas_everywhere() {
+    // Commas, blanks or both between items, a trailing comma: in every `{ ... }` list.
+    let rs = parse(
+        "set limit { states 20000 frags 5, }\nset timeout { tcp.first 60,udp.first 30 , }\n\
+         set skip on { lo, }\nantispoof for { lo , }\n\
+         pass in proto icmp icmp-type { echoreq unreach code 3, }\n",
+    )
+    .unwrap();
+    assert_eq!(rs.options.state_limit, Some(20000));
+    assert_eq!(rs.options.timeout("udp.first"), 30);
+    assert_eq!(rs.options.skip, ["lo"]);
+    assert_eq!(rs.rules.last().unwrap().icmp_also.len(), 1);
+    // An empty list, a leading or a doubled comma: refused, naming what was expected.
+    for (src, message) in [
+        ("set limit { }", "1:13: expected a limit like `states 20000`, found `}`"),
+        (
+            "set timeout { tcp.first 60,, udp.first 30 }",
+            "1:28: expected `}` or a timeout like `tcp.first 60`, found `,`",
+        ),
+        ("set skip on { , lo }", "1:15: expected an interface name like `lo`, found `,`"),
+        ("antispoof for { lo,, em0 }", "1:20: expected `}` or an interface name like `em0`, found `,`"),
+        ("pass proto icmp icmp-type { }", "1:29: expected an ICMP type, found `}`"),
+        ("pass proto icmp6 icmp6-type { echoreq,, }", "1:39: expected `}` or an ICMPv6 type, found `,`"),
+        (
+            "pass proto { tcp,, udp }",
+            "1:18: expected `}` or a protocol (`tcp`, `udp`, `icmp`, `icmp6`, `sctp` or a number 0-255), found `,`",
+        ),
+    ] {
+        assert_eq!(err(src), format!("t.conf:{message}"), "{src}");
+    }
 }

@@ -69,5 +69,6 @@ pub(super) fn check_rule(rule: &Rule, meta: &RuleMeta) -> Option<(Pos, String)> 
             }
         }
     }
+    super::source_limits::check(rule, &meta.source_limits, &mut problems);
     problems.into_iter().min_by_key(|(pos, _)| order(pos))
 }

@@ -69,6 +69,9 @@ fn check_json_form(rs: &Ruleset) -> Result<(), RulesError> {
         if r.log {
             return Err(err("`log` is not supported yet".into()));
         }
+        if let Some(problem) = rules::source_limits_problem(r) {
+            return Err(err(problem));
+        }
         if let Some(name) = &r.interface
             && (name.is_empty()
                 || name.len() > MAX_IFACE_NAME
@@ -150,6 +153,52 @@ mod tests {
         let e = parse(b"{\"rules\": [", true, Path::new(".")).unwrap_err();
         assert_eq!(e.line, 1);
         assert!(e.message.starts_with("not a ruleset in JSON form"), "{e}");
+    }
+
+    #[test]
+    fn the_json_form_of_limits_per_source_is_checked_as_text_is() {
+        let rs = text(
+            "table <t> persist\npass in proto tcp keep state (max-src-conn 15, max-src-conn-rate 5/3, \
+             overload <t> flush global)\n",
+        );
+        let put = |rs: &Ruleset| parse(&serde_json::to_vec(rs).unwrap(), true, Path::new("."));
+        assert_eq!(put(&rs).unwrap(), rs);
+        let refused = |change: &dyn Fn(&mut rules::Rule)| {
+            let mut bad = rs.clone();
+            change(&mut bad.rules[0]);
+            put(&bad).unwrap_err().message
+        };
+        assert_eq!(
+            refused(&|r| r.source_limits.max_conn = Some(0)),
+            "rule 1: max-src-conn 0 out of range 1-256: the data plane keeps a source's flows through a rule in a fixed array of that many slots"
+        );
+        assert_eq!(
+            refused(&|r| r.source_limits.max_states = Some(257)),
+            "rule 1: max-src-states 257 out of range 1-256: the data plane keeps a source's flows through a rule in a fixed array of that many slots"
+        );
+        assert_eq!(
+            refused(&|r| r.source_limits.max_conn_rate = Some(rules::ConnRate { connections: 5, seconds: 0 })),
+            "rule 1: max-src-conn-rate 5/0 out of range: 1-1000000 connections per 1-86400 seconds"
+        );
+        assert_eq!(
+            refused(&|r| r.keep_state = false),
+            "rule 1: `max-src-conn` needs a rule that keeps state: with `no state` it opens no flows"
+        );
+        assert_eq!(
+            refused(&|r| r.source_limits = rules::SourceLimits::default()),
+            "rule 1: `overload` needs what judges a source: `max-src-conn`, `max-src-conn-rate` or a per-source rate (`rate N/s per-source`)"
+        );
+        assert_eq!(
+            refused(&|r| {
+                r.source_limits = rules::SourceLimits::default();
+                r.rate = Some(rules::Rate { packets: 1, seconds: 1, burst: 1, per_source: Some(Default::default()) });
+            }),
+            "rule 1: `flush` needs `max-src-conn` or `max-src-conn-rate`: a packet rate can be tripped by spoofed packets, which must not end someone else's flows"
+        );
+        assert_eq!(
+            refused(&|r| r.protocols = Some(vec![17])),
+            "rule 1: `max-src-conn` counts TCP connections, and this rule matches no TCP (it needs `proto tcp`)"
+        );
     }
 
     #[test]
