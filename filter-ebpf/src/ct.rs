@@ -315,10 +315,8 @@ fn slot_until(expires_ns: u64, state: u8) -> u64 {
 /// The request about the flow's source (its opener) for `source`.
 #[inline(always)]
 fn source_args(key: &FlowKey, st: &FlowState, now: u64) -> SourceArgs {
-    let (hi, lo) = source::opener(key, st.orig);
     SourceArgs {
-        hi,
-        lo,
+        addr: *source::opener(key, st.orig),
         created_ns: st.created_ns,
         until_ns: slot_until(st.expires_ns, st.state),
         now,
@@ -336,8 +334,7 @@ fn flushed(key: &FlowKey, st: &mut FlowState) -> bool {
     if st.flush_epoch == epoch {
         return false;
     }
-    let (hi, lo) = source::opener(key, st.orig);
-    if source::flushed(key.family as u32, hi, lo, st.rule_counter, st.created_ns) {
+    if source::flushed(key.family as u32, source::opener(key, st.orig), st.rule_counter, st.created_ns) {
         return true;
     }
     st.flush_epoch = epoch;
@@ -364,11 +361,9 @@ pub fn open(f: &Fields, len: u64, rule_counter: u32) -> bool {
     // (the deepest chain of calls, through here, has no room for both).
     let (mut source_slot, mut slot_until_ns) = (0, 0);
     if source::limited() {
-        let (hi, lo) = source::opener(&flow.key, flow.from);
         let until_ns = slot_until(expires_ns, state);
         let a = SourceArgs {
-            hi,
-            lo,
+            addr: *source::opener(&flow.key, flow.from),
             created_ns: now,
             until_ns,
             now,

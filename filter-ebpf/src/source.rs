@@ -82,9 +82,9 @@ pub const REFUSED: u32 = u32::MAX;
 /// function takes at most five arguments).
 #[repr(C)]
 pub struct SourceArgs {
-    /// The source: two big-endian halves of the address (IPv4 in the top of `hi`).
-    pub hi: u64,
-    pub lo: u64,
+    /// The source's address (IPv4 in the first 4 bytes). Bytes, as in the keys: a
+    /// conversion to and from numbers spilled across the stack.
+    pub addr: [u8; 16],
     /// When the flow was created (`FlowState::created_ns`).
     pub created_ns: u64,
     /// When the flow's slot is to free.
@@ -100,34 +100,21 @@ pub struct SourceArgs {
 }
 
 #[inline(always)]
-fn node_key(family: u32, hi: u64, lo: u64, rule: u16) -> SourceKey {
-    let mut key = SourceKey { addr: [0; 16], rule, family: family as u8, _pad: 0 };
-    // Byte by byte: slice copies make LLVM spill past the stack limit.
-    let mut i = 0;
-    while i < 8 {
-        key.addr[i] = (hi >> (56 - 8 * i)) as u8;
-        key.addr[8 + i] = (lo >> (56 - 8 * i)) as u8;
-        i += 1;
-    }
-    key
+fn node_key(family: u32, addr: &[u8; 16], rule: u16) -> SourceKey {
+    SourceKey { addr: *addr, rule, family: family as u8, _pad: 0 }
 }
 
-/// The address that opened `key`'s flow (`orig`: 0 = a, 1 = b), as [`SourceArgs`]
-/// halves.
+/// The address that opened `key`'s flow (`orig`: 0 = a, 1 = b).
 #[inline(always)]
-pub fn opener(key: &FlowKey, orig: u8) -> (u64, u64) {
-    let a = if orig == 0 { &key.addr_a } else { &key.addr_b };
-    (
-        u64::from_be_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]),
-        u64::from_be_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]),
-    )
+pub fn opener(key: &FlowKey, orig: u8) -> &[u8; 16] {
+    if orig == 0 { &key.addr_a } else { &key.addr_b }
 }
 
 /// The source's node for the rule, made if it has none (`None` only if the map
 /// refuses it).
 #[inline(always)]
 fn node(a: &SourceArgs) -> Option<*mut SourceNode> {
-    let key = node_key(a.family, a.hi, a.lo, a.counter as u16);
+    let key = node_key(a.family, &a.addr, a.counter as u16);
     if let Some(n) = SOURCE_NODES.get_ptr_mut(&key) {
         return Some(n);
     }
@@ -287,16 +274,18 @@ pub extern "C" fn xdpwall_source_connected(a: *const SourceArgs) -> u32 {
 #[inline(always)]
 fn overload(a: &SourceArgs, limit: &SourceLimit) {
     if limit.overload != 0 {
-        let until =
-            if limit.overload_secs == 0 { u64::MAX } else { a.now + limit.overload_secs as u64 * 1_000_000_000 };
-        crate::rate::put_in_dyn_table(a.family, a.hi, a.lo, (limit.overload - 1) as usize, until);
+        let until = if limit.overload_secs == 0 { u64::MAX } else { a.now + limit.overload_secs as u64 * 1_000_000_000 };
+        let b = &a.addr;
+        let hi = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let lo = u64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
+        crate::rate::put_in_dyn_table(a.family, hi, lo, (limit.overload - 1) as usize, until);
     }
     if limit.flush != FLUSH_NONE {
         let rule = if limit.flush == FLUSH_GLOBAL { FLUSH_GLOBAL_RULE } else { a.counter as u16 };
         // A copy on the stack: Linux 6.1 takes no pointer into a global function's
         // argument memory as a map value.
         let at = a.now;
-        let _ = FLUSH_MARKS.insert(&node_key(a.family, a.hi, a.lo, rule), &at, 0);
+        let _ = FLUSH_MARKS.insert(&node_key(a.family, &a.addr, rule), &at, 0);
         if let Some(epoch) = FLUSH_EPOCH.get_ptr_mut(0) {
             // SAFETY: a map value pointer; every CPU adds atomically.
             unsafe { atomic_xadd::<u64, u64, { Relaxed }>(epoch, 1) };
@@ -308,7 +297,7 @@ fn overload(a: &SourceArgs, limit: &SourceLimit) {
 /// flow lives on, or its state now ends sooner.
 #[inline(always)]
 pub fn refresh(a: &SourceArgs) {
-    let key = node_key(a.family, a.hi, a.lo, a.counter as u16);
+    let key = node_key(a.family, &a.addr, a.counter as u16);
     let Some(n) = SOURCE_NODES.get_ptr_mut(&key) else { return };
     let Some(i) = own_slot(n, a) else { return };
     // SAFETY: a map value pointer; the slot is this flow's.
@@ -325,13 +314,13 @@ pub fn flush_epoch() -> u32 {
     FLUSH_EPOCH.get(0).map_or(0, |e| *e as u32)
 }
 
-/// Whether an `overload ... flush` ended the flow: its opener (`hi`, `lo`) was flushed
-/// for the flow's rule, or globally, after the flow was created.
+/// Whether an `overload ... flush` ended the flow: its opener `addr` was flushed for the
+/// flow's rule, or globally, after the flow was created.
 #[inline(always)]
-pub fn flushed(family: u32, hi: u64, lo: u64, counter: u32, created_ns: u64) -> bool {
+pub fn flushed(family: u32, addr: &[u8; 16], counter: u32, created_ns: u64) -> bool {
     let after = |rule: u16| {
         // SAFETY: plain data, read at once.
-        unsafe { FLUSH_MARKS.get(&node_key(family, hi, lo, rule)) }.is_some_and(|at| *at >= created_ns)
+        unsafe { FLUSH_MARKS.get(&node_key(family, addr, rule)) }.is_some_and(|at| *at >= created_ns)
     };
     after(counter as u16) || after(FLUSH_GLOBAL_RULE)
 }
