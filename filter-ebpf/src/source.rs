@@ -274,7 +274,8 @@ pub extern "C" fn xdpwall_source_connected(a: *const SourceArgs) -> u32 {
 #[inline(always)]
 fn overload(a: &SourceArgs, limit: &SourceLimit) {
     if limit.overload != 0 {
-        let until = if limit.overload_secs == 0 { u64::MAX } else { a.now + limit.overload_secs as u64 * 1_000_000_000 };
+        let until =
+            if limit.overload_secs == 0 { u64::MAX } else { a.now + limit.overload_secs as u64 * 1_000_000_000 };
         let b = &a.addr;
         let hi = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
         let lo = u64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);

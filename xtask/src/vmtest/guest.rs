@@ -49,8 +49,11 @@ const QUIET: Duration = Duration::from_millis(500);
 /// The ruleset the traffic checks run against. Each check has its own rule (and label),
 /// so its counter moves only with the check's own packets: every rule is `quick` and
 /// the pass rules say `no state` (pf's default would pass a flow's later packets by
-/// state, uncounted by the rule), but for the one the state check is about.
+/// state, uncounted by the rule), but for the one the state check is about. That one
+/// also has limits per source, well above what the check opens, so that its flows take
+/// and mark slots on both kernels; the idle rule on port 7501 brings in the flush path.
 const RULES: &str = r#"
+table <vm-overload> persist
 pass  in quick proto tcp to port 7001 no state label "tcp-pass"
 block in quick proto tcp to port 7002 label "tcp-block"
 pass  in quick inet6 proto tcp to port 7003 no state label "tcp6-pass"
@@ -61,7 +64,8 @@ block in quick inet proto icmp icmp-type echo-request label "icmp-block"
 pass  in quick inet6 proto icmp6 icmp6-type echo-request no state label "icmp6-pass"
 pass  in quick proto udp to port 7201 vlan 100 no state label "vlan-pass"
 block in quick proto udp to port 7202 vlan 100 label "vlan-block"
-pass  out quick proto tcp to port 7301 keep state label "out-tcp-state"
+pass  out quick proto tcp to port 7301 keep state (max-src-states 64, max-src-conn 48) label "out-tcp-state"
+pass  in quick proto tcp to port 7501 keep state (max-src-conn-rate 100/1, overload <vm-overload> flush global) label "src-limits"
 block in quick proto tcp from port 7301 label "tcp-from-7301"
 block out quick proto udp to port 7401 label "out-block"
 "#;
