@@ -200,13 +200,21 @@ impl Compiled {
         self.rules.len().div_ceil(64) as u32
     }
 
-    /// Estimated kernel memory of this ruleset's classifier maps, in bytes: bitmaps,
-    /// address lookups and arrays.
+    /// Estimated kernel memory of this ruleset's maps, in bytes: bitmaps, address
+    /// lookups and arrays, and the source nodes of limits per source (`set limit
+    /// src-nodes` of them, 2 KiB each, allocated whole when the program loads).
     pub fn map_memory(&self) -> u64 {
         let bitmaps = self.bitmaps.len() as u64 * std::mem::size_of::<RuleBitmap>() as u64;
         let addresses = self.src.memory() + self.dst.memory();
         let arrays: u64 = field::KEYED.iter().filter(|k| self.uses(k.field)).map(|k| u64::from(k.domain) * 4).sum();
-        bitmaps + addresses + arrays
+        let nodes = if self.source_limited() {
+            // Value, key and the hash table's own per-element overhead.
+            let each = std::mem::size_of::<filter_common::SourceNode>() as u64 + 64;
+            u64::from(self.options.src_nodes.unwrap_or(filter_common::DEFAULT_SRC_NODES)) * each
+        } else {
+            0
+        };
+        bitmaps + addresses + arrays + nodes
     }
 }
 

@@ -206,3 +206,24 @@ fn default_flags_constrain_tcp_only() {
     assert!(!compiled("pass in all flags any\n").uses(field::TCP_FLAGS));
     assert!(compiled("pass in all flags any\n").stateful);
 }
+
+/// Limits per source take `set limit src-nodes` nodes of 2 KiB each, allocated whole:
+/// they count in the map memory, and a number of sources that would take more than
+/// the limit is refused before anything loads.
+#[test]
+fn source_nodes_count_in_the_map_memory() {
+    let limited = "pass in proto udp to port 53 keep state (max-src-states 5)\n";
+    let small = compiled(&format!("set limit src-nodes 1000\n{limited}"));
+    let nodes = 1000 * std::mem::size_of::<filter_common::SourceNode>() as u64;
+    assert!(small.map_memory() >= nodes, "{} < {nodes}", small.map_memory());
+    let unlimited = compiled("set limit src-nodes 1000\npass in proto udp to port 53 keep state\n");
+    assert!(unlimited.map_memory() < nodes, "no nodes without limits");
+    let rs = crate::rules::parse_str(
+        &format!("set limit src-nodes 10000000\n{limited}"),
+        "t.conf",
+        std::path::Path::new("."),
+    )
+    .unwrap();
+    let err = compile(&rs).unwrap_err().to_string();
+    assert!(err.contains("MiB of map memory; the limit is 1024 MiB"), "{err}");
+}
