@@ -16,6 +16,7 @@ use filter_user::{
     rules,
 };
 use xdpwall_tests::{
+    TempDir,
     bpf::{Bed, pin_to_cpu},
     cli::Xdpwall,
     netns::{Netns, VethPair, ping_pong, serve_tcp_on},
@@ -291,22 +292,15 @@ fn max_src_conn_rate_overloads_and_flushes_the_rules_flows() {
 /// show` lists it), and `flush global` ends the two it had.
 #[test]
 fn real_connections_over_the_limit_overload_the_client() {
-    let ns = Netns::new("lim").unwrap();
-    let veth = VethPair::new(&ns).unwrap();
-    let fw = Xdpwall::isolated();
-    let dir = std::env::temp_dir().join(format!("xdpwall-limits-{}-{}", std::process::id(), veth.subnet));
-    std::fs::create_dir_all(&dir).unwrap();
-    let rules = dir.join("limits.conf");
-    std::fs::write(
-        &rules,
+    let bed = Host::load(
+        "limits",
         "set default block\n\
          table <bruteforce> persist\n\
          block in quick from <bruteforce>\n\
          pass in quick proto tcp to port 2222 keep state (max-src-conn 2, overload <bruteforce> flush global)\n\
          pass in quick inet6 proto icmp6\n",
-    )
-    .unwrap();
-    fw.run(["load", &veth.host, rules.to_str().unwrap()]).expect("load");
+    );
+    let (ns, veth, fw) = (&bed.ns, &bed.veth, &bed.fw);
     let at = SocketAddr::new(IpAddr::V4(veth.host_v4), 2222);
     let _server = serve_tcp_on(std::net::TcpListener::bind(at).unwrap());
     let connect = || ns.run(|| TcpStream::connect_timeout(&at, Duration::from_secs(1)));
@@ -329,7 +323,6 @@ fn real_connections_over_the_limit_overload_the_client() {
     let rule = &st.rules[1];
     assert!(rule.source_limited.is_some_and(|n| n >= 1), "the refused handshake is counted: {rule:?}");
     assert!(st.rules[0].packets >= 1, "the table's rule blocks the client");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A flow flood from one real source over a veth: 500 UDP flows from different ports,
@@ -337,20 +330,13 @@ fn real_connections_over_the_limit_overload_the_client() {
 /// source (the peer's IPv6 address) has its own share.
 #[test]
 fn a_flow_flood_from_one_source_gets_max_src_states_flows() {
-    let ns = Netns::new("lim").unwrap();
-    let veth = VethPair::new(&ns).unwrap();
-    let fw = Xdpwall::isolated();
-    let dir = std::env::temp_dir().join(format!("xdpwall-flood-{}-{}", std::process::id(), veth.subnet));
-    std::fs::create_dir_all(&dir).unwrap();
-    let rules = dir.join("flood.conf");
-    std::fs::write(
-        &rules,
+    let bed = Host::load(
+        "flood",
         "set default block\n\
          pass in quick proto udp to port 5300 keep state (max-src-states 20) label \"dns\"\n\
          pass in quick inet6 proto icmp6\n",
-    )
-    .unwrap();
-    fw.run(["load", &veth.host, rules.to_str().unwrap()]).expect("load");
+    );
+    let (ns, veth, fw) = (&bed.ns, &bed.veth, &bed.fw);
     let [host4, host6] = veth.host_ips();
     let [peer4, peer6] = veth.peer_ips();
     let receivers = [host4, host6].map(|ip| {
@@ -384,5 +370,24 @@ fn a_flow_flood_from_one_source_gets_max_src_states_flows() {
     let dns = st.rule("dns").unwrap();
     assert_eq!(dns.packets, 40, "the rule opened 40 flows: {dns:?}");
     assert_eq!(dns.source_limited, Some(480 + 480 + 30), "the rest were refused: {dns:?}");
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A peer namespace over a veth, and xdpwall loaded on the host's end with a ruleset.
+struct Host {
+    ns: Netns,
+    veth: VethPair,
+    fw: Xdpwall,
+    _dir: TempDir,
+}
+
+impl Host {
+    fn load(name: &str, rules: &str) -> Host {
+        let ns = Netns::new("lim").unwrap();
+        let veth = VethPair::new(&ns).unwrap();
+        let fw = Xdpwall::isolated();
+        let dir = TempDir::new(&format!("{name}-{}", veth.subnet));
+        let path = dir.write(&format!("{name}.conf"), rules);
+        fw.run(["load", &veth.host, path.to_str().unwrap()]).expect("load");
+        Host { ns, veth, fw, _dir: dir }
+    }
 }
