@@ -139,6 +139,25 @@ fn max_src_states_frees_the_slots_of_expired_flows() {
     assert_eq!(v, [XDP_PASS, XDP_PASS, XDP_DROP], "two new flows once the old ones expired");
 }
 
+/// A connection holds its slot while it lives: past the handshake's short timeouts, an
+/// established connection still counts, and the source can open no other flow.
+#[test]
+fn max_src_states_counts_a_connection_for_its_lifetime() {
+    let mut f = Loaded::new(
+        "set default block\n\
+         set timeout tcp.first 1\n\
+         set timeout tcp.opening 1\n\
+         pass in quick proto tcp to port 22 keep state (max-src-states 1)\n",
+    );
+    let a = v4("192.0.2.1");
+    assert_eq!(f.handshake(a, 40001, 7000, 0), (XDP_PASS, XDP_PASS), "a's connection");
+    // Past 1.5 x tcp.first and tcp.opening: only the established state keeps the slot.
+    std::thread::sleep(Duration::from_millis(1700));
+    assert_eq!(f.run(&tcp(a, 40001, true, TCP_ACK | TCP_PSH, 101, 7001)), XDP_PASS, "it lives on");
+    assert_eq!(f.run(&tcp(a, 40002, true, TCP_SYN, 100, 0)), XDP_DROP, "a holds its one flow");
+    assert_eq!(f.events(0).source_limited, 1);
+}
+
 /// Two threads pinned to CPUs 0 and 1 open new flows from one source at once, each
 /// from its own ports: exactly `max-src-states` of them get state, not that many per
 /// CPU (as slots kept per CPU would give). Slots are also claimed by compare-and-swap,

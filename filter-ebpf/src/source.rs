@@ -226,16 +226,17 @@ pub extern "C" fn xdpwall_source_open(a: *const SourceArgs) -> u32 {
 }
 
 /// A flow's TCP handshake completed (with the right acknowledgement number) through a
-/// rule with `max-src-conn` or `max-src-conn-rate`. Admitted: the flow's slot + 1 now
-/// marked connected (0: none). Over a limit: [`REFUSED`], after freeing the flow's
-/// slot, putting the source into the overload table and marking its flows flushed.
+/// rule with limits per source. Admitted: the flow's slot + 1 (0: none), moved to
+/// `a.until_ns` (the established flow's) and marked connected. Over `max-src-conn` or
+/// `max-src-conn-rate`: [`REFUSED`], after freeing the flow's slot, putting the source
+/// into the overload table and marking its flows flushed.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn xdpwall_source_connected(a: *const SourceArgs) -> u32 {
     // SAFETY: the caller's stack memory, checked by the verifier.
     let Some(a) = (unsafe { a.as_ref() }) else { return 0 };
     let Some(limit) = SOURCE_LIMITS.get(a.counter) else { return 0 };
-    if limit.max_conn == 0 && limit.conn_interval_ns == 0 {
+    if limit.slots == 0 && limit.conn_interval_ns == 0 {
         return a.slot;
     }
     let Some(n) = node(a) else { return a.slot };
