@@ -517,15 +517,8 @@ fn icmp4(ctx: &XdpContext, f: Blocked, code: u8) -> Option<()> {
     const GROW: usize = IPV4_LEN + ICMP_LEN;
     let (start, end) = (ctx.data(), ctx.data_end());
     let l3 = f.l3();
-    if l3 > MAX_L2 {
-        return None;
-    }
-    let ip = at(start, l3);
-    if ip + IPV4_LEN > end {
-        return None;
-    }
-    let total = ip_len(start, end, l3, true)?;
-    // SAFETY: the IPv4 header's fixed part lies inside the frame (checked above).
+    let (ip, total) = blocked_ip::<true>(start, end, l3)?;
+    // SAFETY: the IPv4 header's fixed part lies inside the frame (`blocked_ip`).
     let (ihl, src, dst) =
         unsafe { (((get16(ip) >> 8) as usize & 0x0f) * 4, get_addr::<true>(ip + 12), get_addr::<true>(ip + 16)) };
     // The quote: the whole IP header and 8 bytes of payload, all in the packet (not
@@ -534,17 +527,9 @@ fn icmp4(ctx: &XdpContext, f: Blocked, code: u8) -> Option<()> {
     if quote > total || ip + quote > end {
         return None;
     }
-    // SAFETY: a helper that checks the headroom itself.
-    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(GROW as i32)) } != 0 {
-        return None;
-    }
-    let (start, end) = (ctx.data(), ctx.data_end());
-    let ip = at(start, l3);
-    if start + GROW + MAX_L2 > end || ip + GROW > end {
-        return None;
-    }
+    let (start, ip) = grow::<GROW>(ctx, l3)?;
     // SAFETY: the frame holds GROW + MAX_L2 bytes, and the new headers end before
-    // `l3 + GROW` (both checked above).
+    // `l3 + GROW` (both checked by `grow`).
     unsafe {
         move_link_header::<GROW>(start);
         put_ip_header::<true>(ip, (GROW + quote) as u16, IPPROTO_ICMP, dst, src);
@@ -568,26 +553,11 @@ fn icmp6(ctx: &XdpContext, f: Blocked, code: u8) -> Option<()> {
     const GROW: usize = IPV6_LEN + ICMP_LEN;
     let (start, end) = (ctx.data(), ctx.data_end());
     let l3 = f.l3();
-    if l3 > MAX_L2 {
-        return None;
-    }
-    let ip = at(start, l3);
-    if ip + IPV6_LEN > end {
-        return None;
-    }
-    let total = ip_len(start, end, l3, false)?;
+    let (ip, total) = blocked_ip::<false>(start, end, l3)?;
     let quote = total.min(end - start - l3).min(answer::ICMP6_QUOTE_MAX);
-    // SAFETY: the IPv6 header lies inside the frame (checked above).
+    // SAFETY: the IPv6 header lies inside the frame (`blocked_ip`).
     let (src, dst) = unsafe { (get_addr::<false>(ip + 8), get_addr::<false>(ip + 24)) };
-    // SAFETY: a helper that checks the headroom itself.
-    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(GROW as i32)) } != 0 {
-        return None;
-    }
-    let (start, end) = (ctx.data(), ctx.data_end());
-    let ip = at(start, l3);
-    if start + GROW + MAX_L2 > end || ip + GROW > end {
-        return None;
-    }
+    let (start, ip) = grow::<GROW>(ctx, l3)?;
     let length = (ICMP_LEN + quote) as u16;
     // SAFETY: as in `icmp4`.
     unsafe {
@@ -605,6 +575,37 @@ fn icmp6(ctx: &XdpContext, f: Blocked, code: u8) -> Option<()> {
     // The pseudo-header (RFC 8200 8.1): source, destination, length, next header.
     let pseudo = addr_sum(src) + addr_sum(dst) + length as u32 + IPPROTO_ICMPV6 as u32;
     finish_icmp_checksum::<{ (ICMP_LEN + answer::ICMP6_QUOTE_MAX) / 2 + 1 }>(ctx, l3 + IPV6_LEN, pseudo)
+}
+
+/// The blocked packet's IP header at `l3` (IPv4's fixed 20 bytes when `V4`, else
+/// IPv6's 40), all in the frame: its address, and the packet's length by that header.
+#[inline(always)]
+fn blocked_ip<const V4: bool>(start: usize, end: usize, l3: usize) -> Option<(usize, usize)> {
+    if l3 > MAX_L2 {
+        return None;
+    }
+    let ip = at(start, l3);
+    if ip + if V4 { IPV4_LEN } else { IPV6_LEN } > end {
+        return None;
+    }
+    Some((ip, ip_len(start, end, l3, V4)?))
+}
+
+/// Makes room for `GROW` bytes of new headers before the packet's IP header at `l3`:
+/// the frame's new start and the IP header's new place, once the frame is checked to
+/// hold `GROW + MAX_L2` bytes and the new headers.
+#[inline(always)]
+fn grow<const GROW: usize>(ctx: &XdpContext, l3: usize) -> Option<(usize, usize)> {
+    // SAFETY: a helper that checks the headroom itself.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(GROW as i32)) } != 0 {
+        return None;
+    }
+    let (start, end) = (ctx.data(), ctx.data_end());
+    let ip = at(start, l3);
+    if start + GROW + MAX_L2 > end || ip + GROW > end {
+        return None;
+    }
+    Some((start, ip))
 }
 
 /// Writes the checksum of the ICMP message from `offset` to the frame's end, with

@@ -51,7 +51,8 @@ const QUIET: Duration = Duration::from_millis(500);
 /// the pass rules say `no state` (pf's default would pass a flow's later packets by
 /// state, uncounted by the rule), but for the one the state check is about. That one
 /// also has limits per source, well above what the check opens, so that its flows take
-/// and mark slots on both kernels; the idle rule on port 7501 brings in the flush path.
+/// and mark slots on both kernels; the idle rule on port 7501 brings in the flush path,
+/// the one on 7601 the answer program (`block return`), so that both kernels verify it.
 const RULES: &str = r#"
 table <vm-overload> persist
 pass  in quick proto tcp to port 7001 no state label "tcp-pass"
@@ -66,6 +67,7 @@ pass  in quick proto udp to port 7201 vlan 100 no state label "vlan-pass"
 block in quick proto udp to port 7202 vlan 100 label "vlan-block"
 pass  out quick proto tcp to port 7301 keep state (max-src-states 64, max-src-conn 48) label "out-tcp-state"
 pass  in quick proto tcp to port 7501 keep state (max-src-conn-rate 100/1, overload <vm-overload> flush global) label "src-limits"
+block return in quick proto { tcp udp } to port 7601 label "answered"
 block in quick proto tcp from port 7301 label "tcp-from-7301"
 block out quick proto udp to port 7401 label "out-block"
 "#;
