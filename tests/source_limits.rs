@@ -389,6 +389,10 @@ fn a_flow_flood_from_one_source_gets_max_src_states_flows() {
     let dns = st.rule("dns").unwrap();
     assert_eq!(dns.packets, 40, "the rule opened 40 flows: {dns:?}");
     assert_eq!(dns.source_limited, Some(480 + 480 + 30), "the rest were refused: {dns:?}");
+    // `flush states` frees the flows' slots with the flows.
+    fw.run(["flush", "states"]).expect("flush states");
+    flood(peer4, host4, 21_000..21_030);
+    assert_eq!(received(&receivers[0]), 20, "after flush states the source opens 20 new flows");
 }
 
 /// A peer namespace over a veth, and xdpwall loaded on the host's end with a ruleset.

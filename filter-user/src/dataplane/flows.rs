@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::maps::{HashMap, MapData};
-use filter_common::{FAMILY_V4, FlowKey, FlowState, flow};
+use filter_common::{FAMILY_V4, FlowKey, FlowState, SourceKey, SourceNode, flow};
 use serde::Serialize;
 
 use super::{Error, Paths, State, program};
@@ -196,6 +196,17 @@ pub fn flush(paths: &Paths) -> Result<usize, Error> {
             if map.remove(k).is_ok() {
                 n += 1;
             }
+        }
+    }
+    // The flows' slots in their sources' nodes (limits per source) go with them: they
+    // would otherwise stay held until the flows' timeouts, and a source that held its
+    // limit could open nothing.
+    if let Some(data) = super::links::current_program_map(paths, filter_common::names::SOURCE_NODES)? {
+        let mut nodes: HashMap<MapData, SourceKey, SourceNode> = HashMap::try_from(aya::maps::Map::LruHashMap(data))
+            .map_err(|e| Error::Map(filter_common::names::SOURCE_NODES, e))?;
+        let keys: Vec<SourceKey> = nodes.keys().filter_map(Result::ok).collect();
+        for k in &keys {
+            let _ = nodes.remove(k);
         }
     }
     Ok(n)

@@ -289,6 +289,25 @@ fn open(paths: &Paths, hook: Hook, iface: &str) -> Result<FdLink, Error> {
     Ok(FdLink::from(pinned))
 }
 
+/// A map of the enforcing XDP program that is not pinned (it belongs to the ruleset),
+/// found by its name among the program's maps; `None` when no program is pinned or it
+/// has no such map.
+pub fn current_program_map(paths: &Paths, name: &str) -> Result<Option<aya::maps::MapData>, Error> {
+    let path = Hook::Xdp.program_path(paths, Pinned::Current);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let info = aya::programs::ProgramInfo::from_pin(&path).map_err(|e| Error::Program("open the pinned program", e))?;
+    let ids = info.map_ids().map_err(|e| Error::Program("list the program's maps", e))?.unwrap_or_default();
+    for id in ids {
+        let found = aya::maps::MapInfo::from_id(id).map_err(|e| Error::Map("a map of the program", e))?;
+        if found.name_as_str() == Some(name) {
+            return aya::maps::MapData::from_id(id).map(Some).map_err(|e| Error::Map("a map of the program", e));
+        }
+    }
+    Ok(None)
+}
+
 /// Swaps the pinned programs `which` onto both of `iface`'s links.
 pub fn swap_to_pinned(paths: &Paths, iface: &str, which: Pinned) -> Result<(), Error> {
     let mut xdp = Xdp::from_pin(Hook::Xdp.program_path(paths, which), XdpAttachType::Interface)
