@@ -777,8 +777,7 @@ mod tests {
         // Expected values computed independently (Python, RFC 1071), for seq 1, ack 0.
         let p = PacketBuilder::eth().ipv4(V4_SRC, V4_DST).tcp(40000, 8080, TCP_SYN).seq_ack(1, 0).build();
         assert_eq!(be16(p.header(LayerKind::Tcp), 16), 0xd58b);
-        let p =
-            PacketBuilder::eth().ipv6(v6(2), v6(1)).tcp(40000, 8080, TCP_SYN).seq_ack(1, 0).payload(b"hi!").build();
+        let p = PacketBuilder::eth().ipv6(v6(2), v6(1)).tcp(40000, 8080, TCP_SYN).seq_ack(1, 0).payload(b"hi!").build();
         assert_eq!(be16(p.header(LayerKind::Tcp), 16), 0x719f);
     }
 

@@ -603,8 +603,11 @@ pub(crate) fn seq_frame(flow: &FlowSpec, s: &Step, pool: &SeqPool) -> Vec<u8> {
     }
     let l4 = match flow.kind {
         FlowKind::Tcp => {
+            // Sequence number 1, acknowledgement 2 on every segment: the SYN-ACK's number
+            // plus one, so that handshakes complete in the kernel as in the model, which
+            // does not track numbers (tests/kernel.rs checks a wrong acknowledgement).
             let mut h = [from_port.to_be_bytes(), to_port.to_be_bytes()].concat();
-            h.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, s.what, 0xff, 0xff, 0, 0, 0, 0]);
+            h.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 2, 0x50, s.what, 0xff, 0xff, 0, 0, 0, 0]);
             h
         }
         FlowKind::Udp => {
