@@ -125,7 +125,7 @@ pub(crate) fn seq_rule() -> impl Strategy<Value = SeqRule> {
             prop::bool::weighted(0.4),
             prop::bool::weighted(0.3),
             prop::bool::weighted(0.3),
-            prop::option::weighted(0.8, 1u32..=3),
+            prop::option::weighted(0.9, 1u32..=3),
         ),
     )
         .prop_map(
