@@ -79,3 +79,53 @@ pub(crate) fn regression_rst_after_rst_goes_through_the_rules() {
         &[Rule(0), State, State, State, Default, Default, Default],
     );
 }
+
+/// `max-src-states` counts openings, not live flows (README, "Limits per source": each
+/// flow takes a slot until its timeout): a connection reset and opened again on the
+/// same ports holds a second slot, so with a limit of 2 the source's next new flow is
+/// refused, again on every retry, while another source, and the same source through
+/// another rule, count on their own. A model that counted only live flows let the
+/// refused SYN through (found by the sequences property, broken on purpose).
+#[test]
+pub(crate) fn regression_max_src_states_counts_reopened_flows() {
+    use xdpwall_tests::packet::PacketBuilder;
+    let client = "10.77.0.1".parse().unwrap();
+    let other = "10.77.0.3".parse().unwrap();
+    let server = "10.77.0.2".parse().unwrap();
+    let tcp =
+        |src, dst, sport, dport, flags: u8| PacketBuilder::eth().ipv4(src, dst).tcp(sport, dport, flags).build().bytes;
+    let udp = |sport| PacketBuilder::eth().ipv4(client, server).udp(sport, 53).build().bytes;
+    let frames = vec![
+        tcp(client, server, 40000, 80, SYN),
+        tcp(server, client, 80, 40000, SYN | ACK),
+        tcp(client, server, 40000, 80, ACK),
+        tcp(server, client, 80, 40000, RST | ACK),
+        tcp(client, server, 40000, 80, SYN),
+        tcp(client, server, 40001, 80, SYN),
+        tcp(client, server, 40001, 80, SYN),
+        tcp(other, server, 40001, 80, SYN),
+        udp(5353),
+        udp(5354),
+        tcp(server, client, 80, 40000, SYN | ACK),
+    ];
+    use ModelDecision::{Rule, SourceLimited, State};
+    agree_sequence(
+        "set default block\n\
+         pass in proto tcp to port 80 keep state (max-src-states 2)\n\
+         pass in proto udp to port 53 keep state (max-src-states 1)\n",
+        &frames,
+        &[
+            Rule(0),
+            State,
+            State,
+            State,
+            Rule(0),
+            SourceLimited(0),
+            SourceLimited(0),
+            Rule(0),
+            Rule(1),
+            SourceLimited(1),
+            State,
+        ],
+    );
+}

@@ -160,6 +160,9 @@ pub(crate) fn expected(rs: &Ruleset, d: &ModelDecision) -> Decision {
         ModelDecision::NonIp => slot::NON_IP,
         ModelDecision::Malformed(m) => m.slot(),
         ModelDecision::State => slot::STATE,
+        // Dropped, and counted apart from the rule (its own `source_limited` count is
+        // not checked here).
+        ModelDecision::SourceLimited(_) => slot::SOURCE_LIMIT,
     };
     Decision { action: xdp(model::action(rs, d)), slot }
 }
@@ -171,6 +174,7 @@ pub(crate) fn slot_name(s: u32) -> String {
         slot::DEFAULT_BLOCK => "default block".into(),
         slot::NON_IP => "non-IP".into(),
         slot::STATE => "passed by state".into(),
+        slot::SOURCE_LIMIT => "source-limited".into(),
         s if s >= slot::RESERVED => format!("rule {}", s - slot::RESERVED),
         s => Malformed::ALL
             .iter()
@@ -369,7 +373,7 @@ pub(crate) fn kernel_agrees_with_model() {
                 ModelDecision::NonIp => &stats.non_ip,
                 ModelDecision::Malformed(_) => &stats.malformed,
                 // Never from the stateless model.
-                ModelDecision::State => &stats.rules,
+                ModelDecision::State | ModelDecision::SourceLimited(_) => &stats.rules,
             }
             .fetch_add(1, Ordering::Relaxed);
         }

@@ -24,7 +24,9 @@
 //!   knows only the two deterministic states of a bucket, full and empty.
 //! - With `keep state` ([`state::Tracker`]): a packet its flow's state explains passes
 //!   as [`ModelDecision::State`] before any rule; a `pass ... keep state` rule that
-//!   decides an opening packet (TCP SYN, UDP, ICMP echo request) opens a flow.
+//!   decides an opening packet (TCP SYN, UDP, ICMP echo request) opens a flow, unless
+//!   its `max-src-states` refuses the sender another one
+//!   ([`ModelDecision::SourceLimited`]: dropped).
 
 pub mod packet;
 pub mod state;
@@ -55,6 +57,12 @@ pub enum ModelDecision {
     /// Passed by the state of a tracked flow, before any rule ([`state::Tracker`];
     /// never the answer of the stateless [`decide`]).
     State,
+    /// Dropped: the `pass ... keep state` rule with this index decided an opening
+    /// packet, but its sender already holds as many flows through the rule as its
+    /// `max-src-states` allows ([`state::Tracker`]; never the answer of the stateless
+    /// [`decide`]). Counted apart from the rule, in the data plane's source-limited
+    /// slot.
+    SourceLimited(usize),
 }
 
 /// Which rule (or policy) decides `frame`, statelessly: `keep state` is ignored (no
@@ -145,7 +153,7 @@ pub fn action(rs: &Ruleset, d: &ModelDecision) -> Action {
         ModelDecision::Rule(i) => rs.rules[i].action,
         ModelDecision::Default => rs.default_action,
         ModelDecision::NonIp | ModelDecision::State => Action::Pass,
-        ModelDecision::Malformed(_) => Action::Block,
+        ModelDecision::Malformed(_) | ModelDecision::SourceLimited(_) => Action::Block,
     }
 }
 

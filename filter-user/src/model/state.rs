@@ -39,11 +39,28 @@
 //!   flows nobody answers (a spoofed flood) only ever evict each other; which table a
 //!   flow is in follows from its state alone.
 //!
-//! Not modelled: timeouts (every flow lives forever; the differential sequences are
-//! short, far below any timeout) and the table limits with their LRU eviction (every
-//! flow is kept; the sequences open a few dozen flows, the tables hold 100000 answered
-//! and 50000 unanswered flows by default). The per-flow counters of `xdpwall states`
-//! are not modelled either.
+//! - `max-src-states N` (README "Limits per source"): a source is the address that
+//!   opens a flow (the opener), counted per rule. Each flow a source opens through a
+//!   rule with the limit takes one of the source's N slots for that rule, and keeps it
+//!   until its timeout, which never passes here: the model counts the openings per
+//!   (rule, opener address). A flow opened again on the same endpoints (a new
+//!   connection replacing the old one) counts again, as does a flow opened after an
+//!   RST; [`Tracker::clear`] (`flush states`) frees every slot with the flows. The opening
+//!   that would take slot N+1 is refused ([`ModelDecision::SourceLimited`]): the
+//!   packet is dropped, no flow is created (one on the same endpoints stays as it
+//!   was), and the source's later packets go through the rules again like any packet
+//!   of no flow. Packets that open nothing (a mid-stream segment passed by the rule)
+//!   take no slot. Another source, or the same source through another rule, counts
+//!   on its own.
+//!
+//! Not modelled: timeouts (every flow lives forever, every slot stays held; the
+//! differential sequences are short, far below any timeout) and the table limits with
+//! their LRU eviction (every flow and every source is kept; the sequences open a few
+//! dozen flows from a few hosts, the tables hold 100000 answered and 50000 unanswered
+//! flows and 10000 sources by default). `max-src-conn`, `max-src-conn-rate` and
+//! `overload` are not modelled: they judge completed handshakes by their
+//! acknowledgement numbers, which the model does not track, and fill dynamic tables.
+//! The per-flow counters of `xdpwall states` are not modelled either.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -274,10 +291,14 @@ impl Flow {
 /// takes every frame as arriving through XDP (`in`): the model of a router, where both
 /// directions of a flow enter through the filter; [`Tracker::decide_going`] takes the
 /// way (TC egress for `out`), with one flow table for both. Timeouts and the table limit are not modelled (see the
-/// module documentation): flows never expire and are never evicted.
+/// module documentation): flows never expire and are never evicted, and the slots
+/// `max-src-states` counts are never freed.
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {
     flows: HashMap<FlowKey, Flow>,
+    /// Flows opened per (rule index, opener address) through rules with
+    /// `max-src-states`: the source's slots held for that rule.
+    sources: HashMap<(usize, IpAddr), u32>,
 }
 
 impl Tracker {
@@ -338,11 +359,33 @@ impl Tracker {
                 && rule.keep_state
                 && let Some(state) = opening(s.kind)
             {
+                if !self.take_source_slot(rs, i, s.from.addr) {
+                    return ModelDecision::SourceLimited(i);
+                }
                 let flow = Flow { opener: s.from, state, fins: [false; 2], rule: i };
                 self.flows.insert(s.key, flow);
             }
         }
         d
+    }
+
+    /// Whether `source` may open one more flow through rule `rule`: always when the
+    /// rule has no `max-src-states`; else while the source holds fewer slots than the
+    /// limit, and then the new flow takes one.
+    fn take_source_slot(&mut self, rs: &Ruleset, rule: usize, source: IpAddr) -> bool {
+        let Some(max) = rs.rules[rule].source_limits.max_states else { return true };
+        let held = self.sources.entry((rule, source)).or_insert(0);
+        if *held >= max {
+            return false;
+        }
+        *held += 1;
+        true
+    }
+
+    /// The slots `source` holds through rule `rule` (index): the flows it opened
+    /// through it, if the rule has `max-src-states`; 0 otherwise.
+    pub fn source_flows(&self, rule: usize, source: IpAddr) -> u32 {
+        self.sources.get(&(rule, source)).copied().unwrap_or(0)
     }
 
     /// The flow with this key, if tracked.
@@ -365,8 +408,10 @@ impl Tracker {
         self.flows.is_empty()
     }
 
-    /// Forgets every flow (`xdpwall flush states`).
+    /// Forgets every flow (`xdpwall flush states`), and with them the slots they held
+    /// for `max-src-states`, as `flush states` empties the data plane's source nodes.
     pub fn clear(&mut self) {
         self.flows.clear();
+        self.sources.clear();
     }
 }

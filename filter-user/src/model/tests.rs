@@ -764,3 +764,100 @@ fn pass_keeps_state_and_opens_tcp_only_on_syn() {
     assert_eq!(t.decide_going(&r, &v4_udp(CLIENT, SERVER, 5353, 53), None, Out), ModelDecision::Rule(1));
     assert_eq!(t.decide_going(&r, &v4_udp(SERVER, CLIENT, 53, 5353), None, In), ModelDecision::State);
 }
+
+// ---- max-src-states ----
+
+const OTHER_CLIENT: [u8; 4] = [192, 0, 2, 99];
+
+#[test]
+fn max_src_states_lets_a_source_open_n_flows_per_rule() {
+    let r = rs("set default block\n\
+                pass in proto udp to port 53 keep state (max-src-states 2)\n\
+                pass in proto tcp to port 80 keep state (max-src-states 1)\n\
+                pass in proto udp to port 123 keep state\n");
+    let mut t = Tracker::new();
+    let query = |src, sport| v4_udp(src, SERVER, sport, 53);
+    let client = IpAddr::V4(CLIENT.into());
+    // Two flows pass through rule 0 and are tracked.
+    assert_eq!(t.decide(&r, &query(CLIENT, 1000), None), ModelDecision::Rule(0));
+    assert_eq!(t.decide(&r, &query(CLIENT, 1001), None), ModelDecision::Rule(0));
+    assert_eq!((t.len(), t.source_flows(0, client)), (2, 2));
+    // The third is refused: dropped, no flow; its next datagram and its reply meet
+    // no flow either (the reply goes to the default).
+    assert_eq!(t.decide(&r, &query(CLIENT, 1002), None), ModelDecision::SourceLimited(0));
+    assert_eq!(action(&r, &ModelDecision::SourceLimited(0)), Action::Block);
+    assert_eq!(t.decide(&r, &query(CLIENT, 1002), None), ModelDecision::SourceLimited(0));
+    assert_eq!(t.decide(&r, &v4_udp(SERVER, CLIENT, 53, 1002), None), ModelDecision::Default);
+    assert_eq!((t.len(), t.source_flows(0, client)), (2, 2));
+    // The flows it holds live on, both ways.
+    assert_eq!(t.decide(&r, &query(CLIENT, 1001), None), ModelDecision::State);
+    assert_eq!(t.decide(&r, &v4_udp(SERVER, CLIENT, 53, 1000), None), ModelDecision::State);
+    // Another source counts on its own.
+    assert_eq!(t.decide(&r, &query(OTHER_CLIENT, 1002), None), ModelDecision::Rule(0));
+    assert_eq!(t.source_flows(0, IpAddr::V4(OTHER_CLIENT.into())), 1);
+    // So does the same source through another rule, with its own limit.
+    let syn = |sport| v4_tcp(CLIENT, SERVER, sport, 80, SYN);
+    assert_eq!(t.decide(&r, &syn(40000), None), ModelDecision::Rule(1));
+    assert_eq!(t.decide(&r, &syn(40001), None), ModelDecision::SourceLimited(1));
+    assert_eq!(t.source_flows(1, client), 1);
+    // A rule without the limit counts nothing and refuses nothing.
+    for sport in 2000..2010 {
+        assert_eq!(t.decide(&r, &v4_udp(CLIENT, SERVER, sport, 123), None), ModelDecision::Rule(2));
+    }
+    assert_eq!(t.source_flows(2, client), 0);
+    // The source is the address, whatever its ports; an IPv6 source is another one.
+    let v6 = rs("pass in proto udp keep state (max-src-states 1)\n");
+    let mut t = Tracker::new();
+    assert_eq!(t.decide(&v6, &v6_udp("2001:db8::1", "2001:db8::2", 1, 2), None), ModelDecision::Rule(0));
+    assert_eq!(t.decide(&v6, &v6_udp("2001:db8::1", "2001:db8::3", 3, 4), None), ModelDecision::SourceLimited(0));
+    assert_eq!(t.decide(&v6, &v4_udp(CLIENT, SERVER, 1, 2), None), ModelDecision::Rule(0));
+}
+
+#[test]
+fn max_src_states_counts_every_opening_and_only_openings() {
+    let r = rs("set default block\npass in proto tcp to port 80 flags any keep state (max-src-states 3)\n");
+    let mut t = Tracker::new();
+    let client = IpAddr::V4(CLIENT.into());
+    let out = |flags| v4_tcp(CLIENT, SERVER, 40000, 80, flags);
+    let back = |flags| v4_tcp(SERVER, CLIENT, 80, 40000, flags);
+    // Mid-stream segments the rule passes open nothing and take no slot; neither does
+    // the SYN again, which the flow's state passes.
+    assert_eq!(t.decide(&r, &out(ACK), None), ModelDecision::Rule(0));
+    assert_eq!(t.source_flows(0, client), 0);
+    assert_eq!(t.decide(&r, &out(SYN), None), ModelDecision::Rule(0));
+    assert_eq!(t.decide(&r, &out(SYN), None), ModelDecision::State);
+    assert_eq!(t.source_flows(0, client), 1);
+    // A new SYN on the established flow opens it again on the same endpoints: the
+    // new flow replaces the old one but takes a slot of its own (the old one's stays
+    // held until its timeout).
+    assert_eq!(t.decide(&r, &back(SYN_ACK), None), ModelDecision::State);
+    assert_eq!(t.decide(&r, &out(ACK), None), ModelDecision::State);
+    assert_eq!(t.decide(&r, &out(SYN), None), ModelDecision::Rule(0));
+    assert_eq!((t.len(), t.source_flows(0, client)), (1, 2));
+    // Closed by an RST and opened again: the third slot.
+    assert_eq!(t.decide(&r, &back(RST), None), ModelDecision::State);
+    assert_eq!(t.decide(&r, &out(SYN), None), ModelDecision::Rule(0));
+    assert_eq!((t.len(), t.source_flows(0, client)), (1, 3));
+    // Closed again: one endpoint pair has used up the source's three slots, so the
+    // next opening is refused and the closed flow stays as it was.
+    assert_eq!(t.decide(&r, &back(RST), None), ModelDecision::State);
+    assert_eq!(t.decide(&r, &out(SYN), None), ModelDecision::SourceLimited(0));
+    assert_eq!(t.flows().next().unwrap().1.state, FlowState::Tcp(TcpState::Closed));
+    // What is not an opening still goes through the rule.
+    assert_eq!(t.decide(&r, &out(ACK), None), ModelDecision::Rule(0));
+    // Forgetting the flows (`flush states`) frees their slots with them.
+    t.clear();
+    assert!(t.is_empty());
+    assert_eq!(t.decide(&r, &v4_tcp(CLIENT, SERVER, 40001, 80, SYN), None), ModelDecision::Rule(0));
+    // The source is the opener: the server opening a flow to the client counts for
+    // the server.
+    let r = rs("pass in proto udp keep state (max-src-states 1)\n");
+    let mut t = Tracker::new();
+    assert_eq!(t.decide(&r, &v4_udp(SERVER, CLIENT, 53, 1000), None), ModelDecision::Rule(0));
+    assert_eq!(t.decide(&r, &v4_udp(CLIENT, SERVER, 1000, 53), None), ModelDecision::State);
+    assert_eq!(t.decide(&r, &v4_udp(CLIENT, SERVER, 1001, 53), None), ModelDecision::Rule(0));
+    assert_eq!(t.source_flows(0, IpAddr::V4(SERVER.into())), 1);
+    assert_eq!(t.source_flows(0, IpAddr::V4(CLIENT.into())), 1);
+    assert_eq!(t.decide(&r, &v4_udp(SERVER, CLIENT, 53, 1001), None), ModelDecision::State);
+    assert_eq!(t.decide(&r, &v4_udp(SERVER, CLIENT, 53, 1002), None), ModelDecision::SourceLimited(0));
+}
