@@ -270,3 +270,53 @@ fn overload_puts_the_flooding_source_into_the_table_until_it_expires() {
     assert_eq!(f.run(&a), XDP_PASS, "a is let back after the expiry");
     assert_eq!(f.counter(0).packets, 3, "no longer blocked by the table");
 }
+
+/// The largest ruleset rate limits may share ([`filter_common::MAX_RATED_STEPS`]: its
+/// 64-rule words plus its rate rules), with every field in use, loads, and its rate
+/// rules at the end work; one rule more is refused by the compiler, with the reason,
+/// rather than by the verifier.
+#[test]
+fn rate_limits_in_the_largest_ruleset_they_may_share_load() {
+    let rated = filter_common::MAX_RATE_RULES;
+    let words = filter_common::MAX_RATED_STEPS - rated;
+    let fillers = words * 64 - rated;
+    let mut src = String::from("set default block\n");
+    for i in 0..fillers {
+        let (a, b) = (i / 256, i % 256);
+        let (on, extra) = match i % 4 {
+            0 => (" on lo", " vlan 7"),
+            1 => ("", " flags S/SA"),
+            _ => ("", ""),
+        };
+        if i % 8 == 3 {
+            src.push_str(&format!("block in quick on lo proto icmp from 10.{a}.{b}.0/24 icmp-type {}\n", i % 16));
+            continue;
+        }
+        let proto = if i % 2 == 0 { "udp" } else { "tcp" };
+        src.push_str(&format!(
+            "block in quick{on} proto {proto} from 10.{a}.{b}.0/24 port {} to 2001:db8:{a:x}::{b:x} port {}{extra} no state\n",
+            1000 + i % 100,
+            2000 + i % 50
+        ));
+    }
+    for i in 0..rated {
+        let per_source = if i % 2 == 0 { "per-source" } else { "" };
+        src.push_str(&format!("pass in quick proto udp to port 7000 no state rate 1/d {per_source}\n"));
+    }
+    let started = Instant::now();
+    let mut f = Loaded::new(&src);
+    eprintln!(
+        "{} rules, {rated} rated, loaded (verified) in {:.2} s",
+        fillers + rated,
+        started.elapsed().as_secs_f64()
+    );
+    let v: Vec<u32> = (0..2).map(|i| f.run(&udp_from_port("192.0.2.1", 10_000 + i, 7000))).collect();
+    assert_eq!(v, [XDP_PASS, XDP_PASS], "the rate rules at the end match in turn");
+    assert_eq!(f.counter(fillers).packets, 1, "the first rate rule took one packet");
+    assert_eq!(f.counter(fillers + 1).packets, 1, "then the next");
+
+    let one_more = format!("{src}block in quick proto udp to port 9\n");
+    let rs = rules::parse_str(&one_more, "rate-test.conf", std::path::Path::new(".")).expect("parses");
+    let err = compile::compile(&rs).expect_err("a word more is refused").to_string();
+    assert!(err.contains("may be at most 48"), "{err}");
+}

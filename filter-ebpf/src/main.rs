@@ -663,8 +663,11 @@ pub extern "C" fn xdpwall_rated_match(k: *const RatedKeys) -> u32 {
     candidates &= and_fields(&fields, |b| b.summary);
     // Rules of the current word that were over their rate.
     let mut skipped = 0u64;
-    // One step per candidate word plus one per rule over its rate (at most `RATE_RULES`).
-    for _ in 0..BITMAP_WORDS as u32 + RATE_RULES.load() {
+    // One step per candidate word (at most `RULE_WORDS`) plus one per rule over its
+    // rate (at most `RATE_RULES`). Both are load-time constants, so the verifier walks
+    // no more steps than the ruleset can take: bounded by all 64 words, a ruleset of
+    // a few words with many rate limits took it past its million instructions.
+    for _ in 0..words.min(BITMAP_WORDS as u32) + RATE_RULES.load() {
         if candidates == 0 {
             break;
         }

@@ -54,6 +54,24 @@ pub enum CompileError {
         /// [`MAX_TABLE_ENTRIES`].
         limit: usize,
     },
+    /// Rate limits in a ruleset too large for the kernel's verifier to walk the rated
+    /// classifier's loop ([`filter_common::MAX_RATED_STEPS`]).
+    #[error(
+        "the ruleset has {rules} rules ({words} words of 64) and {rated} rules with a rate limit or a dynamic table \
+         as their source; with such rules, words and those rules together may be at most {limit} (the kernel's \
+         verifier walks one step for each): at most {} rules beside {rated} such rules",
+        (.limit - .rated) as usize * 64
+    )]
+    TooManyRatedSteps {
+        /// Rules in the ruleset.
+        rules: usize,
+        /// Its 64-rule words.
+        words: u32,
+        /// Rules with a rate limit or a dynamic-table source.
+        rated: u32,
+        /// [`filter_common::MAX_RATED_STEPS`].
+        limit: u32,
+    },
     /// The classifier's maps would take more than [`MAX_MAP_MEMORY`].
     #[error("the ruleset needs about {} MiB of map memory; the limit is {} MiB", .bytes >> 20, .limit >> 20)]
     TooMuchMemory {
@@ -228,6 +246,16 @@ pub fn compile(rs: &Ruleset) -> Result<Compiled, CompileError> {
             table: name.clone(),
             count: t.entries.len(),
             limit: MAX_TABLE_ENTRIES,
+        });
+    }
+    let rated = rs.rules.iter().filter(|r| r.rate.is_some() || dyn_from(r, &rs.tables).is_some()).count() as u32;
+    let words = rs.rules.len().div_ceil(64) as u32;
+    if rated > 0 && words + rated > filter_common::MAX_RATED_STEPS {
+        return Err(CompileError::TooManyRatedSteps {
+            rules: rs.rules.len(),
+            words,
+            rated,
+            limit: filter_common::MAX_RATED_STEPS,
         });
     }
     let mut classes = Classes::new();
