@@ -344,6 +344,34 @@ fn real_connections_over_the_limit_overload_the_client() {
     assert!(st.rules[0].packets >= 1, "the table's rule blocks the client");
 }
 
+/// Real TCP over a veth: `max-src-conn-rate 3/60, overload <fast>`: three connections
+/// in a row work (each closed before the next), the fourth within the minute is killed
+/// at its handshake and puts the client into the table.
+#[test]
+fn real_connections_over_the_rate_overload_the_client() {
+    let bed = Host::load(
+        "rate",
+        "set default block\n\
+         table <fast> persist\n\
+         block in quick from <fast>\n\
+         pass in quick proto tcp to port 2223 keep state (max-src-conn-rate 3/60, overload <fast>)\n\
+         pass in quick inet6 proto icmp6\n",
+    );
+    let (ns, veth, fw) = (&bed.ns, &bed.veth, &bed.fw);
+    let at = SocketAddr::new(IpAddr::V4(veth.host_v4), 2223);
+    let _server = serve_tcp_on(std::net::TcpListener::bind(at).unwrap());
+    let exchange = || ns.run(|| TcpStream::connect_timeout(&at, Duration::from_secs(1)).is_ok_and(ping_pong));
+    for i in 1..=3 {
+        assert!(exchange(), "connection {i} of 3 in a minute works");
+    }
+    assert!(!exchange(), "the fourth in the minute carries nothing");
+    let table = fw.run(["table", "fast", "show"]).expect("table show");
+    let listed = String::from_utf8_lossy(&table.stdout).to_string();
+    assert!(listed.contains(&veth.peer_v4.to_string()), "the client is in the table: {listed}");
+    let st = fw.status().unwrap();
+    assert!(st.rules[1].source_limited.is_some_and(|n| n >= 1), "the refused handshake is counted: {:?}", st.rules[1]);
+}
+
 /// A flow flood from one real source over a veth: 500 UDP flows from different ports,
 /// and exactly `max-src-states` reach the host; those flows keep working; a second
 /// source (the peer's IPv6 address) has its own share.
