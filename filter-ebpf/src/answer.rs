@@ -534,10 +534,7 @@ fn icmp4(ctx: &XdpContext, f: Blocked, code: u8) -> Option<()> {
         move_link_header::<GROW>(start);
         put_ip_header::<true>(ip, (GROW + quote) as u16, IPPROTO_ICMP, dst, src);
         let icmp = ip + IPV4_LEN;
-        put8(icmp, ICMP_UNREACH);
-        put8(icmp + 1, code);
-        put16(icmp + 2, 0);
-        put32(icmp + 4, 0);
+        put_unreach_header(icmp, ICMP_UNREACH, code);
     }
     if !set_len(ctx, l3 + GROW + quote) {
         return None;
@@ -564,10 +561,7 @@ fn icmp6(ctx: &XdpContext, f: Blocked, code: u8) -> Option<()> {
         move_link_header::<GROW>(start);
         put_ip_header::<false>(ip, length, IPPROTO_ICMPV6, dst, src);
         let icmp = ip + IPV6_LEN;
-        put8(icmp, ICMP6_DST_UNREACH);
-        put8(icmp + 1, code);
-        put16(icmp + 2, 0);
-        put32(icmp + 4, 0);
+        put_unreach_header(icmp, ICMP6_DST_UNREACH, code);
     }
     if !set_len(ctx, l3 + GROW + quote) {
         return None;
@@ -575,6 +569,22 @@ fn icmp6(ctx: &XdpContext, f: Blocked, code: u8) -> Option<()> {
     // The pseudo-header (RFC 8200 8.1): source, destination, length, next header.
     let pseudo = addr_sum(src) + addr_sum(dst) + length as u32 + IPPROTO_ICMPV6 as u32;
     finish_icmp_checksum::<{ (ICMP_LEN + answer::ICMP6_QUOTE_MAX) / 2 + 1 }>(ctx, l3 + IPV6_LEN, pseudo)
+}
+
+/// Writes an ICMP or ICMPv6 destination-unreachable header at `icmp`: type, code, the
+/// checksum zeroed (`finish_icmp_checksum` fills it) and the unused word.
+///
+/// # Safety
+/// `icmp..icmp + ICMP_LEN` lies inside the frame.
+#[inline(always)]
+unsafe fn put_unreach_header(icmp: usize, icmp_type: u8, code: u8) {
+    // SAFETY: the caller's.
+    unsafe {
+        put8(icmp, icmp_type);
+        put8(icmp + 1, code);
+        put16(icmp + 2, 0);
+        put32(icmp + 4, 0);
+    }
 }
 
 /// The blocked packet's IP header at `l3` (IPv4's fixed 20 bytes when `V4`, else

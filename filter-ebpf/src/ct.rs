@@ -270,21 +270,25 @@ pub fn track(f: &Fields, len: u64) -> Tracked {
     st.bytes[from] += len;
     st.expires_ns = now + timeout_ns(st.state);
     if source::limited() {
-        let mut a = source_args(&flow.key, st, now);
-        if was == flow::TCP_SYN_RECEIVED && st.state == flow::TCP_ESTABLISHED {
-            let slot = source::xdpwall_source_connected(&a);
-            if slot == REFUSED {
-                st.state = flow::TCP_CLOSED;
-                st.expires_ns = now + timeout_ns(flow::TCP_CLOSED);
-                st.source_slot = 0;
-                return Tracked(st.rule_counter);
+        // The source's node is touched only when the handshake completes or the slot's
+        // time must move, not on every packet.
+        let completed = was == flow::TCP_SYN_RECEIVED && st.state == flow::TCP_ESTABLISHED;
+        let moved = st.source_slot != 0 && (st.state != was || st.expires_ns > st.slot_until_ns);
+        if completed || moved {
+            let a = source_args(&flow.key, st, now);
+            if completed {
+                let slot = source::xdpwall_source_connected(&a);
+                if slot == REFUSED {
+                    st.state = flow::TCP_CLOSED;
+                    st.expires_ns = now + timeout_ns(flow::TCP_CLOSED);
+                    st.source_slot = 0;
+                    return Tracked(st.rule_counter);
+                }
+                // Masked: the verifier knows nothing of a global function's answer.
+                st.source_slot = (slot & 0xffff) as u16;
+            } else {
+                source::refresh(&a);
             }
-            // Masked: the verifier knows nothing of a global function's answer.
-            st.source_slot = (slot & 0xffff) as u16;
-            st.slot_until_ns = a.until_ns;
-        } else if st.source_slot != 0 && (st.state != was || st.expires_ns > st.slot_until_ns) {
-            a.slot = st.source_slot as u32;
-            source::refresh(&a);
             st.slot_until_ns = a.until_ns;
         }
     }
